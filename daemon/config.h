@@ -1,0 +1,140 @@
+/* config.h — the daemon's configuration: moad.yaml (listeners, providers,
+ * pipelines, router, limits) plus agents.d/ (one YAML file per agent).
+ * Parsed with libyaml; every error names file:line:column. A Config is
+ * immutable once loaded: reload builds a new one and swaps it. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct KeyValue {
+        char *key;
+        char *value;
+} KeyValue;
+
+typedef enum ProviderType {
+        PROVIDER_BUILTIN,
+        PROVIDER_OPENAI,
+} ProviderType;
+
+typedef struct ProviderConfig {
+        char *name;
+        ProviderType type;
+        char *base_url;         /* openai: e.g. http://127.0.0.1:8000/v1 */
+        char *api_key_file;     /* openai: read the key from this file ... */
+        char *api_key_env;      /* ... or from this environment variable */
+        char *model;            /* default model for agents using this provider */
+        double temperature;     /* < 0: not sent */
+        int64_t max_tokens;     /* <= 0: not sent */
+        uint64_t connect_timeout_ms;
+        uint64_t timeout_ms;    /* total per attempt */
+        unsigned max_retries;
+        uint64_t retry_base_ms; /* first backoff; doubles, with jitter */
+        uint64_t retry_max_ms;
+        unsigned max_concurrency; /* in-flight calls to this provider */
+        unsigned max_queue;       /* calls waiting for a slot */
+        unsigned breaker_failures;  /* consecutive failures that open the circuit */
+        uint64_t breaker_cooldown_ms;
+        KeyValue *headers;      /* extra HTTP headers */
+        size_t n_headers;
+        char **fallbacks;       /* provider names tried when this one fails */
+        size_t n_fallbacks;
+} ProviderConfig;
+
+typedef enum LayerRole {
+        LAYER_PROPOSE,
+        LAYER_REFINE,
+        LAYER_AGGREGATE,
+} LayerRole;
+
+typedef struct LayerConfig {
+        LayerRole role;
+        double weight;       /* per-layer weight multiplier, default 1 */
+        char *agent;         /* aggregate: which agent/provider synthesises (default "aggregator") */
+        double quorum;       /* fraction of the layer that must answer, default 0.5 */
+        uint64_t timeout_ms; /* layer deadline, 0 = pipeline deadline only */
+} LayerConfig;
+
+typedef struct PipelineConfig {
+        char *name;
+        char *description;
+        LayerConfig *layers;
+        size_t n_layers;
+        char *refine_template;    /* NULL: built-in default */
+        char *aggregate_template; /* NULL: built-in default */
+        unsigned self_moa_samples; /* > 0: one agent sampled n times */
+        uint64_t deadline_ms;
+} PipelineConfig;
+
+typedef struct AgentConfig {
+        char *name;
+        char *file;          /* the agents.d file it came from */
+        char *plugin;        /* plugin name: <plugin_dir>/<plugin>.so, or a path */
+        double weight;
+        char *provider;      /* provider name; default "builtin" */
+        char *model;         /* overrides the provider's model */
+        char *prompt;        /* overrides the plugin's default system prompt */
+        char **knowledge;    /* files/directories ingested when the KB is empty */
+        size_t n_knowledge;
+        int enabled;
+        KeyValue *options;   /* free-form plugin options (config look-up) */
+        size_t n_options;
+} AgentConfig;
+
+typedef struct RouterConfig {
+        double threshold;  /* select agents scoring at least this */
+        unsigned top_k;    /* at most this many */
+        double kb_weight;  /* share of the knowledge-base evidence in the score */
+        char *fallback;    /* agent used when none qualifies, default "general" */
+} RouterConfig;
+
+typedef struct LimitsConfig {
+        uint64_t max_body_bytes;
+        unsigned max_messages;
+        uint64_t max_message_bytes;
+        unsigned max_connections;
+        unsigned max_inflight;     /* requests being processed */
+        unsigned max_queue;        /* requests waiting; beyond: 429 */
+        uint64_t request_timeout_ms;
+        uint64_t idle_timeout_ms;  /* HTTP connection idle timeout */
+        uint64_t shutdown_timeout_ms;
+        uint64_t max_ingest_bytes;
+} LimitsConfig;
+
+typedef struct Config {
+        char *file;            /* moad.yaml path, NULL if defaults only */
+        char *socket_path;
+        unsigned socket_mode;
+        char *tcp_listen;      /* "host:port", NULL = none */
+        char *bearer_token_file;
+        char *agents_dir;
+        char *plugin_dir;
+        char *state_dir;       /* knowledge databases */
+        int log_level;
+        char *default_pipeline;
+        ProviderConfig *providers;
+        size_t n_providers;
+        PipelineConfig *pipelines;
+        size_t n_pipelines;
+        AgentConfig *agents;
+        size_t n_agents;
+        RouterConfig router;
+        LimitsConfig limits;
+} Config;
+
+/**
+ * config_load() - read @path (NULL: defaults only, no file) and the agents
+ * directory it names (or @agents_dir_override if not NULL). On error returns
+ * a negative errno and, if @ret_error is given, a malloc'ed message
+ * "file:line:col: what is wrong". On success *ret holds a new Config.
+ */
+int config_load(const char *path, const char *agents_dir_override, Config **ret, char **ret_error);
+
+/** config_free() - free a Config; NULL is a no-op. Returns NULL. */
+Config *config_free(Config *c);
+
+const ProviderConfig *config_find_provider(const Config *c, const char *name);
+const PipelineConfig *config_find_pipeline(const Config *c, const char *name);
+const AgentConfig *config_find_agent(const Config *c, const char *name);
+/** agent_config_option() - a plugin option's value, NULL if unset. */
+const char *agent_config_option(const AgentConfig *a, const char *key);
