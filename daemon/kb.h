@@ -87,7 +87,7 @@ void kb_hits_free(KbHit *hits, size_t n);
 
 /**
  * kb_chunk() - split @text into chunks per @opts. Exposed for tests and for
- * the ingest progress display. Sets *ret_offsets/*ret_lens (malloc'ed arrays
+ * the ingest progress display. Sets *ret_offsets and *ret_lens (malloc'ed arrays
  * of *ret_n entries). Returns 0 or -errno.
  */
 int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets,
