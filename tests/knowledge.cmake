@@ -1,0 +1,3 @@
+# Knowledge base, chunking, extractive provider algorithms, background ingest.
+moa_unit_test(test-kb ${CMAKE_CURRENT_SOURCE_DIR}/test-kb.c)
+moa_unit_test(test-chunk ${CMAKE_CURRENT_SOURCE_DIR}/test-chunk.c)

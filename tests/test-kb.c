@@ -1,0 +1,438 @@
+/* test-kb.c — the knowledge base: schema, ingest/replace, delete, list,
+ * count, search ranking and snippets, hostile queries, limits, and crash
+ * consistency of an interrupted ingest. */
+#include <check.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include "kb.h"
+#include "util.h"
+
+extern unsigned kb_test_crash_after_chunks;
+
+static char tmpdir[] = "/tmp/test-kb-XXXXXX";
+static char dbpath[256];
+
+static void setup(void) {
+        strcpy(tmpdir, "/tmp/test-kb-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        snprintf(dbpath, sizeof dbpath, "%s/agent.db", tmpdir);
+}
+
+static void teardown(void) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+static Kb *open_kb(void) {
+        Kb *kb = NULL;
+        ck_assert_int_eq(kb_open(dbpath, 0, &kb), 0);
+        ck_assert_ptr_nonnull(kb);
+        return kb;
+}
+
+static int ingest_str(Kb *kb, const char *title, const char *text) {
+        return kb_ingest(kb, title, "test", text, strlen(text), NULL);
+}
+
+static const char doc_bp[] =
+        "# Hypertension\n\nHigh blood pressure (hypertension) is a reading persistently at or above "
+        "130/80 mmHg. It usually causes no symptoms, which is why it is called a silent killer. "
+        "Treatment starts with salt reduction, exercise and weight loss; medicines such as ACE "
+        "inhibitors, thiazide diuretics and calcium channel blockers lower blood pressure further.\n";
+static const char doc_git[] =
+        "# Git\n\nA git rebase rewrites commits on top of another base. A merge keeps both histories "
+        "and records a merge commit. Use git bisect to find the commit that introduced a bug.\n";
+static const char doc_cafe[] = "# Café\n\nLe café crème est servi à Paris. Naïve façade, résumé.\n";
+
+START_TEST(test_schema) {
+        Kb *kb = open_kb();
+        kb = kb_close(kb);
+        ck_assert_ptr_null(kb);
+
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                            "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                            "('documents','chunks','chunks_fts')",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 3);
+        sqlite3_finalize(st);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        ck_assert_str_eq((const char *) sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+
+        /* Reopen is idempotent; read-only open works on an existing db. */
+        kb = open_kb();
+        kb_close(kb);
+        ck_assert_int_eq(kb_open(dbpath, 1, &kb), 0);
+        ck_assert_int_eq(ingest_str(kb, "x", "y"), -EROFS);
+        kb_close(kb);
+
+        char missing[300];
+        snprintf(missing, sizeof missing, "%s/missing.db", tmpdir);
+        ck_assert_int_lt(kb_open(missing, 1, &kb), 0);
+        ck_assert_int_eq(kb_open(NULL, 0, &kb), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_ingest_replace_delete) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(kb_count(kb), 0);
+        ck_assert_int_eq(ingest_str(kb, "bp", doc_bp), 1);
+        ck_assert_int_eq(ingest_str(kb, "bp", doc_bp), 1);
+        ck_assert_int_eq(kb_count(kb), 1);
+
+        /* Replacing leaves no stale chunks in the index. */
+        ck_assert_int_eq(ingest_str(kb, "bp", "Completely different words about zebras."), 1);
+        ck_assert_int_eq(kb_count(kb), 1);
+        KbHit *hits = NULL;
+        size_t n = 99;
+        ck_assert_int_eq(kb_search(kb, "hypertension", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(kb_search(kb, "zebras", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        kb_hits_free(hits, n);
+
+        ck_assert_int_eq(ingest_str(kb, "git", doc_git), 1);
+        ck_assert_int_eq(kb_count(kb), 2);
+        ck_assert_int_eq(kb_delete(kb, "bp"), 0);
+        ck_assert_int_eq(kb_delete(kb, "bp"), -ENOENT);
+        ck_assert_int_eq(kb_count(kb), 1);
+        ck_assert_int_eq(kb_search(kb, "zebras", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        kb_close(kb);
+}
+END_TEST
+
+typedef struct ListCtx {
+        char titles[8][64];
+        unsigned chunks[8];
+        unsigned n;
+        int stop_after;
+} ListCtx;
+
+static int list_cb(const KbDocInfo *d, void *userdata) {
+        ListCtx *c = userdata;
+        ck_assert_uint_lt(c->n, 8);
+        snprintf(c->titles[c->n], sizeof c->titles[0], "%s", d->title);
+        c->chunks[c->n] = d->n_chunks;
+        ck_assert_str_eq(d->source, "test");
+        ck_assert_uint_gt(d->bytes, 0);
+        ck_assert_int_gt(d->ingested_at, 1600000000);
+        c->n++;
+        if (c->stop_after && (int) c->n == c->stop_after)
+                return 42;
+        return 0;
+}
+
+START_TEST(test_list) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(ingest_str(kb, "c-third", doc_git), 1);
+        ck_assert_int_eq(ingest_str(kb, "a-first", doc_bp), 1);
+        ck_assert_int_eq(ingest_str(kb, "b-second", doc_cafe), 1);
+        ListCtx c = {};
+        ck_assert_int_eq(kb_list(kb, list_cb, &c), 0);
+        ck_assert_uint_eq(c.n, 3);
+        ck_assert_str_eq(c.titles[0], "a-first");
+        ck_assert_str_eq(c.titles[1], "b-second");
+        ck_assert_str_eq(c.titles[2], "c-third");
+        ListCtx s = { .stop_after = 2 };
+        ck_assert_int_eq(kb_list(kb, list_cb, &s), 42);
+        ck_assert_uint_eq(s.n, 2);
+        kb_close(kb);
+}
+END_TEST
+
+START_TEST(test_search_ranking_snippets) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(ingest_str(kb, "bp", doc_bp), 1);
+        ck_assert_int_eq(ingest_str(kb, "git", doc_git), 1);
+        ck_assert_int_eq(ingest_str(kb, "cafe", doc_cafe), 1);
+
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "What is the treatment for high blood pressure?", 5, &hits, &n), 0);
+        ck_assert_uint_ge(n, 1);
+        ck_assert_str_eq(hits[0].title, "bp");
+        ck_assert_str_eq(hits[0].source, "test");
+        ck_assert_uint_eq(hits[0].chunk, 0);
+        ck_assert(hits[0].score > 0);
+        ck_assert_ptr_nonnull(strstr(hits[0].snippet, "[blood]"));
+        ck_assert_ptr_nonnull(strstr(hits[0].text, "calcium channel blockers"));
+        /* stop-words alone must not pull in the git document */
+        for (size_t i = 0; i < n; i++)
+                ck_assert_str_ne(hits[i].title, "git");
+        kb_hits_free(hits, n);
+
+        /* ordering: more matching terms rank higher */
+        ck_assert_int_eq(kb_search(kb, "git merge rebase blood", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_str_eq(hits[0].title, "git");
+        ck_assert(hits[0].score >= hits[1].score);
+        kb_hits_free(hits, n);
+
+        /* diacritics folded both ways, case-insensitive */
+        ck_assert_int_eq(kb_search(kb, "CAFE naive", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(hits[0].title, "cafe");
+        kb_hits_free(hits, n);
+        ck_assert_int_eq(kb_search(kb, "façade", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        kb_hits_free(hits, n);
+
+        /* limit respected; limit 0 gives nothing */
+        ck_assert_int_eq(kb_search(kb, "git blood cafe", 1, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        kb_hits_free(hits, n);
+        ck_assert_int_eq(kb_search(kb, "git", 0, &hits, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_ptr_null(hits);
+        kb_close(kb);
+}
+END_TEST
+
+START_TEST(test_fts_query) {
+        char *q;
+#define CHECK_Q(in, out)                 \
+        q = kb_fts_query(in);            \
+        ck_assert_ptr_nonnull(q);        \
+        ck_assert_str_eq(q, out);        \
+        free(q)
+        CHECK_Q("", "");
+        CHECK_Q("   ?!", "");
+        CHECK_Q("hello", "\"hello\"");
+        CHECK_Q("What is the GDPR?", "\"gdpr\"");
+        CHECK_Q("what is the", "\"what\" OR \"is\" OR \"the\"");
+        CHECK_Q("ab\"cd", "\"ab\" OR \"cd\"");
+        CHECK_Q("x NEAR(y z)", "\"x\" OR \"near\" OR \"y\" OR \"z\"");
+        CHECK_Q("title:foo", "\"title\" OR \"foo\"");
+        CHECK_Q("pre* ^start", "\"pre\" OR \"start\"");
+        CHECK_Q("git git GIT", "\"git\"");
+        CHECK_Q("Blutdruck senken", "\"blutdruck\" OR \"senken\"");
+        CHECK_Q("高血压 治疗", "\"高血压\" OR \"治疗\"");
+#undef CHECK_Q
+        /* never more than KB_MAX_QUERY_TERMS terms */
+        char big[4096] = "";
+        for (int i = 0; i < 100; i++) {
+                char w[16];
+                snprintf(w, sizeof w, "w%d ", i);
+                strcat(big, w);
+        }
+        q = kb_fts_query(big);
+        unsigned quotes = 0;
+        for (char *p = q; *p; p++)
+                quotes += *p == '"';
+        ck_assert_uint_eq(quotes, 2 * KB_MAX_QUERY_TERMS);
+        free(q);
+}
+END_TEST
+
+START_TEST(test_hostile_queries) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(ingest_str(kb, "bp", doc_bp), 1);
+        ck_assert_int_eq(ingest_str(kb, "git", doc_git), 1);
+
+        static const char *const hostile[] = {
+                "",
+                "\"",
+                "\"\"\"",
+                "\"blood",
+                "blood\" OR \"git",
+                "NEAR(blood pressure)",
+                "NEAR(blood pressure, 2)",
+                "blood AND pressure",
+                "blood OR",
+                "AND",
+                "NOT blood",
+                "blood NOT git",
+                "text:blood",
+                "{text}: blood",
+                "-text:blood",
+                "blood*",
+                "*",
+                "^blood",
+                "(blood",
+                "blood)",
+                "((((()))))",
+                "'; DROP TABLE documents; --",
+                "\\ \\\\ \x01\x02",
+                "bl\xff\xfeood \xc3",
+                "\xed\xa0\x80 surrogate",
+                "+ - : ; , . @ # $ % & | ~ `",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(hostile); i++) {
+                KbHit *hits = NULL;
+                size_t n = 0;
+                ck_assert_msg(kb_search(kb, hostile[i], 5, &hits, &n) == 0, "query %zu failed", i);
+                kb_hits_free(hits, n);
+        }
+
+        /* their words still match */
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "NEAR(blood pressure)", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(hits[0].title, "bp");
+        kb_hits_free(hits, n);
+
+        /* 100 KB query */
+        size_t big_len = 100 * 1024;
+        char *big = malloc(big_len + 1);
+        for (size_t i = 0; i < big_len; i++)
+                big[i] = "blood \"NEAR( *^:"[i % 16];
+        big[big_len] = 0;
+        ck_assert_int_eq(kb_search(kb, big, 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        kb_hits_free(hits, n);
+        memset(big, 'a', big_len);
+        ck_assert_int_eq(kb_search(kb, big, 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        free(big);
+
+        /* the database is intact afterwards */
+        ck_assert_int_eq(kb_count(kb), 2);
+        kb_close(kb);
+}
+END_TEST
+
+START_TEST(test_non_utf8_document) {
+        Kb *kb = open_kb();
+        static const char bad[] = "Caf\xe9 au lait \xff\xfe overlong \xc0\xaf and nul\0byte, then pressure.";
+        ck_assert_int_eq(kb_ingest(kb, "bad\xff", NULL, bad, sizeof bad - 1, NULL), 1);
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "pressure", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(hits[0].title, "bad\xef\xbf\xbd");
+        ck_assert_str_eq(hits[0].source, "");
+        ck_assert_ptr_nonnull(strstr(hits[0].text, "Caf\xef\xbf\xbd au lait \xef\xbf\xbd\xef\xbf\xbd overlong"));
+        ck_assert_ptr_nonnull(strstr(hits[0].text, "nul byte"));
+        kb_hits_free(hits, n);
+        kb_close(kb);
+}
+END_TEST
+
+START_TEST(test_limits) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(kb_ingest(kb, "", NULL, "x", 1, NULL), -EINVAL);
+        ck_assert_int_eq(kb_ingest(kb, NULL, NULL, "x", 1, NULL), -EINVAL);
+        ck_assert_int_eq(kb_ingest(kb, "t", NULL, "", 0, NULL), -EINVAL);
+        ck_assert_int_eq(kb_ingest(kb, "t", NULL, " \n\t ", 4, NULL), -EINVAL);
+        char title[KB_MAX_TITLE_BYTES + 2];
+        memset(title, 't', sizeof title - 1);
+        title[sizeof title - 1] = 0;
+        ck_assert_int_eq(kb_ingest(kb, title, NULL, "x", 1, NULL), -EINVAL);
+        title[KB_MAX_TITLE_BYTES] = 0;
+        ck_assert_int_eq(kb_ingest(kb, title, NULL, "x", 1, NULL), 1);
+        /* -E2BIG is decided on the length, before reading the text */
+        static const char small[] = "x";
+        ck_assert_int_eq(kb_ingest(kb, "big", NULL, small, (size_t) KB_MAX_DOCUMENT_BYTES + 1, NULL), -E2BIG);
+        KbChunkOpts bad = { .chunk_size = 10, .overlap = 0 };
+        ck_assert_int_eq(kb_ingest(kb, "t", NULL, "abc", 3, &bad), -EINVAL);
+        ck_assert_int_eq(kb_count(kb), 1);
+        kb_close(kb);
+}
+END_TEST
+
+START_TEST(test_crash_mid_ingest) {
+        Kb *kb = open_kb();
+        KbChunkOpts o = { .chunk_size = 100, .overlap = 0 };
+        size_t len = 5000;
+        char *v1 = malloc(len + 1), *v2 = malloc(len + 1);
+        for (size_t i = 0; i < len; i++) {
+                v1[i] = "alpha beta gamma "[i % 17];
+                v2[i] = "omega delta zeta "[i % 17];
+        }
+        v1[len] = v2[len] = 0;
+        int n1 = kb_ingest(kb, "doc", NULL, v1, len, &o);
+        ck_assert_int_gt(n1, 10);
+        kb_close(kb);
+
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                Kb *k = NULL;
+                if (kb_open(dbpath, 0, &k) < 0)
+                        _exit(1);
+                kb_test_crash_after_chunks = 5;
+                (void) kb_ingest(k, "doc", NULL, v2, len, &o);
+                _exit(2); /* not reached: the hook exits with 77 */
+        }
+        int status = 0;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 77);
+
+        kb = open_kb();
+        ck_assert_int_eq(kb_count(kb), 1);
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "omega", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(kb_search(kb, "alpha", 100, &hits, &n), 0);
+        ck_assert_uint_eq(n, (size_t) n1);
+        kb_hits_free(hits, n);
+        /* and it can still be written */
+        ck_assert_int_eq(kb_ingest(kb, "doc", NULL, v2, len, &o), n1);
+        kb_close(kb);
+        free(v1);
+        free(v2);
+}
+END_TEST
+
+START_TEST(test_concurrent_reader) {
+        /* WAL: a reader sees the committed state while another connection
+         * holds a write transaction. */
+        Kb *w = open_kb();
+        ck_assert_int_eq(ingest_str(w, "bp", doc_bp), 1);
+        Kb *r = NULL;
+        ck_assert_int_eq(kb_open(dbpath, 1, &r), 0);
+        sqlite3 *raw = NULL;
+        ck_assert_int_eq(sqlite3_open(dbpath, &raw), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(raw, "BEGIN IMMEDIATE; DELETE FROM documents;", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(kb_count(r), 1);
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(r, "blood", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        kb_hits_free(hits, n);
+        sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close(raw);
+        kb_close(r);
+        kb_close(w);
+}
+END_TEST
+
+static Suite *kb_suite(void) {
+        Suite *s = suite_create("kb");
+        TCase *tc = tcase_create("core");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_schema);
+        tcase_add_test(tc, test_ingest_replace_delete);
+        tcase_add_test(tc, test_list);
+        tcase_add_test(tc, test_search_ranking_snippets);
+        tcase_add_test(tc, test_fts_query);
+        tcase_add_test(tc, test_hostile_queries);
+        tcase_add_test(tc, test_non_utf8_document);
+        tcase_add_test(tc, test_limits);
+        tcase_add_test(tc, test_crash_mid_ingest);
+        tcase_add_test(tc, test_concurrent_reader);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        SRunner *sr = srunner_create(kb_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
