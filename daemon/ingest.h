@@ -1,0 +1,70 @@
+/* ingest.h — background ingest: one worker thread with its own SQLite
+ * connection per job, so the event loop never waits for a long write; the
+ * completion callback runs on the loop. Also the synchronous file/directory
+ * ingest used at start-up for the shipped sample knowledge. */
+#pragma once
+
+#include <stddef.h>
+#include <systemd/sd-event.h>
+
+#include "kb.h"
+
+typedef struct IngestWorker IngestWorker;
+typedef struct IngestJob IngestJob;
+
+/* Called on the loop when a job finishes: @result is the number of chunks
+ * (>= 0) or -errno from kb_open()/kb_ingest(). The job is freed after the
+ * callback returns. */
+typedef void (*IngestDoneFn)(void *userdata, int result);
+
+/* Bound on jobs waiting in the queue (ingest_submit() returns -EBUSY past it). */
+#define INGEST_MAX_PENDING 1024u
+
+/**
+ * ingest_worker_new() - start the worker thread and register its completion
+ * eventfd on @e (io source described "ingest-done"). Returns 0 and the worker
+ * in @ret, or -errno.
+ */
+int ingest_worker_new(sd_event *e, IngestWorker **ret);
+
+/**
+ * ingest_worker_free() - stop the worker after its current job, drop pending
+ * and finished-but-unreported jobs without calling their callbacks, join the
+ * thread and release the event source. NULL is a no-op. Returns NULL.
+ */
+IngestWorker *ingest_worker_free(IngestWorker *w);
+
+/**
+ * ingest_submit() - queue one document for kb_ingest() into the database at
+ * @db_path. Every input is copied. @opts may be NULL (defaults). @done may be
+ * NULL. The job handle stored in @ret (optional) is valid until @done has run
+ * or ingest_job_cancel() was called on it. Returns 0, -EINVAL for an empty
+ * path or title, -E2BIG for @len over KB_MAX_DOCUMENT_BYTES, -EBUSY when
+ * INGEST_MAX_PENDING jobs are waiting, -ESHUTDOWN after shutdown, -ENOMEM.
+ */
+int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const char *source, const char *text,
+                  size_t len, const KbChunkOpts *opts, IngestDoneFn done, void *userdata, IngestJob **ret);
+
+/**
+ * ingest_job_cancel() - the job's callback will not be called. A queued job
+ * is dropped; a running one finishes (its transaction commits or not) but is
+ * not reported. @job must not be used afterwards. NULL is a no-op.
+ */
+void ingest_job_cancel(IngestJob *job);
+
+/**
+ * ingest_worker_pending() - jobs queued or running (finished jobs waiting
+ * for the loop are not counted), for metrics and tests.
+ */
+unsigned ingest_worker_pending(IngestWorker *w);
+
+/**
+ * kb_ingest_path() - synchronously ingest a file, or every regular *.md,
+ * *.txt and *.text file of a directory in name order (not recursive; hidden
+ * files and README.md skipped), into @kb. The title is the file name
+ * without its directory, the source its path. Files over
+ * KB_MAX_DOCUMENT_BYTES are refused (-E2BIG for a single file; in a
+ * directory they, and empty files, are skipped with a warning). Returns 0 and the number of
+ * documents ingested in @ret_docs (optional), or the first -errno.
+ */
+int kb_ingest_path(Kb *kb, const char *path, const KbChunkOpts *opts, int *ret_docs);
