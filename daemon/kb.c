@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <sqlite3.h>
 
+#include "kb-text.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
@@ -84,77 +85,6 @@ static int kb_exec(Kb *kb, const char *sql) {
 }
 
 /* ---- UTF-8 ------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at @s (1..4), or 0 if the bytes at @s do
- * not start one (overlong forms, surrogates and > U+10FFFF are invalid). */
-static size_t utf8_valid_len(const unsigned char *s, size_t n) {
-        if (n == 0)
-                return 0;
-        unsigned char c = s[0];
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xC2 && c <= 0xDF)
-                return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-        if (c >= 0xE0 && c <= 0xEF) {
-                if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-                        return 0;
-                if (c == 0xE0 && s[1] < 0xA0)
-                        return 0; /* overlong */
-                if (c == 0xED && s[1] >= 0xA0)
-                        return 0; /* surrogate */
-                return 3;
-        }
-        if (c >= 0xF0 && c <= 0xF4) {
-                if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
-                        return 0;
-                if (c == 0xF0 && s[1] < 0x90)
-                        return 0;
-                if (c == 0xF4 && s[1] >= 0x90)
-                        return 0;
-                return 4;
-        }
-        return 0;
-}
-
-/* Copy @text with every invalid byte replaced by U+FFFD and NUL bytes by a
- * space (chunks are C strings later). Returns a NUL-terminated malloc'ed
- * string and its length in *ret_len, or NULL on OOM. */
-static char *utf8_sanitize(const char *text, size_t len, size_t *ret_len) {
-        const unsigned char *s = (const unsigned char *) text;
-        size_t out_max = len;
-        /* Worst case every byte becomes 3 bytes; count first to stay small. */
-        for (size_t i = 0; i < len;) {
-                size_t l = utf8_valid_len(s + i, len - i);
-                if (l == 0) {
-                        out_max += 2;
-                        i++;
-                } else
-                        i += l;
-        }
-        char *out = malloc(out_max + 1);
-        if (!out)
-                return NULL;
-        size_t o = 0;
-        for (size_t i = 0; i < len;) {
-                size_t l = utf8_valid_len(s + i, len - i);
-                if (l == 0) {
-                        memcpy(out + o, "\xEF\xBF\xBD", 3);
-                        o += 3;
-                        i++;
-                } else if (l == 1 && s[i] == 0) {
-                        out[o++] = ' ';
-                        i++;
-                } else {
-                        memcpy(out + o, s + i, l);
-                        o += l;
-                        i += l;
-                }
-        }
-        out[o] = 0;
-        if (ret_len)
-                *ret_len = o;
-        return out;
-}
 
 static int is_space(unsigned char c) {
         return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -292,72 +222,6 @@ int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret
 
 /* ---- FTS5 query building ---------------------------------------------- */
 
-static const char *const stop_words[] = {
-        "a",     "about", "above",   "after", "again", "against", "all",   "am",    "an",    "and",
-        "any",   "are",   "as",      "at",    "be",    "because", "been",  "before", "being", "below",
-        "between", "both", "but",    "by",    "can",   "could",   "did",   "do",    "does",  "doing",
-        "down",  "during", "each",   "few",   "for",   "from",    "further", "had", "has",   "have",
-        "having", "he",   "her",     "here",  "hers",  "herself", "him",   "himself", "his", "how",
-        "i",     "if",    "in",      "into",  "is",    "it",      "its",   "itself", "just", "me",
-        "more",  "most",  "my",      "myself", "no",   "nor",     "not",   "now",   "of",    "off",
-        "on",    "once",  "only",    "or",    "other", "our",     "ours",  "ourselves", "out", "over",
-        "own",   "same",  "she",     "should", "so",   "some",    "such",  "than",  "that",  "the",
-        "their", "theirs", "them",   "themselves", "then", "there", "these", "they", "this", "those",
-        "through", "to",  "too",     "under", "until", "up",      "very",  "was",   "we",    "were",
-        "what",  "when",  "where",   "which", "while", "who",     "whom",  "why",   "will",  "with",
-        "would", "you",   "your",    "yours", "yourself", "yourselves", "tell", "explain", "please",
-        "s",     "t",     "don",     "does",  "vs",    "versus",  "much",  "many",  "get",   "use",
-};
-
-static int is_stop_word(const char *w, size_t n) {
-        for (size_t i = 0; i < ELEMENTSOF(stop_words); i++)
-                if (strlen(stop_words[i]) == n && memcmp(stop_words[i], w, n) == 0)
-                        return 1;
-        return 0;
-}
-
-/* Decode one code point of valid UTF-8 (the caller sanitised the input). */
-static uint32_t utf8_decode(const unsigned char *s, size_t l) {
-        switch (l) {
-        case 1:
-                return s[0];
-        case 2:
-                return ((uint32_t) (s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-        case 3:
-                return ((uint32_t) (s[0] & 0x0F) << 12) | ((uint32_t) (s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        default:
-                return ((uint32_t) (s[0] & 0x07) << 18) | ((uint32_t) (s[1] & 0x3F) << 12) |
-                       ((uint32_t) (s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-        }
-}
-
-/* Word characters: ASCII letters and digits, and any non-ASCII code point
- * that is not common punctuation, a space or a symbol. FTS5's unicode61
- * tokenizer re-tokenizes inside the quotes anyway; this only decides where
- * our terms split. */
-static int is_word_cp(uint32_t c) {
-        if (c < 0x80)
-                return isalnum((int) c);
-        if (c <= 0xBF) /* Latin-1 punctuation and symbols, NBSP */
-                return c == 0xAA || c == 0xB5 || c == 0xBA;
-        if (c == 0xD7 || c == 0xF7)
-                return 0;
-        if (c >= 0x2000 && c <= 0x2BFF) /* general punctuation .. arrows, symbols */
-                return 0;
-        if (c >= 0x3000 && c <= 0x303F) /* CJK punctuation */
-                return 0;
-        if (c >= 0xFE30 && c <= 0xFE4F)
-                return 0;
-        if ((c >= 0xFF00 && c <= 0xFF0F) || (c >= 0xFF1A && c <= 0xFF20) || (c >= 0xFF3B && c <= 0xFF40) ||
-            (c >= 0xFF5B && c <= 0xFF65))
-                return 0;
-        if (c >= 0xFFF0 && c <= 0xFFFF) /* specials, U+FFFD */
-                return 0;
-        if (c >= 0x1F000 && c <= 0x1FAFF) /* emoji and pictographs */
-                return 0;
-        return 1;
-}
-
 typedef struct Term {
         char *s;
         size_t n;
@@ -378,7 +242,7 @@ char *kb_fts_query(const char *text) {
                 return strdup("");
 
         size_t len = strlen(text);
-        _cleanup_free_ char *clean = utf8_sanitize(text, len, &len);
+        _cleanup_free_ char *clean = kb_utf8_sanitize(text, len, &len);
         if (!clean)
                 return NULL;
 
@@ -388,15 +252,15 @@ char *kb_fts_query(const char *text) {
         char *result = NULL;
 
         for (size_t i = 0; i < len && n_content < KB_MAX_QUERY_TERMS && n_terms < ELEMENTSOF(terms);) {
-                size_t l = utf8_valid_len(s + i, len - i);
-                if (!is_word_cp(utf8_decode(s + i, l))) {
+                size_t l = kb_utf8_valid_len(s + i, len - i);
+                if (!kb_is_word_cp(kb_utf8_decode(s + i, l))) {
                         i += l;
                         continue;
                 }
                 size_t b = i;
                 while (i < len) {
-                        l = utf8_valid_len(s + i, len - i);
-                        if (!is_word_cp(utf8_decode(s + i, l)))
+                        l = kb_utf8_valid_len(s + i, len - i);
+                        if (!kb_is_word_cp(kb_utf8_decode(s + i, l)))
                                 break;
                         i += l;
                 }
@@ -413,7 +277,7 @@ char *kb_fts_query(const char *text) {
                         continue;
                 terms[n_terms].s = clean + b;
                 terms[n_terms].n = n;
-                terms[n_terms].stop = is_stop_word(clean + b, n);
+                terms[n_terms].stop = kb_is_stop_word(clean + b, n);
                 if (!terms[n_terms].stop)
                         n_content++;
                 n_terms++;
@@ -653,10 +517,10 @@ int kb_ingest(Kb *kb, const char *title, const char *source, const char *text, s
         if (len == 0)
                 return -EINVAL;
 
-        _cleanup_free_ char *t = utf8_sanitize(title, strlen(title), NULL);
-        _cleanup_free_ char *src = utf8_sanitize(source ?: "", source ? strlen(source) : 0, NULL);
+        _cleanup_free_ char *t = kb_utf8_sanitize(title, strlen(title), NULL);
+        _cleanup_free_ char *src = kb_utf8_sanitize(source ?: "", source ? strlen(source) : 0, NULL);
         size_t clen;
-        _cleanup_free_ char *clean = utf8_sanitize(text, len, &clen);
+        _cleanup_free_ char *clean = kb_utf8_sanitize(text, len, &clen);
         if (!t || !src || !clean)
                 return -ENOMEM;
 
