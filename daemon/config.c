@@ -100,7 +100,7 @@ static void provider_config_done(ProviderConfig *p) {
         free(p->model);
         key_values_free(p->headers, p->n_headers);
         strv_free_n(p->fallbacks, p->n_fallbacks);
-        *p = (ProviderConfig) {};
+        *p = (ProviderConfig){};
 }
 
 static void pipeline_config_done(PipelineConfig *p) {
@@ -111,7 +111,7 @@ static void pipeline_config_done(PipelineConfig *p) {
         free(p->layers);
         free(p->refine_template);
         free(p->aggregate_template);
-        *p = (PipelineConfig) {};
+        *p = (PipelineConfig){};
 }
 
 static void agent_config_done(AgentConfig *a) {
@@ -123,7 +123,7 @@ static void agent_config_done(AgentConfig *a) {
         free(a->prompt);
         strv_free_n(a->knowledge, a->n_knowledge);
         key_values_free(a->options, a->n_options);
-        *a = (AgentConfig) {};
+        *a = (AgentConfig){};
 }
 
 Config *config_free(Config *c) {
@@ -354,7 +354,8 @@ static int get_name(Ctx *ctx, const YamlNode *v, const char *path, char **dst) {
                                yaml_node_kind_name(v));
         if (!valid_name(v->value))
                 return fail_at(ctx, v, -EINVAL,
-                               "invalid name '%s' for '%s' (1-%u characters of A-Z a-z 0-9 . _ -, not starting with '.')",
+                               "invalid name '%s' for '%s' (1-%u characters of A-Z a-z 0-9 . _ -, not "
+                               "starting with '.')",
                                v->value, path, CONFIG_MAX_NAME);
         return replace_str(dst, v->value);
 }
@@ -378,7 +379,8 @@ static int get_path(Ctx *ctx, const YamlNode *v, const char *path, const char *b
         return 0;
 }
 
-static int get_u64(Ctx *ctx, const YamlNode *v, const char *path, uint64_t min, uint64_t max, uint64_t *dst) {
+static int get_u64(Ctx *ctx, const YamlNode *v, const char *path, uint64_t min, uint64_t max,
+                   uint64_t *dst) {
         const char *s;
         uint64_t x = 0;
 
@@ -404,7 +406,8 @@ static int get_u64(Ctx *ctx, const YamlNode *v, const char *path, uint64_t min, 
         if (x < min) {
                 if (min == 1)
                         return fail_at(ctx, v, -ERANGE, "'%s' must be at least 1, not 0", path);
-                return fail_at(ctx, v, -ERANGE, "'%s' must be at least %llu", path, (unsigned long long) min);
+                return fail_at(ctx, v, -ERANGE, "'%s' must be at least %llu", path,
+                               (unsigned long long) min);
         }
         if (x > max)
                 return fail_at(ctx, v, -ERANGE, "'%s' is out of range (at most %llu)", path,
@@ -413,7 +416,8 @@ static int get_u64(Ctx *ctx, const YamlNode *v, const char *path, uint64_t min, 
         return 0;
 }
 
-static int get_unsigned(Ctx *ctx, const YamlNode *v, const char *path, unsigned min, unsigned max, unsigned *dst) {
+static int get_unsigned(Ctx *ctx, const YamlNode *v, const char *path, unsigned min, unsigned max,
+                        unsigned *dst) {
         uint64_t x = *dst;
         int r = get_u64(ctx, v, path, min, max, &x);
 
@@ -462,7 +466,9 @@ static int expect_kind(Ctx *ctx, const YamlNode *v, YamlNodeKind kind, const cha
         if (v->kind == kind)
                 return 0;
         return fail_at(ctx, v, -EINVAL, "expected a %s for '%s', got a %s",
-                       kind == YAML_TREE_MAPPING ? "mapping" : kind == YAML_TREE_SEQUENCE ? "list" : "scalar",
+                       kind == YAML_TREE_MAPPING    ? "mapping"
+                       : kind == YAML_TREE_SEQUENCE ? "list"
+                                                    : "scalar",
                        path, yaml_node_kind_name(v));
 }
 
@@ -489,9 +495,9 @@ static int missing_key(Ctx *ctx, const YamlNode *m, const char *key, const char 
 }
 
 /* Iterate a mapping's pairs: k is the key node, v the value node. */
-#define FOREACH_PAIR(m, k, v)                                                                        \
-        for (size_t _i_ = 0; _i_ + 1 < (m)->n_items && ((k) = (m)->items[_i_], (v) = (m)->items[_i_ + 1], 1); \
-             _i_ += 2)
+#define FOREACH_PAIR(m, k, v)                                                                               \
+        for (size_t _i_ = 0;                                                                                \
+             _i_ + 1 < (m)->n_items && ((k) = (m)->items[_i_], (v) = (m)->items[_i_ + 1], 1); _i_ += 2)
 
 static const YamlNode *mapping_get(const YamlNode *m, const char *key) {
         for (size_t i = 0; i + 1 < m->n_items; i += 2)
@@ -743,7 +749,7 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
 }
 
 static void provider_config_init(ProviderConfig *p) {
-        *p = (ProviderConfig) { .type = PROVIDER_BUILTIN, .temperature = -1 };
+        *p = (ProviderConfig){.type = PROVIDER_BUILTIN, .temperature = -1};
 }
 
 static int parse_headers(Ctx *ctx, const YamlNode *v, const char *path, ProviderConfig *p) {
@@ -801,7 +807,8 @@ static int parse_provider(Ctx *ctx, const YamlNode *m, const char *where, Provid
                         r = get_string(ctx, v, path, 0, &p->base_url);
                         if (r >= 0 && p->base_url && strncmp(p->base_url, "http://", 7) != 0 &&
                             strncmp(p->base_url, "https://", 8) != 0)
-                                r = fail_at(ctx, v, -EINVAL, "'%s' must start with http:// or https://", path);
+                                r = fail_at(ctx, v, -EINVAL, "'%s' must start with http:// or https://",
+                                            path);
                 } else if (streq(key, "api_key_file"))
                         r = get_path(ctx, v, path, ctx->dir, &p->api_key_file);
                 else if (streq(key, "api_key_env"))
@@ -854,7 +861,8 @@ static int parse_provider(Ctx *ctx, const YamlNode *m, const char *where, Provid
                 return fail_at(ctx, type_node, -EINVAL,
                                "the provider name 'builtin' is reserved for a provider of type builtin");
         if (p->api_key_file && p->api_key_env)
-                return fail_at(ctx, m, -EINVAL, "set only one of 'api_key_file' and 'api_key_env' in %s", where);
+                return fail_at(ctx, m, -EINVAL, "set only one of 'api_key_file' and 'api_key_env' in %s",
+                               where);
         return 0;
 }
 
@@ -931,7 +939,8 @@ static int parse_layer(Ctx *ctx, const YamlNode *m, const char *where, LayerConf
                                 l->role = LAYER_AGGREGATE;
                         else
                                 r = fail_at(ctx, v, -EINVAL,
-                                            "invalid value%s%s%s for '%s' (expected propose, refine or aggregate)",
+                                            "invalid value%s%s%s for '%s' (expected propose, refine or "
+                                            "aggregate)",
                                             v->kind == YAML_TREE_SCALAR ? " '" : "",
                                             v->kind == YAML_TREE_SCALAR ? v->value : "",
                                             v->kind == YAML_TREE_SCALAR ? "'" : "", path);
@@ -1010,7 +1019,7 @@ static int parse_pipeline(Ctx *ctx, const YamlNode *m, const char *where, Pipeli
 
                 if (asprintf(&lp, "%s.layers[%zu]", where, i) < 0)
                         return -ENOMEM;
-                *l = (LayerConfig) { .weight = 1.0, .quorum = 0.5 };
+                *l = (LayerConfig){.weight = 1.0, .quorum = 0.5};
                 p->n_layers++;
                 r = parse_layer(ctx, layers->items[i], lp, l);
                 if (r < 0)
@@ -1018,7 +1027,8 @@ static int parse_pipeline(Ctx *ctx, const YamlNode *m, const char *where, Pipeli
                 /* The aggregator produces the answer: nothing can come after it. */
                 if (i > 0 && p->layers[i - 1].role == LAYER_AGGREGATE)
                         return fail_at(ctx, layers->items[i], -EINVAL,
-                                       "an aggregate layer must be the last layer of pipeline '%s'", p->name);
+                                       "an aggregate layer must be the last layer of pipeline '%s'",
+                                       p->name);
         }
         return 0;
 }
@@ -1043,7 +1053,7 @@ static int parse_pipelines(Ctx *ctx, const YamlNode *s, Config *c) {
 
                 if (!where)
                         return -ENOMEM;
-                *p = (PipelineConfig) { .deadline_ms = 120000 };
+                *p = (PipelineConfig){.deadline_ms = 120000};
                 c->n_pipelines++;
                 r = parse_pipeline(ctx, s->items[i], where, p);
                 if (r < 0)
@@ -1071,14 +1081,14 @@ static int add_builtin_pipeline(Config *c, const char *name, const char *descrip
         }
         /* Room was reserved by parse_pipelines() (n + 2) or just above. */
         p = &c->pipelines[c->n_pipelines++];
-        *p = (PipelineConfig) { .deadline_ms = 120000 };
+        *p = (PipelineConfig){.deadline_ms = 120000};
         p->name = strdup(name);
         p->description = strdup(description);
         p->layers = calloc(n_roles, sizeof(LayerConfig));
         if (!p->name || !p->description || !p->layers)
                 return -ENOMEM;
         for (size_t i = 0; i < n_roles; i++) {
-                p->layers[i] = (LayerConfig) { .role = roles[i], .weight = 1.0, .quorum = 0.5 };
+                p->layers[i] = (LayerConfig){.role = roles[i], .weight = 1.0, .quorum = 0.5};
                 p->n_layers++;
                 if (roles[i] == LAYER_AGGREGATE) {
                         p->layers[i].agent = strdup("aggregator");
@@ -1114,8 +1124,8 @@ static int config_set_defaults(Config *c) {
 
         c->socket_mode = 0660;
         c->log_level = LOG_LEVEL_INFO;
-        c->router = (RouterConfig) { .threshold = 0.35, .top_k = 3, .kb_weight = 0.3 };
-        c->limits = (LimitsConfig) {
+        c->router = (RouterConfig){.threshold = 0.35, .top_k = 3, .kb_weight = 0.3};
+        c->limits = (LimitsConfig){
                 .max_body_bytes = 1048576,
                 .max_messages = 256,
                 .max_message_bytes = 262144,
@@ -1198,7 +1208,8 @@ static int parse_main(Ctx *ctx, const YamlNode *root, Config *c, Marks *marks) {
                                 c->log_level = r;
                         else
                                 r = fail_at(ctx, v, -EINVAL,
-                                            "invalid value%s%s%s for 'log_level' (expected err, warning, notice, info or debug)",
+                                            "invalid value%s%s%s for 'log_level' (expected err, warning, "
+                                            "notice, info or debug)",
                                             v->kind == YAML_TREE_SCALAR ? " '" : "",
                                             v->kind == YAML_TREE_SCALAR ? v->value : "",
                                             v->kind == YAML_TREE_SCALAR ? "'" : "");
@@ -1276,12 +1287,12 @@ static int parse_agent(Ctx *ctx, const YamlNode *root, Config *c, AgentConfig *a
         if (!a->plugin)
                 return missing_key(ctx, root, "plugin", NULL);
         if (!config_find_provider(c, a->provider))
-                return fail_at(ctx, provider_node, -ENOENT, "unknown provider '%s' for agent '%s'", a->provider,
-                               a->name);
+                return fail_at(ctx, provider_node, -ENOENT, "unknown provider '%s' for agent '%s'",
+                               a->provider, a->name);
         for (size_t i = 0; i < c->n_agents; i++)
                 if (&c->agents[i] != a && streq(c->agents[i].name, a->name))
-                        return fail_at(ctx, name_node, -EEXIST, "duplicate agent name '%s' (also in %s)", a->name,
-                                       c->agents[i].file);
+                        return fail_at(ctx, name_node, -EEXIST, "duplicate agent name '%s' (also in %s)",
+                                       a->name, c->agents[i].file);
         return 0;
 }
 
@@ -1303,7 +1314,7 @@ static inline void closedirp_local(DIR **d) {
 static int load_agent_file(Ctx *dir_ctx, Config *c, const char *file) {
         _cleanup_(yaml_tree_freep) YamlNode *root = NULL;
         _cleanup_free_ char *data = NULL;
-        Ctx ctx = { .file = file };
+        Ctx ctx = {.file = file};
         AgentConfig *a;
         size_t size;
         int r;
@@ -1316,7 +1327,7 @@ static int load_agent_file(Ctx *dir_ctx, Config *c, const char *file) {
                 r = yaml_tree_parse(file, data, size, &root, &ctx.error);
         if (r >= 0) {
                 a = &c->agents[c->n_agents++];
-                *a = (AgentConfig) { .weight = 1.0, .enabled = 1 };
+                *a = (AgentConfig){.weight = 1.0, .enabled = 1};
                 a->file = strdup(file);
                 a->provider = strdup("builtin");
                 if (!a->file || !a->provider)
@@ -1338,7 +1349,8 @@ static int load_agents(Ctx *ctx, Config *c) {
 
         d = opendir(c->agents_dir);
         if (!d)
-                return fail_file(ctx, c->agents_dir, -errno, "cannot open agents directory: %s", strerror(errno));
+                return fail_file(ctx, c->agents_dir, -errno, "cannot open agents directory: %s",
+                                 strerror(errno));
         while ((errno = 0, de = readdir(d))) {
                 _cleanup_free_ char *full = NULL;
                 struct stat st;
@@ -1365,7 +1377,8 @@ static int load_agents(Ctx *ctx, Config *c) {
                 names[n++] = TAKE_PTR(full);
         }
         if (errno != 0) {
-                r = fail_file(ctx, c->agents_dir, -errno, "cannot read agents directory: %s", strerror(errno));
+                r = fail_file(ctx, c->agents_dir, -errno, "cannot read agents directory: %s",
+                              strerror(errno));
                 goto out;
         }
         if (n == 0)
@@ -1426,9 +1439,10 @@ static int config_load_internal(Ctx *ctx, const char *path, const char *agents_d
         r = add_builtin_provider(c);
         if (r < 0)
                 return r;
-        static const LayerRole moa[] = { LAYER_PROPOSE, LAYER_REFINE, LAYER_AGGREGATE };
-        static const LayerRole lite[] = { LAYER_PROPOSE, LAYER_AGGREGATE };
-        r = add_builtin_pipeline(c, "moa", "Mixture of agents: propose, refine, aggregate", moa, ELEMENTSOF(moa));
+        static const LayerRole moa[] = {LAYER_PROPOSE, LAYER_REFINE, LAYER_AGGREGATE};
+        static const LayerRole lite[] = {LAYER_PROPOSE, LAYER_AGGREGATE};
+        r = add_builtin_pipeline(c, "moa", "Mixture of agents: propose, refine, aggregate", moa,
+                                 ELEMENTSOF(moa));
         if (r < 0)
                 return r;
         r = add_builtin_pipeline(c, "moa-lite", "Two layers: propose, aggregate", lite, ELEMENTSOF(lite));
@@ -1451,8 +1465,8 @@ static int config_load_internal(Ctx *ctx, const char *path, const char *agents_d
 
         /* default_pipeline may name a pipeline or a single agent (like "model"). */
         if (!config_find_pipeline(c, c->default_pipeline) && !config_find_agent(c, c->default_pipeline)) {
-                YamlNode where = { .line = marks.default_pipeline_line ?: 1,
-                                   .column = marks.default_pipeline_column ?: 1 };
+                YamlNode where = {.line = marks.default_pipeline_line ?: 1,
+                                  .column = marks.default_pipeline_column ?: 1};
                 return fail_at(ctx, &where, -ENOENT, "unknown pipeline or agent '%s' for 'default_pipeline'",
                                c->default_pipeline);
         }
@@ -1462,7 +1476,7 @@ static int config_load_internal(Ctx *ctx, const char *path, const char *agents_d
 }
 
 int config_load(const char *path, const char *agents_dir_override, Config **ret, char **ret_error) {
-        Ctx ctx = { .file = path ?: "<defaults>" };
+        Ctx ctx = {.file = path ?: "<defaults>"};
         int r;
 
         r = config_load_internal(&ctx, path, agents_dir_override, ret);

@@ -36,8 +36,8 @@ int yaml_node_is_null(const YamlNode *n) {
                 return 1;
         if (n->kind != YAML_TREE_SCALAR || !n->plain)
                 return 0;
-        return n->length == 0 || streq(n->value, "~") || streq(n->value, "null") || streq(n->value, "Null") ||
-               streq(n->value, "NULL");
+        return n->length == 0 || streq(n->value, "~") || streq(n->value, "null") ||
+               streq(n->value, "Null") || streq(n->value, "NULL");
 }
 
 const char *yaml_node_kind_name(const YamlNode *n) {
@@ -74,7 +74,8 @@ static int fail(Builder *b, int err, unsigned line, unsigned column, const char 
 
 /* libyaml reports reader errors (bad UTF-8, control characters) as a byte
  * offset, not a mark: turn it into a 1-based line and byte column. */
-static void offset_to_line_column(const Builder *b, size_t offset, unsigned *ret_line, unsigned *ret_column) {
+static void offset_to_line_column(const Builder *b, size_t offset, unsigned *ret_line,
+                                  unsigned *ret_column) {
         unsigned line = 1;
         size_t line_start = 0;
 
@@ -196,8 +197,8 @@ static int check_mapping(Builder *b, const YamlNode *m) {
                         first = keys[i - 1];
                 }
         if (dup)
-                return fail(b, -EINVAL, dup->line, dup->column, "duplicate key '%s' (first defined at line %u)",
-                            dup->value, first->line);
+                return fail(b, -EINVAL, dup->line, dup->column,
+                            "duplicate key '%s' (first defined at line %u)", dup->value, first->line);
         return 0;
 }
 
@@ -238,7 +239,8 @@ static int handle_event(Builder *b, const yaml_event_t *e, int *done) {
         case YAML_MAPPING_START_EVENT:
                 if (b->depth >= YAML_TREE_MAX_DEPTH)
                         return fail(b, -E2BIG, (unsigned) mark->line + 1, (unsigned) mark->column + 1,
-                                    "nesting too deep (more than %u levels)", (unsigned) YAML_TREE_MAX_DEPTH);
+                                    "nesting too deep (more than %u levels)",
+                                    (unsigned) YAML_TREE_MAX_DEPTH);
                 r = new_node(b, e->type == YAML_MAPPING_START_EVENT ? YAML_TREE_MAPPING : YAML_TREE_SEQUENCE,
                              mark, &n);
                 if (r < 0)
@@ -259,7 +261,7 @@ static int handle_event(Builder *b, const yaml_event_t *e, int *done) {
 }
 
 int yaml_tree_parse(const char *file, const char *data, size_t size, YamlNode **ret, char **ret_error) {
-        Builder b = { .file = file ?: "<input>", .data = data, .size = size };
+        Builder b = {.file = file ?: "<input>", .data = data, .size = size};
         yaml_parser_t parser;
         int done = 0, r = 0;
 

@@ -22,9 +22,9 @@ struct YamlNode {
         unsigned line;   /* 1-based */
         unsigned column; /* 1-based */
         /* scalar */
-        char *value;  /* NUL-terminated; libyaml rejects embedded NULs */
+        char *value; /* NUL-terminated; libyaml rejects embedded NULs */
         size_t length;
-        int plain;    /* unquoted, not a block literal: may be a number, bool or null */
+        int plain; /* unquoted, not a block literal: may be a number, bool or null */
         /* sequence: the items; mapping: key, value, key, value, ... */
         YamlNode **items;
         size_t n_items;

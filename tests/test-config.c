@@ -125,7 +125,8 @@ static void check_defaults_except_agents(const Config *c) {
         ck_assert_ptr_null(c->bearer_token_file);
         ck_assert_int_eq(c->log_level, LOG_LEVEL_INFO);
         ck_assert_str_eq(c->default_pipeline, "moa");
-        ck_assert_str_eq(c->plugin_dir, dir_exists_for_test(MOAD_PLUGIN_DIR) ? MOAD_PLUGIN_DIR : MOAD_BUILD_DIR "/plugins");
+        ck_assert_str_eq(c->plugin_dir,
+                         dir_exists_for_test(MOAD_PLUGIN_DIR) ? MOAD_PLUGIN_DIR : MOAD_BUILD_DIR "/plugins");
         ck_assert_str_eq(c->state_dir, MOAD_STATE_DIR);
 
         ck_assert_double_eq(c->router.threshold, 0.35);
@@ -222,7 +223,7 @@ START_TEST(test_defaults_env) {
 END_TEST
 
 START_TEST(test_empty_files) {
-        static const char *const files[] = { "empty.yaml", "comments-only.yaml", "null-document.yaml" };
+        static const char *const files[] = {"empty.yaml", "comments-only.yaml", "null-document.yaml"};
         _cleanup_free_ char *a = empty_agents();
 
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
@@ -248,7 +249,7 @@ START_TEST(test_shipped_moad_yaml) {
 END_TEST
 
 START_TEST(test_shipped_agents) {
-        static const char *const names[] = { "code", "finance", "general", "legal", "medical" };
+        static const char *const names[] = {"code", "finance", "general", "legal", "medical"};
         _cleanup_free_ char *d = NULL, *m = NULL;
         Config *c;
 
@@ -415,11 +416,11 @@ START_TEST(test_relative_paths) {
         c = load_ok("conf/moad.yaml", NULL);
         ck_assert_int_eq(chdir(cwd), 0);
 
-#define EQ_IN(field, rel)                                                     \
-        do {                                                                  \
-                free(want);                                                   \
-                ck_assert_int_ge(asprintf(&want, "%s/%s", base, rel), 0);     \
-                ck_assert_str_eq(field, want);                                \
+#define EQ_IN(field, rel)                                                                                   \
+        do {                                                                                                \
+                free(want);                                                                                 \
+                ck_assert_int_ge(asprintf(&want, "%s/%s", base, rel), 0);                                   \
+                ck_assert_str_eq(field, want);                                                              \
         } while (0)
         EQ_IN(c->file, "conf/moad.yaml");
         EQ_IN(c->agents_dir, "conf/agents");
@@ -450,10 +451,11 @@ END_TEST
 /* ---- errors in moad.yaml ---- */
 
 START_TEST(test_error_syntax) {
-        expect_main_error("listen:\n  socket: /a\n bad: [\n",
-                          "3:2: syntax error: did not find expected key (while parsing a block mapping at line 1)");
+        expect_main_error(
+                "listen:\n  socket: /a\n bad: [\n",
+                "3:2: syntax error: did not find expected key (while parsing a block mapping at line 1)");
         expect_main_error("log_level: \"info\n", "2:1: syntax error: found unexpected end of stream "
-                                                  "(while scanning a quoted scalar at line 1)");
+                                                 "(while scanning a quoted scalar at line 1)");
         expect_main_error("a: b: c\n", "1:5: syntax error: mapping values are not allowed in this context");
 }
 END_TEST
@@ -464,7 +466,8 @@ START_TEST(test_error_not_mapping) {
         expect_main_error("just a string\n", "1:1: expected a mapping at the top level, got a scalar");
         expect_main_error("listen: /run/x.sock\n", "1:9: expected a mapping for 'listen', got a scalar");
         expect_main_error("providers:\n  name: x\n", "2:3: expected a list for 'providers', got a mapping");
-        expect_main_error("providers:\n  - builtin\n", "2:5: expected a mapping for 'providers[0]', got a scalar");
+        expect_main_error("providers:\n  - builtin\n",
+                          "2:5: expected a mapping for 'providers[0]', got a scalar");
 }
 END_TEST
 
@@ -475,9 +478,10 @@ START_TEST(test_error_unknown_keys) {
         expect_main_error("router:\n  top: 1\n", "2:3: unknown key 'top' in router");
         expect_main_error("providers:\n  - name: x\n    type: builtin\n    foo: bar\n",
                           "4:5: unknown key 'foo' in providers[0]");
-        expect_main_error("pipelines:\n  - name: p\n    layers:\n      - role: propose\n      - role: aggregate\n"
-                          "        agnt: x\n",
-                          "6:9: unknown key 'agnt' in pipelines[0].layers[1]");
+        expect_main_error(
+                "pipelines:\n  - name: p\n    layers:\n      - role: propose\n      - role: aggregate\n"
+                "        agnt: x\n",
+                "6:9: unknown key 'agnt' in pipelines[0].layers[1]");
 }
 END_TEST
 
@@ -490,7 +494,8 @@ START_TEST(test_error_types) {
                           "2:19: expected an integer for 'limits.max_body_bytes'");
         expect_main_error("limits:\n  max_body_bytes: [1]\n",
                           "2:19: expected an integer for 'limits.max_body_bytes'");
-        expect_main_error("limits:\n  max_messages: -3\n", "2:17: 'limits.max_messages' must not be negative");
+        expect_main_error("limits:\n  max_messages: -3\n",
+                          "2:17: 'limits.max_messages' must not be negative");
         expect_main_error("limits:\n  max_queue: 0\n", "2:14: 'limits.max_queue' must be at least 1, not 0");
         expect_main_error("limits:\n  request_timeout_ms: 99999999999999999999999\n",
                           "2:23: 'limits.request_timeout_ms' is out of range (at most 86400000)");
@@ -499,7 +504,8 @@ START_TEST(test_error_types) {
         expect_main_error("router:\n  threshold: high\n", "2:14: expected a number for 'router.threshold'");
         expect_main_error("router:\n  threshold: .nan\n", "2:14: expected a number for 'router.threshold'");
         expect_main_error("router:\n  threshold: 1.5\n", "2:14: 'router.threshold' must be between 0 and 1");
-        expect_main_error("router:\n  kb_weight: -0.1\n", "2:14: 'router.kb_weight' must be between 0 and 1");
+        expect_main_error("router:\n  kb_weight: -0.1\n",
+                          "2:14: 'router.kb_weight' must be between 0 and 1");
         expect_main_error("router:\n  top_k: 0\n", "2:10: 'router.top_k' must be at least 1, not 0");
         expect_main_error("providers:\n  - name: x\n    type: builtin\n    temperature: 3\n",
                           "4:18: 'providers[0].temperature' must be between 0 and 2");
@@ -513,11 +519,13 @@ START_TEST(test_error_types) {
                           "3:18: 'pipelines[0].deadline_ms' must be at least 1, not 0");
         expect_main_error("pipelines:\n  - name: p\n    layers: [{role: propose, quorum: 2}]\n",
                           "3:38: 'pipelines[0].layers[0].quorum' must be between 0 and 1");
-        expect_main_error("log_level: [info]\n",
-                          "1:12: invalid value for 'log_level' (expected err, warning, notice, info or debug)");
-        expect_main_error("default_pipeline: \"no spaces\"\n",
-                          "1:19: invalid name 'no spaces' for 'default_pipeline' (1-64 characters of A-Z a-z 0-9 "
-                          ". _ -, not starting with '.')");
+        expect_main_error(
+                "log_level: [info]\n",
+                "1:12: invalid value for 'log_level' (expected err, warning, notice, info or debug)");
+        expect_main_error(
+                "default_pipeline: \"no spaces\"\n",
+                "1:19: invalid name 'no spaces' for 'default_pipeline' (1-64 characters of A-Z a-z 0-9 "
+                ". _ -, not starting with '.')");
 }
 END_TEST
 
@@ -526,10 +534,10 @@ START_TEST(test_socket_mode_and_tcp) {
                 const char *yaml;
                 unsigned mode;
         } ok[] = {
-                { "listen: {socket_mode: \"0600\"}\n", 0600 },
-                { "listen: {socket_mode: 0640}\n", 0640 },
-                { "listen: {socket_mode: 660}\n", 0660 },
-                { "listen: {socket_mode: 0o644}\n", 0644 },
+                {"listen: {socket_mode: \"0600\"}\n", 0600},
+                {"listen: {socket_mode: 0640}\n", 0640},
+                {"listen: {socket_mode: 660}\n", 0660},
+                {"listen: {socket_mode: 0o644}\n", 0644},
         };
         _cleanup_free_ char *a = empty_agents();
 
@@ -541,7 +549,8 @@ START_TEST(test_socket_mode_and_tcp) {
         }
         expect_main_error("listen: {socket_mode: \"0999\"}\n",
                           "1:23: expected an octal mode such as \"0660\" for 'listen.socket_mode'");
-        expect_main_error("listen: {socket_mode: 1777}\n", "1:23: 'listen.socket_mode' must be at most 0777");
+        expect_main_error("listen: {socket_mode: 1777}\n",
+                          "1:23: 'listen.socket_mode' must be at most 0777");
         expect_main_error("listen: {tcp: \"localhost\"}\n", "1:15: expected \"host:port\" for 'listen.tcp'");
         expect_main_error("listen: {tcp: \"127.0.0.1:0\"}\n",
                           "1:15: port in 'listen.tcp' must be between 1 and 65535");
@@ -555,10 +564,12 @@ START_TEST(test_socket_mode_and_tcp) {
 END_TEST
 
 START_TEST(test_error_enums) {
-        expect_main_error("log_level: loud\n",
-                          "1:12: invalid value 'loud' for 'log_level' (expected err, warning, notice, info or debug)");
-        expect_main_error("providers:\n  - name: x\n    type: anthropic\n",
-                          "3:11: invalid value 'anthropic' for 'providers[0].type' (expected builtin or openai)");
+        expect_main_error(
+                "log_level: loud\n",
+                "1:12: invalid value 'loud' for 'log_level' (expected err, warning, notice, info or debug)");
+        expect_main_error(
+                "providers:\n  - name: x\n    type: anthropic\n",
+                "3:11: invalid value 'anthropic' for 'providers[0].type' (expected builtin or openai)");
         expect_main_error("pipelines:\n  - name: p\n    layers:\n      - role: vote\n",
                           "4:15: invalid value 'vote' for 'pipelines[0].layers[0].role' (expected propose, "
                           "refine or aggregate)");
@@ -567,8 +578,10 @@ END_TEST
 
 START_TEST(test_error_missing) {
         expect_main_error("providers:\n  - name: x\n", "2:5: missing required key 'type' in providers[0]");
-        expect_main_error("providers:\n  - type: builtin\n", "2:5: missing required key 'name' in providers[0]");
-        expect_main_error("providers:\n  - name: x\n    type: ~\n", "2:5: missing required key 'type' in providers[0]");
+        expect_main_error("providers:\n  - type: builtin\n",
+                          "2:5: missing required key 'name' in providers[0]");
+        expect_main_error("providers:\n  - name: x\n    type: ~\n",
+                          "2:5: missing required key 'type' in providers[0]");
         expect_main_error("providers:\n  - name: up\n    type: openai\n    model: m\n",
                           "2:5: missing required key 'base_url' for openai provider in providers[0]");
         expect_main_error("pipelines:\n  - layers: [{role: propose}]\n",
@@ -576,7 +589,8 @@ START_TEST(test_error_missing) {
         expect_main_error("pipelines:\n  - name: p\n    layers:\n      - weight: 1\n",
                           "4:9: missing required key 'role' in pipelines[0].layers[0]");
         expect_main_error("pipelines:\n  - name: p\n", "2:5: pipeline 'p' needs at least one layer");
-        expect_main_error("pipelines:\n  - name: p\n    layers: []\n", "3:13: pipeline 'p' needs at least one layer");
+        expect_main_error("pipelines:\n  - name: p\n    layers: []\n",
+                          "3:13: pipeline 'p' needs at least one layer");
 }
 END_TEST
 
@@ -584,7 +598,8 @@ START_TEST(test_error_duplicates) {
         _cleanup_free_ char *p = data_path("duplicate-key.yaml"), *a = empty_agents();
 
         expect_error(p, a, p, "5:3: duplicate key 'top_k' (first defined at line 3)");
-        expect_main_error("log_level: info\nlog_level: debug\n", "2:1: duplicate key 'log_level' (first defined at line 1)");
+        expect_main_error("log_level: info\nlog_level: debug\n",
+                          "2:1: duplicate key 'log_level' (first defined at line 1)");
         expect_main_error("providers:\n  - name: x\n    type: builtin\n  - name: x\n    type: builtin\n",
                           "4:11: duplicate provider name 'x'");
         expect_main_error("pipelines:\n  - name: p\n    layers: [{role: propose}]\n"
@@ -594,20 +609,23 @@ START_TEST(test_error_duplicates) {
 END_TEST
 
 START_TEST(test_error_secrets) {
-        expect_main_error("providers:\n  - name: x\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n"
-                          "    api_key: sk-123\n",
-                          "5:5: secrets are not allowed in the configuration: use 'api_key_file' or 'api_key_env' "
-                          "instead of 'api_key'");
-        expect_main_error("providers:\n  - name: x\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n"
-                          "    headers:\n      authorization: Bearer sk-123\n",
-                          "6:7: secrets are not allowed in the configuration: use 'api_key_file' or 'api_key_env' "
-                          "instead of an Authorization header");
+        expect_main_error(
+                "providers:\n  - name: x\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n"
+                "    api_key: sk-123\n",
+                "5:5: secrets are not allowed in the configuration: use 'api_key_file' or 'api_key_env' "
+                "instead of 'api_key'");
+        expect_main_error(
+                "providers:\n  - name: x\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n"
+                "    headers:\n      authorization: Bearer sk-123\n",
+                "6:7: secrets are not allowed in the configuration: use 'api_key_file' or 'api_key_env' "
+                "instead of an Authorization header");
         expect_main_error("providers:\n  - name: x\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n"
                           "    api_key_file: /k\n    api_key_env: K\n",
                           "2:5: set only one of 'api_key_file' and 'api_key_env' in providers[0]");
-        expect_agent_error("name: a\nplugin: a\napi_key: sk-1\n",
-                           "3:1: secrets are not allowed in the configuration: use 'api_key_file' or 'api_key_env' "
-                           "instead of 'api_key'");
+        expect_agent_error(
+                "name: a\nplugin: a\napi_key: sk-1\n",
+                "3:1: secrets are not allowed in the configuration: use 'api_key_file' or 'api_key_env' "
+                "instead of 'api_key'");
 }
 END_TEST
 
@@ -616,16 +634,18 @@ START_TEST(test_error_references) {
                           "4:17: unknown provider 'y' in 'providers[0].fallbacks'");
         expect_main_error("providers:\n  - name: x\n    type: builtin\n    fallbacks: [x]\n",
                           "4:17: provider 'x' cannot be its own fallback");
-        expect_main_error("default_pipeline: nothing\n", "1:19: unknown pipeline or agent 'nothing' for 'default_pipeline'");
-        expect_agent_error("name: a\nplugin: a\nprovider: gpt\n", "3:11: unknown provider 'gpt' for agent 'a'");
+        expect_main_error("default_pipeline: nothing\n",
+                          "1:19: unknown pipeline or agent 'nothing' for 'default_pipeline'");
+        expect_agent_error("name: a\nplugin: a\nprovider: gpt\n",
+                           "3:11: unknown provider 'gpt' for agent 'a'");
 }
 END_TEST
 
 START_TEST(test_builtin_provider_and_pipelines) {
         _cleanup_free_ char *a = empty_agents();
-        _cleanup_free_ char *p = write_file("moad.yaml",
-                                            "providers:\n  - name: builtin\n    type: builtin\n    max_concurrency: 2\n"
-                                            "pipelines:\n  - name: moa\n    layers: [{role: propose}]\n");
+        _cleanup_free_ char *p = write_file(
+                "moad.yaml", "providers:\n  - name: builtin\n    type: builtin\n    max_concurrency: 2\n"
+                             "pipelines:\n  - name: moa\n    layers: [{role: propose}]\n");
         Config *c = load_ok(p, a);
 
         /* The user's builtin replaces the implicit one rather than duplicating it. */
@@ -637,8 +657,9 @@ START_TEST(test_builtin_provider_and_pipelines) {
         ck_assert_uint_eq(config_find_pipeline(c, "moa-lite")->n_layers, 2);
         config_free(c);
 
-        expect_main_error("providers:\n  - name: builtin\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n",
-                          "3:11: the provider name 'builtin' is reserved for a provider of type builtin");
+        expect_main_error(
+                "providers:\n  - name: builtin\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n",
+                "3:11: the provider name 'builtin' is reserved for a provider of type builtin");
         expect_main_error("pipelines:\n  - name: p\n    layers: [{role: aggregate}, {role: propose}]\n",
                           "3:33: an aggregate layer must be the last layer of pipeline 'p'");
 }
@@ -659,7 +680,8 @@ START_TEST(test_agent_errors) {
         expect_agent_error("name: a\nplugin: a\nenabled: \"true\"\n",
                            "3:10: expected a boolean (true/false/yes/no) for 'enabled'");
         expect_agent_error("name: a\nplugin: a\nweight: -1\n", "3:9: 'weight' must be between 0 and 100");
-        expect_agent_error("name: a\nplugin: a\nknowledge: kb\n", "3:12: expected a list for 'knowledge', got a scalar");
+        expect_agent_error("name: a\nplugin: a\nknowledge: kb\n",
+                           "3:12: expected a list for 'knowledge', got a scalar");
         expect_agent_error("name: a\nplugin: a\nknowledge: [kb, [x]]\n",
                            "3:17: expected a path for 'knowledge[1]', got a sequence");
         expect_agent_error("name: a\nplugin: a\noptions: {k: [1]}\n",
@@ -667,7 +689,8 @@ START_TEST(test_agent_errors) {
         expect_agent_error("name: a/b\nplugin: a\n",
                            "1:7: invalid name 'a/b' for 'name' (1-64 characters of A-Z a-z 0-9 . _ -, not "
                            "starting with '.')");
-        expect_agent_error("name: a\nplugin: a\nname: b\n", "3:1: duplicate key 'name' (first defined at line 1)");
+        expect_agent_error("name: a\nplugin: a\nname: b\n",
+                           "3:1: duplicate key 'name' (first defined at line 1)");
 }
 END_TEST
 
@@ -682,8 +705,8 @@ START_TEST(test_agent_duplicate_names) {
 END_TEST
 
 START_TEST(test_agent_dir_scan) {
-        _cleanup_free_ char *d = tmp_path("agents"), *f1 = NULL, *f2 = NULL, *f3 = NULL, *f4 = NULL, *f5 = NULL,
-                            *sub = NULL;
+        _cleanup_free_ char *d = tmp_path("agents"), *f1 = NULL, *f2 = NULL, *f3 = NULL, *f4 = NULL,
+                            *f5 = NULL, *sub = NULL;
         Config *c;
 
         f1 = write_file("agents/b.yaml", "name: bravo\nplugin: b\n");
@@ -708,7 +731,8 @@ END_TEST
 /* ---- I/O and hostile input ---- */
 
 START_TEST(test_error_io) {
-        _cleanup_free_ char *missing = tmp_path("nope.yaml"), *a = empty_agents(), *nodir = tmp_path("no-such-dir");
+        _cleanup_free_ char *missing = tmp_path("nope.yaml"), *a = empty_agents(),
+                            *nodir = tmp_path("no-such-dir");
         _cleanup_free_ char *rest = NULL, *p = NULL;
         Config *c = NULL;
         char *err = NULL;
@@ -725,7 +749,8 @@ START_TEST(test_error_io) {
         ck_assert_int_eq(config_load(missing, a, &c, NULL), -ENOENT);
 
         free(rest);
-        ck_assert_int_ge(asprintf(&rest, "%s: cannot open agents directory: No such file or directory", nodir), 0);
+        ck_assert_int_ge(
+                asprintf(&rest, "%s: cannot open agents directory: No such file or directory", nodir), 0);
         ck_assert_int_eq(config_load(NULL, nodir, &c, &err), -ENOENT);
         ck_assert_str_eq(err, rest);
         free(err);
@@ -747,7 +772,8 @@ END_TEST
 
 START_TEST(test_aliases_and_documents) {
         expect_main_error("router: &r {top_k: 2}\nlimits: *r\n", "2:9: aliases (*r) are not supported");
-        expect_main_error("log_level: info\n---\nlog_level: debug\n", "2:1: only one YAML document is allowed");
+        expect_main_error("log_level: info\n---\nlog_level: debug\n",
+                          "2:1: only one YAML document is allowed");
         expect_main_error("? [a, b]\n: c\n", "1:3: mapping keys must be scalars, not a sequence");
 }
 END_TEST
