@@ -1,0 +1,271 @@
+/* cmd-ask.c — "moactl ask": one chat completion. Streams the answer to
+ * stdout as the daemon produces it (or prints the whole JSON reply with
+ * --json) and, with --trace, shows the route and every layer's agents
+ * after the answer. */
+#include "moactl.h"
+
+#define ASK_DEFAULT_TIMEOUT_SEC 300L
+
+typedef struct AskState {
+        json_t *trace; /* the last "moa" object seen in the stream */
+        json_t *usage; /* the last "usage" object seen */
+        int wrote;     /* some content was printed */
+        char last;     /* the last byte printed */
+} AskState;
+
+static void ask_state_done(AskState *s) {
+        json_decref(s->trace);
+        json_decref(s->usage);
+}
+
+static json_t *build_request(const Moactl *m, const char *question, int stream) {
+        _cleanup_(json_decrefp) json_t *req = NULL;
+        json_t *moa;
+
+        req = json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", m->model, "messages", "role", "user", "content",
+                        question, "stream", stream);
+        if (!req)
+                return NULL;
+        if (stream && json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1)) < 0)
+                return NULL;
+        if (m->n_agents == 0 && !m->trace)
+                return TAKE_PTR(req);
+
+        moa = json_object();
+        if (!moa || json_object_set_new(req, "moa", moa) < 0)
+                return NULL;
+        if (m->trace && json_object_set_new(moa, "trace", json_true()) < 0)
+                return NULL;
+        if (m->n_agents > 0) {
+                json_t *agents = json_array();
+
+                if (!agents || json_object_set_new(moa, "agents", agents) < 0)
+                        return NULL;
+                for (size_t i = 0; i < m->n_agents; i++)
+                        if (json_array_append_new(agents, json_string(m->agents[i])) < 0)
+                                return NULL;
+        }
+        return TAKE_PTR(req);
+}
+
+static int on_chunk(void *userdata, const char *data, size_t len, int done, Reply *reply) {
+        AskState *s = userdata;
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        json_t *err, *choices, *v;
+        size_t i;
+
+        if (done)
+                return MOACTL_EXIT_OK;
+
+        root = json_loadb(data, len, 0, NULL);
+        if (!json_is_object(root)) {
+                snprintf(reply->error, sizeof(reply->error), "bad reply from moad: a stream event is not JSON");
+                return MOACTL_EXIT_PROTOCOL;
+        }
+
+        err = json_object_get(root, "error");
+        if (err) {
+                const char *msg = json_str(err, "message", json_string_value(err));
+                const char *type = json_str(err, "type", NULL);
+                char id[sizeof(reply->request_id) + 16] = "", kind[80] = "";
+
+                if (reply->request_id[0])
+                        snprintf(id, sizeof(id), " [request %s]", reply->request_id);
+                if (type)
+                        snprintf(kind, sizeof(kind), " (%s)", type);
+                snprintf(reply->error, sizeof(reply->error), "moad failed mid-stream: %s%s%s",
+                         msg ? msg : "unknown error", kind, id);
+                return MOACTL_EXIT_FAILED;
+        }
+
+        choices = json_object_get(root, "choices");
+        json_array_foreach(choices, i, v) {
+                const char *content;
+
+                if (json_int(v, "index", 0) != 0)
+                        continue;
+                content = json_str(json_object_get(v, "delta"), "content", NULL);
+                if (isempty(content))
+                        continue;
+                print_sanitized(stdout, content, strlen(content));
+                fflush(stdout);
+                s->wrote = 1;
+                s->last = content[strlen(content) - 1];
+        }
+
+        v = json_object_get(root, "usage");
+        if (json_is_object(v)) {
+                json_decref(s->usage);
+                s->usage = json_incref(v);
+        }
+        v = json_object_get(root, "moa");
+        if (json_is_object(v)) {
+                json_decref(s->trace);
+                s->trace = json_incref(v);
+        }
+        return MOACTL_EXIT_OK;
+}
+
+static void print_route(const json_t *route) {
+        static const char *const headers[] = { "AGENT", "SCORE", "SELECTED", "REASON" };
+        _cleanup_(table_freep) Table *t = NULL;
+        json_t *v;
+        size_t i;
+
+        t = table_new(ELEMENTSOF(headers), headers);
+        if (!t)
+                return;
+        json_array_foreach(route, i, v) {
+                char score[32];
+                const char *sel;
+
+                if (json_is_string(v)) { /* a plain list of selected agents */
+                        const char *cells[] = { json_string_value(v), "-", "yes", "-" };
+
+                        (void) table_add(t, cells);
+                        continue;
+                }
+                json_fmt_num(score, sizeof(score), v, "score", 2, NULL);
+                sel = json_is_boolean(json_object_get(v, "selected"))
+                              ? (json_is_true(json_object_get(v, "selected")) ? "yes" : "no")
+                              : "-";
+                const char *cells[] = { json_str(v, "name", json_str(v, "agent", "?")), score, sel,
+                                        json_str(v, "reason", "") };
+                (void) table_add(t, cells);
+        }
+        puts("Route:");
+        table_print(t, stdout, 60);
+}
+
+/* One agent's result inside a layer. */
+static void add_layer_entry(Table *t, const char *layer, const json_t *e) {
+        char weight[32], latency[32], tokens[32];
+        json_t *usage = json_object_get(e, "usage"), *err = json_object_get(e, "error");
+        const char *result = "ok";
+
+        json_fmt_num(weight, sizeof(weight), e, "weight", 2, NULL);
+        json_fmt_num(latency, sizeof(latency), e, "latency_ms", 0, " ms");
+        if (json_is_object(usage))
+                json_fmt_num(tokens, sizeof(tokens), usage, "total_tokens", 0, NULL);
+        else
+                snprintf(tokens, sizeof(tokens), "-");
+        if (err && !json_is_null(err))
+                result = json_str(err, "message", json_is_string(err) ? json_string_value(err) : "error");
+        else if (json_is_true(json_object_get(e, "cancelled")))
+                result = "cancelled";
+
+        const char *cells[] = { layer, json_str(e, "agent", json_str(e, "name", "?")), weight, latency, tokens,
+                                result };
+        (void) table_add(t, cells);
+}
+
+static void print_layers(const json_t *layers) {
+        static const char *const headers[] = { "LAYER", "AGENT", "WEIGHT", "LATENCY", "TOKENS", "RESULT" };
+        _cleanup_(table_freep) Table *t = NULL;
+        json_t *layer, *e;
+        size_t i, j;
+
+        t = table_new(ELEMENTSOF(headers), headers);
+        if (!t)
+                return;
+        json_array_foreach(layers, i, layer) {
+                char name[64];
+                const json_t *entries = layer;
+
+                /* Either [[{...}, ...], ...] or [{"role": "...", "agents": [...]}, ...]. */
+                if (json_is_object(layer)) {
+                        snprintf(name, sizeof(name), "%zu %s", i + 1, json_str(layer, "role", ""));
+                        entries = json_object_get(layer, "agents");
+                } else
+                        snprintf(name, sizeof(name), "%zu", i + 1);
+                json_array_foreach(entries, j, e)
+                        if (json_is_object(e))
+                                add_layer_entry(t, name, e);
+        }
+        puts("Layers:");
+        table_print(t, stdout, 60);
+}
+
+static void print_trace(const json_t *trace, const json_t *usage) {
+        json_t *v;
+
+        fputc('\n', stdout);
+        if (!trace)
+                puts("(moad sent no trace)");
+        else {
+                v = json_object_get(trace, "route");
+                if (json_is_array(v))
+                        print_route(v);
+                v = json_object_get(trace, "layers");
+                if (json_is_array(v))
+                        print_layers(v);
+                v = json_object_get(trace, "latency_ms");
+                if (json_is_number(v))
+                        printf("Total latency: %.0f ms\n", json_number_value(v));
+                v = json_object_get(trace, "warning");
+                if (json_is_string(v)) {
+                        fputs("Warning: ", stdout);
+                        print_sanitized(stdout, json_string_value(v), strlen(json_string_value(v)));
+                        fputc('\n', stdout);
+                }
+        }
+        if (json_is_object(usage))
+                printf("Usage: %lld prompt + %lld completion = %lld tokens\n",
+                       json_int(usage, "prompt_tokens", 0), json_int(usage, "completion_tokens", 0),
+                       json_int(usage, "total_tokens", 0));
+}
+
+static int ask_json(const Moactl *m, const char *body, long timeout) {
+        _cleanup_(reply_done) Reply reply = {};
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        int code;
+
+        code = ctl_call(m, "POST", "/v1/chat/completions", body, timeout, &reply);
+        if (code == MOACTL_EXIT_OK)
+                code = reply_json(&reply, &root);
+        if (code != MOACTL_EXIT_OK)
+                return ctl_fail(&reply, code);
+        fwrite(reply.body, 1, reply.size, stdout);
+        if (reply.size == 0 || reply.body[reply.size - 1] != '\n')
+                fputc('\n', stdout);
+        return MOACTL_EXIT_OK;
+}
+
+int cmd_ask(const Moactl *m, int argc, char **argv) {
+        _cleanup_(reply_done) Reply reply = {};
+        _cleanup_(ask_state_done) AskState st = {};
+        _cleanup_(json_decrefp) json_t *req = NULL;
+        _cleanup_free_ char *question = NULL, *body = NULL;
+        long timeout = m->timeout_sec >= 0 ? m->timeout_sec : ASK_DEFAULT_TIMEOUT_SEC;
+        int r, code;
+
+        if (argc != 1)
+                return usage_error("ask needs exactly one question (or \"-\" to read it from stdin)");
+        r = read_question(argv[0], &question);
+        if (r < 0) {
+                fprintf(stderr, "moactl: cannot read the question: %s\n", strerror(-r));
+                return MOACTL_EXIT_FAILED;
+        }
+        if (isempty(question))
+                return usage_error("the question is empty");
+
+        req = build_request(m, question, !m->json);
+        body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        if (!body) {
+                fputs("moactl: out of memory\n", stderr);
+                return MOACTL_EXIT_FAILED;
+        }
+
+        if (m->json)
+                return ask_json(m, body, timeout);
+
+        code = ctl_stream(m, "/v1/chat/completions", body, timeout, on_chunk, &st, &reply);
+        if (st.wrote && st.last != '\n')
+                fputc('\n', stdout);
+        fflush(stdout);
+        if (code != MOACTL_EXIT_OK)
+                return ctl_fail(&reply, code);
+        if (m->trace)
+                print_trace(st.trace, st.usage);
+        return MOACTL_EXIT_OK;
+}

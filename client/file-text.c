@@ -1,0 +1,166 @@
+/* file-text.c — getting text onto moactl's side: a question from stdin, a
+ * document from a file, a PDF through pdftotext(1). Every read is bounded;
+ * nothing here talks to the daemon. */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "file-text.h"
+#include "moactl.h"
+
+extern char **environ;
+
+int text_read_fd(int fd, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (cap - len < 2) { /* room for one more byte and the NUL */
+                        size_t ncap = MAX(cap * 2, (size_t) 65536);
+                        char *b;
+
+                        ncap = MIN(ncap, max + 2); /* one byte over max tells "too big" from "exactly max" */
+                        if (ncap <= cap)
+                                return -EFBIG;
+                        b = realloc(buf, ncap);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                        cap = ncap;
+                }
+                n = read(fd, buf + len, cap - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        if (!buf) {
+                buf = strdup("");
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+int text_read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t) st.st_size > max)
+                return -EFBIG;
+        return text_read_fd(fd, max, ret, ret_len);
+}
+
+static int find_in_path(const char *name) {
+        _cleanup_free_ char *path = NULL;
+        const char *env = getenv("PATH");
+        char *dir, *save = NULL;
+
+        path = strdup(env ? env : "/usr/local/bin:/usr/bin:/bin");
+        if (!path)
+                return -ENOMEM;
+        for (dir = strtok_r(path, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+                _cleanup_free_ char *p = NULL;
+
+                if (asprintf(&p, "%s/%s", *dir ? dir : ".", name) < 0)
+                        return -ENOMEM;
+                if (access(p, X_OK) == 0)
+                        return 0;
+        }
+        return -ENOENT;
+}
+
+int text_from_pdf(const char *path, size_t max, char **ret, size_t *ret_len) {
+        char *argv[] = { (char *) "pdftotext", (char *) "-q", (char *) "-enc", (char *) "UTF-8",
+                         (char *) path, (char *) "-", NULL };
+        posix_spawn_file_actions_t fa;
+        _cleanup_close_ int rfd = -1;
+        int pipefd[2], status, r;
+        pid_t pid;
+
+        r = find_in_path("pdftotext");
+        if (r < 0)
+                return r == -ENOENT ? -ENOPKG : r;
+        /* pdftotext would open a missing file itself; say so in our own words. */
+        if (access(path, R_OK) < 0)
+                return -errno;
+
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return -errno;
+        rfd = pipefd[0];
+
+        r = posix_spawn_file_actions_init(&fa);
+        if (r != 0) {
+                close(pipefd[1]);
+                return -r;
+        }
+        r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        if (r == 0)
+                r = posix_spawnp(&pid, "pdftotext", &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(pipefd[1]);
+        if (r != 0)
+                return -r;
+
+        r = text_read_fd(rfd, max, ret, ret_len);
+        if (r < 0)
+                (void) kill(pid, SIGTERM);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return r < 0 ? r : -errno;
+        if (r < 0)
+                return r;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                free(*ret);
+                *ret = NULL;
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int read_question(const char *arg, char **ret) {
+        size_t len;
+        char *q;
+        int r;
+
+        if (!streq(arg, "-")) {
+                q = strdup(arg);
+                if (!q)
+                        return -ENOMEM;
+                *ret = q;
+                return 0;
+        }
+        r = text_read_fd(STDIN_FILENO, MOACTL_MAX_RESPONSE, &q, &len);
+        if (r < 0)
+                return r;
+        /* "echo question | moactl ask -" should not send echo's newline. */
+        while (len > 0 && strchr(" \t\r\n", q[len - 1]))
+                q[--len] = '\0';
+        *ret = q;
+        return 0;
+}

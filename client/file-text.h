@@ -1,0 +1,25 @@
+/* file-text.h — bounded reading of text for moactl: stdin, plain files,
+ * PDFs through pdftotext(1). */
+#pragma once
+
+#include <stddef.h>
+
+/**
+ * text_read_fd() - read @fd to its end. Returns 0 and a malloc'ed,
+ * NUL-terminated buffer in *@ret (and its length in *@ret_len if not NULL),
+ * -EFBIG if there are more than @max bytes, or another -errno.
+ */
+int text_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
+
+/**
+ * text_read_file() - text_read_fd() on the regular file @path; -EISDIR or
+ * -EBADFD for a directory or another non-regular file.
+ */
+int text_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/**
+ * text_from_pdf() - the text of the PDF @path via "pdftotext -q -enc UTF-8
+ * @path -". Returns 0 like text_read_fd(); -ENOPKG if pdftotext is not in
+ * $PATH, -EBADMSG if it failed (e.g. not a PDF), -EFBIG over @max bytes.
+ */
+int text_from_pdf(const char *path, size_t max, char **ret, size_t *ret_len);

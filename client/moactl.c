@@ -1,0 +1,170 @@
+/* moactl.c — the moactl command line: options, the command table, help and
+ * usage errors. The work is done in cmd-*.c; talking to moad in
+ * http-client.c. */
+#include <getopt.h>
+#include <stdarg.h>
+
+#include "moactl.h"
+
+typedef struct Command {
+        const char *name;
+        int (*run)(const Moactl *m, int argc, char **argv);
+} Command;
+
+static const Command commands[] = {
+        { "ask", cmd_ask },         { "models", cmd_models },       { "health", cmd_health },
+        { "route", cmd_route },     { "agents", cmd_agents },       { "ingest", cmd_ingest },
+        { "documents", cmd_documents }, { "delete", cmd_delete },   { "status", cmd_status },
+        { "reload", cmd_reload },   { "metrics", cmd_metrics },
+};
+
+static void help(void) {
+        printf("Usage: moactl [OPTIONS] COMMAND [ARGS...]\n"
+               "\n"
+               "Talk to moad, the Mixture-of-Agents daemon, over its Unix socket.\n"
+               "\n"
+               "Commands:\n"
+               "  ask QUESTION|-             Ask a question (\"-\": read it from stdin); streams the answer\n"
+               "  route QUESTION|-           Show how the router scores the agents, without asking them\n"
+               "  models                     List the models (pipelines and agents) moad serves\n"
+               "  agents                     List the agents\n"
+               "  ingest --agent NAME FILE.. Add text, Markdown or PDF files to an agent's knowledge\n"
+               "  documents --agent NAME     List an agent's documents\n"
+               "  delete --agent NAME TITLE  Delete one document of an agent\n"
+               "  health                     Is moad alive and ready?\n"
+               "  status                     Uptime, load, agents and pipelines\n"
+               "  reload                     Reload moad's configuration\n"
+               "  metrics                    Print the Prometheus metrics\n"
+               "\n"
+               "Options:\n"
+               "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"
+               "  -m, --model NAME    pipeline or agent that answers \"ask\" (default: %s)\n"
+               "  -a, --agent NAME    ask: pin this agent (repeatable); ingest/documents/delete: the agent\n"
+               "  -t, --trace         ask: show route, layers, agents, weights and latency after the answer\n"
+               "  -j, --json          print the daemon's JSON reply as is\n"
+               "      --timeout SEC   give up after SEC seconds (0: never; default 300 for ask,\n"
+               "                      600 per file for ingest, 30 otherwise)\n"
+               "  -h, --help          show this help\n"
+               "      --version       show the version\n"
+               "\n"
+               "Exit status: 0 ok, 1 moad returned an error or an operation failed, 2 usage error,\n"
+               "3 cannot connect to moad, 4 bad reply from moad, 5 timed out. See moactl(1).\n",
+               MOACTL_DEFAULT_SOCKET, MOACTL_DEFAULT_MODEL);
+}
+
+int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fputs("moactl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\nTry 'moactl --help' for more information.\n", stderr);
+        return MOACTL_EXIT_USAGE;
+}
+
+static int parse_timeout(const char *s, long *ret) {
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || v < 0 || v > 7L * 24 * 3600)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* Returns -1 to go on with the command, else the exit code. */
+static int parse_argv(int argc, char **argv, Moactl *m) {
+        enum { ARG_VERSION = 0x100, ARG_TIMEOUT };
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' },  { "model", required_argument, NULL, 'm' },
+                { "agent", required_argument, NULL, 'a' },   { "trace", no_argument, NULL, 't' },
+                { "json", no_argument, NULL, 'j' },          { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":s:m:a:tjh", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        if (isempty(optarg))
+                                return usage_error("--socket needs a path");
+                        m->socket_path = optarg;
+                        break;
+                case 'm':
+                        if (isempty(optarg))
+                                return usage_error("--model needs a name");
+                        m->model = optarg;
+                        break;
+                case 'a':
+                        if (m->n_agents >= MOACTL_MAX_AGENTS)
+                                return usage_error("at most %d --agent options", MOACTL_MAX_AGENTS);
+                        m->agents[m->n_agents++] = optarg;
+                        break;
+                case 't':
+                        m->trace = 1;
+                        break;
+                case 'j':
+                        m->json = 1;
+                        break;
+                case ARG_TIMEOUT:
+                        if (parse_timeout(optarg, &m->timeout_sec) < 0)
+                                return usage_error("--timeout needs a number of seconds (0 to 604800): %s",
+                                                   optarg);
+                        break;
+                case 'h':
+                        help();
+                        return MOACTL_EXIT_OK;
+                case ARG_VERSION:
+                        printf("moactl %s\n", MOACTL_VERSION);
+                        return MOACTL_EXIT_OK;
+                case ':':
+                        return usage_error("option %s needs an argument", argv[optind - 1]);
+                default:
+                        if (optopt)
+                                return usage_error("unknown option -%c", optopt);
+                        return usage_error("unknown option %s", argv[optind - 1]);
+                }
+        }
+        return -1;
+}
+
+int main(int argc, char **argv) {
+        Moactl m = {
+                .model = MOACTL_DEFAULT_MODEL,
+                .timeout_sec = -1,
+        };
+        const char *env;
+        int code;
+
+        code = parse_argv(argc, argv, &m);
+        if (code >= 0)
+                return code;
+        if (optind >= argc)
+                return usage_error("no command given");
+
+        env = getenv("MOAD_SOCKET");
+        if (!m.socket_path)
+                m.socket_path = !isempty(env) ? env : MOACTL_DEFAULT_SOCKET;
+
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                if (!streq(argv[optind], commands[i].name))
+                        continue;
+                if (ctl_global_init() < 0) {
+                        fputs("moactl: cannot initialise libcurl\n", stderr);
+                        return MOACTL_EXIT_FAILED;
+                }
+                code = commands[i].run(&m, argc - optind - 1, argv + optind + 1);
+                ctl_global_done();
+                if (fflush(stdout) != 0 && code == MOACTL_EXIT_OK) {
+                        fprintf(stderr, "moactl: cannot write the output: %s\n", strerror(errno));
+                        code = MOACTL_EXIT_FAILED;
+                }
+                return code;
+        }
+        return usage_error("unknown command \"%s\"", argv[optind]);
+}

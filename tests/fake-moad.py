@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""fake-moad.py — a stand-in for moad's HTTP API on a Unix socket, for
+testing moactl without the daemon. Canned, deterministic replies; the
+question text of a chat request picks a misbehaviour (split events, a
+mid-stream error, garbage, oversized replies, ...). GET /_fake/last returns
+the last request it received so tests can check what moactl sent.
+
+Usage: fake-moad.py --socket PATH [--not-ready]
+Prints "ready" on stdout once it listens.
+"""
+import argparse
+import json
+import os
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler
+
+AGENTS = [
+    {"name": "legal", "plugin": "legal", "version": "1.0", "description": "Contracts and law",
+     "weight": 1.0, "provider": "builtin", "model": "builtin", "documents": 2},
+    {"name": "medical", "plugin": "medical", "version": "1.0", "description": "Health\x1b[31m",
+     "weight": 0.8, "provider": "builtin", "model": "builtin", "documents": 0},
+]
+
+
+class State:
+    def __init__(self, ready):
+        self.ready = ready
+        self.lock = threading.Lock()
+        self.last = None
+        self.docs = {"legal": {}}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-moad/1"
+
+    def log_message(self, fmt, *args):  # keep test output quiet
+        pass
+
+    # -- helpers -------------------------------------------------------
+    def rid(self):
+        return self.headers.get("x-request-id") or "fake-req-1"
+
+    def send_json(self, status, obj, extra_headers=None):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-request-id", self.rid())
+        for k, v in (extra_headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_json(self, status, message, etype="invalid_request_error"):
+        self.send_json(status, {"error": {"message": message, "type": etype, "param": None, "code": None}})
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def record(self, body):
+        with self.server.state.lock:
+            self.server.state.last = {"method": self.command, "path": self.path,
+                                      "body": body.decode("utf-8", "replace"),
+                                      "content_type": self.headers.get("Content-Type")}
+
+    def start_stream(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("x-request-id", self.rid())
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def raw(self, data):
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    # -- dispatch ------------------------------------------------------
+    def do_GET(self):
+        if self.path != "/_fake/last":
+            self.record(b"")
+        st = self.server.state
+        path = self.path
+        if path == "/healthz":
+            return self.send_json(200, {"status": "ok"})
+        if path == "/readyz":
+            return self.send_json(200 if st.ready == "ready" else 503, {"status": st.ready})
+        if path == "/v1/models":
+            return self.send_json(200, {"object": "list", "data": [
+                {"id": "moa", "object": "model", "created": 1, "owned_by": "moad"},
+                {"id": "moa-lite", "object": "model", "created": 1, "owned_by": "moad"},
+                {"id": "legal", "object": "model", "created": 1, "owned_by": "moad"}]})
+        if path == "/v1/moa/agents":
+            return self.send_json(200, {"agents": AGENTS})
+        if path == "/v1/moa/status":
+            return self.send_json(200, {"version": "0.1.0", "uptime_s": 3723, "inflight": 2, "queued": 1,
+                                        "requests_total": 42, "agents": 5, "pipelines": ["moa", "moa-lite"],
+                                        "state": st.ready, "kb_bytes": 1234})
+        if path == "/metrics":
+            body = b"# TYPE moad_requests_total counter\nmoad_requests_total 42\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
+        if path == "/_fake/last":
+            with st.lock:
+                return self.send_json(200, st.last or {})
+        parts = path.split("/")
+        if len(parts) == 6 and parts[1:4] == ["v1", "moa", "agents"] and parts[5] == "documents":
+            agent = urllib.parse.unquote(parts[4])
+            if agent not in st.docs:
+                return self.send_error_json(404, "no such agent: " + agent, "not_found_error")
+            docs = [{"title": t, "source": d["source"], "chunks": d["chunks"], "bytes": len(d["text"]),
+                     "ingested_at": 1764088250} for t, d in sorted(st.docs[agent].items())]
+            return self.send_json(200, {"documents": docs})
+        return self.send_error_json(404, "unknown path " + path, "not_found_error")
+
+    def do_DELETE(self):
+        self.record(b"")
+        st = self.server.state
+        parts = self.path.split("/")
+        if len(parts) == 7 and parts[1:4] == ["v1", "moa", "agents"] and parts[5] == "documents":
+            agent = urllib.parse.unquote(parts[4])
+            title = urllib.parse.unquote(parts[6])
+            if title in st.docs.get(agent, {}):
+                del st.docs[agent][title]
+                return self.send_json(200, {"deleted": True})
+            return self.send_error_json(404, "no document '%s' in agent %s" % (title, agent), "not_found_error")
+        return self.send_error_json(405, "method not allowed")
+
+    def do_POST(self):
+        body = self.read_body()
+        self.record(body)
+        st = self.server.state
+        path = self.path
+        try:
+            req = json.loads(body) if body else {}
+        except ValueError:
+            return self.send_error_json(400, "body is not JSON")
+        if path == "/v1/chat/completions":
+            return self.chat(req)
+        if path == "/v1/moa/route":
+            return self.send_json(200, {"query": req.get("query"), "agents": [
+                {"name": "legal", "score": 0.71, "plugin_score": 0.8, "kb_score": 0.5,
+                 "reason": "keywords: contract", "selected": True},
+                {"name": "medical", "score": 0.05, "plugin_score": 0.0, "kb_score": 0.1,
+                 "reason": "below threshold", "selected": False}], "selected": ["legal"]})
+        if path == "/v1/moa/reload":
+            if st.ready != "ready":
+                return self.send_error_json(400, "/etc/moad/moad.yaml:3:5: unknown key 'listen'")
+            return self.send_json(200, {"status": "reloaded"})
+        parts = path.split("/")
+        if len(parts) == 6 and parts[1:4] == ["v1", "moa", "agents"] and parts[5] == "documents":
+            agent = urllib.parse.unquote(parts[4])
+            if agent not in st.docs:
+                return self.send_error_json(404, "no such agent: " + agent, "not_found_error")
+            if self.headers.get("Content-Type") != "application/json":
+                return self.send_error_json(415, "need application/json")
+            title, text = req.get("title"), req.get("text")
+            if not isinstance(title, str) or not isinstance(text, str) or not title:
+                return self.send_error_json(400, "title and text are required")
+            if "reject" in title:
+                return self.send_error_json(413, "document too large")
+            replaced = title in st.docs[agent]
+            chunks = len(text) // 100 + 1
+            st.docs[agent][title] = {"source": req.get("source"), "text": text, "chunks": chunks}
+            return self.send_json(200, {"agent": agent, "title": title, "chunks": chunks, "replaced": replaced})
+        return self.send_error_json(404, "unknown path " + path, "not_found_error")
+
+    # -- chat ----------------------------------------------------------
+    def chat(self, req):
+        msgs = req.get("messages") or [{}]
+        q = msgs[-1].get("content", "")
+        moa = req.get("moa") or {}
+        agents = moa.get("agents") or []
+        answer = ["Echo: ", q, " [agents=%s]" % ",".join(agents)]
+        trace = {"route": [{"name": "legal", "score": 0.71, "selected": True, "reason": "contract"}],
+                 "layers": [[{"agent": "legal", "weight": 1.0, "latency_ms": 12,
+                              "usage": {"total_tokens": 30}, "content": "..."},
+                             {"agent": "finance", "weight": 0.5, "latency_ms": 3000,
+                              "error": {"message": "timed out"}}],
+                            [{"agent": "aggregator", "weight": 1.0, "latency_ms": 20,
+                              "usage": {"total_tokens": 50}, "content": "..."}]],
+                 "latency_ms": 3025}
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+        if q == "error404":
+            return self.send_error_json(404, "unknown model 'nope'", "not_found_error")
+        if q == "error500-noerror":
+            return self.send_json(500, {"oops": True})
+        if q == "garbage":
+            self.close_connection = True
+            return self.raw(b"this is not HTTP at all\r\n\r\n")
+        if q == "close":
+            self.close_connection = True
+            return
+        if q == "huge":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(100 * 1024 * 1024))
+            self.end_headers()
+            self.close_connection = True
+            return self.raw(b"{" * 1024)
+        if q == "hugechunked":
+            self.start_stream()
+            # 65 MiB of SSE comments: never an event, only bytes.
+            block = b":" + b"x" * (1024 * 1024 - 2) + b"\n"
+            try:
+                for _ in range(66):
+                    self.wfile.write(block)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        if q == "slow":
+            time.sleep(5)
+
+        if not req.get("stream"):
+            reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": req.get("model"),
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(answer)},
+                                  "finish_reason": "stop"}], "usage": usage}
+            if moa.get("trace"):
+                reply["moa"] = trace
+            return self.send_json(200, reply)
+
+        def chunk(delta, finish=None, **kw):
+            c = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": req.get("model"),
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            c.update(kw)
+            return ("data: " + json.dumps(c) + "\n\n").encode()
+
+        self.start_stream()
+        if q == "badjson":
+            return self.raw(chunk({"role": "assistant"}) + b"data: {not json\n\n")
+        if q == "bigevent":
+            return self.raw(b"data: " + b"a" * (2 * 1024 * 1024))
+        if q == "midstream-error":
+            return self.raw(chunk({"role": "assistant"}) + chunk({"content": "partial answer"}) +
+                            b'data: {"error":{"message":"upstream provider failed","type":"server_error"}}\n\n')
+        if q == "no-done":
+            return self.raw(chunk({"role": "assistant"}) + chunk({"content": "cut"}))
+        if q == "escape":
+            return self.raw(chunk({"content": "red\x1b[31mtext\n"}) + b"data: [DONE]\n\n")
+
+        stream = chunk({"role": "assistant"})
+        for piece in answer:
+            stream += chunk({"content": piece})
+        last = {}
+        if moa.get("trace"):
+            last["moa"] = trace
+        stream += chunk({}, "stop", **last)
+        stream += ("data: " + json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                                          "model": req.get("model"), "choices": [], "usage": usage}) +
+                   "\n\n").encode()
+        # A comment and other fields moactl must ignore.
+        stream = b": keep-alive\n\n" + stream + b"data: [DONE]\n\n"
+        if q == "split":
+            # Every event cut at awkward places: one byte at a time, with CRLF line ends.
+            stream = stream.replace(b"\n", b"\r\n")
+            for i in range(len(stream)):
+                self.raw(stream[i:i + 1])
+            return
+        self.raw(stream)
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--not-ready", action="store_true")
+    args = ap.parse_args()
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    state = State("starting" if args.not_ready else "ready")
+    srv = Server(args.socket, Handler)
+    srv.state = state
+    print("ready", flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.unlink(args.socket)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
