@@ -9,3 +9,16 @@ add_executable(fuzz-sse-parser ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-sse-parser.
 target_link_libraries(fuzz-sse-parser PRIVATE moacore)
 add_test(NAME fuzz-sse-parser COMMAND fuzz-sse-parser ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-sse)
 set_tests_properties(fuzz-sse-parser PROPERTIES LABELS fuzz TIMEOUT 120)
+
+# The mock OpenAI-compatible upstream: a test tool (own MHD thread), not daemon code.
+add_executable(mock-upstream ${CMAKE_CURRENT_SOURCE_DIR}/mock-upstream.c)
+target_compile_definitions(mock-upstream PRIVATE _GNU_SOURCE)
+target_link_libraries(mock-upstream PRIVATE PkgConfig::MHD PkgConfig::JANSSON Threads::Threads)
+
+# Integration: the openai provider against mock-upstream on 127.0.0.1.
+add_executable(test-provider-openai ${CMAKE_CURRENT_SOURCE_DIR}/test-provider-openai.c)
+target_link_libraries(test-provider-openai PRIVATE moacore PkgConfig::CHECK)
+add_dependencies(test-provider-openai mock-upstream)
+add_test(NAME test-provider-openai COMMAND test-provider-openai)
+set_tests_properties(test-provider-openai PROPERTIES LABELS integration TIMEOUT 300
+  ENVIRONMENT "CK_FORK=yes;MOAD_MOCK_UPSTREAM=$<TARGET_FILE:mock-upstream>;MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${CMAKE_BINARY_DIR}")
