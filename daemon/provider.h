@@ -3,6 +3,7 @@
  * sd-event loop; nothing here blocks. */
 #pragma once
 
+#include <errno.h> /* the -E... codes of ProviderResult.error */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
