@@ -79,3 +79,16 @@ static inline uint64_t now_usec(void) {
 
 #define USEC_PER_MSEC 1000ULL
 #define USEC_PER_SEC 1000000ULL
+
+/* Take ownership of a file descriptor: returns it and sets the variable to -1. */
+#define TAKE_FD(fd)                    \
+        ({                             \
+                int _fd_ = (fd);       \
+                (fd) = -1;             \
+                _fd_;                  \
+        })
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}

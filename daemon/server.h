@@ -1,0 +1,73 @@
+/* server.h — the daemon's state: the loop, the HTTP server, and the active
+ * Runtime (config + agents + engine). A Runtime is reference-counted: each
+ * request holds the one it started on, so a reload swaps in a new Runtime
+ * while in-flight requests finish on the old one. */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "engine.h"
+#include "http.h"
+
+typedef struct IngestWorker IngestWorker;
+
+typedef enum ServerState {
+        SERVER_STARTING,
+        SERVER_READY,
+        SERVER_DRAINING,
+} ServerState;
+
+typedef struct Runtime {
+        unsigned n_ref;
+        Config *config;
+        AgentSet *agents;
+        Engine *engine;
+        uint64_t generation;
+} Runtime;
+
+typedef struct ChatJob ChatJob;
+
+typedef struct Server {
+        sd_event *event;
+        HttpServer *http;
+        Runtime *runtime;
+        IngestWorker *ingest;
+        ServerState state;
+        uint64_t start_usec;
+        uint64_t generation;
+
+        /* admission control for chat completions */
+        unsigned inflight;
+        unsigned queued;
+        ChatJob *queue_head, *queue_tail;
+
+        uint64_t requests_total;
+
+        /* where to reload from */
+        char *config_path;
+        char *agents_dir_override;
+        char *state_dir_override;
+        char *upstream_override;
+} Server;
+
+Runtime *runtime_ref(Runtime *rt);
+Runtime *runtime_unref(Runtime *rt);
+
+/**
+ * runtime_new() - load config from @s's paths, agents and engine.
+ * On failure returns -errno and a malloc'ed message in *ret_error.
+ */
+int runtime_new(Server *s, Runtime **ret, char **ret_error);
+
+/** server_reload() - build a new Runtime and swap it in; the old one stays
+ * active on failure. Returns 0 or -errno with *ret_error. */
+int server_reload(Server *s, char **ret_error);
+
+/** api_handle() - the HttpHandler: routes a request to its endpoint. */
+void api_handle(HttpRequest *req, void *userdata);
+
+/* api-chat.c */
+void api_chat_completions(Server *s, HttpRequest *req);
+/** api_chat_drain_queue() - start queued chat jobs while slots are free. */
+void api_chat_drain_queue(Server *s);
