@@ -1,0 +1,466 @@
+/* api.c — the HTTP endpoints: URL/method routing, content-type checks, and
+ * the small endpoints (health, models, route, agents, documents, reload,
+ * status). Chat completions live in api-chat.c, metrics in metrics.c. */
+#include <ctype.h>
+#include <strings.h>
+#include <time.h>
+
+#include "agents.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugin-host.h"
+#include "router.h"
+#include "server.h"
+#include "build-config.h"
+#include "util.h"
+
+static int content_type_is_json(HttpRequest *req) {
+        const char *ct = http_request_header(req, "Content-Type");
+        size_t n;
+
+        if (!ct)
+                return 1; /* lenient: a JSON body without a type is still parsed strictly */
+        n = strcspn(ct, ";");
+        while (n > 0 && ct[n - 1] == ' ')
+                n--;
+        return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
+}
+
+static void reply_method_not_allowed(HttpRequest *req, const char *allow) {
+        char body[256];
+
+        snprintf(body, sizeof body,
+                 "{\"error\":{\"message\":\"method %s not allowed on %s; use %s\",\"type\":\"invalid_request_error\","
+                 "\"param\":null,\"code\":\"method_not_allowed\"}}",
+                 http_request_method(req), "this path", allow);
+        http_reply(req, 405, NULL, body, strlen(body), "Allow", allow);
+}
+
+static void api_healthz(Server *s, HttpRequest *req) {
+        http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static const char *state_name(ServerState st) {
+        return st == SERVER_READY ? "ready" : st == SERVER_DRAINING ? "draining" : "starting";
+}
+
+static void api_readyz(Server *s, HttpRequest *req) {
+        http_reply_json(req, s->state == SERVER_READY ? 200 : 503,
+                        json_pack("{s:s}", "status", state_name(s->state)));
+}
+
+static void api_models(Server *s, HttpRequest *req) {
+        const Config *c = s->runtime->config;
+        json_t *data = json_array();
+        json_int_t created = (json_int_t) (s->start_usec / USEC_PER_SEC);
+
+        created = (json_int_t) time(NULL) - (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC);
+        for (size_t i = 0; i < c->n_pipelines; i++)
+                json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->pipelines[i].name, "object",
+                                                      "model", "created", created, "owned_by", "moad", "moa_kind",
+                                                      "pipeline"));
+        for (size_t i = 0; i < c->n_agents; i++)
+                if (c->agents[i].enabled && agents_find(s->runtime->agents, c->agents[i].name))
+                        json_array_append_new(data,
+                                              json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->agents[i].name, "object",
+                                                        "model", "created", created, "owned_by", "moad", "moa_kind",
+                                                        "agent"));
+        http_reply_json(req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+/* {"query": "..."} or {"messages": [...]} (the last user message). */
+static int parse_route_query(HttpRequest *req, char **ret, const char **ret_err) {
+        const char *body;
+        size_t len;
+        json_auto_t *j = NULL;
+        json_t *q, *msgs;
+
+        body = http_request_body(req, &len);
+        j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(j)) {
+                *ret_err = "request body must be a JSON object";
+                return -EINVAL;
+        }
+        q = json_object_get(j, "query");
+        msgs = json_object_get(j, "messages");
+        if (json_is_string(q) && json_string_length(q) > 0 && json_string_length(q) <= 65536) {
+                *ret = strdup(json_string_value(q));
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (json_is_array(msgs)) {
+                for (size_t i = json_array_size(msgs); i > 0; i--) {
+                        json_t *m = json_array_get(msgs, i - 1);
+                        const char *role = json_string_value(json_object_get(m, "role"));
+                        json_t *c = json_object_get(m, "content");
+                        if (role && streq(role, "user") && json_is_string(c) && json_string_length(c) > 0 &&
+                            json_string_length(c) <= 65536) {
+                                *ret = strdup(json_string_value(c));
+                                return *ret ? 0 : -ENOMEM;
+                        }
+                }
+        }
+        *ret_err = "need a non-empty 'query' string (at most 64 KiB) or 'messages' with a user message";
+        return -EINVAL;
+}
+
+static void api_route(Server *s, HttpRequest *req) {
+        _cleanup_free_ char *query = NULL;
+        RouteResult rr = ROUTE_RESULT_INIT;
+        const char *err = NULL;
+        json_t *agents, *selected;
+        int r;
+
+        r = parse_route_query(req, &query, &err);
+        if (r < 0) {
+                http_reply_error(req, r == -ENOMEM ? 500 : 400, "invalid_request_error", "query", NULL, "%s",
+                                 err ? err : "out of memory");
+                return;
+        }
+        r = agents_route(s->runtime->agents, query, NULL, 0, &rr);
+        if (r < 0) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "routing failed: %s", strerror(-r));
+                return;
+        }
+        agents = json_array();
+        selected = json_array();
+        for (size_t i = 0; i < rr.n; i++) {
+                RouteChoice *c = &rr.choices[i];
+                json_array_append_new(agents, json_pack("{s:s,s:f,s:f,s:f,s:f,s:s?,s:b,s:b}", "name", c->name,
+                                                        "score", c->score, "plugin_score", c->plugin_score,
+                                                        "kb_score", c->kb_evidence, "weight", c->weight, "reason",
+                                                        c->reason, "selected", c->selected, "fallback",
+                                                        c->fallback));
+                if (c->selected)
+                        json_array_append_new(selected, json_string(c->name));
+        }
+        route_result_done(&rr);
+        http_reply_json(req, 200, json_pack("{s:s,s:o,s:o}", "query", query, "agents", agents, "selected", selected));
+}
+
+static void api_agents(Server *s, HttpRequest *req) {
+        AgentSet *set = s->runtime->agents;
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < agents_count(set); i++) {
+                Agent *a = agents_get(set, i);
+                PluginAgent *p = agent_plugin(a);
+                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i}", "name", agent_name(a),
+                                                     "plugin", plugin_agent_plugin_name(p), "version",
+                                                     plugin_agent_version(p), "description",
+                                                     plugin_agent_description(p), "weight", agent_weight(a),
+                                                     "provider", agent_provider(a), "model", agent_model(a),
+                                                     "documents", agent_doc_count(a)));
+        }
+        http_reply_json(req, 200, json_pack("{s:o}", "agents", arr));
+}
+
+/* ---- documents ---- */
+
+typedef struct IngestCall {
+        HttpRequest *req;
+        IngestJob *job;
+        Runtime *rt;
+        char *agent;
+        char *title;
+        int replaced;
+} IngestCall;
+
+static void ingest_call_free(IngestCall *c) {
+        runtime_unref(c->rt);
+        free(c->agent);
+        free(c->title);
+        free(c);
+}
+
+static void on_ingest_abort(HttpRequest *req, void *userdata) {
+        IngestCall *c = userdata;
+
+        /* The document is still ingested; only the answer has nowhere to go. */
+        ingest_job_cancel(c->job);
+        ingest_call_free(c);
+}
+
+static void on_ingest_done(void *userdata, int result) {
+        IngestCall *c = userdata;
+
+        http_request_set_abort(c->req, NULL, NULL);
+        if (result < 0)
+                http_reply_error(c->req, result == -E2BIG ? 413 : result == -EINVAL ? 400 : 500,
+                                 result == -E2BIG || result == -EINVAL ? "invalid_request_error" : "server_error",
+                                 NULL, NULL, "ingest of '%.200s' into %s failed: %s", c->title, c->agent,
+                                 strerror(-result));
+        else {
+                log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "ingested '%s' into %s: %d chunks", c->title,
+                         c->agent, result);
+                http_reply_json(c->req, 200,
+                                json_pack("{s:s,s:s,s:i,s:b}", "agent", c->agent, "title", c->title, "chunks", result,
+                                          "replaced", c->replaced));
+        }
+        ingest_call_free(c);
+}
+
+static int has_title_cb(const KbDocInfo *doc, void *userdata) {
+        const char *title = userdata;
+        return streq(doc->title, title) ? 1 : 0;
+}
+
+static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
+        const LimitsConfig *limits = &s->runtime->config->limits;
+        json_auto_t *j = NULL;
+        const char *body, *title, *text, *source;
+        json_error_t jerr;
+        IngestCall *c;
+        size_t len;
+        int r;
+
+        body = http_request_body(req, &len);
+        if (len > limits->max_ingest_bytes) {
+                http_reply_error(req, 413, "invalid_request_error", NULL, "body_too_large",
+                                 "document exceeds max_ingest_bytes (%llu)",
+                                 (unsigned long long) limits->max_ingest_bytes);
+                return;
+        }
+        j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(j)) {
+                http_reply_error(req, 400, "invalid_request_error", NULL, "invalid_json",
+                                 "body must be a JSON object {\"title\",\"text\",\"source\"}: %s",
+                                 j ? "not an object" : jerr.text);
+                return;
+        }
+        title = json_string_value(json_object_get(j, "title"));
+        text = json_string_value(json_object_get(j, "text"));
+        source = json_string_value(json_object_get(j, "source"));
+        if (isempty(title) || strlen(title) > KB_MAX_TITLE_BYTES) {
+                http_reply_error(req, 400, "invalid_request_error", "title", NULL,
+                                 "'title' must be a non-empty string of at most %u bytes", KB_MAX_TITLE_BYTES);
+                return;
+        }
+        if (!text || json_string_length(json_object_get(j, "text")) == 0) {
+                http_reply_error(req, 400, "invalid_request_error", "text", NULL, "'text' must be a non-empty string");
+                return;
+        }
+
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        c->req = req;
+        c->rt = runtime_ref(s->runtime);
+        c->agent = strdup(agent_name(a));
+        c->title = strdup(title);
+        c->replaced = kb_list(agent_kb(a), has_title_cb, (void *) title) == 1;
+        if (!c->agent || !c->title) {
+                ingest_call_free(c);
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        r = ingest_submit(s->ingest, agent_kb_path(a), title, source ? source : "", text,
+                          json_string_length(json_object_get(j, "text")), NULL, on_ingest_done, c, &c->job);
+        if (r < 0) {
+                ingest_call_free(c);
+                if (r == -EBUSY)
+                        http_reply(req, 429, NULL,
+                                   "{\"error\":{\"message\":\"ingest queue full\",\"type\":\"rate_limit_error\","
+                                   "\"param\":null,\"code\":\"queue_full\"}}",
+                                   strlen("{\"error\":{\"message\":\"ingest queue full\",\"type\":\"rate_limit_error\","
+                                          "\"param\":null,\"code\":\"queue_full\"}}"),
+                                   "Retry-After", "1");
+                else
+                        http_reply_error(req, r == -E2BIG ? 413 : 400, "invalid_request_error", NULL, NULL,
+                                         "cannot ingest: %s", strerror(-r));
+                return;
+        }
+        http_request_set_abort(req, on_ingest_abort, c);
+}
+
+static int list_cb(const KbDocInfo *d, void *userdata) {
+        json_array_append_new(userdata, json_pack("{s:s,s:s,s:i,s:I,s:I}", "title", d->title, "source",
+                                                  d->source ? d->source : "", "chunks", (int) d->n_chunks, "bytes",
+                                                  (json_int_t) d->bytes, "ingested_at", (json_int_t) d->ingested_at));
+        return 0;
+}
+
+static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
+        json_t *arr = json_array();
+        int r = kb_list(agent_kb(a), list_cb, arr);
+
+        if (r < 0) {
+                json_decref(arr);
+                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot list documents: %s", strerror(-r));
+                return;
+        }
+        http_reply_json(req, 200, json_pack("{s:s,s:o}", "agent", agent_name(a), "documents", arr));
+}
+
+static int url_decode(const char *in, char **ret) {
+        size_t n = strlen(in);
+        char *out = malloc(n + 1), *o = out;
+
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (in[i] == '%' && i + 2 < n + 0 + 1 && isxdigit((unsigned char) in[i + 1]) &&
+                    isxdigit((unsigned char) in[i + 2])) {
+                        char hex[3] = { in[i + 1], in[i + 2], 0 };
+                        *o++ = (char) strtol(hex, NULL, 16);
+                        i += 2;
+                } else
+                        *o++ = in[i];
+        }
+        *o = 0;
+        if (strlen(out) != (size_t) (o - out)) { /* %00 */
+                free(out);
+                return -EINVAL;
+        }
+        *ret = out;
+        return 0;
+}
+
+static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const char *enc_title) {
+        _cleanup_free_ char *title = NULL;
+        int r;
+
+        if (url_decode(enc_title, &title) < 0 || isempty(title)) {
+                http_reply_error(req, 400, "invalid_request_error", "title", NULL, "bad document title in URL");
+                return;
+        }
+        r = kb_delete(agent_kb(a), title);
+        if (r == -ENOENT) {
+                http_reply_error(req, 404, "not_found_error", "title", "document_not_found",
+                                 "agent %s has no document '%.200s'", agent_name(a), title);
+                return;
+        }
+        if (r < 0) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot delete: %s", strerror(-r));
+                return;
+        }
+        http_reply_json(req, 200, json_pack("{s:b,s:s}", "deleted", 1, "title", title));
+}
+
+/* /v1/moa/agents/{name}/documents[/{title}] */
+static void api_documents(Server *s, HttpRequest *req, const char *rest) {
+        const char *method = http_request_method(req);
+        char name[129];
+        size_t n = strcspn(rest, "/");
+        const char *tail = rest + n;
+        Agent *a;
+
+        if (n == 0 || n >= sizeof name) {
+                http_reply_error(req, 404, "not_found_error", NULL, NULL, "no such endpoint");
+                return;
+        }
+        memcpy(name, rest, n);
+        name[n] = 0;
+        if (strncmp(tail, "/documents", 10) != 0 || (tail[10] && tail[10] != '/')) {
+                http_reply_error(req, 404, "not_found_error", NULL, NULL, "no such endpoint");
+                return;
+        }
+        a = agents_find(s->runtime->agents, name);
+        if (!a) {
+                http_reply_error(req, 404, "not_found_error", "agent", "agent_not_found", "no agent named '%s'", name);
+                return;
+        }
+        tail += 10;
+        if (*tail == '/' && tail[1]) {
+                if (!streq(method, "DELETE")) {
+                        reply_method_not_allowed(req, "DELETE");
+                        return;
+                }
+                api_documents_delete(s, req, a, tail + 1);
+                return;
+        }
+        if (streq(method, "GET"))
+                api_documents_get(s, req, a);
+        else if (streq(method, "POST")) {
+                if (!content_type_is_json(req)) {
+                        http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                         "Content-Type must be application/json");
+                        return;
+                }
+                api_documents_post(s, req, a);
+        } else
+                reply_method_not_allowed(req, "GET, POST");
+}
+
+static void api_reload(Server *s, HttpRequest *req) {
+        _cleanup_free_ char *err = NULL;
+        int r = server_reload(s, &err);
+
+        if (r < 0) {
+                http_reply_error(req, 400, "invalid_request_error", NULL, "reload_failed",
+                                 "reload failed, previous configuration still active: %s", err ? err : strerror(-r));
+                return;
+        }
+        http_reply_json(req, 200, json_pack("{s:s,s:I}", "status", "reloaded", "generation",
+                                            (json_int_t) s->runtime->generation));
+}
+
+static void api_status(Server *s, HttpRequest *req) {
+        const Config *c = s->runtime->config;
+        json_t *pipes = json_array();
+
+        for (size_t i = 0; i < c->n_pipelines; i++)
+                json_array_append_new(pipes, json_string(c->pipelines[i].name));
+        http_reply_json(req, 200,
+                        json_pack("{s:s,s:s,s:I,s:i,s:i,s:I,s:i,s:o,s:I,s:i}", "version", MOAD_VERSION, "state",
+                                  state_name(s->state), "uptime_s",
+                                  (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC), "inflight",
+                                  (int) s->inflight, "queued", (int) s->queued, "requests_total",
+                                  (json_int_t) s->requests_total, "agents", (int) agents_count(s->runtime->agents),
+                                  "pipelines", pipes, "generation", (json_int_t) s->runtime->generation,
+                                  "ingest_pending", (int) ingest_worker_pending(s->ingest)));
+}
+
+typedef struct Route {
+        const char *path;
+        const char *methods; /* for 405's Allow */
+        int json_body;
+        void (*get)(Server *s, HttpRequest *req);
+        void (*post)(Server *s, HttpRequest *req);
+} Route;
+
+static const Route routes[] = {
+        { "/v1/chat/completions", "POST", 1, NULL, api_chat_completions },
+        { "/chat/completions", "POST", 1, NULL, api_chat_completions },
+        { "/v1/models", "GET", 0, api_models, NULL },
+        { "/models", "GET", 0, api_models, NULL },
+        { "/healthz", "GET", 0, api_healthz, NULL },
+        { "/readyz", "GET", 0, api_readyz, NULL },
+        { "/metrics", "GET", 0, api_metrics, NULL },
+        { "/v1/moa/route", "POST", 1, NULL, api_route },
+        { "/v1/moa/agents", "GET", 0, api_agents, NULL },
+        { "/v1/moa/reload", "POST", 0, NULL, api_reload },
+        { "/v1/moa/status", "GET", 0, api_status, NULL },
+};
+
+void api_handle(HttpRequest *req, void *userdata) {
+        Server *s = userdata;
+        const char *path = http_request_path(req), *method = http_request_method(req);
+
+        s->requests_total++;
+        if (strncmp(path, "/v1/moa/agents/", 15) == 0) {
+                api_documents(s, req, path + 15);
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                const Route *rt = &routes[i];
+                if (!streq(rt->path, path))
+                        continue;
+                if (rt->get && (streq(method, "GET") || streq(method, "HEAD")))
+                        rt->get(s, req);
+                else if (rt->post && streq(method, "POST")) {
+                        if (rt->json_body && !content_type_is_json(req)) {
+                                http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                                 "Content-Type must be application/json, not '%.100s'",
+                                                 http_request_header(req, "Content-Type"));
+                                return;
+                        }
+                        rt->post(s, req);
+                } else
+                        reply_method_not_allowed(req, rt->methods);
+                return;
+        }
+        http_reply_error(req, 404, "not_found_error", NULL, "not_found", "no endpoint %.200s", path);
+}

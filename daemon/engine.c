@@ -1,0 +1,893 @@
+/* engine.c — one request through the Mixture-of-Agents pipeline.
+ *
+ *   route ─► layer 1 (propose, all selected agents in parallel)
+ *         ─► layer 2..n-1 (refine: every agent sees all previous answers,
+ *            numbered and labelled by weight)
+ *         ─► last layer (aggregate: one call synthesises the references;
+ *            only this call streams to the client)
+ *
+ * Weights: reference weight = agent weight x router score x layer weight.
+ * A layer ends when every call is done, or when its quorum answered and a
+ * grace period passed (stragglers are cancelled), or at its deadline.
+ * Failure rules: no proposal at all → 502/504 naming agents and causes; a
+ * failed refine layer keeps the previous answers (warning); a failed
+ * aggregator returns the best-weighted answer (warning). Everything runs
+ * on the loop; nothing here blocks except short FTS5 look-ups. */
+#include <math.h>
+
+#include "agents.h"
+#include "chat-response.h"
+#include "engine.h"
+#include "log.h"
+#include "plugin-host.h"
+#include "prompts.h"
+#include "router.h"
+#include "util.h"
+
+#define ENGINE_HITS_PER_AGENT 5u
+
+typedef struct Engine {
+        sd_event *event;
+        const Config *cfg;
+        AgentSet *agents;
+        Provider **providers;
+        size_t n_providers;
+        unsigned n_runs;
+} Engine;
+
+typedef struct AgentCall {
+        EngineRun *run;
+        char *agent;      /* agent name ("legal", or "legal#2" in self-MoA) */
+        Agent *a;         /* NULL for an aggregator that is not an agent */
+        Provider *provider;
+        ProviderCall *call;
+        double weight;
+        uint64_t start_usec, end_usec;
+        int state; /* 0 pending, 1 ok, -errno failed */
+        unsigned http_status;
+        char *content;
+        char *error;
+        ProviderUsage usage;
+        unsigned attempts;
+        KbHit *hits;
+        size_t n_hits;
+} AgentCall;
+
+typedef struct Selected {
+        Agent *a;
+        char *name;
+        double score;  /* router score (1 when pinned or single agent) */
+        double weight; /* agent weight */
+} Selected;
+
+struct EngineRun {
+        Engine *engine;
+        EngineRunSpec spec;
+        EngineCallbacks cb;
+        void *userdata;
+        char *query;
+
+        RouteResult route;
+        Selected *sel;
+        size_t n_sel;
+
+        LayerConfig *layers; /* effective layers */
+        size_t n_layers;
+        size_t layer; /* current */
+
+        AgentCall *calls;
+        size_t n_calls, n_pending, n_ok;
+        uint64_t layer_start;
+
+        ExtractProposal *refs; /* answers of the previous layer, by weight */
+        char **ref_texts;
+        char **ref_agents;
+        size_t n_refs;
+
+        json_t *trace_layers;
+        json_t *warnings;
+        ProviderUsage usage;
+        char *final;
+        int streamed;
+        size_t streamed_len;
+        int deadline_hit;
+
+        sd_event_source *start_source, *deadline, *layer_timer;
+        uint64_t deadline_usec;
+};
+
+/* ---- providers ---- */
+
+static Provider *engine_provider(Engine *e, const char *name) {
+        for (size_t i = 0; i < e->n_providers; i++)
+                if (streq(e->providers[i]->name, name))
+                        return e->providers[i];
+        return NULL;
+}
+
+int engine_new(sd_event *event, const Config *cfg, AgentSet *agents, Engine **ret) {
+        Engine *e = calloc(1, sizeof *e);
+        int r;
+
+        if (!e)
+                return -ENOMEM;
+        e->event = sd_event_ref(event);
+        e->cfg = cfg;
+        e->agents = agents;
+        e->providers = calloc(cfg->n_providers + 1, sizeof(Provider *));
+        if (!e->providers) {
+                engine_free(e);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < cfg->n_providers; i++) {
+                const ProviderConfig *pc = &cfg->providers[i];
+                Provider *p = NULL;
+
+                r = pc->type == PROVIDER_BUILTIN ? provider_builtin_new(event, pc, &p)
+                                                 : provider_openai_new(event, pc, &p);
+                if (r < 0) {
+                        log_error_errno(r, "provider '%s': cannot create", pc->name);
+                        engine_free(e);
+                        return r;
+                }
+                e->providers[e->n_providers++] = p;
+        }
+        if (!engine_provider(e, "builtin")) {
+                ProviderConfig pc = { .name = (char *) "builtin", .type = PROVIDER_BUILTIN };
+                Provider *p = NULL;
+                r = provider_builtin_new(event, &pc, &p);
+                if (r < 0) {
+                        engine_free(e);
+                        return r;
+                }
+                e->providers[e->n_providers++] = p;
+        }
+        *ret = e;
+        return 0;
+}
+
+Engine *engine_free(Engine *e) {
+        if (!e)
+                return NULL;
+        for (size_t i = 0; i < e->n_providers; i++)
+                provider_free(e->providers[i]);
+        free(e->providers);
+        sd_event_unref(e->event);
+        free(e);
+        return NULL;
+}
+
+unsigned engine_runs_active(Engine *e) {
+        return e ? e->n_runs : 0;
+}
+
+/* ---- run bookkeeping ---- */
+
+static void calls_clear(EngineRun *run) {
+        for (size_t i = 0; i < run->n_calls; i++) {
+                AgentCall *c = &run->calls[i];
+                if (c->call)
+                        provider_call_cancel(c->provider, c->call);
+                free(c->agent);
+                free(c->content);
+                free(c->error);
+                kb_hits_free(c->hits, c->n_hits);
+        }
+        free(run->calls);
+        run->calls = NULL;
+        run->n_calls = run->n_pending = run->n_ok = 0;
+}
+
+static void refs_clear(EngineRun *run) {
+        for (size_t i = 0; i < run->n_refs; i++) {
+                free(run->ref_texts[i]);
+                free(run->ref_agents[i]);
+        }
+        free(run->refs);
+        free(run->ref_texts);
+        free(run->ref_agents);
+        run->refs = NULL;
+        run->ref_texts = run->ref_agents = NULL;
+        run->n_refs = 0;
+}
+
+static void run_free(EngineRun *run) {
+        if (!run)
+                return;
+        calls_clear(run);
+        refs_clear(run);
+        route_result_done(&run->route);
+        for (size_t i = 0; i < run->n_sel; i++)
+                free(run->sel[i].name);
+        free(run->sel);
+        free(run->layers);
+        free(run->query);
+        free(run->final);
+        json_decref(run->trace_layers);
+        json_decref(run->warnings);
+        sd_event_source_disable_unref(run->start_source);
+        sd_event_source_disable_unref(run->deadline);
+        sd_event_source_disable_unref(run->layer_timer);
+        run->engine->n_runs--;
+        free(run);
+}
+
+void engine_run_cancel(EngineRun *run) {
+        run_free(run);
+}
+
+static void warn(EngineRun *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(EngineRun *run, const char *fmt, ...) {
+        char buf[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        log_full(LOG_LEVEL_WARNING, 0, run->spec.request_id, "%s", buf);
+        json_array_append_new(run->warnings, json_string(buf));
+}
+
+static char *selected_names(EngineRun *run) {
+        size_t len = 1;
+        char *s;
+
+        for (size_t i = 0; i < run->n_sel; i++)
+                len += strlen(run->sel[i].name) + 1;
+        s = calloc(1, len);
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < run->n_sel; i++) {
+                if (i)
+                        strcat(s, ",");
+                strcat(s, run->sel[i].name);
+        }
+        return s;
+}
+
+static json_t *route_to_json(const RouteResult *r) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < r->n; i++) {
+                const RouteChoice *c = &r->choices[i];
+                json_array_append_new(a, json_pack("{s:s,s:f,s:f,s:f,s:b,s:s?}", "name", c->name, "score", c->score,
+                                                   "plugin_score", c->plugin_score, "kb_score", c->kb_evidence,
+                                                   "selected", c->selected, "reason", c->reason));
+        }
+        return a;
+}
+
+/* Ends the run: calls on_done exactly once and frees the run. */
+static void run_finish(EngineRun *run, int error, unsigned status, const char *type, const char *code,
+                       const char *message) {
+        _cleanup_free_ char *agents = selected_names(run);
+        json_t *trace = NULL;
+        EngineResult res = {
+                .error = error,
+                .http_status = status,
+                .error_type = type,
+                .error_code = code,
+                .error_message = message,
+                .content = run->final ? run->final : "",
+                .finish_reason = "stop",
+                .usage = run->usage,
+                .warnings = run->warnings,
+                .agents = agents,
+                .streamed = run->streamed,
+        };
+
+        if (run->spec.chat->trace) {
+                trace = json_pack("{s:o,s:O,s:s?}", "route", route_to_json(&run->route), "layers",
+                                  run->trace_layers, "pipeline",
+                                  run->spec.pipeline ? run->spec.pipeline->name : run->spec.agent);
+                res.trace = trace;
+        }
+        run->cb.on_done(run->userdata, &res);
+        json_decref(trace);
+        run_free(run);
+}
+
+/* ---- messages ---- */
+
+/* [system: @system + client system prompts], then the client's other turns. */
+static json_t *build_messages(EngineRun *run, const char *system) {
+        const ChatRequest *chat = run->spec.chat;
+        json_t *msgs = json_array();
+        _cleanup_free_ char *sys = strdup(system ? system : "");
+
+        if (!msgs || !sys)
+                goto oom;
+        for (size_t i = 0; i < chat->n_messages; i++) {
+                const ChatMessage *m = &chat->messages[i];
+                if (streq(m->role, "system") || streq(m->role, "developer")) {
+                        char *n;
+                        if (asprintf(&n, "%s\n\n%s", sys, m->content) < 0)
+                                goto oom;
+                        free(sys);
+                        sys = n;
+                }
+        }
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", sys));
+        for (size_t i = 0; i < chat->n_messages; i++) {
+                const ChatMessage *m = &chat->messages[i];
+                if (streq(m->role, "system") || streq(m->role, "developer"))
+                        continue;
+                json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", m->role, "content", m->content));
+        }
+        return msgs;
+oom:
+        json_decref(msgs);
+        return NULL;
+}
+
+/* ---- calls ---- */
+
+static void layer_maybe_end(EngineRun *run);
+
+static void on_call_delta(void *userdata, const char *text, size_t len) {
+        AgentCall *c = userdata;
+        EngineRun *run = c->run;
+
+        run->streamed = 1;
+        run->streamed_len += len;
+        run->cb.on_delta(run->userdata, text, len);
+}
+
+static void on_call_done(void *userdata, const ProviderResult *res) {
+        AgentCall *c = userdata;
+        EngineRun *run = c->run;
+
+        c->call = NULL;
+        c->end_usec = now_usec();
+        c->usage = res->usage;
+        c->attempts = res->attempts;
+        c->http_status = res->http_status;
+        run->usage.prompt_tokens += res->usage.prompt_tokens;
+        run->usage.completion_tokens += res->usage.completion_tokens;
+        if (res->error == 0 && res->content) {
+                c->state = 1;
+                c->content = strdup(res->content);
+                run->n_ok++;
+        } else {
+                c->state = res->error ? res->error : -EPROTO;
+                c->error = strdup(res->error_message ? res->error_message : strerror(-c->state));
+                /* A partial streamed answer is still what the client saw. */
+                if (res->content)
+                        c->content = strdup(res->content);
+                log_full(LOG_LEVEL_WARNING, 0, run->spec.request_id, "agent %s failed: %s", c->agent,
+                         c->error ? c->error : "?");
+        }
+        run->n_pending--;
+        layer_maybe_end(run);
+}
+
+static int call_start(EngineRun *run, AgentCall *c, ProviderTask task, const char *system, int stream,
+                      const char *model) {
+        static const ProviderCallbacks callbacks = { .on_delta = on_call_delta, .on_done = on_call_done };
+        json_t *msgs = build_messages(run, system);
+        const ChatRequest *chat = run->spec.chat;
+        int r;
+
+        if (!msgs)
+                return -ENOMEM;
+        ProviderRequest req = {
+                .request_id = run->spec.request_id,
+                .agent = c->agent,
+                .model = model,
+                .messages = msgs,
+                .temperature = chat->temperature,
+                .max_tokens = chat->max_tokens,
+                .stream = stream,
+                .deadline_usec = run->deadline_usec,
+                .task = task,
+                .query = run->query,
+                .hits = c->hits,
+                .n_hits = c->n_hits,
+                .refs = run->refs,
+                .n_refs = run->n_refs,
+        };
+        c->start_usec = now_usec();
+        r = provider_call_start(c->provider, &req, &callbacks, c, &c->call);
+        json_decref(msgs);
+        return r;
+}
+
+/* The references block shown to refiners and the aggregator: numbered,
+ * best weight first, each labelled with its agent and weight. */
+static char *render_references(EngineRun *run) {
+        char *out = strdup(""), *n;
+
+        for (size_t i = 0; out && i < run->n_refs; i++) {
+                if (asprintf(&n, "%s[%zu] %s (weight %.2f):\n%s\n\n", out, i + 1, run->refs[i].agent,
+                             run->refs[i].weight, run->refs[i].text) < 0)
+                        n = NULL;
+                free(out);
+                out = n;
+        }
+        return out;
+}
+
+static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
+        _cleanup_free_ char *refs = NULL;
+        int stream = run->layer + 1 == run->n_layers && run->spec.stream;
+        int r;
+
+        if (layer->role == LAYER_REFINE) {
+                refs = render_references(run);
+                if (!refs)
+                        return -ENOMEM;
+        }
+        run->calls = calloc(run->n_sel, sizeof *run->calls);
+        if (!run->calls)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < run->n_sel; i++) {
+                AgentCall *c = &run->calls[i];
+                Selected *s = &run->sel[i];
+                _cleanup_free_ char *system = NULL, *context = NULL, *full = NULL;
+
+                c->run = run;
+                c->a = s->a;
+                c->agent = strdup(s->name);
+                c->weight = s->weight * s->score * layer->weight;
+                c->provider = engine_provider(run->engine, agent_provider(s->a));
+                run->n_calls++;
+                if (!c->agent)
+                        return -ENOMEM;
+                if (!c->provider) {
+                        c->state = -ENOENT;
+                        c->error = strdup("provider not found");
+                        continue;
+                }
+                (void) agent_search(s->a, run->query, ENGINE_HITS_PER_AGENT, &c->hits, &c->n_hits);
+                r = plugin_agent_build_prompt(agent_plugin(s->a), run->query, c->hits, c->n_hits, &system,
+                                              &context);
+                if (r < 0) {
+                        c->state = r;
+                        c->error = strdup("plugin could not build its prompt");
+                        continue;
+                }
+                if (layer->role == LAYER_REFINE)
+                        full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
+                                             PROMPT_REFINE_DEFAULT, system, context, refs);
+                else
+                        full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, context, NULL);
+                if (!full)
+                        return -ENOMEM;
+                r = call_start(run, c, layer->role == LAYER_REFINE ? PROVIDER_TASK_REFINE : PROVIDER_TASK_PROPOSE,
+                               full, stream, agent_model(s->a));
+                if (r < 0) {
+                        c->state = r;
+                        c->error = strdup(r == -EBUSY ? "provider busy (queue full or circuit open)"
+                                                      : "call could not start");
+                        continue;
+                }
+                run->n_pending++;
+        }
+        return 0;
+}
+
+/* Which provider synthesises: an agent named by the layer, a provider of
+ * that name, else the provider of the best selected agent. */
+static int start_aggregate_layer(EngineRun *run, const LayerConfig *layer) {
+        _cleanup_free_ char *refs = render_references(run), *system = NULL;
+        Engine *e = run->engine;
+        AgentCall *c;
+        Agent *a = NULL;
+        Provider *p = NULL;
+        const char *model = NULL;
+        int r;
+
+        if (!refs)
+                return -ENOMEM;
+        run->calls = calloc(1, sizeof *run->calls);
+        if (!run->calls)
+                return -ENOMEM;
+        c = &run->calls[0];
+        run->n_calls = 1;
+        c->run = run;
+        c->weight = layer->weight;
+        c->agent = strdup(layer->agent ? layer->agent : "aggregator");
+        if (!c->agent)
+                return -ENOMEM;
+
+        if (layer->agent && (a = agents_find(e->agents, layer->agent))) {
+                p = engine_provider(e, agent_provider(a));
+                model = agent_model(a);
+        } else if (layer->agent && (p = engine_provider(e, layer->agent)))
+                ;
+        else if (run->n_sel > 0) {
+                p = engine_provider(e, agent_provider(run->sel[0].a));
+                model = agent_model(run->sel[0].a);
+        }
+        c->provider = p ? p : engine_provider(e, "builtin");
+
+        system = prompt_render(run->spec.pipeline ? run->spec.pipeline->aggregate_template : NULL,
+                               PROMPT_AGGREGATE_DEFAULT, NULL, NULL, refs);
+        if (!system)
+                return -ENOMEM;
+        r = call_start(run, c, PROVIDER_TASK_AGGREGATE, system, run->spec.stream, model);
+        if (r < 0) {
+                c->state = r;
+                c->error = strdup("aggregator call could not start");
+                return 0;
+        }
+        run->n_pending++;
+        return 0;
+}
+
+/* ---- layers ---- */
+
+static void layer_end(EngineRun *run);
+
+static int on_layer_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        EngineRun *run = userdata;
+
+        layer_end(run);
+        return 0;
+}
+
+static void arm_layer_timer(EngineRun *run, uint64_t at) {
+        if (!run->layer_timer) {
+                if (sd_event_add_time(run->engine->event, &run->layer_timer, CLOCK_MONOTONIC, at, 1000,
+                                      on_layer_timer, run) < 0)
+                        return;
+                (void) sd_event_source_set_description(run->layer_timer, "engine-layer-timer");
+                return;
+        }
+        (void) sd_event_source_set_time(run->layer_timer, at);
+        (void) sd_event_source_set_enabled(run->layer_timer, SD_EVENT_ONESHOT);
+}
+
+/* All done → end now. Quorum reached → give stragglers as long again as
+ * the layer took so far (bounded by the layer deadline), then end. */
+static void layer_maybe_end(EngineRun *run) {
+        const LayerConfig *layer = &run->layers[run->layer];
+        size_t need;
+
+        if (run->n_pending == 0) {
+                layer_end(run);
+                return;
+        }
+        need = (size_t) ceil(layer->quorum * (double) run->n_calls);
+        if (need < 1)
+                need = 1;
+        if (run->n_ok >= need) {
+                uint64_t now = now_usec(), grace = now - run->layer_start;
+                arm_layer_timer(run, now + MAX(grace, 50 * USEC_PER_MSEC));
+        }
+}
+
+static int ref_cmp(const void *a, const void *b) {
+        const ExtractProposal *x = a, *y = b;
+        if (x->weight != y->weight)
+                return x->weight > y->weight ? -1 : 1;
+        return strcmp(x->agent, y->agent);
+}
+
+static json_t *call_to_json(EngineRun *run, const AgentCall *c, const LayerConfig *layer) {
+        static const char *const role_names[] = { "propose", "refine", "aggregate" };
+        const char *status = c->state == 1 ? "ok" : c->state == 0 ? "cancelled" : "error";
+        json_t *o = json_pack("{s:s,s:s,s:f,s:I,s:s,s:o,s:I}", "agent", c->agent, "role", role_names[layer->role],
+                              "weight", c->weight, "latency_ms",
+                              (json_int_t) ((c->end_usec ? c->end_usec : now_usec()) - c->start_usec) / 1000,
+                              "status", status, "usage", usage_to_json(&c->usage), "attempts",
+                              (json_int_t) c->attempts);
+        if (o && c->error)
+                json_object_set_new(o, "error", json_string(c->error));
+        if (o && c->provider)
+                json_object_set_new(o, "provider", json_string(c->provider->name));
+        if (o && run->spec.chat->trace_content && c->content)
+                json_object_set_new(o, "content", json_string(c->content));
+        return o;
+}
+
+static void run_fail_no_answers(EngineRun *run) {
+        char msg[1024];
+        size_t off = 0;
+        int all_timeout = run->n_calls > 0;
+
+        off += (size_t) snprintf(msg, sizeof msg, "every agent failed:");
+        for (size_t i = 0; i < run->n_calls && off < sizeof msg; i++) {
+                AgentCall *c = &run->calls[i];
+                if (c->state != -ETIMEDOUT && c->state != 0)
+                        all_timeout = 0;
+                off += (size_t) snprintf(msg + off, sizeof msg - off, "%s %s: %s", i ? ";" : "", c->agent,
+                                         c->state == 0 ? "timed out" : c->error ? c->error : "failed");
+        }
+        run_finish(run, -EIO, all_timeout ? 504 : 502, "upstream_error", all_timeout ? "timeout" : "upstream_failed",
+                   msg);
+}
+
+static void start_next_layer(EngineRun *run);
+
+static void finish_with_answer(EngineRun *run, const char *answer) {
+        /* Each selected agent's plugin reviews the final answer (disclaimers,
+         * redaction, fencing). What was streamed cannot be retracted: only
+         * an appended tail is streamed after it. */
+        char *text = strdup(answer);
+
+        for (size_t i = 0; text && i < run->n_sel; i++) {
+                char *out = NULL;
+                if (plugin_agent_review(agent_plugin(run->sel[i].a), text, &out) >= 0 && out) {
+                        free(text);
+                        text = out;
+                }
+        }
+        if (!text) {
+                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                return;
+        }
+        if (run->spec.stream) {
+                size_t sl = strlen(answer);
+                if (!run->streamed)
+                        run->cb.on_delta(run->userdata, text, strlen(text));
+                else if (strncmp(text, answer, sl) == 0 && run->streamed_len == sl) {
+                        if (text[sl])
+                                run->cb.on_delta(run->userdata, text + sl, strlen(text + sl));
+                } else if (!streq(text, answer))
+                        warn(run, "review changed already streamed text; the stream shows the unreviewed text");
+                run->streamed = 1;
+        }
+        free(run->final);
+        run->final = text;
+        run_finish(run, 0, 200, NULL, NULL, NULL);
+}
+
+static void layer_end(EngineRun *run) {
+        const LayerConfig *layer = &run->layers[run->layer];
+        json_t *tl = json_array();
+        size_t n_ok = 0;
+
+        run->layer_timer = sd_event_source_disable_unref(run->layer_timer);
+        /* Stragglers past quorum or deadline are cancelled. */
+        for (size_t i = 0; i < run->n_calls; i++) {
+                AgentCall *c = &run->calls[i];
+                if (c->call) {
+                        provider_call_cancel(c->provider, c->call);
+                        c->call = NULL;
+                        c->end_usec = now_usec();
+                        if (!c->error)
+                                c->error = strdup("cancelled: the layer ended without it");
+                }
+                json_array_append_new(tl, call_to_json(run, c, layer));
+                if (c->state == 1)
+                        n_ok++;
+        }
+        json_array_append_new(run->trace_layers, tl);
+        run->n_pending = 0;
+
+        if (layer->role == LAYER_AGGREGATE || run->layer + 1 == run->n_layers) {
+                AgentCall *best = NULL;
+                for (size_t i = 0; i < run->n_calls; i++)
+                        if (run->calls[i].state == 1 && (!best || run->calls[i].weight > best->weight))
+                                best = &run->calls[i];
+                if (best) {
+                        finish_with_answer(run, best->content);
+                        return;
+                }
+                if (run->streamed) {
+                        run_finish(run, -EIO, 502, "upstream_error", "stream_failed",
+                                   run->calls[0].error ? run->calls[0].error : "the answer stream failed");
+                        return;
+                }
+                if (run->n_refs > 0) {
+                        warn(run, "%s failed (%s); returning the best proposal from %s",
+                             layer->role == LAYER_AGGREGATE ? "aggregator" : "last layer",
+                             run->calls[0].error ? run->calls[0].error : "no answer", run->refs[0].agent);
+                        finish_with_answer(run, run->refs[0].text);
+                        return;
+                }
+                run_fail_no_answers(run);
+                return;
+        }
+
+        if (n_ok == 0) {
+                if (run->n_refs == 0) {
+                        run_fail_no_answers(run);
+                        return;
+                }
+                warn(run, "every refiner in layer %zu failed; keeping the previous answers", run->layer + 1);
+        } else {
+                refs_clear(run);
+                run->refs = calloc(n_ok, sizeof *run->refs);
+                run->ref_texts = calloc(n_ok, sizeof(char *));
+                run->ref_agents = calloc(n_ok, sizeof(char *));
+                if (!run->refs || !run->ref_texts || !run->ref_agents) {
+                        run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                        return;
+                }
+                for (size_t i = 0; i < run->n_calls; i++) {
+                        AgentCall *c = &run->calls[i];
+                        if (c->state != 1)
+                                continue;
+                        run->ref_texts[run->n_refs] = TAKE_PTR(c->content);
+                        run->ref_agents[run->n_refs] = strdup(c->agent);
+                        run->refs[run->n_refs] = (ExtractProposal){
+                                .agent = run->ref_agents[run->n_refs],
+                                .text = run->ref_texts[run->n_refs],
+                                .weight = c->weight > 0 ? c->weight : 1e-6,
+                        };
+                        run->n_refs++;
+                }
+                qsort(run->refs, run->n_refs, sizeof *run->refs, ref_cmp);
+        }
+        calls_clear(run);
+        if (run->deadline_hit) {
+                /* No time for more layers: the best answer so far. */
+                warn(run, "returning the best answer so far (%s)", run->refs[0].agent);
+                finish_with_answer(run, run->refs[0].text);
+                return;
+        }
+        run->layer++;
+        start_next_layer(run);
+}
+
+static void start_next_layer(EngineRun *run) {
+        const LayerConfig *layer = &run->layers[run->layer];
+        uint64_t now = now_usec(), end = run->deadline_usec;
+        int r;
+
+        run->layer_start = now;
+        r = layer->role == LAYER_AGGREGATE ? start_aggregate_layer(run, layer) : start_agent_layer(run, layer);
+        if (r < 0) {
+                run_finish(run, r, 500, "server_error", NULL, "cannot start the layer");
+                return;
+        }
+        if (layer->timeout_ms > 0)
+                end = MIN(end, now + layer->timeout_ms * USEC_PER_MSEC);
+        arm_layer_timer(run, end);
+        if (run->n_pending == 0)
+                layer_end(run); /* nothing could start: decide now */
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        EngineRun *run = userdata;
+
+        warn(run, "pipeline deadline reached in layer %zu", run->layer + 1);
+        run->deadline_hit = 1;
+        for (size_t i = 0; i < run->n_calls; i++) {
+                AgentCall *c = &run->calls[i];
+                if (c->call && c->state == 0) {
+                        c->state = -ETIMEDOUT;
+                        free(c->error);
+                        c->error = strdup("timed out (pipeline deadline)");
+                }
+        }
+        layer_end(run);
+        return 0;
+}
+
+/* ---- start ---- */
+
+static int select_agents(EngineRun *run) {
+        Engine *e = run->engine;
+        const ChatRequest *chat = run->spec.chat;
+        unsigned samples = run->spec.pipeline ? run->spec.pipeline->self_moa_samples : 0;
+        int r;
+
+        if (run->spec.agent) {
+                Agent *a = agents_find(e->agents, run->spec.agent);
+                if (!a)
+                        return -ENOENT;
+                run->sel = calloc(1, sizeof *run->sel);
+                if (!run->sel)
+                        return -ENOMEM;
+                run->sel[0] = (Selected){ .a = a, .name = strdup(run->spec.agent), .score = 1,
+                                          .weight = agent_weight(a) };
+                run->n_sel = 1;
+                return 0;
+        }
+
+        r = agents_route(e->agents, run->query, (const char *const *) chat->agents, chat->n_agents, &run->route);
+        if (r < 0)
+                return r;
+        run->sel = calloc(MAX(run->route.n_selected, 1) * MAX(samples, 1), sizeof *run->sel);
+        if (!run->sel)
+                return -ENOMEM;
+        for (size_t i = 0; i < run->route.n; i++) {
+                RouteChoice *c = &run->route.choices[i];
+                Agent *a;
+                if (!c->selected || !(a = agents_find(e->agents, c->name)))
+                        continue;
+                /* Self-MoA: the best agent alone, sampled several times. */
+                for (unsigned k = 0; k < MAX(samples, 1); k++) {
+                        Selected *s = &run->sel[run->n_sel++];
+                        s->a = a;
+                        s->score = c->pinned ? 1.0 : MAX(c->score, 0.05);
+                        s->weight = agent_weight(a);
+                        if (samples > 1 && asprintf(&s->name, "%s#%u", c->name, k + 1) < 0)
+                                s->name = NULL;
+                        else if (samples <= 1)
+                                s->name = strdup(c->name);
+                        if (!s->name)
+                                return -ENOMEM;
+                }
+                if (samples > 0)
+                        break;
+        }
+        return run->n_sel > 0 ? 0 : -ENOENT;
+}
+
+static int build_layers(EngineRun *run) {
+        const PipelineConfig *p = run->spec.pipeline;
+        unsigned want = run->spec.chat->layers;
+
+        if (!p) {
+                run->layers = calloc(1, sizeof *run->layers);
+                if (!run->layers)
+                        return -ENOMEM;
+                run->layers[0] = (LayerConfig){ .role = LAYER_PROPOSE, .weight = 1, .quorum = 1 };
+                run->n_layers = 1;
+                return 0;
+        }
+        run->layers = calloc(p->n_layers + 1, sizeof *run->layers);
+        if (!run->layers)
+                return -ENOMEM;
+        memcpy(run->layers, p->layers, p->n_layers * sizeof *p->layers);
+        run->n_layers = p->n_layers;
+        /* moa.layers N keeps the first N-1 layers and the last one. */
+        if (want > 0 && want < run->n_layers) {
+                run->layers[want - 1] = run->layers[run->n_layers - 1];
+                run->n_layers = want;
+        }
+        return 0;
+}
+
+static int on_start(sd_event_source *s, void *userdata) {
+        EngineRun *run = userdata;
+        int r;
+
+        run->start_source = sd_event_source_disable_unref(run->start_source);
+        r = build_layers(run);
+        if (r >= 0)
+                r = select_agents(run);
+        if (r < 0) {
+                run_finish(run, r, r == -ENOENT ? 503 : 500, "server_error", r == -ENOENT ? "no_agent" : NULL,
+                           r == -ENOENT ? "no agent is available to answer (plugins failed to load?)"
+                                        : "routing failed");
+                return 0;
+        }
+        start_next_layer(run);
+        return 0;
+}
+
+int engine_run_start(Engine *e, const EngineRunSpec *spec, const EngineCallbacks *cb, void *userdata,
+                     EngineRun **ret) {
+        EngineRun *run;
+        uint64_t deadline_ms;
+        int r;
+
+        run = calloc(1, sizeof *run);
+        if (!run)
+                return -ENOMEM;
+        e->n_runs++;
+        run->engine = e;
+        run->spec = *spec;
+        run->cb = *cb;
+        run->userdata = userdata;
+        run->query = strdup(chat_request_query(spec->chat));
+        run->trace_layers = json_array();
+        run->warnings = json_array();
+        if (!run->query || !run->trace_layers || !run->warnings) {
+                run_free(run);
+                return -ENOMEM;
+        }
+
+        deadline_ms = e->cfg->limits.request_timeout_ms;
+        if (spec->pipeline && spec->pipeline->deadline_ms > 0)
+                deadline_ms = MIN(deadline_ms, spec->pipeline->deadline_ms);
+        run->deadline_usec = now_usec() + deadline_ms * USEC_PER_MSEC;
+
+        r = sd_event_add_time(e->event, &run->deadline, CLOCK_MONOTONIC, run->deadline_usec, 1000, on_deadline, run);
+        if (r >= 0)
+                r = sd_event_add_defer(e->event, &run->start_source, on_start, run);
+        if (r < 0) {
+                run_free(run);
+                return r;
+        }
+        (void) sd_event_source_set_description(run->deadline, "engine-deadline");
+        (void) sd_event_source_set_description(run->start_source, "engine-start");
+        *ret = run;
+        return 0;
+}

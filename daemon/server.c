@@ -1,0 +1,124 @@
+/* server.c — Runtime lifecycle (config + agents + engine), reload, and the
+ * upstream quick switch (OPENAI_BASE_URL / --upstream). */
+#include "agents.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+Runtime *runtime_ref(Runtime *rt) {
+        if (rt)
+                rt->n_ref++;
+        return rt;
+}
+
+Runtime *runtime_unref(Runtime *rt) {
+        if (!rt || --rt->n_ref > 0)
+                return NULL;
+        engine_free(rt->engine);
+        agents_free(rt->agents);
+        config_free(rt->config);
+        free(rt);
+        return NULL;
+}
+
+static int strdup_into(char **dst, const char *src) {
+        char *p = src ? strdup(src) : NULL;
+        if (src && !p)
+                return -ENOMEM;
+        free(*dst);
+        *dst = p;
+        return 0;
+}
+
+/* The quick switch: one OpenAI-compatible endpoint for every agent and the
+ * aggregator, without editing YAML. The key is read from OPENAI_API_KEY by
+ * the provider (never stored in the config). */
+static int config_apply_upstream(Config *c, const char *url) {
+        const char *model = getenv("OPENAI_MODEL");
+        ProviderConfig *p;
+
+        p = realloc(c->providers, (c->n_providers + 1) * sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        c->providers = p;
+        p = &c->providers[c->n_providers];
+        memset(p, 0, sizeof *p);
+        p->type = PROVIDER_OPENAI;
+        p->temperature = -1;
+        p->name = strdup("upstream");
+        p->base_url = strdup(url);
+        p->api_key_env = strdup("OPENAI_API_KEY");
+        p->model = strdup(model ? model : "gpt-4o-mini");
+        c->n_providers++;
+        if (!p->name || !p->base_url || !p->api_key_env || !p->model)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_agents; i++) {
+                if (strdup_into(&c->agents[i].provider, "upstream") < 0)
+                        return -ENOMEM;
+                if (model && strdup_into(&c->agents[i].model, model) < 0)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < c->n_pipelines; i++)
+                for (size_t k = 0; k < c->pipelines[i].n_layers; k++)
+                        if (c->pipelines[i].layers[k].role == LAYER_AGGREGATE &&
+                            strdup_into(&c->pipelines[i].layers[k].agent, "upstream") < 0)
+                                return -ENOMEM;
+        log_info("upstream quick switch: every agent uses %s (model %s)", url, p->model);
+        return 0;
+}
+
+int runtime_new(Server *s, Runtime **ret, char **ret_error) {
+        Runtime *rt;
+        const char *upstream = s->upstream_override ? s->upstream_override : getenv("OPENAI_BASE_URL");
+        int r;
+
+        rt = calloc(1, sizeof *rt);
+        if (!rt)
+                return -ENOMEM;
+        rt->n_ref = 1;
+        r = config_load(s->config_path, s->agents_dir_override, &rt->config, ret_error);
+        if (r < 0)
+                goto fail;
+        if (s->state_dir_override && (r = strdup_into(&rt->config->state_dir, s->state_dir_override)) < 0)
+                goto fail;
+        if (!isempty(upstream) && (r = config_apply_upstream(rt->config, upstream)) < 0)
+                goto fail;
+        r = agents_new(rt->config, &rt->agents);
+        if (r < 0) {
+                if (ret_error && asprintf(ret_error, "cannot load agents: %s", strerror(-r)) < 0)
+                        *ret_error = NULL;
+                goto fail;
+        }
+        r = engine_new(s->event, rt->config, rt->agents, &rt->engine);
+        if (r < 0) {
+                if (ret_error && asprintf(ret_error, "cannot create providers: %s", strerror(-r)) < 0)
+                        *ret_error = NULL;
+                goto fail;
+        }
+        rt->generation = ++s->generation;
+        *ret = rt;
+        return 0;
+fail:
+        rt->n_ref = 1;
+        runtime_unref(rt);
+        return r;
+}
+
+int server_reload(Server *s, char **ret_error) {
+        Runtime *rt = NULL;
+        int r;
+
+        log_info("reloading configuration");
+        r = runtime_new(s, &rt, ret_error);
+        if (r < 0) {
+                log_error("reload failed, keeping the active configuration: %s",
+                          ret_error && *ret_error ? *ret_error : strerror(-r));
+                return r;
+        }
+        /* In-flight requests keep their reference to the old runtime. */
+        runtime_unref(s->runtime);
+        s->runtime = rt;
+        log_info("configuration reloaded (generation %llu, %zu agents)", (unsigned long long) rt->generation,
+                 agents_count(rt->agents));
+        return 0;
+}
