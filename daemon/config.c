@@ -819,7 +819,7 @@ static int parse_provider(Ctx *ctx, const YamlNode *m, const char *where, Provid
                         r = get_double(ctx, v, path, 0, 2, &p->temperature);
                 else if (streq(key, "max_tokens")) {
                         uint64_t x = 0;
-                        r = get_u64(ctx, v, path, 1, 10000000, &x);
+                        r = get_u64(ctx, v, path, 0, 10000000, &x);
                         if (r >= 0 && !yaml_node_is_null(v))
                                 p->max_tokens = (int64_t) x;
                 } else if (streq(key, "connect_timeout_ms"))
