@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "build-config.h"
 #include "config.h"
@@ -641,8 +642,9 @@ static int parse_tcp(Ctx *ctx, const YamlNode *v, const char *path, char **dst) 
         colon = strrchr(s, ':');
         if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5)
                 return fail_at(ctx, v, -EINVAL, "expected \"host:port\" for '%s'", path);
-        if (s[0] == '[' && colon[-1] != ']')
-                return fail_at(ctx, v, -EINVAL, "expected \"[address]:port\" for '%s'", path);
+        if ((s[0] == '[') != (colon[-1] == ']') || (s[0] != '[' && memchr(s, ':', (size_t) (colon - s))))
+                return fail_at(ctx, v, -EINVAL, "expected \"host:port\" or \"[address]:port\" for '%s'",
+                               path);
         for (const char *p = colon + 1; *p; p++) {
                 if (*p < '0' || *p > '9')
                         return fail_at(ctx, v, -EINVAL, "invalid port in '%s'", path);
@@ -663,9 +665,17 @@ static int parse_listen(Ctx *ctx, const YamlNode *m, Config *c) {
         if (r < 0)
                 return r;
         FOREACH_PAIR(m, k, v) {
-                if (streq(k->value, "socket"))
+                if (streq(k->value, "socket")) {
                         r = get_path(ctx, v, "listen.socket", ctx->dir, &c->socket_path);
-                else if (streq(k->value, "socket_mode"))
+                        /* sockaddr_un.sun_path holds 108 bytes including the NUL. */
+                        if (r >= 0 &&
+                            strlen(c->socket_path) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+                                r = fail_at(ctx, v, -ENAMETOOLONG,
+                                            "'listen.socket' is too long for a Unix socket (%zu bytes, at "
+                                            "most %zu)",
+                                            strlen(c->socket_path),
+                                            sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1);
+                } else if (streq(k->value, "socket_mode"))
                         r = parse_socket_mode(ctx, v, "listen.socket_mode", &c->socket_mode);
                 else if (streq(k->value, "tcp"))
                         r = parse_tcp(ctx, v, "listen.tcp", &c->tcp_listen);

@@ -555,6 +555,13 @@ START_TEST(test_socket_mode_and_tcp) {
         expect_main_error("listen: {tcp: \"127.0.0.1:0\"}\n",
                           "1:15: port in 'listen.tcp' must be between 1 and 65535");
         expect_main_error("listen: {tcp: \"127.0.0.1:http\"}\n", "1:15: invalid port in 'listen.tcp'");
+        expect_main_error("listen: {tcp: \"::1:8080\"}\n",
+                          "1:15: expected \"host:port\" or \"[address]:port\" for 'listen.tcp'");
+        expect_main_error(
+                "listen: {socket: "
+                "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock}\n",
+                "1:18: 'listen.socket' is too long for a Unix socket (119 bytes, at most 107)");
 
         _cleanup_free_ char *p = write_file("moad.yaml", "listen: {tcp: \"[::1]:8080\"}\n");
         Config *c = load_ok(p, a);
