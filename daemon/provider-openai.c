@@ -71,6 +71,7 @@ struct ProviderCall {
         CURL *easy;
         SseParser *sse;
         sd_event_source *retry_timer;
+        sd_event_source *queue_timer; /* the deadline, while queued */
         sd_event_source *delta_defer;
         sd_event_source *done_defer;
 
@@ -81,6 +82,8 @@ struct ProviderCall {
         uint64_t retry_after_ms; /* from Retry-After, when has_retry_after */
         int has_retry_after;
         int saw_done;
+        int json_stream;      /* asked to stream, but the reply is plain JSON */
+        int deadline_limited; /* the attempt's timeout was cut short by the deadline */
         int abort_error; /* why a libcurl callback stopped the transfer */
         int abort_retryable;
         char abort_message[OA_MAX_MESSAGE];
@@ -262,6 +265,10 @@ static int call_failed_upstream(const ProviderCall *c) {
                 return 0;
         case -EIO:
                 return c->http_status == 429 || c->http_status >= 500 || c->http_status < 400;
+        case -ETIMEDOUT:
+                /* The caller's deadline ran out, not the provider's timeout:
+                 * says more about the deadline than about the upstream. */
+                return !c->deadline_limited;
         default:
                 return 1;
         }
@@ -295,6 +302,7 @@ static void breaker_record(OpenAIProvider *p, ProviderCall *c) {
 
 static void call_free(ProviderCall *c) {
         sd_event_source_disable_unref(c->retry_timer);
+        sd_event_source_disable_unref(c->queue_timer);
         sd_event_source_disable_unref(c->delta_defer);
         sd_event_source_disable_unref(c->done_defer);
         if (c->easy)
@@ -366,6 +374,7 @@ static void provider_dequeue(OpenAIProvider *p) {
         while (!p->freeing && p->qhead && p->n_active < p->max_concurrency) {
                 ProviderCall *c = p->qhead;
                 queue_remove(p, c);
+                (void) sd_event_source_set_enabled(c->queue_timer, SD_EVENT_OFF);
                 call_run(c);
         }
 }
@@ -383,6 +392,7 @@ static void call_detach(ProviderCall *c) {
                 c->easy = NULL;
         }
         (void) sd_event_source_set_enabled(c->retry_timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(c->queue_timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->delta_defer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->done_defer, SD_EVENT_OFF);
         queue_remove(p, c);
@@ -551,7 +561,11 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         int r;
 
         if (!c->status_known) {
+                const char *type = NULL;
                 (void) curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
+                (void) curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &type);
+                /* Some servers and proxies ignore "stream": read their JSON as is. */
+                c->json_stream = c->stream && type && strncasecmp(type, "application/json", 16) == 0;
                 c->status_known = 1;
         }
         if (c->http_status < 200 || c->http_status >= 300) {
@@ -561,7 +575,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                         return 0;
                 return n;
         }
-        if (c->stream) {
+        if (c->stream && !c->json_stream) {
                 r = sse_parser_feed(c->sse, ptr, n);
                 if (r < 0) {
                         call_abort(c, -EPROTO, 0, "bad event stream: %s", strerror(-r));
@@ -612,17 +626,20 @@ static int call_attempt(ProviderCall *c) {
 
         if (c->deadline > 0) {
                 if (now >= c->deadline) {
+                        c->deadline_limited = 1;
                         call_set_error(c, -ETIMEDOUT, "deadline passed before the request could be sent");
                         return -ETIMEDOUT;
                 }
                 timeout_ms = MIN(timeout_ms, (c->deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
         }
+        c->deadline_limited = timeout_ms < p->timeout_ms;
 
         c->http_status = 0;
         c->status_known = 0;
         c->resp.len = 0;
         c->has_retry_after = 0;
         c->saw_done = 0;
+        c->json_stream = 0;
         c->abort_error = 0;
         c->abort_message[0] = 0;
         c->errbuf[0] = 0;
@@ -747,7 +764,7 @@ static int call_classify(ProviderCall *c, CURLcode cc) {
                 return st == 429 || st >= 500;
         }
 
-        if (c->stream) {
+        if (c->stream && !c->json_stream) {
                 int r = sse_parser_finish(c->sse);
                 if (r < 0 && c->abort_error < 0) {
                         call_set_error(c, c->abort_error, "%s", c->abort_message);
@@ -786,8 +803,9 @@ static int call_classify(ProviderCall *c, CURLcode cc) {
                 call_set_error(c, -ENOMEM, "out of memory");
                 return 0;
         }
-        /* Never streamed: nothing to deliver through on_delta. */
-        c->delivered = c->content.len;
+        /* Not streamed: a JSON reply to a stream request is delivered
+         * through on_delta in one piece, otherwise nothing to deliver. */
+        c->delivered = c->json_stream ? 0 : c->content.len;
         call_set_finish_reason(c, choice);
         oa_parse_usage(json_object_get(j, "usage"), &c->usage);
         json_decref(j);
@@ -862,6 +880,16 @@ out:
         return s;
 }
 
+static int on_queue_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        ProviderCall *c = userdata;
+
+        queue_remove(c->p, c);
+        c->deadline_limited = 1;
+        call_set_error(c, -ETIMEDOUT, "deadline passed while waiting for a free upstream slot");
+        call_finish(c);
+        return 0;
+}
+
 static int oa_call_start(Provider *base, const ProviderRequest *req, const ProviderCallbacks *cb, void *userdata,
                          ProviderCall **ret) {
         OpenAIProvider *p = (OpenAIProvider *) base;
@@ -897,6 +925,16 @@ static int oa_call_start(Provider *base, const ProviderRequest *req, const Provi
         if (p->n_active < p->max_concurrency)
                 call_run(c);
         else {
+                if (c->deadline > 0) {
+                        int r = sd_event_add_time(p->event, &c->queue_timer, CLOCK_MONOTONIC, c->deadline, 0,
+                                                  on_queue_timer, c);
+                        if (r < 0) {
+                                call_detach(c);
+                                call_free(c);
+                                return r;
+                        }
+                        (void) sd_event_source_set_description(c->queue_timer, "openai-call-queued");
+                }
                 c->state = CALL_QUEUED;
                 queue_push(p, c);
         }

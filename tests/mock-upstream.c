@@ -19,10 +19,12 @@
  *   trickle        one byte every 200 ms
  *   flaky-<n>      the first <n> calls of that model get 500, then echo
  *   midstream-error  two tokens, then data: {"error": ...} and close
+ *   nostream       a plain JSON answer even when asked to stream
  *   auth           answer says "authorization: <header value|none>"
  *   leak-key       401 whose error message repeats the Authorization header
  *
- * Also: GET /v1/models, GET /mock/stats ({"calls": {model: n}, "total": n}),
+ * Also: GET /v1/models, GET /mock/stats ({"calls": {model: n}, "total": n,
+ * "connections": TCP connections accepted}),
  * POST /mock/reset. Request bodies are bounded (1 MiB). */
 #include <errno.h>
 #include <jansson.h>
@@ -56,6 +58,7 @@ static struct {
 } stats[MAX_MODELS];
 static size_t n_stats;
 static unsigned long stats_total;
+static unsigned long stats_connections; /* TCP connections accepted: shows keep-alive reuse */
 
 /* Count one call of @model, return its new count. */
 static unsigned long stats_bump(const char *model) {
@@ -85,7 +88,8 @@ static char *stats_json(void) {
         for (size_t i = 0; i < n_stats; i++)
                 if (stats[i].count > 0)
                         json_object_set_new(calls, stats[i].name, json_integer((json_int_t) stats[i].count));
-        json_t *o = json_pack("{s:o, s:I}", "calls", calls, "total", (json_int_t) stats_total);
+        json_t *o = json_pack("{s:o, s:I, s:I}", "calls", calls, "total", (json_int_t) stats_total, "connections",
+                              (json_int_t) stats_connections);
         pthread_mutex_unlock(&stats_lock);
         s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(o);
@@ -96,6 +100,7 @@ static void stats_reset(void) {
         pthread_mutex_lock(&stats_lock);
         n_stats = 0;
         stats_total = 0;
+        stats_connections = 0;
         pthread_mutex_unlock(&stats_lock);
 }
 
@@ -300,6 +305,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
         stream = json_is_true(json_object_get(req, "stream"));
         include_usage = json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
         unsigned long n_call = stats_bump(model);
+        if (strcmp(behaviour, "nostream") == 0) /* a server that ignores "stream" */
+                stream = 0;
 
         json_array_foreach(messages, i, m) {
                 const char *role = json_string_value(json_object_get(m, "role"));
@@ -464,7 +471,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (strcmp(method, "GET") == 0 && (strcmp(url, "/v1/models") == 0 || strcmp(url, "/models") == 0)) {
                 static const char *const names[] = { "echo", "fixed-100", "stream-10", "status-429", "status-500",
                                                      "status-400", "hang", "garbage", "truncated", "trickle",
-                                                     "flaky-2", "midstream-error", "auth", "leak-key" };
+                                                     "flaky-2", "midstream-error", "auth", "leak-key",
+                                                     "nostream" };
                 json_t *data = json_array();
                 for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
                         json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", names[i], "object", "model",
@@ -481,6 +489,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
                 free(up);
                 *con_cls = NULL;
         }
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+        if (toe != MHD_CONNECTION_NOTIFY_STARTED)
+                return;
+        pthread_mutex_lock(&stats_lock);
+        stats_connections++;
+        pthread_mutex_unlock(&stats_lock);
 }
 
 int main(int argc, char **argv) {
@@ -514,7 +531,8 @@ int main(int argc, char **argv) {
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
                              0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
-                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 512,
+                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT, 512,
                              MHD_OPTION_END);
         if (!d) {
                 fprintf(stderr, "mock-upstream: cannot start server\n");

@@ -96,6 +96,15 @@ static long mock_calls(const char *model) {
         return n;
 }
 
+/* Connections the code under test opened since mock_reset(): the stats
+ * request itself is one more. Call it before any other mock_http(). */
+static long mock_connections(void) {
+        json_t *j = mock_http("GET", "/mock/stats");
+        long n = (long) json_integer_value(json_object_get(j, "connections"));
+        json_decref(j);
+        return n - 1;
+}
+
 /* ---- the harness ------------------------------------------------------ */
 
 typedef struct Outcome {
@@ -496,6 +505,9 @@ START_TEST(test_concurrency_queue) {
                 ck_assert_str_eq(o[i].content, "[fixed-100] fixed answer after 100 ms");
         }
         ck_assert_int_eq(o[4].done, 0);
+        /* Never more than the cap in flight, so never more connections
+         * (asked first: every stats request opens one more). */
+        ck_assert_int_le(mock_connections(), 2);
         ck_assert_int_eq(mock_calls("fixed-100"), 4);
         /* The queued ones started only when a slot freed: each finished
          * after one of the first two. */
@@ -695,6 +707,66 @@ START_TEST(test_free_with_calls_in_flight) {
 }
 END_TEST
 
+START_TEST(test_stream_answered_with_json) {
+        sd_event *e = setup();
+        ProviderConfig cfg = base_config();
+        Provider *p = make_provider(e, &cfg);
+        Outcome o = {};
+
+        start(p, "nostream", 1, 0, &o, NULL);
+        run_until_done(e, 10000);
+        ck_assert_int_eq(o.error, 0);
+        ck_assert_str_eq(o.content, "[nostream] you said: hello world");
+        /* Still delivered through on_delta, in one piece. */
+        ck_assert_str_eq(o.deltas, o.content);
+        ck_assert_uint_eq(o.n_deltas, 1);
+
+        provider_free(p);
+        sd_event_unref(e);
+}
+END_TEST
+
+START_TEST(test_keepalive_reuse) {
+        sd_event *e = setup();
+        ProviderConfig cfg = base_config();
+        Provider *p = make_provider(e, &cfg);
+        Outcome o[3] = {};
+
+        for (size_t i = 0; i < 3; i++) {
+                start(p, "echo", i == 1, 0, &o[i], NULL);
+                run_until_done(e, 10000);
+                ck_assert_int_eq(o[i].error, 0);
+        }
+        /* Three sequential calls, one TCP connection. */
+        ck_assert_int_eq(mock_connections(), 1);
+
+        provider_free(p);
+        sd_event_unref(e);
+}
+END_TEST
+
+START_TEST(test_queue_deadline) {
+        sd_event *e = setup();
+        ProviderConfig cfg = base_config();
+        Outcome slow = {}, waiting = {};
+
+        cfg.max_concurrency = 1;
+        Provider *p = make_provider(e, &cfg);
+        start(p, "fixed-1000", 0, 0, &slow, NULL);
+        start(p, "echo", 0, now_usec() + 200 * USEC_PER_MSEC, &waiting, NULL);
+        run_until_done(e, 10000);
+        ck_assert_int_eq(slow.error, 0);
+        /* Its deadline passed in the queue: it never reached the upstream. */
+        ck_assert_int_eq(waiting.error, -ETIMEDOUT);
+        ck_assert_uint_eq(waiting.attempts, 0);
+        ck_assert_uint_lt(waiting.done_at, slow.done_at);
+        ck_assert_int_eq(mock_calls("echo"), 0);
+
+        provider_free(p);
+        sd_event_unref(e);
+}
+END_TEST
+
 static Suite *provider_suite(void) {
         Suite *s = suite_create("provider-openai");
         TCase *tc = tcase_create("mock");
@@ -717,6 +789,9 @@ static Suite *provider_suite(void) {
         tcase_add_test(tc, test_api_key);
         tcase_add_test(tc, test_bad_config);
         tcase_add_test(tc, test_free_with_calls_in_flight);
+        tcase_add_test(tc, test_stream_answered_with_json);
+        tcase_add_test(tc, test_keepalive_reuse);
+        tcase_add_test(tc, test_queue_deadline);
         suite_add_tcase(s, tc);
         return s;
 }
