@@ -263,7 +263,7 @@ int curl_glue_add(CurlGlue *g, CURL *easy, CurlGlueDone done, void *userdata) {
         x = calloc(1, sizeof *x);
         if (!x)
                 return -ENOMEM;
-        *x = (CurlGlueXfer) { .easy = easy, .done = done, .userdata = userdata, .next = g->xfers };
+        *x = (CurlGlueXfer){.easy = easy, .done = done, .userdata = userdata, .next = g->xfers};
         if (curl_easy_setopt(easy, CURLOPT_PRIVATE, x) != CURLE_OK) {
                 free(x);
                 return -EIO;

@@ -84,7 +84,7 @@ struct ProviderCall {
         int saw_done;
         int json_stream;      /* asked to stream, but the reply is plain JSON */
         int deadline_limited; /* the attempt's timeout was cut short by the deadline */
-        int abort_error; /* why a libcurl callback stopped the transfer */
+        int abort_error;      /* why a libcurl callback stopped the transfer */
         int abort_retryable;
         char abort_message[OA_MAX_MESSAGE];
         char errbuf[CURL_ERROR_SIZE];
@@ -156,7 +156,7 @@ static int oa_buf_append(OaBuf *b, const char *s, size_t n, size_t max) {
 
 static void oa_buf_done(OaBuf *b) {
         free(b->p);
-        *b = (OaBuf) {};
+        *b = (OaBuf){};
 }
 
 static uint64_t oa_now(OpenAIProvider *p) {
@@ -474,8 +474,9 @@ static void call_finish(ProviderCall *c) {
                 breaker_record(p, c);
 
         if (c->error < 0)
-                log_full(LOG_LEVEL_DEBUG, 0, c->request_id, "provider %s: call failed after %u attempt(s): %s",
-                         p->base.name, c->attempts, c->error_message);
+                log_full(LOG_LEVEL_DEBUG, 0, c->request_id,
+                         "provider %s: call failed after %u attempt(s): %s", p->base.name, c->attempts,
+                         c->error_message);
 
         ProviderResult res = {
                 .error = c->error,
@@ -668,10 +669,13 @@ static int call_attempt(ProviderCall *c) {
             curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_HEADERDATA, c) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK ||
-            curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(p->connect_timeout_ms, timeout_ms)) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) MIN(p->connect_timeout_ms, timeout_ms)) !=
+                    CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) timeout_ms) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
-            curl_easy_setopt(e, CURLOPT_USERAGENT, "moad/" "0.1") != CURLE_OK) {
+            curl_easy_setopt(e, CURLOPT_USERAGENT,
+                             "moad/"
+                             "0.1") != CURLE_OK) {
                 curl_easy_cleanup(e);
                 return -EIO;
         }
@@ -797,8 +801,8 @@ static int call_classify(ProviderCall *c, CURLcode cc) {
                 return 0;
         }
         c->content.len = 0;
-        if (json_is_string(content) &&
-            oa_buf_append(&c->content, json_string_value(content), json_string_length(content), OA_MAX_RESPONSE) < 0) {
+        if (json_is_string(content) && oa_buf_append(&c->content, json_string_value(content),
+                                                     json_string_length(content), OA_MAX_RESPONSE) < 0) {
                 json_decref(j);
                 call_set_error(c, -ENOMEM, "out of memory");
                 return 0;
@@ -833,7 +837,8 @@ static void on_transfer_done(CurlGlue *g, CURL *easy, CURLcode cc, void *userdat
                 uint64_t at = now + delay * USEC_PER_MSEC;
 
                 if (c->deadline == 0 || at < c->deadline) {
-                        log_full(LOG_LEVEL_DEBUG, 0, c->request_id, "provider %s: attempt %u failed (%s), retrying in %" PRIu64 " ms",
+                        log_full(LOG_LEVEL_DEBUG, 0, c->request_id,
+                                 "provider %s: attempt %u failed (%s), retrying in %" PRIu64 " ms",
                                  p->base.name, c->attempts, c->error_message, delay);
                         if (!c->retry_timer) {
                                 if (sd_event_add_time(p->event, &c->retry_timer, CLOCK_MONOTONIC, at, 0,
@@ -870,7 +875,8 @@ static char *oa_build_body(OpenAIProvider *p, const ProviderRequest *req) {
         if ((model && json_object_set_new(o, "model", json_string(model)) < 0) ||
             json_object_set(o, "messages", req->messages) < 0 ||
             json_object_set_new(o, "stream", json_boolean(req->stream)) < 0 ||
-            (req->stream && json_object_set_new(o, "stream_options", json_pack("{s:b}", "include_usage", 1)) < 0) ||
+            (req->stream &&
+             json_object_set_new(o, "stream_options", json_pack("{s:b}", "include_usage", 1)) < 0) ||
             (temperature >= 0 && json_object_set_new(o, "temperature", json_real(temperature)) < 0) ||
             (max_tokens > 0 && json_object_set_new(o, "max_tokens", json_integer(max_tokens)) < 0))
                 goto out;
@@ -890,8 +896,8 @@ static int on_queue_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int oa_call_start(Provider *base, const ProviderRequest *req, const ProviderCallbacks *cb, void *userdata,
-                         ProviderCall **ret) {
+static int oa_call_start(Provider *base, const ProviderRequest *req, const ProviderCallbacks *cb,
+                         void *userdata, ProviderCall **ret) {
         OpenAIProvider *p = (OpenAIProvider *) base;
         ProviderCall *c;
 
@@ -1005,8 +1011,10 @@ static int oa_read_key(const ProviderConfig *cfg, char **ret) {
                         return log_error_errno(-errno, "provider %s: cannot open api_key_file %s", cfg->name,
                                                cfg->api_key_file);
                 if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t) OA_MAX_KEY)
-                        return log_error_errno(-EINVAL, "provider %s: api_key_file %s is not a regular file of at most %u bytes",
-                                               cfg->name, cfg->api_key_file, OA_MAX_KEY);
+                        return log_error_errno(
+                                -EINVAL,
+                                "provider %s: api_key_file %s is not a regular file of at most %u bytes",
+                                cfg->name, cfg->api_key_file, OA_MAX_KEY);
                 k = calloc(1, OA_MAX_KEY + 1);
                 if (!k)
                         return -ENOMEM;
@@ -1021,8 +1029,8 @@ static int oa_read_key(const ProviderConfig *cfg, char **ret) {
                 const char *v = getenv(cfg->api_key_env);
                 if (!v) {
                         *ret = NULL;
-                        log_warning("provider %s: environment variable %s is not set, sending no API key", cfg->name,
-                                    cfg->api_key_env);
+                        log_warning("provider %s: environment variable %s is not set, sending no API key",
+                                    cfg->name, cfg->api_key_env);
                         return 0;
                 }
                 if (strlen(v) > OA_MAX_KEY)
@@ -1039,7 +1047,8 @@ static int oa_read_key(const ProviderConfig *cfg, char **ret) {
         if (oa_key_check(k) < 0) {
                 explicit_bzero(k, strlen(k));
                 free(k);
-                return log_error_errno(-EINVAL, "provider %s: API key contains control characters", cfg->name);
+                return log_error_errno(-EINVAL, "provider %s: API key contains control characters",
+                                       cfg->name);
         }
         if (!*k) {
                 free(k);
@@ -1089,10 +1098,12 @@ int provider_openai_new(sd_event *e, const ProviderConfig *cfg, Provider **ret) 
         name = cfg->name ? cfg->name : "openai";
         if (isempty(cfg->base_url) ||
             (strncmp(cfg->base_url, "http://", 7) != 0 && strncmp(cfg->base_url, "https://", 8) != 0))
-                return log_error_errno(-EINVAL, "provider %s: base_url must be an http:// or https:// URL", name);
+                return log_error_errno(-EINVAL, "provider %s: base_url must be an http:// or https:// URL",
+                                       name);
         for (size_t i = 0; i < cfg->n_headers; i++)
                 if (isempty(cfg->headers[i].key) || !oa_header_ok(cfg->headers[i].key) ||
-                    !cfg->headers[i].value || !oa_header_ok(cfg->headers[i].value) || strchr(cfg->headers[i].key, ':'))
+                    !cfg->headers[i].value || !oa_header_ok(cfg->headers[i].value) ||
+                    strchr(cfg->headers[i].key, ':'))
                         return log_error_errno(-EINVAL, "provider %s: invalid extra header", name);
 
         if (!curl_initialized) {
@@ -1161,10 +1172,11 @@ int provider_openai_new(sd_event *e, const ProviderConfig *cfg, Provider **ret) 
         if (r < 0)
                 goto fail;
         /* Keep enough idle connections cached for every slot to reuse one. */
-        (void) curl_multi_setopt(curl_glue_multi(p->glue), CURLMOPT_MAXCONNECTS, (long) MAX(p->max_concurrency, 4U));
+        (void) curl_multi_setopt(curl_glue_multi(p->glue), CURLMOPT_MAXCONNECTS,
+                                 (long) MAX(p->max_concurrency, 4U));
 
-        log_debug("provider %s: %s (key %s), timeout %" PRIu64 " ms, %u retries, concurrency %u", name, p->url,
-                  p->api_key ? "set" : "none", p->timeout_ms, p->max_retries, p->max_concurrency);
+        log_debug("provider %s: %s (key %s), timeout %" PRIu64 " ms, %u retries, concurrency %u", name,
+                  p->url, p->api_key ? "set" : "none", p->timeout_ms, p->max_retries, p->max_concurrency);
         *ret = &p->base;
         return 0;
 

@@ -23,18 +23,18 @@ struct SseParser {
         SseBuf id;    /* last id: seen (persists across events, as the spec says) */
         int has_data; /* at least one data: line in the pending event */
 
-        int after_cr;     /* the last byte was a '\r' ending a line: a following '\n' belongs to it */
-        int at_start;     /* nothing consumed yet (for the optional UTF-8 BOM) */
-        size_t bom_seen;  /* bytes of a BOM prefix consumed so far */
-        int error;        /* sticky error, < 0 */
+        int after_cr;    /* the last byte was a '\r' ending a line: a following '\n' belongs to it */
+        int at_start;    /* nothing consumed yet (for the optional UTF-8 BOM) */
+        size_t bom_seen; /* bytes of a BOM prefix consumed so far */
+        int error;       /* sticky error, < 0 */
         size_t n_events;
 };
 
-static const unsigned char utf8_bom[3] = { 0xEF, 0xBB, 0xBF };
+static const unsigned char utf8_bom[3] = {0xEF, 0xBB, 0xBF};
 
 static void sse_buf_done(SseBuf *b) {
         free(b->p);
-        *b = (SseBuf) {};
+        *b = (SseBuf){};
 }
 
 /* Append @n bytes keeping a NUL after them; fails with -E2BIG past @max. */

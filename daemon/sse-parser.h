@@ -13,7 +13,7 @@ typedef struct SseEvent {
         const char *id;    /* "id:" field, "" if none */
         const char *data;  /* the "data:" lines joined with '\n', NUL-terminated */
         size_t data_len;
-        int done;          /* data is exactly "[DONE]" (the OpenAI end-of-stream marker) */
+        int done; /* data is exactly "[DONE]" (the OpenAI end-of-stream marker) */
 } SseEvent;
 
 /* Return < 0 to stop parsing: sse_parser_feed() then returns that value. */

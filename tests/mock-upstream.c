@@ -88,8 +88,8 @@ static char *stats_json(void) {
         for (size_t i = 0; i < n_stats; i++)
                 if (stats[i].count > 0)
                         json_object_set_new(calls, stats[i].name, json_integer((json_int_t) stats[i].count));
-        json_t *o = json_pack("{s:o, s:I, s:I}", "calls", calls, "total", (json_int_t) stats_total, "connections",
-                              (json_int_t) stats_connections);
+        json_t *o = json_pack("{s:o, s:I, s:I}", "calls", calls, "total", (json_int_t) stats_total,
+                              "connections", (json_int_t) stats_connections);
         pthread_mutex_unlock(&stats_lock);
         s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(o);
@@ -118,11 +118,11 @@ static int mock_sleep(int fd, unsigned ms) {
                         return 0;
                 long step = ms - elapsed < 20 ? ms - elapsed : 20;
                 if (fd < 0) {
-                        struct timespec ts = { .tv_nsec = step * 1000000 };
+                        struct timespec ts = {.tv_nsec = step * 1000000};
                         nanosleep(&ts, NULL);
                         continue;
                 }
-                struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+                struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
                 if (poll(&p, 1, (int) step) > 0) {
                         char c;
                         if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
@@ -130,7 +130,7 @@ static int mock_sleep(int fd, unsigned ms) {
                         if ((p.revents & POLLIN) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
                                 return -1;
                         /* Bytes of a next request: nothing to do until we answer. */
-                        struct timespec ts = { .tv_nsec = step * 1000000 };
+                        struct timespec ts = {.tv_nsec = step * 1000000};
                         nanosleep(&ts, NULL);
                 }
         }
@@ -211,7 +211,8 @@ static char *dump(json_t *o) {
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, char *body_owned) {
-        struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body_owned), body_owned, MHD_RESPMEM_MUST_FREE);
+        struct MHD_Response *r =
+                MHD_create_response_from_buffer(strlen(body_owned), body_owned, MHD_RESPMEM_MUST_FREE);
         MHD_add_response_header(r, "Content-Type", type);
         enum MHD_Result ret = MHD_queue_response(c, status, r);
         MHD_destroy_response(r);
@@ -220,7 +221,9 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *message) {
         json_t *o = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", message, "type",
-                              status == 429 ? "rate_limit_error" : status >= 500 ? "server_error" : "invalid_request_error",
+                              status == 429   ? "rate_limit_error"
+                              : status >= 500 ? "server_error"
+                                              : "invalid_request_error",
                               "param", "code", (int) status);
         struct MHD_Response *r;
         char *s = dump(o);
@@ -250,7 +253,8 @@ static json_t *usage_of(json_t *messages, const char *answer) {
         size_t prompt = 0, i;
         json_t *m;
 
-        json_array_foreach(messages, i, m) prompt += count_words(json_string_value(json_object_get(m, "content")));
+        json_array_foreach(messages, i, m) prompt +=
+                count_words(json_string_value(json_object_get(m, "content")));
         size_t completion = count_words(answer);
         return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t) prompt, "completion_tokens",
                          (json_int_t) completion, "total_tokens", (json_int_t) (prompt + completion));
@@ -259,8 +263,8 @@ static json_t *usage_of(json_t *messages, const char *answer) {
 static char *sse_chunk(const char *model, const char *content, const char *finish) {
         json_t *delta = content ? json_pack("{s:s}", "content", content) : json_object();
         json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s?}]}", "id", "mock", "object",
-                              "chat.completion.chunk", "created", 0, "model", model, "choices", "index", 0, "delta",
-                              delta, "finish_reason", finish);
+                              "chat.completion.chunk", "created", 0, "model", model, "choices", "index", 0,
+                              "delta", delta, "finish_reason", finish);
         char *j = dump(o), *s = xasprintf("data: %s\n\n", j);
         free(j);
         return s;
@@ -303,7 +307,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                 behaviour = model;
         auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
         stream = json_is_true(json_object_get(req, "stream"));
-        include_usage = json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
+        include_usage =
+                json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
         unsigned long n_call = stats_bump(model);
         if (strcmp(behaviour, "nostream") == 0) /* a server that ignores "stream" */
                 stream = 0;
@@ -345,8 +350,9 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                 goto out;
         }
         if (strcmp(behaviour, "garbage") == 0) {
-                ret = reply(c, 200, stream ? "text/event-stream" : "application/json",
-                            strdup(stream ? "data: {this is not json\n\n" : "{\"choices\": [ this is not json"));
+                ret = reply(
+                        c, 200, stream ? "text/event-stream" : "application/json",
+                        strdup(stream ? "data: {this is not json\n\n" : "{\"choices\": [ this is not json"));
                 goto out;
         }
         if (strcmp(behaviour, "auth") == 0)
@@ -370,13 +376,13 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
         if (!stream) {
                 json_t *o;
                 if (strcmp(behaviour, "midstream-error") == 0)
-                        o = json_pack("{s:{s:s, s:s}}", "error", "message", "mock failure in the answer", "type",
-                                      "server_error");
+                        o = json_pack("{s:{s:s, s:s}}", "error", "message", "mock failure in the answer",
+                                      "type", "server_error");
                 else
-                        o = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:o}", "id", "mock",
-                                      "object", "chat.completion", "created", 0, "model", model, "choices", "index", 0,
-                                      "message", "role", "assistant", "content", answer, "finish_reason", "stop",
-                                      "usage", usage_of(messages, answer));
+                        o = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:o}", "id",
+                                      "mock", "object", "chat.completion", "created", 0, "model", model,
+                                      "choices", "index", 0, "message", "role", "assistant", "content",
+                                      answer, "finish_reason", "stop", "usage", usage_of(messages, answer));
                 body_add(b, dump(o));
                 if (strcmp(behaviour, "truncated") == 0) /* cut the JSON in half */
                         b->pieces[0][strlen(b->pieces[0]) / 2] = 0;
@@ -396,7 +402,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                         p = q;
                         n_tokens++;
                         if (strcmp(behaviour, "midstream-error") == 0 && n_tokens == 2) {
-                                body_add(b, strdup("data: {\"error\":{\"message\":\"mock failure in the middle\","
+                                body_add(b, strdup("data: {\"error\":{\"message\":\"mock failure in the "
+                                                   "middle\","
                                                    "\"type\":\"server_error\"}}\n\n"));
                                 break;
                         }
@@ -406,9 +413,10 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                 if (strcmp(behaviour, "midstream-error") != 0 && strcmp(behaviour, "truncated") != 0) {
                         body_add(b, sse_chunk(model, NULL, "stop"));
                         if (include_usage) {
-                                json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", "mock", "object",
-                                                      "chat.completion.chunk", "created", 0, "model", model,
-                                                      "choices", "usage", usage_of(messages, answer));
+                                json_t *o =
+                                        json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", "mock", "object",
+                                                  "chat.completion.chunk", "created", 0, "model", model,
+                                                  "choices", "usage", usage_of(messages, answer));
                                 char *j = dump(o);
                                 body_add(b, xasprintf("data: %s\n\n", j));
                                 free(j);
@@ -419,7 +427,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                 }
         }
 
-        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, body_reader, b, body_free);
+        struct MHD_Response *r =
+                MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, body_reader, b, body_free);
         MHD_add_response_header(r, "Content-Type", stream ? "text/event-stream" : "application/json");
         ret = MHD_queue_response(c, 200, r);
         MHD_destroy_response(r);
@@ -460,7 +469,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (up->too_big)
                 return reply_error(c, 413, "request body too large");
 
-        if (strcmp(method, "POST") == 0 && (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0))
+        if (strcmp(method, "POST") == 0 &&
+            (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0))
                 return chat(c, up);
         if (strcmp(method, "GET") == 0 && strcmp(url, "/mock/stats") == 0)
                 return reply(c, 200, "application/json", stats_json());
@@ -469,20 +479,22 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                 return reply(c, 200, "application/json", strdup("{\"ok\":true}"));
         }
         if (strcmp(method, "GET") == 0 && (strcmp(url, "/v1/models") == 0 || strcmp(url, "/models") == 0)) {
-                static const char *const names[] = { "echo", "fixed-100", "stream-10", "status-429", "status-500",
-                                                     "status-400", "hang", "garbage", "truncated", "trickle",
-                                                     "flaky-2", "midstream-error", "auth", "leak-key",
-                                                     "nostream" };
+                static const char *const names[] = {
+                        "echo", "fixed-100", "stream-10", "status-429", "status-500", "status-400",
+                        "hang", "garbage",   "truncated", "trickle",    "flaky-2",    "midstream-error",
+                        "auth", "leak-key",  "nostream"};
                 json_t *data = json_array();
                 for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-                        json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", names[i], "object", "model",
-                                                              "owned_by", "mock"));
-                return reply(c, 200, "application/json", dump(json_pack("{s:s, s:o}", "object", "list", "data", data)));
+                        json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", names[i], "object",
+                                                              "model", "owned_by", "mock"));
+                return reply(c, 200, "application/json",
+                             dump(json_pack("{s:s, s:o}", "object", "list", "data", data)));
         }
         return reply_error(c, 404, "no such endpoint");
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe) {
         Upload *up = *con_cls;
         if (up) {
                 free(up->buf);
@@ -502,7 +514,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 
 int main(int argc, char **argv) {
         unsigned long port = 0;
-        struct sockaddr_in sa = { .sin_family = AF_INET };
+        struct sockaddr_in sa = {.sin_family = AF_INET};
         struct MHD_Daemon *d;
         sigset_t ss;
         int sig;
@@ -529,11 +541,10 @@ int main(int argc, char **argv) {
 
         sa.sin_port = htons((uint16_t) port);
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
-                             0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
-                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT, 512,
-                             MHD_OPTION_END);
+        d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+                             handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
+                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                             on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT, 512, MHD_OPTION_END);
         if (!d) {
                 fprintf(stderr, "mock-upstream: cannot start server\n");
                 return 1;

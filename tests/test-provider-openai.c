@@ -40,7 +40,8 @@ static int mock_start(void) {
         }
         close(pfd[1]);
         FILE *f = fdopen(pfd[0], "r");
-        if (!f || !fgets(line, sizeof line, f) || sscanf(line, "PORT %u", &mock_port) != 1 || mock_port == 0) {
+        if (!f || !fgets(line, sizeof line, f) || sscanf(line, "PORT %u", &mock_port) != 1 ||
+            mock_port == 0) {
                 fprintf(stderr, "mock-upstream did not report its port\n");
                 return -EIO;
         }
@@ -108,7 +109,7 @@ static long mock_connections(void) {
 /* ---- the harness ------------------------------------------------------ */
 
 typedef struct Outcome {
-        int done;        /* on_done calls */
+        int done; /* on_done calls */
         int error;
         unsigned status;
         unsigned attempts;
@@ -162,10 +163,10 @@ static void on_done(void *userdata, const ProviderResult *r) {
         pending--;
 }
 
-static const ProviderCallbacks callbacks = { .on_delta = on_delta, .on_done = on_done };
+static const ProviderCallbacks callbacks = {.on_delta = on_delta, .on_done = on_done};
 
 static ProviderConfig base_config(void) {
-        return (ProviderConfig) {
+        return (ProviderConfig){
                 .name = (char *) "mock",
                 .type = PROVIDER_OPENAI,
                 .base_url = mock_url,
@@ -188,7 +189,8 @@ static json_t *messages(const char *user) {
 }
 
 /* Start a call; returns its handle (or NULL with *ret_r set on failure). */
-static ProviderCall *start(Provider *p, const char *model, int stream, uint64_t deadline, Outcome *o, int *ret_r) {
+static ProviderCall *start(Provider *p, const char *model, int stream, uint64_t deadline, Outcome *o,
+                           int *ret_r) {
         json_t *m = messages("hello world");
         ProviderRequest req = {
                 .request_id = "test",
@@ -335,7 +337,7 @@ START_TEST(test_flaky_then_ok) {
 END_TEST
 
 START_TEST(test_no_retry_on_4xx) {
-        static const char *const models[] = { "status-400", "status-401", "status-404" };
+        static const char *const models[] = {"status-400", "status-401", "status-404"};
         sd_event *e = setup();
         ProviderConfig cfg = base_config();
         Provider *p = make_provider(e, &cfg);
@@ -459,7 +461,7 @@ END_TEST
 START_TEST(test_connection_refused) {
         sd_event *e = setup();
         ProviderConfig cfg = base_config();
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t sl = sizeof sa;
         char url[128];
         Outcome o = {};
@@ -525,7 +527,7 @@ START_TEST(test_circuit_breaker) {
         ProviderConfig cfg = base_config();
         Outcome o[7] = {};
 
-        cfg.max_retries = 1;          /* two attempts per call */
+        cfg.max_retries = 1; /* two attempts per call */
         cfg.breaker_failures = 2;
         cfg.breaker_cooldown_ms = 300;
         Provider *p = make_provider(e, &cfg);
@@ -546,7 +548,7 @@ START_TEST(test_circuit_breaker) {
         ck_assert_uint_eq(o[2].attempts, 0);
         ck_assert_int_eq(mock_calls("flaky-6"), 4);
 
-        run_for(e, 400); /* cooldown over: half-open */
+        run_for(e, 400);                        /* cooldown over: half-open */
         start(p, "flaky-6", 0, 0, &o[3], NULL); /* the probe: attempts 5,6 fail */
         start(p, "flaky-6", 0, 0, &o[4], NULL); /* refused while the probe runs */
         run_until_done(e, 10000);
@@ -590,8 +592,9 @@ START_TEST(test_cancel) {
         /* Cancelled while its request is in flight. */
         start(p, "hang", 0, 0, &running, NULL);
         running.cancel_provider = p;
-        ck_assert_int_ge(sd_event_add_time_relative(e, &t, CLOCK_MONOTONIC, 100 * USEC_PER_MSEC, 0, cancel_timer,
-                                                    &running), 0);
+        ck_assert_int_ge(sd_event_add_time_relative(e, &t, CLOCK_MONOTONIC, 100 * USEC_PER_MSEC, 0,
+                                                    cancel_timer, &running),
+                         0);
         /* Cancelled from its own first on_delta. */
         start(p, "stream-50", 1, 0, &in_delta, NULL);
         in_delta.cancel_provider = p;
@@ -673,7 +676,7 @@ START_TEST(test_bad_config) {
         sd_event *e = NULL;
         ProviderConfig cfg = base_config();
         Provider *p = NULL;
-        KeyValue h = { .key = (char *) "X-Evil", .value = (char *) "a\r\nInjected: yes" };
+        KeyValue h = {.key = (char *) "X-Evil", .value = (char *) "a\r\nInjected: yes"};
 
         ck_assert_int_eq(sd_event_new(&e), 0);
         cfg.base_url = (char *) "ftp://example";

@@ -53,7 +53,8 @@ static void check_all_chunkings(const char *s, const char *expect) {
 
         for (size_t chunk = 0; chunk <= len; chunk++) {
                 ck_assert_int_eq(run(s, chunk, 0, 0, &rec), 0);
-                ck_assert_msg(streq(rec.out, expect), "chunk %zu: got '%s' want '%s'", chunk, rec.out, expect);
+                ck_assert_msg(streq(rec.out, expect), "chunk %zu: got '%s' want '%s'", chunk, rec.out,
+                              expect);
         }
 }
 
@@ -140,9 +141,13 @@ START_TEST(test_finish_unterminated) {
 END_TEST
 
 START_TEST(test_bom) {
-        check_all_chunkings("\xEF\xBB\xBF" "data: b\n\n", "||b|0;");
+        check_all_chunkings("\xEF\xBB\xBF"
+                            "data: b\n\n",
+                            "||b|0;");
         /* A partial BOM is not a BOM: the bytes stay. The line becomes an unknown field. */
-        check_all_chunkings("\xEF\xBB" "data: b\n\ndata: c\n\n", "||c|0;");
+        check_all_chunkings("\xEF\xBB"
+                            "data: b\n\ndata: c\n\n",
+                            "||c|0;");
         /* Only at the start. */
         check_all_chunkings("data: \xEF\xBB\xBFx\n\n", "||\xEF\xBB\xBFx|0;");
 }

@@ -22,8 +22,8 @@ typedef struct Digest {
 
 static int digest_cb(void *userdata, const SseEvent *ev) {
         Digest *d = userdata;
-        const char *parts[3] = { ev->event, ev->id, ev->data };
-        size_t lens[3] = { strlen(ev->event), strlen(ev->id), ev->data_len };
+        const char *parts[3] = {ev->event, ev->id, ev->data};
+        size_t lens[3] = {strlen(ev->event), strlen(ev->id), ev->data_len};
 
         if (ev->done != (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0))
                 abort();
@@ -36,11 +36,12 @@ static int digest_cb(void *userdata, const SseEvent *ev) {
         return 0;
 }
 
-static int parse(const uint8_t *data, size_t size, size_t chunk, size_t max_line, size_t max_event, Digest *d) {
+static int parse(const uint8_t *data, size_t size, size_t chunk, size_t max_line, size_t max_event,
+                 Digest *d) {
         SseParser *p = NULL;
         int r;
 
-        *d = (Digest) { .hash = 1469598103934665603ULL };
+        *d = (Digest){.hash = 1469598103934665603ULL};
         if (sse_parser_new(max_line, max_event, digest_cb, d, &p) < 0)
                 abort();
         r = 0;
