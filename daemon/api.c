@@ -70,13 +70,17 @@ static void api_models(Server *s, HttpRequest *req) {
 }
 
 /* {"query": "..."} or {"messages": [...]} (the last user message). */
-static int parse_route_query(HttpRequest *req, char **ret, const char **ret_err) {
+static int parse_route_query(Server *s, HttpRequest *req, char **ret, const char **ret_err) {
         const char *body;
         size_t len;
         json_auto_t *j = NULL;
         json_t *q, *msgs;
 
         body = http_request_body(req, &len);
+        if (len > s->runtime->config->limits.max_body_bytes) {
+                *ret_err = "request body too large";
+                return -E2BIG;
+        }
         j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
         if (!json_is_object(j)) {
                 *ret_err = "request body must be a JSON object";
@@ -111,9 +115,9 @@ static void api_route(Server *s, HttpRequest *req) {
         json_t *agents, *selected;
         int r;
 
-        r = parse_route_query(req, &query, &err);
+        r = parse_route_query(s, req, &query, &err);
         if (r < 0) {
-                http_reply_error(req, r == -ENOMEM ? 500 : 400, "invalid_request_error", "query", NULL, "%s",
+                http_reply_error(req, r == -ENOMEM ? 500 : r == -E2BIG ? 413 : 400, "invalid_request_error", "query", NULL, "%s",
                                  err ? err : "out of memory");
                 return;
         }

@@ -2,3 +2,16 @@
 moa_unit_test(test-chat-request ${CMAKE_CURRENT_LIST_DIR}/test-chat-request.c)
 moa_unit_test(test-chat-response ${CMAKE_CURRENT_LIST_DIR}/test-chat-response.c)
 moa_unit_test(test-prompts ${CMAKE_CURRENT_LIST_DIR}/test-prompts.c)
+
+# Integration suites: start the real daemon on a temporary Unix socket and
+# talk HTTP to it (Python 3 standard library only).
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+function(moa_integration_test suite)
+  add_test(NAME integration-${suite}
+           COMMAND ${Python3_EXECUTABLE} -m unittest -v test_${suite}
+           WORKING_DIRECTORY ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/integration)
+  set_tests_properties(integration-${suite} PROPERTIES LABELS integration TIMEOUT 900
+    ENVIRONMENT "MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${CMAKE_BINARY_DIR};MOAD_PLUGIN_DIR=${CMAKE_BINARY_DIR}/plugins;MOAD_MOCK_UPSTREAM=$<TARGET_FILE:mock-upstream>;PYTHONDONTWRITEBYTECODE=1")
+endfunction()
+moa_integration_test(api)
+moa_integration_test(lifecycle)
