@@ -210,7 +210,9 @@ int curl_glue_new(sd_event *e, const char *description, CurlGlue **ret) {
         if (!g->description || !g->multi)
                 goto fail_nomem;
 
-        if (sd_event_add_time(e, &g->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, glue_on_timer, g) < 0 ||
+        /* Accuracy 1 us: the default (0 = 250 ms of coalescing slack) would
+         * delay curl's short timeouts, e.g. the 0 ms kick of a new transfer. */
+        if (sd_event_add_time(e, &g->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, glue_on_timer, g) < 0 ||
             sd_event_add_defer(e, &g->drain, glue_on_drain, g) < 0)
                 goto fail_nomem;
         (void) sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);

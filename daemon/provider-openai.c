@@ -418,7 +418,7 @@ static void call_detach(ProviderCall *c) {
 /* Hand streamed text not yet delivered to on_delta. Returns -ECANCELED if
  * the user cancelled @c from on_delta (then @c is gone). */
 static int call_flush(ProviderCall *c) {
-        size_t from = c->delivered, n = c->content.len - c->delivered;
+        size_t from = MIN(c->delivered, c->content.len), n = c->content.len - from;
 
         c->delivered = c->content.len;
         if (n == 0 || !c->cb.on_delta)
@@ -841,7 +841,7 @@ static void on_transfer_done(CurlGlue *g, CURL *easy, CURLcode cc, void *userdat
                                  "provider %s: attempt %u failed (%s), retrying in %" PRIu64 " ms",
                                  p->base.name, c->attempts, c->error_message, delay);
                         if (!c->retry_timer) {
-                                if (sd_event_add_time(p->event, &c->retry_timer, CLOCK_MONOTONIC, at, 0,
+                                if (sd_event_add_time(p->event, &c->retry_timer, CLOCK_MONOTONIC, at, 1,
                                                       on_retry_timer, c) < 0)
                                         goto finish;
                                 (void) sd_event_source_set_description(c->retry_timer, "openai-call-retry");
@@ -932,7 +932,7 @@ static int oa_call_start(Provider *base, const ProviderRequest *req, const Provi
                 call_run(c);
         else {
                 if (c->deadline > 0) {
-                        int r = sd_event_add_time(p->event, &c->queue_timer, CLOCK_MONOTONIC, c->deadline, 0,
+                        int r = sd_event_add_time(p->event, &c->queue_timer, CLOCK_MONOTONIC, c->deadline, 1,
                                                   on_queue_timer, c);
                         if (r < 0) {
                                 call_detach(c);
