@@ -107,7 +107,7 @@ static int on_chunk(void *userdata, const char *data, size_t len, int done, Repl
 }
 
 static void print_route(const json_t *route) {
-        static const char *const headers[] = { "AGENT", "SCORE", "SELECTED", "REASON" };
+        static const char *const headers[] = { "AGENT", "SCORE", "PLUGIN", "KB", "SELECTED", "REASON" };
         _cleanup_(table_freep) Table *t = NULL;
         json_t *v;
         size_t i;
@@ -116,51 +116,56 @@ static void print_route(const json_t *route) {
         if (!t)
                 return;
         json_array_foreach(route, i, v) {
-                char score[32];
-                const char *sel;
+                char score[32], plugin[32], kb[32];
 
                 if (json_is_string(v)) { /* a plain list of selected agents */
-                        const char *cells[] = { json_string_value(v), "-", "yes", "-" };
+                        const char *cells[] = { json_string_value(v), "-", "-", "-", "yes", "" };
 
                         (void) table_add(t, cells);
                         continue;
                 }
                 json_fmt_num(score, sizeof(score), v, "score", 2, NULL);
-                sel = json_is_boolean(json_object_get(v, "selected"))
-                              ? (json_is_true(json_object_get(v, "selected")) ? "yes" : "no")
-                              : "-";
-                const char *cells[] = { json_str(v, "name", json_str(v, "agent", "?")), score, sel,
-                                        json_str(v, "reason", "") };
+                json_fmt_num(plugin, sizeof(plugin), v, "plugin_score", 2, NULL);
+                json_fmt_num(kb, sizeof(kb), v, "kb_score", 2, NULL);
+                const char *cells[] = { json_str(v, "name", json_str(v, "agent", "?")), score, plugin, kb,
+                                        json_yes_no(v, "selected"), json_str(v, "reason", "") };
                 (void) table_add(t, cells);
         }
         puts("Route:");
         table_print(t, stdout, 60);
 }
 
-/* One agent's result inside a layer. */
-static void add_layer_entry(Table *t, const char *layer, const json_t *e) {
-        char weight[32], latency[32], tokens[32];
+/* One agent's call inside a layer. */
+static void add_layer_entry(Table *t, size_t layer, const json_t *e) {
+        char name[48], weight[32], latency[32], tokens[32], tries[32], result[600];
         json_t *usage = json_object_get(e, "usage"), *err = json_object_get(e, "error");
-        const char *result = "ok";
+        const char *status = json_str(e, "status", NULL), *msg = NULL;
 
+        snprintf(name, sizeof(name), "%zu %s", layer, json_str(e, "role", ""));
         json_fmt_num(weight, sizeof(weight), e, "weight", 2, NULL);
         json_fmt_num(latency, sizeof(latency), e, "latency_ms", 0, " ms");
-        if (json_is_object(usage))
-                json_fmt_num(tokens, sizeof(tokens), usage, "total_tokens", 0, NULL);
-        else
-                snprintf(tokens, sizeof(tokens), "-");
-        if (err && !json_is_null(err))
-                result = json_str(err, "message", json_is_string(err) ? json_string_value(err) : "error");
-        else if (json_is_true(json_object_get(e, "cancelled")))
-                result = "cancelled";
+        json_fmt_num(tokens, sizeof(tokens), usage, "total_tokens", 0, NULL);
+        json_fmt_num(tries, sizeof(tries), e, "attempts", 0, NULL);
 
-        const char *cells[] = { layer, json_str(e, "agent", json_str(e, "name", "?")), weight, latency, tokens,
-                                result };
+        if (json_is_string(err))
+                msg = json_string_value(err);
+        else if (json_is_object(err))
+                msg = json_str(err, "message", "error");
+        if (!status)
+                status = msg ? "error" : "ok";
+        if (msg)
+                snprintf(result, sizeof(result), "%s: %s", status, msg);
+        else
+                snprintf(result, sizeof(result), "%s", status);
+
+        const char *cells[] = { name, json_str(e, "agent", json_str(e, "name", "?")), json_str(e, "provider", "-"),
+                                weight, latency, tokens, tries, result };
         (void) table_add(t, cells);
 }
 
 static void print_layers(const json_t *layers) {
-        static const char *const headers[] = { "LAYER", "AGENT", "WEIGHT", "LATENCY", "TOKENS", "RESULT" };
+        static const char *const headers[] = { "LAYER",   "AGENT",  "PROVIDER", "WEIGHT",
+                                               "LATENCY", "TOKENS", "TRIES",    "RESULT" };
         _cleanup_(table_freep) Table *t = NULL;
         json_t *layer, *e;
         size_t i, j;
@@ -169,30 +174,52 @@ static void print_layers(const json_t *layers) {
         if (!t)
                 return;
         json_array_foreach(layers, i, layer) {
-                char name[64];
-                const json_t *entries = layer;
+                /* [[{call}, ...], ...], or [{"agents": [{call}, ...]}, ...]. */
+                const json_t *calls = json_is_object(layer) ? json_object_get(layer, "agents") : layer;
 
-                /* Either [[{...}, ...], ...] or [{"role": "...", "agents": [...]}, ...]. */
-                if (json_is_object(layer)) {
-                        snprintf(name, sizeof(name), "%zu %s", i + 1, json_str(layer, "role", ""));
-                        entries = json_object_get(layer, "agents");
-                } else
-                        snprintf(name, sizeof(name), "%zu", i + 1);
-                json_array_foreach(entries, j, e)
+                json_array_foreach(calls, j, e)
                         if (json_is_object(e))
-                                add_layer_entry(t, name, e);
+                                add_layer_entry(t, i + 1, e);
         }
         puts("Layers:");
         table_print(t, stdout, 60);
+}
+
+/* Warnings come with or without --trace: e.g. every refinement failed and
+ * the best proposal was returned instead. */
+static void print_warnings(const json_t *moa) {
+        json_t *v = json_object_get(moa, "warnings"), *w;
+        size_t i;
+
+        if (json_is_string(v)) {
+                fputs("moactl: warning from moad: ", stderr);
+                print_sanitized(stderr, json_string_value(v), strlen(json_string_value(v)));
+                fputc('\n', stderr);
+        }
+        json_array_foreach(v, i, w) {
+                const char *s = json_is_string(w) ? json_string_value(w) : json_str(w, "message", NULL);
+
+                if (!s)
+                        continue;
+                fputs("moactl: warning from moad: ", stderr);
+                print_sanitized(stderr, s, strlen(s));
+                fputc('\n', stderr);
+        }
 }
 
 static void print_trace(const json_t *trace, const json_t *usage) {
         json_t *v;
 
         fputc('\n', stdout);
-        if (!trace)
+        if (!trace || !(json_object_get(trace, "route") || json_object_get(trace, "layers")))
                 puts("(moad sent no trace)");
         else {
+                v = json_object_get(trace, "pipeline");
+                if (json_is_string(v)) {
+                        fputs("Pipeline: ", stdout);
+                        print_sanitized(stdout, json_string_value(v), strlen(json_string_value(v)));
+                        fputc('\n', stdout);
+                }
                 v = json_object_get(trace, "route");
                 if (json_is_array(v))
                         print_route(v);
@@ -202,12 +229,6 @@ static void print_trace(const json_t *trace, const json_t *usage) {
                 v = json_object_get(trace, "latency_ms");
                 if (json_is_number(v))
                         printf("Total latency: %.0f ms\n", json_number_value(v));
-                v = json_object_get(trace, "warning");
-                if (json_is_string(v)) {
-                        fputs("Warning: ", stdout);
-                        print_sanitized(stdout, json_string_value(v), strlen(json_string_value(v)));
-                        fputc('\n', stdout);
-                }
         }
         if (json_is_object(usage))
                 printf("Usage: %lld prompt + %lld completion = %lld tokens\n",
@@ -265,6 +286,7 @@ int cmd_ask(const Moactl *m, int argc, char **argv) {
         fflush(stdout);
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
+        print_warnings(st.trace);
         if (m->trace)
                 print_trace(st.trace, st.usage);
         return MOACTL_EXIT_OK;

@@ -15,14 +15,6 @@ static int no_operands(const char *cmd, int argc) {
         return MOACTL_EXIT_OK;
 }
 
-static const char *yes_no(const json_t *o, const char *key) {
-        json_t *v = json_object_get(o, key);
-
-        if (!json_is_boolean(v))
-                return "-";
-        return json_is_true(v) ? "yes" : "no";
-}
-
 int cmd_models(const Moactl *m, int argc, char **argv) {
         static const char *const headers[] = { "MODEL", "OWNED BY" };
         _cleanup_(reply_done) Reply reply = {};
@@ -134,7 +126,7 @@ int cmd_route(const Moactl *m, int argc, char **argv) {
                 json_fmt_num(score, sizeof(score), v, "score", 3, NULL);
                 json_fmt_num(plugin, sizeof(plugin), v, "plugin_score", 3, NULL);
                 json_fmt_num(kb, sizeof(kb), v, "kb_score", 3, NULL);
-                const char *cells[] = { json_str(v, "name", "?"), score, plugin, kb, yes_no(v, "selected"),
+                const char *cells[] = { json_str(v, "name", "?"), score, plugin, kb, json_yes_no(v, "selected"),
                                         json_str(v, "reason", "") };
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;

@@ -115,6 +115,9 @@ double json_num(const json_t *o, const char *key, double def);
 /** json_int() - @key of @o as an integer (a real is truncated), or @def. */
 long long json_int(const json_t *o, const char *key, long long def);
 
+/** json_yes_no() - "yes"/"no" for a boolean @key of @o, "-" otherwise. */
+const char *json_yes_no(const json_t *o, const char *key);
+
 /**
  * json_fmt_num() - @key of @o printed with @decimals digits and @suffix
  * (may be NULL) into @buf, or "-" when it is not a number.

@@ -38,6 +38,14 @@ long long json_int(const json_t *o, const char *key, long long def) {
         return (long long) d;
 }
 
+const char *json_yes_no(const json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+
+        if (!json_is_boolean(v))
+                return "-";
+        return json_is_true(v) ? "yes" : "no";
+}
+
 void json_fmt_num(char *buf, size_t n, const json_t *o, const char *key, int decimals, const char *suffix) {
         json_t *v = json_object_get(o, key);
 

@@ -182,14 +182,18 @@ class Handler(BaseHTTPRequestHandler):
         moa = req.get("moa") or {}
         agents = moa.get("agents") or []
         answer = ["Echo: ", q, " [agents=%s]" % ",".join(agents)]
-        trace = {"route": [{"name": "legal", "score": 0.71, "selected": True, "reason": "contract"}],
-                 "layers": [[{"agent": "legal", "weight": 1.0, "latency_ms": 12,
-                              "usage": {"total_tokens": 30}, "content": "..."},
-                             {"agent": "finance", "weight": 0.5, "latency_ms": 3000,
-                              "error": {"message": "timed out"}}],
-                            [{"agent": "aggregator", "weight": 1.0, "latency_ms": 20,
-                              "usage": {"total_tokens": 50}, "content": "..."}]],
-                 "latency_ms": 3025}
+        # The shape moad's engine produces (daemon/engine.c call_to_json()).
+        trace = {"route": [{"name": "legal", "score": 0.71, "plugin_score": 0.8, "kb_score": 0.5,
+                            "selected": True, "reason": "contract"}],
+                 "layers": [[{"agent": "legal", "role": "propose", "weight": 1.0, "latency_ms": 12,
+                              "status": "ok", "usage": {"total_tokens": 30}, "attempts": 1, "provider": "builtin"},
+                             {"agent": "finance", "role": "propose", "weight": 0.5, "latency_ms": 3000,
+                              "status": "error", "error": "timed out", "attempts": 3, "provider": "vllm"}],
+                            [{"agent": "aggregator", "role": "aggregate", "weight": 1.0, "latency_ms": 20,
+                              "status": "ok", "usage": {"total_tokens": 50}, "attempts": 1,
+                              "provider": "builtin"}]],
+                 "pipeline": "moa-lite",
+                 "warnings": ["finance failed: timed out"]}
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
         if q == "error404":

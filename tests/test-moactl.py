@@ -255,15 +255,17 @@ class MoactlTest(unittest.TestCase):
         self.assertIs(json.loads(self.fetch_last()["body"])["stream"], False)
 
     def test_ask_trace(self):
-        rc, out, _ = self.moactl("--trace", "ask", "q")
+        rc, out, err = self.moactl("--trace", "ask", "q")
         self.assertEqual(rc, 0)
-        self.assertTrue(out.startswith("Echo: q [agents=]\n\nRoute:\n"), out)
-        self.assertRegex(out, r"legal +0\.71 +yes +contract")
-        self.assertRegex(out, r"LAYER +AGENT +WEIGHT +LATENCY +TOKENS +RESULT")
-        self.assertRegex(out, r"1 +finance +0\.50 +3000 ms +- +timed out")
-        self.assertRegex(out, r"2 +aggregator +1\.00 +20 ms +50 +ok")
-        self.assertIn("Total latency: 3025 ms", out)
+        self.assertTrue(out.startswith("Echo: q [agents=]\n\nPipeline: moa-lite\nRoute:\n"), out)
+        self.assertRegex(out, r"AGENT +SCORE +PLUGIN +KB +SELECTED +REASON")
+        self.assertRegex(out, r"legal +0\.71 +0\.80 +0\.50 +yes +contract")
+        self.assertRegex(out, r"LAYER +AGENT +PROVIDER +WEIGHT +LATENCY +TOKENS +TRIES +RESULT")
+        self.assertRegex(out, r"1 propose +legal +builtin +1\.00 +12 ms +30 +1 +ok")
+        self.assertRegex(out, r"1 propose +finance +vllm +0\.50 +3000 ms +- +3 +error: timed out")
+        self.assertRegex(out, r"2 aggregate +aggregator +builtin +1\.00 +20 ms +50 +1 +ok")
         self.assertIn("Usage: 10 prompt + 5 completion = 15 tokens", out)
+        self.assertIn("moactl: warning from moad: finance failed: timed out", err)
         self.assertEqual(json.loads(self.fetch_last()["body"])["moa"], {"trace": True})
 
     def test_ask_midstream_error_exit_1(self):

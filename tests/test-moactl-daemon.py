@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""test-moactl-daemon.py — moactl against the real moad: starts the daemon
+on a temporary socket and state directory with the shipped agents and the
+offline builtin provider (no network), then drives every moactl command and
+checks outputs and exit codes. Complements test-moactl.py, which covers the
+failure modes with a fake daemon.
+
+Usage: test-moactl-daemon.py MOACTL MOAD AGENTS_DIR
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+MOACTL = MOAD = AGENTS_DIR = None
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+class MoactlDaemonTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="moactl-moad-")
+        cls.sock = os.path.join(cls.dir, "moad.sock")
+        state = os.path.join(cls.dir, "state")
+        os.mkdir(state)
+        cls.log = open(os.path.join(cls.dir, "moad.log"), "w+")
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = "detect_leaks=1"
+        cls.moad = subprocess.Popen([MOAD, "--socket", cls.sock, "--state-dir", state, "--agents-dir", AGENTS_DIR],
+                                    stdout=cls.log, stderr=subprocess.STDOUT, env=env)
+        # Ready when health says so; the daemon seeds the knowledge bases first.
+        deadline = time.monotonic() + 60
+        while True:
+            if cls.moad.poll() is not None:
+                raise RuntimeError("moad exited early:\n" + cls.daemon_log())
+            if os.path.exists(cls.sock) and cls.moactl("health")[0] == 0:
+                break
+            if time.monotonic() > deadline:
+                cls.tearDownClass()
+                raise RuntimeError("moad did not become ready:\n" + cls.daemon_log())
+            time.sleep(0.1)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.moad.poll() is None:
+            cls.moad.send_signal(signal.SIGTERM)
+            try:
+                cls.moad.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cls.moad.kill()
+                cls.moad.wait()
+        cls.log.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def daemon_log(cls):
+        cls.log.flush()
+        cls.log.seek(0)
+        return cls.log.read()[-4000:]
+
+    @classmethod
+    def moactl(cls, *args, stdin=None):
+        env = dict(os.environ)
+        env["MOAD_SOCKET"] = cls.sock
+        env["ASAN_OPTIONS"] = "exitcode=86:detect_leaks=1"
+        p = subprocess.run([MOACTL, *args], input=stdin, capture_output=True, env=env, timeout=120)
+        out = p.stdout.decode("utf-8", "replace")
+        err = p.stderr.decode("utf-8", "replace")
+        for m in SANITIZER_MARKERS:
+            if m in err:
+                raise AssertionError("sanitizer report for %r:\n%s" % (args, err))
+        return p.returncode, out, err
+
+    def test_health_models_agents_status_metrics(self):
+        self.assertEqual(self.moactl("health")[:2], (0, "moad: ok, ready\n"))
+        rc, out, _ = self.moactl("models")
+        self.assertEqual(rc, 0)
+        models = [l.split()[0] for l in out.splitlines()[1:]]
+        for name in ("moa", "moa-lite", "legal", "medical", "general"):
+            self.assertIn(name, models)
+        rc, out, _ = self.moactl("agents")
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"(?m)^legal +legal +\S+ +\d\.\d\d +builtin ")
+        rc, out, _ = self.moactl("status")
+        self.assertEqual(rc, 0)
+        self.assertIn("State:      ready", out)
+        self.assertRegex(out, r"Pipelines:  .*moa")
+        rc, out, _ = self.moactl("metrics")
+        self.assertEqual(rc, 0)
+        self.assertIn("# TYPE moad_", out)
+        rc, out, _ = self.moactl("--json", "status")
+        self.assertEqual(json.loads(out)["state"], "ready")
+
+    def test_route(self):
+        rc, out, _ = self.moactl("route", "Can my landlord keep the deposit after the lease ends?")
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"^AGENT +SCORE +PLUGIN +KB +SELECTED +REASON\n")
+        self.assertRegex(out, r"\nSelected: \S")
+
+    def test_ingest_ask_delete(self):
+        d = tempfile.mkdtemp(dir=self.dir)
+        doc = os.path.join(d, "zorblax covenant.md")
+        sentence = "The Zorblax covenant requires every tenant to water the communal ficus on Tuesdays."
+        with open(doc, "w") as f:
+            f.write("# Zorblax\n\n" + sentence + "\n")
+
+        rc, _, err = self.moactl("ingest", "--agent", "legal", doc)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err, r"\[1/1\] .*zorblax covenant\.md: \d+ chunks?\n")
+        rc, out, _ = self.moactl("documents", "--agent", "legal")
+        self.assertEqual(rc, 0)
+        self.assertIn("zorblax covenant.md", out)
+        self.assertIn(os.path.realpath(doc), out)
+
+        # The builtin provider answers from the knowledge base: the sentence comes back.
+        rc, out, err = self.moactl("--agent", "legal", "ask", "What does the Zorblax covenant require of tenants?")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("water the communal ficus on Tuesdays", out)
+
+        rc, out, err = self.moactl("--trace", "--agent", "legal", "ask", "Zorblax covenant ficus")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("\nRoute:\n", out)
+        self.assertRegex(out, r"\nLayers:\nLAYER +AGENT +PROVIDER")
+        self.assertRegex(out, r"(?m)^1 propose +legal +builtin ")
+        self.assertRegex(out, r"Usage: \d+ prompt \+ \d+ completion = \d+ tokens")
+
+        rc, out, _ = self.moactl("--json", "ask", "-", stdin=b"Zorblax covenant?\n")
+        self.assertEqual(rc, 0)
+        reply = json.loads(out)
+        self.assertEqual(reply["object"], "chat.completion")
+        self.assertTrue(reply["choices"][0]["message"]["content"])
+
+        rc, out, _ = self.moactl("delete", "--agent", "legal", "zorblax covenant.md")
+        self.assertEqual((rc, out), (0, "deleted \"zorblax covenant.md\" from agent legal\n"))
+        rc, _, err = self.moactl("delete", "--agent", "legal", "zorblax covenant.md")
+        self.assertEqual(rc, 1)
+        self.assertIn("HTTP 404", err)
+
+    def test_daemon_errors(self):
+        rc, _, err = self.moactl("--model", "no-such-model", "ask", "hi")
+        self.assertEqual(rc, 1)
+        self.assertIn("HTTP 404", err)
+        d = tempfile.mkdtemp(dir=self.dir)
+        doc = os.path.join(d, "a.txt")
+        with open(doc, "w") as f:
+            f.write("text\n")
+        rc, _, err = self.moactl("ingest", "--agent", "no-such-agent", doc)
+        self.assertEqual(rc, 1)
+        self.assertIn("HTTP 404", err)
+        self.assertIn("ingested 0 of 1 file", err)
+
+    def test_reload(self):
+        rc, out, err = self.moactl("reload")
+        self.assertEqual((rc, out), (0, "moad: configuration reloaded\n"), err)
+        self.assertEqual(self.moactl("health")[0], 0)
+
+
+if __name__ == "__main__":
+    MOACTL, MOAD, AGENTS_DIR = (os.path.abspath(a) for a in sys.argv[1:4])
+    del sys.argv[1:4]
+    unittest.main(verbosity=2)
