@@ -529,7 +529,7 @@ static int on_layer_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void arm_layer_timer(EngineRun *run, uint64_t at) {
         if (!run->layer_timer) {
-                if (sd_event_add_time(run->engine->event, &run->layer_timer, CLOCK_MONOTONIC, at, 1000,
+                if (sd_event_add_time(run->engine->event, &run->layer_timer, CLOCK_MONOTONIC, at, 1,
                                       on_layer_timer, run) < 0)
                         return;
                 (void) sd_event_source_set_description(run->layer_timer, "engine-layer-timer");
@@ -879,7 +879,7 @@ int engine_run_start(Engine *e, const EngineRunSpec *spec, const EngineCallbacks
                 deadline_ms = MIN(deadline_ms, spec->pipeline->deadline_ms);
         run->deadline_usec = now_usec() + deadline_ms * USEC_PER_MSEC;
 
-        r = sd_event_add_time(e->event, &run->deadline, CLOCK_MONOTONIC, run->deadline_usec, 1000, on_deadline, run);
+        r = sd_event_add_time(e->event, &run->deadline, CLOCK_MONOTONIC, run->deadline_usec, 1, on_deadline, run);
         if (r >= 0)
                 r = sd_event_add_defer(e->event, &run->start_source, on_start, run);
         if (r < 0) {

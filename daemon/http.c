@@ -624,7 +624,7 @@ int http_server_add_listener(HttpServer *s, int fd, int is_tcp) {
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_description(l->io, "http-mhd-epoll");
-        r = sd_event_add_time(s->event, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_mhd_timer, l);
+        r = sd_event_add_time(s->event, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_mhd_timer, l);
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_description(l->timer, "http-mhd-timer");

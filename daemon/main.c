@@ -248,7 +248,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         }
         (void) sd_event_now(server.event, CLOCK_MONOTONIC, &now);
         shutdown_deadline = now + server.runtime->config->limits.shutdown_timeout_ms * USEC_PER_MSEC;
-        if (sd_event_add_time(server.event, &shutdown_timer, CLOCK_MONOTONIC, now, 0, on_shutdown_poll, NULL) >= 0)
+        if (sd_event_add_time(server.event, &shutdown_timer, CLOCK_MONOTONIC, now, 1, on_shutdown_poll, NULL) >= 0)
                 (void) sd_event_source_set_description(shutdown_timer, "shutdown-poll");
         else
                 sd_event_exit(server.event, 0);
