@@ -1,0 +1,85 @@
+/* agents.h — the daemon's agent registry: one Agent per enabled agents.d
+ * entry, each with its loaded plugin (plugin-host.h) and its own knowledge
+ * base (kb.h, one SQLite file per agent under <state_dir>/kb/). Built once
+ * from a Config and immutable afterwards except for the knowledge bases'
+ * contents; routing a query (agents_route) scores every agent with its
+ * plugin and its knowledge-base evidence and applies the router.
+ *
+ * Used from the event loop only (each Kb handle is one connection). */
+#pragma once
+
+#include <stddef.h>
+
+#include "config.h"
+#include "kb.h"
+#include "plugin-host.h"
+#include "router.h"
+
+typedef struct Agent Agent;
+typedef struct AgentSet AgentSet;
+
+/* Knowledge hits agents_route() looks at per agent for the evidence. */
+#define AGENTS_ROUTE_HITS 5u
+/* Hard bound on agent_search()'s limit. */
+#define AGENTS_MAX_SEARCH_HITS 64u
+
+/**
+ * agents_new() - build the registry for @cfg: for every enabled agent load
+ * its plugin (<cfg->plugin_dir>/<plugin>.so, or the plugin value itself if
+ * it contains a '/'), open its knowledge base <cfg->state_dir>/kb/<name>.db
+ * (creating directories as needed) and, if the base holds no documents,
+ * ingest the agent's knowledge paths. An agent whose plugin or database
+ * fails is skipped with one error line; a failing knowledge path only logs
+ * a warning. The router settings are copied from @cfg->router.
+ * Returns 0 and the set in *@ret (possibly with no agents: the caller
+ * decides whether that is fatal), or -ENOMEM / -EINVAL.
+ */
+int agents_new(const Config *cfg, AgentSet **ret);
+
+/** agents_free() - unload every plugin, close every database. NULL ok; returns NULL. */
+AgentSet *agents_free(AgentSet *s);
+
+/** agents_count() - number of loaded agents. */
+size_t agents_count(const AgentSet *s);
+
+/** agents_get() - the @i-th agent (config order), NULL if out of range. */
+Agent *agents_get(AgentSet *s, size_t i);
+
+/** agents_find() - the agent called @name, or NULL. */
+Agent *agents_find(AgentSet *s, const char *name);
+
+/** agents_router_config() - the router settings the set routes with. */
+const RouterConfig *agents_router_config(const AgentSet *s);
+
+/**
+ * agents_route() - route @query: every agent's plugin score (an error
+ * counts as 0, with the error as reason) and knowledge-base evidence
+ * (router_kb_evidence over its best AGENTS_ROUTE_HITS hits), then
+ * router_route() with @pinned (names; -ENOENT if one is unknown).
+ * On success fills the empty *@ret (release with route_result_done()).
+ */
+int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, RouteResult *ret);
+
+/**
+ * agent_search() - the best @limit (<= AGENTS_MAX_SEARCH_HITS) chunks of the
+ * agent's knowledge base for @query; free with kb_hits_free(). Returns 0 or
+ * -errno.
+ */
+int agent_search(Agent *a, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
+
+/** agent_name() - the agent's configured name. */
+const char *agent_name(const Agent *a);
+/** agent_plugin() - its loaded plugin (for build_prompt/review and descriptor accessors). */
+PluginAgent *agent_plugin(Agent *a);
+/** agent_weight() - its configured weight. */
+double agent_weight(const Agent *a);
+/** agent_provider() - the provider name it uses ("builtin" by default). */
+const char *agent_provider(const Agent *a);
+/** agent_model() - its model override, or NULL for the provider's model. */
+const char *agent_model(const Agent *a);
+/** agent_kb() - its knowledge base handle (never NULL for a loaded agent). */
+Kb *agent_kb(Agent *a);
+/** agent_kb_path() - the path of its knowledge database (for ingest workers). */
+const char *agent_kb_path(const Agent *a);
+/** agent_doc_count() - documents in its knowledge base now, or -errno. */
+int agent_doc_count(Agent *a);

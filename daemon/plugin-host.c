@@ -1,0 +1,426 @@
+/* plugin-host.c — the plugin loader and the host side of the plugin ABI:
+ * dlopen + descriptor checks (refusing with one clear line), the host
+ * service table (allocator, logging, config look-up, knowledge-base search)
+ * and the wrappers the daemon calls. */
+#include <dlfcn.h>
+#include <math.h>
+#include <stddef.h>
+
+#include <moa/plugin.h>
+
+#include "config.h"
+#include "log.h"
+#include "plugin-host.h"
+
+struct MoaHostContext {
+        PluginAgent *agent;
+};
+
+struct PluginAgent {
+        MoaHostContext ctx;
+        void *dl;
+        const MoaPlugin *desc;
+        void *state;
+        int initialised;
+
+        char *path;
+        char *name;
+        char *prompt;
+        char **keys, **values;
+        MoaKeyValue *kv;
+        size_t n_options;
+        MoaAgentInfo info;
+
+        PluginKbSearchFunc kb_search;
+        void *kb_userdata;
+};
+
+/* ---- host services ---------------------------------------------------- */
+
+static void *host_alloc(uint64_t size) {
+        if (size > PLUGIN_MAX_OUTPUT_BYTES * 4ULL)
+                return NULL;
+        return malloc(size ? (size_t) size : 1);
+}
+
+static void host_free(void *p) {
+        free(p);
+}
+
+static char *host_strdup(const char *s) {
+        return s ? strdup(s) : NULL;
+}
+
+static void host_log(MoaHostContext *ctx, int32_t level, const char *msg) {
+        const char *name = ctx && ctx->agent ? ctx->agent->name : "?";
+        if (level < LOG_LEVEL_ERR)
+                level = LOG_LEVEL_ERR;
+        if (level > LOG_LEVEL_DEBUG)
+                level = LOG_LEVEL_DEBUG;
+        log_full(level, 0, NULL, "agent %s (plugin): %.1000s", name, msg ? msg : "");
+}
+
+static const char *host_config_get(MoaHostContext *ctx, const char *key) {
+        if (!ctx || !ctx->agent || !key)
+                return NULL;
+        PluginAgent *a = ctx->agent;
+        if (streq(key, "name"))
+                return a->name;
+        if (streq(key, "prompt"))
+                return a->prompt;
+        for (size_t i = 0; i < a->n_options; i++)
+                if (streq(a->keys[i], key))
+                        return a->values[i];
+        return NULL;
+}
+
+/* What host_kb_search hands out: the plugin sees only view[]; the KbHit
+ * array that owns the strings sits in front of it. */
+typedef struct HitBlock {
+        KbHit *hits;
+        size_t n;
+        MoaKbHit view[];
+} HitBlock;
+
+static void fill_view(MoaKbHit *v, const KbHit *h) {
+        *v = (MoaKbHit){
+                .title = h->title ? h->title : "",
+                .source = h->source ? h->source : "",
+                .snippet = h->snippet ? h->snippet : "",
+                .text = h->text ? h->text : "",
+                .score = h->score,
+                .chunk = h->chunk,
+        };
+}
+
+static int32_t host_kb_search(MoaHostContext *ctx, const char *query, uint32_t limit, MoaKbHit **ret_hits,
+                              uint32_t *ret_n) {
+        if (!ctx || !ctx->agent || !query || !ret_hits || !ret_n)
+                return -EINVAL;
+        PluginAgent *a = ctx->agent;
+        if (!a->kb_search)
+                return -ENOTSUP;
+        limit = MIN(limit, MOA_PLUGIN_MAX_HITS);
+        if (limit == 0) {
+                *ret_hits = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        KbHit *hits = NULL;
+        size_t n = 0;
+        int r = a->kb_search(a->kb_userdata, query, limit, &hits, &n);
+        if (r < 0)
+                return r;
+        if (n == 0) {
+                kb_hits_free(hits, n);
+                *ret_hits = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        size_t n_all = n;
+        n = MIN(n, (size_t) limit);
+        HitBlock *b = malloc(sizeof(HitBlock) + n * sizeof(MoaKbHit));
+        if (!b) {
+                kb_hits_free(hits, n_all);
+                return -ENOMEM;
+        }
+        b->hits = hits;
+        b->n = n_all;
+        for (size_t i = 0; i < n; i++)
+                fill_view(&b->view[i], &hits[i]);
+        *ret_hits = b->view;
+        *ret_n = (uint32_t) n;
+        return 0;
+}
+
+static void host_kb_hits_free(MoaKbHit *hits, uint32_t n) {
+        if (!hits)
+                return;
+        HitBlock *b = (HitBlock *) ((char *) hits - offsetof(HitBlock, view));
+        kb_hits_free(b->hits, b->n);
+        free(b);
+}
+
+static const MoaHost host_table = {
+        .size = sizeof(MoaHost),
+        .abi_major = MOA_PLUGIN_ABI_MAJOR,
+        .abi_minor = MOA_PLUGIN_ABI_MINOR,
+        .alloc = host_alloc,
+        .free = host_free,
+        .strdup = host_strdup,
+        .log = host_log,
+        .config_get = host_config_get,
+        .kb_search = host_kb_search,
+        .kb_hits_free = host_kb_hits_free,
+};
+
+/* ---- loading ---------------------------------------------------------- */
+
+PluginAgent *plugin_agent_free(PluginAgent *a) {
+        if (!a)
+                return NULL;
+        if (a->initialised && a->desc && a->desc->fini)
+                a->desc->fini(a->state);
+        if (a->dl)
+                dlclose(a->dl);
+        for (size_t i = 0; i < a->n_options; i++) {
+                free(a->keys[i]);
+                free(a->values[i]);
+        }
+        free(a->keys);
+        free(a->values);
+        free(a->kv);
+        free(a->path);
+        free(a->name);
+        free(a->prompt);
+        free(a);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PluginAgent *, plugin_agent_free);
+
+static int copy_spec(PluginAgent *a, const PluginAgentSpec *spec) {
+        a->path = strdup(spec->path);
+        a->name = strdup(spec->name);
+        if (!a->path || !a->name)
+                return -ENOMEM;
+        if (spec->prompt && !(a->prompt = strdup(spec->prompt)))
+                return -ENOMEM;
+        size_t n = spec->options ? MIN(spec->n_options, (size_t) PLUGIN_MAX_OPTIONS) : 0;
+        if (n > 0) {
+                a->keys = calloc(n, sizeof(char *));
+                a->values = calloc(n, sizeof(char *));
+                a->kv = calloc(n, sizeof(MoaKeyValue));
+                if (!a->keys || !a->values || !a->kv)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++) {
+                        const KeyValue *o = &spec->options[i];
+                        a->keys[i] = strdup(o->key ? o->key : "");
+                        a->values[i] = strdup(o->value ? o->value : "");
+                        a->n_options = i + 1;
+                        if (!a->keys[i] || !a->values[i])
+                                return -ENOMEM;
+                        a->kv[i] = (MoaKeyValue){ .key = a->keys[i], .value = a->values[i] };
+                }
+        }
+        a->info = (MoaAgentInfo){
+                .size = sizeof(MoaAgentInfo),
+                .name = a->name,
+                .prompt = a->prompt,
+                .options = a->kv,
+                .n_options = (uint32_t) a->n_options,
+                .weight = spec->weight,
+        };
+        a->kb_search = spec->kb_search;
+        a->kb_userdata = spec->kb_userdata;
+        return 0;
+}
+
+/* The descriptor checks, in the order plugin.h documents. Logs the refusal. */
+static int check_descriptor(const PluginAgent *a, const MoaPlugin *d) {
+        if (d->abi_major != MOA_PLUGIN_ABI_MAJOR)
+                return log_error_errno(-EPROTO,
+                                       "agent %s: refusing plugin %s: built for plugin ABI %u.%u, this host "
+                                       "speaks %u.%u (major must match)",
+                                       a->name, a->path, (unsigned) d->abi_major, (unsigned) d->abi_minor,
+                                       MOA_PLUGIN_ABI_MAJOR, MOA_PLUGIN_ABI_MINOR);
+        if (d->size < MOA_PLUGIN_MIN_SIZE)
+                return log_error_errno(-ENOEXEC,
+                                       "agent %s: refusing plugin %s: descriptor is %u bytes, ABI %u needs at "
+                                       "least %u",
+                                       a->name, a->path, (unsigned) d->size, MOA_PLUGIN_ABI_MAJOR,
+                                       (unsigned) MOA_PLUGIN_MIN_SIZE);
+        if (!d->signature || !streq(d->signature, MOA_PLUGIN_SIGNATURE))
+                return log_error_errno(-EPROTO,
+                                       "agent %s: refusing plugin %s: build signature \"%.64s\" does not "
+                                       "match the host's \"%s\"",
+                                       a->name, a->path, d->signature ? d->signature : "(null)",
+                                       MOA_PLUGIN_SIGNATURE);
+        if (isempty(d->name) || strnlen(d->name, 65) > 64)
+                return log_error_errno(-EINVAL, "agent %s: refusing plugin %s: descriptor has no valid name",
+                                       a->name, a->path);
+        if (!d->score || !d->build_prompt)
+                return log_error_errno(-EINVAL,
+                                       "agent %s: refusing plugin %s (%s): required callback %s is NULL",
+                                       a->name, a->path, d->name, !d->score ? "score" : "build_prompt");
+        return 0;
+}
+
+int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
+        _cleanup_(plugin_agent_freep) PluginAgent *a = NULL;
+        int r;
+
+        if (!spec || isempty(spec->path) || isempty(spec->name) || !ret)
+                return -EINVAL;
+
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->ctx.agent = a;
+        r = copy_spec(a, spec);
+        if (r < 0)
+                return r;
+
+        if (access(a->path, F_OK) < 0)
+                return log_error_errno(-errno, "agent %s: refusing plugin %s", a->name, a->path);
+
+        (void) dlerror();
+        a->dl = dlopen(a->path, RTLD_NOW | RTLD_LOCAL);
+        if (!a->dl) {
+                const char *e = dlerror();
+                return log_error_errno(-ENOEXEC, "agent %s: refusing plugin %s: dlopen failed: %s", a->name,
+                                       a->path, e ? e : "unknown error");
+        }
+
+        (void) dlerror();
+        void *sym = dlsym(a->dl, MOA_PLUGIN_ENTRY_SYMBOL);
+        if (!sym)
+                return log_error_errno(-ENOEXEC, "agent %s: refusing plugin %s: no entry symbol %s", a->name,
+                                       a->path, MOA_PLUGIN_ENTRY_SYMBOL);
+        MoaPluginEntryFunc entry;
+        memcpy(&entry, &sym, sizeof(entry)); /* object pointer to function pointer, POSIX-sanctioned */
+        const MoaPlugin *d = entry();
+        if (!d)
+                return log_error_errno(-ENOEXEC, "agent %s: refusing plugin %s: %s returned NULL", a->name,
+                                       a->path, MOA_PLUGIN_ENTRY_SYMBOL);
+        r = check_descriptor(a, d);
+        if (r < 0)
+                return r;
+        a->desc = d;
+
+        if (d->init) {
+                r = d->init(&host_table, &a->ctx, &a->info, &a->state);
+                if (r < 0) {
+                        if (r < -4095)
+                                r = -EIO;
+                        return log_error_errno(r, "agent %s: refusing plugin %s (%s): init failed", a->name,
+                                               a->path, d->name);
+                }
+                if (r > 0)
+                        log_warning("agent %s: plugin %s init returned %d, treating as success", a->name,
+                                    d->name, r);
+        }
+        a->initialised = 1;
+
+        log_info("agent %s: loaded plugin %s %s (ABI %u.%u) from %s", a->name, d->name,
+                 d->version ? d->version : "", (unsigned) d->abi_major, (unsigned) d->abi_minor, a->path);
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+/* ---- calls ------------------------------------------------------------ */
+
+static int plugin_error(int32_t r) {
+        if (r >= 0)
+                return -EBADMSG;
+        return r < -4095 ? -EIO : r;
+}
+
+int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, char **ret_reason) {
+        char reason[MOA_PLUGIN_REASON_MAX];
+        double s = 0;
+
+        if (!a || !query || !ret_score)
+                return -EINVAL;
+        reason[0] = 0;
+        int32_t r = a->desc->score(a->state, query, &s, reason, sizeof(reason));
+        if (r < 0)
+                return plugin_error(r);
+        reason[sizeof(reason) - 1] = 0;
+        if (isnan(s) || s < 0)
+                s = 0;
+        if (s > 1)
+                s = 1;
+        if (ret_reason) {
+                char *t = strdup(reason);
+                if (!t)
+                        return -ENOMEM;
+                *ret_reason = t;
+        }
+        *ret_score = s;
+        return 0;
+}
+
+int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hits, size_t n_hits,
+                              char **ret_system, char **ret_context) {
+        _cleanup_free_ MoaKbHit *view = NULL;
+        char *sys = NULL, *ctx = NULL;
+
+        if (!a || !query || !ret_system || !ret_context || (n_hits && !hits))
+                return -EINVAL;
+        n_hits = MIN(n_hits, (size_t) MOA_PLUGIN_MAX_HITS);
+        if (n_hits) {
+                view = calloc(n_hits, sizeof(MoaKbHit));
+                if (!view)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n_hits; i++)
+                        fill_view(&view[i], &hits[i]);
+        }
+        int32_t r = a->desc->build_prompt(a->state, query, view, (uint32_t) n_hits, &sys, &ctx);
+        if (r < 0)
+                return plugin_error(r);
+        if (!sys) {
+                free(ctx);
+                log_error("agent %s: plugin %s build_prompt returned no system prompt", a->name, a->desc->name);
+                return -EBADMSG;
+        }
+        if (strnlen(sys, PLUGIN_MAX_OUTPUT_BYTES + 1) > PLUGIN_MAX_OUTPUT_BYTES ||
+            (ctx && strnlen(ctx, PLUGIN_MAX_OUTPUT_BYTES + 1) > PLUGIN_MAX_OUTPUT_BYTES)) {
+                free(sys);
+                free(ctx);
+                return -E2BIG;
+        }
+        *ret_system = sys;
+        *ret_context = ctx;
+        return 0;
+}
+
+int plugin_agent_review(PluginAgent *a, const char *answer, char **ret_answer) {
+        char *out = NULL;
+
+        if (!a || !answer || !ret_answer)
+                return -EINVAL;
+        if (a->desc->review) {
+                int32_t r = a->desc->review(a->state, answer, &out);
+                if (r < 0)
+                        return plugin_error(r);
+                if (out && strnlen(out, PLUGIN_MAX_OUTPUT_BYTES + 1) > PLUGIN_MAX_OUTPUT_BYTES) {
+                        free(out);
+                        return -E2BIG;
+                }
+        }
+        if (!out) {
+                out = strdup(answer);
+                if (!out)
+                        return -ENOMEM;
+        }
+        *ret_answer = out;
+        return 0;
+}
+
+const char *plugin_agent_name(const PluginAgent *a) {
+        return a ? a->name : NULL;
+}
+
+const char *plugin_agent_plugin_name(const PluginAgent *a) {
+        return a ? a->desc->name : NULL;
+}
+
+const char *plugin_agent_version(const PluginAgent *a) {
+        return a && a->desc->version ? a->desc->version : "";
+}
+
+const char *plugin_agent_description(const PluginAgent *a) {
+        return a && a->desc->description ? a->desc->description : "";
+}
+
+const char *plugin_agent_path(const PluginAgent *a) {
+        return a ? a->path : NULL;
+}
+
+void plugin_agent_abi(const PluginAgent *a, unsigned *ret_major, unsigned *ret_minor) {
+        if (ret_major)
+                *ret_major = a ? a->desc->abi_major : 0;
+        if (ret_minor)
+                *ret_minor = a ? a->desc->abi_minor : 0;
+}

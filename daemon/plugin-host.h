@@ -1,0 +1,101 @@
+/* plugin-host.h — loads one agent's plugin (dlopen RTLD_NOW|RTLD_LOCAL),
+ * checks its ABI descriptor (include/moa/plugin.h), runs init with the host
+ * service table bound to that agent, and wraps the plugin's callbacks in
+ * daemon-style calls (negative errno, malloc'ed results the caller frees
+ * with free()). The loader knows nothing about Kb handles: the knowledge
+ * base search service calls back into whoever created the agent. */
+#pragma once
+
+#include <stddef.h>
+
+#include "kb.h"
+
+typedef struct PluginAgent PluginAgent;
+
+/**
+ * PluginKbSearchFunc - how the host's kb_search service reaches the agent's
+ * knowledge base: same contract as kb_search() (hits freed with
+ * kb_hits_free()). Returns 0 or -errno.
+ */
+typedef int (*PluginKbSearchFunc)(void *userdata, const char *query, unsigned limit, KbHit **ret_hits,
+                                  size_t *ret_n);
+
+/**
+ * struct PluginAgentSpec - what plugin_agent_load() needs. Everything is
+ * copied; the spec may be freed after the call.
+ * @path:      the shared object to dlopen (absolute or relative path).
+ * @name:      the agent's name (config name, not the plugin's).
+ * @prompt:    configured system prompt, or NULL for the plugin's default.
+ * @weight:    the agent's weight (passed to the plugin for information).
+ * @options:   the agent's plugin options (key/value strings), may be NULL.
+ * @n_options: number of @options (at most PLUGIN_MAX_OPTIONS are used).
+ * @kb_search: implementation of the kb_search host service, or NULL
+ *             (then the service returns -ENOTSUP).
+ * @kb_userdata: passed to @kb_search.
+ */
+typedef struct PluginAgentSpec {
+        const char *path;
+        const char *name;
+        const char *prompt;
+        double weight;
+        const struct KeyValue *options;
+        size_t n_options;
+        PluginKbSearchFunc kb_search;
+        void *kb_userdata;
+} PluginAgentSpec;
+
+#define PLUGIN_MAX_OPTIONS 256u
+/* Answers/prompts from a plugin longer than this are refused (-E2BIG). */
+#define PLUGIN_MAX_OUTPUT_BYTES (4u * 1024u * 1024u)
+
+/**
+ * plugin_agent_load() - dlopen @spec->path, look up MOA_PLUGIN_ENTRY_SYMBOL,
+ * check ABI major, descriptor size, build signature, name and required
+ * callbacks, then call the plugin's init. Any refusal logs one error line
+ * naming the agent, the file and the reason, and returns a negative errno:
+ * -ENOENT (file missing), -ENOEXEC (not loadable / no entry symbol /
+ * bad descriptor), -EPROTO (ABI major or signature mismatch), -EINVAL
+ * (missing required callback or name), or init's own error.
+ * On success *@ret is a new agent (free with plugin_agent_free()).
+ */
+int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret);
+
+/** plugin_agent_free() - call fini, dlclose, free. NULL is a no-op. Returns NULL. */
+PluginAgent *plugin_agent_free(PluginAgent *a);
+
+/**
+ * plugin_agent_score() - the plugin's score for @query, clamped to [0,1]
+ * (NaN -> 0). *@ret_reason (if not NULL) receives a malloc'ed short reason.
+ * Returns 0 or a negative errno (outputs untouched on failure).
+ */
+int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, char **ret_reason);
+
+/**
+ * plugin_agent_build_prompt() - the system prompt and formatted context for
+ * @query, given the retrieved @hits (at most MOA_PLUGIN_MAX_HITS of them are
+ * passed on). Both results are malloc'ed; *@ret_context may be NULL when the
+ * plugin has nothing to add. Returns 0 or a negative errno.
+ */
+int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hits, size_t n_hits,
+                              char **ret_system, char **ret_context);
+
+/**
+ * plugin_agent_review() - post-process @answer (disclaimers, redaction,
+ * code fencing). *@ret_answer is always a new malloc'ed string on success
+ * (a copy of @answer when the plugin leaves it unchanged or has no review
+ * step). Returns 0 or a negative errno.
+ */
+int plugin_agent_review(PluginAgent *a, const char *answer, char **ret_answer);
+
+/** plugin_agent_name() - the agent's (configured) name. */
+const char *plugin_agent_name(const PluginAgent *a);
+/** plugin_agent_plugin_name() - the name in the plugin's descriptor. */
+const char *plugin_agent_plugin_name(const PluginAgent *a);
+/** plugin_agent_version() - the plugin's version string, "" if none. */
+const char *plugin_agent_version(const PluginAgent *a);
+/** plugin_agent_description() - the plugin's description, "" if none. */
+const char *plugin_agent_description(const PluginAgent *a);
+/** plugin_agent_path() - the file it was loaded from. */
+const char *plugin_agent_path(const PluginAgent *a);
+/** plugin_agent_abi() - the ABI major/minor the plugin was built with. */
+void plugin_agent_abi(const PluginAgent *a, unsigned *ret_major, unsigned *ret_minor);

@@ -1,0 +1,684 @@
+/* SPDX-License-Identifier: MIT */
+/* moa-plugin-util.h — header-only helpers shared by the shipped plugins
+ * (they must not link the daemon): text normalisation with accent folding,
+ * a data-driven lexicon scorer (weighted phrases, prefixes, other-sense
+ * penalties and co-occurrence rules), a small string builder that hands
+ * its result over through the host allocator, and redaction of personal
+ * data (e-mail, phone, card numbers with Luhn check, IBAN, secrets).
+ *
+ * Everything is static inline so a plugin pays only for what it uses. */
+#ifndef MOA_PLUGIN_UTIL_H
+#define MOA_PLUGIN_UTIL_H
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <moa/plugin.h>
+
+/* Bounds on what the scorer looks at: a query longer than this is scored on
+ * its first MU_MAX_TEXT bytes (routing needs the gist, not the whole text). */
+#define MU_MAX_TEXT 8192u
+#define MU_MAX_WORDS 1024u
+#define MU_MAX_PATTERN_WORDS 8u
+
+/* ---------------------------------------------------------------------- */
+/* String builder (plain malloc; mu_buf_to_host copies into host memory).  */
+
+typedef struct MuBuf {
+        char *s;
+        size_t len, cap;
+        int oom;
+} MuBuf;
+
+static inline void mu_buf_free(MuBuf *b) {
+        free(b->s);
+        b->s = NULL;
+        b->len = b->cap = 0;
+}
+
+static inline int mu_buf_reserve(MuBuf *b, size_t extra) {
+        if (b->oom)
+                return -ENOMEM;
+        if (b->len + extra + 1 <= b->cap)
+                return 0;
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap < b->len + extra + 1)
+                ncap *= 2;
+        char *n = realloc(b->s, ncap);
+        if (!n) {
+                b->oom = 1;
+                return -ENOMEM;
+        }
+        b->s = n;
+        b->cap = ncap;
+        return 0;
+}
+
+static inline void mu_buf_add_n(MuBuf *b, const char *s, size_t n) {
+        if (mu_buf_reserve(b, n) < 0)
+                return;
+        memcpy(b->s + b->len, s, n);
+        b->len += n;
+        b->s[b->len] = 0;
+}
+
+static inline void mu_buf_add(MuBuf *b, const char *s) {
+        mu_buf_add_n(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static inline void mu_buf_printf(MuBuf *b, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || mu_buf_reserve(b, (size_t) n) < 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(b->s + b->len, (size_t) n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t) n;
+}
+
+/* Copy the buffer into memory from host->alloc; NULL on OOM. */
+static inline char *mu_buf_to_host(const MoaHost *host, const MuBuf *b) {
+        if (b->oom)
+                return NULL;
+        char *r = host->alloc((uint64_t) b->len + 1);
+        if (!r)
+                return NULL;
+        if (b->len)
+                memcpy(r, b->s, b->len);
+        r[b->len] = 0;
+        return r;
+}
+
+/* Copy the reason into the host buffer, truncating on a UTF-8 boundary. */
+static inline void mu_set_reason(char *reason, uint32_t size, const char *s) {
+        if (!reason || size == 0)
+                return;
+        size_t n = strlen(s);
+        if (n >= size) {
+                n = size - 1;
+                while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
+                        n--;
+        }
+        memcpy(reason, s, n);
+        reason[n] = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Normalisation: lower case, Latin accents folded (é->e, ß->ss, œ->oe),   */
+/* punctuation to spaces. '_', '+', '#' stay word characters (c++, c#,     */
+/* snake_case are signals). Other non-ASCII bytes are kept as letters.     */
+
+static inline const char *mu_fold_c3(unsigned char c) {
+        /* second byte of U+00C0..U+00FF, upper and lower case */
+        static const char *const tab[64] = {
+                "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
+                "d", "n", "o", "o", "o", "o", "o", "x", "o", "u", "u", "u", "u", "y", "th", "ss",
+                "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
+                "d", "n", "o", "o", "o", "o", "o", "/", "o", "u", "u", "u", "u", "y", "th", "y",
+        };
+        if (c < 0x80 || c > 0xBF)
+                return NULL;
+        return tab[c - 0x80];
+}
+
+static inline int mu_is_word_byte(unsigned char c) {
+        return isalnum(c) || c == '_' || c == '+' || c == '#' || c >= 0x80;
+}
+
+/* Returns a malloc'ed normalised copy of (at most MU_MAX_TEXT bytes of) @s,
+ * words separated by single spaces. NULL on OOM. */
+static inline char *mu_normalize(const char *s) {
+        size_t n = strnlen(s, MU_MAX_TEXT);
+        char *out = malloc(n * 2 + 2);
+        if (!out)
+                return NULL;
+        size_t o = 0;
+        int space = 1;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) s[i];
+                const char *rep = NULL;
+                char one[2] = { 0, 0 };
+                if (c == 0xC3 && i + 1 < n) {
+                        rep = mu_fold_c3((unsigned char) s[i + 1]);
+                        if (rep)
+                                i++;
+                } else if (c == 0xC5 && i + 1 < n &&
+                           ((unsigned char) s[i + 1] == 0x92 || (unsigned char) s[i + 1] == 0x93)) {
+                        rep = "oe";
+                        i++;
+                } else if (c == 0xE2 && i + 2 < n && (unsigned char) s[i + 1] == 0x80 &&
+                           ((unsigned char) s[i + 2] == 0x99 || (unsigned char) s[i + 2] == 0x98)) {
+                        rep = " "; /* typographic apostrophes split words like ' does */
+                        i += 2;
+                }
+                if (!rep) {
+                        if (mu_is_word_byte(c)) {
+                                one[0] = (char) tolower(c);
+                                rep = one;
+                        } else
+                                rep = " ";
+                }
+                if (rep[0] == ' ' || rep[0] == '/') {
+                        if (!space) {
+                                out[o++] = ' ';
+                                space = 1;
+                        }
+                        continue;
+                }
+                for (const char *r = rep; *r; r++)
+                        out[o++] = *r;
+                space = 0;
+        }
+        while (o > 0 && out[o - 1] == ' ')
+                o--;
+        out[o] = 0;
+        return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tokenised text.                                                         */
+
+typedef struct MuText {
+        char *norm;                  /* normalised text (owned) */
+        const char *word[MU_MAX_WORDS];
+        uint16_t wlen[MU_MAX_WORDS];
+        unsigned n;
+} MuText;
+
+static inline int mu_text_init(MuText *t, const char *s) {
+        memset(t, 0, sizeof(*t));
+        t->norm = mu_normalize(s ? s : "");
+        if (!t->norm)
+                return -ENOMEM;
+        const char *p = t->norm;
+        while (*p && t->n < MU_MAX_WORDS) {
+                const char *e = strchr(p, ' ');
+                size_t l = e ? (size_t)(e - p) : strlen(p);
+                t->word[t->n] = p;
+                t->wlen[t->n] = (uint16_t) (l > 0xFFFF ? 0xFFFF : l);
+                t->n++;
+                if (!e)
+                        break;
+                p = e + 1;
+        }
+        return 0;
+}
+
+static inline void mu_text_done(MuText *t) {
+        free(t->norm);
+        t->norm = NULL;
+        t->n = 0;
+}
+
+/* Does the one-alternative pattern [p, p+plen) (space-separated words, a
+ * trailing '*' on a word = prefix) occur in @t? Returns the 1-based word
+ * position of the first match, 0 if none. */
+static inline unsigned mu_match_one(const MuText *t, const char *p, size_t plen) {
+        const char *pw[MU_MAX_PATTERN_WORDS];
+        size_t pl[MU_MAX_PATTERN_WORDS];
+        unsigned np = 0;
+        size_t i = 0;
+        while (i < plen && np < MU_MAX_PATTERN_WORDS) {
+                while (i < plen && p[i] == ' ')
+                        i++;
+                if (i >= plen)
+                        break;
+                size_t s = i;
+                while (i < plen && p[i] != ' ')
+                        i++;
+                pw[np] = p + s;
+                pl[np] = i - s;
+                np++;
+        }
+        if (np == 0)
+                return 0;
+        for (unsigned w = 0; w + np <= t->n; w++) {
+                unsigned k;
+                for (k = 0; k < np; k++) {
+                        size_t l = pl[k];
+                        int prefix = l > 1 && pw[k][l - 1] == '*';
+                        if (prefix)
+                                l--;
+                        if (prefix ? t->wlen[w + k] < l : t->wlen[w + k] != l)
+                                break;
+                        if (memcmp(t->word[w + k], pw[k], l) != 0)
+                                break;
+                }
+                if (k == np)
+                        return w + 1;
+        }
+        return 0;
+}
+
+/* Pattern with '|' alternatives; returns 1 if any alternative occurs. */
+static inline int mu_match(const MuText *t, const char *pattern) {
+        const char *p = pattern;
+        for (;;) {
+                const char *bar = strchr(p, '|');
+                size_t l = bar ? (size_t)(bar - p) : strlen(p);
+                if (mu_match_one(t, p, l))
+                        return 1;
+                if (!bar)
+                        return 0;
+                p = bar + 1;
+        }
+}
+
+/**
+ * struct MuLex - one lexicon rule.
+ * @pattern: normalised words (ASCII, lower case, accents folded), phrases
+ *           allowed, '*' suffix = prefix, '|' = alternatives.
+ * @weight:  added to the evidence when @pattern occurs (once per rule);
+ *           negative for other senses ("river bank" for finance).
+ * @with:    NULL, or a pattern that must also occur anywhere in the text
+ *           for the rule to apply (co-occurrence: "bank" + "river").
+ * @label:   what the reason shows; NULL: the pattern itself.
+ */
+typedef struct MuLex {
+        const char *pattern;
+        double weight;
+        const char *with;
+        const char *label;
+} MuLex;
+
+/* Evidence -> [0,1]. @scale is the evidence giving 1 - 1/e (~0.63). */
+static inline double mu_squash(double evidence, double scale) {
+        if (!(evidence > 0))
+                return 0.0;
+        return 1.0 - exp(-evidence / scale);
+}
+
+/**
+ * mu_lex_score() - sum the weights of every rule of @lex (@n rules) that
+ * fires on @t; fill @reason with the strongest positive matches and any
+ * other-sense penalty. Returns the raw evidence (may be negative).
+ */
+static inline double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, char *reason,
+                                  uint32_t reason_size) {
+        double sum = 0;
+        MuBuf pos = { 0 }, neg = { 0 };
+        unsigned npos = 0, nneg = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!mu_match(t, lex[i].pattern))
+                        continue;
+                if (lex[i].with && !mu_match(t, lex[i].with))
+                        continue;
+                sum += lex[i].weight;
+                const char *label = lex[i].label ? lex[i].label : lex[i].pattern;
+                if (lex[i].weight > 0 && npos < 4) {
+                        mu_buf_printf(&pos, "%s%s", npos ? ", " : "", label);
+                        npos++;
+                } else if (lex[i].weight < 0 && nneg < 2) {
+                        mu_buf_printf(&neg, "%s%s", nneg ? ", " : "", label);
+                        nneg++;
+                }
+        }
+        if (reason && reason_size) {
+                MuBuf r = { 0 };
+                if (npos)
+                        mu_buf_printf(&r, "terms: %s", pos.s ? pos.s : "");
+                if (nneg)
+                        mu_buf_printf(&r, "%sother sense: %s", npos ? "; " : "", neg.s ? neg.s : "");
+                if (!npos && !nneg)
+                        mu_buf_add(&r, "no domain terms");
+                mu_set_reason(reason, reason_size, r.s ? r.s : "");
+                mu_buf_free(&r);
+        }
+        mu_buf_free(&pos);
+        mu_buf_free(&neg);
+        return sum;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Host option helpers.                                                    */
+
+static inline const char *mu_option(const MoaHost *host, MoaHostContext *ctx, const char *key) {
+        if (!MOA_HOST_HAS(host, config_get))
+                return NULL;
+        return host->config_get(ctx, key);
+}
+
+static inline int mu_option_bool(const MoaHost *host, MoaHostContext *ctx, const char *key, int def) {
+        const char *v = mu_option(host, ctx, key);
+        if (!v)
+                return def;
+        if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+                return 1;
+        if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
+                return 0;
+        return def;
+}
+
+static inline long mu_option_long(const MoaHost *host, MoaHostContext *ctx, const char *key, long def,
+                                  long lo, long hi) {
+        const char *v = mu_option(host, ctx, key);
+        if (!v || !*v)
+                return def;
+        char *end;
+        errno = 0;
+        long r = strtol(v, &end, 10);
+        if (errno || *end || r < lo || r > hi)
+                return def;
+        return r;
+}
+
+__attribute__((format(printf, 4, 5))) static inline void mu_log(const MoaHost *host, MoaHostContext *ctx,
+                                                                int level, const char *fmt, ...) {
+        if (!MOA_HOST_HAS(host, log))
+                return;
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        host->log(ctx, level, msg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Context formatting shared by the domain plugins: numbered passages with  */
+/* their citation, each cut to @max_chars (on a UTF-8 boundary).           */
+
+static inline void mu_add_clipped(MuBuf *b, const char *s, size_t max_chars) {
+        size_t n = strlen(s);
+        if (n > max_chars) {
+                n = max_chars;
+                while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
+                        n--;
+                mu_buf_add_n(b, s, n);
+                mu_buf_add(b, " [...]");
+        } else
+                mu_buf_add_n(b, s, n);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Redaction. Each function scans @s and appends to @out, replacing what it */
+/* recognises with @tag; returns how many items it replaced.               */
+
+static inline int mu_is_email_char(unsigned char c) {
+        return isalnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '%';
+}
+
+/* Length of an e-mail address starting at @s (local@domain.tld), 0 if none. */
+static inline size_t mu_email_at(const char *s, const char *start) {
+        if (s > start && mu_is_email_char((unsigned char) s[-1]))
+                return 0;
+        size_t i = 0;
+        while (mu_is_email_char((unsigned char) s[i]))
+                i++;
+        if (i == 0 || s[i] != '@')
+                return 0;
+        i++;
+        size_t d = i, dots = 0;
+        while (isalnum((unsigned char) s[i]) || s[i] == '-' || (s[i] == '.' && isalnum((unsigned char) s[i + 1]))) {
+                if (s[i] == '.')
+                        dots++;
+                i++;
+        }
+        if (i == d || dots == 0)
+                return 0;
+        return i;
+}
+
+/* Length of a digit run with separators (space, '-', '.', '/', '(', ')')
+ * starting at @s; *ret_digits gets the digit count. */
+static inline size_t mu_digit_run(const char *s, unsigned *ret_digits, char *digits, size_t max) {
+        size_t i = 0, nd = 0, last_digit_end = 0;
+        if (s[0] == '+')
+                i++;
+        while (s[i]) {
+                if (isdigit((unsigned char) s[i])) {
+                        if (nd < max)
+                                digits[nd] = s[i];
+                        nd++;
+                        i++;
+                        last_digit_end = i;
+                } else if ((s[i] == ' ' || s[i] == '-' || s[i] == '.' || s[i] == '(' || s[i] == ')') &&
+                           (isdigit((unsigned char) s[i + 1]) || s[i + 1] == '(' || s[i + 1] == ' '))
+                        i++;
+                else
+                        break;
+        }
+        *ret_digits = (unsigned) nd;
+        return last_digit_end;
+}
+
+static inline int mu_luhn(const char *d, unsigned n) {
+        unsigned sum = 0;
+        for (unsigned i = 0; i < n; i++) {
+                unsigned v = (unsigned) (d[n - 1 - i] - '0');
+                if (i % 2 == 1) {
+                        v *= 2;
+                        if (v > 9)
+                                v -= 9;
+                }
+                sum += v;
+        }
+        return sum % 10 == 0;
+}
+
+/* IBAN: two letters, two digits, 11..30 alphanumerics (spaces allowed in
+ * groups of four), mod-97 == 1. Returns its length at @s or 0. */
+static inline size_t mu_iban_at(const char *s, const char *start) {
+        if (s > start && isalnum((unsigned char) s[-1]))
+                return 0;
+        if (!isupper((unsigned char) s[0]) || !isupper((unsigned char) s[1]) || !isdigit((unsigned char) s[2]) ||
+            !isdigit((unsigned char) s[3]))
+                return 0;
+        char buf[40];
+        size_t n = 0, i = 0, end = 0;
+        while (s[i] && n < sizeof(buf)) {
+                if (isalnum((unsigned char) s[i])) {
+                        buf[n++] = (char) toupper((unsigned char) s[i]);
+                        i++;
+                        end = i;
+                } else if (s[i] == ' ' && isalnum((unsigned char) s[i + 1]) && n % 4 == 0)
+                        i++;
+                else
+                        break;
+        }
+        if (n < 15 || n > 34)
+                return 0;
+        unsigned rem = 0;
+        for (size_t k = 0; k < n; k++) {
+                char c = buf[(k + 4) % n];
+                if (isdigit((unsigned char) c))
+                        rem = (rem * 10 + (unsigned) (c - '0')) % 97;
+                else if (isupper((unsigned char) c))
+                        rem = (rem * 100 + (unsigned) (c - 'A' + 10)) % 97;
+                else
+                        return 0;
+        }
+        return rem == 1 ? end : 0;
+}
+
+enum {
+        MU_REDACT_EMAIL = 1u << 0,
+        MU_REDACT_PHONE = 1u << 1,
+        MU_REDACT_CARD = 1u << 2,
+        MU_REDACT_IBAN = 1u << 3,
+        MU_REDACT_SSN = 1u << 4,
+};
+
+/**
+ * mu_redact() - copy @s to @out replacing personal data selected by @what
+ * (MU_REDACT_*): e-mail addresses, phone numbers (8..15 digits with a
+ * leading '+' or separators), payment card numbers (13..19 digits passing
+ * Luhn), IBANs (mod-97), US SSNs (ddd-dd-dddd). Returns the number of
+ * replacements.
+ */
+static inline unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
+        unsigned n = 0;
+        const char *p = s;
+        while (*p) {
+                size_t l;
+                if ((what & MU_REDACT_EMAIL) && (l = mu_email_at(p, s))) {
+                        mu_buf_add(out, "[redacted e-mail]");
+                        p += l;
+                        n++;
+                        continue;
+                }
+                if ((what & MU_REDACT_IBAN) && (l = mu_iban_at(p, s))) {
+                        mu_buf_add(out, "[redacted IBAN]");
+                        p += l;
+                        n++;
+                        continue;
+                }
+                if ((isdigit((unsigned char) *p) || (*p == '+' && isdigit((unsigned char) p[1]))) &&
+                    (p == s || !isalnum((unsigned char) p[-1]))) {
+                        char digits[32];
+                        unsigned nd;
+                        l = mu_digit_run(p, &nd, digits, sizeof(digits));
+                        int boundary = !isalnum((unsigned char) p[l]);
+                        if (boundary && (what & MU_REDACT_SSN) && l == 11 && nd == 9 && p[3] == '-' && p[6] == '-') {
+                                mu_buf_add(out, "[redacted SSN]");
+                                p += l;
+                                n++;
+                                continue;
+                        }
+                        if (boundary && (what & MU_REDACT_CARD) && nd >= 13 && nd <= 19 && mu_luhn(digits, nd)) {
+                                mu_buf_add(out, "[redacted card number]");
+                                p += l;
+                                n++;
+                                continue;
+                        }
+                        int has_sep = memchr(p, ' ', l) || memchr(p, '-', l) || memchr(p, '(', l) || *p == '+';
+                        if (boundary && (what & MU_REDACT_PHONE) && nd >= 8 && nd <= 15 && has_sep &&
+                            !memchr(p, '.', l)) {
+                                mu_buf_add(out, "[redacted phone]");
+                                p += l;
+                                n++;
+                                continue;
+                        }
+                        /* not personal data: copy the whole run so its tail is not re-scanned */
+                        if (l == 0)
+                                l = 1;
+                        mu_buf_add_n(out, p, l);
+                        p += l;
+                        continue;
+                }
+                mu_buf_add_n(out, p, 1);
+                p++;
+        }
+        return n;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Per-instance state shared by the shipped plugins: embed MuState first   */
+/* in the plugin's own state struct.                                       */
+
+typedef struct MuState {
+        const MoaHost *host;
+        MoaHostContext *ctx;
+        const MoaAgentInfo *info;
+        const char *prompt;        /* configured prompt or the plugin's default */
+        unsigned max_passages;     /* option max_passages, 1..32, default 5 */
+        unsigned max_passage_chars; /* option max_passage_chars, 200..8000, default 1200 */
+        int review;                /* option review: yes/no, default yes */
+} MuState;
+
+/* Fill @s from the host and options; the plugin's init calls this first. */
+static inline int mu_state_setup(MuState *s, const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
+                                 const char *default_prompt) {
+        if (!host || !MOA_HOST_HAS(host, alloc) || !MOA_HOST_HAS(host, free) || !info)
+                return -EINVAL;
+        s->host = host;
+        s->ctx = ctx;
+        s->info = info;
+        s->prompt = info->prompt && *info->prompt ? info->prompt : default_prompt;
+        s->max_passages = (unsigned) mu_option_long(host, ctx, "max_passages", 5, 1, 32);
+        s->max_passage_chars = (unsigned) mu_option_long(host, ctx, "max_passage_chars", 1200, 200, 8000);
+        s->review = mu_option_bool(host, ctx, "review", 1);
+        return 0;
+}
+
+/* Hand two builders to the host as (system, context); frees both builders.
+ * An empty context becomes NULL. */
+static inline int32_t mu_return_prompt(const MuState *s, MuBuf *sys, MuBuf *ctx, char **ret_system,
+                                       char **ret_context) {
+        int32_t r = 0;
+        char *a = NULL, *b = NULL;
+        if (sys->oom || ctx->oom) {
+                r = -ENOMEM;
+                goto out;
+        }
+        a = mu_buf_to_host(s->host, sys);
+        if (!a) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (ctx->len > 0) {
+                b = mu_buf_to_host(s->host, ctx);
+                if (!b) {
+                        s->host->free(a);
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        *ret_system = a;
+        *ret_context = b;
+out:
+        mu_buf_free(sys);
+        mu_buf_free(ctx);
+        return r;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Language guess for localised disclaimers: counts function words.        */
+
+enum { MU_LANG_EN, MU_LANG_DE, MU_LANG_FR, MU_LANG_ES };
+
+static inline int mu_detect_lang(const char *s) {
+        static const char *const words[4] = {
+                "the|and|is|are|of|to|what|how|my|can|i|you|it|for",
+                "der|die|das|und|ist|ich|nicht|ein|eine|mit|wie|was|mein|meine|kann|fur|bei|zu",
+                "le|la|les|et|est|je|un|une|des|du|pour|que|qui|mon|ma|mes|pas|avec|comment|quel",
+                "el|la|los|las|y|es|yo|un|una|del|para|que|mi|mis|con|como|puedo|por|cual|no",
+        };
+        MuText t;
+        if (mu_text_init(&t, s) < 0)
+                return MU_LANG_EN;
+        unsigned count[4] = { 0 };
+        for (unsigned w = 0; w < t.n && w < 400; w++)
+                for (int l = 0; l < 4; l++) {
+                        const char *p = words[l];
+                        for (;;) {
+                                const char *bar = strchr(p, '|');
+                                size_t n = bar ? (size_t)(bar - p) : strlen(p);
+                                if (t.wlen[w] == n && memcmp(t.word[w], p, n) == 0) {
+                                        count[l]++;
+                                        break;
+                                }
+                                if (!bar)
+                                        break;
+                                p = bar + 1;
+                        }
+                }
+        mu_text_done(&t);
+        int best = MU_LANG_EN;
+        for (int l = 1; l < 4; l++)
+                if (count[l] > count[best])
+                        best = l;
+        return best;
+}
+
+/* Does @hay contain @needle, ASCII case-insensitively? */
+static inline int mu_contains_ci(const char *hay, const char *needle) {
+        size_t n = strlen(needle);
+        for (const char *p = hay; *p; p++)
+                if (strncasecmp(p, needle, n) == 0)
+                        return 1;
+        return 0;
+}
+
+#endif /* MOA_PLUGIN_UTIL_H */

@@ -1,0 +1,209 @@
+/* test-agents.c — the agent registry over real plugins and real knowledge
+ * bases in a temporary state directory: failing agents are skipped and the
+ * rest keep working, knowledge is seeded once, routing uses plugin scores,
+ * knowledge evidence, fallback and pins. Config structs are built by hand. */
+#include <check.h>
+#include <ftw.h>
+#include <sys/stat.h>
+
+#include "agents.h"
+#include "log.h"
+
+static char tmpdir[] = "/tmp/moa-test-agents-XXXXXX";
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(p);
+}
+
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+typedef struct Fixture {
+        Config cfg;
+        AgentConfig agents[5];
+        char state[300], know[300], know_file[400];
+        char *legal_knowledge[1];
+        char bad_init[400], missing[400];
+        KeyValue legal_opts[1];
+} Fixture;
+
+static void fixture(Fixture *f) {
+        memset(f, 0, sizeof(*f));
+        snprintf(f->state, sizeof(f->state), "%s/state", tmpdir);
+        snprintf(f->know, sizeof(f->know), "%s/knowledge-legal", tmpdir);
+        mkdir(f->know, 0755);
+        snprintf(f->know_file, sizeof(f->know_file), "%s/tenancy.md", f->know);
+        write_file(f->know_file, "# Tenancy\n\nA landlord must return the security deposit within thirty days "
+                                 "after the tenant moves out, minus documented damage.\n");
+        snprintf(f->bad_init, sizeof(f->bad_init), "%s/bad-init.so", TEST_PLUGIN_DIR);
+        snprintf(f->missing, sizeof(f->missing), "%s/missing.so", TEST_PLUGIN_DIR);
+        f->legal_knowledge[0] = f->know;
+        f->legal_opts[0] = (KeyValue){ (char *) "jurisdiction", (char *) "England" };
+
+        f->agents[0] = (AgentConfig){ .name = (char *) "legal", .plugin = (char *) "legal", .weight = 1.0,
+                                      .knowledge = f->legal_knowledge, .n_knowledge = 1, .enabled = 1,
+                                      .options = f->legal_opts, .n_options = 1, .model = (char *) "m-legal" };
+        f->agents[1] = (AgentConfig){ .name = (char *) "broken", .plugin = f->missing, .weight = 1.0, .enabled = 1 };
+        f->agents[2] = (AgentConfig){ .name = (char *) "refuses", .plugin = f->bad_init, .weight = 1.0, .enabled = 1 };
+        f->agents[3] = (AgentConfig){ .name = (char *) "code", .plugin = (char *) "code", .weight = 1.0, .enabled = 0 };
+        f->agents[4] = (AgentConfig){ .name = (char *) "general", .plugin = (char *) "general", .weight = 0.6,
+                                      .provider = (char *) "openai", .enabled = 1 };
+        f->cfg.plugin_dir = (char *) SHIPPED_PLUGIN_DIR;
+        f->cfg.state_dir = f->state; /* does not exist yet: created */
+        f->cfg.agents = f->agents;
+        f->cfg.n_agents = ELEMENTSOF(f->agents);
+        f->cfg.router = (RouterConfig){ .threshold = 0.35, .top_k = 3, .kb_weight = 0.3, .fallback = (char *) "general" };
+}
+
+START_TEST(test_registry) {
+        Fixture f;
+        AgentSet *s = NULL;
+        fixture(&f);
+
+        ck_assert_int_eq(agents_new(&f.cfg, &s), 0);
+        /* broken (missing file) and refuses (failing init) are skipped, code is disabled */
+        ck_assert_uint_eq(agents_count(s), 2);
+        Agent *legal = agents_find(s, "legal"), *general = agents_find(s, "general");
+        ck_assert_ptr_nonnull(legal);
+        ck_assert_ptr_nonnull(general);
+        ck_assert_ptr_null(agents_find(s, "broken"));
+        ck_assert_ptr_null(agents_find(s, "code"));
+        ck_assert_ptr_eq(agents_get(s, 0), legal);
+        ck_assert_ptr_eq(agents_get(s, 1), general);
+        ck_assert_ptr_null(agents_get(s, 2));
+        ck_assert_str_eq(agent_name(legal), "legal");
+        ck_assert_str_eq(agent_provider(legal), "builtin");
+        ck_assert_str_eq(agent_model(legal), "m-legal");
+        ck_assert_str_eq(agent_provider(general), "openai");
+        ck_assert_ptr_null(agent_model(general));
+        ck_assert(agent_weight(general) == 0.6);
+        ck_assert_str_eq(plugin_agent_plugin_name(agent_plugin(legal)), "legal");
+        ck_assert_ptr_nonnull(agent_kb(legal));
+        ck_assert_int_eq(agent_doc_count(legal), 1);
+        ck_assert_int_eq(agent_doc_count(general), 0);
+        char db[400];
+        snprintf(db, sizeof(db), "%s/kb/legal.db", f.state);
+        ck_assert_str_eq(agent_kb_path(legal), db);
+        ck_assert_int_eq(access(db, F_OK), 0);
+        ck_assert_str_eq(agents_router_config(s)->fallback, "general");
+
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(agent_search(legal, "deposit", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_ptr_nonnull(strstr(hits[0].text, "security deposit"));
+        kb_hits_free(hits, n);
+
+        /* the plugin's own search service reaches the agent's KB: legal
+         * retries with its terms when it was given no hits */
+        char *sys = NULL, *ctx = NULL;
+        ck_assert_int_eq(plugin_agent_build_prompt(agent_plugin(legal), "my landlord and the deposit", NULL, 0, &sys, &ctx), 0);
+        ck_assert_ptr_nonnull(strstr(sys, "England"));
+        ck_assert_ptr_nonnull(ctx);
+        ck_assert_ptr_nonnull(strstr(ctx, "tenancy"));
+        free(sys);
+        free(ctx);
+        agents_free(s);
+
+        /* Reopen: the KB is not empty, so new knowledge files are not ingested again. */
+        char second[400];
+        snprintf(second, sizeof(second), "%s/more.md", f.know);
+        write_file(second, "Leases longer than three years must be made by deed.\n");
+        ck_assert_int_eq(agents_new(&f.cfg, &s), 0);
+        ck_assert_int_eq(agent_doc_count(agents_find(s, "legal")), 1);
+        ck_assert_ptr_null(agents_free(s));
+        ck_assert_ptr_null(agents_free(NULL));
+}
+END_TEST
+
+START_TEST(test_route) {
+        Fixture f;
+        AgentSet *s = NULL;
+        RouteResult r = ROUTE_RESULT_INIT;
+        fixture(&f);
+        ck_assert_int_eq(agents_new(&f.cfg, &s), 0);
+
+        ck_assert_int_eq(agents_route(s, "Can my landlord keep the security deposit?", NULL, 0, &r), 0);
+        ck_assert_uint_eq(r.n, 2);
+        ck_assert_uint_eq(r.n_selected, 1);
+        ck_assert_str_eq(r.choices[0].name, "legal");
+        ck_assert(r.choices[0].selected && !r.choices[0].fallback);
+        ck_assert(r.choices[0].kb_evidence > 0.3); /* its knowledge covers the query */
+        ck_assert(r.choices[0].plugin_score > 0.5);
+        ck_assert_ptr_nonnull(strstr(r.choices[0].reason, "tenancy"));
+        route_result_done(&r);
+
+        ck_assert_int_eq(agents_route(s, "What is a nice name for a goldfish?", NULL, 0, &r), 0);
+        ck_assert_uint_eq(r.n_selected, 1);
+        for (size_t i = 0; i < r.n; i++)
+                if (r.choices[i].selected) {
+                        ck_assert_str_eq(r.choices[i].name, "general");
+                        ck_assert(r.choices[i].fallback);
+                }
+        route_result_done(&r);
+
+        const char *pin[] = { "general" };
+        ck_assert_int_eq(agents_route(s, "Can my landlord keep the security deposit?", pin, 1, &r), 0);
+        ck_assert_uint_eq(r.n_selected, 1);
+        for (size_t i = 0; i < r.n; i++)
+                ck_assert_int_eq(r.choices[i].selected, streq(r.choices[i].name, "general"));
+        route_result_done(&r);
+
+        const char *unknown[] = { "code" }; /* disabled: not routable */
+        ck_assert_int_eq(agents_route(s, "x", unknown, 1, &r), -ENOENT);
+        ck_assert_int_eq(agents_route(s, "", NULL, 0, &r), 0);
+        ck_assert_uint_eq(r.n_selected, 1);
+        route_result_done(&r);
+        agents_free(s);
+}
+END_TEST
+
+START_TEST(test_nothing_loads) {
+        Fixture f;
+        AgentSet *s = NULL;
+        RouteResult r = ROUTE_RESULT_INIT;
+        fixture(&f);
+        f.cfg.agents = &f.agents[1];
+        f.cfg.n_agents = 2; /* broken + refuses */
+        ck_assert_int_eq(agents_new(&f.cfg, &s), 0);
+        ck_assert_uint_eq(agents_count(s), 0);
+        ck_assert_int_eq(agents_route(s, "anything", NULL, 0, &r), 0);
+        ck_assert_uint_eq(r.n_selected, 0);
+        route_result_done(&r);
+        agents_free(s);
+        ck_assert_int_eq(agents_new(NULL, &s), -EINVAL);
+}
+END_TEST
+
+static void setup(void) {
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void) {
+        nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        strcpy(tmpdir, "/tmp/moa-test-agents-XXXXXX");
+}
+
+static Suite *suite(void) {
+        Suite *s = suite_create("agents");
+        TCase *tc = tcase_create("registry");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_registry);
+        tcase_add_test(tc, test_route);
+        tcase_add_test(tc, test_nothing_loads);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        log_setup(LOG_LEVEL_INFO, 0);
+        SRunner *sr = srunner_create(suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

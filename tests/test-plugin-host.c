@@ -1,0 +1,441 @@
+/* test-plugin-host.c — the plugin loader: ABI refusals (wrong major, short
+ * descriptor, wrong signature, missing symbol, NULL callbacks, failing
+ * init, missing file, non-ELF file), the host services (config look-up,
+ * knowledge search, allocator), additive descriptor growth, and the review
+ * and prompt behaviour of each shipped plugin. */
+#include <check.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "log.h"
+#include "plugin-host.h"
+
+static PluginAgent *load(const char *path, const char *name, const KeyValue *opts, size_t n_opts, int *ret_r) {
+        PluginAgent *a = NULL;
+        PluginAgentSpec spec = { .path = path, .name = name, .weight = 1, .options = opts, .n_options = n_opts };
+        *ret_r = plugin_agent_load(&spec, &a);
+        return a;
+}
+
+static PluginAgent *load_shipped(const char *plugin) {
+        char path[512];
+        int r;
+        snprintf(path, sizeof(path), "%s/%s.so", SHIPPED_PLUGIN_DIR, plugin);
+        PluginAgent *a = load(path, plugin, NULL, 0, &r);
+        ck_assert_int_eq(r, 0);
+        ck_assert_ptr_nonnull(a);
+        return a;
+}
+
+static int refused(const char *file) {
+        char path[512];
+        int r;
+        snprintf(path, sizeof(path), "%s/%s", TEST_PLUGIN_DIR, file);
+        PluginAgent *a = load(path, "victim", NULL, 0, &r);
+        ck_assert_ptr_null(a);
+        return r;
+}
+
+START_TEST(test_refuse_wrong_major) {
+        ck_assert_int_eq(refused("bad-major.so"), -EPROTO);
+}
+END_TEST
+
+START_TEST(test_refuse_short_struct) {
+        ck_assert_int_eq(refused("bad-size.so"), -ENOEXEC);
+}
+END_TEST
+
+START_TEST(test_refuse_wrong_signature) {
+        ck_assert_int_eq(refused("bad-signature.so"), -EPROTO);
+}
+END_TEST
+
+START_TEST(test_refuse_missing_symbol) {
+        ck_assert_int_eq(refused("bad-nosym.so"), -ENOEXEC);
+}
+END_TEST
+
+START_TEST(test_refuse_null_callback) {
+        ck_assert_int_eq(refused("bad-nullcb.so"), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_refuse_failing_init) {
+        /* init's own error comes back; fini (which aborts) is not called */
+        ck_assert_int_eq(refused("bad-init.so"), -EACCES);
+}
+END_TEST
+
+START_TEST(test_refuse_missing_file) {
+        ck_assert_int_eq(refused("does-not-exist.so"), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_refuse_not_elf) {
+        char dir[] = "/tmp/moa-test-plugin-XXXXXX", path[600];
+        int r;
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/text.so", dir);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("not a shared object\n", f);
+        fclose(f);
+        PluginAgent *a = load(path, "victim", NULL, 0, &r);
+        ck_assert_ptr_null(a);
+        ck_assert_int_eq(r, -ENOEXEC);
+        unlink(path);
+        rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_refuse_bad_spec) {
+        PluginAgent *a = NULL;
+        PluginAgentSpec spec = { .path = NULL, .name = "x" };
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), -EINVAL);
+        spec.path = "/x.so";
+        spec.name = "";
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), -EINVAL);
+        ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* The knowledge-search service: the probe asks for "probe" and lists the
+ * titles it got back. */
+static unsigned searches;
+static int fake_search(void *userdata, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
+        const char *tag = userdata;
+        searches++;
+        ck_assert_str_eq(query, "probe");
+        ck_assert_uint_le(limit, 64);
+        size_t n = 3; /* more than asked for is truncated by the host */
+        KbHit *h = calloc(n, sizeof(KbHit));
+        for (size_t i = 0; i < n; i++) {
+                char t[64];
+                snprintf(t, sizeof(t), "%s-%zu", tag, i);
+                h[i].title = strdup(t);
+                h[i].source = i == 0 ? NULL : strdup("src");
+                h[i].snippet = strdup("snip");
+                h[i].text = strdup("text");
+                h[i].score = 3.0 - (double) i;
+                h[i].chunk = (unsigned) i;
+        }
+        *ret_hits = h;
+        *ret_n = n;
+        return 0;
+}
+
+static int failing_search(void *userdata, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
+        return -EIO;
+}
+
+START_TEST(test_probe_services) {
+        PluginAgent *a = NULL;
+        char path[512];
+        KeyValue opts[] = { { (char *) "score", (char *) "0.75" }, { (char *) "other", (char *) "x" } };
+        snprintf(path, sizeof(path), "%s/probe.so", TEST_PLUGIN_DIR);
+        PluginAgentSpec spec = { .path = path, .name = "myagent", .prompt = "Be brief.", .weight = 1.5,
+                                 .options = opts, .n_options = 2, .kb_search = fake_search, .kb_userdata = (void *) "doc" };
+
+        /* A descriptor of a later minor (larger, minor+1) is accepted. */
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_str_eq(plugin_agent_name(a), "myagent");
+        ck_assert_str_eq(plugin_agent_plugin_name(a), "probe");
+        ck_assert_str_eq(plugin_agent_version(a), "9.9");
+        ck_assert_str_eq(plugin_agent_description(a), "test probe");
+        unsigned major, minor;
+        plugin_agent_abi(a, &major, &minor);
+        ck_assert_uint_eq(major, 1);
+        ck_assert_uint_eq(minor, 1);
+
+        /* config look-up: the option reached init */
+        double s = -1;
+        char *reason = NULL;
+        ck_assert_int_eq(plugin_agent_score(a, "hello", &s, &reason), 0);
+        ck_assert(fabs(s - 0.75) < 1e-9);
+        ck_assert_str_eq(reason, "probe myagent ");
+        free(reason);
+
+        /* scores are clamped, NaN is 0, long reasons are truncated, errors pass */
+        ck_assert_int_eq(plugin_agent_score(a, "big", &s, NULL), 0);
+        ck_assert(s == 1.0);
+        ck_assert_int_eq(plugin_agent_score(a, "nan", &s, NULL), 0);
+        ck_assert(s == 0.0);
+        ck_assert_int_eq(plugin_agent_score(a, "long", &s, &reason), 0);
+        ck_assert_uint_lt(strlen(reason), 200);
+        free(reason);
+        s = 0.5;
+        ck_assert_int_eq(plugin_agent_score(a, "fail", &s, NULL), -EIO);
+        ck_assert(s == 0.5);
+
+        /* build_prompt: configured prompt, passed hits, and its own search */
+        KbHit given[2] = { { .title = (char *) "first", .source = (char *) "", .snippet = (char *) "s",
+                             .text = (char *) "t", .score = 2 },
+                           { .title = (char *) "second", .source = NULL, .snippet = NULL, .text = NULL, .score = 1 } };
+        char *sys = NULL, *ctx = NULL;
+        searches = 0;
+        ck_assert_int_eq(plugin_agent_build_prompt(a, "q", given, 2, &sys, &ctx), 0);
+        ck_assert_str_eq(sys, "Be brief.|2|first");
+        ck_assert_str_eq(ctx, "doc-0\ndoc-1\ndoc-2\n");
+        ck_assert_uint_eq(searches, 1);
+        free(sys);
+        free(ctx);
+
+        /* review: replaced, kept (NULL -> copy), failing */
+        char *out = NULL;
+        ck_assert_int_eq(plugin_agent_review(a, "hi", &out), 0);
+        ck_assert_str_eq(out, "probe: hi");
+        free(out);
+        ck_assert_int_eq(plugin_agent_review(a, "keep", &out), 0);
+        ck_assert_str_eq(out, "keep");
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(plugin_agent_review(a, "fail", &out), -EINVAL);
+        ck_assert_ptr_null(out);
+        plugin_agent_free(a);
+
+        /* the same .so backs a second agent whose search fails */
+        spec.name = "second";
+        spec.kb_search = failing_search;
+        spec.prompt = NULL;
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_build_prompt(a, "q", NULL, 0, &sys, &ctx), 0);
+        ck_assert_str_eq(sys, "(none)|0|");
+        ck_assert_str_eq(ctx, "search error -5");
+        free(sys);
+        free(ctx);
+        plugin_agent_free(a);
+
+        /* no search service at all: -ENOTSUP */
+        spec.kb_search = NULL;
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_build_prompt(a, "q", NULL, 0, &sys, &ctx), 0);
+        ck_assert_str_eq(ctx, "search error -95");
+        free(sys);
+        free(ctx);
+        ck_assert_ptr_null(plugin_agent_free(a));
+        ck_assert_ptr_null(plugin_agent_free(NULL));
+}
+END_TEST
+
+static double score_of(PluginAgent *a, const char *q) {
+        double s = -1;
+        ck_assert_int_eq(plugin_agent_score(a, q, &s, NULL), 0);
+        return s;
+}
+
+START_TEST(test_shipped_load_and_describe) {
+        static const char *const names[] = { "legal", "medical", "finance", "code", "general" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                PluginAgent *a = load_shipped(names[i]);
+                ck_assert_str_eq(plugin_agent_plugin_name(a), names[i]);
+                ck_assert_str_eq(plugin_agent_version(a), "1.0.0");
+                ck_assert_uint_gt(strlen(plugin_agent_description(a)), 20);
+                plugin_agent_free(a);
+        }
+}
+END_TEST
+
+START_TEST(test_shipped_other_senses) {
+        PluginAgent *legal = load_shipped("legal"), *fin = load_shipped("finance"), *code = load_shipped("code"),
+                    *med = load_shipped("medical"), *gen = load_shipped("general");
+
+        ck_assert(score_of(code, "My server hit a kernel panic after the update") > 0.6);
+        ck_assert(score_of(code, "How many kernels are in an ear of popcorn corn?") < 0.3);
+        ck_assert(score_of(fin, "We had a picnic on the bank of a river") < 0.2);
+        ck_assert(score_of(fin, "Which bank account has the best interest rate?") > 0.6);
+        ck_assert(score_of(legal, "Is castling a legal move in chess when the king was in check?") < 0.2);
+        ck_assert(score_of(legal, "Can my landlord keep my deposit after the lease ends?") > 0.6);
+        ck_assert(score_of(med, "My laptop got a virus from an email attachment") < 0.2);
+        ck_assert(score_of(med, "I have a fever and a sore throat, should I see a doctor?") > 0.6);
+        ck_assert(score_of(code, "How do I get rust off my bike chain?") < 0.2);
+        ck_assert(score_of(gen, "anything at all") < 0.2);
+        /* accents are folded: German, French, Spanish terms */
+        ck_assert(score_of(legal, "Mein Vermieter hat die Kündigung nicht unterschrieben") > 0.6);
+        ck_assert(score_of(med, "J'ai de la fièvre et mal à la gorge") > 0.6);
+        ck_assert(score_of(fin, "¿Cuánto interés paga una hipoteca a 30 años?") > 0.6);
+
+        plugin_agent_free(legal);
+        plugin_agent_free(fin);
+        plugin_agent_free(code);
+        plugin_agent_free(med);
+        plugin_agent_free(gen);
+}
+END_TEST
+
+START_TEST(test_shipped_reviews) {
+        PluginAgent *a;
+        char *out = NULL;
+
+        a = load_shipped("legal");
+        ck_assert_int_eq(plugin_agent_review(a, "Write to jane.doe@example.com or call +49 30 1234567.", &out), 0);
+        ck_assert_ptr_null(strstr(out, "jane.doe@example.com"));
+        ck_assert_ptr_nonnull(strstr(out, "[redacted e-mail]"));
+        ck_assert_ptr_nonnull(strstr(out, "[redacted phone]"));
+        ck_assert_ptr_nonnull(strstr(out, "not legal advice"));
+        free(out);
+        ck_assert_int_eq(plugin_agent_review(a, "Der Vermieter muss die Kaution und die Zinsen zurückzahlen.", &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "keine Rechtsberatung"));
+        free(out);
+        plugin_agent_free(a);
+
+        a = load_shipped("medical");
+        ck_assert_int_eq(plugin_agent_review(a, "Sudden chest pain can be a heart attack.", &out), 0);
+        ck_assert(strncmp(out, "If this is an emergency", 23) == 0);
+        ck_assert_ptr_nonnull(strstr(out, "112 / 911"));
+        ck_assert_ptr_nonnull(strstr(out, "not a diagnosis"));
+        free(out);
+        ck_assert_int_eq(plugin_agent_review(a, "Patient SSN 123-45-6789 has a mild cold.", &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "[redacted SSN]"));
+        ck_assert_ptr_null(strstr(out, "emergency"));
+        free(out);
+        plugin_agent_free(a);
+
+        a = load_shipped("finance");
+        ck_assert_int_eq(plugin_agent_review(a,
+                                             "Pay with 4111 1111 1111 1111 or to DE89 3704 0044 0532 0130 00. "
+                                             "Order 1234 5678 9012 3456 stays. This fund has guaranteed returns.",
+                                             &out),
+                         0);
+        ck_assert_ptr_nonnull(strstr(out, "[redacted card number]"));
+        ck_assert_ptr_nonnull(strstr(out, "[redacted IBAN]"));
+        ck_assert_ptr_nonnull(strstr(out, "1234 5678 9012 3456")); /* fails Luhn: not a card */
+        ck_assert_ptr_nonnull(strstr(out, "Warning: no investment return is guaranteed"));
+        ck_assert_ptr_nonnull(strstr(out, "not financial advice"));
+        free(out);
+        plugin_agent_free(a);
+
+        a = load_shipped("code");
+        ck_assert_int_eq(plugin_agent_review(a,
+                                             "Use this:\n#include <stdio.h>\nint main(void) {\n    printf(\"hi\\n\");\n}\n"
+                                             "Set api_key=abcd1234efgh and key sk-abcdefghijklmnop123.\n",
+                                             &out),
+                         0);
+        ck_assert_ptr_nonnull(strstr(out, "```c\n#include <stdio.h>\nint main(void) {"));
+        ck_assert_ptr_nonnull(strstr(out, "}\n```\n"));
+        ck_assert_ptr_nonnull(strstr(out, "api_key=[redacted]"));
+        ck_assert_ptr_nonnull(strstr(out, "[redacted secret]"));
+        ck_assert_ptr_null(strstr(out, "sk-abcdefghijklmnop123"));
+        free(out);
+        /* already fenced code is left alone */
+        ck_assert_int_eq(plugin_agent_review(a, "Run:\n```sh\nls -l\n```\nDone.", &out), 0);
+        ck_assert_str_eq(out, "Run:\n```sh\nls -l\n```\nDone.");
+        free(out);
+        plugin_agent_free(a);
+
+        a = load_shipped("general");
+        ck_assert_int_eq(plugin_agent_review(a, "\n\n  Hello.\n\n\n\n\nBye.  \n\n", &out), 0);
+        ck_assert_str_eq(out, "Hello.\n\nBye.");
+        free(out);
+        plugin_agent_free(a);
+}
+END_TEST
+
+START_TEST(test_shipped_prompts) {
+        KbHit hits[2] = { { .title = (char *) "Tenancy basics", .source = (char *) "knowledge/legal/tenancy.md",
+                            .snippet = (char *) "deposit", .text = (char *) "A landlord must return the deposit.",
+                            .score = 5, .chunk = 0 },
+                          { .title = (char *) "Leases", .source = (char *) "", .snippet = (char *) "lease",
+                            .text = (char *) "A lease is a contract.", .score = 1, .chunk = 2 } };
+        static const char *const names[] = { "legal", "medical", "finance", "code", "general" };
+        char *first_ctx = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                PluginAgent *a = load_shipped(names[i]);
+                char *sys = NULL, *ctx = NULL;
+                ck_assert_int_eq(plugin_agent_build_prompt(a, "deposit", hits, 2, &sys, &ctx), 0);
+                ck_assert_uint_gt(strlen(sys), 100);
+                ck_assert_ptr_nonnull(ctx);
+                ck_assert_ptr_nonnull(strstr(ctx, "Tenancy basics"));
+                ck_assert_ptr_nonnull(strstr(ctx, "[1]"));
+                /* each plugin formats its context its own way */
+                if (first_ctx)
+                        ck_assert_str_ne(first_ctx, ctx);
+                else
+                        first_ctx = strdup(ctx);
+                free(sys);
+                free(ctx);
+                /* nothing retrieved: a prompt, no context (legal retries via the
+                 * host search, which this spec does not provide) */
+                ck_assert_int_eq(plugin_agent_build_prompt(a, "deposit", NULL, 0, &sys, &ctx), 0);
+                ck_assert_ptr_nonnull(sys);
+                ck_assert_ptr_null(ctx);
+                free(sys);
+                plugin_agent_free(a);
+        }
+        free(first_ctx);
+}
+END_TEST
+
+START_TEST(test_configured_prompt_and_options) {
+        char path[512];
+        int r;
+        KeyValue opts[] = { { (char *) "jurisdiction", (char *) "Germany" } };
+        snprintf(path, sizeof(path), "%s/legal.so", SHIPPED_PLUGIN_DIR);
+        PluginAgent *a = NULL;
+        PluginAgentSpec spec = { .path = path, .name = "legal-de", .prompt = "Du bist Juristin.", .weight = 1,
+                                 .options = opts, .n_options = 1 };
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        char *sys = NULL, *ctx = NULL;
+        ck_assert_int_eq(plugin_agent_build_prompt(a, "Kaution", NULL, 0, &sys, &ctx), 0);
+        ck_assert(strncmp(sys, "Du bist Juristin.", 17) == 0);
+        ck_assert_ptr_nonnull(strstr(sys, "jurisdiction is Germany"));
+        free(sys);
+        free(ctx);
+        plugin_agent_free(a);
+
+        /* a bad option makes init fail: the plugin is refused */
+        KeyValue bad[] = { { (char *) "currency", (char *) "not-a-currency-code" } };
+        snprintf(path, sizeof(path), "%s/finance.so", SHIPPED_PLUGIN_DIR);
+        a = load(path, "finance", bad, 1, &r);
+        ck_assert_int_eq(r, -EINVAL);
+        ck_assert_ptr_null(a);
+}
+END_TEST
+
+START_TEST(test_example_plugin) {
+        PluginAgent *a = load_shipped("example");
+        ck_assert_str_eq(plugin_agent_plugin_name(a), "cooking");
+        ck_assert(score_of(a, "recipe for bread dough") > 0.5);
+        ck_assert(score_of(a, "what is a mortgage") == 0);
+        char *out = NULL;
+        ck_assert_int_eq(plugin_agent_review(a, "Add two eggs.", &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "Food safety"));
+        free(out);
+        plugin_agent_free(a);
+}
+END_TEST
+
+static Suite *suite(void) {
+        Suite *s = suite_create("plugin-host");
+        TCase *tc = tcase_create("abi");
+        tcase_add_test(tc, test_refuse_wrong_major);
+        tcase_add_test(tc, test_refuse_short_struct);
+        tcase_add_test(tc, test_refuse_wrong_signature);
+        tcase_add_test(tc, test_refuse_missing_symbol);
+        tcase_add_test(tc, test_refuse_null_callback);
+        tcase_add_test(tc, test_refuse_failing_init);
+        tcase_add_test(tc, test_refuse_missing_file);
+        tcase_add_test(tc, test_refuse_not_elf);
+        tcase_add_test(tc, test_refuse_bad_spec);
+        tcase_add_test(tc, test_probe_services);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("shipped");
+        tcase_add_test(tc, test_shipped_load_and_describe);
+        tcase_add_test(tc, test_shipped_other_senses);
+        tcase_add_test(tc, test_shipped_reviews);
+        tcase_add_test(tc, test_shipped_prompts);
+        tcase_add_test(tc, test_configured_prompt_and_options);
+        tcase_add_test(tc, test_example_plugin);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        log_setup(LOG_LEVEL_DEBUG, 0);
+        SRunner *sr = srunner_create(suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
