@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "curl-glue.h"
 #include "provider.h"
 #include "util.h"
 
@@ -770,6 +771,75 @@ START_TEST(test_queue_deadline) {
 }
 END_TEST
 
+/* curl-glue on its own: completion callbacks, removal, freeing with
+ * transfers still running. */
+static unsigned glue_done_calls;
+
+static size_t discard(char *ptr, size_t size, size_t n, void *userdata) {
+        return size * n;
+}
+
+static void glue_done(CurlGlue *g, CURL *easy, CURLcode result, void *userdata) {
+        long status = 0;
+
+        ck_assert_int_eq(result, CURLE_OK);
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        ck_assert_int_eq(status, 200);
+        ck_assert_ptr_eq(userdata, (void *) easy);
+        glue_done_calls++;
+        curl_easy_cleanup(easy); /* the handle is ours again */
+        pending--;
+}
+
+static CURL *glue_easy(const char *path, const char *post) {
+        char url[256];
+        CURL *e = curl_easy_init();
+
+        snprintf(url, sizeof url, "http://127.0.0.1:%u%s", mock_port, path);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+        if (post)
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, post);
+        return e;
+}
+
+START_TEST(test_curl_glue) {
+        sd_event *e = setup();
+        CurlGlue *g = NULL;
+        CURL *a, *b, *removed, *hang;
+
+        ck_assert_int_eq(curl_glue_new(e, "test", &g), 0);
+        glue_done_calls = 0;
+        a = glue_easy("/v1/models", NULL);
+        b = glue_easy("/mock/stats", NULL);
+        removed = glue_easy("/v1/chat/completions", "{\"model\":\"hang\",\"messages\":[]}");
+        ck_assert_int_eq(curl_glue_add(g, a, glue_done, a), 0);
+        ck_assert_int_eq(curl_glue_add(g, b, glue_done, b), 0);
+        ck_assert_int_eq(curl_glue_add(g, removed, glue_done, removed), 0);
+        ck_assert_uint_eq(curl_glue_n_transfers(g), 3);
+        pending += 2;
+        run_until_done(e, 10000);
+        ck_assert_uint_eq(glue_done_calls, 2);
+        /* Removed while running: its callback never comes. */
+        curl_glue_remove(g, removed);
+        curl_glue_remove(g, removed); /* unknown now: ignored */
+        ck_assert_uint_eq(curl_glue_n_transfers(g), 0);
+        run_for(e, 500);
+        ck_assert_uint_eq(glue_done_calls, 2);
+        curl_easy_cleanup(removed);
+
+        /* Freed with a transfer still added: no callback, handle stays ours. */
+        hang = glue_easy("/v1/chat/completions", "{\"model\":\"hang\",\"messages\":[]}");
+        ck_assert_int_eq(curl_glue_add(g, hang, glue_done, hang), 0);
+        run_for(e, 100);
+        ck_assert_ptr_null(curl_glue_free(g));
+        curl_easy_cleanup(hang);
+        ck_assert_uint_eq(glue_done_calls, 2);
+        ck_assert_int_eq(curl_glue_add(NULL, NULL, glue_done, NULL), -EINVAL);
+        sd_event_unref(e);
+}
+END_TEST
+
 static Suite *provider_suite(void) {
         Suite *s = suite_create("provider-openai");
         TCase *tc = tcase_create("mock");
@@ -795,6 +865,7 @@ static Suite *provider_suite(void) {
         tcase_add_test(tc, test_stream_answered_with_json);
         tcase_add_test(tc, test_keepalive_reuse);
         tcase_add_test(tc, test_queue_deadline);
+        tcase_add_test(tc, test_curl_glue);
         suite_add_tcase(s, tc);
         return s;
 }
@@ -803,6 +874,11 @@ int main(void) {
         int failed;
 
         signal(SIGPIPE, SIG_IGN);
+        /* Only 127.0.0.1 is ever called: keep a proxy from the environment out of it. */
+        static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                              "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+        for (size_t i = 0; i < ELEMENTSOF(proxies); i++)
+                unsetenv(proxies[i]);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         if (mock_start() < 0) {
                 mock_stop();
