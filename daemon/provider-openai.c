@@ -176,24 +176,26 @@ static uint64_t oa_random(OpenAIProvider *p) {
 }
 
 /* Replace every occurrence of the API key in @s (in place, may shorten). */
-static void oa_redact(const OpenAIProvider *p, char *s, size_t size) {
+static void oa_redact(const OpenAIProvider *p, char *s) {
         static const char mark[] = "[redacted]";
         size_t klen = p->api_key ? strlen(p->api_key) : 0;
-        char *hit;
+        char *cur = s, *hit;
 
         if (klen == 0)
                 return;
-        while ((hit = strstr(s, p->api_key))) {
-                size_t tail = strlen(hit + klen);
+        /* Search on after each replacement, so a key that looks like the
+         * mark (or like its own replacement) cannot loop. */
+        while ((hit = strstr(cur, p->api_key))) {
                 if (klen >= sizeof mark - 1) {
                         memcpy(hit, mark, sizeof mark - 1);
-                        memmove(hit + sizeof mark - 1, hit + klen, tail + 1);
+                        memmove(hit + sizeof mark - 1, hit + klen, strlen(hit + klen) + 1);
+                        cur = hit + sizeof mark - 1;
                 } else {
                         /* A key shorter than the mark: blank it out instead. */
                         memset(hit, '*', klen);
+                        cur = hit + klen;
                 }
         }
-        (void) size;
 }
 
 static void call_set_error(ProviderCall *c, int error, const char *fmt, ...) _printf_(3, 4);
@@ -204,7 +206,7 @@ static void call_set_error(ProviderCall *c, int error, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(c->error_message, sizeof c->error_message, fmt, ap);
         va_end(ap);
-        oa_redact(c->p, c->error_message, sizeof c->error_message);
+        oa_redact(c->p, c->error_message);
 }
 
 /* The message of an OpenAI error object: {"error": {"message": ...}} or
