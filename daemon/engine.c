@@ -51,6 +51,14 @@ typedef struct AgentCall {
         unsigned attempts;
         KbHit *hits;
         size_t n_hits;
+        /* what the call sends, kept for fallbacks */
+        json_t *messages;
+        ProviderTask task;
+        int stream;
+        const char *model;            /* borrowed from the config */
+        const char *provider_chain_head; /* the configured provider: its fallbacks apply */
+        size_t fallback_idx;
+        unsigned n_fallbacks_used;
 } AgentCall;
 
 typedef struct Selected {
@@ -171,6 +179,7 @@ static void calls_clear(EngineRun *run) {
                 free(c->agent);
                 free(c->content);
                 free(c->error);
+                json_decref(c->messages);
                 kb_hits_free(c->hits, c->n_hits);
         }
         free(run->calls);
@@ -323,6 +332,7 @@ oom:
 /* ---- calls ---- */
 
 static void layer_maybe_end(EngineRun *run);
+static int call_try_fallback(EngineRun *run, AgentCall *c);
 
 static void on_call_delta(void *userdata, const char *text, size_t len) {
         AgentCall *c = userdata;
@@ -348,6 +358,13 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
                 c->state = 1;
                 c->content = strdup(res->content);
                 run->n_ok++;
+        } else if (c->n_fallbacks_used < 8 && call_try_fallback(run, c) >= 0) {
+                c->n_fallbacks_used++;
+                free(c->error);
+                if (asprintf(&c->error, "fell back after: %s",
+                             res->error_message ? res->error_message : strerror(-res->error)) < 0)
+                        c->error = NULL;
+                return; /* the call goes on with the next provider */
         } else {
                 c->state = res->error ? res->error : -EPROTO;
                 c->error = strdup(res->error_message ? res->error_message : strerror(-c->state));
@@ -361,35 +378,64 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
         layer_maybe_end(run);
 }
 
-static int call_start(EngineRun *run, AgentCall *c, ProviderTask task, const char *system, int stream,
-                      const char *model) {
-        static const ProviderCallbacks callbacks = { .on_delta = on_call_delta, .on_done = on_call_done };
-        json_t *msgs = build_messages(run, system);
-        const ChatRequest *chat = run->spec.chat;
-        int r;
+static const ProviderCallbacks call_callbacks = { .on_delta = on_call_delta, .on_done = on_call_done };
 
-        if (!msgs)
-                return -ENOMEM;
+/* (Re)issue c's call on c->provider with the stored messages and task. */
+static int call_issue(EngineRun *run, AgentCall *c) {
+        const ChatRequest *chat = run->spec.chat;
         ProviderRequest req = {
                 .request_id = run->spec.request_id,
                 .agent = c->agent,
-                .model = model,
-                .messages = msgs,
+                .model = c->model,
+                .messages = c->messages,
                 .temperature = chat->temperature,
                 .max_tokens = chat->max_tokens,
-                .stream = stream,
+                .stream = c->stream,
                 .deadline_usec = run->deadline_usec,
-                .task = task,
+                .task = c->task,
                 .query = run->query,
                 .hits = c->hits,
                 .n_hits = c->n_hits,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
         };
+        return provider_call_start(c->provider, &req, &call_callbacks, c, &c->call);
+}
+
+static int call_start(EngineRun *run, AgentCall *c, ProviderTask task, const char *system, int stream,
+                      const char *model) {
+        c->messages = build_messages(run, system);
+        if (!c->messages)
+                return -ENOMEM;
+        c->task = task;
+        c->stream = stream;
+        c->model = model;
         c->start_usec = now_usec();
-        r = provider_call_start(c->provider, &req, &callbacks, c, &c->call);
-        json_decref(msgs);
-        return r;
+        return call_issue(run, c);
+}
+
+/* The provider failed this call (after its own retries): move on to the
+ * next provider of its fallback list, with that provider's default model.
+ * Not once text was streamed to the client: it cannot be taken back. */
+static int call_try_fallback(EngineRun *run, AgentCall *c) {
+        const ProviderConfig *pc;
+        Provider *next;
+
+        if (run->streamed || run->deadline_hit)
+                return -EALREADY;
+        pc = config_find_provider(run->engine->cfg, c->provider_chain_head);
+        while (pc && c->fallback_idx < pc->n_fallbacks) {
+                next = engine_provider(run->engine, pc->fallbacks[c->fallback_idx++]);
+                if (!next || next == c->provider)
+                        continue;
+                log_full(LOG_LEVEL_NOTICE, 0, run->spec.request_id, "agent %s: %s failed, falling back to %s",
+                         c->agent, c->provider->name, next->name);
+                c->provider = next;
+                c->model = NULL;
+                if (call_issue(run, c) >= 0)
+                        return 0;
+        }
+        return -ENOENT;
 }
 
 /* The references block shown to refiners and the aggregator: numbered,
@@ -431,6 +477,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 c->agent = strdup(s->name);
                 c->weight = s->weight * s->score * layer->weight;
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
+                c->provider_chain_head = agent_provider(s->a);
                 run->n_calls++;
                 if (!c->agent)
                         return -ENOMEM;
@@ -501,6 +548,7 @@ static int start_aggregate_layer(EngineRun *run, const LayerConfig *layer) {
                 model = agent_model(run->sel[0].a);
         }
         c->provider = p ? p : engine_provider(e, "builtin");
+        c->provider_chain_head = c->provider->name;
 
         system = prompt_render(run->spec.pipeline ? run->spec.pipeline->aggregate_template : NULL,
                                PROMPT_AGGREGATE_DEFAULT, NULL, NULL, refs);
@@ -574,7 +622,7 @@ static json_t *call_to_json(EngineRun *run, const AgentCall *c, const LayerConfi
                               "status", status, "usage", usage_to_json(&c->usage), "attempts",
                               (json_int_t) c->attempts);
         if (o && c->error)
-                json_object_set_new(o, "error", json_string(c->error));
+                json_object_set_new(o, c->state == 1 ? "fallback" : "error", json_string(c->error));
         if (o && c->provider)
                 json_object_set_new(o, "provider", json_string(c->provider->name));
         if (o && run->spec.chat->trace_content && c->content)

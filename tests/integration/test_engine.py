@@ -57,6 +57,12 @@ providers:
     max_retries: {retries}
     retry_base_ms: 10
     timeout_ms: 5000
+    fallbacks: {fallbacks}
+  - name: mockfb
+    type: openai
+    base_url: {url}
+    model: fixed-10
+    max_retries: 0
   - name: mockagg
     type: openai
     base_url: {url}
@@ -94,13 +100,14 @@ class EngineCase(unittest.TestCase):
     quorum = 1.0
     inflight = 64
     queue = 64
+    fallbacks = "[]"
 
     @classmethod
     def setUpClass(cls):
         cls.mock = Mock()
         cls.agents = agents_dir(cls.models)
         cfg = CONFIG.format(url=cls.mock.url, agg=cls.agg, retries=cls.retries, deadline=cls.deadline,
-                            quorum=cls.quorum, inflight=cls.inflight, queue=cls.queue)
+                            quorum=cls.quorum, inflight=cls.inflight, queue=cls.queue, fallbacks=cls.fallbacks)
         cls.d = Daemon(config=cfg, agents_dir=cls.agents)
 
     @classmethod
@@ -326,6 +333,25 @@ class Admission(EngineCase):
         for t in threads:
             t.join(30)
         self.assertEqual(sorted(results), [200, 200])  # the queued one ran after the first
+
+
+class Fallback(EngineCase):
+    models = {"legal": "status-503", "medical": "fixed-10", "finance": "echo", "code": "echo", "general": "echo"}
+    agg = "echo"
+    fallbacks = "[mockfb]"
+
+    def test_failed_provider_falls_back(self):
+        self.mock.reset()
+        st, _, data = self.ask(["legal"], model="moa-lite", trace_content=True)
+        self.assertEqual(st, 200, data)
+        first = json.loads(data)["moa"]["layers"][0][0]
+        self.assertEqual(first["status"], "ok")
+        self.assertEqual(first["provider"], "mockfb")
+        self.assertIn("503", first["fallback"])
+        self.assertIn("[fixed-10]", first["content"])
+        calls = self.mock.stats()["calls"]
+        self.assertEqual(calls["status-503"], 1 + self.retries)  # the provider's own retries first
+        self.assertEqual(calls["fixed-10"], 1)
 
 
 class QuickSwitch(unittest.TestCase):
