@@ -209,8 +209,9 @@ static void call_set_error(ProviderCall *c, int error, const char *fmt, ...) {
         oa_redact(c->p, c->error_message);
 }
 
-/* The message of an OpenAI error object: {"error": {"message": ...}} or
- * {"error": "..."}; NULL if there is none. Borrowed from @j. */
+/* The message of an error object: {"error": {"message": ...}},
+ * {"error": "..."} or {"object": "error", "message": ...}; NULL if @j is
+ * not one. Borrowed from @j. */
 static const char *oa_error_text(json_t *j) {
         json_t *e = json_object_get(j, "error");
 
@@ -218,6 +219,11 @@ static const char *oa_error_text(json_t *j) {
                 return json_string_value(e);
         if (json_is_object(e)) {
                 const char *m = json_string_value(json_object_get(e, "message"));
+                return m ? m : "unknown error";
+        }
+        /* vLLM's flavour: {"object": "error", "message": ...}. */
+        if (streq_ptr(json_string_value(json_object_get(j, "object")), "error")) {
+                const char *m = json_string_value(json_object_get(j, "message"));
                 return m ? m : "unknown error";
         }
         return NULL;

@@ -20,6 +20,7 @@
  *   flaky-<n>      the first <n> calls of that model get 500, then echo
  *   midstream-error  two tokens, then data: {"error": ...} and close
  *   nostream       a plain JSON answer even when asked to stream
+ *   vllm-error     400 with vLLM's error shape {"object": "error", "message"}
  *   auth           answer says "authorization: <header value|none>"
  *   leak-key       401 whose error message repeats the Authorization header
  *
@@ -341,6 +342,12 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                 char msg[1024];
                 snprintf(msg, sizeof msg, "invalid credentials: %s", auth ? auth : "none");
                 ret = reply_error(c, 401, msg);
+                goto out;
+        }
+        if (strcmp(behaviour, "vllm-error") == 0) {
+                ret = reply(c, 400, "application/json",
+                            strdup("{\"object\":\"error\",\"message\":\"vllm says no\","
+                                   "\"type\":\"BadRequestError\",\"param\":null,\"code\":400}"));
                 goto out;
         }
         if (strcmp(behaviour, "hang") == 0) {

@@ -356,6 +356,14 @@ START_TEST(test_no_retry_on_4xx) {
         ck_assert_uint_eq(o[0].status, 400);
         ck_assert_uint_eq(o[2].status, 404);
 
+        /* vLLM's error shape is understood too. */
+        Outcome v = {};
+        start(p, "vllm-error", 0, 0, &v, NULL);
+        run_until_done(e, 10000);
+        ck_assert_int_eq(v.error, -EIO);
+        ck_assert_uint_eq(v.attempts, 1);
+        ck_assert_str_eq(v.message, "upstream HTTP 400: vllm says no");
+
         provider_free(p);
         sd_event_unref(e);
 }
