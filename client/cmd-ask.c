@@ -22,8 +22,8 @@ static json_t *build_request(const Moactl *m, const char *question, int stream) 
         _cleanup_(json_decrefp) json_t *req = NULL;
         json_t *moa;
 
-        req = json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", m->model, "messages", "role", "user", "content",
-                        question, "stream", stream);
+        req = json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", m->model, "messages", "role", "user",
+                        "content", question, "stream", stream);
         if (!req)
                 return NULL;
         if (stream && json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1)) < 0)
@@ -59,7 +59,8 @@ static int on_chunk(void *userdata, const char *data, size_t len, int done, Repl
 
         root = json_loadb(data, len, 0, NULL);
         if (!json_is_object(root)) {
-                snprintf(reply->error, sizeof(reply->error), "bad reply from moad: a stream event is not JSON");
+                snprintf(reply->error, sizeof(reply->error),
+                         "bad reply from moad: a stream event is not JSON");
                 return MOACTL_EXIT_PROTOCOL;
         }
 
@@ -107,7 +108,7 @@ static int on_chunk(void *userdata, const char *data, size_t len, int done, Repl
 }
 
 static void print_route(const json_t *route) {
-        static const char *const headers[] = { "AGENT", "SCORE", "PLUGIN", "KB", "SELECTED", "REASON" };
+        static const char *const headers[] = {"AGENT", "SCORE", "PLUGIN", "KB", "SELECTED", "REASON"};
         _cleanup_(table_freep) Table *t = NULL;
         json_t *v;
         size_t i;
@@ -119,7 +120,7 @@ static void print_route(const json_t *route) {
                 char score[32], plugin[32], kb[32];
 
                 if (json_is_string(v)) { /* a plain list of selected agents */
-                        const char *cells[] = { json_string_value(v), "-", "-", "-", "yes", "" };
+                        const char *cells[] = {json_string_value(v), "-", "-", "-", "yes", ""};
 
                         (void) table_add(t, cells);
                         continue;
@@ -127,8 +128,12 @@ static void print_route(const json_t *route) {
                 json_fmt_num(score, sizeof(score), v, "score", 2, NULL);
                 json_fmt_num(plugin, sizeof(plugin), v, "plugin_score", 2, NULL);
                 json_fmt_num(kb, sizeof(kb), v, "kb_score", 2, NULL);
-                const char *cells[] = { json_str(v, "name", json_str(v, "agent", "?")), score, plugin, kb,
-                                        json_yes_no(v, "selected"), json_str(v, "reason", "") };
+                const char *cells[] = {json_str(v, "name", json_str(v, "agent", "?")),
+                                       score,
+                                       plugin,
+                                       kb,
+                                       json_yes_no(v, "selected"),
+                                       json_str(v, "reason", "")};
                 (void) table_add(t, cells);
         }
         puts("Route:");
@@ -158,14 +163,20 @@ static void add_layer_entry(Table *t, size_t layer, const json_t *e) {
         else
                 snprintf(result, sizeof(result), "%s", status);
 
-        const char *cells[] = { name, json_str(e, "agent", json_str(e, "name", "?")), json_str(e, "provider", "-"),
-                                weight, latency, tokens, tries, result };
+        const char *cells[] = {name,
+                               json_str(e, "agent", json_str(e, "name", "?")),
+                               json_str(e, "provider", "-"),
+                               weight,
+                               latency,
+                               tokens,
+                               tries,
+                               result};
         (void) table_add(t, cells);
 }
 
 static void print_layers(const json_t *layers) {
-        static const char *const headers[] = { "LAYER",   "AGENT",  "PROVIDER", "WEIGHT",
-                                               "LATENCY", "TOKENS", "TRIES",    "RESULT" };
+        static const char *const headers[] = {"LAYER",   "AGENT",  "PROVIDER", "WEIGHT",
+                                              "LATENCY", "TOKENS", "TRIES",    "RESULT"};
         _cleanup_(table_freep) Table *t = NULL;
         json_t *layer, *e;
         size_t i, j;
@@ -177,9 +188,7 @@ static void print_layers(const json_t *layers) {
                 /* [[{call}, ...], ...], or [{"agents": [{call}, ...]}, ...]. */
                 const json_t *calls = json_is_object(layer) ? json_object_get(layer, "agents") : layer;
 
-                json_array_foreach(calls, j, e)
-                        if (json_is_object(e))
-                                add_layer_entry(t, i + 1, e);
+                json_array_foreach(calls, j, e) if (json_is_object(e)) add_layer_entry(t, i + 1, e);
         }
         puts("Layers:");
         table_print(t, stdout, 60);

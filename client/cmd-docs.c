@@ -49,7 +49,8 @@ static int build_document(const char *path, char **ret_body, char *err, size_t e
         if (has_suffix_ci(path, ".pdf")) {
                 r = text_from_pdf(abs, MOACTL_MAX_INGEST_FILE, &text, &len);
                 if (r == -ENOPKG)
-                        snprintf(err, errlen, "cannot read PDF files: pdftotext not found (install poppler-utils)");
+                        snprintf(err, errlen,
+                                 "cannot read PDF files: pdftotext not found (install poppler-utils)");
                 else if (r == -EBADMSG)
                         snprintf(err, errlen, "pdftotext could not extract text from it");
         } else
@@ -183,7 +184,7 @@ static void format_time(char *buf, size_t n, const json_t *v) {
 }
 
 int cmd_documents(const Moactl *m, int argc, char **argv) {
-        static const char *const headers[] = { "TITLE", "CHUNKS", "BYTES", "INGESTED (UTC)", "SOURCE" };
+        static const char *const headers[] = {"TITLE", "CHUNKS", "BYTES", "INGESTED (UTC)", "SOURCE"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(table_freep) Table *t = NULL;
@@ -201,8 +202,8 @@ int cmd_documents(const Moactl *m, int argc, char **argv) {
                 path = NULL;
                 return MOACTL_EXIT_FAILED;
         }
-        code = ctl_call_json(m, "GET", path, NULL, m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC,
-                             &reply, &root);
+        code = ctl_call_json(m, "GET", path, NULL,
+                             m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC, &reply, &root);
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
         if (m->json) {
@@ -219,7 +220,8 @@ int cmd_documents(const Moactl *m, int argc, char **argv) {
                 snprintf(chunks, sizeof(chunks), "%lld", json_int(v, "chunks", 0));
                 snprintf(bytes, sizeof(bytes), "%lld", json_int(v, "bytes", 0));
                 format_time(when, sizeof(when), json_object_get(v, "ingested_at"));
-                const char *cells[] = { json_str(v, "title", "?"), chunks, bytes, when, json_str(v, "source", "-") };
+                const char *cells[] = {json_str(v, "title", "?"), chunks, bytes, when,
+                                       json_str(v, "source", "-")};
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;
         }
@@ -245,8 +247,8 @@ int cmd_delete(const Moactl *m, int argc, char **argv) {
                 path = NULL;
                 return MOACTL_EXIT_FAILED;
         }
-        code = ctl_call_json(m, "DELETE", path, NULL, m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC,
-                             &reply, &root);
+        code = ctl_call_json(m, "DELETE", path, NULL,
+                             m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC, &reply, &root);
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
         if (m->json) {

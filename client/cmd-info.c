@@ -16,7 +16,7 @@ static int no_operands(const char *cmd, int argc) {
 }
 
 int cmd_models(const Moactl *m, int argc, char **argv) {
-        static const char *const headers[] = { "MODEL", "OWNED BY" };
+        static const char *const headers[] = {"MODEL", "OWNED BY"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(table_freep) Table *t = NULL;
@@ -39,7 +39,7 @@ int cmd_models(const Moactl *m, int argc, char **argv) {
         if (!t)
                 return MOACTL_EXIT_FAILED;
         json_array_foreach(json_object_get(root, "data"), i, v) {
-                const char *cells[] = { json_str(v, "id", "?"), json_str(v, "owned_by", "-") };
+                const char *cells[] = {json_str(v, "id", "?"), json_str(v, "owned_by", "-")};
 
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;
@@ -86,7 +86,7 @@ int cmd_health(const Moactl *m, int argc, char **argv) {
 }
 
 int cmd_route(const Moactl *m, int argc, char **argv) {
-        static const char *const headers[] = { "AGENT", "SCORE", "PLUGIN", "KB", "SELECTED", "REASON" };
+        static const char *const headers[] = {"AGENT", "SCORE", "PLUGIN", "KB", "SELECTED", "REASON"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL, *req = NULL;
         _cleanup_(table_freep) Table *t = NULL;
@@ -126,8 +126,9 @@ int cmd_route(const Moactl *m, int argc, char **argv) {
                 json_fmt_num(score, sizeof(score), v, "score", 3, NULL);
                 json_fmt_num(plugin, sizeof(plugin), v, "plugin_score", 3, NULL);
                 json_fmt_num(kb, sizeof(kb), v, "kb_score", 3, NULL);
-                const char *cells[] = { json_str(v, "name", "?"), score, plugin, kb, json_yes_no(v, "selected"),
-                                        json_str(v, "reason", "") };
+                const char *cells[] = {
+                        json_str(v, "name", "?"), score, plugin, kb, json_yes_no(v, "selected"),
+                        json_str(v, "reason", "")};
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;
         }
@@ -145,8 +146,8 @@ int cmd_route(const Moactl *m, int argc, char **argv) {
 }
 
 int cmd_agents(const Moactl *m, int argc, char **argv) {
-        static const char *const headers[] = { "AGENT",    "PLUGIN", "VERSION",  "WEIGHT",
-                                               "PROVIDER", "MODEL",  "DOCUMENTS", "DESCRIPTION" };
+        static const char *const headers[] = {"AGENT",    "PLUGIN", "VERSION",   "WEIGHT",
+                                              "PROVIDER", "MODEL",  "DOCUMENTS", "DESCRIPTION"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(table_freep) Table *t = NULL;
@@ -173,10 +174,14 @@ int cmd_agents(const Moactl *m, int argc, char **argv) {
 
                 json_fmt_num(weight, sizeof(weight), v, "weight", 2, NULL);
                 json_fmt_num(docs, sizeof(docs), v, "documents", 0, NULL);
-                const char *cells[] = { json_str(v, "name", "?"),     json_str(v, "plugin", "-"),
-                                        json_str(v, "version", "-"),  weight,
-                                        json_str(v, "provider", "-"), json_str(v, "model", "-"),
-                                        docs,                         json_str(v, "description", "") };
+                const char *cells[] = {json_str(v, "name", "?"),
+                                       json_str(v, "plugin", "-"),
+                                       json_str(v, "version", "-"),
+                                       weight,
+                                       json_str(v, "provider", "-"),
+                                       json_str(v, "model", "-"),
+                                       docs,
+                                       json_str(v, "description", "")};
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;
         }
@@ -202,8 +207,8 @@ static void print_field(const char *label, const char *value) {
 }
 
 int cmd_status(const Moactl *m, int argc, char **argv) {
-        static const char *const known[] = { "state",         "version", "uptime_s", "requests_total",
-                                             "inflight",      "queued",  "agents",   "pipelines" };
+        static const char *const known[] = {"state",    "version", "uptime_s", "requests_total",
+                                            "inflight", "queued",  "agents",   "pipelines"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL;
         const char *key;
@@ -226,8 +231,9 @@ int cmd_status(const Moactl *m, int argc, char **argv) {
         print_field("Version:", json_str(root, "version", "?"));
         printf("%-11s ", "Uptime:");
         print_uptime(json_int(root, "uptime_s", 0));
-        printf("%-11s %lld total, %lld in flight, %lld queued\n", "Requests:", json_int(root, "requests_total", 0),
-               json_int(root, "inflight", 0), json_int(root, "queued", 0));
+        printf("%-11s %lld total, %lld in flight, %lld queued\n",
+               "Requests:", json_int(root, "requests_total", 0), json_int(root, "inflight", 0),
+               json_int(root, "queued", 0));
         v = json_object_get(root, "agents");
         if (json_is_array(v))
                 printf("%-11s %zu\n", "Agents:", json_array_size(v));

@@ -94,8 +94,9 @@ static int find_in_path(const char *name) {
 }
 
 int text_from_pdf(const char *path, size_t max, char **ret, size_t *ret_len) {
-        char *argv[] = { (char *) "pdftotext", (char *) "-q", (char *) "-enc", (char *) "UTF-8",
-                         (char *) path, (char *) "-", NULL };
+        char *argv[] = {
+                (char *) "pdftotext", (char *) "-q", (char *) "-enc", (char *) "UTF-8", (char *) path,
+                (char *) "-",         NULL};
         posix_spawn_file_actions_t fa;
         _cleanup_close_ int rfd = -1;
         int pipefd[2], status, r;

@@ -19,14 +19,14 @@
 typedef struct Transfer {
         CURL *curl;
         Reply *reply;
-        size_t cap;      /* allocated size of reply->body */
-        int overflow;    /* the reply passed MOACTL_MAX_RESPONSE */
+        size_t cap;   /* allocated size of reply->body */
+        int overflow; /* the reply passed MOACTL_MAX_RESPONSE */
 
         /* Streaming (fn != NULL). */
         StreamEventFn fn;
         void *userdata;
         SseParser *sse;
-        int checked;     /* decided from status and Content-Type whether this is a stream */
+        int checked; /* decided from status and Content-Type whether this is a stream */
         int is_stream;
         int done;        /* saw "data: [DONE]" */
         int stop_code;   /* != OK: the event callback or the parser stopped the transfer */
@@ -55,7 +55,7 @@ void reply_done(Reply *r) {
                 return;
         free(r->body);
         free(r->content_type);
-        *r = (Reply) {};
+        *r = (Reply){};
 }
 
 static int buffer_append(Transfer *t, const char *p, size_t n) {
@@ -358,10 +358,10 @@ static int check_status(Reply *r) {
 
 int ctl_call(const Moactl *m, const char *method, const char *path, const char *body, long timeout_sec,
              Reply *reply) {
-        Transfer t = { .reply = reply };
+        Transfer t = {.reply = reply};
         int code;
 
-        *reply = (Reply) {};
+        *reply = (Reply){};
         code = transfer_run(m, method, path, body, timeout_sec, &t);
         if (code != MOACTL_EXIT_OK)
                 return code;
@@ -370,10 +370,10 @@ int ctl_call(const Moactl *m, const char *method, const char *path, const char *
 
 int ctl_stream(const Moactl *m, const char *path, const char *body, long timeout_sec, StreamEventFn fn,
                void *userdata, Reply *reply) {
-        Transfer t = { .reply = reply, .fn = fn, .userdata = userdata };
+        Transfer t = {.reply = reply, .fn = fn, .userdata = userdata};
         int code, r;
 
-        *reply = (Reply) {};
+        *reply = (Reply){};
         r = sse_parser_new(STREAM_MAX_LINE, STREAM_MAX_EVENT, on_sse_event, &t, &t.sse);
         if (r < 0) {
                 set_error(reply, "out of memory");
@@ -410,7 +410,8 @@ int reply_json(Reply *reply, json_t **ret) {
 
         root = reply->body ? json_loadb(reply->body, reply->size, 0, &err) : NULL;
         if (!root) {
-                set_error(reply, "bad reply from moad: not JSON (%s)", reply->body ? err.text : "empty body");
+                set_error(reply, "bad reply from moad: not JSON (%s)",
+                          reply->body ? err.text : "empty body");
                 return MOACTL_EXIT_PROTOCOL;
         }
         if (!json_is_object(root)) {

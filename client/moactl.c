@@ -12,10 +12,9 @@ typedef struct Command {
 } Command;
 
 static const Command commands[] = {
-        { "ask", cmd_ask },         { "models", cmd_models },       { "health", cmd_health },
-        { "route", cmd_route },     { "agents", cmd_agents },       { "ingest", cmd_ingest },
-        { "documents", cmd_documents }, { "delete", cmd_delete },   { "status", cmd_status },
-        { "reload", cmd_reload },   { "metrics", cmd_metrics },
+        {"ask", cmd_ask},       {"models", cmd_models}, {"health", cmd_health},       {"route", cmd_route},
+        {"agents", cmd_agents}, {"ingest", cmd_ingest}, {"documents", cmd_documents}, {"delete", cmd_delete},
+        {"status", cmd_status}, {"reload", cmd_reload}, {"metrics", cmd_metrics},
 };
 
 static void help(void) {
@@ -24,7 +23,7 @@ static void help(void) {
                "Talk to moad, the Mixture-of-Agents daemon, over its Unix socket.\n"
                "\n"
                "Commands:\n"
-               "  ask QUESTION|-             Ask a question (\"-\": read it from stdin); streams the answer\n"
+               "  ask QUESTION|-             Ask a question (\"-\": from stdin); streams the answer\n"
                "  route QUESTION|-           Show how the router scores the agents, without asking them\n"
                "  models                     List the models (pipelines and agents) moad serves\n"
                "  agents                     List the agents\n"
@@ -40,7 +39,7 @@ static void help(void) {
                "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"
                "  -m, --model NAME    pipeline or agent that answers \"ask\" (default: %s)\n"
                "  -a, --agent NAME    ask: pin this agent (repeatable); ingest/documents/delete: the agent\n"
-               "  -t, --trace         ask: show route, layers, agents, weights and latency after the answer\n"
+               "  -t, --trace         ask: then show route, layers, agents, weights and latency\n"
                "  -j, --json          print the daemon's JSON reply as is\n"
                "      --timeout SEC   give up after SEC seconds (0: never; default 300 for ask,\n"
                "                      600 per file for ingest, 30 otherwise)\n"
@@ -79,10 +78,14 @@ static int parse_timeout(const char *s, long *ret) {
 static int parse_argv(int argc, char **argv, Moactl *m) {
         enum { ARG_VERSION = 0x100, ARG_TIMEOUT };
         static const struct option options[] = {
-                { "socket", required_argument, NULL, 's' },  { "model", required_argument, NULL, 'm' },
-                { "agent", required_argument, NULL, 'a' },   { "trace", no_argument, NULL, 't' },
-                { "json", no_argument, NULL, 'j' },          { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, ARG_VERSION },
+                {"socket", required_argument, NULL, 's'},
+                {"model", required_argument, NULL, 'm'},
+                {"agent", required_argument, NULL, 'a'},
+                {"trace", no_argument, NULL, 't'},
+                {"json", no_argument, NULL, 'j'},
+                {"timeout", required_argument, NULL, ARG_TIMEOUT},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
                 {},
         };
         int c;

@@ -39,12 +39,12 @@ typedef struct Moactl {
 
 /* One finished HTTP exchange. */
 typedef struct Reply {
-        long status;             /* HTTP status, 0 if none was received */
-        char *body;              /* NUL-terminated, may be NULL when empty */
+        long status; /* HTTP status, 0 if none was received */
+        char *body;  /* NUL-terminated, may be NULL when empty */
         size_t size;
-        char *content_type;      /* NULL if the header was absent */
-        char request_id[80];     /* the x-request-id header, "" if absent */
-        char error[1024];        /* why the call failed, for the user */
+        char *content_type;  /* NULL if the header was absent */
+        char request_id[80]; /* the x-request-id header, "" if absent */
+        char error[1024];    /* why the call failed, for the user */
 } Reply;
 
 /* Called for each SSE event's data during ctl_stream(). Return

@@ -159,6 +159,20 @@ class MoactlDaemonTest(unittest.TestCase):
         self.assertEqual((rc, out), (0, "moad: configuration reloaded\n"), err)
         self.assertEqual(self.moactl("health")[0], 0)
 
+    def test_zz_stop(self):
+        """Runs last (name order): moad drains on SIGTERM, exits 0 without
+        sanitizer reports, removes its socket; then moactl says it is not
+        running."""
+        self.moad.send_signal(signal.SIGTERM)
+        self.assertEqual(self.moad.wait(timeout=60), 0, self.daemon_log())
+        log = self.daemon_log()
+        for m in SANITIZER_MARKERS:
+            self.assertNotIn(m, log)
+        self.assertFalse(os.path.exists(self.sock))
+        rc, _, err = self.moactl("health")
+        self.assertEqual(rc, 3)
+        self.assertIn("moad is not running (no socket at %s)" % self.sock, err)
+
 
 if __name__ == "__main__":
     MOACTL, MOAD, AGENTS_DIR = (os.path.abspath(a) for a in sys.argv[1:4])
