@@ -548,8 +548,8 @@ int main(int argc, char **argv) {
 
         sa.sin_port = htons((uint16_t) port);
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
-                             handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
+        d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC,
+                             0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
                              MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                              on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT, 512, MHD_OPTION_END);
         if (!d) {
