@@ -4,6 +4,15 @@ find_program(MOACTL_PYTHON3 python3)
 get_filename_component(MOACTL_SRCDIR ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
 set(MOACTL_TEST_ENV "MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${CMAKE_BINARY_DIR}")
 
+# moactl's pure helpers (tables, JSON getters, bounded reads); no moacore.
+add_executable(test-client-output ${CMAKE_CURRENT_LIST_DIR}/test-client-output.c
+  ${MOACTL_SRCDIR}/client/output.c ${MOACTL_SRCDIR}/client/file-text.c)
+target_compile_definitions(test-client-output PRIVATE _GNU_SOURCE)
+target_include_directories(test-client-output PRIVATE ${MOACTL_SRCDIR}/client ${MOACTL_SRCDIR}/daemon)
+target_link_libraries(test-client-output PRIVATE PkgConfig::JANSSON PkgConfig::CHECK)
+add_test(NAME test-client-output COMMAND test-client-output)
+set_tests_properties(test-client-output PROPERTIES LABELS unit TIMEOUT 60 ENVIRONMENT "CK_FORK=yes;${MOACTL_TEST_ENV}")
+
 if(MOACTL_PYTHON3)
   # Every command and failure mode against tests/fake-moad.py on a
   # temporary Unix socket.
