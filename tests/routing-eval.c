@@ -164,8 +164,9 @@ int main(int argc, char **argv) {
                         bad++;
                         continue;
                 }
-                char expected[MAX_LABELS][32], got[MAX_LABELS][32];
+                char expected[MAX_LABELS][32], got[MAX_LABELS][32], labels_copy[256];
                 unsigned ne = 0, ng = 0;
+                snprintf(labels_copy, sizeof(labels_copy), "%s", labels);
                 for (char *tok = strtok((char *) labels, ","); tok && ne < MAX_LABELS; tok = strtok(NULL, ",")) {
                         snprintf(expected[ne], sizeof(expected[ne]), "%s", tok);
                         if (!agents_find(set, expected[ne])) {
@@ -212,13 +213,15 @@ int main(int argc, char **argv) {
                         s->agent_fn[a] += e && !g;
                 }
                 if (!exact && show && (streq(show, "all") || streq(show, split))) {
-                        printf("MISS %s:%u [%s] expected %s got", split, lineno, query, labels);
+                        printf("MISS %s:%u [%s] expected %s got", split, lineno, query, labels_copy);
                         for (unsigned i = 0; i < ng; i++)
                                 printf("%s%s", i ? "," : " ", got[i]);
                         printf("  |");
                         for (size_t i = 0; i < rr.n; i++)
-                                printf(" %s=%.2f(p%.2f,kb%.2f)", rr.choices[i].name, rr.choices[i].score,
-                                       rr.choices[i].plugin_score, rr.choices[i].kb_evidence);
+                                if (rr.choices[i].score > 0.1 || rr.choices[i].plugin_score > 0.1)
+                                        printf(" %s=%.2f(p%.2f,kb%.2f: %s)", rr.choices[i].name, rr.choices[i].score,
+                                               rr.choices[i].plugin_score, rr.choices[i].kb_evidence,
+                                               rr.choices[i].reason);
                         printf("\n");
                 }
                 route_result_done(&rr);

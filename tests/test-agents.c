@@ -134,7 +134,7 @@ START_TEST(test_route) {
         ck_assert(r.choices[0].selected && !r.choices[0].fallback);
         ck_assert(r.choices[0].kb_evidence > 0.3); /* its knowledge covers the query */
         ck_assert(r.choices[0].plugin_score > 0.5);
-        ck_assert_ptr_nonnull(strstr(r.choices[0].reason, "tenancy"));
+        ck_assert_ptr_nonnull(strstr(r.choices[0].reason, "landlord"));
         route_result_done(&r);
 
         ck_assert_int_eq(agents_route(s, "What is a nice name for a goldfish?", NULL, 0, &r), 0);

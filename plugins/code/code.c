@@ -28,6 +28,10 @@ static const MuLex lexicon[] = {
           1.1, NULL, "debugging" },
         { "function|functions|method|methods|variable*|array|arrays|string|strings|integer|int|float|struct|structs|pointer*|class|classes|object|objects|interface|enum|typedef|loop|loops|for loop|while loop|recursion|recursive|callback*|closure*|lambda*|regex|regular expression|json|yaml|xml|csv|parse|parsing|parser",
           0.5, NULL, "constructs" },
+        { "dependency injection|design pattern*|singleton|inversion of control|solid principles|object oriented|oop|mvc|microservice*|solidity|smart contract*|web3|evm",
+          1.2, NULL, "architecture" },
+        { "password hash*|hash passwords|hashing|store passwords|storing passwords|encrypt*|decrypt*|sql injection|xss|csrf|authentication|oauth|jwt",
+          1.0, NULL, "security" },
         { "algorithm*|data structure*|linked list|hash map|hashmap|hash table|binary tree|binary search|sorting algorithm|quicksort|merge sort|big o|time complexity|dynamic programming|leetcode|graph traversal|bfs|dfs",
           1.1, NULL, "algorithms" },
         { "git|github|gitlab|commit|commits|merge conflict|pull request|rebase|git branch|cherry pick|stash|repo|repository",
@@ -71,7 +75,7 @@ static const MuLex lexicon[] = {
         { "python|pythons", -2.2, "snake|snakes|pet|reptile|ball python|burmese|terrarium|zoo|feed my|eat|ate|swallow|constrictor|monty python|flying circus",
           "python (snake/comedy)" },
         { "java", -1.8, "coffee|island|indonesia|jakarta|bali|sumatra|sea|trip|travel|visit", "Java (island/coffee)" },
-        { "rust|rusty|rusted", -2.2, "car|bike|bicycle|chain|metal|iron|steel|stain|remove rust|tools|pipes|fence|boat|paint|vinegar|oxid*",
+        { "rust|rusty|rusted", -2.2, "car|bike|bicycle|chain|metal|iron|steel|stain*|remove rust|tools|pipes|fence|boat|paint|vinegar|oxid*|sink|bathroom|clean*|cast iron|pan|pans",
           "rust (corrosion)" },
         { "ruby", -1.5, "ring|gemstone|gem|jewel*|necklace|birthstone|red ruby|anniversary", "ruby (gem)" },
         { "kernel", -1.6, "popcorn|corn|wheat|nut|kernels of|kernel of truth|grain|seed|kernel density|svm kernel|gaussian kernel", "kernel (grain)" },
@@ -84,7 +88,7 @@ static const MuLex lexicon[] = {
         { "program|programs|programme|programmes", -0.5, "tv|television|radio|exchange program|training program|loyalty program|degree program|phd program|master s program|government program|aid program",
           NULL },
         { "programming", -1.0, "tv programming|television programming|radio programming|neuro linguistic|nlp coaching", NULL },
-        { "compile*", -1.3, "compile a list|compile the list|compile a report|compile data on|compile statistics|compile an anthology|compile a bibliography",
+        { "compile*", -1.3, "list|report|recipe*|book|anthology|bibliography|album|playlist|photos|scrapbook|statistics on|evidence",
           "compile (collect)" },
         { "crash|crashes|crashing", -0.5, "car crash|plane crash|market crash|stock market crash|crash diet|crash course|crashed my car|crash landing|wall street crash",
           NULL },
@@ -113,6 +117,7 @@ static const MuLex lexicon[] = {
           NULL },
         { "freez*|slow|crash", -0.25, "freezer|frozen food|slow cooker|freeze dried|slowly", NULL },
         { "lambda*", -0.4, "lambda sensor|lambda probe|greek letter", NULL },
+        { "software|developer|developers|development", -0.7, "tax|taxes|income|salary|invoice|freelance|hiring|career|job offer", "software as a business" },
         { "futures", -0.8, "futures contract*|futures market|commodity futures|oil futures|trading futures|index futures", NULL },
         { "optimi*|performance", -0.25, "tax|portfolio|returns|athletic|sports|exam|workout|sleep|diet", NULL },
         { "fonction|funcion|funktion", -0.8, "renale|renal|hepatica|nierenfunktion|publique|publica", NULL },
@@ -152,14 +157,25 @@ static double syntax_evidence(const char *q, char *what, size_t what_size) {
                         }
                 }
         }
-        /* identifiers_with_underscores or camelCase words are code-ish */
-        for (size_t k = 1; k + 1 < len; k++)
-                if ((q[k] == '_' && isalpha((unsigned char) q[k - 1]) && isalpha((unsigned char) q[k + 1])) ||
-                    (islower((unsigned char) q[k - 1]) && isupper((unsigned char) q[k]) && islower((unsigned char) q[k + 1]) &&
-                     k >= 2 && islower((unsigned char) q[k - 2]))) {
+        /* identifiers_with_underscores or camelCase words (a lower-case start
+         * of at least three letters, then an upper-case letter: "parseInt",
+         * not "YouTube" or "iPhone") are code-ish */
+        size_t lower_run = 0;
+        for (size_t k = 0; k + 1 < len; k++) {
+                unsigned char ch = (unsigned char) q[k];
+                if (k > 0 && ch == '_' && isalpha((unsigned char) q[k - 1]) && isalpha((unsigned char) q[k + 1])) {
                         ev += 0.6;
                         break;
                 }
+                if (isupper(ch) && lower_run >= 3 && islower((unsigned char) q[k + 1])) {
+                        ev += 0.6;
+                        break;
+                }
+                if (islower(ch) && (lower_run > 0 || k == 0 || !isalnum((unsigned char) q[k - 1])))
+                        lower_run++;
+                else
+                        lower_run = 0;
+        }
         return ev > 2.5 ? 2.5 : ev;
 }
 

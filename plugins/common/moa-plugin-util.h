@@ -220,10 +220,12 @@ static inline void mu_text_done(MuText *t) {
         t->n = 0;
 }
 
-/* Does the one-alternative pattern [p, p+plen) (space-separated words, a
- * trailing '*' on a word = prefix) occur in @t? Returns the 1-based word
- * position of the first match, 0 if none. */
-static inline unsigned mu_match_one(const MuText *t, const char *p, size_t plen) {
+/* Find an occurrence of the one-alternative pattern [p, p+plen)
+ * (space-separated words, a trailing '*' on a word = prefix) in @t at word
+ * position >= @from. Returns the 1-based word position of the match (its
+ * length in *ret_len), 0 if none. */
+static inline unsigned mu_match_one_from(const MuText *t, const char *p, size_t plen, unsigned from,
+                                         unsigned *ret_len) {
         const char *pw[MU_MAX_PATTERN_WORDS];
         size_t pl[MU_MAX_PATTERN_WORDS];
         unsigned np = 0;
@@ -242,7 +244,7 @@ static inline unsigned mu_match_one(const MuText *t, const char *p, size_t plen)
         }
         if (np == 0)
                 return 0;
-        for (unsigned w = 0; w + np <= t->n; w++) {
+        for (unsigned w = from; w + np <= t->n; w++) {
                 unsigned k;
                 for (k = 0; k < np; k++) {
                         size_t l = pl[k];
@@ -254,8 +256,11 @@ static inline unsigned mu_match_one(const MuText *t, const char *p, size_t plen)
                         if (memcmp(t->word[w + k], pw[k], l) != 0)
                                 break;
                 }
-                if (k == np)
+                if (k == np) {
+                        if (ret_len)
+                                *ret_len = np;
                         return w + 1;
+                }
         }
         return 0;
 }
@@ -266,8 +271,40 @@ static inline int mu_match(const MuText *t, const char *pattern) {
         for (;;) {
                 const char *bar = strchr(p, '|');
                 size_t l = bar ? (size_t)(bar - p) : strlen(p);
-                if (mu_match_one(t, p, l))
+                if (mu_match_one_from(t, p, l, 0, NULL))
                         return 1;
+                if (!bar)
+                        return 0;
+                p = bar + 1;
+        }
+}
+
+/* Like mu_match(), but only a match none of whose words is already set in
+ * @claimed counts; the words of the first such match are then claimed and
+ * returned as [*ret_start, *ret_start + *ret_len). So one word of the text
+ * feeds at most one positive rule (no double counting of "doctor" by the
+ * English and the Spanish rule). */
+static inline int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed, unsigned *ret_start,
+                                 unsigned *ret_len) {
+        const char *p = pattern;
+        for (;;) {
+                const char *bar = strchr(p, '|');
+                size_t l = bar ? (size_t)(bar - p) : strlen(p);
+                unsigned from = 0, pos, len = 0;
+                while ((pos = mu_match_one_from(t, p, l, from, &len)) > 0) {
+                        unsigned w = pos - 1, k;
+                        for (k = 0; k < len; k++)
+                                if (claimed[w + k])
+                                        break;
+                        if (k == len) {
+                                for (k = 0; k < len; k++)
+                                        claimed[w + k] = 1;
+                                *ret_start = w;
+                                *ret_len = len;
+                                return 1;
+                        }
+                        from = pos;
+                }
                 if (!bar)
                         return 0;
                 p = bar + 1;
@@ -282,7 +319,8 @@ static inline int mu_match(const MuText *t, const char *pattern) {
  *           negative for other senses ("river bank" for finance).
  * @with:    NULL, or a pattern that must also occur anywhere in the text
  *           for the rule to apply (co-occurrence: "bank" + "river").
- * @label:   what the reason shows; NULL: the pattern itself.
+ * @label:   for negative rules, the other sense the reason names (NULL:
+ *           the pattern); positive rules show the words they matched.
  */
 typedef struct MuLex {
         const char *pattern;
@@ -298,28 +336,47 @@ static inline double mu_squash(double evidence, double scale) {
         return 1.0 - exp(-evidence / scale);
 }
 
+/* Append text words [start, start+len) of @t to @b. */
+static inline void mu_buf_add_words(MuBuf *b, const MuText *t, unsigned start, unsigned len) {
+        for (unsigned k = 0; k < len; k++) {
+                if (k)
+                        mu_buf_add(b, " ");
+                mu_buf_add_n(b, t->word[start + k], t->wlen[start + k]);
+        }
+}
+
 /**
  * mu_lex_score() - sum the weights of every rule of @lex (@n rules) that
- * fires on @t; fill @reason with the strongest positive matches and any
- * other-sense penalty. Returns the raw evidence (may be negative).
+ * fires on @t (a positive rule fires only on words no earlier positive rule
+ * used, so put strong rules first); fill @reason with the matched words of
+ * the strongest positive rules and any other-sense label. Returns the raw
+ * evidence (may be negative).
  */
 static inline double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, char *reason,
                                   uint32_t reason_size) {
+        unsigned char claimed[MU_MAX_WORDS];
         double sum = 0;
         MuBuf pos = { 0 }, neg = { 0 };
         unsigned npos = 0, nneg = 0;
+
+        memset(claimed, 0, sizeof(claimed));
         for (size_t i = 0; i < n; i++) {
-                if (!mu_match(t, lex[i].pattern))
+                unsigned start = 0, len = 0;
+                if (lex[i].weight > 0) {
+                        if (!mu_match_claim(t, lex[i].pattern, claimed, &start, &len))
+                                continue;
+                } else if (!mu_match(t, lex[i].pattern))
                         continue;
                 if (lex[i].with && !mu_match(t, lex[i].with))
                         continue;
                 sum += lex[i].weight;
-                const char *label = lex[i].label ? lex[i].label : lex[i].pattern;
-                if (lex[i].weight > 0 && npos < 4) {
-                        mu_buf_printf(&pos, "%s%s", npos ? ", " : "", label);
+                if (lex[i].weight > 0 && npos < 5) {
+                        if (npos)
+                                mu_buf_add(&pos, ", ");
+                        mu_buf_add_words(&pos, t, start, len);
                         npos++;
                 } else if (lex[i].weight < 0 && nneg < 2) {
-                        mu_buf_printf(&neg, "%s%s", nneg ? ", " : "", label);
+                        mu_buf_printf(&neg, "%s%s", nneg ? ", " : "", lex[i].label ? lex[i].label : lex[i].pattern);
                         nneg++;
                 }
         }

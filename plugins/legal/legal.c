@@ -27,6 +27,9 @@ static const MuLex lexicon[] = {
         { "subpoena*|warrant|affidavit|injunction|testimony|deposition|verdict|appeal the|appeal a", 1.1, NULL, NULL },
         { "legal|legally|illegal|illegally|unlawful|lawful|legality|law|laws|statute*|legislation", 1.0, NULL, "law" },
         { "rights|my rights|civil rights|human rights|entitled to", 0.5, NULL, "rights" },
+        { "without consent|without my consent|without permission|need permission|permission to use|consent form|informed consent|confidentiality|confidential",
+          0.8, NULL, "consent" },
+        { "hipaa|comply with|compliant with|regulator*|data breach|breach notification", 0.8, NULL, "compliance" },
         { "jurisdiction|arbitration|mediation|settlement agreement|statute of limitations", 1.1, NULL, NULL },
         /* contracts, business */
         { "contract|contracts|contractual|breach of contract|agreement|clause|clauses", 0.9, NULL, "contract" },
@@ -65,7 +68,7 @@ static const MuLex lexicon[] = {
           1.0, NULL, "Recht (de)" },
         /* French */
         { "avocat*|tribunal|tribunaux|juge|proces|plainte|jurisprudence|huissier", 1.2, NULL, "droit (fr)" },
-        { "contrat*|bail|locataire*|proprietaire|loyer|preavis|licenciement|licencie|prud hommes|heritage|succession|divorce",
+        { "contrat*|bail|locataire*|proprietaire|loyer|preavis|licenci*|prud hommes|heritage|succession|divorce|employeur",
           1.0, NULL, "contrat (fr)" },
         { "loi|lois|droit|droits|juridique*|legalement|illegal|code civil|code penal|rgpd", 0.9, NULL, "loi (fr)" },
         /* Spanish */
@@ -88,6 +91,7 @@ static const MuLex lexicon[] = {
           "scientific law" },
         { "mother in law|father in law|son in law|daughter in law|brother in law|sister in law|in laws|in law", -0.8, NULL, "in-laws" },
         { "contract|contracts", -1.2, "muscle|muscles|virus|disease|covid|infection|flu|measles|pupil|pupils|contraction", "contract a disease" },
+        { "contract|contracts", -1.4, "smart contract*|solidity|ethereum|blockchain|evm|web3", "smart contract" },
         { "patent", -1.2, "leather|shoes|ductus|foramen", "patent leather" },
         { "legal tender", -1.0, NULL, "currency" },
         { "bail out|bailout|bailouts", -0.8, NULL, "finance bail-out" },

@@ -45,7 +45,15 @@ static const MuLex lexicon[] = {
           0.45, NULL, "nutrition/sleep" },
         { "bug bite|insect bite|tick bite|bee sting|spider bite|dog bite|sunburn|burned my|burnt my|cut my finger|wound",
           1.0, NULL, "injury" },
-        { "is it safe to take|safe to take|can i take|should i take", 0.5, NULL, NULL },
+        { "is it safe to take|safe to take|safe during pregnancy|safe while pregnant|safe while breastfeeding", 0.5, NULL, NULL },
+        { "colonoscopy|endoscopy|mammogram|pap smear|vasectomy|c section|caesarean|cesarean|dialysis|transplant|pacemaker|ecg|ekg|blood transfusion",
+          1.2, NULL, "procedure" },
+        { "swallowed|choking|choked|poisoning|poisoned|ingested|fainted|fainting|passed out", 0.9, NULL, "acute" },
+        { "hurt|hurts|hurting|sore|ringing|itching|burning|swollen|bleeds|aching", 0.9,
+          "ear|ears|eye|eyes|knee|knees|back|stomach|belly|throat|chest|head|tooth|teeth|skin|foot|feet|leg|legs|arm|arms|hand|hands|neck|wrist|ankle|hip|hips|joint|joints",
+          "body complaint" },
+        { "pre existing condition*|preexisting condition*|medical condition*|chronic condition*|health condition*|heart condition|skin condition",
+          1.0, NULL, "condition" },
         { "lump", -1.2, "lump sum", "lump sum" },
 
         /* German */
