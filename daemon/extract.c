@@ -45,13 +45,20 @@ typedef struct Sent {
         size_t n_set;
         unsigned cites[EX_MAX_CITES];
         unsigned n_cites;
+        int head;           /* index of the section heading's words, -1 if none */
         double score;
         int selected;
 } Sent;
 
+#define EX_MAX_HEADINGS 128u
+
 typedef struct SentList {
         Sent *v;
         size_t n;
+        /* Word sets of section headings: context for the sentences below. */
+        uint32_t *heads[EX_MAX_HEADINGS];
+        size_t n_head_terms[EX_MAX_HEADINGS];
+        size_t n_heads;
 } SentList;
 
 static void sent_list_done(SentList *l) {
@@ -60,9 +67,12 @@ static void sent_list_done(SentList *l) {
                 free(l->v[i].terms);
                 free(l->v[i].set);
         }
+        for (size_t i = 0; i < l->n_heads; i++)
+                free(l->heads[i]);
         free(l->v);
         l->v = NULL;
         l->n = 0;
+        l->n_heads = 0;
 }
 
 /* ---- words -------------------------------------------------------------- */
@@ -243,8 +253,21 @@ static int abbreviation_before(const char *s, size_t start, size_t dot) {
         size_t n = dot - b;
         if (n == 0)
                 return 0;
-        if (n == 1 && isalpha((unsigned char) s[b]))
-                return 1;
+        if (n == 1 && isupper((unsigned char) s[b])) {
+                /* An initial ("J. Smith", "John F. Kennedy") follows a
+                 * capitalised word or starts the sentence; "A - P." does not. */
+                size_t e = b;
+                while (e > start && is_space_b((unsigned char) s[e - 1]))
+                        e--;
+                if (e == start)
+                        return 1;
+                size_t w = e;
+                while (w > start && !is_space_b((unsigned char) s[w - 1]))
+                        w--;
+                return isupper((unsigned char) s[w]);
+        }
+        if (n == 1)
+                return islower((unsigned char) s[b]) == 0 ? 0 : 1;
         if (n > 8)
                 return 0;
         char w[9];
@@ -289,6 +312,7 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
         while (start < len && is_space_b((unsigned char) s[start]))
                 start++;
 
+        int lead_in = 0;
         for (size_t i = start; i < len; i++) {
                 unsigned char c = (unsigned char) s[i];
                 size_t end = 0; /* exclusive end of the sentence, if any */
@@ -301,8 +325,15 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
                         while (k > start && is_space_b((unsigned char) s[k - 1]))
                                 k--;
                         char prev = k > start ? s[k - 1] : 0;
-                        if (j >= len || s[j] == '\n' || line_marker_at(s, len, j) || s[start] == '#' ||
-                            prev == ':' || prev == '.' || prev == '!' || prev == '?')
+                        int item = line_marker_at(s, len, j) && s[j] != '#' && s[j] != '|';
+                        if (j >= len || s[j] == '\n' || s[start] == '#')
+                                end = i;
+                        else if (item && (prev == ':' || lead_in)) {
+                                /* "... only if:" followed by list items: keep the
+                                 * items with their lead-in so it reads whole. */
+                                lead_in = 1;
+                        } else if (line_marker_at(s, len, j) || prev == ':' || prev == '.' || prev == '!' ||
+                                   prev == '?')
                                 end = i;
                 } else if (c == '.' || c == '!' || c == '?') {
                         size_t j = i + 1;
@@ -332,6 +363,7 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
                                         return r;
                         }
                         start = end;
+                        lead_in = 0;
                         while (start < len && is_space_b((unsigned char) s[start]))
                                 start++;
                         i = start - 1;
@@ -344,14 +376,14 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
 
 /* Clean one raw span: collapse whitespace, drop Markdown markers and "**",
  * optionally pull out " [n]" citations into @cites. Returns a malloc'ed
- * string ("" if nothing is left) or NULL on OOM; *ret_heading says whether
- * the span was a heading or table row (not an answer sentence). */
+ * string ("" if nothing is left) or NULL on OOM; *ret_heading is 1 for a
+ * Markdown heading, 2 for a table row (neither is an answer sentence). */
 static char *clean_sentence(const char *s, size_t len, int parse_cites, unsigned *cites, unsigned *n_cites,
                             int *ret_heading) {
         size_t i = 0;
         while (i < len && is_space_b((unsigned char) s[i]))
                 i++;
-        *ret_heading = i < len && (s[i] == '#' || s[i] == '|');
+        *ret_heading = i < len && s[i] == '#' ? 1 : i < len && s[i] == '|' ? 2 : 0;
         while (i < len && (s[i] == '#' || s[i] == '>' || s[i] == '|'))
                 i++;
         if (i + 1 < len && (s[i] == '-' || s[i] == '*' || s[i] == '+') && s[i + 1] == ' ')
@@ -418,7 +450,7 @@ static char *clean_sentence(const char *s, size_t len, int parse_cites, unsigned
                 memcpy(out + o, "...", 3);
                 o += 3;
         }
-        while (o > 0 && out[o - 1] == ' ')
+        while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == ';' || out[o - 1] == ','))
                 o--;
         /* "word ." left behind by a removed citation */
         if (o >= 2 && out[o - 2] == ' ' && (out[o - 1] == '.' || out[o - 1] == '!' || out[o - 1] == '?')) {
@@ -449,6 +481,7 @@ typedef struct SplitCtx {
         unsigned pos;
         int parse_cites;
         size_t min_words;
+        int cur_head;
         int oom;
 } SplitCtx;
 
@@ -457,14 +490,55 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         if (c->list->n >= EX_MAX_SENTENCES || c->pos >= EX_MAX_SENT_PER_SOURCE)
                 return 1;
 
-        Sent st = { .src = c->src };
+        Sent st = { .src = c->src, .head = c->cur_head };
         int heading;
         st.text = clean_sentence(s, len, c->parse_cites, st.cites, &st.n_cites, &heading);
         if (!st.text) {
                 c->oom = 1;
                 return 1;
         }
-        if (heading || count_words(st.text) < c->min_words || strstr(st.text, EX_NO_HIT)) {
+        if (!c->parse_cites && islower((unsigned char) st.text[0])) {
+                /* Knowledge text: a chunk overlap that began inside a
+                 * sentence, or a list item fragment ("use-after-free and
+                 * double free;") that needs its lead-in to make sense. */
+                free(st.text);
+                return 0;
+        }
+        if (heading == 1) {
+                /* A section heading ("## Choking") gives context to the
+                 * sentences below it; the document title ("# ...") would
+                 * only favour the first chunk, so it is not used. */
+                SentList *l = c->list;
+                size_t level = 0;
+                while (level < len && s[level] == '#')
+                        level++;
+                c->cur_head = -1;
+                if (level >= 2 && l->n_heads < EX_MAX_HEADINGS) {
+                        uint32_t *all = NULL, *set = NULL;
+                        size_t n_all = 0;
+                        if (words_hash(st.text, 0, EX_MAX_TERMS, &all, &n_all) < 0) {
+                                free(st.text);
+                                c->oom = 1;
+                                return 1;
+                        }
+                        size_t k = unique_u32(all, n_all, &set);
+                        free(all);
+                        if (k == (size_t) -1) {
+                                free(st.text);
+                                c->oom = 1;
+                                return 1;
+                        }
+                        l->heads[l->n_heads] = set;
+                        l->n_head_terms[l->n_heads] = k;
+                        c->cur_head = (int) l->n_heads++;
+                }
+                free(st.text);
+                return 0;
+        }
+        size_t tl = strlen(st.text);
+        /* A lead-in to a list ("... only if:") says nothing on its own. */
+        if (heading || (tl > 0 && st.text[tl - 1] == ':') || count_words(st.text) < c->min_words ||
+            strstr(st.text, EX_NO_HIT)) {
                 free(st.text);
                 return 0;
         }
@@ -497,7 +571,8 @@ static int split_into(SentList *l, const char *text, size_t len, unsigned src, i
         char *clean = kb_utf8_sanitize(text, len, &clen);
         if (!clean)
                 return -ENOMEM;
-        SplitCtx c = { .list = l, .src = src, .parse_cites = parse_cites, .min_words = min_words };
+        SplitCtx c = { .list = l, .src = src, .parse_cites = parse_cites, .min_words = min_words,
+                       .cur_head = -1 };
         (void) split_sentences(clean, clen, on_sentence, &c);
         free(clean);
         return c.oom ? -ENOMEM : 0;
@@ -528,6 +603,10 @@ static char *finish_stream(FILE *f, char **buf) {
 }
 
 /* ---- extract_answer --------------------------------------------------- */
+
+static int in_heading(const SentList *l, const Sent *s, uint32_t h) {
+        return s->head >= 0 && set_has(l->heads[s->head], l->n_head_terms[s->head], h);
+}
 
 static int cmp_score_desc(const void *a, const void *b) {
         const Sent *x = *(Sent *const *) a, *y = *(Sent *const *) b;
@@ -652,11 +731,13 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 Sent *s = &l.v[i];
                 double sc = 0, covered = 0;
                 for (size_t t = 0; t < n_q; t++) {
-                        size_t tf = count_of(s->terms, s->n_terms, q[t]);
+                        /* a word of the section heading counts half */
+                        double tf = (double) count_of(s->terms, s->n_terms, q[t]) +
+                                    (in_heading(&l, s, q[t]) ? 0.5 : 0.0);
                         if (tf == 0)
                                 continue;
                         double dl = (double) s->n_terms / avglen;
-                        sc += idf[t] * ((double) tf * (k1 + 1)) / ((double) tf + k1 * (1 - b + b * dl));
+                        sc += idf[t] * (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl));
                         covered += idf[t];
                 }
                 if (sc > 0) {

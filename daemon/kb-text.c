@@ -89,6 +89,7 @@ static const char *const stop_words[] = {
         "through", "to",  "too",     "under", "until", "up",      "very",  "was",   "we",    "were",
         "what",  "when",  "where",   "which", "while", "who",     "whom",  "why",   "will",  "with",
         "would", "you",   "your",    "yours", "yourself", "yourselves", "tell", "explain", "please",
+        "mean",  "means", "meaning", "define", "definition", "describe",
         "s",     "t",     "don",     "does",  "vs",    "versus",  "much",  "many",  "get",   "use",
 };
 

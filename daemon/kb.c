@@ -150,7 +150,8 @@ static size_t chunk_cut(const unsigned char *s, size_t len, size_t start, size_t
  * chunk_size bytes, end preferably at a paragraph, then a sentence, then
  * whitespace, never inside a UTF-8 sequence, and carry no leading or trailing
  * whitespace. The overlap (clamped to chunk_size/4 so chunking always makes
- * progress) starts on a word boundary. Returns 0 with the arrays set, or
+ * progress) starts at the first sentence start inside it, else on a word
+ * boundary. Returns 0 with the arrays set, or
  * -EINVAL for a chunk_size outside [64, 1 MiB] or overlap >= chunk_size,
  * -ENOMEM.
  */
@@ -203,9 +204,20 @@ int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret
                  * start of a word so the overlap never begins mid-word. */
                 size_t ns = cut;
                 if (o.overlap > 0 && cut - o.overlap > start) {
-                        ns = cut - o.overlap;
-                        while (ns < cut && !is_space(s[ns - 1]))
-                                ns++;
+                        /* Prefer the first sentence start in the overlap, so
+                         * the next chunk begins with a whole sentence. */
+                        size_t w = cut - o.overlap, p;
+                        for (p = w; p < cut; p++)
+                                if (is_space(s[p - 1]) && p >= w + 1 &&
+                                    (s[p - 1] == '\n' || s[p - 2] == '.' || s[p - 2] == '!' || s[p - 2] == '?'))
+                                        break;
+                        if (p < cut && !is_space(s[p]))
+                                ns = p;
+                        else {
+                                ns = w;
+                                while (ns < cut && !is_space(s[ns - 1]))
+                                        ns++;
+                        }
                 }
                 while (ns < len && is_space(s[ns]))
                         ns++;
@@ -372,8 +384,8 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         int r;
         if (rc != SQLITE_OK) {
                 r = errno_from_sqlite(rc);
-                if (r == -ENOENT && !read_only)
-                        r = -EACCES;
+                if (rc == SQLITE_CANTOPEN && kb->db && sqlite3_system_errno(kb->db) > 0)
+                        r = -sqlite3_system_errno(kb->db);
                 log_debug("kb: cannot open %s: %s", path, kb->db ? sqlite3_errmsg(kb->db) : sqlite3_errstr(rc));
                 goto fail;
         }

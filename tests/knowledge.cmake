@@ -1,3 +1,5 @@
 # Knowledge base, chunking, extractive provider algorithms, background ingest.
 moa_unit_test(test-kb ${CMAKE_CURRENT_SOURCE_DIR}/test-kb.c)
 moa_unit_test(test-chunk ${CMAKE_CURRENT_SOURCE_DIR}/test-chunk.c)
+moa_unit_test(test-ingest ${CMAKE_CURRENT_SOURCE_DIR}/test-ingest.c)
+moa_unit_test(test-extract ${CMAKE_CURRENT_SOURCE_DIR}/test-extract.c)
