@@ -82,7 +82,8 @@ static int plugin_path(const Config *cfg, const AgentConfig *ac, char **ret) {
         char *p;
         if (strchr(plugin, '/'))
                 p = strdup(plugin);
-        else if (asprintf(&p, "%s/%s.so", isempty(cfg->plugin_dir) ? MOAD_PLUGIN_DIR : cfg->plugin_dir, plugin) < 0)
+        else if (asprintf(&p, "%s/%s.so", isempty(cfg->plugin_dir) ? MOAD_PLUGIN_DIR : cfg->plugin_dir,
+                          plugin) < 0)
                 p = NULL;
         if (!p)
                 return -ENOMEM;
@@ -98,14 +99,16 @@ static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac) {
                 return -ENOMEM;
         r = mkdir_p(dir);
         if (r < 0)
-                return log_error_errno(r, "agent %s: skipped: cannot create knowledge directory %s", a->name, dir);
+                return log_error_errno(r, "agent %s: skipped: cannot create knowledge directory %s", a->name,
+                                       dir);
         if (asprintf(&a->kb_path, "%s/%s.db", dir, a->name) < 0) {
                 a->kb_path = NULL;
                 return -ENOMEM;
         }
         r = kb_open(a->kb_path, 0, &a->kb);
         if (r < 0)
-                return log_error_errno(r, "agent %s: skipped: cannot open knowledge base %s", a->name, a->kb_path);
+                return log_error_errno(r, "agent %s: skipped: cannot open knowledge base %s", a->name,
+                                       a->kb_path);
 
         int n = kb_count(a->kb);
         if (n < 0)
@@ -120,7 +123,8 @@ static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac) {
                 int docs = 0;
                 r = kb_ingest_path(a->kb, ac->knowledge[i], &opts, &docs);
                 if (r < 0)
-                        log_warning_errno(r, "agent %s: cannot ingest knowledge %s", a->name, ac->knowledge[i]);
+                        log_warning_errno(r, "agent %s: cannot ingest knowledge %s", a->name,
+                                          ac->knowledge[i]);
                 total += docs;
         }
         log_info("agent %s: seeded knowledge base %s with %d document(s)", a->name, a->kb_path, total);
@@ -195,14 +199,16 @@ int agents_new(const Config *cfg, AgentSet **ret) {
                 if (!ac->enabled || isempty(ac->name))
                         continue;
                 if (agents_find(s, ac->name)) {
-                        log_error("agent %s: skipped: defined twice (%s)", ac->name, ac->file ? ac->file : "?");
+                        log_error("agent %s: skipped: defined twice (%s)", ac->name,
+                                  ac->file ? ac->file : "?");
                         continue;
                 }
                 int r = agent_new(cfg, ac, &a);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0) {
-                        log_error("agent %s: not available; the daemon continues with the other agents", ac->name);
+                        log_error("agent %s: not available; the daemon continues with the other agents",
+                                  ac->name);
                         continue;
                 }
                 s->agents[s->n++] = a;
@@ -211,8 +217,9 @@ int agents_new(const Config *cfg, AgentSet **ret) {
         if (s->n == 0)
                 log_warning("no agent could be loaded");
         else if (!agents_find(s, s->router.fallback))
-                log_warning("router fallback agent '%s' is not loaded; the best-scoring agent is used instead",
-                            s->router.fallback);
+                log_warning(
+                        "router fallback agent '%s' is not loaded; the best-scoring agent is used instead",
+                        s->router.fallback);
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -238,7 +245,8 @@ const RouterConfig *agents_router_config(const AgentSet *s) {
         return s ? &s->router : NULL;
 }
 
-int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, RouteResult *ret) {
+int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+                 RouteResult *ret) {
         _cleanup_free_ RouterCandidate *cands = NULL;
         _cleanup_free_ char **reasons = NULL;
         int r;

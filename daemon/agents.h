@@ -58,7 +58,8 @@ const RouterConfig *agents_router_config(const AgentSet *s);
  * router_route() with @pinned (names; -ENOENT if one is unknown).
  * On success fills the empty *@ret (release with route_result_done()).
  */
-int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, RouteResult *ret);
+int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+                 RouteResult *ret);
 
 /**
  * agent_search() - the best @limit (<= AGENTS_MAX_SEARCH_HITS) chunks of the

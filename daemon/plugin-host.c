@@ -200,7 +200,7 @@ static int copy_spec(PluginAgent *a, const PluginAgentSpec *spec) {
                         a->n_options = i + 1;
                         if (!a->keys[i] || !a->values[i])
                                 return -ENOMEM;
-                        a->kv[i] = (MoaKeyValue){ .key = a->keys[i], .value = a->values[i] };
+                        a->kv[i] = (MoaKeyValue){.key = a->keys[i], .value = a->values[i]};
                 }
         }
         a->info = (MoaAgentInfo){
@@ -225,11 +225,12 @@ static int check_descriptor(const PluginAgent *a, const MoaPlugin *d) {
                                        a->name, a->path, (unsigned) d->abi_major, (unsigned) d->abi_minor,
                                        MOA_PLUGIN_ABI_MAJOR, MOA_PLUGIN_ABI_MINOR);
         if (d->size < MOA_PLUGIN_MIN_SIZE)
-                return log_error_errno(-ENOEXEC,
-                                       "agent %s: refusing plugin %s: descriptor is %u bytes, ABI %u needs at "
-                                       "least %u",
-                                       a->name, a->path, (unsigned) d->size, MOA_PLUGIN_ABI_MAJOR,
-                                       (unsigned) MOA_PLUGIN_MIN_SIZE);
+                return log_error_errno(
+                        -ENOEXEC,
+                        "agent %s: refusing plugin %s: descriptor is %u bytes, ABI %u needs at "
+                        "least %u",
+                        a->name, a->path, (unsigned) d->size, MOA_PLUGIN_ABI_MAJOR,
+                        (unsigned) MOA_PLUGIN_MIN_SIZE);
         if (!d->signature || !streq(d->signature, MOA_PLUGIN_SIGNATURE))
                 return log_error_errno(-EPROTO,
                                        "agent %s: refusing plugin %s: build signature \"%.64s\" does not "
@@ -361,7 +362,8 @@ int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hi
                 return plugin_error(r);
         if (!sys) {
                 free(ctx);
-                log_error("agent %s: plugin %s build_prompt returned no system prompt", a->name, a->desc->name);
+                log_error("agent %s: plugin %s build_prompt returned no system prompt", a->name,
+                          a->desc->name);
                 return -EBADMSG;
         }
         if (strnlen(sys, PLUGIN_MAX_OUTPUT_BYTES + 1) > PLUGIN_MAX_OUTPUT_BYTES ||

@@ -133,22 +133,26 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
 /* English, German, French, Spanish function words and question fillers:
  * they say nothing about the domain. Sorted is not required (tiny list). */
 static const char *const stop_words[] = {
-        "the", "and", "for", "are", "but", "not", "you", "your", "all", "any", "can", "her", "was", "one",
-        "our", "out", "has", "have", "had", "his", "how", "its", "may", "new", "now", "who", "why", "what",
-        "when", "where", "which", "while", "with", "this", "that", "these", "those", "there", "their",
-        "them", "then", "than", "they", "from", "into", "about", "does", "did", "doing", "should", "would",
-        "could", "will", "shall", "must", "been", "being", "were", "some", "such", "also", "just", "very",
-        "more", "most", "much", "many", "need", "want", "like", "get", "got", "use", "using", "make",
-        "tell", "explain", "please", "know", "way", "best", "good", "help", "need", "there", "here",
-        "der", "die", "das", "und", "ist", "ein", "eine", "einen", "einem", "einer", "wie", "was", "wer",
-        "ich", "mir", "mich", "mein", "meine", "sie", "ihr", "wir", "uns", "bei", "mit", "von", "für",
-        "fur", "auf", "aus", "nach", "oder", "aber", "nicht", "kann", "muss", "soll", "darf", "sind",
-        "wird", "werden", "habe", "hat", "den", "dem", "des", "zum", "zur", "gibt", "welche", "warum",
-        "les", "des", "une", "est", "que", "qui", "quoi", "pour", "dans", "par", "sur", "avec", "pas",
-        "mon", "mes", "son", "ses", "comment", "quel", "quelle", "quels", "est-ce", "faire", "peut",
-        "puis", "dois", "suis", "vous", "nous", "elle", "ils", "aux", "cette", "ces",
-        "los", "las", "del", "una", "uno", "por", "para", "con", "que", "qué", "cómo", "como", "cuál",
-        "mis", "sus", "hay", "puedo", "debo", "tengo", "está", "esta", "este", "son", "pero", "sin",
+        "the",   "and",   "for",  "are",     "but",    "not",    "you",     "your",   "all",   "any",
+        "can",   "her",   "was",  "one",     "our",    "out",    "has",     "have",   "had",   "his",
+        "how",   "its",   "may",  "new",     "now",    "who",    "why",     "what",   "when",  "where",
+        "which", "while", "with", "this",    "that",   "these",  "those",   "there",  "their", "them",
+        "then",  "than",  "they", "from",    "into",   "about",  "does",    "did",    "doing", "should",
+        "would", "could", "will", "shall",   "must",   "been",   "being",   "were",   "some",  "such",
+        "also",  "just",  "very", "more",    "most",   "much",   "many",    "need",   "want",  "like",
+        "get",   "got",   "use",  "using",   "make",   "tell",   "explain", "please", "know",  "way",
+        "best",  "good",  "help", "need",    "there",  "here",   "der",     "die",    "das",   "und",
+        "ist",   "ein",   "eine", "einen",   "einem",  "einer",  "wie",     "was",    "wer",   "ich",
+        "mir",   "mich",  "mein", "meine",   "sie",    "ihr",    "wir",     "uns",    "bei",   "mit",
+        "von",   "für",   "fur",  "auf",     "aus",    "nach",   "oder",    "aber",   "nicht", "kann",
+        "muss",  "soll",  "darf", "sind",    "wird",   "werden", "habe",    "hat",    "den",   "dem",
+        "des",   "zum",   "zur",  "gibt",    "welche", "warum",  "les",     "des",    "une",   "est",
+        "que",   "qui",   "quoi", "pour",    "dans",   "par",    "sur",     "avec",   "pas",   "mon",
+        "mes",   "son",   "ses",  "comment", "quel",   "quelle", "quels",   "est-ce", "faire", "peut",
+        "puis",  "dois",  "suis", "vous",    "nous",   "elle",   "ils",     "aux",    "cette", "ces",
+        "los",   "las",   "del",  "una",     "uno",    "por",    "para",    "con",    "que",   "qué",
+        "cómo",  "como",  "cuál", "mis",     "sus",    "hay",    "puedo",   "debo",   "tengo", "está",
+        "esta",  "este",  "son",  "pero",    "sin",
 };
 
 static int is_stop_word(const char *w) {
@@ -182,13 +186,14 @@ static size_t next_word(const char **p, const char *end, char *buf, size_t size)
 static int term_matches(const char *term, size_t tlen, const char *word, size_t wlen) {
         if (tlen == wlen && memcmp(term, word, tlen) == 0)
                 return 1;
-        return tlen >= EVIDENCE_PREFIX && wlen >= EVIDENCE_PREFIX && memcmp(term, word, EVIDENCE_PREFIX) == 0;
+        return tlen >= EVIDENCE_PREFIX && wlen >= EVIDENCE_PREFIX &&
+               memcmp(term, word, EVIDENCE_PREFIX) == 0;
 }
 
 double router_kb_evidence(const char *query, const KbHit *hits, size_t n) {
         char terms[EVIDENCE_MAX_TERMS][EVIDENCE_TERM_MAX];
         size_t tlen[EVIDENCE_MAX_TERMS];
-        int found[EVIDENCE_MAX_TERMS] = { 0 };
+        int found[EVIDENCE_MAX_TERMS] = {0};
         size_t nt = 0, nfound = 0;
         char w[EVIDENCE_TERM_MAX];
 

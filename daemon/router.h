@@ -59,7 +59,7 @@ typedef struct RouteResult {
         size_t n_selected;
 } RouteResult;
 
-#define ROUTE_RESULT_INIT ((RouteResult){ 0 })
+#define ROUTE_RESULT_INIT ((RouteResult){0})
 
 /** route_result_done() - free the contents of @r and zero it; NULL is a no-op. */
 void route_result_done(RouteResult *r);

@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
         log_setup(LOG_LEVEL_INFO, 0);
-        PluginAgentSpec spec = { .path = argv[1], .name = "oot", .weight = 1.0 };
+        PluginAgentSpec spec = {.path = argv[1], .name = "oot", .weight = 1.0};
         r = plugin_agent_load(&spec, &a);
         if (r < 0) {
                 fprintf(stderr, "load failed: %s\n", strerror(-r));
@@ -32,8 +32,8 @@ int main(int argc, char **argv) {
         else if ((r = plugin_agent_review(a, "Beat two eggs.", &ans)) < 0)
                 fprintf(stderr, "review failed: %s\n", strerror(-r));
         else {
-                printf("loaded %s %s: score %.2f (%s)\nsystem: %s\nreviewed: %s\n", plugin_agent_plugin_name(a),
-                       plugin_agent_version(a), score, reason, sys, ans);
+                printf("loaded %s %s: score %.2f (%s)\nsystem: %s\nreviewed: %s\n",
+                       plugin_agent_plugin_name(a), plugin_agent_version(a), score, reason, sys, ans);
                 ok = 1;
         }
         free(reason);

@@ -48,44 +48,70 @@ static double ratio(unsigned a, unsigned b) {
 static void report(const char *split, const Stats *s, AgentSet *set) {
         double p = ratio(s->tp, s->tp + s->fp), r = ratio(s->tp, s->tp + s->fn);
         double f1 = p + r > 0 ? 2 * p * r / (p + r) : 0;
-        printf("%-5s n=%3u  exact-set accuracy %.3f  micro P %.3f R %.3f F1 %.3f  general FP %.3f (%u/%u)\n", split,
-               s->n, ratio(s->exact, s->n), p, r, f1, ratio(s->general_fp, s->general_n), s->general_fp, s->general_n);
+        printf("%-5s n=%3u  exact-set accuracy %.3f  micro P %.3f R %.3f F1 %.3f  general FP %.3f (%u/%u)\n",
+               split, s->n, ratio(s->exact, s->n), p, r, f1, ratio(s->general_fp, s->general_n),
+               s->general_fp, s->general_n);
         for (size_t i = 0; i < agents_count(set) && i < MAX_AGENTS; i++) {
                 const char *name = agent_name(agents_get(set, i));
                 if (streq(name, "general"))
                         continue;
                 printf("        %-8s P %.3f R %.3f (tp %u fp %u fn %u)\n", name,
                        ratio(s->agent_tp[i], s->agent_tp[i] + s->agent_fp[i]),
-                       ratio(s->agent_tp[i], s->agent_tp[i] + s->agent_fn[i]), s->agent_tp[i], s->agent_fp[i],
-                       s->agent_fn[i]);
+                       ratio(s->agent_tp[i], s->agent_tp[i] + s->agent_fn[i]), s->agent_tp[i],
+                       s->agent_fp[i], s->agent_fn[i]);
         }
 }
 
 int main(int argc, char **argv) {
-        const char *data = NULL, *agents_dir = MOAD_SOURCE_DIR "/agents.d", *plugin_dir = MOAD_BUILD_DIR "/plugins";
+        const char *data = NULL, *agents_dir = MOAD_SOURCE_DIR "/agents.d",
+                   *plugin_dir = MOAD_BUILD_DIR "/plugins";
         const char *show = NULL;
         double min_test = -1, threshold = -1, kb_weight = -1;
         int top_k = -1, no_kb = 0;
         static const struct option opts[] = {
-                { "data", required_argument, NULL, 'd' },      { "agents-dir", required_argument, NULL, 'a' },
-                { "plugin-dir", required_argument, NULL, 'p' }, { "no-kb", no_argument, NULL, 'n' },
-                { "threshold", required_argument, NULL, 't' }, { "top-k", required_argument, NULL, 'k' },
-                { "kb-weight", required_argument, NULL, 'w' }, { "show", required_argument, NULL, 's' },
-                { "min-test-accuracy", required_argument, NULL, 'm' }, {},
+                {"data", required_argument, NULL, 'd'},
+                {"agents-dir", required_argument, NULL, 'a'},
+                {"plugin-dir", required_argument, NULL, 'p'},
+                {"no-kb", no_argument, NULL, 'n'},
+                {"threshold", required_argument, NULL, 't'},
+                {"top-k", required_argument, NULL, 'k'},
+                {"kb-weight", required_argument, NULL, 'w'},
+                {"show", required_argument, NULL, 's'},
+                {"min-test-accuracy", required_argument, NULL, 'm'},
+                {},
         };
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
                 switch (c) {
-                case 'd': data = optarg; break;
-                case 'a': agents_dir = optarg; break;
-                case 'p': plugin_dir = optarg; break;
-                case 'n': no_kb = 1; break;
-                case 't': threshold = atof(optarg); break;
-                case 'k': top_k = atoi(optarg); break;
-                case 'w': kb_weight = atof(optarg); break;
-                case 's': show = optarg; break;
-                case 'm': min_test = atof(optarg); break;
-                default: return 2;
+                case 'd':
+                        data = optarg;
+                        break;
+                case 'a':
+                        agents_dir = optarg;
+                        break;
+                case 'p':
+                        plugin_dir = optarg;
+                        break;
+                case 'n':
+                        no_kb = 1;
+                        break;
+                case 't':
+                        threshold = atof(optarg);
+                        break;
+                case 'k':
+                        top_k = atoi(optarg);
+                        break;
+                case 'w':
+                        kb_weight = atof(optarg);
+                        break;
+                case 's':
+                        show = optarg;
+                        break;
+                case 'm':
+                        min_test = atof(optarg);
+                        break;
+                default:
+                        return 2;
                 }
         if (!data) {
                 fprintf(stderr, "usage: %s --data FILE [options]\n", argv[0]);
@@ -167,7 +193,8 @@ int main(int argc, char **argv) {
                 char expected[MAX_LABELS][32], got[MAX_LABELS][32], labels_copy[256];
                 unsigned ne = 0, ng = 0;
                 snprintf(labels_copy, sizeof(labels_copy), "%s", labels);
-                for (char *tok = strtok((char *) labels, ","); tok && ne < MAX_LABELS; tok = strtok(NULL, ",")) {
+                for (char *tok = strtok((char *) labels, ","); tok && ne < MAX_LABELS;
+                     tok = strtok(NULL, ",")) {
                         snprintf(expected[ne], sizeof(expected[ne]), "%s", tok);
                         if (!agents_find(set, expected[ne])) {
                                 fprintf(stderr, "%s:%u: unknown agent %s\n", data, lineno, tok);
@@ -219,9 +246,9 @@ int main(int argc, char **argv) {
                         printf("  |");
                         for (size_t i = 0; i < rr.n; i++)
                                 if (rr.choices[i].score > 0.1 || rr.choices[i].plugin_score > 0.1)
-                                        printf(" %s=%.2f(p%.2f,kb%.2f: %s)", rr.choices[i].name, rr.choices[i].score,
-                                               rr.choices[i].plugin_score, rr.choices[i].kb_evidence,
-                                               rr.choices[i].reason);
+                                        printf(" %s=%.2f(p%.2f,kb%.2f: %s)", rr.choices[i].name,
+                                               rr.choices[i].score, rr.choices[i].plugin_score,
+                                               rr.choices[i].kb_evidence, rr.choices[i].reason);
                         printf("\n");
                 }
                 route_result_done(&rr);

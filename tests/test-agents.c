@@ -37,26 +37,40 @@ static void fixture(Fixture *f) {
         snprintf(f->know, sizeof(f->know), "%s/knowledge-legal", tmpdir);
         mkdir(f->know, 0755);
         snprintf(f->know_file, sizeof(f->know_file), "%s/tenancy.md", f->know);
-        write_file(f->know_file, "# Tenancy\n\nA landlord must return the security deposit within thirty days "
-                                 "after the tenant moves out, minus documented damage.\n");
+        write_file(f->know_file,
+                   "# Tenancy\n\nA landlord must return the security deposit within thirty days "
+                   "after the tenant moves out, minus documented damage.\n");
         snprintf(f->bad_init, sizeof(f->bad_init), "%s/bad-init.so", TEST_PLUGIN_DIR);
         snprintf(f->missing, sizeof(f->missing), "%s/missing.so", TEST_PLUGIN_DIR);
         f->legal_knowledge[0] = f->know;
-        f->legal_opts[0] = (KeyValue){ (char *) "jurisdiction", (char *) "England" };
+        f->legal_opts[0] = (KeyValue){(char *) "jurisdiction", (char *) "England"};
 
-        f->agents[0] = (AgentConfig){ .name = (char *) "legal", .plugin = (char *) "legal", .weight = 1.0,
-                                      .knowledge = f->legal_knowledge, .n_knowledge = 1, .enabled = 1,
-                                      .options = f->legal_opts, .n_options = 1, .model = (char *) "m-legal" };
-        f->agents[1] = (AgentConfig){ .name = (char *) "broken", .plugin = f->missing, .weight = 1.0, .enabled = 1 };
-        f->agents[2] = (AgentConfig){ .name = (char *) "refuses", .plugin = f->bad_init, .weight = 1.0, .enabled = 1 };
-        f->agents[3] = (AgentConfig){ .name = (char *) "code", .plugin = (char *) "code", .weight = 1.0, .enabled = 0 };
-        f->agents[4] = (AgentConfig){ .name = (char *) "general", .plugin = (char *) "general", .weight = 0.6,
-                                      .provider = (char *) "openai", .enabled = 1 };
+        f->agents[0] = (AgentConfig){.name = (char *) "legal",
+                                     .plugin = (char *) "legal",
+                                     .weight = 1.0,
+                                     .knowledge = f->legal_knowledge,
+                                     .n_knowledge = 1,
+                                     .enabled = 1,
+                                     .options = f->legal_opts,
+                                     .n_options = 1,
+                                     .model = (char *) "m-legal"};
+        f->agents[1] =
+                (AgentConfig){.name = (char *) "broken", .plugin = f->missing, .weight = 1.0, .enabled = 1};
+        f->agents[2] = (AgentConfig){
+                .name = (char *) "refuses", .plugin = f->bad_init, .weight = 1.0, .enabled = 1};
+        f->agents[3] = (AgentConfig){
+                .name = (char *) "code", .plugin = (char *) "code", .weight = 1.0, .enabled = 0};
+        f->agents[4] = (AgentConfig){.name = (char *) "general",
+                                     .plugin = (char *) "general",
+                                     .weight = 0.6,
+                                     .provider = (char *) "openai",
+                                     .enabled = 1};
         f->cfg.plugin_dir = (char *) SHIPPED_PLUGIN_DIR;
         f->cfg.state_dir = f->state; /* does not exist yet: created */
         f->cfg.agents = f->agents;
         f->cfg.n_agents = ELEMENTSOF(f->agents);
-        f->cfg.router = (RouterConfig){ .threshold = 0.35, .top_k = 3, .kb_weight = 0.3, .fallback = (char *) "general" };
+        f->cfg.router = (RouterConfig){
+                .threshold = 0.35, .top_k = 3, .kb_weight = 0.3, .fallback = (char *) "general"};
 }
 
 START_TEST(test_registry) {
@@ -101,7 +115,9 @@ START_TEST(test_registry) {
         /* the plugin's own search service reaches the agent's KB: legal
          * retries with its terms when it was given no hits */
         char *sys = NULL, *ctx = NULL;
-        ck_assert_int_eq(plugin_agent_build_prompt(agent_plugin(legal), "my landlord and the deposit", NULL, 0, &sys, &ctx), 0);
+        ck_assert_int_eq(plugin_agent_build_prompt(agent_plugin(legal), "my landlord and the deposit", NULL,
+                                                   0, &sys, &ctx),
+                         0);
         ck_assert_ptr_nonnull(strstr(sys, "England"));
         ck_assert_ptr_nonnull(ctx);
         ck_assert_ptr_nonnull(strstr(ctx, "tenancy"));
@@ -146,14 +162,14 @@ START_TEST(test_route) {
                 }
         route_result_done(&r);
 
-        const char *pin[] = { "general" };
+        const char *pin[] = {"general"};
         ck_assert_int_eq(agents_route(s, "Can my landlord keep the security deposit?", pin, 1, &r), 0);
         ck_assert_uint_eq(r.n_selected, 1);
         for (size_t i = 0; i < r.n; i++)
                 ck_assert_int_eq(r.choices[i].selected, streq(r.choices[i].name, "general"));
         route_result_done(&r);
 
-        const char *unknown[] = { "code" }; /* disabled: not routable */
+        const char *unknown[] = {"code"}; /* disabled: not routable */
         ck_assert_int_eq(agents_route(s, "x", unknown, 1, &r), -ENOENT);
         ck_assert_int_eq(agents_route(s, "", NULL, 0, &r), 0);
         ck_assert_uint_eq(r.n_selected, 1);

@@ -11,9 +11,11 @@
 #include "log.h"
 #include "plugin-host.h"
 
-static PluginAgent *load(const char *path, const char *name, const KeyValue *opts, size_t n_opts, int *ret_r) {
+static PluginAgent *load(const char *path, const char *name, const KeyValue *opts, size_t n_opts,
+                         int *ret_r) {
         PluginAgent *a = NULL;
-        PluginAgentSpec spec = { .path = path, .name = name, .weight = 1, .options = opts, .n_options = n_opts };
+        PluginAgentSpec spec = {
+                .path = path, .name = name, .weight = 1, .options = opts, .n_options = n_opts};
         *ret_r = plugin_agent_load(&spec, &a);
         return a;
 }
@@ -92,7 +94,7 @@ END_TEST
 
 START_TEST(test_refuse_bad_spec) {
         PluginAgent *a = NULL;
-        PluginAgentSpec spec = { .path = NULL, .name = "x" };
+        PluginAgentSpec spec = {.path = NULL, .name = "x"};
         ck_assert_int_eq(plugin_agent_load(&spec, &a), -EINVAL);
         spec.path = "/x.so";
         spec.name = "";
@@ -126,17 +128,24 @@ static int fake_search(void *userdata, const char *query, unsigned limit, KbHit 
         return 0;
 }
 
-static int failing_search(void *userdata, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
+static int failing_search(void *userdata, const char *query, unsigned limit, KbHit **ret_hits,
+                          size_t *ret_n) {
         return -EIO;
 }
 
 START_TEST(test_probe_services) {
         PluginAgent *a = NULL;
         char path[512];
-        KeyValue opts[] = { { (char *) "score", (char *) "0.75" }, { (char *) "other", (char *) "x" } };
+        KeyValue opts[] = {{(char *) "score", (char *) "0.75"}, {(char *) "other", (char *) "x"}};
         snprintf(path, sizeof(path), "%s/probe.so", TEST_PLUGIN_DIR);
-        PluginAgentSpec spec = { .path = path, .name = "myagent", .prompt = "Be brief.", .weight = 1.5,
-                                 .options = opts, .n_options = 2, .kb_search = fake_search, .kb_userdata = (void *) "doc" };
+        PluginAgentSpec spec = {.path = path,
+                                .name = "myagent",
+                                .prompt = "Be brief.",
+                                .weight = 1.5,
+                                .options = opts,
+                                .n_options = 2,
+                                .kb_search = fake_search,
+                                .kb_userdata = (void *) "doc"};
 
         /* A descriptor of a later minor (larger, minor+1) is accepted. */
         ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
@@ -170,9 +179,13 @@ START_TEST(test_probe_services) {
         ck_assert(s == 0.5);
 
         /* build_prompt: configured prompt, passed hits, and its own search */
-        KbHit given[2] = { { .title = (char *) "first", .source = (char *) "", .snippet = (char *) "s",
-                             .text = (char *) "t", .score = 2 },
-                           { .title = (char *) "second", .source = NULL, .snippet = NULL, .text = NULL, .score = 1 } };
+        KbHit given[2] = {
+                {.title = (char *) "first",
+                 .source = (char *) "",
+                 .snippet = (char *) "s",
+                 .text = (char *) "t",
+                 .score = 2},
+                {.title = (char *) "second", .source = NULL, .snippet = NULL, .text = NULL, .score = 1}};
         char *sys = NULL, *ctx = NULL;
         searches = 0;
         ck_assert_int_eq(plugin_agent_build_prompt(a, "q", given, 2, &sys, &ctx), 0);
@@ -226,7 +239,7 @@ static double score_of(PluginAgent *a, const char *q) {
 }
 
 START_TEST(test_shipped_load_and_describe) {
-        static const char *const names[] = { "legal", "medical", "finance", "code", "general" };
+        static const char *const names[] = {"legal", "medical", "finance", "code", "general"};
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 PluginAgent *a = load_shipped(names[i]);
                 ck_assert_str_eq(plugin_agent_plugin_name(a), names[i]);
@@ -238,8 +251,9 @@ START_TEST(test_shipped_load_and_describe) {
 END_TEST
 
 START_TEST(test_shipped_other_senses) {
-        PluginAgent *legal = load_shipped("legal"), *fin = load_shipped("finance"), *code = load_shipped("code"),
-                    *med = load_shipped("medical"), *gen = load_shipped("general");
+        PluginAgent *legal = load_shipped("legal"), *fin = load_shipped("finance"),
+                    *code = load_shipped("code"), *med = load_shipped("medical"),
+                    *gen = load_shipped("general");
 
         ck_assert(score_of(code, "My server hit a kernel panic after the update") > 0.6);
         ck_assert(score_of(code, "How many kernels are in an ear of popcorn corn?") < 0.3);
@@ -269,13 +283,16 @@ START_TEST(test_shipped_reviews) {
         char *out = NULL;
 
         a = load_shipped("legal");
-        ck_assert_int_eq(plugin_agent_review(a, "Write to jane.doe@example.com or call +49 30 1234567.", &out), 0);
+        ck_assert_int_eq(
+                plugin_agent_review(a, "Write to jane.doe@example.com or call +49 30 1234567.", &out), 0);
         ck_assert_ptr_null(strstr(out, "jane.doe@example.com"));
         ck_assert_ptr_nonnull(strstr(out, "[redacted e-mail]"));
         ck_assert_ptr_nonnull(strstr(out, "[redacted phone]"));
         ck_assert_ptr_nonnull(strstr(out, "not legal advice"));
         free(out);
-        ck_assert_int_eq(plugin_agent_review(a, "Der Vermieter muss die Kaution und die Zinsen zurückzahlen.", &out), 0);
+        ck_assert_int_eq(
+                plugin_agent_review(a, "Der Vermieter muss die Kaution und die Zinsen zurückzahlen.", &out),
+                0);
         ck_assert_ptr_nonnull(strstr(out, "keine Rechtsberatung"));
         free(out);
         plugin_agent_free(a);
@@ -293,11 +310,12 @@ START_TEST(test_shipped_reviews) {
         plugin_agent_free(a);
 
         a = load_shipped("finance");
-        ck_assert_int_eq(plugin_agent_review(a,
-                                             "Pay with 4111 1111 1111 1111 or to DE89 3704 0044 0532 0130 00. "
-                                             "Order 1234 5678 9012 3456 stays. This fund has guaranteed returns.",
-                                             &out),
-                         0);
+        ck_assert_int_eq(
+                plugin_agent_review(a,
+                                    "Pay with 4111 1111 1111 1111 or to DE89 3704 0044 0532 0130 00. "
+                                    "Order 1234 5678 9012 3456 stays. This fund has guaranteed returns.",
+                                    &out),
+                0);
         ck_assert_ptr_nonnull(strstr(out, "[redacted card number]"));
         ck_assert_ptr_nonnull(strstr(out, "[redacted IBAN]"));
         ck_assert_ptr_nonnull(strstr(out, "1234 5678 9012 3456")); /* fails Luhn: not a card */
@@ -307,11 +325,13 @@ START_TEST(test_shipped_reviews) {
         plugin_agent_free(a);
 
         a = load_shipped("code");
-        ck_assert_int_eq(plugin_agent_review(a,
-                                             "Use this:\n#include <stdio.h>\nint main(void) {\n    printf(\"hi\\n\");\n}\n"
-                                             "Set api_key=abcd1234efgh and key sk-abcdefghijklmnop123.\n",
-                                             &out),
-                         0);
+        ck_assert_int_eq(
+                plugin_agent_review(
+                        a,
+                        "Use this:\n#include <stdio.h>\nint main(void) {\n    printf(\"hi\\n\");\n}\n"
+                        "Set api_key=abcd1234efgh and key sk-abcdefghijklmnop123.\n",
+                        &out),
+                0);
         ck_assert_ptr_nonnull(strstr(out, "```c\n#include <stdio.h>\nint main(void) {"));
         ck_assert_ptr_nonnull(strstr(out, "}\n```\n"));
         ck_assert_ptr_nonnull(strstr(out, "api_key=[redacted]"));
@@ -333,12 +353,19 @@ START_TEST(test_shipped_reviews) {
 END_TEST
 
 START_TEST(test_shipped_prompts) {
-        KbHit hits[2] = { { .title = (char *) "Tenancy basics", .source = (char *) "knowledge/legal/tenancy.md",
-                            .snippet = (char *) "deposit", .text = (char *) "A landlord must return the deposit.",
-                            .score = 5, .chunk = 0 },
-                          { .title = (char *) "Leases", .source = (char *) "", .snippet = (char *) "lease",
-                            .text = (char *) "A lease is a contract.", .score = 1, .chunk = 2 } };
-        static const char *const names[] = { "legal", "medical", "finance", "code", "general" };
+        KbHit hits[2] = {{.title = (char *) "Tenancy basics",
+                          .source = (char *) "knowledge/legal/tenancy.md",
+                          .snippet = (char *) "deposit",
+                          .text = (char *) "A landlord must return the deposit.",
+                          .score = 5,
+                          .chunk = 0},
+                         {.title = (char *) "Leases",
+                          .source = (char *) "",
+                          .snippet = (char *) "lease",
+                          .text = (char *) "A lease is a contract.",
+                          .score = 1,
+                          .chunk = 2}};
+        static const char *const names[] = {"legal", "medical", "finance", "code", "general"};
         char *first_ctx = NULL;
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 PluginAgent *a = load_shipped(names[i]);
@@ -370,11 +397,15 @@ END_TEST
 START_TEST(test_configured_prompt_and_options) {
         char path[512];
         int r;
-        KeyValue opts[] = { { (char *) "jurisdiction", (char *) "Germany" } };
+        KeyValue opts[] = {{(char *) "jurisdiction", (char *) "Germany"}};
         snprintf(path, sizeof(path), "%s/legal.so", SHIPPED_PLUGIN_DIR);
         PluginAgent *a = NULL;
-        PluginAgentSpec spec = { .path = path, .name = "legal-de", .prompt = "Du bist Juristin.", .weight = 1,
-                                 .options = opts, .n_options = 1 };
+        PluginAgentSpec spec = {.path = path,
+                                .name = "legal-de",
+                                .prompt = "Du bist Juristin.",
+                                .weight = 1,
+                                .options = opts,
+                                .n_options = 1};
         ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
         char *sys = NULL, *ctx = NULL;
         ck_assert_int_eq(plugin_agent_build_prompt(a, "Kaution", NULL, 0, &sys, &ctx), 0);
@@ -385,7 +416,7 @@ START_TEST(test_configured_prompt_and_options) {
         plugin_agent_free(a);
 
         /* a bad option makes init fail: the plugin is refused */
-        KeyValue bad[] = { { (char *) "currency", (char *) "not-a-currency-code" } };
+        KeyValue bad[] = {{(char *) "currency", (char *) "not-a-currency-code"}};
         snprintf(path, sizeof(path), "%s/finance.so", SHIPPED_PLUGIN_DIR);
         a = load(path, "finance", bad, 1, &r);
         ck_assert_int_eq(r, -EINVAL);

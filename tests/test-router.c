@@ -8,11 +8,15 @@
 #include "util.h"
 
 static RouterConfig cfg(double threshold, unsigned top_k, double kb_weight) {
-        return (RouterConfig){ .threshold = threshold, .top_k = top_k, .kb_weight = kb_weight,
-                               .fallback = (char *) "general" };
+        return (RouterConfig){.threshold = threshold,
+                              .top_k = top_k,
+                              .kb_weight = kb_weight,
+                              .fallback = (char *) "general"};
 }
 
-#define C(n, s, kb, w) ((RouterCandidate){ .name = (n), .plugin_score = (s), .reason = "r", .kb_evidence = (kb), .weight = (w) })
+#define C(n, s, kb, w)                                                                                      \
+        ((RouterCandidate){                                                                                 \
+                .name = (n), .plugin_score = (s), .reason = "r", .kb_evidence = (kb), .weight = (w)})
 
 static const RouteChoice *find(const RouteResult *r, const char *name) {
         for (size_t i = 0; i < r->n; i++)
@@ -42,8 +46,8 @@ END_TEST
 
 START_TEST(test_threshold_and_order) {
         RouterConfig c = cfg(0.5, 0, 0);
-        RouterCandidate in[] = { C("legal", 0.9, 0, 1), C("finance", 0.5, 0, 1), C("code", 0.49, 0, 1),
-                                 C("general", 0.05, 0, 1), C("medical", 0.9, 0, 1) };
+        RouterCandidate in[] = {C("legal", 0.9, 0, 1), C("finance", 0.5, 0, 1), C("code", 0.49, 0, 1),
+                                C("general", 0.05, 0, 1), C("medical", 0.9, 0, 1)};
         RouteResult r = ROUTE_RESULT_INIT;
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
         ck_assert_uint_eq(r.n, 5);
@@ -66,7 +70,8 @@ END_TEST
 
 START_TEST(test_top_k) {
         RouterConfig c = cfg(0.3, 2, 0);
-        RouterCandidate in[] = { C("a", 0.4, 0, 1), C("b", 0.9, 0, 1), C("c", 0.7, 0, 1), C("general", 0.1, 0, 1) };
+        RouterCandidate in[] = {C("a", 0.4, 0, 1), C("b", 0.9, 0, 1), C("c", 0.7, 0, 1),
+                                C("general", 0.1, 0, 1)};
         RouteResult r = ROUTE_RESULT_INIT;
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
         ck_assert_uint_eq(r.n_selected, 2);
@@ -85,7 +90,7 @@ END_TEST
 
 START_TEST(test_fallback) {
         RouterConfig c = cfg(0.5, 3, 0.3);
-        RouterCandidate in[] = { C("legal", 0.3, 0.2, 1), C("general", 0.05, 0, 0.6), C("code", 0.2, 0.9, 1) };
+        RouterCandidate in[] = {C("legal", 0.3, 0.2, 1), C("general", 0.05, 0, 0.6), C("code", 0.2, 0.9, 1)};
         RouteResult r = ROUTE_RESULT_INIT;
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
         ck_assert_uint_eq(r.n_selected, 1);
@@ -124,9 +129,9 @@ END_TEST
 
 START_TEST(test_pinning) {
         RouterConfig c = cfg(0.5, 1, 0);
-        RouterCandidate in[] = { C("legal", 0.9, 0, 1), C("medical", 0.1, 0, 1), C("code", 0.0, 0, 1),
-                                 C("general", 0.05, 0, 1) };
-        const char *pins[] = { "code", "medical", "code" };
+        RouterCandidate in[] = {C("legal", 0.9, 0, 1), C("medical", 0.1, 0, 1), C("code", 0.0, 0, 1),
+                                C("general", 0.05, 0, 1)};
+        const char *pins[] = {"code", "medical", "code"};
         RouteResult r = ROUTE_RESULT_INIT;
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), pins, 3, &r), 0);
         /* exactly the pinned agents, regardless of score and top_k */
@@ -137,10 +142,10 @@ START_TEST(test_pinning) {
         ck_assert(!find(&r, "general")->selected);
         route_result_done(&r);
 
-        const char *unknown[] = { "astrology" };
+        const char *unknown[] = {"astrology"};
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), unknown, 1, &r), -ENOENT);
         ck_assert_ptr_null(r.choices);
-        const char *empty[] = { "" };
+        const char *empty[] = {""};
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), empty, 1, &r), -EINVAL);
 }
 END_TEST
@@ -148,8 +153,8 @@ END_TEST
 START_TEST(test_weights_and_kb) {
         RouterConfig c = cfg(0.5, 3, 0.3);
         /* plugin 0.6 alone: 0.42 < 0.5; with full KB evidence 0.72 */
-        RouterCandidate in[] = { C("legal", 0.6, 0.0, 1), C("finance", 0.6, 1.0, 1), C("code", 1.0, 1.0, 0),
-                                 C("general", 0.05, 0, 1) };
+        RouterCandidate in[] = {C("legal", 0.6, 0.0, 1), C("finance", 0.6, 1.0, 1), C("code", 1.0, 1.0, 0),
+                                C("general", 0.05, 0, 1)};
         RouteResult r = ROUTE_RESULT_INIT;
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
         ck_assert(!find(&r, "legal")->selected);
@@ -168,7 +173,7 @@ END_TEST
 
 START_TEST(test_bad_input) {
         RouterConfig c = cfg(0.5, 3, 0.3);
-        RouterCandidate in[] = { C("a", 0.6, 0, 1), C(NULL, 0.6, 0, 1) };
+        RouterCandidate in[] = {C("a", 0.6, 0, 1), C(NULL, 0.6, 0, 1)};
         RouteResult r = ROUTE_RESULT_INIT;
         ck_assert_int_eq(router_route(NULL, in, 1, NULL, 0, &r), -EINVAL);
         ck_assert_int_eq(router_route(&c, in, 2, NULL, 0, &r), -EINVAL);
@@ -178,12 +183,16 @@ START_TEST(test_bad_input) {
 END_TEST
 
 static KbHit hit(const char *text) {
-        return (KbHit){ .title = (char *) "t", .source = (char *) "", .snippet = (char *) "", .text = (char *) text, .score = 1 };
+        return (KbHit){.title = (char *) "t",
+                       .source = (char *) "",
+                       .snippet = (char *) "",
+                       .text = (char *) text,
+                       .score = 1};
 }
 
 START_TEST(test_kb_evidence) {
-        KbHit h[3] = { hit("A tenant may withhold rent when the landlord refuses repairs."),
-                       hit("Security deposits must be returned within 30 days."), hit(NULL) };
+        KbHit h[3] = {hit("A tenant may withhold rent when the landlord refuses repairs."),
+                      hit("Security deposits must be returned within 30 days."), hit(NULL)};
         h[2].snippet = (char *) "eviction notices";
 
         ck_assert(router_kb_evidence("tenant deposit", h, 0) == 0);

@@ -72,10 +72,9 @@ extern "C" {
  * and sizeof(double). A plugin built for another platform flavour is
  * refused even if its major matches.
  */
-#define MOA_PLUGIN_SIGNATURE                                          \
-        "moa-plugin/" MOA_PLUGIN_STR_(MOA_PLUGIN_ABI_MAJOR) "/p"      \
-        MOA_PLUGIN_STR_(__SIZEOF_POINTER__) "/o"                      \
-        MOA_PLUGIN_STR_(__BYTE_ORDER__) "/d" MOA_PLUGIN_STR_(__SIZEOF_DOUBLE__)
+#define MOA_PLUGIN_SIGNATURE                                                                                \
+        "moa-plugin/" MOA_PLUGIN_STR_(MOA_PLUGIN_ABI_MAJOR) "/p" MOA_PLUGIN_STR_(                           \
+                __SIZEOF_POINTER__) "/o" MOA_PLUGIN_STR_(__BYTE_ORDER__) "/d" MOA_PLUGIN_STR_(__SIZEOF_DOUBLE__)
 
 /* Log levels for MoaHost.log (syslog numbering). */
 #define MOA_LOG_ERR 3
@@ -203,8 +202,8 @@ typedef struct MoaHost {
 
         const char *(*config_get)(MoaHostContext *ctx, const char *key);
 
-        int32_t (*kb_search)(MoaHostContext *ctx, const char *query, uint32_t limit,
-                             MoaKbHit **ret_hits, uint32_t *ret_n);
+        int32_t (*kb_search)(MoaHostContext *ctx, const char *query, uint32_t limit, MoaKbHit **ret_hits,
+                             uint32_t *ret_n);
         void (*kb_hits_free)(MoaKbHit *hits, uint32_t n);
 } MoaHost;
 
@@ -212,9 +211,9 @@ typedef struct MoaHost {
  * MOA_HOST_HAS() - true if the host table @h is large enough to hold
  * member @field (so reading it is safe).
  */
-#define MOA_HOST_HAS(h, field)                                                  \
-        ((h) && (uint64_t)(h)->size >=                                          \
-                        (uint64_t) __builtin_offsetof(MoaHost, field) + sizeof((h)->field) && \
+#define MOA_HOST_HAS(h, field)                                                                              \
+        ((h) &&                                                                                             \
+         (uint64_t) (h)->size >= (uint64_t) __builtin_offsetof(MoaHost, field) + sizeof((h)->field) &&      \
          (h)->field != 0)
 
 /**
@@ -282,8 +281,8 @@ typedef struct MoaPlugin {
                         void **ret_state);
         int32_t (*score)(void *state, const char *query, double *ret_score, char *reason,
                          uint32_t reason_size);
-        int32_t (*build_prompt)(void *state, const char *query, const MoaKbHit *hits,
-                                uint32_t n_hits, char **ret_system, char **ret_context);
+        int32_t (*build_prompt)(void *state, const char *query, const MoaKbHit *hits, uint32_t n_hits,
+                                char **ret_system, char **ret_context);
         int32_t (*review)(void *state, const char *answer, char **ret_answer);
         void (*fini)(void *state);
 
@@ -297,15 +296,15 @@ typedef struct MoaPlugin {
  * MOA_PLUGIN_HAS() - true if descriptor @p is large enough to hold member
  * @field; for fields added in later minors.
  */
-#define MOA_PLUGIN_HAS(p, field) \
-        ((uint64_t)(p)->size >= (uint64_t) __builtin_offsetof(MoaPlugin, field) + sizeof((p)->field))
+#define MOA_PLUGIN_HAS(p, field)                                                                            \
+        ((uint64_t) (p)->size >= (uint64_t) __builtin_offsetof(MoaPlugin, field) + sizeof((p)->field))
 
 /**
  * MOA_PLUGIN_HEADER - initialiser for the first five fields of a MoaPlugin:
  *   static const MoaPlugin desc = { MOA_PLUGIN_HEADER, .name = "x", ... };
  */
-#define MOA_PLUGIN_HEADER                                                           \
-        .abi_major = MOA_PLUGIN_ABI_MAJOR, .abi_minor = MOA_PLUGIN_ABI_MINOR,       \
+#define MOA_PLUGIN_HEADER                                                                                   \
+        .abi_major = MOA_PLUGIN_ABI_MAJOR, .abi_minor = MOA_PLUGIN_ABI_MINOR,                               \
         .size = (uint32_t) sizeof(MoaPlugin), .flags = 0, .signature = MOA_PLUGIN_SIGNATURE
 
 /** MOA_PLUGIN_EXPORT - default visibility even under -fvisibility=hidden. */
@@ -322,10 +321,10 @@ typedef const MoaPlugin *(*MoaPluginEntryFunc)(void);
  * MOA_PLUGIN_DEFINE() - define the entry symbol returning @desc:
  *   MOA_PLUGIN_DEFINE(my_descriptor)
  */
-#define MOA_PLUGIN_DEFINE(desc)                                        \
-        MOA_PLUGIN_EXPORT const MoaPlugin *moa_plugin_entry(void);     \
-        MOA_PLUGIN_EXPORT const MoaPlugin *moa_plugin_entry(void) {    \
-                return &(desc);                                        \
+#define MOA_PLUGIN_DEFINE(desc)                                                                             \
+        MOA_PLUGIN_EXPORT const MoaPlugin *moa_plugin_entry(void);                                          \
+        MOA_PLUGIN_EXPORT const MoaPlugin *moa_plugin_entry(void) {                                         \
+                return &(desc);                                                                             \
         }
 
 #ifdef __cplusplus

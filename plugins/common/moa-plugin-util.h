@@ -121,10 +121,10 @@ static inline void mu_set_reason(char *reason, uint32_t size, const char *s) {
 static inline const char *mu_fold_c3(unsigned char c) {
         /* second byte of U+00C0..U+00FF, upper and lower case */
         static const char *const tab[64] = {
-                "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
-                "d", "n", "o", "o", "o", "o", "o", "x", "o", "u", "u", "u", "u", "y", "th", "ss",
-                "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
-                "d", "n", "o", "o", "o", "o", "o", "/", "o", "u", "u", "u", "u", "y", "th", "y",
+                "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i",  "i",
+                "d", "n", "o", "o", "o", "o", "o",  "x", "o", "u", "u", "u", "u", "y", "th", "ss",
+                "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i",  "i",
+                "d", "n", "o", "o", "o", "o", "o",  "/", "o", "u", "u", "u", "u", "y", "th", "y",
         };
         if (c < 0x80 || c > 0xBF)
                 return NULL;
@@ -147,7 +147,7 @@ static inline char *mu_normalize(const char *s) {
         for (size_t i = 0; i < n; i++) {
                 unsigned char c = (unsigned char) s[i];
                 const char *rep = NULL;
-                char one[2] = { 0, 0 };
+                char one[2] = {0, 0};
                 if (c == 0xC3 && i + 1 < n) {
                         rep = mu_fold_c3((unsigned char) s[i + 1]);
                         if (rep)
@@ -189,7 +189,7 @@ static inline char *mu_normalize(const char *s) {
 /* Tokenised text.                                                         */
 
 typedef struct MuText {
-        char *norm;                  /* normalised text (owned) */
+        char *norm; /* normalised text (owned) */
         const char *word[MU_MAX_WORDS];
         uint16_t wlen[MU_MAX_WORDS];
         unsigned n;
@@ -203,7 +203,7 @@ static inline int mu_text_init(MuText *t, const char *s) {
         const char *p = t->norm;
         while (*p && t->n < MU_MAX_WORDS) {
                 const char *e = strchr(p, ' ');
-                size_t l = e ? (size_t)(e - p) : strlen(p);
+                size_t l = e ? (size_t) (e - p) : strlen(p);
                 t->word[t->n] = p;
                 t->wlen[t->n] = (uint16_t) (l > 0xFFFF ? 0xFFFF : l);
                 t->n++;
@@ -270,7 +270,7 @@ static inline int mu_match(const MuText *t, const char *pattern) {
         const char *p = pattern;
         for (;;) {
                 const char *bar = strchr(p, '|');
-                size_t l = bar ? (size_t)(bar - p) : strlen(p);
+                size_t l = bar ? (size_t) (bar - p) : strlen(p);
                 if (mu_match_one_from(t, p, l, 0, NULL))
                         return 1;
                 if (!bar)
@@ -284,12 +284,12 @@ static inline int mu_match(const MuText *t, const char *pattern) {
  * returned as [*ret_start, *ret_start + *ret_len). So one word of the text
  * feeds at most one positive rule (no double counting of "doctor" by the
  * English and the Spanish rule). */
-static inline int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed, unsigned *ret_start,
-                                 unsigned *ret_len) {
+static inline int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed,
+                                 unsigned *ret_start, unsigned *ret_len) {
         const char *p = pattern;
         for (;;) {
                 const char *bar = strchr(p, '|');
-                size_t l = bar ? (size_t)(bar - p) : strlen(p);
+                size_t l = bar ? (size_t) (bar - p) : strlen(p);
                 unsigned from = 0, pos, len = 0;
                 while ((pos = mu_match_one_from(t, p, l, from, &len)) > 0) {
                         unsigned w = pos - 1, k;
@@ -356,7 +356,7 @@ static inline double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, c
                                   uint32_t reason_size) {
         unsigned char claimed[MU_MAX_WORDS];
         double sum = 0;
-        MuBuf pos = { 0 }, neg = { 0 };
+        MuBuf pos = {0}, neg = {0};
         unsigned npos = 0, nneg = 0;
 
         memset(claimed, 0, sizeof(claimed));
@@ -376,12 +376,13 @@ static inline double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, c
                         mu_buf_add_words(&pos, t, start, len);
                         npos++;
                 } else if (lex[i].weight < 0 && nneg < 2) {
-                        mu_buf_printf(&neg, "%s%s", nneg ? ", " : "", lex[i].label ? lex[i].label : lex[i].pattern);
+                        mu_buf_printf(&neg, "%s%s", nneg ? ", " : "",
+                                      lex[i].label ? lex[i].label : lex[i].pattern);
                         nneg++;
                 }
         }
         if (reason && reason_size) {
-                MuBuf r = { 0 };
+                MuBuf r = {0};
                 if (npos)
                         mu_buf_printf(&r, "terms: %s", pos.s ? pos.s : "");
                 if (nneg)
@@ -476,7 +477,8 @@ static inline size_t mu_email_at(const char *s, const char *start) {
                 return 0;
         i++;
         size_t d = i, dots = 0;
-        while (isalnum((unsigned char) s[i]) || s[i] == '-' || (s[i] == '.' && isalnum((unsigned char) s[i + 1]))) {
+        while (isalnum((unsigned char) s[i]) || s[i] == '-' ||
+               (s[i] == '.' && isalnum((unsigned char) s[i + 1]))) {
                 if (s[i] == '.')
                         dots++;
                 i++;
@@ -528,8 +530,8 @@ static inline int mu_luhn(const char *d, unsigned n) {
 static inline size_t mu_iban_at(const char *s, const char *start) {
         if (s > start && isalnum((unsigned char) s[-1]))
                 return 0;
-        if (!isupper((unsigned char) s[0]) || !isupper((unsigned char) s[1]) || !isdigit((unsigned char) s[2]) ||
-            !isdigit((unsigned char) s[3]))
+        if (!isupper((unsigned char) s[0]) || !isupper((unsigned char) s[1]) ||
+            !isdigit((unsigned char) s[2]) || !isdigit((unsigned char) s[3]))
                 return 0;
         char buf[40];
         size_t n = 0, i = 0, end = 0;
@@ -596,19 +598,22 @@ static inline unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
                         unsigned nd;
                         l = mu_digit_run(p, &nd, digits, sizeof(digits));
                         int boundary = !isalnum((unsigned char) p[l]);
-                        if (boundary && (what & MU_REDACT_SSN) && l == 11 && nd == 9 && p[3] == '-' && p[6] == '-') {
+                        if (boundary && (what & MU_REDACT_SSN) && l == 11 && nd == 9 && p[3] == '-' &&
+                            p[6] == '-') {
                                 mu_buf_add(out, "[redacted SSN]");
                                 p += l;
                                 n++;
                                 continue;
                         }
-                        if (boundary && (what & MU_REDACT_CARD) && nd >= 13 && nd <= 19 && mu_luhn(digits, nd)) {
+                        if (boundary && (what & MU_REDACT_CARD) && nd >= 13 && nd <= 19 &&
+                            mu_luhn(digits, nd)) {
                                 mu_buf_add(out, "[redacted card number]");
                                 p += l;
                                 n++;
                                 continue;
                         }
-                        int has_sep = memchr(p, ' ', l) || memchr(p, '-', l) || memchr(p, '(', l) || *p == '+';
+                        int has_sep =
+                                memchr(p, ' ', l) || memchr(p, '-', l) || memchr(p, '(', l) || *p == '+';
                         if (boundary && (what & MU_REDACT_PHONE) && nd >= 8 && nd <= 15 && has_sep &&
                             !memchr(p, '.', l)) {
                                 mu_buf_add(out, "[redacted phone]");
@@ -629,7 +634,6 @@ static inline unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
         return n;
 }
 
-
 /* ---------------------------------------------------------------------- */
 /* Per-instance state shared by the shipped plugins: embed MuState first   */
 /* in the plugin's own state struct.                                       */
@@ -638,15 +642,15 @@ typedef struct MuState {
         const MoaHost *host;
         MoaHostContext *ctx;
         const MoaAgentInfo *info;
-        const char *prompt;        /* configured prompt or the plugin's default */
-        unsigned max_passages;     /* option max_passages, 1..32, default 5 */
+        const char *prompt;         /* configured prompt or the plugin's default */
+        unsigned max_passages;      /* option max_passages, 1..32, default 5 */
         unsigned max_passage_chars; /* option max_passage_chars, 200..8000, default 1200 */
-        int review;                /* option review: yes/no, default yes */
+        int review;                 /* option review: yes/no, default yes */
 } MuState;
 
 /* Fill @s from the host and options; the plugin's init calls this first. */
-static inline int mu_state_setup(MuState *s, const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
-                                 const char *default_prompt) {
+static inline int mu_state_setup(MuState *s, const MoaHost *host, MoaHostContext *ctx,
+                                 const MoaAgentInfo *info, const char *default_prompt) {
         if (!host || !MOA_HOST_HAS(host, alloc) || !MOA_HOST_HAS(host, free) || !info)
                 return -EINVAL;
         s->host = host;
@@ -705,13 +709,13 @@ static inline int mu_detect_lang(const char *s) {
         MuText t;
         if (mu_text_init(&t, s) < 0)
                 return MU_LANG_EN;
-        unsigned count[4] = { 0 };
+        unsigned count[4] = {0};
         for (unsigned w = 0; w < t.n && w < 400; w++)
                 for (int l = 0; l < 4; l++) {
                         const char *p = words[l];
                         for (;;) {
                                 const char *bar = strchr(p, '|');
-                                size_t n = bar ? (size_t)(bar - p) : strlen(p);
+                                size_t n = bar ? (size_t) (bar - p) : strlen(p);
                                 if (t.wlen[w] == n && memcmp(t.word[w], p, n) == 0) {
                                         count[l]++;
                                         break;

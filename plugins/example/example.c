@@ -21,14 +21,16 @@
 typedef struct Cooking {
         const MoaHost *host;
         MoaHostContext *ctx;
-        const char *prompt;  /* borrowed from MoaAgentInfo, valid until fini */
-        double per_word;     /* option "per_word": score added per kitchen word */
+        const char *prompt; /* borrowed from MoaAgentInfo, valid until fini */
+        double per_word;    /* option "per_word": score added per kitchen word */
 } Cooking;
 
-static const char *const words[] = { "recipe", "cook", "cooking", "bake", "baking", "oven", "boil",
-                                     "fry", "roast", "dough", "flour", "sauce", "simmer", "ingredients" };
+static const char *const words[] = {"recipe", "cook",  "cooking", "bake",       "baking",
+                                    "oven",   "boil",  "fry",     "roast",      "dough",
+                                    "flour",  "sauce", "simmer",  "ingredients"};
 
-static int32_t cooking_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info, void **ret_state) {
+static int32_t cooking_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
+                            void **ret_state) {
         /* Only use what this host provides (1.0 hosts provide all of these). */
         if (!MOA_HOST_HAS(host, alloc) || !MOA_HOST_HAS(host, config_get))
                 return -ENOTSUP;
@@ -37,7 +39,8 @@ static int32_t cooking_init(const MoaHost *host, MoaHostContext *ctx, const MoaA
                 return -ENOMEM;
         c->host = host;
         c->ctx = ctx;
-        c->prompt = info->prompt ? info->prompt : "You are a friendly cook. Answer with ingredients, then numbered steps.";
+        c->prompt = info->prompt ? info->prompt
+                                 : "You are a friendly cook. Answer with ingredients, then numbered steps.";
         c->per_word = 0.4;
         const char *v = host->config_get(ctx, "per_word");
         if (v) {
@@ -59,7 +62,8 @@ static void cooking_fini(void *state) {
         free(state);
 }
 
-static int32_t cooking_score(void *state, const char *query, double *ret_score, char *reason, uint32_t reason_size) {
+static int32_t cooking_score(void *state, const char *query, double *ret_score, char *reason,
+                             uint32_t reason_size) {
         Cooking *c = state;
         unsigned n = 0;
         for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
@@ -116,7 +120,8 @@ static int32_t cooking_review(void *state, const char *answer, char **ret_answer
                 *ret_answer = NULL; /* unchanged */
                 return 0;
         }
-        *ret_answer = host_concat(c->host, answer, "\n\nFood safety: cook meat and eggs through; keep raw food chilled.", "");
+        *ret_answer = host_concat(c->host, answer,
+                                  "\n\nFood safety: cook meat and eggs through; keep raw food chilled.", "");
         return *ret_answer ? 0 : -ENOMEM;
 }
 

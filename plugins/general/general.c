@@ -20,7 +20,8 @@ typedef struct GeneralState {
         double score;
 } GeneralState;
 
-static int32_t general_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info, void **ret_state) {
+static int32_t general_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
+                            void **ret_state) {
         GeneralState *s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -35,7 +36,8 @@ static int32_t general_init(const MoaHost *host, MoaHostContext *ctx, const MoaA
                 char *end;
                 double d = strtod(v, &end);
                 if (*end || !(d >= 0 && d <= 0.5))
-                        mu_log(host, ctx, MOA_LOG_WARNING, "option score=\"%.32s\" is not in [0, 0.5], using 0.05", v);
+                        mu_log(host, ctx, MOA_LOG_WARNING,
+                               "option score=\"%.32s\" is not in [0, 0.5], using 0.05", v);
                 else
                         s->score = d;
         }
@@ -47,7 +49,8 @@ static void general_fini(void *state) {
         free(state);
 }
 
-static int32_t general_score(void *state, const char *query, double *ret_score, char *reason, uint32_t reason_size) {
+static int32_t general_score(void *state, const char *query, double *ret_score, char *reason,
+                             uint32_t reason_size) {
         GeneralState *s = state;
         *ret_score = s->score;
         mu_set_reason(reason, reason_size, "general fallback");
@@ -57,14 +60,15 @@ static int32_t general_score(void *state, const char *query, double *ret_score, 
 static int32_t general_build_prompt(void *state, const char *query, const MoaKbHit *hits, uint32_t n_hits,
                                     char **ret_system, char **ret_context) {
         GeneralState *s = state;
-        MuBuf sys = { 0 }, ctx = { 0 };
+        MuBuf sys = {0}, ctx = {0};
 
         mu_buf_add(&sys, s->base.prompt);
         if (n_hits > 0) {
                 mu_buf_add(&ctx, "Notes:\n");
                 for (uint32_t i = 0; i < n_hits && i < s->base.max_passages; i++) {
                         mu_buf_printf(&ctx, "[%u] %s: ", i + 1, hits[i].title);
-                        mu_add_clipped(&ctx, *hits[i].snippet ? hits[i].snippet : hits[i].text, s->base.max_passage_chars / 2);
+                        mu_add_clipped(&ctx, *hits[i].snippet ? hits[i].snippet : hits[i].text,
+                                       s->base.max_passage_chars / 2);
                         mu_buf_add(&ctx, "\n");
                 }
         }
@@ -73,7 +77,7 @@ static int32_t general_build_prompt(void *state, const char *query, const MoaKbH
 
 static int32_t general_review(void *state, const char *answer, char **ret_answer) {
         GeneralState *s = state;
-        MuBuf red = { 0 }, out = { 0 };
+        MuBuf red = {0}, out = {0};
 
         if (!s->base.review) {
                 *ret_answer = NULL;
@@ -95,7 +99,8 @@ static int32_t general_review(void *state, const char *answer, char **ret_answer
                         newlines = 0;
                 mu_buf_add_n(&out, p, 1);
         }
-        while (out.len > 0 && (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' ' || out.s[out.len - 1] == '\t'))
+        while (out.len > 0 &&
+               (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' ' || out.s[out.len - 1] == '\t'))
                 out.s[--out.len] = 0;
         mu_buf_free(&red);
         if (out.oom) {

@@ -5,14 +5,16 @@
 
 #include <moa/plugin.h>
 
-__attribute__((unused)) static int32_t ok_score(void *state, const char *query, double *ret_score, char *reason, uint32_t reason_size) {
+__attribute__((unused)) static int32_t ok_score(void *state, const char *query, double *ret_score,
+                                                char *reason, uint32_t reason_size) {
         *ret_score = 0.5;
         if (reason_size)
                 reason[0] = 0;
         return 0;
 }
 
-__attribute__((unused)) static int32_t ok_build_prompt(void *state, const char *query, const MoaKbHit *hits, uint32_t n_hits,
-                               char **ret_system, char **ret_context) {
+__attribute__((unused)) static int32_t ok_build_prompt(void *state, const char *query, const MoaKbHit *hits,
+                                                       uint32_t n_hits, char **ret_system,
+                                                       char **ret_context) {
         return -ENOTSUP;
 }

@@ -3,7 +3,8 @@
 
 #include "bad-common.h"
 
-static int32_t failing_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info, void **ret_state) {
+static int32_t failing_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
+                            void **ret_state) {
         if (MOA_HOST_HAS(host, log))
                 host->log(ctx, MOA_LOG_ERR, "option 'required' is missing");
         return -EACCES;
@@ -14,7 +15,11 @@ static void fini_must_not_run(void *state) {
 }
 
 static const MoaPlugin desc = {
-        MOA_PLUGIN_HEADER, .name = "bad-init", .init = failing_init, .score = ok_score,
-        .build_prompt = ok_build_prompt, .fini = fini_must_not_run,
+        MOA_PLUGIN_HEADER,
+        .name = "bad-init",
+        .init = failing_init,
+        .score = ok_score,
+        .build_prompt = ok_build_prompt,
+        .fini = fini_must_not_run,
 };
 MOA_PLUGIN_DEFINE(desc)

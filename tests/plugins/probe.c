@@ -17,8 +17,10 @@ typedef struct Probe {
         char name[64];
 } Probe;
 
-static int32_t probe_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info, void **ret_state) {
-        if (!MOA_HOST_HAS(host, config_get) || !MOA_HOST_HAS(host, kb_search) || host->size < sizeof(MoaHost))
+static int32_t probe_init(const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
+                          void **ret_state) {
+        if (!MOA_HOST_HAS(host, config_get) || !MOA_HOST_HAS(host, kb_search) ||
+            host->size < sizeof(MoaHost))
                 return -EPROTO;
         if (info->size < sizeof(MoaAgentInfo) || strcmp(host->config_get(ctx, "name"), info->name) != 0)
                 return -EINVAL;
@@ -39,7 +41,8 @@ static void probe_fini(void *state) {
         free(state);
 }
 
-static int32_t probe_score(void *state, const char *query, double *ret_score, char *reason, uint32_t reason_size) {
+static int32_t probe_score(void *state, const char *query, double *ret_score, char *reason,
+                           uint32_t reason_size) {
         Probe *p = state;
         *ret_score = strstr(query, "nan") ? NAN : strstr(query, "big") ? 7.0 : p->score;
         /* deliberately longer than any reason buffer: the host must cope */
@@ -57,7 +60,8 @@ static int32_t probe_build_prompt(void *state, const char *query, const MoaKbHit
         Probe *p = state;
         const char *prompt = p->host->config_get(p->ctx, "prompt");
         char buf[256];
-        snprintf(buf, sizeof(buf), "%s|%u|%s", prompt ? prompt : "(none)", n_hits, n_hits ? hits[0].title : "");
+        snprintf(buf, sizeof(buf), "%s|%u|%s", prompt ? prompt : "(none)", n_hits,
+                 n_hits ? hits[0].title : "");
         char *sys = p->host->strdup(buf);
         if (!sys)
                 return -ENOMEM;
@@ -108,20 +112,21 @@ typedef struct ProbeDescriptor {
 } ProbeDescriptor;
 
 static const ProbeDescriptor desc = {
-        .base = {
-                .abi_major = MOA_PLUGIN_ABI_MAJOR,
-                .abi_minor = MOA_PLUGIN_ABI_MINOR + 1,
-                .size = sizeof(ProbeDescriptor),
-                .signature = MOA_PLUGIN_SIGNATURE,
-                .name = "probe",
-                .version = "9.9",
-                .description = "test probe",
-                .init = probe_init,
-                .score = probe_score,
-                .build_prompt = probe_build_prompt,
-                .review = probe_review,
-                .fini = probe_fini,
-        },
+        .base =
+                {
+                        .abi_major = MOA_PLUGIN_ABI_MAJOR,
+                        .abi_minor = MOA_PLUGIN_ABI_MINOR + 1,
+                        .size = sizeof(ProbeDescriptor),
+                        .signature = MOA_PLUGIN_SIGNATURE,
+                        .name = "probe",
+                        .version = "9.9",
+                        .description = "test probe",
+                        .init = probe_init,
+                        .score = probe_score,
+                        .build_prompt = probe_build_prompt,
+                        .review = probe_review,
+                        .fini = probe_fini,
+                },
 };
 
 MOA_PLUGIN_EXPORT const MoaPlugin *moa_plugin_entry(void);
