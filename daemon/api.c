@@ -5,6 +5,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "access.h"
 #include "agents.h"
 #include "ingest.h"
 #include "log.h"
@@ -420,24 +421,40 @@ static void api_status(Server *s, HttpRequest *req) {
 typedef struct Route {
         const char *path;
         const char *methods; /* for 405's Allow */
+        AccessClass access;
         int json_body;
         void (*get)(Server *s, HttpRequest *req);
         void (*post)(Server *s, HttpRequest *req);
 } Route;
 
 static const Route routes[] = {
-        { "/v1/chat/completions", "POST", 1, NULL, api_chat_completions },
-        { "/chat/completions", "POST", 1, NULL, api_chat_completions },
-        { "/v1/models", "GET", 0, api_models, NULL },
-        { "/models", "GET", 0, api_models, NULL },
-        { "/healthz", "GET", 0, api_healthz, NULL },
-        { "/readyz", "GET", 0, api_readyz, NULL },
-        { "/metrics", "GET", 0, api_metrics, NULL },
-        { "/v1/moa/route", "POST", 1, NULL, api_route },
-        { "/v1/moa/agents", "GET", 0, api_agents, NULL },
-        { "/v1/moa/reload", "POST", 0, NULL, api_reload },
-        { "/v1/moa/status", "GET", 0, api_status, NULL },
+        { "/v1/chat/completions", "POST", ACCESS_ASK, 1, NULL, api_chat_completions },
+        { "/chat/completions", "POST", ACCESS_ASK, 1, NULL, api_chat_completions },
+        { "/v1/models", "GET", ACCESS_ASK, 0, api_models, NULL },
+        { "/models", "GET", ACCESS_ASK, 0, api_models, NULL },
+        { "/healthz", "GET", ACCESS_OPEN, 0, api_healthz, NULL },
+        { "/readyz", "GET", ACCESS_OPEN, 0, api_readyz, NULL },
+        { "/metrics", "GET", ACCESS_ASK, 0, api_metrics, NULL },
+        { "/v1/moa/route", "POST", ACCESS_ASK, 1, NULL, api_route },
+        { "/v1/moa/agents", "GET", ACCESS_ASK, 0, api_agents, NULL },
+        { "/v1/moa/reload", "POST", ACCESS_ADMIN, 0, NULL, api_reload },
+        { "/v1/moa/status", "GET", ACCESS_ASK, 0, api_status, NULL },
 };
+
+/* Refused requests get 403 and one log line naming the peer. */
+static int allowed(Server *s, HttpRequest *req, AccessClass cls) {
+        char reason[256];
+
+        if (access_check(&s->runtime->config->access, s->runtime->bearer_token, req, cls, reason,
+                         sizeof reason) >= 0)
+                return 1;
+        log_full(LOG_LEVEL_WARNING, 0, http_request_id(req), "access denied to %s %s: %s",
+                 http_request_method(req), http_request_path(req), reason);
+        http_reply_error(req, 403, "permission_error", NULL, "forbidden",
+                         "not allowed: %s endpoints need a permitted user or group",
+                         cls == ACCESS_ADMIN ? "admin" : "these");
+        return 0;
+}
 
 void api_handle(HttpRequest *req, void *userdata) {
         Server *s = userdata;
@@ -445,6 +462,8 @@ void api_handle(HttpRequest *req, void *userdata) {
 
         s->requests_total++;
         if (strncmp(path, "/v1/moa/agents/", 15) == 0) {
+                if (!allowed(s, req, streq(method, "GET") || streq(method, "HEAD") ? ACCESS_ASK : ACCESS_ADMIN))
+                        return;
                 api_documents(s, req, path + 15);
                 return;
         }
@@ -452,6 +471,8 @@ void api_handle(HttpRequest *req, void *userdata) {
                 const Route *rt = &routes[i];
                 if (!streq(rt->path, path))
                         continue;
+                if (!allowed(s, req, rt->access))
+                        return;
                 if (rt->get && (streq(method, "GET") || streq(method, "HEAD")))
                         rt->get(s, req);
                 else if (rt->post && streq(method, "POST")) {

@@ -4,6 +4,8 @@
  * "file:line:col: message" error format. YAML syntax is libyaml's job
  * (through yaml-tree.c); this file never looks at raw YAML text. */
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -148,6 +150,10 @@ Config *config_free(Config *c) {
                 agent_config_done(&c->agents[i]);
         free(c->agents);
         free(c->router.fallback);
+        free(c->access.ask.uids);
+        free(c->access.ask.gids);
+        free(c->access.admin.uids);
+        free(c->access.admin.gids);
         free(c);
         return NULL;
 }
@@ -683,6 +689,112 @@ static int parse_listen(Ctx *ctx, const YamlNode *m, Config *c) {
                         r = get_path(ctx, v, "listen.bearer_token_file", ctx->dir, &c->bearer_token_file);
                 else
                         r = unknown_key(ctx, k, "listen");
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* A user or group: a name resolved now (NSS), or a numeric id. */
+static int resolve_id(Ctx *ctx, const YamlNode *x, const char *path, int group, unsigned *ret) {
+        char *end;
+        unsigned long n;
+
+        if (x->kind != YAML_TREE_SCALAR || x->length == 0 || x->length > 64)
+                return fail_at(ctx, x, -EINVAL, "expected a %s name or id in '%s'", group ? "group" : "user",
+                               path);
+        errno = 0;
+        n = strtoul(x->value, &end, 10);
+        if (!errno && !*end && n < UINT_MAX) {
+                *ret = (unsigned) n;
+                return 0;
+        }
+        if (group) {
+                struct group *g = getgrnam(x->value);
+                if (g) {
+                        *ret = g->gr_gid;
+                        return 0;
+                }
+        } else {
+                struct passwd *pw = getpwnam(x->value);
+                if (pw) {
+                        *ret = pw->pw_uid;
+                        return 0;
+                }
+        }
+        return fail_at(ctx, x, -ENOENT, "unknown %s '%s' in '%s'", group ? "group" : "user", x->value, path);
+}
+
+static int parse_id_list(Ctx *ctx, const YamlNode *v, const char *path, int group, unsigned **ret,
+                         size_t *ret_n) {
+        unsigned *ids;
+        int r;
+
+        if (yaml_node_is_null(v))
+                return 0;
+        r = expect_kind(ctx, v, YAML_TREE_SEQUENCE, path);
+        if (r < 0)
+                return r;
+        r = expect_max_items(ctx, v, v->n_items, 256, path);
+        if (r < 0)
+                return r;
+        ids = calloc(MAX(v->n_items, (size_t) 1), sizeof *ids);
+        if (!ids)
+                return -ENOMEM;
+        for (size_t i = 0; i < v->n_items; i++) {
+                r = resolve_id(ctx, v->items[i], path, group, &ids[i]);
+                if (r < 0) {
+                        free(ids);
+                        return r;
+                }
+        }
+        free(*ret);
+        *ret = ids;
+        *ret_n = v->n_items;
+        return 0;
+}
+
+static int parse_access_rule(Ctx *ctx, const YamlNode *m, const char *path, AccessRule *rule) {
+        const YamlNode *k, *v;
+        int r;
+
+        if (yaml_node_is_null(m))
+                return 0;
+        r = expect_kind(ctx, m, YAML_TREE_MAPPING, path);
+        if (r < 0)
+                return r;
+        FOREACH_PAIR(m, k, v) {
+                _cleanup_free_ char *p = path_join_key(path, k->value);
+                if (!p)
+                        return -ENOMEM;
+                if (streq(k->value, "users"))
+                        r = parse_id_list(ctx, v, p, 0, (unsigned **) &rule->uids, &rule->n_uids);
+                else if (streq(k->value, "groups"))
+                        r = parse_id_list(ctx, v, p, 1, (unsigned **) &rule->gids, &rule->n_gids);
+                else
+                        r = unknown_key(ctx, k, path);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int parse_access(Ctx *ctx, const YamlNode *m, AccessConfig *a) {
+        const YamlNode *k, *v;
+        int r;
+
+        if (yaml_node_is_null(m))
+                return 0;
+        r = expect_kind(ctx, m, YAML_TREE_MAPPING, "access");
+        if (r < 0)
+                return r;
+        FOREACH_PAIR(m, k, v) {
+                if (streq(k->value, "ask"))
+                        r = parse_access_rule(ctx, v, "access.ask", &a->ask);
+                else if (streq(k->value, "admin"))
+                        r = parse_access_rule(ctx, v, "access.admin", &a->admin);
+                else
+                        r = unknown_key(ctx, k, "access");
                 if (r < 0)
                         return r;
         }
@@ -1231,6 +1343,8 @@ static int parse_main(Ctx *ctx, const YamlNode *root, Config *c, Marks *marks) {
                         r = parse_router(ctx, v, &c->router);
                 else if (streq(key, "limits"))
                         r = parse_limits(ctx, v, &c->limits);
+                else if (streq(key, "access"))
+                        r = parse_access(ctx, v, &c->access);
                 else if (streq(key, "providers"))
                         r = parse_providers(ctx, v, c);
                 else if (streq(key, "pipelines"))

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct KeyValue {
         char *key;
@@ -101,6 +102,23 @@ typedef struct LimitsConfig {
         uint64_t max_ingest_bytes;
 } LimitsConfig;
 
+/* Who may use an endpoint class, by peer credentials (SO_PEERCRED) on the
+ * Unix socket. Names are resolved when the config is loaded. A rule with no
+ * users and no groups is "unset": ask is then open to every peer that can
+ * connect (the socket's mode and group are the gate), admin to root and the
+ * daemon's own user. Root is always allowed. */
+typedef struct AccessRule {
+        uid_t *uids;
+        size_t n_uids;
+        gid_t *gids;
+        size_t n_gids;
+} AccessRule;
+
+typedef struct AccessConfig {
+        AccessRule ask;   /* chat, route, models, agents and documents read */
+        AccessRule admin; /* ingest, delete documents, reload */
+} AccessConfig;
+
 typedef struct Config {
         char *file;            /* moad.yaml path, NULL if defaults only */
         char *socket_path;
@@ -120,6 +138,7 @@ typedef struct Config {
         size_t n_agents;
         RouterConfig router;
         LimitsConfig limits;
+        AccessConfig access;
 } Config;
 
 /**

@@ -16,6 +16,10 @@ Runtime *runtime_unref(Runtime *rt) {
                 return NULL;
         engine_free(rt->engine);
         agents_free(rt->agents);
+        if (rt->bearer_token) {
+                explicit_bzero(rt->bearer_token, strlen(rt->bearer_token));
+                free(rt->bearer_token);
+        }
         config_free(rt->config);
         free(rt);
         return NULL;
@@ -67,6 +71,27 @@ static int config_apply_upstream(Config *c, const char *url) {
         return 0;
 }
 
+/* The token file holds one line; surrounding whitespace is not part of it. */
+static int read_token(const char *path, char **ret) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        char buf[1024];
+        size_t n;
+
+        if (!f)
+                return -errno;
+        n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+                buf[--n] = 0;
+        if (n < 16) {
+                explicit_bzero(buf, sizeof buf);
+                return -EINVAL;
+        }
+        *ret = strdup(buf);
+        explicit_bzero(buf, sizeof buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
 int runtime_new(Server *s, Runtime **ret, char **ret_error) {
         Runtime *rt;
         const char *upstream = s->upstream_override ? s->upstream_override : getenv("OPENAI_BASE_URL");
@@ -83,6 +108,16 @@ int runtime_new(Server *s, Runtime **ret, char **ret_error) {
                 goto fail;
         if (!isempty(upstream) && (r = config_apply_upstream(rt->config, upstream)) < 0)
                 goto fail;
+        if (rt->config->bearer_token_file) {
+                r = read_token(rt->config->bearer_token_file, &rt->bearer_token);
+                if (r < 0) {
+                        if (ret_error && asprintf(ret_error, "%s: cannot read the bearer token (%s)",
+                                                  rt->config->bearer_token_file,
+                                                  r == -EINVAL ? "shorter than 16 characters" : strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        goto fail;
+                }
+        }
         r = agents_new(rt->config, &rt->agents);
         if (r < 0) {
                 if (ret_error && asprintf(ret_error, "cannot load agents: %s", strerror(-r)) < 0)

@@ -23,6 +23,7 @@ typedef struct Runtime {
         Config *config;
         AgentSet *agents;
         Engine *engine;
+        char *bearer_token; /* TCP listener's token, from listen.bearer_token_file */
         uint64_t generation;
 } Runtime;
 

@@ -22,3 +22,4 @@ add_executable(fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-chat-reques
 target_link_libraries(fuzz-chat-request PRIVATE moacore)
 add_test(NAME fuzz-chat-request COMMAND fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus-chat)
 set_tests_properties(fuzz-chat-request PROPERTIES LABELS fuzz TIMEOUT 300)
+moa_integration_test(access)

@@ -1,0 +1,33 @@
+/* access.h — who may call which endpoint: peer credentials (SO_PEERCRED)
+ * on the Unix socket against the configured allow lists, and a bearer
+ * token on the TCP listener. */
+#pragma once
+
+#include <stddef.h>
+
+#include "config.h"
+#include "http.h"
+
+typedef enum AccessClass {
+        ACCESS_OPEN,  /* health and readiness: anyone who can connect */
+        ACCESS_ASK,   /* questions, routing, listings, metrics */
+        ACCESS_ADMIN, /* ingest, delete, reload */
+} AccessClass;
+
+/**
+ * access_check() - may @req use an endpoint of class @cls? Returns 0 if
+ * allowed, -EACCES if not, with a reason for the log (never a secret) in
+ * @reason. @bearer_token is the TCP listener's token (NULL: none set).
+ */
+int access_check(const AccessConfig *cfg, const char *bearer_token, HttpRequest *req, AccessClass cls,
+                 char *reason, size_t reason_size);
+
+/**
+ * access_peer_in_groups() - is @gid the primary group of process @pid or
+ * one of its supplementary groups (read from /proc, no NSS look-up)?
+ * Exposed for tests.
+ */
+int access_pid_has_group(pid_t pid, gid_t primary, gid_t gid);
+
+/** access_token_equal() - constant-time comparison of two tokens. */
+int access_token_equal(const char *a, const char *b);
