@@ -450,6 +450,26 @@ END_TEST
 
 /* ---- errors in moad.yaml ---- */
 
+START_TEST(test_access) {
+        _cleanup_free_ char *p = write_file("moad.yaml", "access:\n  ask:\n    users: [root, 1000]\n    groups: [0]\n"
+                                                         "  admin:\n    users: [0]\n"),
+                            *a = empty_agents();
+        Config *c = load_ok(p, a);
+        ck_assert_uint_eq(c->access.ask.n_uids, 2);
+        ck_assert_uint_eq(c->access.ask.uids[0], 0);
+        ck_assert_uint_eq(c->access.ask.uids[1], 1000);
+        ck_assert_uint_eq(c->access.ask.n_gids, 1);
+        ck_assert_uint_eq(c->access.admin.n_uids, 1);
+        ck_assert_uint_eq(c->access.admin.n_gids, 0);
+        config_free(c);
+
+        expect_main_error("access:\n  admin:\n    groups: [no-such-group-xyz]\n",
+                          "3:14: unknown group 'no-such-group-xyz' in 'access.admin.groups'");
+        expect_main_error("access:\n  admin:\n    users: root\n", "3:12: expected a list for 'access.admin.users', got a scalar");
+        expect_main_error("access:\n  everyone: {}\n", "2:3: unknown key 'everyone' in access");
+}
+END_TEST
+
 START_TEST(test_error_syntax) {
         expect_main_error(
                 "listen:\n  socket: /a\n bad: [\n",
@@ -854,6 +874,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_error_syntax);
         tcase_add_test(tc, test_error_not_mapping);
         tcase_add_test(tc, test_error_unknown_keys);
+        tcase_add_test(tc, test_access);
         tcase_add_test(tc, test_error_types);
         tcase_add_test(tc, test_socket_mode_and_tcp);
         tcase_add_test(tc, test_error_enums);
