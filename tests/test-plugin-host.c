@@ -290,6 +290,11 @@ START_TEST(test_shipped_reviews) {
         ck_assert_ptr_nonnull(strstr(out, "[redacted phone]"));
         ck_assert_ptr_nonnull(strstr(out, "not legal advice"));
         free(out);
+        /* dates, year ranges and short numbers are not phone numbers */
+        ck_assert_int_eq(plugin_agent_review(a, "Signed 2024-01-15, valid 1990-2000, ref 12 34 56.", &out),
+                         0);
+        ck_assert_ptr_nonnull(strstr(out, "Signed 2024-01-15, valid 1990-2000, ref 12 34 56."));
+        free(out);
         ck_assert_int_eq(
                 plugin_agent_review(a, "Der Vermieter muss die Kaution und die Zinsen zurückzahlen.", &out),
                 0);
@@ -341,6 +346,11 @@ START_TEST(test_shipped_reviews) {
         /* already fenced code is left alone */
         ck_assert_int_eq(plugin_agent_review(a, "Run:\n```sh\nls -l\n```\nDone.", &out), 0);
         ck_assert_str_eq(out, "Run:\n```sh\nls -l\n```\nDone.");
+        free(out);
+        /* nested Markdown list items are not code */
+        ck_assert_int_eq(
+                plugin_agent_review(a, "Steps:\n- build\n    - with cmake\n    1. then test\n", &out), 0);
+        ck_assert_str_eq(out, "Steps:\n- build\n    - with cmake\n    1. then test\n");
         free(out);
         plugin_agent_free(a);
 

@@ -318,10 +318,19 @@ static int code_line(const char *l, size_t n) {
                 i++;
         if (i == n)
                 return 0;
-        if (i >= 4)
-                return 1; /* indented block */
         const char *s = l + i;
         size_t m = n - i;
+        if (i >= 4) {
+                /* an indented block, unless it is a nested Markdown list item */
+                if (m >= 2 && (s[0] == '-' || s[0] == '*' || s[0] == '+') && s[1] == ' ')
+                        return 0;
+                size_t d = 0;
+                while (d < m && isdigit((unsigned char) s[d]))
+                        d++;
+                if (d > 0 && d + 1 < m && (s[d] == '.' || s[d] == ')') && s[d + 1] == ' ')
+                        return 0;
+                return 1;
+        }
         static const char *const starts[] = {
                 "#include", "#define",  "def ",    "class ",  "import ", "from ", "return ", "int ",
                 "void ",    "char ",    "static ", "const ",  "let ",    "var ",  "fn ",     "func ",

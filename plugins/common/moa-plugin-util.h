@@ -570,8 +570,8 @@ enum {
 
 /**
  * mu_redact() - copy @s to @out replacing personal data selected by @what
- * (MU_REDACT_*): e-mail addresses, phone numbers (8..15 digits with a
- * leading '+' or separators), payment card numbers (13..19 digits passing
+ * (MU_REDACT_*): e-mail addresses, phone numbers (9..15 digits, or 8 after a
+ * leading '+', with separators), payment card numbers (13..19 digits passing
  * Luhn), IBANs (mod-97), US SSNs (ddd-dd-dddd). Returns the number of
  * replacements.
  */
@@ -614,8 +614,10 @@ static inline unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
                         }
                         int has_sep =
                                 memchr(p, ' ', l) || memchr(p, '-', l) || memchr(p, '(', l) || *p == '+';
-                        if (boundary && (what & MU_REDACT_PHONE) && nd >= 8 && nd <= 15 && has_sep &&
-                            !memchr(p, '.', l)) {
+                        /* 9+ digits (8 with a leading '+'): dates (2024-01-15) and
+                         * year ranges (1990-2000) have 8 and stay */
+                        if (boundary && (what & MU_REDACT_PHONE) && (nd >= 9 || (*p == '+' && nd >= 8)) &&
+                            nd <= 15 && has_sep && !memchr(p, '.', l)) {
                                 mu_buf_add(out, "[redacted phone]");
                                 p += l;
                                 n++;
