@@ -7,6 +7,7 @@
 
 #include "chat-response.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "util.h"
 
@@ -79,6 +80,7 @@ static void stream_start(ChatJob *j) {
         if (j->stream_started)
                 return;
         j->stream_started = 1;
+        metrics_observe_ttft(now_usec() - http_request_start_usec(j->req));
         (void) http_stream_begin(j->req, 200, "text/event-stream");
         stream_send(j, chat_chunk_new(j->id, j->chat->model, j->created, "assistant", "", 0, NULL));
 }
@@ -163,6 +165,8 @@ static void on_done(void *userdata, const EngineResult *res) {
         j->running = 0;
         s->inflight--;
         if (j->req) {
+                uint64_t total = now_usec() - http_request_start_usec(j->req);
+                metrics_observe_overhead(total > res->layers_usec ? total - res->layers_usec : 0);
                 http_request_set_abort(j->req, NULL, NULL);
                 reply_done(j, res);
         }

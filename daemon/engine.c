@@ -19,6 +19,7 @@
 #include "chat-response.h"
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin-host.h"
 #include "prompts.h"
 #include "router.h"
@@ -86,6 +87,7 @@ struct EngineRun {
         AgentCall *calls;
         size_t n_calls, n_pending, n_ok;
         uint64_t layer_start;
+        uint64_t layers_usec;
 
         ExtractProposal *refs; /* answers of the previous layer, by weight */
         char **ref_texts;
@@ -283,6 +285,7 @@ static void run_finish(EngineRun *run, int error, unsigned status, const char *t
                 .warnings = run->warnings,
                 .agents = agents,
                 .streamed = run->streamed,
+                .layers_usec = run->layers_usec,
         };
 
         if (run->spec.chat->trace) {
@@ -374,6 +377,8 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
                 log_full(LOG_LEVEL_WARNING, 0, run->spec.request_id, "agent %s failed: %s", c->agent,
                          c->error ? c->error : "?");
         }
+        metrics_observe_call(c->agent, c->state == 1, c->end_usec - c->start_usec, res->usage.prompt_tokens,
+                             res->usage.completion_tokens);
         run->n_pending--;
         layer_maybe_end(run);
 }
@@ -688,6 +693,7 @@ static void layer_end(EngineRun *run) {
         size_t n_ok = 0;
 
         run->layer_timer = sd_event_source_disable_unref(run->layer_timer);
+        run->layers_usec += now_usec() - run->layer_start;
         /* Stragglers past quorum or deadline are cancelled. */
         for (size_t i = 0; i < run->n_calls; i++) {
                 AgentCall *c = &run->calls[i];

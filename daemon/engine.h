@@ -35,6 +35,7 @@ typedef struct EngineResult {
         json_t *warnings;          /* borrowed array of strings, may be empty */
         const char *agents;        /* selected agents, comma-separated, for logs */
         int streamed;              /* on_delta was called at least once */
+        uint64_t layers_usec;      /* time spent inside layers, waiting on providers */
 } EngineResult;
 
 typedef struct EngineCallbacks {

@@ -16,10 +16,84 @@ static const unsigned statuses[] = { 200, 400, 403, 404, 405, 413, 415, 429, 499
 /* Request duration buckets, seconds. */
 static const double buckets[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 120 };
 
+typedef struct Histogram {
+        uint64_t bucket[ELEMENTSOF(buckets)];
+        uint64_t count;
+        double sum;
+} Histogram;
+
+/* Agents are named by the configuration (bounded); past this many the rest
+ * are counted as "other" so the series stay bounded across reloads. */
+#define METRICS_MAX_AGENTS 64
+
+typedef struct AgentStats {
+        char name[65];
+        uint64_t calls, errors, prompt_tokens, completion_tokens;
+        Histogram latency;
+} AgentStats;
+
+static AgentStats agents_stats[METRICS_MAX_AGENTS + 1];
+static size_t n_agents_stats;
+static Histogram ttft, overhead;
+static const double fine_buckets[] = { 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10 };
+
+static void histogram_observe(Histogram *h, const double *b, double sec) {
+        h->count++;
+        h->sum += sec;
+        for (size_t i = 0; i < ELEMENTSOF(buckets); i++)
+                if (sec <= b[i])
+                        h->bucket[i]++;
+}
+
+static void histogram_print(FILE *f, const char *name, const char *labels, const Histogram *h, const double *b) {
+        const char *sep = labels[0] ? "," : "";
+
+        for (size_t i = 0; i < ELEMENTSOF(buckets); i++)
+                fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, b[i],
+                        (unsigned long long) h->bucket[i]);
+        fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long) h->count);
+        if (labels[0])
+                fprintf(f, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
+                        (unsigned long long) h->count);
+        else
+                fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name, (unsigned long long) h->count);
+}
+
+static AgentStats *agent_stats(const char *agent) {
+        for (size_t i = 0; i < n_agents_stats; i++)
+                if (streq(agents_stats[i].name, agent))
+                        return &agents_stats[i];
+        if (n_agents_stats < METRICS_MAX_AGENTS) {
+                AgentStats *a = &agents_stats[n_agents_stats++];
+                snprintf(a->name, sizeof a->name, "%s", agent);
+                return a;
+        }
+        snprintf(agents_stats[METRICS_MAX_AGENTS].name, sizeof agents_stats[0].name, "other");
+        return &agents_stats[METRICS_MAX_AGENTS];
+}
+
+void metrics_observe_call(const char *agent, int ok, uint64_t latency_usec, uint64_t prompt_tokens,
+                          uint64_t completion_tokens) {
+        AgentStats *a = agent_stats(agent);
+
+        a->calls++;
+        if (!ok)
+                a->errors++;
+        a->prompt_tokens += prompt_tokens;
+        a->completion_tokens += completion_tokens;
+        histogram_observe(&a->latency, buckets, (double) latency_usec / 1e6);
+}
+
+void metrics_observe_ttft(uint64_t usec) {
+        histogram_observe(&ttft, buckets, (double) usec / 1e6);
+}
+
+void metrics_observe_overhead(uint64_t usec) {
+        histogram_observe(&overhead, fine_buckets, (double) usec / 1e6);
+}
+
 static uint64_t requests[ELEMENTSOF(endpoints)][ELEMENTSOF(statuses)];
-static uint64_t dur_bucket[ELEMENTSOF(endpoints)][ELEMENTSOF(buckets)];
-static uint64_t dur_count[ELEMENTSOF(endpoints)];
-static double dur_sum[ELEMENTSOF(endpoints)];
+static Histogram durations[ELEMENTSOF(endpoints)];
 
 static size_t endpoint_index(const char *path) {
         if (strncmp(path, "/v1/moa/agents/", 15) == 0)
@@ -41,11 +115,7 @@ void metrics_observe_request(const char *path, unsigned status, uint64_t duratio
         for (k = 0; k + 1 < ELEMENTSOF(statuses) && statuses[k] != status; k++)
                 ;
         requests[e][k]++;
-        dur_count[e]++;
-        dur_sum[e] += sec;
-        for (size_t b = 0; b < ELEMENTSOF(buckets); b++)
-                if (sec <= buckets[b])
-                        dur_bucket[e][b]++;
+        histogram_observe(&durations[e], buckets, sec);
 }
 
 void api_metrics(Server *s, HttpRequest *req) {
@@ -69,18 +139,54 @@ void api_metrics(Server *s, HttpRequest *req) {
         fputs("# HELP moad_http_request_duration_seconds Time from request start to the last byte handed to the "
               "client.\n# TYPE moad_http_request_duration_seconds histogram\n",
               f);
-        for (size_t e = 0; e < ELEMENTSOF(endpoints); e++) {
-                if (!dur_count[e])
-                        continue;
-                for (size_t b = 0; b < ELEMENTSOF(buckets); b++)
-                        fprintf(f, "moad_http_request_duration_seconds_bucket{endpoint=\"%s\",le=\"%g\"} %llu\n",
-                                endpoints[e], buckets[b], (unsigned long long) dur_bucket[e][b]);
-                fprintf(f, "moad_http_request_duration_seconds_bucket{endpoint=\"%s\",le=\"+Inf\"} %llu\n",
-                        endpoints[e], (unsigned long long) dur_count[e]);
-                fprintf(f, "moad_http_request_duration_seconds_sum{endpoint=\"%s\"} %.6f\n", endpoints[e], dur_sum[e]);
-                fprintf(f, "moad_http_request_duration_seconds_count{endpoint=\"%s\"} %llu\n", endpoints[e],
-                        (unsigned long long) dur_count[e]);
-        }
+        for (size_t e = 0; e < ELEMENTSOF(endpoints); e++)
+                if (durations[e].count) {
+                        char labels[64];
+                        snprintf(labels, sizeof labels, "endpoint=\"%s\"", endpoints[e]);
+                        histogram_print(f, "moad_http_request_duration_seconds", labels, &durations[e], buckets);
+                }
+        fputs("# HELP moad_agent_calls_total Calls made for each agent (every layer).\n"
+              "# TYPE moad_agent_calls_total counter\n",
+              f);
+        for (size_t i = 0; i <= METRICS_MAX_AGENTS; i++)
+                if (agents_stats[i].calls)
+                        fprintf(f, "moad_agent_calls_total{agent=\"%s\"} %llu\n", agents_stats[i].name,
+                                (unsigned long long) agents_stats[i].calls);
+        fputs("# HELP moad_agent_errors_total Calls that ended without an answer.\n"
+              "# TYPE moad_agent_errors_total counter\n",
+              f);
+        for (size_t i = 0; i <= METRICS_MAX_AGENTS; i++)
+                if (agents_stats[i].calls)
+                        fprintf(f, "moad_agent_errors_total{agent=\"%s\"} %llu\n", agents_stats[i].name,
+                                (unsigned long long) agents_stats[i].errors);
+        fputs("# HELP moad_agent_tokens_total Tokens used by each agent's calls.\n"
+              "# TYPE moad_agent_tokens_total counter\n",
+              f);
+        for (size_t i = 0; i <= METRICS_MAX_AGENTS; i++)
+                if (agents_stats[i].calls)
+                        fprintf(f,
+                                "moad_agent_tokens_total{agent=\"%s\",kind=\"prompt\"} %llu\n"
+                                "moad_agent_tokens_total{agent=\"%s\",kind=\"completion\"} %llu\n",
+                                agents_stats[i].name, (unsigned long long) agents_stats[i].prompt_tokens,
+                                agents_stats[i].name, (unsigned long long) agents_stats[i].completion_tokens);
+        fputs("# HELP moad_agent_call_duration_seconds Latency of each agent's calls.\n"
+              "# TYPE moad_agent_call_duration_seconds histogram\n",
+              f);
+        for (size_t i = 0; i <= METRICS_MAX_AGENTS; i++)
+                if (agents_stats[i].calls) {
+                        char labels[96];
+                        snprintf(labels, sizeof labels, "agent=\"%.64s\"", agents_stats[i].name);
+                        histogram_print(f, "moad_agent_call_duration_seconds", labels, &agents_stats[i].latency,
+                                        buckets);
+                }
+        fputs("# HELP moad_time_to_first_token_seconds From request arrival to the first streamed token.\n"
+              "# TYPE moad_time_to_first_token_seconds histogram\n",
+              f);
+        histogram_print(f, "moad_time_to_first_token_seconds", "", &ttft, buckets);
+        fputs("# HELP moad_overhead_seconds Time of a chat request spent outside its upstream layers (parsing, "
+              "routing, prompts, delivery).\n# TYPE moad_overhead_seconds histogram\n",
+              f);
+        histogram_print(f, "moad_overhead_seconds", "", &overhead, fine_buckets);
         fprintf(f,
                 "# HELP moad_inflight_requests Chat completions being processed.\n# TYPE moad_inflight_requests gauge\n"
                 "moad_inflight_requests %u\n"

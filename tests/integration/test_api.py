@@ -320,16 +320,34 @@ class Misc(DaemonTestCase):
 
     def test_metrics(self):
         self.d.request("GET", "/healthz")
+        self.d.chat("What is compound interest?", stream=True, moa={"agents": ["finance"]})
         st, h, data = self.d.request("GET", "/metrics")
         self.assertEqual(st, 200)
         self.assertTrue(h["content-type"].startswith("text/plain"))
         text = data.decode()
         self.assertIn('moad_http_requests_total{endpoint="/healthz",status="200"}', text)
+        self.assertRegex(text, r'moad_agent_calls_total\{agent="finance"\} [1-9]')
+        self.assertRegex(text, r'moad_agent_tokens_total\{agent="finance",kind="completion"\} [1-9]')
+        self.assertRegex(text, r'moad_agent_call_duration_seconds_count\{agent="finance"\} [1-9]')
+        self.assertRegex(text, r'moad_time_to_first_token_seconds_count [1-9]')
+        self.assertRegex(text, r'moad_overhead_seconds_count [1-9]')
+        self.assertRegex(text, r'moad_inflight_requests 0')
+        # histogram buckets are cumulative
+        import re
+        b = [int(x) for x in re.findall(r'moad_overhead_seconds_bucket\{le="[^"]+"\} (\d+)', text)]
+        self.assertEqual(b, sorted(b))
         for line in text.splitlines():
             if line.startswith("#"):
                 self.assertRegex(line, r"^# (HELP|TYPE) moad_\w+ ")
             else:
                 self.assertRegex(line, r'^moad_\w+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$')
+        # every sample's metric has a TYPE line
+        types = set(re.findall(r'^# TYPE (\w+) ', text, re.M))
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                name = re.match(r'^(\w+)', line).group(1)
+                base = re.sub(r'_(bucket|sum|count)$', '', name)
+                self.assertTrue(name in types or base in types, line)
 
 
 if __name__ == "__main__":
