@@ -31,7 +31,7 @@ typedef struct Args {
 
 static Server server;
 static char *socket_created; /* unlinked at exit: only a socket we made */
-static sd_event_source *shutdown_timer;
+static sd_event_source *shutdown_timer, *status_timer;
 static uint64_t shutdown_deadline;
 
 static void usage(FILE *f) {
@@ -209,6 +209,14 @@ static void notify_status(void) {
                           server.inflight, server.queued);
 }
 
+/* STATUS= for systemctl status: refreshed every few seconds, only under systemd. */
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        notify_status();
+        (void) sd_event_source_set_time(s, usec + 5 * USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
 static int on_shutdown_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         unsigned active = http_server_active(server.http);
 
@@ -341,6 +349,13 @@ int main(int argc, char **argv) {
         (void) sd_event_add_signal(server.event, NULL, SIGINT, on_terminate, NULL);
         (void) sd_event_add_signal(server.event, NULL, SIGHUP, on_reload, NULL);
         (void) sd_event_set_watchdog(server.event, 1);
+        if (getenv("NOTIFY_SOCKET")) {
+                uint64_t now;
+                (void) sd_event_now(server.event, CLOCK_MONOTONIC, &now);
+                if (sd_event_add_time(server.event, &status_timer, CLOCK_MONOTONIC, now + 5 * USEC_PER_SEC,
+                                      USEC_PER_SEC, on_status_timer, NULL) >= 0)
+                        (void) sd_event_source_set_description(status_timer, "status-notify");
+        }
 
         server.state = SERVER_READY;
         log_info("moad %s ready: %zu agents, %zu pipelines", MOAD_VERSION, agents_count(server.runtime->agents),
@@ -355,6 +370,7 @@ out:
         server.http = http_server_free(server.http);
         server.ingest = ingest_worker_free(server.ingest);
         shutdown_timer = sd_event_source_disable_unref(shutdown_timer);
+        status_timer = sd_event_source_disable_unref(status_timer);
         server.runtime = runtime_unref(server.runtime);
         if (socket_created)
                 (void) unlink(socket_created);
