@@ -312,6 +312,16 @@ START_TEST(test_shipped_reviews) {
         ck_assert_ptr_nonnull(strstr(out, "[redacted SSN]"));
         ck_assert_ptr_null(strstr(out, "emergency"));
         free(out);
+        /* a condition named as a long-term risk is not an emergency ... */
+        ck_assert_int_eq(plugin_agent_review(a, "Untreated sleep apnoea raises the risk of stroke.", &out),
+                         0);
+        ck_assert_ptr_null(strstr(out, "emergency"));
+        free(out);
+        /* ... its warning signs are */
+        ck_assert_int_eq(
+                plugin_agent_review(a, "Warning signs of a stroke: face drooping, arm weakness.", &out), 0);
+        ck_assert(strncmp(out, "If this is an emergency", 23) == 0);
+        free(out);
         plugin_agent_free(a);
 
         a = load_shipped("finance");
@@ -434,6 +444,21 @@ START_TEST(test_configured_prompt_and_options) {
 }
 END_TEST
 
+START_TEST(test_medical_emergency_prompt) {
+        PluginAgent *a = load_shipped("medical");
+        char *sys = NULL, *ctx = NULL;
+        ck_assert_int_eq(
+                plugin_agent_build_prompt(a, "Sudden chest pain spreading to my arm", NULL, 0, &sys, &ctx),
+                0);
+        ck_assert_ptr_nonnull(strstr(sys, "possible emergency"));
+        free(sys);
+        ck_assert_int_eq(plugin_agent_build_prompt(a, "How is eczema treated?", NULL, 0, &sys, &ctx), 0);
+        ck_assert_ptr_null(strstr(sys, "possible emergency"));
+        free(sys);
+        plugin_agent_free(a);
+}
+END_TEST
+
 START_TEST(test_example_plugin) {
         PluginAgent *a = load_shipped("example");
         ck_assert_str_eq(plugin_agent_plugin_name(a), "cooking");
@@ -467,6 +492,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_shipped_reviews);
         tcase_add_test(tc, test_shipped_prompts);
         tcase_add_test(tc, test_configured_prompt_and_options);
+        tcase_add_test(tc, test_medical_emergency_prompt);
         tcase_add_test(tc, test_example_plugin);
         suite_add_tcase(s, tc);
         return s;

@@ -205,31 +205,47 @@ static int32_t medical_score(void *state, const char *query, double *ret_score, 
         return 0;
 }
 
-/* Red flags: the answer (or its context) is about something that may need
- * emergency care; the review step then leads with an emergency notice. */
-static const char red_flags[] =
-        "chest pain|heart attack|stroke|can t breathe|cannot breathe|difficulty breathing|shortness of "
-        "breath|"
-        "unconscious|seizure|overdose|suicid*|self harm|anaphyla*|severe bleeding|heavy bleeding|"
-        "coughing blood|vomiting blood|meningitis|sepsis|brustschmerz*|herzinfarkt|schlaganfall|"
-        "douleur thoracique|crise cardiaque|avc|dolor de pecho|infarto|ictus";
+/* Red flags. Acute symptoms mean a possible emergency wherever they appear.
+ * Emergency conditions (stroke, heart attack, sepsis) also mean one in a
+ * question, but an answer merely naming them as a long-term risk ("raises
+ * the risk of stroke") does not: there they count only next to warning-sign
+ * or urgency words. */
+static const char red_flag_symptoms[] =
+        "chest pain|can t breathe|cannot breathe|difficulty breathing|shortness of breath|struggling to "
+        "breathe|"
+        "unconscious|unresponsive|seizure|seizures|overdose|suicid*|self harm|anaphyla*|severe bleeding|"
+        "heavy bleeding|coughing blood|coughing up blood|vomiting blood|face drooping|slurred speech|"
+        "brustschmerz*|atemnot|bewusstlos|douleur thoracique|dolor de pecho";
+static const char red_flag_conditions[] =
+        "heart attack|stroke|meningitis|sepsis|herzinfarkt|schlaganfall|crise cardiaque|avc|infarto|ictus";
+static const char urgency_words[] = "warning sign*|signs of|symptoms of|call 911|call 112|call an "
+                                    "ambulance|emergency|immediately|right away|"
+                                    "sofort|notruf|urgence|urgencias";
+
+static int red_flag(const char *text, int is_question) {
+        MuText t;
+        int r = 0;
+        if (mu_text_init(&t, text) < 0)
+                return 0;
+        if (mu_match(&t, red_flag_symptoms))
+                r = 1;
+        else if (mu_match(&t, red_flag_conditions))
+                r = is_question || mu_match(&t, urgency_words);
+        mu_text_done(&t);
+        return r;
+}
 
 static int32_t medical_build_prompt(void *state, const char *query, const MoaKbHit *hits, uint32_t n_hits,
                                     char **ret_system, char **ret_context) {
         MedicalState *s = state;
         MuBuf sys = {0}, ctx = {0};
-        MuText t;
 
         mu_buf_add(&sys, s->base.prompt);
-        if (mu_text_init(&t, query) == 0) {
-                if (mu_match(&t, red_flags))
-                        mu_buf_printf(
-                                &sys,
-                                "\nThe question mentions a possible emergency: start by telling the user to "
-                                "call emergency services (%s) if symptoms are severe or sudden.",
-                                s->emergency_number);
-                mu_text_done(&t);
-        }
+        if (red_flag(query, 1))
+                mu_buf_printf(&sys,
+                              "\nThe question mentions a possible emergency: start by telling the user to "
+                              "call emergency services (%s) if symptoms are severe or sudden.",
+                              s->emergency_number);
 
         if (n_hits > 0) {
                 mu_buf_add(&ctx, "Medical evidence, strongest match first (cite as [n]; do not extrapolate "
@@ -263,17 +279,13 @@ static const char *const disclaimers[] = {
 static int32_t medical_review(void *state, const char *answer, char **ret_answer) {
         MedicalState *s = state;
         MuBuf out = {0};
-        MuText t;
         int urgent = 0;
 
         if (!s->base.review) {
                 *ret_answer = NULL;
                 return 0;
         }
-        if (mu_text_init(&t, answer) == 0) {
-                urgent = mu_match(&t, red_flags);
-                mu_text_done(&t);
-        }
+        urgent = red_flag(answer, 0);
         if (urgent && !mu_contains_ci(answer, s->emergency_number))
                 mu_buf_printf(&out,
                               "If this is an emergency or symptoms are severe or sudden, call %s now.\n\n",
