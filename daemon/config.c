@@ -25,6 +25,8 @@
 #define CONFIG_MAX_LAYERS 16u
 #define CONFIG_MAX_HEADERS 64u
 #define CONFIG_MAX_FALLBACKS 16u
+/* Retries are the one provider number where 0 is meaningful ("never retry"). */
+#define CONFIG_DEFAULT_MAX_RETRIES 2u
 #define CONFIG_MAX_KNOWLEDGE 1024u
 #define CONFIG_MAX_OPTIONS 256u
 #define CONFIG_MAX_NAME 64u
@@ -871,7 +873,7 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
 }
 
 static void provider_config_init(ProviderConfig *p) {
-        *p = (ProviderConfig){.type = PROVIDER_BUILTIN, .temperature = -1};
+        *p = (ProviderConfig){.type = PROVIDER_BUILTIN, .temperature = -1, .max_retries = CONFIG_DEFAULT_MAX_RETRIES};
 }
 
 static int parse_headers(Ctx *ctx, const YamlNode *v, const char *path, ProviderConfig *p) {
@@ -1110,6 +1112,8 @@ static int parse_pipeline(Ctx *ctx, const YamlNode *m, const char *where, Pipeli
                         r = get_u64(ctx, v, path, 1, CONFIG_MAX_MS, &p->deadline_ms);
                 else if (streq(key, "self_moa_samples"))
                         r = get_unsigned(ctx, v, path, 0, 64, &p->self_moa_samples);
+                else if (streq(key, "early_aggregation"))
+                        r = get_bool(ctx, v, path, &p->early_aggregation);
                 else if (streq(key, "refine_template"))
                         r = get_string(ctx, v, path, 0, &p->refine_template);
                 else if (streq(key, "aggregate_template"))

@@ -29,7 +29,7 @@ typedef struct ProviderConfig {
         int64_t max_tokens;     /* <= 0: not sent */
         uint64_t connect_timeout_ms;
         uint64_t timeout_ms;    /* total per attempt */
-        unsigned max_retries;
+        unsigned max_retries;   /* 0 = no retries (the loader's default is 2) */
         uint64_t retry_base_ms; /* first backoff; doubles, with jitter */
         uint64_t retry_max_ms;
         unsigned max_concurrency; /* in-flight calls to this provider */
@@ -64,6 +64,7 @@ typedef struct PipelineConfig {
         char *refine_template;    /* NULL: built-in default */
         char *aggregate_template; /* NULL: built-in default */
         unsigned self_moa_samples; /* > 0: one agent sampled n times */
+        int early_aggregation;     /* the layer before the aggregator ends at its quorum */
         uint64_t deadline_ms;
 } PipelineConfig;
 

@@ -607,6 +607,12 @@ static void layer_maybe_end(EngineRun *run) {
                 need = 1;
         if (run->n_ok >= need) {
                 uint64_t now = now_usec(), grace = now - run->layer_start;
+                /* Early aggregation: the aggregator starts at the quorum of the layer feeding it. */
+                if (run->spec.pipeline && run->spec.pipeline->early_aggregation && run->layer + 2 == run->n_layers &&
+                    run->layers[run->n_layers - 1].role == LAYER_AGGREGATE) {
+                        layer_end(run);
+                        return;
+                }
                 arm_layer_timer(run, now + MAX(grace, 50 * USEC_PER_MSEC));
         }
 }

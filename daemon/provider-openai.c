@@ -30,7 +30,6 @@
 
 #define OA_DEFAULT_CONNECT_TIMEOUT_MS 5000U
 #define OA_DEFAULT_TIMEOUT_MS 60000U
-#define OA_DEFAULT_MAX_RETRIES 2U
 #define OA_DEFAULT_RETRY_BASE_MS 250U
 #define OA_DEFAULT_RETRY_MAX_MS 8000U
 #define OA_DEFAULT_MAX_CONCURRENCY 16U
@@ -1140,7 +1139,7 @@ int provider_openai_new(sd_event *e, const ProviderConfig *cfg, Provider **ret) 
         p->max_tokens = cfg->max_tokens;
         p->connect_timeout_ms = cfg->connect_timeout_ms ?: OA_DEFAULT_CONNECT_TIMEOUT_MS;
         p->timeout_ms = cfg->timeout_ms ?: OA_DEFAULT_TIMEOUT_MS;
-        p->max_retries = cfg->max_retries ?: OA_DEFAULT_MAX_RETRIES;
+        p->max_retries = cfg->max_retries; /* 0 = never retry; config.c supplies the default */
         p->retry_base_ms = cfg->retry_base_ms ?: OA_DEFAULT_RETRY_BASE_MS;
         p->retry_max_ms = cfg->retry_max_ms ?: OA_DEFAULT_RETRY_MAX_MS;
         p->max_concurrency = cfg->max_concurrency ?: OA_DEFAULT_MAX_CONCURRENCY;

@@ -49,6 +49,7 @@ static int config_apply_upstream(Config *c, const char *url) {
         memset(p, 0, sizeof *p);
         p->type = PROVIDER_OPENAI;
         p->temperature = -1;
+        p->max_retries = 2;
         p->name = strdup("upstream");
         p->base_url = strdup(url);
         p->api_key_env = strdup("OPENAI_API_KEY");

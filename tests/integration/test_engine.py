@@ -81,6 +81,7 @@ pipelines:
         agent: mockagg
   - name: moa-lite
     deadline_ms: {deadline}
+    early_aggregation: {early}
     layers:
       - role: propose
         quorum: {quorum}
@@ -101,13 +102,15 @@ class EngineCase(unittest.TestCase):
     inflight = 64
     queue = 64
     fallbacks = "[]"
+    early = False
 
     @classmethod
     def setUpClass(cls):
         cls.mock = Mock()
         cls.agents = agents_dir(cls.models)
         cfg = CONFIG.format(url=cls.mock.url, agg=cls.agg, retries=cls.retries, deadline=cls.deadline,
-                            quorum=cls.quorum, inflight=cls.inflight, queue=cls.queue, fallbacks=cls.fallbacks)
+                            quorum=cls.quorum, inflight=cls.inflight, queue=cls.queue, fallbacks=cls.fallbacks,
+                            early="true" if cls.early else "false")
         cls.d = Daemon(config=cfg, agents_dir=cls.agents)
 
     @classmethod
@@ -248,6 +251,23 @@ class Quorum(EngineCase):
         self.assertNotEqual(first["medical"]["status"], "ok")
         self.assertIn("cancelled", first["medical"]["error"])
         self.assertLess(wall, 10)  # did not wait for the 5 s call timeout or 20 s deadline
+
+
+class EarlyAggregation(EngineCase):
+    models = {"legal": "fixed-30", "medical": "fixed-3000", "finance": "echo", "code": "echo", "general": "echo"}
+    agg = "echo"
+    quorum = 0.5
+    early = True
+
+    def test_aggregator_starts_at_quorum(self):
+        st, _, data = self.ask(["legal", "medical"], model="moa-lite")
+        self.assertEqual(st, 200, data)
+        first = {c["agent"]: c for c in json.loads(data)["moa"]["layers"][0]}
+        self.assertEqual(first["legal"]["status"], "ok")
+        # the slow proposer did not hold the aggregator back: it was cut at the quorum
+        self.assertNotEqual(first["medical"]["status"], "ok")
+        self.assertIn("cancelled", first["medical"]["error"])
+        self.assertLess(first["medical"]["latency_ms"], 3000)
 
 
 class Retries(EngineCase):
