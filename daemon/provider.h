@@ -56,7 +56,8 @@ typedef struct ProviderResult {
         const char *finish_reason; /* "stop", "length", ... may be NULL */
         const char *error_message; /* human-readable cause (no secrets), NULL if ok */
         ProviderUsage usage;
-        unsigned attempts;         /* HTTP attempts made, >= 1 */
+        unsigned attempts;         /* HTTP attempts made; 0 when the call failed before any
+                                    * (circuit open, deadline passed in the queue) */
 } ProviderResult;
 
 typedef struct ProviderCallbacks {
