@@ -87,6 +87,12 @@ pipelines:
         quorum: {quorum}
       - role: aggregate
         agent: mockagg
+  - name: self
+    self_moa_samples: 3
+    layers:
+      - role: propose
+      - role: aggregate
+        agent: mockagg
 limits:
   max_inflight: {inflight}
   max_queue: {queue}
@@ -251,6 +257,18 @@ class Quorum(EngineCase):
         self.assertNotEqual(first["medical"]["status"], "ok")
         self.assertIn("cancelled", first["medical"]["error"])
         self.assertLess(wall, 10)  # did not wait for the 5 s call timeout or 20 s deadline
+
+
+class SelfMoA(EngineCase):
+    agg = "echo"
+
+    def test_best_agent_sampled_n_times(self):
+        self.mock.reset()
+        st, _, data = self.d.chat("What does a landlord owe a tenant?", model="self", moa={"trace": True})
+        self.assertEqual(st, 200, data)
+        layers = json.loads(data)["moa"]["layers"]
+        self.assertEqual([c["agent"] for c in layers[0]], ["legal#1", "legal#2", "legal#3"])
+        self.assertEqual(self.mock.stats()["calls"]["fixed-100"], 3)
 
 
 class EarlyAggregation(EngineCase):
