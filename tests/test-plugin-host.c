@@ -232,6 +232,26 @@ START_TEST(test_probe_services) {
 }
 END_TEST
 
+static double score_of(PluginAgent *a, const char *q);
+
+START_TEST(test_one_so_two_agents) {
+        /* the same .so backs two live agents; each keeps its own options */
+        char path[512];
+        int r;
+        KeyValue o1[] = {{(char *) "score", (char *) "0.2"}}, o2[] = {{(char *) "score", (char *) "0.9"}};
+        snprintf(path, sizeof(path), "%s/probe.so", TEST_PLUGIN_DIR);
+        PluginAgent *a = load(path, "one", o1, 1, &r);
+        ck_assert_int_eq(r, 0);
+        PluginAgent *b = load(path, "two", o2, 1, &r);
+        ck_assert_int_eq(r, 0);
+        ck_assert(fabs(score_of(a, "q") - 0.2) < 1e-9);
+        ck_assert(fabs(score_of(b, "q") - 0.9) < 1e-9);
+        plugin_agent_free(a);
+        ck_assert(fabs(score_of(b, "q") - 0.9) < 1e-9); /* still loaded after the other's dlclose */
+        plugin_agent_free(b);
+}
+END_TEST
+
 static double score_of(PluginAgent *a, const char *q) {
         double s = -1;
         ck_assert_int_eq(plugin_agent_score(a, q, &s, NULL), 0);
@@ -485,6 +505,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_refuse_not_elf);
         tcase_add_test(tc, test_refuse_bad_spec);
         tcase_add_test(tc, test_probe_services);
+        tcase_add_test(tc, test_one_so_two_agents);
         suite_add_tcase(s, tc);
         tc = tcase_create("shipped");
         tcase_add_test(tc, test_shipped_load_and_describe);
