@@ -94,6 +94,15 @@ static void on_delta(void *userdata, const char *text, size_t len) {
         stream_send(j, chat_chunk_new(j->id, j->chat->model, j->created, NULL, text, len, NULL));
 }
 
+static void on_progress(void *userdata, json_t *event) {
+        ChatJob *j = userdata;
+
+        if (!j->req || !j->chat->stream)
+                return;
+        stream_start(j);
+        stream_send(j, json_incref(event));
+}
+
 /* The "moa" extension object of a response: trace and warnings. */
 static json_t *moa_extension(const EngineResult *res) {
         json_t *o;
@@ -175,7 +184,8 @@ static void on_done(void *userdata, const EngineResult *res) {
 }
 
 static int job_start(ChatJob *j) {
-        static const EngineCallbacks callbacks = { .on_delta = on_delta, .on_done = on_done };
+        static const EngineCallbacks callbacks = { .on_delta = on_delta, .on_progress = on_progress,
+                                                   .on_done = on_done };
         Server *s = j->server;
         int r;
 

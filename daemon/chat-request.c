@@ -184,6 +184,10 @@ static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
         if (v && !json_is_boolean(v))
                 return fail(err, 400, "moa.trace_content", "invalid_type", "'moa.trace_content' must be a boolean");
         r->trace_content = json_is_true(v);
+        v = json_object_get(moa, "progress");
+        if (v && !json_is_boolean(v))
+                return fail(err, 400, "moa.progress", "invalid_type", "'moa.progress' must be a boolean");
+        r->progress = json_is_true(v);
         v = json_object_get(moa, "layers");
         if (v) {
                 if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 8)

@@ -25,6 +25,7 @@ typedef struct ChatRequest {
         size_t n_agents;
         int trace;          /* moa.trace */
         int trace_content;  /* moa.trace_content: include each agent's text */
+        int progress;       /* moa.progress: stream a moa.progress event per finished call */
         unsigned layers;    /* moa.layers: 0 = pipeline's own */
 } ChatRequest;
 

@@ -379,6 +379,15 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
         }
         metrics_observe_call(c->agent, c->state == 1, c->end_usec - c->start_usec, res->usage.prompt_tokens,
                              res->usage.completion_tokens);
+        if (run->spec.chat->progress && run->cb.on_progress && run->layer + 1 < run->n_layers) {
+                json_t *ev = json_pack("{s:s,s:I,s:s,s:s,s:I,s:s?}", "object", "moa.progress", "layer",
+                                       (json_int_t) run->layer + 1, "agent", c->agent, "status",
+                                       c->state == 1 ? "ok" : "error", "latency_ms",
+                                       (json_int_t) (c->end_usec - c->start_usec) / 1000, "error", c->error);
+                if (ev)
+                        run->cb.on_progress(run->userdata, ev);
+                json_decref(ev);
+        }
         run->n_pending--;
         layer_maybe_end(run);
 }

@@ -40,6 +40,9 @@ typedef struct EngineResult {
 
 typedef struct EngineCallbacks {
         void (*on_delta)(void *userdata, const char *text, size_t len);
+        /* Optional, when the request asked for moa.progress: one event per
+         * finished call ({"object":"moa.progress", ...}, borrowed). */
+        void (*on_progress)(void *userdata, json_t *event);
         /* Exactly once, never from inside engine_run_start(), never after
          * engine_run_cancel(). */
         void (*on_done)(void *userdata, const EngineResult *result);

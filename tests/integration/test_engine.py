@@ -175,6 +175,24 @@ class Layers(EngineCase):
         self.assertIn("[fixed-50]", text)
 
 
+class Progress(EngineCase):
+    def test_progress_events_opt_in(self):
+        st, _, data = self.ask(["legal", "medical"], stream=True, progress=True)
+        self.assertEqual(st, 200, data)
+        events = [json.loads(e) for e in parse_sse(data)[:-1]]
+        prog = [e for e in events if e.get("object") == "moa.progress"]
+        # 2 proposers + 2 refiners finished before the aggregator answered
+        self.assertEqual(sorted((e["layer"], e["agent"]) for e in prog),
+                         [(1, "legal"), (1, "medical"), (2, "legal"), (2, "medical")])
+        first_content = next(i for i, e in enumerate(events)
+                             if e.get("object") == "chat.completion.chunk" and e["choices"]
+                             and e["choices"][0]["delta"].get("content"))
+        self.assertTrue(all(events.index(p) < first_content for p in prog))
+        # without the flag: plain OpenAI chunks only
+        st, _, data = self.ask(["legal"], stream=True)
+        self.assertFalse(any(json.loads(e).get("object") == "moa.progress" for e in parse_sse(data)[:-1]))
+
+
 class StreamingAggregator(EngineCase):
     agg = "stream-20"
 
