@@ -410,6 +410,8 @@ class Notify(unittest.TestCase):
         # (sd-event sends them at about half the interval).
         w1 = self.wait_message(lambda m: m == "WATCHDOG=1", ready, timeout=30)
         self.wait_message(lambda m: m == "WATCHDOG=1", w1 + 1, timeout=30)
+        # STATUS= is refreshed periodically for systemctl status (every 5 s).
+        self.wait_message(lambda m: m.startswith("STATUS=ready"), i + 1, timeout=30)
 
         gen = json.loads(http(self.sock, "GET", "/v1/moa/status")[2])["generation"]
         mark = len(self.messages)
