@@ -197,10 +197,14 @@ static size_t unique_u32(const uint32_t *v, size_t n, uint32_t **ret) {
 }
 
 static int set_has(const uint32_t *set, size_t n, uint32_t h) {
+        if (n == 0)
+                return 0;
         return bsearch(&h, set, n, sizeof(uint32_t), cmp_u32) != NULL;
 }
 
 static size_t count_of(const uint32_t *v, size_t n, uint32_t h) {
+        if (n == 0)
+                return 0;
         const uint32_t *p = bsearch(&h, v, n, sizeof(uint32_t), cmp_u32);
         if (!p)
                 return 0;
@@ -592,6 +596,16 @@ static void print_cited(FILE *f, const char *text, const unsigned *cites, size_t
         fputc(punct ? last : '.', f);
 }
 
+/* Titles come from the database (already repaired) or from callers; print
+ * them repaired and bounded either way. */
+static int fput_clean(FILE *f, const char *s) {
+        _cleanup_free_ char *c = kb_utf8_sanitize(s ?: "", s ? strnlen(s, 1024) : 0, NULL);
+        if (!c)
+                return -ENOMEM;
+        fputs(c, f);
+        return 0;
+}
+
 static char *finish_stream(FILE *f, char **buf) {
         if (fflush(f) != 0 || ferror(f)) {
                 fclose(f);
@@ -636,9 +650,12 @@ static int cmp_doc_order(const void *a, const void *b, void *userdata) {
         return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-/* Strip the '[' ']' match markers of a snippet. */
-static char *snippet_plain(const char *s) {
-        size_t n = strlen(s);
+/* Strip the '[' ']' match markers of a snippet (and repair its UTF-8). */
+static char *snippet_plain(const char *raw) {
+        size_t n;
+        _cleanup_free_ char *s = kb_utf8_sanitize(raw, strnlen(raw, 4096), &n);
+        if (!s)
+                return NULL;
         char *o = malloc(n + 1);
         if (!o)
                 return NULL;
@@ -776,8 +793,11 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 if (!snip)
                         goto out;
                 fprintf(f, "No sentence in this agent's knowledge base answers the question directly. "
-                           "The closest passage is: \"%s\" [1]\n\nSources:\n[1] %s, chunk %u\n",
-                        snip, hits[0].title ?: "", hits[0].chunk);
+                           "The closest passage is: \"%s\" [1]\n\nSources:\n[1] ",
+                        snip);
+                if (fput_clean(f, hits[0].title) < 0)
+                        goto out;
+                fprintf(f, ", chunk %u\n", hits[0].chunk);
                 result = finish_stream(f, &buf);
                 f = NULL;
                 goto out;
@@ -812,8 +832,12 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 print_cited(f, order[i]->text, &cite_of_hit[h], 1);
         }
         fputs("\n\nSources:\n", f);
-        for (unsigned c = 0; c < n_cited; c++)
-                fprintf(f, "[%u] %s, chunk %u\n", c + 1, hits[cited_hit[c]].title ?: "", hits[cited_hit[c]].chunk);
+        for (unsigned c = 0; c < n_cited; c++) {
+                fprintf(f, "[%u] ", c + 1);
+                if (fput_clean(f, hits[cited_hit[c]].title) < 0)
+                        goto out;
+                fprintf(f, ", chunk %u\n", hits[cited_hit[c]].chunk);
+        }
         result = finish_stream(f, &buf);
         f = NULL;
 
@@ -944,8 +968,11 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                 goto out;
 
         for (size_t i = 0; i < n; i++) {
-                const char *t = props[i].text ?: "";
-                size_t len = strnlen(t, EX_MAX_PROPOSAL_BYTES);
+                const char *raw = props[i].text ?: "";
+                size_t len;
+                _cleanup_free_ char *t = kb_utf8_sanitize(raw, strnlen(raw, EX_MAX_PROPOSAL_BYTES), &len);
+                if (!t)
+                        goto out;
                 ps[i].agent = props[i].agent ?: "";
                 double w = props[i].weight;
                 ps[i].weight = isfinite(w) && w > 0 ? MIN(w, 1e6) : 1e-6;
