@@ -74,12 +74,19 @@ class Mock:
                 self.proc.wait()
 
 
-def unix_get(path, url, timeout=5):
+def unix_get(path, url, timeout=5, body=None):
+    """One HTTP/1.1 request over a Unix socket (POST when @body is given): (status, body bytes)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect(path)
-        s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % url).encode())
+        if body is None:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % url).encode())
+        else:
+            data = body.encode()
+            s.sendall(("POST %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (url, len(data))).encode()
+                      + data)
         data = b""
         while True:
             piece = s.recv(65536)
@@ -90,6 +97,39 @@ def unix_get(path, url, timeout=5):
         s.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def proc_cpu_s(pid):
+    """utime + stime of process @pid (all threads) so far, in seconds (1/CLK_TCK resolution)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime is field 14, stime 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_sched(pid):
+    """(ns on a CPU, ns runnable but waiting for a CPU) summed over @pid's threads."""
+    run = wait = 0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                    a = f.read().split()
+                run += int(a[0])
+                wait += int(a[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    except OSError:
+        pass
+    return run, wait
+
+
+def system_busy_s():
+    """CPU seconds the whole machine spent busy (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / CLK_TCK
 
 
 class Moad:
@@ -129,11 +169,10 @@ class Moad:
             return f.read()
 
     def cpu_s(self):
-        """utime + stime of moad so far, in seconds (1/CLK_TCK resolution)."""
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        # fields[0] is field 3 (state); utime is field 14, stime 15.
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_s(self.proc.pid)
+
+    def sched(self):
+        return proc_sched(self.proc.pid)
 
     def mem_kib(self):
         out = {}
@@ -250,6 +289,27 @@ def chat_body(model, stream=False, agents=None, query=QUERY):
     return json.dumps(b)
 
 
+def filler_words(n):
+    """@n words of real text (the legal sample knowledge), repeated as needed."""
+    words = []
+    d = os.path.join(KNOWLEDGE, "legal")
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), errors="replace") as f:
+            words += f.read().split()
+    words = words or ["lorem"]
+    return " ".join(words[i % len(words)] for i in range(max(0, n)))
+
+
+def direct_body(model, prompt_words, stream=False, query=QUERY):
+    """The client's question plus a system message, so that the mock counts
+    @prompt_words words, as it does for the prompt moad sends upstream."""
+    b = {"model": model, "messages": [{"role": "system", "content": filler_words(prompt_words - len(query.split()))},
+                                      {"role": "user", "content": query}]}
+    if stream:
+        b["stream"] = True
+    return json.dumps(b)
+
+
 # ---------------------------------------------------------------- statistics
 
 def pct(sorted_v, p):
@@ -280,6 +340,7 @@ class Suite:
         self.results = {"scenarios": [], "skipped": [], "problems": []}
         self.moad = None
         self.mock = None
+        self.direct_words = len(QUERY.split())
 
     def remaining(self):
         return self.args.budget - (time.monotonic() - self.t0)
@@ -298,16 +359,25 @@ class Suite:
         if expect:
             cmd += ["--expect", expect]
         before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu0 = self.moad.cpu_s() if unix else None
+        cpu0, sch0 = self.moad.cpu_s(), self.moad.sched()
+        mock0, sys0, t0 = proc_cpu_s(self.mock.proc.pid), system_busy_s(), time.monotonic()
         out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              timeout=max_s + 60)
-        cpu1 = self.moad.cpu_s() if unix else None
+        wall = time.monotonic() - t0
+        cpu1, sch1 = self.moad.cpu_s(), self.moad.sched()
+        mock1, sys1 = proc_cpu_s(self.mock.proc.pid), system_busy_s()
         after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
             raise RuntimeError("moabench failed: %s" % out.stderr)
         r = json.loads(out.stdout)
         r["client_cpu_s"] = (after_children.ru_utime + after_children.ru_stime
                              - before_children.ru_utime - before_children.ru_stime)
+        r["mock_cpu_s"] = mock1 - mock0
+        r["span_s"] = wall
+        r["system_busy_s"] = sys1 - sys0
+        r["moad_cpu_all_s"] = cpu1 - cpu0
+        r["moad_run_s"] = (sch1[0] - sch0[0]) / 1e9
+        r["moad_wait_s"] = (sch1[1] - sch0[1]) / 1e9
         if unix:
             r["moad_cpu_s"] = cpu1 - cpu0
         return r
@@ -330,11 +400,26 @@ class Suite:
             "latency_ms": summary(lat),
             "ttft_ms": summary(ttft),
             "client_cpu_s": sum(r["client_cpu_s"] for r in runs),
+            "mock_cpu_s": sum(r["mock_cpu_s"] for r in runs),
         }
         rec["rps"] = rec["requests"] / rec["wall_s"] if rec["wall_s"] > 0 else 0.0
+        span = sum(r["span_s"] for r in runs)
+        rec["span_s"] = span
+        rec["moad_run_s"] = sum(r["moad_run_s"] for r in runs)
+        rec["moad_runqueue_wait_s"] = sum(r["moad_wait_s"] for r in runs)
+        # Machine load not caused by this benchmark: busy CPU time minus
+        # moad, the mock and the load generator, in CPUs (cores) on average.
+        other = sum(r["system_busy_s"] - r["moad_cpu_all_s"] - r["mock_cpu_s"] - r["client_cpu_s"] for r in runs)
+        rec["background_cpus"] = max(0.0, other / span) if span > 0 else 0.0
+        rec["moad_cpu_util"] = rec["moad_run_s"] / span if span > 0 else 0.0
+        rec["moad_runqueue_wait_frac"] = rec["moad_runqueue_wait_s"] / span if span > 0 else 0.0
         if "moad_cpu_s" in runs[0]:
             rec["moad_cpu_s"] = sum(r["moad_cpu_s"] for r in runs)
-            rec["moad_cpu_ms_per_req"] = 1000.0 * rec["moad_cpu_s"] / max(1, rec["requests"])
+            # schedstat run time has ns resolution; /proc/PID/stat ticks are kept as a cross-check.
+            # Warm-up requests ran inside the same span: count them too.
+            served = sum(r["requests"] + min(r["warmup"], r["requests"] or r["warmup"]) for r in runs)
+            rec["moad_cpu_ms_per_req"] = 1000.0 * rec["moad_run_s"] / max(1, served)
+            rec["moad_cpu_ticks_ms_per_req"] = 1000.0 * rec["moad_cpu_s"] / max(1, served)
         if rec["errors"]:
             self.problem("%s: %d of %d requests failed (first: %s)" % (label, rec["errors"], rec["requests"],
                                                                       rec["first_error"]))
@@ -360,7 +445,14 @@ class Suite:
         a = self.args
         moad_url = "http://localhost/v1/chat/completions"
         mock_url = self.mock.base + "/v1/chat/completions"
-        print("== 1. gateway overhead: agent 'legal' -> mock fixed-20, vs mock direct", flush=True)
+        # moad sends the upstream a prompt with the plugin's system prompt and
+        # retrieved passages; the direct baseline sends one of the same size.
+        st, body = unix_get(self.moad.socket, "/v1/chat/completions", timeout=30, body=chat_body("legal"))
+        words = json.loads(body)["usage"]["prompt_tokens"] if st == 200 else len(QUERY.split())
+        self.results["upstream_prompt_words"] = words
+        self.direct_words = words
+        print("== 1. gateway overhead: agent 'legal' -> mock fixed-20, vs mock direct (size-matched prompt, "
+              "%d words)" % words, flush=True)
         for c in a.levels:
             if self.remaining() < 20:
                 self.skip("overhead c=%d" % c)
@@ -370,7 +462,7 @@ class Suite:
             direct, through = [], []
             mem0 = self.moad.mem_kib()
             for _ in range(a.rounds):
-                direct.append(self.moabench(mock_url, chat_body("fixed-20"), n=per, c=c, warmup=c,
+                direct.append(self.moabench(mock_url, direct_body("fixed-20", words), n=per, c=c, warmup=c,
                                             expect='"choices"', max_s=a.max_run_s))
                 through.append(self.moabench(moad_url, chat_body("legal"), unix=self.moad.socket, n=per, c=c,
                                              warmup=c, expect='"choices"', max_s=a.max_run_s))
@@ -458,7 +550,7 @@ class Suite:
         direct, single = [], []
         per = max(1, a.n_ttft // a.rounds)
         for _ in range(a.rounds):
-            direct.append(self.moabench(mock_url, chat_body("stream-20", stream=True), n=per, c=1, warmup=2,
+            direct.append(self.moabench(mock_url, direct_body("stream-20", self.direct_words, stream=True), n=per, c=1, warmup=2,
                                         stream=True, expect="[DONE]", max_s=a.max_run_s))
             single.append(self.moabench(moad_url, chat_body("legal-stream", stream=True), unix=self.moad.socket,
                                         n=per, c=1, warmup=2, stream=True, expect="[DONE]", max_s=a.max_run_s))
@@ -564,7 +656,16 @@ def machine():
             return ""
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem": mem, "kernel": platform.release(),
             "python": platform.python_version(), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "daemon", "plugins", "include",
+                              "tests/mock-upstream.c", "bench"))}
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
 
 
 def f2(x, nd=2):
@@ -586,6 +687,9 @@ def render(res, args):
     ov = [s for s in res["scenarios"] if s.get("section") == "overhead"]
     if ov:
         L.append("## 1. Gateway overhead (agent `legal` → mock `fixed-20`, vs mock direct)")
+        L.append("")
+        L.append("The direct requests carry a prompt of the same size as the one moad sends upstream for `legal` "
+                 "(%s words: plugin system prompt + retrieved passages + question)." % res.get("upstream_prompt_words", "?"))
         L.append("")
         L.append("| conc | n | direct p50 | p90 | p99 | max | moad p50 | p90 | p99 | max | overhead p50 | p90 | p99 "
                  "| direct req/s | moad req/s | moad CPU ms/req | errors |")
@@ -653,15 +757,41 @@ def render(res, args):
         L.append("")
         L.append("Expected for the pipeline: proposers' max (200) + refiners' max (200) + the mock's own TTFT (p50).")
         L.append("")
+    recs = []
+    for sc in res["scenarios"]:
+        for k in ("direct", "moad"):
+            if isinstance(sc.get(k), dict) and "label" in sc[k]:
+                recs.append(sc[k])
+        if "label" in sc:
+            recs.append(sc)
+    if recs:
+        L.append("## Run conditions")
+        L.append("")
+        L.append("moad CPU = its threads' run time / span; runqueue = time moad was runnable but waiting for a "
+                 "CPU / span (from /proc/PID/task/*/schedstat); background = CPUs busy with processes other "
+                 "than moad, the mock and the load generator (from /proc/stat), averaged over the span.")
+        L.append("")
+        L.append("| run | span s | moad CPU | moad runqueue | mock CPU s | client CPU s | background CPUs |")
+        L.append("|---|---|---|---|---|---|---|")
+        for r in recs:
+            L.append("| %s | %.1f | %.0f%% | %.1f%% | %.2f | %.2f | %.2f |" % (
+                r["label"], r["span_s"], 100 * r["moad_cpu_util"], 100 * r["moad_runqueue_wait_frac"],
+                r["mock_cpu_s"], r["client_cpu_s"], r["background_cpus"]))
+        L.append("")
     L.append("## 4. Memory and CPU")
     L.append("")
     s0, s1 = res.get("moad_start_mem_kib", {}), res.get("moad_end_mem_kib", {})
-    L.append("moad RSS after start-up %s MiB, at the end %s MiB, peak (VmHWM) %s MiB; threads %s. "
-             "CPU time during start-up %.2f s, total %.2f s. CPU ms per request are in the tables "
-             "(utime+stime from /proc/PID/stat around each run, %d Hz ticks)." % (
+    L.append("moad RSS after start-up (knowledge bases seeded) %s MiB, at the end %s MiB, peak (VmHWM) %s MiB; "
+             "threads %s. CPU time until ready %.2f s, in total %.2f s. CPU ms per request in the tables: "
+             "moad's run time from /proc/PID/task/*/schedstat (ns) around each run, divided by the requests "
+             "of the run including warm-up; utime+stime from /proc/PID/stat (%d Hz ticks) is kept in the "
+             "JSON as a cross-check (`moad_cpu_ticks_ms_per_req`)." % (
                  f2(s0.get("VmRSS", 0) / 1024, 1), f2(s1.get("VmRSS", 0) / 1024, 1),
                  f2(s1.get("VmHWM", 0) / 1024, 1), s1.get("Threads", "?"), res.get("moad_start_cpu_s", 0),
                  res.get("moad_end_cpu_s", 0), CLK_TCK))
+    L.append("")
+    L.append("Load average before / after the suite: %s / %s." % (res.get("loadavg_start", "?"),
+                                                                 res.get("loadavg_end", "?")))
     L.append("")
     if res["problems"] or res["skipped"]:
         L.append("## Problems seen in this run")
@@ -715,7 +845,9 @@ def main():
     suite.results["machine"] = machine()
     suite.results["mode"] = "quick" if args.quick else "default"
     suite.results["build_type"] = args.build_type
+    suite.results["loadavg_start"] = loadavg()
     suite.run()
+    suite.results["loadavg_end"] = loadavg()
     md = render(suite.results, args)
     print()
     print(md)
