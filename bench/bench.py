@@ -485,6 +485,8 @@ class Suite:
               "default provider cap", flush=True)
         cases = [
             ("healthz", "http://localhost/healthz", None, '"ok"', [1, 16], a.n_healthz),
+            ("POST /v1/moa/route (router alone: 8 agents scored)", "http://localhost/v1/moa/route",
+             json.dumps({"query": QUERY}), '"selected"', [1], a.n_builtin),
             ("legal-builtin (builtin provider)", "http://localhost/v1/chat/completions",
              chat_body("legal-builtin"), '"choices"', [1, 16], a.n_builtin),
             ("legal-nokb (fixed-20, no knowledge base)", "http://localhost/v1/chat/completions",
@@ -675,7 +677,7 @@ def f2(x, nd=2):
 def render(res, args):
     m = res["machine"]
     L = []
-    L.append("# moad benchmark — %s (%s%s)" % (res["date"], m["commit"], ", dirty tree" if m["dirty"] else ""))
+    L.append("# moad benchmark — %s (%s%s)" % (res["date"], m["commit"], ", uncommitted changes in daemon/plugins/bench" if m["dirty"] else ""))
     L.append("")
     L.append("Mode: %s. Machine: %d CPUs, %s, %s RAM, Linux %s. Build: `%s` (%s)." % (
         "quick" if args.quick else "default", m["nproc"], m["cpu"], m["mem"], m["kernel"], args.build,
