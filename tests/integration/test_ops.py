@@ -10,6 +10,7 @@
   stream, bad configurations rejected, agents appearing and disappearing;
 * the unit files: systemd-analyze verify and the offline exposure score.
 """
+import http.client
 import json
 import os
 import re
@@ -36,20 +37,21 @@ def expected_failure_under_asan(f):
     return unittest.expectedFailure(f) if MOAD_HAS_ASAN else f
 
 # Exec wrapper standing in for systemd's half of the protocol: puts the
-# listening socket (argv[1], -1 for none) at fd 3 and sets LISTEN_PID (and
+# listening sockets (argv[1]: comma-separated fds, -1 for none) at fd 3, 4,
+# ... and sets LISTEN_FDS, LISTEN_PID (and
 # WATCHDOG_PID when a watchdog is asked for) to its own pid, which becomes
 # moad's pid on exec.
 EXEC_WRAPPER = r"""
-import os, sys
-fd = int(sys.argv[1])
-if fd >= 0:
-    if fd != 3:
-        os.dup2(fd, 3)
-        os.close(fd)
-    else:
-        os.set_inheritable(3, True)
-    os.environ["LISTEN_FDS"] = "1"
-    os.environ["LISTEN_FDNAMES"] = "moad"
+import fcntl, os, sys
+fds = [int(x) for x in sys.argv[1].split(",") if int(x) >= 0]
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+for fd in fds:
+    os.close(fd)
+for i, fd in enumerate(high):
+    os.dup2(fd, 3 + i)
+    os.close(fd)
+if fds:
+    os.environ["LISTEN_FDS"] = str(len(fds))
     os.environ["LISTEN_PID"] = str(os.getpid())
 if "WATCHDOG_USEC" in os.environ:
     os.environ["WATCHDOG_PID"] = str(os.getpid())
@@ -76,7 +78,7 @@ def assert_clean_log(tc, log):
         tc.assertNotIn(bad, log, "sanitizer report in the daemon log:\n" + log[-6000:])
 
 
-def http(sock, method, target, body=None, headers=None, timeout=120):
+def unix_request(sock, method, target, body=None, headers=None, timeout=120):
     """One request on a fresh connection to the Unix socket `sock`.
     Returns (status, headers dict (lower-case), body bytes)."""
     return RawClient(sock, method, target, body, headers, timeout).response()
@@ -165,8 +167,10 @@ class Proc:
 
 
 def moad_argv(tmp, fd=-1, socket_path=None, extra=()):
-    """moad started through EXEC_WRAPPER: with fd >= 0 it is socket-activated."""
-    argv = [sys.executable, "-c", EXEC_WRAPPER, str(fd), MOAD, "--state-dir",
+    """moad started through EXEC_WRAPPER: with fd >= 0 (or a list of fds)
+    it is socket-activated."""
+    fds = ",".join(str(f) for f in fd) if isinstance(fd, (list, tuple)) else str(fd)
+    argv = [sys.executable, "-c", EXEC_WRAPPER, fds, MOAD, "--state-dir",
             os.path.join(tmp, "state"), "--log-level", "debug"]
     if socket_path:
         argv += ["--socket", socket_path]
@@ -233,9 +237,9 @@ class SocketActivation(unittest.TestCase):
         self.assertEqual(h.get("x-request-id"), "ops-early")
         self.assertEqual(os.path.realpath(os.readlink("/proc/%d/exe" % p.proc.pid)), os.path.realpath(MOAD))
 
-        st, _, data = http(self.sock, "GET", "/readyz")
+        st, _, data = unix_request(self.sock, "GET", "/readyz")
         self.assertEqual((st, json.loads(data)["status"]), (200, "ready"))
-        st, _, data = http(self.sock, "POST", "/v1/chat/completions", chat_body(True))
+        st, _, data = unix_request(self.sock, "POST", "/v1/chat/completions", chat_body(True))
         self.assertIsNone(check_chat(st, data, True))
 
         log = p.read_log()
@@ -255,6 +259,42 @@ class SocketActivation(unittest.TestCase):
         self.procs.append(p)
         return p
 
+    def test_unix_and_tcp_sockets_passed(self):
+        usock = listening_socket(self.sock)
+        self.addCleanup(usock.close)
+        tsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(tsock.close)
+        tsock.bind(("127.0.0.1", 0))
+        tsock.listen(16)
+        port = tsock.getsockname()[1]
+        fds = (usock.fileno(), tsock.fileno())
+        p = Proc(moad_argv(self.tmp, fds, os.path.join(self.tmp, "unused.sock")), moad_env(),
+                 os.path.join(self.tmp, "moad.log"), pass_fds=fds)
+        self.procs.append(p)
+        self.assertEqual(unix_request(self.sock, "GET", "/readyz")[0], 200)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c.request("POST", "/v1/chat/completions", body=json.dumps(chat_body(False)),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        self.assertIsNone(check_chat(r.status, r.read(), False))
+        c.close()
+        self.assertIn("serving 2 socket(s) passed by systemd", p.read_log())
+        self.finish(p)
+        self.assertTrue(os.path.exists(self.sock))
+
+    def test_refuses_a_socket_that_is_not_listening(self):
+        # A bound Unix socket without listen(): moad must refuse it clearly.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.bind(self.sock)
+        p = Proc(moad_argv(self.tmp, s.fileno()), moad_env(), os.path.join(self.tmp, "moad.log"),
+                 pass_fds=(s.fileno(),))
+        self.procs.append(p)
+        self.assertNotEqual(p.proc.wait(60), 0)
+        log = p.read_log()
+        self.assertIn("is not a listening stream socket", log)
+        assert_clean_log(self, log)
+
     def test_restart_on_held_socket_loses_no_request(self):
         # What systemd does for Accept=no: it keeps the listening socket
         # while the service restarts. Here this test holds it.
@@ -265,7 +305,7 @@ class SocketActivation(unittest.TestCase):
         a = self.start_on(lsock, "first")
         # Connecting always works (the kernel queues it); the answer comes
         # once moad runs.
-        st, _, data = http(self.sock, "POST", "/v1/chat/completions", chat_body(False),
+        st, _, data = unix_request(self.sock, "POST", "/v1/chat/completions", chat_body(False),
                            {"x-request-id": "ops-before"})
         self.assertIsNone(check_chat(st, data, False))
         self.assertEqual(a.proc.pid, int(re.search(r"moad\[(\d+)\]", a.read_log()).group(1)))
@@ -297,7 +337,7 @@ class SocketActivation(unittest.TestCase):
         lsock = listening_socket(self.sock)
         self.addCleanup(lsock.close)
         a = self.start_on(lsock, "first")
-        self.assertEqual(http(self.sock, "GET", "/readyz")[0], 200)
+        self.assertEqual(unix_request(self.sock, "GET", "/readyz")[0], 200)
 
         stop = threading.Event()
         results, failures = [], []
@@ -308,7 +348,7 @@ class SocketActivation(unittest.TestCase):
                 stream = (n + k) % 2 == 1
                 rid = "ops-load-%d-%d" % (k, n)
                 try:
-                    st, _, data = http(self.sock, "POST", "/v1/chat/completions", chat_body(stream),
+                    st, _, data = unix_request(self.sock, "POST", "/v1/chat/completions", chat_body(stream),
                                        {"x-request-id": rid})
                     why = check_chat(st, data, stream)
                 except Exception as e:  # noqa: BLE001 - every failure counts
@@ -406,7 +446,7 @@ class Notify(unittest.TestCase):
         self.start(watchdog_usec=2000000)
         ready = self.wait_message(lambda m: m == "READY=1")
         # Ready means listening: the very first connection attempt works.
-        st, _, data = http(self.sock, "GET", "/readyz")
+        st, _, data = unix_request(self.sock, "GET", "/readyz")
         self.assertEqual((st, json.loads(data)["status"]), (200, "ready"))
         self.assertEqual([m for m in self.messages[:ready] if m.startswith(("READY", "STOPPING", "RELOADING"))], [])
         i = self.wait_message(lambda m: m.startswith("STATUS="), ready)
@@ -419,13 +459,13 @@ class Notify(unittest.TestCase):
         # STATUS= is refreshed periodically for systemctl status (every 5 s).
         self.wait_message(lambda m: m.startswith("STATUS=ready"), i + 1, timeout=30)
 
-        gen = json.loads(http(self.sock, "GET", "/v1/moa/status")[2])["generation"]
+        gen = json.loads(unix_request(self.sock, "GET", "/v1/moa/status")[2])["generation"]
         mark = len(self.messages)
         self.p.proc.send_signal(signal.SIGHUP)
         rel = self.wait_message(lambda m: m == "RELOADING=1", mark)
         again = self.wait_message(lambda m: m == "READY=1", rel + 1)
         self.wait_message(lambda m: m.startswith("STATUS=ready"), again + 1)
-        self.assertEqual(json.loads(http(self.sock, "GET", "/v1/moa/status")[2])["generation"], gen + 1)
+        self.assertEqual(json.loads(unix_request(self.sock, "GET", "/v1/moa/status")[2])["generation"], gen + 1)
         self.assertTrue(self.p.wait_log("configuration reloaded", 10))
 
         mark = len(self.messages)
