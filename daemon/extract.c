@@ -13,15 +13,15 @@
 #include "util.h"
 
 #define EX_MAX_HITS 32u
-#define EX_MAX_SENTENCES 512u       /* candidates considered in total */
-#define EX_MAX_SENT_PER_SOURCE 64u  /* per hit or per proposal */
+#define EX_MAX_SENTENCES 512u      /* candidates considered in total */
+#define EX_MAX_SENT_PER_SOURCE 64u /* per hit or per proposal */
 #define EX_MAX_SENTENCE_BYTES 800u
-#define EX_MAX_TERMS 96u            /* content words kept per sentence */
+#define EX_MAX_TERMS 96u /* content words kept per sentence */
 #define EX_MAX_QUERY_TERMS 32u
 #define EX_MAX_CITES 8u
 #define EX_MAX_PROPOSALS 16u
 #define EX_MAX_PROPOSAL_BYTES (64u * 1024u)
-#define EX_MAX_SOURCES 64u          /* Sources: lines per proposal */
+#define EX_MAX_SOURCES 64u /* Sources: lines per proposal */
 #define EX_MAX_SOURCE_BYTES 300u
 #define EX_MAX_OUT_SENTENCES 20u
 #define EX_DEFAULT_ANSWER_SENTENCES 3u
@@ -36,16 +36,16 @@
 #define EX_NO_HIT_ALL "None of the consulted agents' knowledge bases has a passage on this question."
 
 typedef struct Sent {
-        char *text;         /* cleaned sentence, cites removed */
-        unsigned src;       /* hit or proposal index */
-        unsigned pos;       /* order within its source */
-        uint32_t *terms;    /* content-word hashes, sorted, with repeats */
+        char *text;      /* cleaned sentence, cites removed */
+        unsigned src;    /* hit or proposal index */
+        unsigned pos;    /* order within its source */
+        uint32_t *terms; /* content-word hashes, sorted, with repeats */
         size_t n_terms;
-        uint32_t *set;      /* the same, unique */
+        uint32_t *set; /* the same, unique */
         size_t n_set;
         unsigned cites[EX_MAX_CITES];
         unsigned n_cites;
-        int head;           /* index of the section heading's words, -1 if none */
+        int head; /* index of the section heading's words, -1 if none */
         double score;
         int selected;
 } Sent;
@@ -239,9 +239,10 @@ static double jaccard(const uint32_t *a, size_t na, const uint32_t *b, size_t nb
 /* ---- sentences ------------------------------------------------------- */
 
 static const char *const abbreviations[] = {
-        "e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "st", "fig", "approx", "cf", "inc", "ltd",
-        "jr", "sr", "u.s", "u.k", "e.u", "al", "art", "sec", "para", "pp", "vol", "ch", "no", "nos", "jan",
-        "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "min", "max", "est",
+        "e.g",    "i.e",  "etc", "vs",  "dr",   "mr",  "mrs", "ms",  "prof", "st",  "fig",
+        "approx", "cf",   "inc", "ltd", "jr",   "sr",  "u.s", "u.k", "e.u",  "al",  "art",
+        "sec",    "para", "pp",  "vol", "ch",   "no",  "nos", "jan", "feb",  "mar", "apr",
+        "jun",    "jul",  "aug", "sep", "sept", "oct", "nov", "dec", "min",  "max", "est",
 };
 
 static int is_space_b(unsigned char c) {
@@ -494,7 +495,7 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         if (c->list->n >= EX_MAX_SENTENCES || c->pos >= EX_MAX_SENT_PER_SOURCE)
                 return 1;
 
-        Sent st = { .src = c->src, .head = c->cur_head };
+        Sent st = {.src = c->src, .head = c->cur_head};
         int heading;
         st.text = clean_sentence(s, len, c->parse_cites, st.cites, &st.n_cites, &heading);
         if (!st.text) {
@@ -570,13 +571,14 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         return 0;
 }
 
-static int split_into(SentList *l, const char *text, size_t len, unsigned src, int parse_cites, size_t min_words) {
+static int split_into(SentList *l, const char *text, size_t len, unsigned src, int parse_cites,
+                      size_t min_words) {
         size_t clen;
         char *clean = kb_utf8_sanitize(text, len, &clen);
         if (!clean)
                 return -ENOMEM;
-        SplitCtx c = { .list = l, .src = src, .parse_cites = parse_cites, .min_words = min_words,
-                       .cur_head = -1 };
+        SplitCtx c = {
+                .list = l, .src = src, .parse_cites = parse_cites, .min_words = min_words, .cur_head = -1};
         (void) split_sentences(clean, clen, on_sentence, &c);
         free(clean);
         return c.oom ? -ENOMEM : 0;
@@ -699,7 +701,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 return finish_stream(f, &buf);
         }
 
-        SentList l = { .v = calloc(EX_MAX_SENTENCES, sizeof(Sent)) };
+        SentList l = {.v = calloc(EX_MAX_SENTENCES, sizeof(Sent))};
         uint32_t *q_all = NULL, *q = NULL;
         size_t n_q_all = 0, n_q = 0;
         Sent **order = NULL;
@@ -792,8 +794,9 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 _cleanup_free_ char *snip = snippet_plain(hits[0].snippet ?: "");
                 if (!snip)
                         goto out;
-                fprintf(f, "No sentence in this agent's knowledge base answers the question directly. "
-                           "The closest passage is: \"%s\" [1]\n\nSources:\n[1] ",
+                fprintf(f,
+                        "No sentence in this agent's knowledge base answers the question directly. "
+                        "The closest passage is: \"%s\" [1]\n\nSources:\n[1] ",
                         snip);
                 if (fput_clean(f, hits[0].title) < 0)
                         goto out;
@@ -814,7 +817,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                                 break;
                         }
         }
-        OrderCtx oc = { .hits = hits, .doc_rank = doc_rank };
+        OrderCtx oc = {.hits = hits, .doc_rank = doc_rank};
         qsort_r(order, n_sel, sizeof(Sent *), cmp_doc_order, &oc);
 
         /* Number the sources by first use. */
@@ -910,7 +913,7 @@ static int parse_sources(Prop *p, const char *s, size_t len) {
                                 char *t = strndup(s + d, n);
                                 if (!t)
                                         return -ENOMEM;
-                                p->src[p->n_src++] = (SourceRef){ .n = v, .text = t };
+                                p->src[p->n_src++] = (SourceRef){.n = v, .text = t};
                         }
                 }
                 i = e + 1;
@@ -958,7 +961,7 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
         if (!f)
                 return NULL;
 
-        SentList l = { .v = calloc(EX_MAX_SENTENCES, sizeof(Sent)) };
+        SentList l = {.v = calloc(EX_MAX_SENTENCES, sizeof(Sent))};
         Prop *ps = calloc(MAX(n, (size_t) 1), sizeof(Prop));
         uint32_t *q_all = NULL, *q = NULL;
         size_t n_q_all = 0, n_q = 0;
@@ -1083,10 +1086,11 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                         if (!src)
                                 continue;
                         size_t g = 0;
-                        while (g < n_gs && !(streq(gs[g].text, src) && streq(ps[gs[g].prop].agent, ps[s->src].agent)))
+                        while (g < n_gs &&
+                               !(streq(gs[g].text, src) && streq(ps[gs[g].prop].agent, ps[s->src].agent)))
                                 g++;
                         if (g == n_gs)
-                                gs[n_gs++] = (GlobalSource){ .prop = s->src, .text = src };
+                                gs[n_gs++] = (GlobalSource){.prop = s->src, .text = src};
                         unsigned num = (unsigned) g + 1;
                         int seen = 0;
                         for (size_t k = 0; k < n_out; k++)

@@ -233,8 +233,9 @@ IngestWorker *ingest_worker_free(IngestWorker *w) {
  * ingest_submit() - copy the inputs into a job and queue it. See ingest.h
  * for the error codes.
  */
-int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const char *source, const char *text,
-                  size_t len, const KbChunkOpts *opts, IngestDoneFn done, void *userdata, IngestJob **ret) {
+int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const char *source,
+                  const char *text, size_t len, const KbChunkOpts *opts, IngestDoneFn done, void *userdata,
+                  IngestJob **ret) {
         if (!w || isempty(db_path) || isempty(title) || (!text && len > 0))
                 return -EINVAL;
         if (len > KB_MAX_DOCUMENT_BYTES)

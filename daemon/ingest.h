@@ -42,8 +42,9 @@ IngestWorker *ingest_worker_free(IngestWorker *w);
  * path or title, -E2BIG for @len over KB_MAX_DOCUMENT_BYTES, -EBUSY when
  * INGEST_MAX_PENDING jobs are waiting, -ESHUTDOWN after shutdown, -ENOMEM.
  */
-int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const char *source, const char *text,
-                  size_t len, const KbChunkOpts *opts, IngestDoneFn done, void *userdata, IngestJob **ret);
+int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const char *source,
+                  const char *text, size_t len, const KbChunkOpts *opts, IngestDoneFn done, void *userdata,
+                  IngestJob **ret);
 
 /**
  * ingest_job_cancel() - the job's callback will not be called. A queued job

@@ -73,7 +73,7 @@ static int ingest_one_file(Kb *kb, const char *path, const KbChunkOpts *opts) {
 }
 
 static int has_knowledge_suffix(const char *name) {
-        static const char *const suffixes[] = { ".md", ".txt", ".text" };
+        static const char *const suffixes[] = {".md", ".txt", ".text"};
         size_t n = strlen(name);
         if (name[0] == '.')
                 return 0;
@@ -121,7 +121,8 @@ int kb_ingest_path(Kb *kb, const char *path, const KbChunkOpts *opts, int *ret_d
                 if (!has_knowledge_suffix(de->d_name) || streq(de->d_name, "README.md"))
                         continue;
                 if (n >= KB_MAX_DIR_FILES) {
-                        log_warning("kb: %s has more than %u files, ignoring the rest", path, KB_MAX_DIR_FILES);
+                        log_warning("kb: %s has more than %u files, ignoring the rest", path,
+                                    KB_MAX_DIR_FILES);
                         break;
                 }
                 if (n == cap) {

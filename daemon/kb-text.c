@@ -76,21 +76,24 @@ char *kb_utf8_sanitize(const char *text, size_t len, size_t *ret_len) {
 }
 
 static const char *const stop_words[] = {
-        "a",     "about", "above",   "after", "again", "against", "all",   "am",    "an",    "and",
-        "any",   "are",   "as",      "at",    "be",    "because", "been",  "before", "being", "below",
-        "between", "both", "but",    "by",    "can",   "could",   "did",   "do",    "does",  "doing",
-        "down",  "during", "each",   "few",   "for",   "from",    "further", "had", "has",   "have",
-        "having", "he",   "her",     "here",  "hers",  "herself", "him",   "himself", "his", "how",
-        "i",     "if",    "in",      "into",  "is",    "it",      "its",   "itself", "just", "me",
-        "more",  "most",  "my",      "myself", "no",   "nor",     "not",   "now",   "of",    "off",
-        "on",    "once",  "only",    "or",    "other", "our",     "ours",  "ourselves", "out", "over",
-        "own",   "same",  "she",     "should", "so",   "some",    "such",  "than",  "that",  "the",
-        "their", "theirs", "them",   "themselves", "then", "there", "these", "they", "this", "those",
-        "through", "to",  "too",     "under", "until", "up",      "very",  "was",   "we",    "were",
-        "what",  "when",  "where",   "which", "while", "who",     "whom",  "why",   "will",  "with",
-        "would", "you",   "your",    "yours", "yourself", "yourselves", "tell", "explain", "please",
-        "mean",  "means", "meaning", "define", "definition", "describe",
-        "s",     "t",     "don",     "does",  "vs",    "versus",  "much",  "many",  "get",   "use",
+        "a",      "about",  "above", "after",   "again",    "against",    "all",      "am",
+        "an",     "and",    "any",   "are",     "as",       "at",         "be",       "because",
+        "been",   "before", "being", "below",   "between",  "both",       "but",      "by",
+        "can",    "could",  "did",   "do",      "does",     "doing",      "down",     "during",
+        "each",   "few",    "for",   "from",    "further",  "had",        "has",      "have",
+        "having", "he",     "her",   "here",    "hers",     "herself",    "him",      "himself",
+        "his",    "how",    "i",     "if",      "in",       "into",       "is",       "it",
+        "its",    "itself", "just",  "me",      "more",     "most",       "my",       "myself",
+        "no",     "nor",    "not",   "now",     "of",       "off",        "on",       "once",
+        "only",   "or",     "other", "our",     "ours",     "ourselves",  "out",      "over",
+        "own",    "same",   "she",   "should",  "so",       "some",       "such",     "than",
+        "that",   "the",    "their", "theirs",  "them",     "themselves", "then",     "there",
+        "these",  "they",   "this",  "those",   "through",  "to",         "too",      "under",
+        "until",  "up",     "very",  "was",     "we",       "were",       "what",     "when",
+        "where",  "which",  "while", "who",     "whom",     "why",        "will",     "with",
+        "would",  "you",    "your",  "yours",   "yourself", "yourselves", "tell",     "explain",
+        "please", "mean",   "means", "meaning", "define",   "definition", "describe", "s",
+        "t",      "don",    "vs",    "versus",  "much",     "many",       "get",      "use",
 };
 
 /** kb_is_stop_word() - linear scan; the list is short. */
@@ -143,4 +146,3 @@ int kb_is_word_cp(uint32_t c) {
                 return 0;
         return 1;
 }
-

@@ -155,8 +155,8 @@ static size_t chunk_cut(const unsigned char *s, size_t len, size_t start, size_t
  * -EINVAL for a chunk_size outside [64, 1 MiB] or overlap >= chunk_size,
  * -ENOMEM.
  */
-int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets,
-             size_t **ret_lens, size_t *ret_n) {
+int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets, size_t **ret_lens,
+             size_t *ret_n) {
         KbChunkOpts o = opts ? *opts : KB_CHUNK_OPTS_DEFAULT;
         const unsigned char *s = (const unsigned char *) text;
 
@@ -164,7 +164,8 @@ int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret
                 return -EINVAL;
         if (o.chunk_size == 0)
                 o.chunk_size = KB_CHUNK_OPTS_DEFAULT.chunk_size;
-        if (o.chunk_size < KB_MIN_CHUNK_SIZE || o.chunk_size > KB_MAX_CHUNK_SIZE || o.overlap >= o.chunk_size)
+        if (o.chunk_size < KB_MIN_CHUNK_SIZE || o.chunk_size > KB_MAX_CHUNK_SIZE ||
+            o.overlap >= o.chunk_size)
                 return -EINVAL;
         o.overlap = MIN(o.overlap, o.chunk_size / 4);
 
@@ -209,7 +210,8 @@ int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret
                         size_t w = cut - o.overlap, p;
                         for (p = w; p < cut; p++)
                                 if (is_space(s[p - 1]) && p >= w + 1 &&
-                                    (s[p - 1] == '\n' || s[p - 2] == '.' || s[p - 2] == '!' || s[p - 2] == '?'))
+                                    (s[p - 1] == '\n' || s[p - 2] == '.' || s[p - 2] == '!' ||
+                                     s[p - 2] == '?'))
                                         break;
                         if (p < cut && !is_space(s[p]))
                                 ns = p;
@@ -386,7 +388,8 @@ int kb_open(const char *path, int read_only, Kb **ret) {
                 r = errno_from_sqlite(rc);
                 if (rc == SQLITE_CANTOPEN && kb->db && sqlite3_system_errno(kb->db) > 0)
                         r = -sqlite3_system_errno(kb->db);
-                log_debug("kb: cannot open %s: %s", path, kb->db ? sqlite3_errmsg(kb->db) : sqlite3_errstr(rc));
+                log_debug("kb: cannot open %s: %s", path,
+                          kb->db ? sqlite3_errmsg(kb->db) : sqlite3_errstr(rc));
                 goto fail;
         }
         sqlite3_extended_result_codes(kb->db, 0);
@@ -573,7 +576,8 @@ int kb_delete(Kb *kb, const char *title) {
                 return r;
 
         _cleanup_stmt_ sqlite3_stmt *a = NULL, *b = NULL;
-        r = kb_prepare(kb, "DELETE FROM chunks WHERE doc_id IN (SELECT id FROM documents WHERE title = ?1)", &a);
+        r = kb_prepare(kb, "DELETE FROM chunks WHERE doc_id IN (SELECT id FROM documents WHERE title = ?1)",
+                       &a);
         if (r >= 0) {
                 sqlite3_bind_text(a, 1, title, -1, SQLITE_STATIC);
                 int rc = sqlite3_step(a);
@@ -607,8 +611,8 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
                 return -EINVAL;
 
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r = kb_prepare(kb, "SELECT title, source, n_chunks, bytes, ingested_at FROM documents ORDER BY title",
-                           &st);
+        int r = kb_prepare(
+                kb, "SELECT title, source, n_chunks, bytes, ingested_at FROM documents ORDER BY title", &st);
         if (r < 0)
                 return r;
         for (;;) {

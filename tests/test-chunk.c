@@ -64,11 +64,11 @@ START_TEST(test_empty_tiny) {
         free(offs);
         free(lens);
 
-        KbChunkOpts bad = { .chunk_size = 10 };
+        KbChunkOpts bad = {.chunk_size = 10};
         ck_assert_int_eq(kb_chunk("x", 1, &bad, &offs, &lens, &n), -EINVAL);
-        bad = (KbChunkOpts){ .chunk_size = 100, .overlap = 100 };
+        bad = (KbChunkOpts){.chunk_size = 100, .overlap = 100};
         ck_assert_int_eq(kb_chunk("x", 1, &bad, &offs, &lens, &n), -EINVAL);
-        KbChunkOpts zero = { 0 }; /* 0 means the default size */
+        KbChunkOpts zero = {0}; /* 0 means the default size */
         ck_assert_int_eq(kb_chunk("x", 1, &zero, &offs, &lens, &n), 0);
         ck_assert_uint_eq(n, 1);
         free(offs);
@@ -82,7 +82,7 @@ START_TEST(test_prefers_paragraphs_then_sentences) {
         strcat(text, "First paragraph sentence one. Sentence two here. Sentence three goes on.\n\n");
         strcat(text, "Second paragraph. It has more words. And even more words follow here. ");
         strcat(text, "Tail words tail words tail words tail words tail words tail words.");
-        KbChunkOpts o = { .chunk_size = 100, .overlap = 0 };
+        KbChunkOpts o = {.chunk_size = 100, .overlap = 0};
         size_t *offs = NULL, *lens = NULL, n = 0;
         ck_assert_int_eq(kb_chunk(text, strlen(text), &o, &offs, &lens, &n), 0);
         ck_assert_uint_ge(n, 2);
@@ -93,8 +93,9 @@ START_TEST(test_prefers_paragraphs_then_sentences) {
         free(lens);
 
         /* without paragraphs, a chunk ends after a sentence */
-        const char *s = "Alpha beta gamma delta. Epsilon zeta eta theta iota kappa lambda mu. Nu xi omicron pi rho "
-                        "sigma tau upsilon phi chi psi omega and more words.";
+        const char *s =
+                "Alpha beta gamma delta. Epsilon zeta eta theta iota kappa lambda mu. Nu xi omicron pi rho "
+                "sigma tau upsilon phi chi psi omega and more words.";
         ck_assert_int_eq(kb_chunk(s, strlen(s), &o, &offs, &lens, &n), 0);
         ck_assert_uint_ge(n, 2);
         ck_assert_int_eq(s[offs[0] + lens[0] - 1], '.');
@@ -109,7 +110,7 @@ START_TEST(test_overlap_bounds) {
         for (size_t i = 0; i < len; i++)
                 t[i] = "lorem ipsum dolor sit amet, consectetur. "[i % 41];
         t[len] = 0;
-        KbChunkOpts o = { .chunk_size = 300, .overlap = 60 };
+        KbChunkOpts o = {.chunk_size = 300, .overlap = 60};
         size_t n = check_chunks(t, len, o);
         ck_assert_uint_ge(n, len / 300);
         ck_assert_uint_le(n, len / (300 / 2 - 60) + 1);
@@ -122,9 +123,9 @@ START_TEST(test_overlap_bounds) {
         free(lens);
 
         /* huge overlap is clamped, still makes progress */
-        o = (KbChunkOpts){ .chunk_size = 300, .overlap = 299 };
+        o = (KbChunkOpts){.chunk_size = 300, .overlap = 299};
         check_chunks(t, len, o);
-        o = (KbChunkOpts){ .chunk_size = 64, .overlap = 0 };
+        o = (KbChunkOpts){.chunk_size = 64, .overlap = 0};
         check_chunks(t, len, o);
         free(t);
 }
@@ -132,7 +133,7 @@ END_TEST
 
 START_TEST(test_utf8_boundaries) {
         /* no whitespace at all: hard cuts must land between characters */
-        static const char *const glyphs[] = { "é", "中", "😀", "a", "ß" };
+        static const char *const glyphs[] = {"é", "中", "😀", "a", "ß"};
         for (size_t g = 0; g < ELEMENTSOF(glyphs); g++) {
                 size_t gl = strlen(glyphs[g]), len = 0;
                 char *t = malloc(5000 * 4 + 1);
@@ -142,14 +143,14 @@ START_TEST(test_utf8_boundaries) {
                 }
                 t[len] = 0;
                 for (size_t cs = 64; cs < 140; cs += 7)
-                        check_chunks(t, len, (KbChunkOpts){ .chunk_size = cs, .overlap = cs / 5 });
+                        check_chunks(t, len, (KbChunkOpts){.chunk_size = cs, .overlap = cs / 5});
                 free(t);
         }
 
         /* mixed scripts with CJK full stops */
         const char *cjk = "高血压是一种常见的慢性病。它通常没有症状。治疗包括减少盐的摄入和锻炼。"
                           "药物包括血管紧张素转换酶抑制剂。定期测量血压很重要。";
-        size_t n = check_chunks(cjk, strlen(cjk), (KbChunkOpts){ .chunk_size = 64, .overlap = 10 });
+        size_t n = check_chunks(cjk, strlen(cjk), (KbChunkOpts){.chunk_size = 64, .overlap = 10});
         ck_assert_uint_ge(n, 2);
 }
 END_TEST
@@ -161,7 +162,7 @@ START_TEST(test_invalid_bytes_do_not_hang) {
         for (size_t i = 0; i < len; i++)
                 t[i] = (char) (0x80 | (i & 0x3f));
         size_t *offs = NULL, *lens = NULL, n = 0;
-        KbChunkOpts o = { .chunk_size = 100, .overlap = 20 };
+        KbChunkOpts o = {.chunk_size = 100, .overlap = 20};
         ck_assert_int_eq(kb_chunk(t, len, &o, &offs, &lens, &n), 0);
         ck_assert_uint_ge(n, len / 100);
         size_t total = 0;

@@ -7,8 +7,12 @@
 #include "util.h"
 
 static KbHit hit(const char *title, unsigned chunk, double score, const char *text) {
-        return (KbHit){ .title = (char *) title, .source = (char *) "", .chunk = chunk, .score = score,
-                        .snippet = (char *) text, .text = (char *) text };
+        return (KbHit){.title = (char *) title,
+                       .source = (char *) "",
+                       .chunk = chunk,
+                       .score = score,
+                       .snippet = (char *) text,
+                       .text = (char *) text};
 }
 
 static size_t count_str(const char *hay, const char *needle) {
@@ -78,21 +82,20 @@ static unsigned cite_of(const char *out, const char *needle) {
         return v;
 }
 
-static const char bp0[] =
-        "# Hypertension\n\n"
-        "Hypertension means blood pressure that stays at or above 130/80 mmHg. "
-        "Most people with high blood pressure have no symptoms at all. "
-        "Dr. Smith notes that readings vary during the day, e.g. after coffee. "
-        "The heart is a muscle that pumps blood through the body.\n\n"
-        "- Treatment starts with less salt, more exercise and weight loss.\n"
-        "- Medicines such as ACE inhibitors lower blood pressure further.\n";
-static const char bp1[] =
-        "Untreated high blood pressure damages arteries, the kidneys and the eyes. "
-        "Home blood pressure monitors are useful for tracking treatment.";
-static const char git0[] = "A git rebase rewrites commits on top of another base. Merges keep both histories.";
+static const char bp0[] = "# Hypertension\n\n"
+                          "Hypertension means blood pressure that stays at or above 130/80 mmHg. "
+                          "Most people with high blood pressure have no symptoms at all. "
+                          "Dr. Smith notes that readings vary during the day, e.g. after coffee. "
+                          "The heart is a muscle that pumps blood through the body.\n\n"
+                          "- Treatment starts with less salt, more exercise and weight loss.\n"
+                          "- Medicines such as ACE inhibitors lower blood pressure further.\n";
+static const char bp1[] = "Untreated high blood pressure damages arteries, the kidneys and the eyes. "
+                          "Home blood pressure monitors are useful for tracking treatment.";
+static const char git0[] =
+        "A git rebase rewrites commits on top of another base. Merges keep both histories.";
 
 START_TEST(test_answer_cites_and_sources) {
-        KbHit hits[] = { hit("bp.md", 0, 5.0, bp0), hit("bp.md", 1, 3.0, bp1), hit("git.md", 0, 0.5, git0) };
+        KbHit hits[] = {hit("bp.md", 0, 5.0, bp0), hit("bp.md", 1, 3.0, bp1), hit("git.md", 0, 0.5, git0)};
         char *out = extract_answer("How is high blood pressure treated?", hits, 3, 3);
         ck_assert_ptr_nonnull(out);
         unsigned k = check_citations(out);
@@ -113,7 +116,8 @@ START_TEST(test_answer_cites_and_sources) {
         free(out);
 
         out = extract_answer("less salt and more exercise", hits, 3, 3);
-        ck_assert_msg(strstr(out, "Treatment starts with less salt, more exercise and weight loss [1].") != NULL,
+        ck_assert_msg(strstr(out, "Treatment starts with less salt, more exercise and weight loss [1].") !=
+                              NULL,
                       "%s", out);
         ck_assert_ptr_null(strstr(out, "- Treatment")); /* list marker stripped */
         s1 = source_line(out, 1);
@@ -124,7 +128,7 @@ START_TEST(test_answer_cites_and_sources) {
 END_TEST
 
 START_TEST(test_answer_document_order_and_determinism) {
-        KbHit hits[] = { hit("bp.md", 1, 5.0, bp1), hit("bp.md", 0, 4.0, bp0) };
+        KbHit hits[] = {hit("bp.md", 1, 5.0, bp1), hit("bp.md", 0, 4.0, bp0)};
         char *a = extract_answer("blood pressure arteries kidneys monitors salt symptoms", hits, 2, 6);
         char *b = extract_answer("blood pressure arteries kidneys monitors salt symptoms", hits, 2, 6);
         ck_assert_ptr_nonnull(a);
@@ -132,7 +136,8 @@ START_TEST(test_answer_document_order_and_determinism) {
         check_citations(a);
         /* chunk 0 sentences come before chunk 1 sentences although chunk 1
          * ranked first; within a chunk the original order is kept */
-        const char *sym = strstr(a, "no symptoms"), *salt = strstr(a, "less salt"), *art = strstr(a, "arteries");
+        const char *sym = strstr(a, "no symptoms"), *salt = strstr(a, "less salt"),
+                   *art = strstr(a, "arteries");
         ck_assert_ptr_nonnull(sym);
         ck_assert_ptr_nonnull(salt);
         ck_assert_ptr_nonnull(art);
@@ -147,10 +152,11 @@ START_TEST(test_answer_document_order_and_determinism) {
 END_TEST
 
 START_TEST(test_answer_abbreviations) {
-        KbHit hits[] = { hit("bp.md", 0, 5.0, bp0) };
+        KbHit hits[] = {hit("bp.md", 0, 5.0, bp0)};
         char *out = extract_answer("Dr. Smith readings coffee", hits, 1, 1);
         ck_assert_ptr_nonnull(out);
-        ck_assert_ptr_nonnull(strstr(out, "Dr. Smith notes that readings vary during the day, e.g. after coffee [1]."));
+        ck_assert_ptr_nonnull(
+                strstr(out, "Dr. Smith notes that readings vary during the day, e.g. after coffee [1]."));
         free(out);
 }
 END_TEST
@@ -164,7 +170,7 @@ START_TEST(test_answer_no_hit) {
 
         /* hits whose sentences share no word with the question: honest
          * fallback quoting the best snippet, still cited */
-        KbHit hits[] = { hit("git.md", 0, 1.0, git0) };
+        KbHit hits[] = {hit("git.md", 0, 1.0, git0)};
         out = extract_answer("zebra", hits, 1, 3);
         ck_assert_ptr_nonnull(out);
         ck_assert_ptr_nonnull(strstr(out, "No sentence"));
@@ -186,7 +192,7 @@ START_TEST(test_answer_hostile_input) {
         char *out = extract_answer("word \xc3", hits, 40, 100);
         ck_assert_ptr_nonnull(out);
         free(out);
-        KbHit empty = { 0 };
+        KbHit empty = {0};
         out = extract_answer(NULL, &empty, 1, 0);
         ck_assert_ptr_nonnull(out);
         free(out);
@@ -196,10 +202,12 @@ END_TEST
 
 START_TEST(test_aggregate_agreement_raises) {
         ExtractProposal p[] = {
-                { "legal", "Contracts need an offer and an acceptance to be binding. "
-                           "Judges dislike vague penalty clauses in commercial leases.", 1.0 },
-                { "finance", "A binding contract needs an offer plus acceptance by the other party.", 1.0 },
-                { "general", "Chess is played on a board of sixty-four squares.", 1.0 },
+                {"legal",
+                 "Contracts need an offer and an acceptance to be binding. "
+                 "Judges dislike vague penalty clauses in commercial leases.",
+                 1.0},
+                {"finance", "A binding contract needs an offer plus acceptance by the other party.", 1.0},
+                {"general", "Chess is played on a board of sixty-four squares.", 1.0},
         };
         char *out = extract_aggregate("what makes a contract binding", p, 3, 1);
         ck_assert_ptr_nonnull(out);
@@ -214,8 +222,8 @@ END_TEST
 
 START_TEST(test_aggregate_weight_matters) {
         ExtractProposal p[] = {
-                { "a", "Apples are grown in orchards across temperate regions.", 0.2 },
-                { "b", "Bananas are grown on large tropical plantations.", 0.9 },
+                {"a", "Apples are grown in orchards across temperate regions.", 0.2},
+                {"b", "Bananas are grown on large tropical plantations.", 0.9},
         };
         char *out = extract_aggregate("fruit", p, 2, 1);
         ck_assert_ptr_nonnull(out);
@@ -231,12 +239,16 @@ END_TEST
 
 START_TEST(test_aggregate_no_duplicates) {
         ExtractProposal p[] = {
-                { "legal", "The GDPR applies to personal data of people in the EU [1].\n\nSources:\n[1] gdpr.md, chunk 0\n",
-                  1.0 },
-                { "code", "The GDPR applies to personal data of people in the EU [1]. Logs can contain personal "
-                          "data such as IP addresses [2].\n\nSources:\n[1] gdpr.md, chunk 0\n[2] logging.md, chunk 3\n",
-                  0.8 },
-                { "medical", "The GDPR applies to the personal data of people in the EU.", 0.5 },
+                {"legal",
+                 "The GDPR applies to personal data of people in the EU [1].\n\nSources:\n[1] gdpr.md, "
+                 "chunk 0\n",
+                 1.0},
+                {"code",
+                 "The GDPR applies to personal data of people in the EU [1]. Logs can contain personal "
+                 "data such as IP addresses [2].\n\nSources:\n[1] gdpr.md, chunk 0\n[2] logging.md, chunk "
+                 "3\n",
+                 0.8},
+                {"medical", "The GDPR applies to the personal data of people in the EU.", 0.5},
         };
         char *out = extract_aggregate("Does GDPR apply to logs?", p, 3, 5);
         ck_assert_ptr_nonnull(out);
@@ -249,13 +261,15 @@ END_TEST
 
 START_TEST(test_aggregate_renumbers_citations) {
         ExtractProposal p[] = {
-                { "legal",
-                  "Employers must give written notice before dismissal [1]. Severance depends on the contract and "
-                  "local law [2].\n\nSources:\n[1] termination.md, chunk 0\n[2] termination.md, chunk 2\n",
-                  1.0 },
-                { "finance",
-                  "Severance pay is usually taxed as ordinary income [1].\n\nSources:\n[1] taxes.md, chunk 4\n",
-                  0.9 },
+                {"legal",
+                 "Employers must give written notice before dismissal [1]. Severance depends on the "
+                 "contract and "
+                 "local law [2].\n\nSources:\n[1] termination.md, chunk 0\n[2] termination.md, chunk 2\n",
+                 1.0},
+                {"finance",
+                 "Severance pay is usually taxed as ordinary income [1].\n\nSources:\n[1] taxes.md, chunk "
+                 "4\n",
+                 0.9},
         };
         char *out = extract_aggregate("dismissal notice severance tax", p, 2, 5);
         ck_assert_ptr_nonnull(out);
@@ -281,21 +295,21 @@ END_TEST
 
 START_TEST(test_aggregate_no_hit_and_fallbacks) {
         char *none = extract_answer("q", NULL, 0, 3);
-        ExtractProposal p[] = { { "a", none, 1.0 }, { "b", none, 2.0 } };
+        ExtractProposal p[] = {{"a", none, 1.0}, {"b", none, 2.0}};
         char *out = extract_aggregate("q", p, 2, 3);
         ck_assert_ptr_nonnull(out);
         ck_assert_ptr_nonnull(strstr(out, "None of the consulted agents"));
         free(out);
 
         /* one no-hit answer does not pollute a real one */
-        ExtractProposal q[] = { { "a", none, 5.0 }, { "b", "Rivers flow into seas and oceans eventually.", 1.0 } };
+        ExtractProposal q[] = {{"a", none, 5.0}, {"b", "Rivers flow into seas and oceans eventually.", 1.0}};
         out = extract_aggregate("rivers", q, 2, 3);
         ck_assert_ptr_nonnull(strstr(out, "Rivers flow"));
         ck_assert_ptr_null(strstr(out, "Nothing in this agent"));
         free(out);
 
         /* answers too short to be sentences: the heaviest is returned as is */
-        ExtractProposal r[] = { { "a", "Yes", 1.0 }, { "b", "No", 3.0 } };
+        ExtractProposal r[] = {{"a", "Yes", 1.0}, {"b", "No", 3.0}};
         out = extract_aggregate("q", r, 2, 3);
         ck_assert_str_eq(out, "No");
         free(out);
@@ -309,14 +323,14 @@ END_TEST
 
 START_TEST(test_aggregate_chains) {
         /* An aggregate of answers is itself a valid proposal (refine layers). */
-        KbHit h1[] = { hit("bp.md", 0, 5.0, bp0) };
-        KbHit h2[] = { hit("bp.md", 1, 5.0, bp1) };
+        KbHit h1[] = {hit("bp.md", 0, 5.0, bp0)};
+        KbHit h2[] = {hit("bp.md", 1, 5.0, bp1)};
         char *a1 = extract_answer("high blood pressure treatment", h1, 1, 3);
         char *a2 = extract_answer("high blood pressure treatment", h2, 1, 3);
-        ExtractProposal p[] = { { "medical", a1, 1.0 }, { "general", a2, 0.5 } };
+        ExtractProposal p[] = {{"medical", a1, 1.0}, {"general", a2, 0.5}};
         char *l1 = extract_aggregate("high blood pressure treatment", p, 2, 4);
         check_citations(l1);
-        ExtractProposal p2[] = { { "refiner", l1, 1.0 }, { "medical", a1, 1.0 } };
+        ExtractProposal p2[] = {{"refiner", l1, 1.0}, {"medical", a1, 1.0}};
         char *l2 = extract_aggregate("high blood pressure treatment", p2, 2, 4);
         check_citations(l2);
         ck_assert_ptr_nonnull(strstr(l2, "bp.md, chunk 0"));
@@ -336,8 +350,9 @@ START_TEST(test_aggregate_hostile) {
         big[n] = 0;
         ExtractProposal p[20];
         for (int i = 0; i < 20; i++)
-                p[i] = (ExtractProposal){ .agent = i % 2 ? NULL : "x", .text = i % 3 ? big : NULL,
-                                          .weight = i % 4 ? (double) i : -1.0 };
+                p[i] = (ExtractProposal){.agent = i % 2 ? NULL : "x",
+                                         .text = i % 3 ? big : NULL,
+                                         .weight = i % 4 ? (double) i : -1.0};
         char *out = extract_aggregate("word \xff", p, 20, 50);
         ck_assert_ptr_nonnull(out);
         free(out);

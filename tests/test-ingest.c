@@ -61,11 +61,12 @@ START_TEST(test_completion_on_loop) {
         IngestWorker *w = NULL;
         ck_assert_int_eq(ingest_worker_new(e, &w), 0);
 
-        Ctx ctx = { .loop_thread = pthread_self(), .exit_after = 1, .e = e };
-        JobTag tag = { .ctx = &ctx, .id = 0 };
+        Ctx ctx = {.loop_thread = pthread_self(), .exit_after = 1, .e = e};
+        JobTag tag = {.ctx = &ctx, .id = 0};
         const char *text = "Hypertension is high blood pressure. It is treated with lifestyle changes.";
         IngestJob *job = NULL;
-        ck_assert_int_eq(ingest_submit(w, dbpath, "bp", "unit", text, strlen(text), NULL, on_done, &tag, &job), 0);
+        ck_assert_int_eq(
+                ingest_submit(w, dbpath, "bp", "unit", text, strlen(text), NULL, on_done, &tag, &job), 0);
         ck_assert_ptr_nonnull(job);
         ck_assert_uint_eq(ctx.calls, 0); /* never synchronously */
         run_loop(e, &ctx);
@@ -78,13 +79,13 @@ START_TEST(test_completion_on_loop) {
         kb_close(kb);
 
         /* errors come back through the callback too */
-        ctx = (Ctx){ .loop_thread = pthread_self(), .exit_after = 1, .e = e };
+        ctx = (Ctx){.loop_thread = pthread_self(), .exit_after = 1, .e = e};
         ck_assert_int_eq(ingest_submit(w, dbpath, "empty", NULL, "   ", 3, NULL, on_done, &tag, NULL), 0);
         run_loop(e, &ctx);
         ck_assert_int_eq(ctx.results[0], -EINVAL);
         char bad[300];
         snprintf(bad, sizeof bad, "%s/no/such/dir/x.db", tmpdir);
-        ctx = (Ctx){ .loop_thread = pthread_self(), .exit_after = 1, .e = e };
+        ctx = (Ctx){.loop_thread = pthread_self(), .exit_after = 1, .e = e};
         ck_assert_int_eq(ingest_submit(w, bad, "t", NULL, "x", 1, NULL, on_done, &tag, NULL), 0);
         run_loop(e, &ctx);
         ck_assert_int_lt(ctx.results[0], 0);
@@ -92,8 +93,8 @@ START_TEST(test_completion_on_loop) {
         /* submit-time validation */
         ck_assert_int_eq(ingest_submit(w, "", "t", NULL, "x", 1, NULL, NULL, NULL, NULL), -EINVAL);
         ck_assert_int_eq(ingest_submit(w, dbpath, "", NULL, "x", 1, NULL, NULL, NULL, NULL), -EINVAL);
-        ck_assert_int_eq(ingest_submit(w, dbpath, "t", NULL, "x", (size_t) KB_MAX_DOCUMENT_BYTES + 1, NULL, NULL,
-                                       NULL, NULL),
+        ck_assert_int_eq(ingest_submit(w, dbpath, "t", NULL, "x", (size_t) KB_MAX_DOCUMENT_BYTES + 1, NULL,
+                                       NULL, NULL, NULL),
                          -E2BIG);
 
         ingest_worker_free(w);
@@ -108,15 +109,16 @@ START_TEST(test_many_jobs_in_order) {
         ck_assert_int_eq(ingest_worker_new(e, &w), 0);
 
         enum { N = 100 };
-        Ctx ctx = { .loop_thread = pthread_self(), .exit_after = N, .e = e };
+        Ctx ctx = {.loop_thread = pthread_self(), .exit_after = N, .e = e};
         JobTag tags[N];
         for (int i = 0; i < N; i++) {
                 char title[32], text[128];
                 snprintf(title, sizeof title, "doc-%03d", i);
-                snprintf(text, sizeof text, "Document number %d mentions token%d and the shared word zebra.", i, i);
-                tags[i] = (JobTag){ .ctx = &ctx, .id = i };
-                ck_assert_int_eq(ingest_submit(w, dbpath, title, NULL, text, strlen(text), NULL, on_done, &tags[i],
-                                               NULL),
+                snprintf(text, sizeof text, "Document number %d mentions token%d and the shared word zebra.",
+                         i, i);
+                tags[i] = (JobTag){.ctx = &ctx, .id = i};
+                ck_assert_int_eq(ingest_submit(w, dbpath, title, NULL, text, strlen(text), NULL, on_done,
+                                               &tags[i], NULL),
                                  0);
         }
         run_loop(e, &ctx);
@@ -150,7 +152,7 @@ START_TEST(test_cancel) {
         ck_assert_int_eq(ingest_worker_new(e, &w), 0);
 
         enum { N = 40 };
-        Ctx ctx = { .loop_thread = pthread_self(), .e = e };
+        Ctx ctx = {.loop_thread = pthread_self(), .e = e};
         JobTag tags[N + 1];
         IngestJob *jobs[N];
         /* A larger document first keeps the worker busy while we cancel. */
@@ -161,9 +163,9 @@ START_TEST(test_cancel) {
         for (int i = 0; i < N; i++) {
                 char title[32];
                 snprintf(title, sizeof title, "doc-%03d", i);
-                tags[i] = (JobTag){ .ctx = &ctx, .id = i, .must_not_run = i % 2 == 0 };
-                ck_assert_int_eq(ingest_submit(w, dbpath, title, NULL, big, i == 0 ? big_len : 100, NULL, on_done,
-                                               &tags[i], &jobs[i]),
+                tags[i] = (JobTag){.ctx = &ctx, .id = i, .must_not_run = i % 2 == 0};
+                ck_assert_int_eq(ingest_submit(w, dbpath, title, NULL, big, i == 0 ? big_len : 100, NULL,
+                                               on_done, &tags[i], &jobs[i]),
                                  0);
         }
         for (int i = 0; i < N; i += 2)
@@ -172,9 +174,10 @@ START_TEST(test_cancel) {
 
         /* A sentinel: FIFO, so when it reports every earlier job has been
          * reported or suppressed. */
-        tags[N] = (JobTag){ .ctx = &ctx, .id = N };
+        tags[N] = (JobTag){.ctx = &ctx, .id = N};
         ctx.exit_after = N / 2 + 1;
-        ck_assert_int_eq(ingest_submit(w, dbpath, "sentinel", NULL, "end", 3, NULL, on_done, &tags[N], NULL), 0);
+        ck_assert_int_eq(ingest_submit(w, dbpath, "sentinel", NULL, "end", 3, NULL, on_done, &tags[N], NULL),
+                         0);
         run_loop(e, &ctx);
         ck_assert_uint_eq(ctx.calls, N / 2 + 1);
         ck_assert_int_eq(ctx.order[ctx.calls - 1], N);
@@ -191,13 +194,13 @@ START_TEST(test_free_with_pending) {
         ck_assert_int_ge(sd_event_new(&e), 0);
         IngestWorker *w = NULL;
         ck_assert_int_eq(ingest_worker_new(e, &w), 0);
-        Ctx ctx = { .loop_thread = pthread_self(), .e = e };
-        JobTag tag = { .ctx = &ctx, .must_not_run = 1 };
+        Ctx ctx = {.loop_thread = pthread_self(), .e = e};
+        JobTag tag = {.ctx = &ctx, .must_not_run = 1};
         for (int i = 0; i < 200; i++) {
                 char title[32];
                 snprintf(title, sizeof title, "doc-%03d", i);
-                ck_assert_int_eq(ingest_submit(w, dbpath, title, NULL, "some words here", 15, NULL, on_done, &tag,
-                                               NULL),
+                ck_assert_int_eq(ingest_submit(w, dbpath, title, NULL, "some words here", 15, NULL, on_done,
+                                               &tag, NULL),
                                  0);
         }
         ingest_worker_free(w); /* drops the rest, no callbacks, joins */
@@ -287,16 +290,16 @@ START_TEST(test_sample_knowledge) {
                 const char *query;
                 const char *title_prefix;
         } cases[] = {
-                { "legal", "What does GDPR say about the right to erasure?", "gdpr" },
-                { "legal", "Can I use GPL code in a proprietary product?", "open-source" },
-                { "medical", "What is a normal blood pressure reading?", "hypertension" },
-                { "medical", "Can I take ibuprofen with warfarin?", "medication" },
-                { "finance", "How does compound interest work?", "compound" },
-                { "finance", "What is an index fund?", "index" },
-                { "code", "How do I find a use-after-free with AddressSanitizer?", "c-memory" },
-                { "code", "What does HTTP 404 mean?", "http" },
-                { "general", "What are the rules for castling in chess?", "chess" },
-                { "general", "Which is the longest river in the world?", "rivers" },
+                {"legal", "What does GDPR say about the right to erasure?", "gdpr"},
+                {"legal", "Can I use GPL code in a proprietary product?", "open-source"},
+                {"medical", "What is a normal blood pressure reading?", "hypertension"},
+                {"medical", "Can I take ibuprofen with warfarin?", "medication"},
+                {"finance", "How does compound interest work?", "compound"},
+                {"finance", "What is an index fund?", "index"},
+                {"code", "How do I find a use-after-free with AddressSanitizer?", "c-memory"},
+                {"code", "What does HTTP 404 mean?", "http"},
+                {"general", "What are the rules for castling in chess?", "chess"},
+                {"general", "Which is the longest river in the world?", "rivers"},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char dir[512], db[512];
@@ -311,7 +314,8 @@ START_TEST(test_sample_knowledge) {
                 size_t nh = 0;
                 ck_assert_int_eq(kb_search(kb, cases[i].query, 3, &hits, &nh), 0);
                 ck_assert_uint_ge(nh, 1);
-                ck_assert_msg(strncmp(hits[0].title, cases[i].title_prefix, strlen(cases[i].title_prefix)) == 0,
+                ck_assert_msg(strncmp(hits[0].title, cases[i].title_prefix, strlen(cases[i].title_prefix)) ==
+                                      0,
                               "%s: '%s' -> %s", cases[i].agent, cases[i].query, hits[0].title);
                 kb_hits_free(hits, nh);
                 kb_close(kb);

@@ -143,7 +143,7 @@ START_TEST(test_list) {
         ck_assert_str_eq(c.titles[0], "a-first");
         ck_assert_str_eq(c.titles[1], "b-second");
         ck_assert_str_eq(c.titles[2], "c-third");
-        ListCtx s = { .stop_after = 2 };
+        ListCtx s = {.stop_after = 2};
         ck_assert_int_eq(kb_list(kb, list_cb, &s), 42);
         ck_assert_uint_eq(s.n, 2);
         kb_close(kb);
@@ -200,10 +200,10 @@ END_TEST
 
 START_TEST(test_fts_query) {
         char *q;
-#define CHECK_Q(in, out)                 \
-        q = kb_fts_query(in);            \
-        ck_assert_ptr_nonnull(q);        \
-        ck_assert_str_eq(q, out);        \
+#define CHECK_Q(in, out)                                                                                    \
+        q = kb_fts_query(in);                                                                               \
+        ck_assert_ptr_nonnull(q);                                                                           \
+        ck_assert_str_eq(q, out);                                                                           \
         free(q)
         CHECK_Q("", "");
         CHECK_Q("   ?!", "");
@@ -312,7 +312,8 @@ START_TEST(test_non_utf8_document) {
         ck_assert_uint_eq(n, 1);
         ck_assert_str_eq(hits[0].title, "bad\xef\xbf\xbd");
         ck_assert_str_eq(hits[0].source, "");
-        ck_assert_ptr_nonnull(strstr(hits[0].text, "Caf\xef\xbf\xbd au lait \xef\xbf\xbd\xef\xbf\xbd overlong"));
+        ck_assert_ptr_nonnull(
+                strstr(hits[0].text, "Caf\xef\xbf\xbd au lait \xef\xbf\xbd\xef\xbf\xbd overlong"));
         ck_assert_ptr_nonnull(strstr(hits[0].text, "nul byte"));
         kb_hits_free(hits, n);
         kb_close(kb);
@@ -333,8 +334,9 @@ START_TEST(test_limits) {
         ck_assert_int_eq(kb_ingest(kb, title, NULL, "x", 1, NULL), 1);
         /* -E2BIG is decided on the length, before reading the text */
         static const char small[] = "x";
-        ck_assert_int_eq(kb_ingest(kb, "big", NULL, small, (size_t) KB_MAX_DOCUMENT_BYTES + 1, NULL), -E2BIG);
-        KbChunkOpts bad = { .chunk_size = 10, .overlap = 0 };
+        ck_assert_int_eq(kb_ingest(kb, "big", NULL, small, (size_t) KB_MAX_DOCUMENT_BYTES + 1, NULL),
+                         -E2BIG);
+        KbChunkOpts bad = {.chunk_size = 10, .overlap = 0};
         ck_assert_int_eq(kb_ingest(kb, "t", NULL, "abc", 3, &bad), -EINVAL);
         ck_assert_int_eq(kb_count(kb), 1);
         kb_close(kb);
@@ -343,7 +345,7 @@ END_TEST
 
 START_TEST(test_crash_mid_ingest) {
         Kb *kb = open_kb();
-        KbChunkOpts o = { .chunk_size = 100, .overlap = 0 };
+        KbChunkOpts o = {.chunk_size = 100, .overlap = 0};
         size_t len = 5000;
         char *v1 = malloc(len + 1), *v2 = malloc(len + 1);
         for (size_t i = 0; i < len; i++) {
@@ -396,7 +398,8 @@ START_TEST(test_concurrent_reader) {
         ck_assert_int_eq(kb_open(dbpath, 1, &r), 0);
         sqlite3 *raw = NULL;
         ck_assert_int_eq(sqlite3_open(dbpath, &raw), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(raw, "BEGIN IMMEDIATE; DELETE FROM documents;", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(raw, "BEGIN IMMEDIATE; DELETE FROM documents;", NULL, NULL, NULL),
+                         SQLITE_OK);
         ck_assert_int_eq(kb_count(r), 1);
         KbHit *hits = NULL;
         size_t n = 0;

@@ -28,8 +28,28 @@ static uint32_t next_rand(void) {
 }
 
 static const char *const dictionary[] = {
-        "\"", "NEAR(", ")", "AND", "OR", "NOT", "*", "^", ":", "[1]", "\n\nSources:\n[1] ", ". ", "\xff",
-        "\xe3\x80\x82", "\xc3\xa9", "# ", "- ", "\n", "e.g. ", "Dr. ", "\x00", "[99]",
+        "\"",
+        "NEAR(",
+        ")",
+        "AND",
+        "OR",
+        "NOT",
+        "*",
+        "^",
+        ":",
+        "[1]",
+        "\n\nSources:\n[1] ",
+        ". ",
+        "\xff",
+        "\xe3\x80\x82",
+        "\xc3\xa9",
+        "# ",
+        "- ",
+        "\n",
+        "e.g. ",
+        "Dr. ",
+        "\x00",
+        "[99]",
 };
 
 static void run_mutations(const uint8_t *data, size_t size) {
@@ -52,7 +72,8 @@ static void run_mutations(const uint8_t *data, size_t size) {
                                         n = next_rand() % n;
                                 break;
                         case 2: { /* insert a dictionary token */
-                                const char *t = dictionary[next_rand() % (sizeof dictionary / sizeof *dictionary)];
+                                const char *t =
+                                        dictionary[next_rand() % (sizeof dictionary / sizeof *dictionary)];
                                 size_t tl = strlen(t) ? strlen(t) : 1;
                                 if (n + tl <= size * 2 + 64) {
                                         size_t at = n ? next_rand() % (n + 1) : 0;

@@ -57,15 +57,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!aggregate) {
                 KbHit hits[16];
                 for (size_t i = 1; i < n; i++)
-                        hits[i - 1] = (KbHit){ .title = parts[i], .source = (char *) "", .chunk = (unsigned) i,
-                                               .score = (double) (n - i), .snippet = parts[i], .text = parts[i] };
+                        hits[i - 1] = (KbHit){.title = parts[i],
+                                              .source = (char *) "",
+                                              .chunk = (unsigned) i,
+                                              .score = (double) (n - i),
+                                              .snippet = parts[i],
+                                              .text = parts[i]};
                 a = extract_answer(parts[0], hits, n - 1, max);
                 b = extract_answer(parts[0], hits, n - 1, max);
         } else {
                 ExtractProposal props[16];
                 for (size_t i = 1; i < n; i++)
-                        props[i - 1] = (ExtractProposal){ .agent = i % 2 ? "a" : "b", .text = parts[i],
-                                                          .weight = (double) ((unsigned char) parts[i][0] % 5) };
+                        props[i - 1] =
+                                (ExtractProposal){.agent = i % 2 ? "a" : "b",
+                                                  .text = parts[i],
+                                                  .weight = (double) ((unsigned char) parts[i][0] % 5)};
                 a = extract_aggregate(parts[0], props, n - 1, max);
                 b = extract_aggregate(parts[0], props, n - 1, max);
         }

@@ -28,12 +28,13 @@ static Kb *get_kb(void) {
                 return kb;
         check(kb_open(":memory:", 0, &kb) == 0, "kb_open");
         static const char *const docs[][2] = {
-                { "bp", "Hypertension is high blood pressure. Treatment starts with less salt." },
-                { "git", "A git rebase rewrites commits. Use git bisect to find a bad commit." },
-                { "cafe", "Le café crème est servi à Paris. 高血压是一种常见的慢性病。" },
+                {"bp", "Hypertension is high blood pressure. Treatment starts with less salt."},
+                {"git", "A git rebase rewrites commits. Use git bisect to find a bad commit."},
+                {"cafe", "Le café crème est servi à Paris. 高血压是一种常见的慢性病。"},
         };
         for (size_t i = 0; i < sizeof docs / sizeof *docs; i++)
-                check(kb_ingest(kb, docs[i][0], "", docs[i][1], strlen(docs[i][1]), NULL) == 1, "seed ingest");
+                check(kb_ingest(kb, docs[i][0], "", docs[i][1], strlen(docs[i][1]), NULL) == 1,
+                      "seed ingest");
         return kb;
 }
 
@@ -85,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 kb_hits_free(hits, n);
         } else if (mode == 1) {
                 size_t *offs = NULL, *lens = NULL, n = 0;
-                KbChunkOpts o = { .chunk_size = 64 + (len % 200), .overlap = len % 40 };
+                KbChunkOpts o = {.chunk_size = 64 + (len % 200), .overlap = len % 40};
                 check(kb_chunk(text, len, &o, &offs, &lens, &n) == 0, "kb_chunk");
                 for (size_t i = 0; i < n; i++) {
                         check(lens[i] > 0 && lens[i] <= o.chunk_size, "chunk size bounded");
