@@ -525,7 +525,7 @@ providers:
   - name: mock
     type: openai
     base_url: {url}
-    model: fixed-1500
+    model: fixed-3000
     max_retries: 0
     timeout_ms: 30000
 """
@@ -534,7 +534,7 @@ SLOW_AGENT = """\
 name: slow
 plugin: general
 provider: mock
-model: fixed-1500
+model: fixed-3000
 """
 
 
