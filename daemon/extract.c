@@ -28,8 +28,9 @@
 #define EX_DEFAULT_AGGREGATE_SENTENCES 5u
 
 #define EX_MMR_LAMBDA 0.7
-#define EX_DUP_SIMILARITY 0.75 /* at or above: a near-duplicate, never both */
-#define EX_MIN_RELATIVE_SCORE 0.2
+#define EX_MIN_RELATIVE_COVERAGE 0.4 /* of the best sentence's query coverage */
+#define EX_DUP_SIMILARITY 0.75       /* at or above: a near-duplicate, never both */
+#define EX_MIN_RELATIVE_SCORE 0.3    /* of the best score: weaker sentences are padding */
 
 /* The no-hit messages; extract_aggregate() recognises the first one. */
 #define EX_NO_HIT "Nothing in this agent's knowledge base matches the question."
@@ -45,7 +46,8 @@ typedef struct Sent {
         size_t n_set;
         unsigned cites[EX_MAX_CITES];
         unsigned n_cites;
-        int head; /* index of the section heading's words, -1 if none */
+        int head;   /* index of the section heading's words, -1 if none */
+        double cov; /* share of the query's idf this sentence covers */
         double score;
         int selected;
 } Sent;
@@ -679,7 +681,8 @@ static char *snippet_plain(const char *raw) {
  * the sum is multiplied by (0.5 + covered share of the query's idf) and by a
  * small prior from its hit's rank score. The best are taken greedily (up to
  * @max_sentences, default 3, at most 20), skipping near-duplicates and
- * anything under a fifth of the best score, then printed in document order
+ * anything under 30% of the best score or covering under 40% of what the
+ * best-covering sentence covers, then printed in document order
  * with "[n]" per sentence and a "Sources:" list "[n] title, chunk k". With
  * no hits, or no sentence sharing a word with the query, it says so (the
  * latter quoting the top snippet). Returns a malloc'ed string, NULL on OOM.
@@ -745,7 +748,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 max_hit = MAX(max_hit, hits[h].score);
 
         const double k1 = 1.2, b = 0.75;
-        double best = 0;
+        double best = 0, best_cov = 0;
         for (size_t i = 0; i < l.n; i++) {
                 Sent *s = &l.v[i];
                 double sc = 0, covered = 0;
@@ -759,12 +762,14 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                         sc += idf[t] * (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl));
                         covered += idf[t];
                 }
+                s->cov = idf_total > 0 ? covered / idf_total : 0;
                 if (sc > 0) {
                         double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;
-                        sc *= (0.5 + (idf_total > 0 ? covered / idf_total : 0)) * (1.0 + 0.1 * prior);
+                        sc *= (0.5 + s->cov) * (1.0 + 0.1 * prior);
                 }
                 s->score = sc;
                 best = MAX(best, sc);
+                best_cov = MAX(best_cov, s->cov);
         }
 
         order = malloc(MAX(l.n, (size_t) 1) * sizeof(Sent *));
@@ -779,6 +784,10 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 Sent *s = order[i];
                 if (!(s->score > 0) || s->score < EX_MIN_RELATIVE_SCORE * best)
                         break;
+                /* Matching only a minor word of the question ("apply" in
+                 * "does GDPR apply to logs") is not an answer. */
+                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov)
+                        continue;
                 int dup = 0;
                 for (size_t j = 0; j < n_sel && !dup; j++)
                         dup = jaccard(s->set, s->n_set, order[j]->set, order[j]->n_set) >= EX_DUP_SIMILARITY;
@@ -862,7 +871,23 @@ out:
 typedef struct SourceRef {
         unsigned n;
         char *text;
+        int attributed; /* already ends in "(agent)": an earlier aggregate's line */
 } SourceRef;
+
+/* Does @t end in " (name)" with a short name without spaces? */
+static int has_attribution(const char *t) {
+        size_t n = strlen(t);
+        if (n < 4 || t[n - 1] != ')')
+                return 0;
+        size_t k = n - 1;
+        while (k > 0 && t[k - 1] != '(' && n - k < 64) {
+                char c = t[k - 1];
+                if (c == ' ' || c == ')' || c == ',')
+                        return 0;
+                k--;
+        }
+        return k >= 2 && t[k - 1] == '(' && k < n - 1 && t[k - 2] == ' ';
+}
 
 typedef struct Prop {
         const char *agent;
@@ -913,7 +938,8 @@ static int parse_sources(Prop *p, const char *s, size_t len) {
                                 char *t = strndup(s + d, n);
                                 if (!t)
                                         return -ENOMEM;
-                                p->src[p->n_src++] = (SourceRef){.n = v, .text = t};
+                                p->src[p->n_src++] =
+                                        (SourceRef){.n = v, .text = t, .attributed = has_attribution(t)};
                         }
                 }
                 i = e + 1;
@@ -921,17 +947,12 @@ static int parse_sources(Prop *p, const char *s, size_t len) {
         return 0;
 }
 
-static const char *source_of(const Prop *p, unsigned n) {
+static const SourceRef *source_of(const Prop *p, unsigned n) {
         for (size_t i = 0; i < p->n_src; i++)
                 if (p->src[i].n == n)
-                        return p->src[i].text;
+                        return &p->src[i];
         return NULL;
 }
-
-typedef struct GlobalSource {
-        unsigned prop;
-        const char *text; /* borrowed from the Prop */
-} GlobalSource;
 
 /**
  * extract_aggregate() - merge weighted proposals into one cited answer.
@@ -939,13 +960,15 @@ typedef struct GlobalSource {
  * Each proposal (at most 16, 64 KB each) is split into its body and its
  * "Sources:" list; body sentences (at most 64 per proposal) lose their
  * "[n]" citations, which are remembered. A sentence's score is its
- * proposal's weight x (1 + agreement) x (1 + 0.25 x query coverage), where
+ * proposal's weight x (1 + agreement) x (0.5 + 0.5 x query coverage), where
  * agreement is the sum, over the OTHER proposals, of the best Jaccard
  * similarity of content-word sets with any of their sentences. Selection is
  * greedy MMR (lambda 0.7 on the normalised score against the similarity to
  * what is already chosen), never taking a near-duplicate (Jaccard >= 0.75),
- * at most @max_sentences (default 5, at most 20), in selection order.
- * Citations are renumbered into one "Sources:" list "[n] source (agent)".
+ * ignoring sentences under 30% of the best score, at most @max_sentences
+ * (default 5, at most 20), in selection order.
+ * Citations are renumbered into one "Sources:" list "[n] source (agent)"
+ * (a line that already names its agent is kept as is).
  * Proposals that only say their knowledge has nothing are ignored; if all
  * do, says so. Returns a malloc'ed string, NULL on OOM.
  */
@@ -1041,7 +1064,9 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                 for (size_t t = 0; t < n_q; t++)
                         covered += set_has(s->set, s->n_set, q[t]);
                 double cov = n_q > 0 ? (double) covered / (double) n_q : 0;
-                s->score = ps[s->src].weight * (1.0 + agreement) * (1.0 + 0.25 * cov);
+                /* Query relevance matters too: a sentence sharing no word
+                 * with the question keeps half its weight. */
+                s->score = ps[s->src].weight * (1.0 + agreement) * (0.5 + 0.5 * cov);
                 max_score = MAX(max_score, s->score);
         }
 
@@ -1060,7 +1085,7 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                         double red = 0;
                         for (size_t j = 0; j < n_sel; j++)
                                 red = MAX(red, jaccard(s->set, s->n_set, sel[j]->set, sel[j]->n_set));
-                        if (red >= EX_DUP_SIMILARITY)
+                        if (red >= EX_DUP_SIMILARITY || s->score < EX_MIN_RELATIVE_SCORE * max_score)
                                 continue;
                         double v = EX_MMR_LAMBDA * (s->score / max_score) - (1 - EX_MMR_LAMBDA) * red;
                         if (v > pick_val) { /* strict: ties keep the earlier sentence */
@@ -1075,22 +1100,31 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
         }
 
         /* renumber citations */
-        GlobalSource gs[EX_MAX_OUT_SENTENCES * EX_MAX_CITES];
+        /* Merged source lines "title, chunk k (agent)"; a line that already
+         * names its agent (from an earlier aggregation) is kept as is. */
+        char *gs[EX_MAX_OUT_SENTENCES * EX_MAX_CITES];
         size_t n_gs = 0;
         for (size_t i = 0; i < n_sel; i++) {
                 Sent *s = sel[i];
                 unsigned out_cites[EX_MAX_CITES];
                 size_t n_out = 0;
                 for (size_t c = 0; c < s->n_cites; c++) {
-                        const char *src = source_of(&ps[s->src], s->cites[c]);
+                        const SourceRef *src = source_of(&ps[s->src], s->cites[c]);
                         if (!src)
                                 continue;
+                        const char *agent = ps[s->src].agent;
+                        _cleanup_free_ char *line = NULL;
+                        if (src->attributed || !*agent)
+                                line = strdup(src->text);
+                        else if (asprintf(&line, "%s (%s)", src->text, agent) < 0)
+                                line = NULL;
+                        if (!line)
+                                goto gs_oom;
                         size_t g = 0;
-                        while (g < n_gs &&
-                               !(streq(gs[g].text, src) && streq(ps[gs[g].prop].agent, ps[s->src].agent)))
+                        while (g < n_gs && !streq(gs[g], line))
                                 g++;
                         if (g == n_gs)
-                                gs[n_gs++] = (GlobalSource){.prop = s->src, .text = src};
+                                gs[n_gs++] = TAKE_PTR(line);
                         unsigned num = (unsigned) g + 1;
                         int seen = 0;
                         for (size_t k = 0; k < n_out; k++)
@@ -1104,17 +1138,18 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
         }
         if (n_gs > 0) {
                 fputs("\n\nSources:\n", f);
-                for (size_t g = 0; g < n_gs; g++) {
-                        const char *agent = ps[gs[g].prop].agent;
-                        if (*agent)
-                                fprintf(f, "[%zu] %s (%s)\n", g + 1, gs[g].text, agent);
-                        else
-                                fprintf(f, "[%zu] %s\n", g + 1, gs[g].text);
-                }
+                for (size_t g = 0; g < n_gs; g++)
+                        fprintf(f, "[%zu] %s\n", g + 1, gs[g]);
         }
+        for (size_t g = 0; g < n_gs; g++)
+                free(gs[g]);
         result = finish_stream(f, &buf);
         f = NULL;
+        goto out;
 
+gs_oom:
+        for (size_t g = 0; g < n_gs; g++)
+                free(gs[g]);
 out:
         if (f) {
                 fclose(f);

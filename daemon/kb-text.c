@@ -93,7 +93,8 @@ static const char *const stop_words[] = {
         "where",  "which",  "while", "who",     "whom",     "why",        "will",     "with",
         "would",  "you",    "your",  "yours",   "yourself", "yourselves", "tell",     "explain",
         "please", "mean",   "means", "meaning", "define",   "definition", "describe", "s",
-        "t",      "don",    "vs",    "versus",  "much",     "many",       "get",      "use",
+        "t",      "don",    "vs",    "whether", "versus",   "much",       "many",     "get",
+        "use",
 };
 
 /** kb_is_stop_word() - linear scan; the list is short. */

@@ -334,6 +334,9 @@ START_TEST(test_aggregate_chains) {
         char *l2 = extract_aggregate("high blood pressure treatment", p2, 2, 4);
         check_citations(l2);
         ck_assert_ptr_nonnull(strstr(l2, "bp.md, chunk 0"));
+        /* attribution survives the layers once, not "(medical) (refiner)" */
+        ck_assert_msg(strstr(l2, "bp.md, chunk 0 (medical)\n") != NULL, "%s", l2);
+        ck_assert_ptr_null(strstr(l2, ") ("));
         free(a1);
         free(a2);
         free(l1);
