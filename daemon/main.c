@@ -372,6 +372,7 @@ out:
         shutdown_timer = sd_event_source_disable_unref(shutdown_timer);
         status_timer = sd_event_source_disable_unref(status_timer);
         server.runtime = runtime_unref(server.runtime);
+        runtime_reap();
         if (socket_created)
                 (void) unlink(socket_created);
         free(socket_created);

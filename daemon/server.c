@@ -11,9 +11,10 @@ Runtime *runtime_ref(Runtime *rt) {
         return rt;
 }
 
-Runtime *runtime_unref(Runtime *rt) {
-        if (!rt || --rt->n_ref > 0)
-                return NULL;
+void runtime_free_now(Runtime *rt) {
+        if (!rt)
+                return;
+        rt->destroy = sd_event_source_disable_unref(rt->destroy);
         engine_free(rt->engine);
         agents_free(rt->agents);
         if (rt->bearer_token) {
@@ -21,8 +22,50 @@ Runtime *runtime_unref(Runtime *rt) {
                 free(rt->bearer_token);
         }
         config_free(rt->config);
+        sd_event_unref(rt->event);
         free(rt);
+}
+
+static Runtime *dying; /* unreferenced, freed from a defer source */
+
+static void dying_remove(Runtime *rt) {
+        for (Runtime **p = &dying; *p; p = &(*p)->next_dying)
+                if (*p == rt) {
+                        *p = rt->next_dying;
+                        return;
+                }
+}
+
+static int on_runtime_destroy(sd_event_source *s, void *userdata) {
+        Runtime *rt = userdata;
+
+        log_debug("freeing configuration generation %llu", (unsigned long long) rt->generation);
+        dying_remove(rt);
+        runtime_free_now(rt);
+        return 0;
+}
+
+Runtime *runtime_unref(Runtime *rt) {
+        if (!rt || --rt->n_ref > 0)
+                return NULL;
+        /* Inside a callback of the loop: defer. Before or after the loop: now. */
+        if (rt->event && sd_event_get_state(rt->event) == SD_EVENT_RUNNING &&
+            sd_event_add_defer(rt->event, &rt->destroy, on_runtime_destroy, rt) >= 0) {
+                (void) sd_event_source_set_description(rt->destroy, "runtime-destroy");
+                rt->next_dying = dying;
+                dying = rt;
+                return NULL;
+        }
+        runtime_free_now(rt);
         return NULL;
+}
+
+void runtime_reap(void) {
+        while (dying) {
+                Runtime *rt = dying;
+                dying = rt->next_dying;
+                runtime_free_now(rt);
+        }
 }
 
 static int strdup_into(char **dst, const char *src) {
@@ -102,6 +145,7 @@ int runtime_new(Server *s, Runtime **ret, char **ret_error) {
         if (!rt)
                 return -ENOMEM;
         rt->n_ref = 1;
+        rt->event = sd_event_ref(s->event);
         r = config_load(s->config_path, s->agents_dir_override, &rt->config, ret_error);
         if (r < 0)
                 goto fail;
@@ -135,8 +179,7 @@ int runtime_new(Server *s, Runtime **ret, char **ret_error) {
         *ret = rt;
         return 0;
 fail:
-        rt->n_ref = 1;
-        runtime_unref(rt);
+        runtime_free_now(rt);
         return r;
 }
 

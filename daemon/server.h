@@ -25,6 +25,9 @@ typedef struct Runtime {
         Engine *engine;
         char *bearer_token; /* TCP listener's token, from listen.bearer_token_file */
         uint64_t generation;
+        sd_event *event;
+        sd_event_source *destroy; /* deferred free once the last reference is gone */
+        struct Runtime *next_dying;
 } Runtime;
 
 typedef struct ChatJob ChatJob;
@@ -53,7 +56,18 @@ typedef struct Server {
 } Server;
 
 Runtime *runtime_ref(Runtime *rt);
+/**
+ * runtime_unref() - drop a reference. The last one frees the Runtime from a
+ * defer source, not at once: it may be dropped inside a provider's callback
+ * (a request finishing on a replaced configuration), and the provider must
+ * not be freed under its own feet. Returns NULL.
+ */
 Runtime *runtime_unref(Runtime *rt);
+/** runtime_free_now() - free a runtime synchronously, references or not. */
+void runtime_free_now(Runtime *rt);
+/** runtime_reap() - free every runtime still waiting for its deferred free
+ * (at exit, when the loop will not run again). */
+void runtime_reap(void);
 
 /**
  * runtime_new() - load config from @s's paths, agents and engine.

@@ -27,14 +27,6 @@ import unittest
 
 from moadtest import BUILD, MOAD, MOCK, SRC, Daemon, UnixHTTPConnection, parse_sse
 
-# Whether the daemon under test is the ASan+UBSan build (some daemon bugs
-# are only observable there).
-with open(MOAD, "rb") as _f:
-    MOAD_HAS_ASAN = b"__asan_init" in _f.read()
-
-
-def expected_failure_under_asan(f):
-    return unittest.expectedFailure(f) if MOAD_HAS_ASAN else f
 
 # Exec wrapper standing in for systemd's half of the protocol: puts the
 # listening sockets (argv[1]: comma-separated fds, -1 for none) at fd 3, 4,
@@ -542,13 +534,10 @@ class ReloadInFlight(unittest.TestCase):
     """A request that is still running when its configuration is replaced
     finishes on the old one, and the old one is freed after it."""
 
-    # DAEMON BUG (use-after-free, seen only under ASan): when the last
-    # reference to a replaced Runtime is the finishing request's, engine.c
-    # run_finish() calls on_done -> api-chat.c job_free() -> runtime_unref()
-    # -> engine_free(), and then run_free() does run->engine->n_runs-- on the
-    # freed Engine (engine.c:220). The release build writes into freed
-    # memory silently. Remove this marker when fixed.
-    @expected_failure_under_asan
+    # Regression: the finishing request dropped the last reference to the
+    # replaced Runtime inside the provider's callback, which freed the
+    # engine and provider under their own feet. Runtimes are now freed from
+    # a defer source.
     def test_request_outlives_its_configuration(self):
         mock = subprocess.Popen([MOCK, "--port", "0"], stdout=subprocess.PIPE, text=True)
         self.addCleanup(mock.wait, 10)
@@ -638,11 +627,6 @@ class ReloadUnderLoad(unittest.TestCase):
         os.rename(tmp, self.cfg)
 
     def test_reloads_while_serving(self):
-        if MOAD_HAS_ASAN:
-            # Every reload here replaces a Runtime that in-flight requests
-            # still use: under ASan the daemon aborts at random on the bug
-            # ReloadInFlight.test_request_outlives_its_configuration pins.
-            self.skipTest("moad use-after-free in engine.c run_finish/run_free after a reload (see ReloadInFlight)")
         stop = threading.Event()
         ok = {"stream": 0, "plain": 0}
         failures = []
