@@ -266,6 +266,10 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         _cleanup_free_ char *err = NULL;
 
+        if (server.state == SERVER_DRAINING) {
+                log_notice("ignoring reload request: stopping");
+                return 0;
+        }
         (void) sd_notify(0, "RELOADING=1");
         (void) server_reload(&server, &err);
         (void) sd_notify(0, "READY=1");
