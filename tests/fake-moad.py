@@ -26,12 +26,42 @@ AGENTS = [
 ]
 
 
+# Keys moactl looks for, so random replies reach deep into its parsing.
+KEYS = ["error", "message", "type", "choices", "delta", "content", "index", "usage", "total_tokens",
+        "prompt_tokens", "completion_tokens", "moa", "route", "layers", "agents", "name", "agent", "score",
+        "plugin_score", "kb_score", "selected", "reason", "weight", "latency_ms", "status", "attempts",
+        "provider", "role", "warnings", "pipeline", "data", "id", "owned_by", "documents", "title", "chunks",
+        "bytes", "ingested_at", "source", "deleted", "state", "version", "uptime_s", "inflight", "queued",
+        "requests_total", "pipelines", "replaced"]
+
+
+def random_json(rng, depth=0):
+    kinds = ["int", "float", "str", "bool", "null", "big"] + (["list", "obj", "obj"] if depth < 5 else [])
+    k = rng.choice(kinds)
+    if k == "int":
+        return rng.choice([0, -1, 1, 2 ** 63 - 1, -2 ** 63, rng.randint(-1000, 1000)])
+    if k == "float":
+        return rng.choice([0.5, -1e308, 1e308, 1e-300, rng.random() * 1e6])
+    if k == "big":
+        return "x" * rng.choice([0, 1, 200, 5000])
+    if k == "str":
+        return "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(0, 20)))
+    if k == "bool":
+        return rng.random() < 0.5
+    if k == "null":
+        return None
+    if k == "list":
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {rng.choice(KEYS): random_json(rng, depth + 1) for _ in range(rng.randint(0, 8))}
+
+
 class State:
     def __init__(self, ready):
         self.ready = ready
         self.lock = threading.Lock()
         self.last = None
         self.docs = {"legal": {}}
+        self.chaos = None  # (seed, kind) for the next request, set by POST /_fake/chaos
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -83,7 +113,71 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     # -- dispatch ------------------------------------------------------
+    def chaos(self):
+        """Answer the request with seeded garbage if a test asked for it."""
+        import random
+        st = self.server.state
+        with st.lock:
+            c, st.chaos = st.chaos, None
+        if not c:
+            return False
+        seed, kind = c
+        rng = random.Random(seed)
+        self.close_connection = True
+        if kind == "raw":
+            self.raw(bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 3000))))
+        elif kind == "json":
+            body = json.dumps(random_json(rng)).encode()
+            self.send_response(rng.choice([200, 200, 200, 201, 400, 404, 500, 503]))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.raw(body)
+        elif kind == "shape":
+            # An object with the right top-level keys but random values.
+            body = json.dumps({k: random_json(rng) for k in rng.sample(KEYS, 12)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.raw(body)
+        elif kind == "sse-shape":
+            # Well-formed events whose chunks, usage and trace have random values.
+            self.start_stream()
+            out = b""
+            for _ in range(rng.randint(1, 6)):
+                ev = {"choices": rng.choice([[{"index": 0, "delta": {"content": random_json(rng)}}],
+                                             random_json(rng)]),
+                      "usage": random_json(rng),
+                      "moa": {"route": random_json(rng), "layers": rng.choice(
+                          [random_json(rng), [[random_json(rng) for _ in range(3)] for _ in range(2)],
+                           [{"role": "x", "agents": random_json(rng)}]]),
+                              "warnings": random_json(rng), "pipeline": random_json(rng)}}
+                out += b"data: " + json.dumps(ev).encode() + b"\n\n"
+            self.raw(out + b"data: [DONE]\n\n")
+        else:  # sse
+            self.start_stream()
+            out = b""
+            for _ in range(rng.randint(0, 12)):
+                r = rng.random()
+                if r < 0.6:
+                    ev = {"choices": [{"index": 0, "delta": random_json(rng)}]} if rng.random() < 0.5 \
+                        else random_json(rng)
+                    out += b"data: " + json.dumps(ev).encode() + b"\n\n"
+                elif r < 0.8:
+                    out += bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 200)))
+                else:
+                    out += rng.choice([b"\n", b"\r\n", b":c\n", b"data:\n\n", b"event: x\n", b"id: 1\n",
+                                       b"data: [DONE]\n\n"])
+            try:
+                self.raw(out)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        return True
+
     def do_GET(self):
+        if self.chaos():
+            return
         if self.path != "/_fake/last":
             self.record(b"")
         st = self.server.state
@@ -124,6 +218,8 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_error_json(404, "unknown path " + path, "not_found_error")
 
     def do_DELETE(self):
+        if self.chaos():
+            return
         self.record(b"")
         st = self.server.state
         parts = self.path.split("/")
@@ -138,9 +234,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.read_body()
-        self.record(body)
         st = self.server.state
         path = self.path
+        if path == "/_fake/chaos":
+            c = json.loads(body)
+            with st.lock:
+                st.chaos = (c["seed"], c["kind"])
+            return self.send_json(200, {})
+        if self.chaos():
+            return
+        self.record(body)
         try:
             req = json.loads(body) if body else {}
         except ValueError:
@@ -276,6 +379,12 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # moactl hanging up on a garbage or oversized reply is expected.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def main():

@@ -34,16 +34,22 @@ class MoactlDaemonTest(unittest.TestCase):
         cls.moad = subprocess.Popen([MOAD, "--socket", cls.sock, "--state-dir", state, "--agents-dir", AGENTS_DIR],
                                     stdout=cls.log, stderr=subprocess.STDOUT, env=env)
         # Ready when health says so; the daemon seeds the knowledge bases first.
-        deadline = time.monotonic() + 60
-        while True:
-            if cls.moad.poll() is not None:
-                raise RuntimeError("moad exited early:\n" + cls.daemon_log())
-            if os.path.exists(cls.sock) and cls.moactl("health")[0] == 0:
-                break
-            if time.monotonic() > deadline:
-                cls.tearDownClass()
-                raise RuntimeError("moad did not become ready:\n" + cls.daemon_log())
-            time.sleep(0.1)
+        # unittest skips tearDownClass when this fails: never leave moad behind.
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if cls.moad.poll() is not None:
+                    raise RuntimeError("moad exited early:\n" + cls.daemon_log())
+                if os.path.exists(cls.sock) and cls.moactl("health")[0] == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moad did not become ready:\n" + cls.daemon_log())
+                time.sleep(0.1)
+        except BaseException:
+            log = cls.daemon_log()
+            cls.tearDownClass()
+            sys.stderr.write(log)
+            raise
 
     @classmethod
     def tearDownClass(cls):

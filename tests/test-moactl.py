@@ -64,7 +64,11 @@ class MoactlTest(unittest.TestCase):
         cls.sock = os.path.join(cls.dir, "moad.sock")
         cls.server = FakeServer(cls.sock)
         cls.sock2 = os.path.join(cls.dir, "starting.sock")
-        cls.server2 = FakeServer(cls.sock2, "--not-ready")
+        try:
+            cls.server2 = FakeServer(cls.sock2, "--not-ready")
+        except BaseException:  # unittest skips tearDownClass when this fails
+            cls.server.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):
@@ -75,6 +79,16 @@ class MoactlTest(unittest.TestCase):
     def moactl(self, *args, **kw):
         kw.setdefault("sock", self.sock)
         return run(*args, **kw)
+
+    def fake_post(self, path, obj):
+        body = json.dumps(obj).encode()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.sock)
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(body)) + body)
+        while s.recv(65536):
+            pass
+        s.close()
 
     def fetch_last(self):
         """The last request the fake server saw (it keeps /_fake/last itself out)."""
@@ -303,6 +317,28 @@ class MoactlTest(unittest.TestCase):
         rc, _, err = self.moactl("--timeout", "1", "ask", "slow")
         self.assertEqual(rc, 5)
         self.assertIn("timed out after 1 s", err)
+
+    def test_garbage_replies_never_crash(self):
+        """Seeded random replies (raw bytes, JSON of random shapes, broken
+        event streams) to every command: moactl may only exit 0, 1 or 4, and
+        run() fails on any sanitizer report."""
+        d = tempfile.mkdtemp(dir=self.dir)
+        doc = os.path.join(d, "doc.md")
+        with open(doc, "w") as f:
+            f.write("text")
+        commands = [("models",), ("agents",), ("status",), ("health",), ("metrics",), ("reload",),
+                    ("route", "q"), ("documents", "--agent", "legal"), ("delete", "--agent", "legal", "t"),
+                    ("ingest", "--agent", "legal", doc), ("--json", "ask", "q"), ("--trace", "ask", "q"),
+                    ("ask", "q")]
+        seed = 0
+        for kind in ("raw", "json", "shape", "sse", "sse-shape"):
+            for cmd in commands:
+                for _ in range(3):
+                    seed += 1
+                    self.fake_post("/_fake/chaos", {"seed": seed, "kind": kind})
+                    rc, _, err = self.moactl(*cmd)
+                    with self.subTest(kind=kind, cmd=cmd, seed=seed):
+                        self.assertIn(rc, (0, 1, 4), err)
 
     # -- documents ---------------------------------------------------------------
     def test_ingest_list_delete(self):
