@@ -223,6 +223,8 @@ def write_agents(d, mock_port):
 
 CONFIG = """\
 log_level: info
+listen:
+  tcp: "127.0.0.1:{tcp_port}"
 router:
   fallback: legal
 providers:
@@ -278,6 +280,16 @@ limits:
   max_inflight: 1024
   max_queue: 8192
 """
+
+
+def free_tcp_port():
+    """A port that was free a moment ago on 127.0.0.1 (the kernel's pick)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
 
 
 def chat_body(model, stream=False, agents=None, query=QUERY):
@@ -378,7 +390,7 @@ class Suite:
         r["moad_cpu_all_s"] = cpu1 - cpu0
         r["moad_run_s"] = (sch1[0] - sch0[0]) / 1e9
         r["moad_wait_s"] = (sch1[1] - sch0[1]) / 1e9
-        if unix:
+        if unix or url.startswith("http://127.0.0.1:%d/" % getattr(self, "tcp_port", -1)):
             r["moad_cpu_s"] = cpu1 - cpu0
         return r
 
@@ -491,6 +503,10 @@ class Suite:
              chat_body("legal-builtin"), '"choices"', [1, 16], a.n_builtin),
             ("legal-nokb (fixed-20, no knowledge base)", "http://localhost/v1/chat/completions",
              chat_body("legal-nokb"), '"choices"', [1], a.n_overhead.get(1, a.n_overhead_default) // 2),
+            ("GET /healthz over TCP (listen.tcp)", "http://127.0.0.1:%d/healthz" % self.tcp_port, None, '"ok"',
+             [1], a.n_healthz),
+            ("legal (fixed-20) over TCP (listen.tcp)", "http://127.0.0.1:%d/v1/chat/completions" % self.tcp_port,
+             chat_body("legal"), '"choices"', [1], a.n_overhead.get(1, a.n_overhead_default) // 2),
             ("legal-cap (fixed-20, provider defaults: max_concurrency 16)", "http://localhost/v1/chat/completions",
              chat_body("legal-cap"), '"choices"', [128], a.n_cap),
         ]
@@ -499,7 +515,7 @@ class Suite:
                 if self.remaining() < 15:
                     self.skip("%s c=%d" % (name, c))
                     continue
-                r = self.moabench(url, body, unix=self.moad.socket, n=max(n, c), c=c, warmup=min(50, n),
+                r = self.moabench(url, body, unix=None if "TCP" in name else self.moad.socket, n=max(n, c), c=c, warmup=min(50, n),
                                   expect=expect, max_s=a.max_run_s)
                 rec = self.pooled("%s c=%d" % (name, c), [r])
                 rec.update({"section": "daemon", "name": name, "concurrency": c})
@@ -596,7 +612,8 @@ class Suite:
         try:
             self.mock = Mock(self.build)
             write_agents(agents, self.mock.port)
-            self.moad = Moad(self.build, work, CONFIG.format(url=self.mock.base), agents)
+            self.tcp_port = free_tcp_port()
+            self.moad = Moad(self.build, work, CONFIG.format(url=self.mock.base, tcp_port=self.tcp_port), agents)
             self.results["moad_start_mem_kib"] = self.moad.mem_kib()
             self.results["moad_start_cpu_s"] = self.moad.cpu_s()
             self.overhead()
