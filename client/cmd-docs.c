@@ -136,7 +136,8 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                 }
 
                 code = ctl_call_json(m, "POST", path, body, timeout, &reply, &root);
-                if (code == MOACTL_EXIT_CONNECT || code == MOACTL_EXIT_USAGE)
+                if (code == MOACTL_EXIT_CONNECT || code == MOACTL_EXIT_USAGE ||
+                    (code == MOACTL_EXIT_FAILED && reply.status == 403))
                         /* Every further file would fail the same way. */
                         return ctl_fail(&reply, code);
                 if (code != MOACTL_EXIT_OK) {

@@ -215,8 +215,11 @@ static void describe_http_error(Reply *r) {
                 type = json_str(err, "type", NULL);
         }
         if (msg)
-                set_error(r, "moad returned HTTP %ld: %s%s%s%s%s", r->status, msg, type ? " (" : "",
-                          type ? type : "", type ? ")" : "", id);
+                set_error(r, "moad returned HTTP %ld: %s%s%s%s%s%s", r->status, msg, type ? " (" : "",
+                          type ? type : "", type ? ")" : "", id,
+                          r->status == 403 ? "\n(moad's access rules refused this user: ingest, delete and "
+                                             "reload need root or access.admin, see moad.yaml(5))"
+                                           : "");
         else
                 set_error(r, "moad returned HTTP %ld without an error message%s", r->status, id);
 }

@@ -272,6 +272,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_error_json(400, "title and text are required")
             if "reject" in title:
                 return self.send_error_json(413, "document too large")
+            if "forbidden" in title:
+                return self.send_json(403, {"error": {"message": "not allowed: admin endpoints need a permitted "
+                                                                 "user or group", "type": "permission_error",
+                                                      "param": None, "code": "forbidden"}})
             replaced = title in st.docs[agent]
             chunks = len(text) // 100 + 1
             st.docs[agent][title] = {"source": req.get("source"), "text": text, "chunks": chunks}

@@ -160,6 +160,24 @@ class MoactlDaemonTest(unittest.TestCase):
         self.assertIn("HTTP 404", err)
         self.assertIn("ingested 0 of 1 file", err)
 
+    def test_access_rules_403(self):
+        """A user who may connect but is not root or moad's own user may ask
+        but not administer (access.admin unset): moactl shows the 403."""
+        if os.geteuid() != 0 or not shutil.which("setpriv"):
+            self.skipTest("needs root and setpriv to act as another user")
+        if not all(os.stat(d).st_mode & 0o001 for d in _parents(MOACTL)) or not os.access(MOACTL, os.X_OK):
+            self.skipTest("moactl not reachable for an unprivileged user")
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.sock, 0o666)
+        env = dict(os.environ, MOAD_SOCKET=self.sock, ASAN_OPTIONS="exitcode=86:detect_leaks=1")
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", MOACTL]
+        p = subprocess.run(nobody + ["models"], capture_output=True, env=env, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = subprocess.run(nobody + ["reload"], capture_output=True, env=env, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"moad returned HTTP 403", p.stderr)
+        self.assertIn(b"need root or access.admin", p.stderr)
+
     def test_reload(self):
         rc, out, err = self.moactl("reload")
         self.assertEqual((rc, out), (0, "moad: configuration reloaded\n"), err)
@@ -178,6 +196,15 @@ class MoactlDaemonTest(unittest.TestCase):
         rc, _, err = self.moactl("health")
         self.assertEqual(rc, 3)
         self.assertIn("moad is not running (no socket at %s)" % self.sock, err)
+
+
+def _parents(path):
+    path = os.path.dirname(os.path.abspath(path))
+    while True:
+        yield path
+        if path == "/":
+            return
+        path = os.path.dirname(path)
 
 
 if __name__ == "__main__":

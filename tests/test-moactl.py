@@ -394,6 +394,19 @@ class MoactlTest(unittest.TestCase):
         self.assertEqual(self.fetch_last()["path"], "/v1/moa/agents/legal/documents/a%2Fb%3Fc")
         self.assertIn("HTTP 404", err)
 
+    def test_ingest_forbidden_stops(self):
+        d = tempfile.mkdtemp(dir=self.dir)
+        files = []
+        for name in ("forbidden-1.md", "forbidden-2.md"):
+            files.append(os.path.join(d, name))
+            with open(files[-1], "w") as f:
+                f.write("text")
+        rc, _, err = self.moactl("ingest", "--agent", "legal", *files)
+        self.assertEqual(rc, 1)
+        self.assertIn("moad returned HTTP 403: not allowed: admin endpoints need a permitted user or group", err)
+        self.assertIn("need root or access.admin", err)
+        self.assertNotIn("forbidden-2.md", err)  # no point in trying the rest
+
     def test_ingest_unknown_agent_and_no_daemon(self):
         d = tempfile.mkdtemp(dir=self.dir)
         f = os.path.join(d, "a.txt")
