@@ -272,6 +272,8 @@ int cmd_ask(const Moactl *m, int argc, char **argv) {
         if (argc != 1)
                 return usage_error("ask needs exactly one question (or \"-\" to read it from stdin)");
         r = read_question(argv[0], &question);
+        if (r == -EILSEQ)
+                return usage_error("the question is not UTF-8 text");
         if (r < 0) {
                 fprintf(stderr, "moactl: cannot read the question: %s\n", strerror(-r));
                 return MOACTL_EXIT_FAILED;

@@ -144,24 +144,64 @@ int text_from_pdf(const char *path, size_t max, char **ret, size_t *ret_len) {
         return 0;
 }
 
+int utf8_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s, *end = p + n;
+
+        while (p < end) {
+                unsigned c = *p;
+                size_t k;
+                uint32_t cp;
+
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        k = 1, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        k = 2, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        k = 3, cp = c & 0x07;
+                else
+                        return 0;
+                if ((size_t) (end - p) <= k)
+                        return 0;
+                for (size_t i = 1; i <= k; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return 0;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                /* Overlong forms, UTF-16 surrogates, beyond U+10FFFF. */
+                if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return 0;
+                p += k + 1;
+        }
+        return 1;
+}
+
 int read_question(const char *arg, char **ret) {
+        _cleanup_free_ char *q = NULL;
         size_t len;
-        char *q;
         int r;
 
         if (!streq(arg, "-")) {
+                len = strlen(arg);
                 q = strdup(arg);
                 if (!q)
                         return -ENOMEM;
-                *ret = q;
-                return 0;
+        } else {
+                r = text_read_fd(STDIN_FILENO, MOACTL_MAX_RESPONSE, &q, &len);
+                if (r < 0)
+                        return r;
+                if (memchr(q, '\0', len))
+                        return -EILSEQ;
+                /* "echo question | moactl ask -" should not send echo's newline. */
+                while (len > 0 && strchr(" \t\r\n", q[len - 1]))
+                        q[--len] = '\0';
         }
-        r = text_read_fd(STDIN_FILENO, MOACTL_MAX_RESPONSE, &q, &len);
-        if (r < 0)
-                return r;
-        /* "echo question | moactl ask -" should not send echo's newline. */
-        while (len > 0 && strchr(" \t\r\n", q[len - 1]))
-                q[--len] = '\0';
-        *ret = q;
+        if (!utf8_valid(q, len))
+                return -EILSEQ;
+        *ret = TAKE_PTR(q);
         return 0;
 }

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 
+#include "file-text.h"
 #include "moactl.h"
 
 typedef struct Command {
@@ -99,13 +100,15 @@ static int parse_argv(int argc, char **argv, Moactl *m) {
                         m->socket_path = optarg;
                         break;
                 case 'm':
-                        if (isempty(optarg))
-                                return usage_error("--model needs a name");
+                        if (isempty(optarg) || !utf8_valid(optarg, strlen(optarg)))
+                                return usage_error("--model needs a name (UTF-8)");
                         m->model = optarg;
                         break;
                 case 'a':
                         if (m->n_agents >= MOACTL_MAX_AGENTS)
                                 return usage_error("at most %d --agent options", MOACTL_MAX_AGENTS);
+                        if (!utf8_valid(optarg, strlen(optarg)))
+                                return usage_error("--agent needs a name (UTF-8)");
                         m->agents[m->n_agents++] = optarg;
                         break;
                 case 't':

@@ -177,6 +177,7 @@ int usage_error(const char *fmt, ...) _printf_(1, 2);
 
 /**
  * read_question() - @arg itself, or all of stdin when @arg is "-" (bounded
- * by MOACTL_MAX_RESPONSE). Returns 0 and a malloc'ed string, or -errno.
+ * by MOACTL_MAX_RESPONSE, trailing white space removed). Returns 0 and a
+ * malloc'ed string, -EILSEQ when it is not UTF-8 text, or another -errno.
  */
 int read_question(const char *arg, char **ret);

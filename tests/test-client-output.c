@@ -191,6 +191,33 @@ START_TEST(test_text_from_pdf_without_pdftotext) {
 }
 END_TEST
 
+START_TEST(test_utf8_valid) {
+        static const struct {
+                const char *s;
+                int valid;
+        } cases[] = {
+                {"", 1},
+                {"plain ascii", 1},
+                {"\xc3\xa9t\xc3\xa9", 1}, /* été */
+                {"\xe2\x82\xac", 1},      /* € */
+                {"\xf0\x9f\x98\x80", 1},  /* U+1F600 */
+                {"\xf4\x8f\xbf\xbf", 1},  /* U+10FFFF */
+                {"\xff", 0},              /* never in UTF-8 */
+                {"caf\xe9", 0},           /* Latin-1 */
+                {"\xc3", 0},              /* cut */
+                {"\xe2\x82", 0},          /* cut */
+                {"\xc0\xaf", 0},          /* overlong '/' */
+                {"\xe0\x80\xaf", 0},      /* overlong '/' */
+                {"\xed\xa0\x80", 0},      /* surrogate U+D800 */
+                {"\xf4\x90\x80\x80", 0},  /* U+110000 */
+                {"\xe2\x28\xa1", 0},      /* bad continuation */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                ck_assert_msg(utf8_valid(cases[i].s, strlen(cases[i].s)) == cases[i].valid, "case %zu", i);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("client-output");
         TCase *tc = tcase_create("core");
@@ -204,6 +231,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_text_read_file_bounds);
         tcase_add_test(tc, test_text_read_fd_pipe_bounds);
         tcase_add_test(tc, test_text_from_pdf_without_pdftotext);
+        tcase_add_test(tc, test_utf8_valid);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -262,6 +262,15 @@ class MoactlTest(unittest.TestCase):
         rc, out, _ = self.moactl("ask", "-", stdin=b"from stdin\n")
         self.assertEqual((rc, out), (0, "Echo: from stdin [agents=]\n"))
 
+    def test_question_must_be_utf8(self):
+        rc, _, err = self.moactl("ask", "-", stdin=b"caf\xe9?\n")
+        self.assertEqual(rc, 2)
+        self.assertIn("not UTF-8", err)
+        rc, _, err = self.moactl("route", "-", stdin=b"a\0b")
+        self.assertEqual(rc, 2)
+        rc, _, err = self.moactl("--agent", "l\udcffegal", "ask", "q")
+        self.assertEqual(rc, 2)
+
     def test_ask_json(self):
         rc, out, _ = self.moactl("--json", "ask", "hi")
         self.assertEqual(rc, 0)
