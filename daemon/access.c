@@ -1,5 +1,5 @@
 /* access.c — see access.h. Decisions use only the kernel's view of the
- * peer (SO_PEERCRED, /proc/<pid>/status), never anything the client says. */
+ * peer (SO_PEERCRED, SO_PEERGROUPS), never anything the client says. */
 #include <strings.h>
 
 #include "access.h"
@@ -14,39 +14,25 @@ int access_token_equal(const char *a, const char *b) {
         return diff == 0;
 }
 
-int access_pid_has_group(pid_t pid, gid_t primary, gid_t gid) {
-        char path[64], line[4096];
-        _cleanup_fclose_ FILE *f = NULL;
+/* Supplementary groups as the kernel recorded them for the connection. */
+#define ACCESS_MAX_GROUPS 1024
 
-        if (primary == gid)
-                return 1;
-        snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return 0;
-        while (fgets(line, sizeof line, f)) {
-                char *p, *end;
-                if (strncmp(line, "Groups:", 7) != 0)
-                        continue;
-                for (p = line + 7;; p = end) {
-                        unsigned long g = strtoul(p, &end, 10);
-                        if (end == p)
-                                break;
-                        if ((gid_t) g == gid)
-                                return 1;
-                }
-                break;
-        }
-        return 0;
-}
+static int rule_allows(const AccessRule *rule, HttpRequest *req, uid_t uid, gid_t gid) {
+        gid_t groups[ACCESS_MAX_GROUPS];
+        int n = -1;
 
-static int rule_allows(const AccessRule *rule, uid_t uid, gid_t gid, pid_t pid) {
         for (size_t i = 0; i < rule->n_uids; i++)
                 if (rule->uids[i] == uid)
                         return 1;
-        for (size_t i = 0; i < rule->n_gids; i++)
-                if (access_pid_has_group(pid, gid, rule->gids[i]))
+        for (size_t i = 0; i < rule->n_gids; i++) {
+                if (rule->gids[i] == gid)
                         return 1;
+                if (n < 0)
+                        n = http_request_peer_groups(req, groups, ELEMENTSOF(groups));
+                for (int k = 0; k < n; k++)
+                        if (groups[k] == rule->gids[i])
+                                return 1;
+        }
         return 0;
 }
 
@@ -94,7 +80,7 @@ int access_check(const AccessConfig *cfg, const char *bearer_token, HttpRequest 
                 /* Unset: ask is open to whoever may connect; admin is the daemon's own user. */
                 if (cls == ACCESS_ASK || uid == geteuid())
                         return 0;
-        } else if (rule_allows(rule, uid, gid, pid))
+        } else if (rule_allows(rule, req, uid, gid))
                 return 0;
         snprintf(reason, reason_size, "uid %u gid %u (pid %d) not allowed for %s endpoints", (unsigned) uid,
                  (unsigned) gid, (int) pid, cls == ACCESS_ADMIN ? "admin" : "ask");

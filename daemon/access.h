@@ -22,12 +22,5 @@ typedef enum AccessClass {
 int access_check(const AccessConfig *cfg, const char *bearer_token, HttpRequest *req, AccessClass cls,
                  char *reason, size_t reason_size);
 
-/**
- * access_peer_in_groups() - is @gid the primary group of process @pid or
- * one of its supplementary groups (read from /proc, no NSS look-up)?
- * Exposed for tests.
- */
-int access_pid_has_group(pid_t pid, gid_t primary, gid_t gid);
-
 /** access_token_equal() - constant-time comparison of two tokens. */
 int access_token_equal(const char *a, const char *b);

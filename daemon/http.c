@@ -341,6 +341,20 @@ int http_request_peer(HttpRequest *r, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret
         return 0;
 }
 
+int http_request_peer_groups(HttpRequest *r, gid_t *gids, size_t max) {
+        const union MHD_ConnectionInfo *ci;
+        socklen_t len = (socklen_t) (max * sizeof(gid_t));
+
+        if (r->listener->is_tcp)
+                return -ENODATA;
+        ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+                return -EBADF;
+        if (getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERGROUPS, gids, &len) < 0)
+                return -errno;
+        return (int) (len / sizeof(gid_t));
+}
+
 void http_request_set_abort(HttpRequest *r, HttpAbortHandler cb, void *userdata) {
         r->abort_cb = cb;
         r->abort_userdata = userdata;

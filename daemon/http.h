@@ -70,6 +70,12 @@ const char *http_request_header(HttpRequest *r, const char *name);
 const char *http_request_body(HttpRequest *r, size_t *ret_len);
 /** http_request_peer() - SO_PEERCRED of a unix-socket peer; -ENODATA on TCP. */
 int http_request_peer(HttpRequest *r, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
+/**
+ * http_request_peer_groups() - the unix-socket peer's supplementary groups
+ * (SO_PEERGROUPS: the kernel's view at connect time, no /proc or NSS look-up).
+ * Fills at most @max entries of @gids; returns the count or -errno.
+ */
+int http_request_peer_groups(HttpRequest *r, gid_t *gids, size_t max);
 int http_request_is_tcp(HttpRequest *r);
 uint64_t http_request_start_usec(HttpRequest *r);
 
