@@ -125,15 +125,15 @@ static void reply_done(ChatJob *j, const EngineResult *res) {
                 if (j->stream_started) {
                         json_t *e = json_pack("{s:{s:s,s:s,s:n,s:s?}}", "error", "message",
                                               res->error_message ? res->error_message : "pipeline failed",
-                                              "type", res->error_type ? res->error_type : "server_error", "param",
-                                              "code", res->error_code);
+                                              "type", res->error_type ? res->error_type : "server_error",
+                                              "param", "code", res->error_code);
                         stream_send(j, e);
                         (void) http_stream_end(req);
                         return;
                 }
                 http_reply_error(req, res->http_status ? res->http_status : 500,
-                                 res->error_type ? res->error_type : "server_error", NULL, res->error_code, "%s",
-                                 res->error_message ? res->error_message : "pipeline failed");
+                                 res->error_type ? res->error_type : "server_error", NULL, res->error_code,
+                                 "%s", res->error_message ? res->error_message : "pipeline failed");
                 return;
         }
 
@@ -184,8 +184,8 @@ static void on_done(void *userdata, const EngineResult *res) {
 }
 
 static int job_start(ChatJob *j) {
-        static const EngineCallbacks callbacks = { .on_delta = on_delta, .on_progress = on_progress,
-                                                   .on_done = on_done };
+        static const EngineCallbacks callbacks = {
+                .on_delta = on_delta, .on_progress = on_progress, .on_done = on_done};
         Server *s = j->server;
         int r;
 
@@ -206,8 +206,8 @@ void api_chat_drain_queue(Server *s) {
                 r = job_start(j);
                 if (r < 0) {
                         http_request_set_abort(j->req, NULL, NULL);
-                        http_reply_error(j->req, 500, "server_error", NULL, NULL, "cannot start the pipeline: %s",
-                                         strerror(-r));
+                        http_reply_error(j->req, 500, "server_error", NULL, NULL,
+                                         "cannot start the pipeline: %s", strerror(-r));
                         job_free(j);
                 }
         }
@@ -236,8 +236,8 @@ void api_chat_completions(Server *s, HttpRequest *req) {
                 return;
         }
         if (r < 0) {
-                http_reply_error(req, err.status, "invalid_request_error",
-                                 err.param, err.code, "%s", err.message);
+                http_reply_error(req, err.status, "invalid_request_error", err.param, err.code, "%s",
+                                 err.message);
                 return;
         }
 
@@ -262,10 +262,11 @@ void api_chat_completions(Server *s, HttpRequest *req) {
         if (!j->spec.pipeline) {
                 const AgentConfig *a = config_find_agent(cfg, chat->model);
                 if (!a || !a->enabled) {
-                        http_reply_error(req, 404, "invalid_request_error", "model", "model_not_found",
-                                         "The model '%.128s' does not exist: use a pipeline (see GET /v1/models) "
-                                         "or an agent name",
-                                         chat->model);
+                        http_reply_error(
+                                req, 404, "invalid_request_error", "model", "model_not_found",
+                                "The model '%.128s' does not exist: use a pipeline (see GET /v1/models) "
+                                "or an agent name",
+                                chat->model);
                         job_free(j);
                         return;
                 }
@@ -286,8 +287,8 @@ void api_chat_completions(Server *s, HttpRequest *req) {
                 r = job_start(j);
                 if (r < 0) {
                         http_request_set_abort(req, NULL, NULL);
-                        http_reply_error(req, 500, "server_error", NULL, NULL, "cannot start the pipeline: %s",
-                                         strerror(-r));
+                        http_reply_error(req, 500, "server_error", NULL, NULL,
+                                         "cannot start the pipeline: %s", strerror(-r));
                         job_free(j);
                 }
                 return;

@@ -32,7 +32,8 @@ static void reply_method_not_allowed(HttpRequest *req, const char *allow) {
         char body[256];
 
         snprintf(body, sizeof body,
-                 "{\"error\":{\"message\":\"method %s not allowed on %s; use %s\",\"type\":\"invalid_request_error\","
+                 "{\"error\":{\"message\":\"method %s not allowed on %s; use "
+                 "%s\",\"type\":\"invalid_request_error\","
                  "\"param\":null,\"code\":\"method_not_allowed\"}}",
                  http_request_method(req), "this path", allow);
         http_reply(req, 405, NULL, body, strlen(body), "Allow", allow);
@@ -58,15 +59,15 @@ static void api_models(Server *s, HttpRequest *req) {
 
         created = (json_int_t) time(NULL) - (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC);
         for (size_t i = 0; i < c->n_pipelines; i++)
-                json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->pipelines[i].name, "object",
-                                                      "model", "created", created, "owned_by", "moad", "moa_kind",
-                                                      "pipeline"));
+                json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->pipelines[i].name,
+                                                      "object", "model", "created", created, "owned_by",
+                                                      "moad", "moa_kind", "pipeline"));
         for (size_t i = 0; i < c->n_agents; i++)
                 if (c->agents[i].enabled && agents_find(s->runtime->agents, c->agents[i].name))
                         json_array_append_new(data,
-                                              json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->agents[i].name, "object",
-                                                        "model", "created", created, "owned_by", "moad", "moa_kind",
-                                                        "agent"));
+                                              json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->agents[i].name,
+                                                        "object", "model", "created", created, "owned_by",
+                                                        "moad", "moa_kind", "agent"));
         http_reply_json(req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
@@ -118,8 +119,11 @@ static void api_route(Server *s, HttpRequest *req) {
 
         r = parse_route_query(s, req, &query, &err);
         if (r < 0) {
-                http_reply_error(req, r == -ENOMEM ? 500 : r == -E2BIG ? 413 : 400, "invalid_request_error", "query", NULL, "%s",
-                                 err ? err : "out of memory");
+                http_reply_error(req,
+                                 r == -ENOMEM  ? 500
+                                 : r == -E2BIG ? 413
+                                               : 400,
+                                 "invalid_request_error", "query", NULL, "%s", err ? err : "out of memory");
                 return;
         }
         r = agents_route(s->runtime->agents, query, NULL, 0, &rr);
@@ -131,16 +135,17 @@ static void api_route(Server *s, HttpRequest *req) {
         selected = json_array();
         for (size_t i = 0; i < rr.n; i++) {
                 RouteChoice *c = &rr.choices[i];
-                json_array_append_new(agents, json_pack("{s:s,s:f,s:f,s:f,s:f,s:s?,s:b,s:b}", "name", c->name,
-                                                        "score", c->score, "plugin_score", c->plugin_score,
-                                                        "kb_score", c->kb_evidence, "weight", c->weight, "reason",
-                                                        c->reason, "selected", c->selected, "fallback",
-                                                        c->fallback));
+                json_array_append_new(agents, json_pack("{s:s,s:f,s:f,s:f,s:f,s:s?,s:b,s:b}", "name",
+                                                        c->name, "score", c->score, "plugin_score",
+                                                        c->plugin_score, "kb_score", c->kb_evidence,
+                                                        "weight", c->weight, "reason", c->reason, "selected",
+                                                        c->selected, "fallback", c->fallback));
                 if (c->selected)
                         json_array_append_new(selected, json_string(c->name));
         }
         route_result_done(&rr);
-        http_reply_json(req, 200, json_pack("{s:s,s:o,s:o}", "query", query, "agents", agents, "selected", selected));
+        http_reply_json(req, 200,
+                        json_pack("{s:s,s:o,s:o}", "query", query, "agents", agents, "selected", selected));
 }
 
 static void api_agents(Server *s, HttpRequest *req) {
@@ -150,9 +155,9 @@ static void api_agents(Server *s, HttpRequest *req) {
         for (size_t i = 0; i < agents_count(set); i++) {
                 Agent *a = agents_get(set, i);
                 PluginAgent *p = agent_plugin(a);
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i}", "name", agent_name(a),
-                                                     "plugin", plugin_agent_plugin_name(p), "version",
-                                                     plugin_agent_version(p), "description",
+                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i}", "name",
+                                                     agent_name(a), "plugin", plugin_agent_plugin_name(p),
+                                                     "version", plugin_agent_version(p), "description",
                                                      plugin_agent_description(p), "weight", agent_weight(a),
                                                      "provider", agent_provider(a), "model", agent_model(a),
                                                      "documents", agent_doc_count(a)));
@@ -191,16 +196,20 @@ static void on_ingest_done(void *userdata, int result) {
 
         http_request_set_abort(c->req, NULL, NULL);
         if (result < 0)
-                http_reply_error(c->req, result == -E2BIG ? 413 : result == -EINVAL ? 400 : 500,
-                                 result == -E2BIG || result == -EINVAL ? "invalid_request_error" : "server_error",
+                http_reply_error(c->req,
+                                 result == -E2BIG    ? 413
+                                 : result == -EINVAL ? 400
+                                                     : 500,
+                                 result == -E2BIG || result == -EINVAL ? "invalid_request_error"
+                                                                       : "server_error",
                                  NULL, NULL, "ingest of '%.200s' into %s failed: %s", c->title, c->agent,
                                  strerror(-result));
         else {
-                log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "ingested '%s' into %s: %d chunks", c->title,
-                         c->agent, result);
+                log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "ingested '%s' into %s: %d chunks",
+                         c->title, c->agent, result);
                 http_reply_json(c->req, 200,
-                                json_pack("{s:s,s:s,s:i,s:b}", "agent", c->agent, "title", c->title, "chunks", result,
-                                          "replaced", c->replaced));
+                                json_pack("{s:s,s:s,s:i,s:b}", "agent", c->agent, "title", c->title,
+                                          "chunks", result, "replaced", c->replaced));
         }
         ingest_call_free(c);
 }
@@ -238,11 +247,13 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
         source = json_string_value(json_object_get(j, "source"));
         if (isempty(title) || strlen(title) > KB_MAX_TITLE_BYTES) {
                 http_reply_error(req, 400, "invalid_request_error", "title", NULL,
-                                 "'title' must be a non-empty string of at most %u bytes", KB_MAX_TITLE_BYTES);
+                                 "'title' must be a non-empty string of at most %u bytes",
+                                 KB_MAX_TITLE_BYTES);
                 return;
         }
         if (!text || json_string_length(json_object_get(j, "text")) == 0) {
-                http_reply_error(req, 400, "invalid_request_error", "text", NULL, "'text' must be a non-empty string");
+                http_reply_error(req, 400, "invalid_request_error", "text", NULL,
+                                 "'text' must be a non-empty string");
                 return;
         }
 
@@ -267,9 +278,11 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
                 ingest_call_free(c);
                 if (r == -EBUSY)
                         http_reply(req, 429, NULL,
-                                   "{\"error\":{\"message\":\"ingest queue full\",\"type\":\"rate_limit_error\","
+                                   "{\"error\":{\"message\":\"ingest queue "
+                                   "full\",\"type\":\"rate_limit_error\","
                                    "\"param\":null,\"code\":\"queue_full\"}}",
-                                   strlen("{\"error\":{\"message\":\"ingest queue full\",\"type\":\"rate_limit_error\","
+                                   strlen("{\"error\":{\"message\":\"ingest queue "
+                                          "full\",\"type\":\"rate_limit_error\","
                                           "\"param\":null,\"code\":\"queue_full\"}}"),
                                    "Retry-After", "1");
                 else
@@ -281,9 +294,10 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
 }
 
 static int list_cb(const KbDocInfo *d, void *userdata) {
-        json_array_append_new(userdata, json_pack("{s:s,s:s,s:i,s:I,s:I}", "title", d->title, "source",
-                                                  d->source ? d->source : "", "chunks", (int) d->n_chunks, "bytes",
-                                                  (json_int_t) d->bytes, "ingested_at", (json_int_t) d->ingested_at));
+        json_array_append_new(userdata,
+                              json_pack("{s:s,s:s,s:i,s:I,s:I}", "title", d->title, "source",
+                                        d->source ? d->source : "", "chunks", (int) d->n_chunks, "bytes",
+                                        (json_int_t) d->bytes, "ingested_at", (json_int_t) d->ingested_at));
         return 0;
 }
 
@@ -293,7 +307,8 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
 
         if (r < 0) {
                 json_decref(arr);
-                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot list documents: %s", strerror(-r));
+                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot list documents: %s",
+                                 strerror(-r));
                 return;
         }
         http_reply_json(req, 200, json_pack("{s:s,s:o}", "agent", agent_name(a), "documents", arr));
@@ -308,7 +323,7 @@ static int url_decode(const char *in, char **ret) {
         for (size_t i = 0; i < n; i++) {
                 if (in[i] == '%' && i + 2 < n + 0 + 1 && isxdigit((unsigned char) in[i + 1]) &&
                     isxdigit((unsigned char) in[i + 2])) {
-                        char hex[3] = { in[i + 1], in[i + 2], 0 };
+                        char hex[3] = {in[i + 1], in[i + 2], 0};
                         *o++ = (char) strtol(hex, NULL, 16);
                         i += 2;
                 } else
@@ -328,7 +343,8 @@ static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const ch
         int r;
 
         if (url_decode(enc_title, &title) < 0 || isempty(title)) {
-                http_reply_error(req, 400, "invalid_request_error", "title", NULL, "bad document title in URL");
+                http_reply_error(req, 400, "invalid_request_error", "title", NULL,
+                                 "bad document title in URL");
                 return;
         }
         r = kb_delete(agent_kb(a), title);
@@ -364,7 +380,8 @@ static void api_documents(Server *s, HttpRequest *req, const char *rest) {
         }
         a = agents_find(s->runtime->agents, name);
         if (!a) {
-                http_reply_error(req, 404, "not_found_error", "agent", "agent_not_found", "no agent named '%s'", name);
+                http_reply_error(req, 404, "not_found_error", "agent", "agent_not_found",
+                                 "no agent named '%s'", name);
                 return;
         }
         tail += 10;
@@ -395,11 +412,13 @@ static void api_reload(Server *s, HttpRequest *req) {
 
         if (r < 0) {
                 http_reply_error(req, 400, "invalid_request_error", NULL, "reload_failed",
-                                 "reload failed, previous configuration still active: %s", err ? err : strerror(-r));
+                                 "reload failed, previous configuration still active: %s",
+                                 err ? err : strerror(-r));
                 return;
         }
-        http_reply_json(req, 200, json_pack("{s:s,s:I}", "status", "reloaded", "generation",
-                                            (json_int_t) s->runtime->generation));
+        http_reply_json(req, 200,
+                        json_pack("{s:s,s:I}", "status", "reloaded", "generation",
+                                  (json_int_t) s->runtime->generation));
 }
 
 static void api_status(Server *s, HttpRequest *req) {
@@ -409,13 +428,14 @@ static void api_status(Server *s, HttpRequest *req) {
         for (size_t i = 0; i < c->n_pipelines; i++)
                 json_array_append_new(pipes, json_string(c->pipelines[i].name));
         http_reply_json(req, 200,
-                        json_pack("{s:s,s:s,s:I,s:i,s:i,s:I,s:i,s:o,s:I,s:i}", "version", MOAD_VERSION, "state",
-                                  state_name(s->state), "uptime_s",
+                        json_pack("{s:s,s:s,s:I,s:i,s:i,s:I,s:i,s:o,s:I,s:i}", "version", MOAD_VERSION,
+                                  "state", state_name(s->state), "uptime_s",
                                   (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC), "inflight",
                                   (int) s->inflight, "queued", (int) s->queued, "requests_total",
-                                  (json_int_t) s->requests_total, "agents", (int) agents_count(s->runtime->agents),
-                                  "pipelines", pipes, "generation", (json_int_t) s->runtime->generation,
-                                  "ingest_pending", (int) ingest_worker_pending(s->ingest)));
+                                  (json_int_t) s->requests_total, "agents",
+                                  (int) agents_count(s->runtime->agents), "pipelines", pipes, "generation",
+                                  (json_int_t) s->runtime->generation, "ingest_pending",
+                                  (int) ingest_worker_pending(s->ingest)));
 }
 
 typedef struct Route {
@@ -428,17 +448,17 @@ typedef struct Route {
 } Route;
 
 static const Route routes[] = {
-        { "/v1/chat/completions", "POST", ACCESS_ASK, 1, NULL, api_chat_completions },
-        { "/chat/completions", "POST", ACCESS_ASK, 1, NULL, api_chat_completions },
-        { "/v1/models", "GET", ACCESS_ASK, 0, api_models, NULL },
-        { "/models", "GET", ACCESS_ASK, 0, api_models, NULL },
-        { "/healthz", "GET", ACCESS_OPEN, 0, api_healthz, NULL },
-        { "/readyz", "GET", ACCESS_OPEN, 0, api_readyz, NULL },
-        { "/metrics", "GET", ACCESS_ASK, 0, api_metrics, NULL },
-        { "/v1/moa/route", "POST", ACCESS_ASK, 1, NULL, api_route },
-        { "/v1/moa/agents", "GET", ACCESS_ASK, 0, api_agents, NULL },
-        { "/v1/moa/reload", "POST", ACCESS_ADMIN, 0, NULL, api_reload },
-        { "/v1/moa/status", "GET", ACCESS_ASK, 0, api_status, NULL },
+        {"/v1/chat/completions", "POST", ACCESS_ASK, 1, NULL, api_chat_completions},
+        {"/chat/completions", "POST", ACCESS_ASK, 1, NULL, api_chat_completions},
+        {"/v1/models", "GET", ACCESS_ASK, 0, api_models, NULL},
+        {"/models", "GET", ACCESS_ASK, 0, api_models, NULL},
+        {"/healthz", "GET", ACCESS_OPEN, 0, api_healthz, NULL},
+        {"/readyz", "GET", ACCESS_OPEN, 0, api_readyz, NULL},
+        {"/metrics", "GET", ACCESS_ASK, 0, api_metrics, NULL},
+        {"/v1/moa/route", "POST", ACCESS_ASK, 1, NULL, api_route},
+        {"/v1/moa/agents", "GET", ACCESS_ASK, 0, api_agents, NULL},
+        {"/v1/moa/reload", "POST", ACCESS_ADMIN, 0, NULL, api_reload},
+        {"/v1/moa/status", "GET", ACCESS_ASK, 0, api_status, NULL},
 };
 
 /* Refused requests get 403 and one log line naming the peer. */
@@ -462,7 +482,8 @@ void api_handle(HttpRequest *req, void *userdata) {
 
         s->requests_total++;
         if (strncmp(path, "/v1/moa/agents/", 15) == 0) {
-                if (!allowed(s, req, streq(method, "GET") || streq(method, "HEAD") ? ACCESS_ASK : ACCESS_ADMIN))
+                if (!allowed(s, req,
+                             streq(method, "GET") || streq(method, "HEAD") ? ACCESS_ASK : ACCESS_ADMIN))
                         return;
                 api_documents(s, req, path + 15);
                 return;
@@ -477,7 +498,8 @@ void api_handle(HttpRequest *req, void *userdata) {
                         rt->get(s, req);
                 else if (rt->post && streq(method, "POST")) {
                         if (rt->json_body && !content_type_is_json(req)) {
-                                http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                http_reply_error(req, 415, "invalid_request_error", NULL,
+                                                 "unsupported_media_type",
                                                  "Content-Type must be application/json, not '%.100s'",
                                                  http_request_header(req, "Content-Type"));
                                 return;

@@ -39,7 +39,7 @@ ChatRequest *chat_request_free(ChatRequest *r) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ChatRequest *, chat_request_free);
 
-static const char *const roles[] = { "system", "user", "assistant", "tool", "developer" };
+static const char *const roles[] = {"system", "user", "assistant", "tool", "developer"};
 
 static int role_valid(const char *role) {
         for (size_t i = 0; i < ELEMENTSOF(roles); i++)
@@ -50,7 +50,8 @@ static int role_valid(const char *role) {
 
 /* content: a string, or an array of parts of which text parts are joined
  * with newlines (other part types, e.g. images, are refused). */
-static int parse_content(json_t *c, size_t idx, const LimitsConfig *limits, char **ret, ChatRequestError *err) {
+static int parse_content(json_t *c, size_t idx, const LimitsConfig *limits, char **ret,
+                         ChatRequestError *err) {
         if (json_is_null(c)) {
                 *ret = strdup("");
                 return *ret ? 0 : -ENOMEM;
@@ -96,7 +97,8 @@ static int parse_content(json_t *c, size_t idx, const LimitsConfig *limits, char
                 *ret = buf;
                 return 0;
         }
-        return fail(err, 400, "messages", "invalid_type", "messages[%zu].content must be a string or an array", idx);
+        return fail(err, 400, "messages", "invalid_type",
+                    "messages[%zu].content must be a string or an array", idx);
 }
 
 static int parse_messages(json_t *msgs, const LimitsConfig *limits, ChatRequest *r, ChatRequestError *err) {
@@ -122,12 +124,15 @@ static int parse_messages(json_t *msgs, const LimitsConfig *limits, ChatRequest 
                 int k;
 
                 if (!json_is_object(m))
-                        return fail(err, 400, "messages", "invalid_type", "messages[%zu] must be an object", i);
+                        return fail(err, 400, "messages", "invalid_type", "messages[%zu] must be an object",
+                                    i);
                 if (!json_is_string(role))
-                        return fail(err, 400, "messages", "invalid_type", "messages[%zu].role must be a string", i);
+                        return fail(err, 400, "messages", "invalid_type",
+                                    "messages[%zu].role must be a string", i);
                 if (!role_valid(json_string_value(role)))
                         return fail(err, 400, "messages", "invalid_value",
-                                    "messages[%zu].role '%.32s' is not one of system, user, assistant, tool, developer",
+                                    "messages[%zu].role '%.32s' is not one of system, user, assistant, "
+                                    "tool, developer",
                                     i, json_string_value(role));
                 r->messages[i].role = strdup(json_string_value(role));
                 r->n_messages = i + 1;
@@ -160,10 +165,11 @@ static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
                 json_t *a;
 
                 if (!json_is_array(agents))
-                        return fail(err, 400, "moa.agents", "invalid_type", "'moa.agents' must be an array of names");
+                        return fail(err, 400, "moa.agents", "invalid_type",
+                                    "'moa.agents' must be an array of names");
                 if (json_array_size(agents) > CHAT_MAX_PINNED_AGENTS)
-                        return fail(err, 400, "moa.agents", "too_many_agents", "'moa.agents' has more than %u names",
-                                    CHAT_MAX_PINNED_AGENTS);
+                        return fail(err, 400, "moa.agents", "too_many_agents",
+                                    "'moa.agents' has more than %u names", CHAT_MAX_PINNED_AGENTS);
                 r->agents = calloc(json_array_size(agents) + 1, sizeof(char *));
                 if (!r->agents)
                         return -ENOMEM;
@@ -182,7 +188,8 @@ static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
         r->trace = json_is_true(v);
         v = json_object_get(moa, "trace_content");
         if (v && !json_is_boolean(v))
-                return fail(err, 400, "moa.trace_content", "invalid_type", "'moa.trace_content' must be a boolean");
+                return fail(err, 400, "moa.trace_content", "invalid_type",
+                            "'moa.trace_content' must be a boolean");
         r->trace_content = json_is_true(v);
         v = json_object_get(moa, "progress");
         if (v && !json_is_boolean(v))
@@ -191,7 +198,8 @@ static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
         v = json_object_get(moa, "layers");
         if (v) {
                 if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 8)
-                        return fail(err, 400, "moa.layers", "invalid_value", "'moa.layers' must be an integer 1..8");
+                        return fail(err, 400, "moa.layers", "invalid_value",
+                                    "'moa.layers' must be an integer 1..8");
                 r->layers = (unsigned) json_integer_value(v);
         }
         return 0;
@@ -210,8 +218,8 @@ int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits,
                 return fail(err, 400, NULL, "invalid_json", "request body is empty");
         root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-                return fail(err, 400, NULL, "invalid_json", "malformed JSON at line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
+                return fail(err, 400, NULL, "invalid_json", "malformed JSON at line %d column %d: %s",
+                            jerr.line, jerr.column, jerr.text);
         if (!json_is_object(root))
                 return fail(err, 400, NULL, "invalid_json", "request body must be a JSON object");
 
@@ -243,7 +251,8 @@ int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits,
         if (v && !json_is_null(v)) {
                 json_t *iu = json_object_get(v, "include_usage");
                 if (!json_is_object(v))
-                        return fail(err, 400, "stream_options", "invalid_type", "'stream_options' must be an object");
+                        return fail(err, 400, "stream_options", "invalid_type",
+                                    "'stream_options' must be an object");
                 if (iu && !json_is_boolean(iu))
                         return fail(err, 400, "stream_options.include_usage", "invalid_type",
                                     "'stream_options.include_usage' must be a boolean");
@@ -253,7 +262,8 @@ int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits,
         if (v && !json_is_null(v)) {
                 if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 2 ||
                     !isfinite(json_number_value(v)))
-                        return fail(err, 400, "temperature", "invalid_value", "'temperature' must be a number 0..2");
+                        return fail(err, 400, "temperature", "invalid_value",
+                                    "'temperature' must be a number 0..2");
                 r->temperature = json_number_value(v);
         }
         v = json_object_get(root, "max_completion_tokens");

@@ -21,12 +21,12 @@ typedef struct ChatRequest {
         double temperature; /* < 0: unset */
         int64_t max_tokens; /* <= 0: unset */
         /* moa extension */
-        char **agents;      /* pinned agents */
+        char **agents; /* pinned agents */
         size_t n_agents;
-        int trace;          /* moa.trace */
-        int trace_content;  /* moa.trace_content: include each agent's text */
-        int progress;       /* moa.progress: stream a moa.progress event per finished call */
-        unsigned layers;    /* moa.layers: 0 = pipeline's own */
+        int trace;         /* moa.trace */
+        int trace_content; /* moa.trace_content: include each agent's text */
+        int progress;      /* moa.progress: stream a moa.progress event per finished call */
+        unsigned layers;   /* moa.layers: 0 = pipeline's own */
 } ChatRequest;
 
 /* Why a request was refused: HTTP status and the OpenAI error fields. */

@@ -873,7 +873,8 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
 }
 
 static void provider_config_init(ProviderConfig *p) {
-        *p = (ProviderConfig){.type = PROVIDER_BUILTIN, .temperature = -1, .max_retries = CONFIG_DEFAULT_MAX_RETRIES};
+        *p = (ProviderConfig){
+                .type = PROVIDER_BUILTIN, .temperature = -1, .max_retries = CONFIG_DEFAULT_MAX_RETRIES};
 }
 
 static int parse_headers(Ctx *ctx, const YamlNode *v, const char *path, ProviderConfig *p) {

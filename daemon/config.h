@@ -21,24 +21,24 @@ typedef enum ProviderType {
 typedef struct ProviderConfig {
         char *name;
         ProviderType type;
-        char *base_url;         /* openai: e.g. http://127.0.0.1:8000/v1 */
-        char *api_key_file;     /* openai: read the key from this file ... */
-        char *api_key_env;      /* ... or from this environment variable */
-        char *model;            /* default model for agents using this provider */
-        double temperature;     /* < 0: not sent */
-        int64_t max_tokens;     /* <= 0: not sent */
+        char *base_url;     /* openai: e.g. http://127.0.0.1:8000/v1 */
+        char *api_key_file; /* openai: read the key from this file ... */
+        char *api_key_env;  /* ... or from this environment variable */
+        char *model;        /* default model for agents using this provider */
+        double temperature; /* < 0: not sent */
+        int64_t max_tokens; /* <= 0: not sent */
         uint64_t connect_timeout_ms;
         uint64_t timeout_ms;    /* total per attempt */
         unsigned max_retries;   /* 0 = no retries (the loader's default is 2) */
         uint64_t retry_base_ms; /* first backoff; doubles, with jitter */
         uint64_t retry_max_ms;
-        unsigned max_concurrency; /* in-flight calls to this provider */
-        unsigned max_queue;       /* calls waiting for a slot */
-        unsigned breaker_failures;  /* consecutive failures that open the circuit */
+        unsigned max_concurrency;  /* in-flight calls to this provider */
+        unsigned max_queue;        /* calls waiting for a slot */
+        unsigned breaker_failures; /* consecutive failures that open the circuit */
         uint64_t breaker_cooldown_ms;
-        KeyValue *headers;      /* extra HTTP headers */
+        KeyValue *headers; /* extra HTTP headers */
         size_t n_headers;
-        char **fallbacks;       /* provider names tried when this one fails */
+        char **fallbacks; /* provider names tried when this one fails */
         size_t n_fallbacks;
 } ProviderConfig;
 
@@ -61,8 +61,8 @@ typedef struct PipelineConfig {
         char *description;
         LayerConfig *layers;
         size_t n_layers;
-        char *refine_template;    /* NULL: built-in default */
-        char *aggregate_template; /* NULL: built-in default */
+        char *refine_template;     /* NULL: built-in default */
+        char *aggregate_template;  /* NULL: built-in default */
         unsigned self_moa_samples; /* > 0: one agent sampled n times */
         int early_aggregation;     /* the layer before the aggregator ends at its quorum */
         uint64_t deadline_ms;
@@ -70,24 +70,24 @@ typedef struct PipelineConfig {
 
 typedef struct AgentConfig {
         char *name;
-        char *file;          /* the agents.d file it came from */
-        char *plugin;        /* plugin name: <plugin_dir>/<plugin>.so, or a path */
+        char *file;   /* the agents.d file it came from */
+        char *plugin; /* plugin name: <plugin_dir>/<plugin>.so, or a path */
         double weight;
-        char *provider;      /* provider name; default "builtin" */
-        char *model;         /* overrides the provider's model */
-        char *prompt;        /* overrides the plugin's default system prompt */
-        char **knowledge;    /* files/directories ingested when the KB is empty */
+        char *provider;   /* provider name; default "builtin" */
+        char *model;      /* overrides the provider's model */
+        char *prompt;     /* overrides the plugin's default system prompt */
+        char **knowledge; /* files/directories ingested when the KB is empty */
         size_t n_knowledge;
         int enabled;
-        KeyValue *options;   /* free-form plugin options (config look-up) */
+        KeyValue *options; /* free-form plugin options (config look-up) */
         size_t n_options;
 } AgentConfig;
 
 typedef struct RouterConfig {
-        double threshold;  /* select agents scoring at least this */
-        unsigned top_k;    /* at most this many */
-        double kb_weight;  /* share of the knowledge-base evidence in the score */
-        char *fallback;    /* agent used when none qualifies, default "general" */
+        double threshold; /* select agents scoring at least this */
+        unsigned top_k;   /* at most this many */
+        double kb_weight; /* share of the knowledge-base evidence in the score */
+        char *fallback;   /* agent used when none qualifies, default "general" */
 } RouterConfig;
 
 typedef struct LimitsConfig {
@@ -95,10 +95,10 @@ typedef struct LimitsConfig {
         unsigned max_messages;
         uint64_t max_message_bytes;
         unsigned max_connections;
-        unsigned max_inflight;     /* requests being processed */
-        unsigned max_queue;        /* requests waiting; beyond: 429 */
+        unsigned max_inflight; /* requests being processed */
+        unsigned max_queue;    /* requests waiting; beyond: 429 */
         uint64_t request_timeout_ms;
-        uint64_t idle_timeout_ms;  /* HTTP connection idle timeout */
+        uint64_t idle_timeout_ms; /* HTTP connection idle timeout */
         uint64_t shutdown_timeout_ms;
         uint64_t max_ingest_bytes;
 } LimitsConfig;
@@ -121,14 +121,14 @@ typedef struct AccessConfig {
 } AccessConfig;
 
 typedef struct Config {
-        char *file;            /* moad.yaml path, NULL if defaults only */
+        char *file; /* moad.yaml path, NULL if defaults only */
         char *socket_path;
         unsigned socket_mode;
-        char *tcp_listen;      /* "host:port", NULL = none */
+        char *tcp_listen; /* "host:port", NULL = none */
         char *bearer_token_file;
         char *agents_dir;
         char *plugin_dir;
-        char *state_dir;       /* knowledge databases */
+        char *state_dir; /* knowledge databases */
         int log_level;
         char *default_pipeline;
         ProviderConfig *providers;

@@ -38,8 +38,8 @@ typedef struct Engine {
 
 typedef struct AgentCall {
         EngineRun *run;
-        char *agent;      /* agent name ("legal", or "legal#2" in self-MoA) */
-        Agent *a;         /* NULL for an aggregator that is not an agent */
+        char *agent; /* agent name ("legal", or "legal#2" in self-MoA) */
+        Agent *a;    /* NULL for an aggregator that is not an agent */
         Provider *provider;
         ProviderCall *call;
         double weight;
@@ -56,7 +56,7 @@ typedef struct AgentCall {
         json_t *messages;
         ProviderTask task;
         int stream;
-        const char *model;            /* borrowed from the config */
+        const char *model;               /* borrowed from the config */
         const char *provider_chain_head; /* the configured provider: its fallbacks apply */
         size_t fallback_idx;
         unsigned n_fallbacks_used;
@@ -143,7 +143,7 @@ int engine_new(sd_event *event, const Config *cfg, AgentSet *agents, Engine **re
                 e->providers[e->n_providers++] = p;
         }
         if (!engine_provider(e, "builtin")) {
-                ProviderConfig pc = { .name = (char *) "builtin", .type = PROVIDER_BUILTIN };
+                ProviderConfig pc = {.name = (char *) "builtin", .type = PROVIDER_BUILTIN};
                 Provider *p = NULL;
                 r = provider_builtin_new(event, &pc, &p);
                 if (r < 0) {
@@ -261,9 +261,10 @@ static json_t *route_to_json(const RouteResult *r) {
 
         for (size_t i = 0; a && i < r->n; i++) {
                 const RouteChoice *c = &r->choices[i];
-                json_array_append_new(a, json_pack("{s:s,s:f,s:f,s:f,s:b,s:s?}", "name", c->name, "score", c->score,
-                                                   "plugin_score", c->plugin_score, "kb_score", c->kb_evidence,
-                                                   "selected", c->selected, "reason", c->reason));
+                json_array_append_new(a, json_pack("{s:s,s:f,s:f,s:f,s:b,s:s?}", "name", c->name, "score",
+                                                   c->score, "plugin_score", c->plugin_score, "kb_score",
+                                                   c->kb_evidence, "selected", c->selected, "reason",
+                                                   c->reason));
         }
         return a;
 }
@@ -392,7 +393,7 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
         layer_maybe_end(run);
 }
 
-static const ProviderCallbacks call_callbacks = { .on_delta = on_call_delta, .on_done = on_call_done };
+static const ProviderCallbacks call_callbacks = {.on_delta = on_call_delta, .on_done = on_call_done};
 
 /* (Re)issue c's call on c->provider with the stored messages and task. */
 static int call_issue(EngineRun *run, AgentCall *c) {
@@ -442,8 +443,8 @@ static int call_try_fallback(EngineRun *run, AgentCall *c) {
                 next = engine_provider(run->engine, pc->fallbacks[c->fallback_idx++]);
                 if (!next || next == c->provider)
                         continue;
-                log_full(LOG_LEVEL_NOTICE, 0, run->spec.request_id, "agent %s: %s failed, falling back to %s",
-                         c->agent, c->provider->name, next->name);
+                log_full(LOG_LEVEL_NOTICE, 0, run->spec.request_id,
+                         "agent %s: %s failed, falling back to %s", c->agent, c->provider->name, next->name);
                 c->provider = next;
                 c->model = NULL;
                 if (call_issue(run, c) >= 0)
@@ -515,7 +516,8 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, context, NULL);
                 if (!full)
                         return -ENOMEM;
-                r = call_start(run, c, layer->role == LAYER_REFINE ? PROVIDER_TASK_REFINE : PROVIDER_TASK_PROPOSE,
+                r = call_start(run, c,
+                               layer->role == LAYER_REFINE ? PROVIDER_TASK_REFINE : PROVIDER_TASK_PROPOSE,
                                full, stream, agent_model(s->a));
                 if (r < 0) {
                         c->state = r;
@@ -617,7 +619,8 @@ static void layer_maybe_end(EngineRun *run) {
         if (run->n_ok >= need) {
                 uint64_t now = now_usec(), grace = now - run->layer_start;
                 /* Early aggregation: the aggregator starts at the quorum of the layer feeding it. */
-                if (run->spec.pipeline && run->spec.pipeline->early_aggregation && run->layer + 2 == run->n_layers &&
+                if (run->spec.pipeline && run->spec.pipeline->early_aggregation &&
+                    run->layer + 2 == run->n_layers &&
                     run->layers[run->n_layers - 1].role == LAYER_AGGREGATE) {
                         layer_end(run);
                         return;
@@ -634,10 +637,10 @@ static int ref_cmp(const void *a, const void *b) {
 }
 
 static json_t *call_to_json(EngineRun *run, const AgentCall *c, const LayerConfig *layer) {
-        static const char *const role_names[] = { "propose", "refine", "aggregate" };
+        static const char *const role_names[] = {"propose", "refine", "aggregate"};
         const char *status = c->state == 1 ? "ok" : c->state == 0 ? "cancelled" : "error";
-        json_t *o = json_pack("{s:s,s:s,s:f,s:I,s:s,s:o,s:I}", "agent", c->agent, "role", role_names[layer->role],
-                              "weight", c->weight, "latency_ms",
+        json_t *o = json_pack("{s:s,s:s,s:f,s:I,s:s,s:o,s:I}", "agent", c->agent, "role",
+                              role_names[layer->role], "weight", c->weight, "latency_ms",
                               (json_int_t) ((c->end_usec ? c->end_usec : now_usec()) - c->start_usec) / 1000,
                               "status", status, "usage", usage_to_json(&c->usage), "attempts",
                               (json_int_t) c->attempts);
@@ -661,10 +664,12 @@ static void run_fail_no_answers(EngineRun *run) {
                 if (c->state != -ETIMEDOUT && c->state != 0)
                         all_timeout = 0;
                 off += (size_t) snprintf(msg + off, sizeof msg - off, "%s %s: %s", i ? ";" : "", c->agent,
-                                         c->state == 0 ? "timed out" : c->error ? c->error : "failed");
+                                         c->state == 0 ? "timed out"
+                                         : c->error    ? c->error
+                                                       : "failed");
         }
-        run_finish(run, -EIO, all_timeout ? 504 : 502, "upstream_error", all_timeout ? "timeout" : "upstream_failed",
-                   msg);
+        run_finish(run, -EIO, all_timeout ? 504 : 502, "upstream_error",
+                   all_timeout ? "timeout" : "upstream_failed", msg);
 }
 
 static void start_next_layer(EngineRun *run);
@@ -694,7 +699,8 @@ static void finish_with_answer(EngineRun *run, const char *answer) {
                         if (text[sl])
                                 run->cb.on_delta(run->userdata, text + sl, strlen(text + sl));
                 } else if (!streq(text, answer))
-                        warn(run, "review changed already streamed text; the stream shows the unreviewed text");
+                        warn(run,
+                             "review changed already streamed text; the stream shows the unreviewed text");
                 run->streamed = 1;
         }
         free(run->final);
@@ -798,7 +804,8 @@ static void start_next_layer(EngineRun *run) {
         int r;
 
         run->layer_start = now;
-        r = layer->role == LAYER_AGGREGATE ? start_aggregate_layer(run, layer) : start_agent_layer(run, layer);
+        r = layer->role == LAYER_AGGREGATE ? start_aggregate_layer(run, layer)
+                                           : start_agent_layer(run, layer);
         if (r < 0) {
                 run_finish(run, r, 500, "server_error", NULL, "cannot start the layer");
                 return;
@@ -842,13 +849,14 @@ static int select_agents(EngineRun *run) {
                 run->sel = calloc(1, sizeof *run->sel);
                 if (!run->sel)
                         return -ENOMEM;
-                run->sel[0] = (Selected){ .a = a, .name = strdup(run->spec.agent), .score = 1,
-                                          .weight = agent_weight(a) };
+                run->sel[0] = (Selected){
+                        .a = a, .name = strdup(run->spec.agent), .score = 1, .weight = agent_weight(a)};
                 run->n_sel = 1;
                 return 0;
         }
 
-        r = agents_route(e->agents, run->query, (const char *const *) chat->agents, chat->n_agents, &run->route);
+        r = agents_route(e->agents, run->query, (const char *const *) chat->agents, chat->n_agents,
+                         &run->route);
         if (r < 0)
                 return r;
         run->sel = calloc(MAX(run->route.n_selected, 1) * MAX(samples, 1), sizeof *run->sel);
@@ -886,7 +894,7 @@ static int build_layers(EngineRun *run) {
                 run->layers = calloc(1, sizeof *run->layers);
                 if (!run->layers)
                         return -ENOMEM;
-                run->layers[0] = (LayerConfig){ .role = LAYER_PROPOSE, .weight = 1, .quorum = 1 };
+                run->layers[0] = (LayerConfig){.role = LAYER_PROPOSE, .weight = 1, .quorum = 1};
                 run->n_layers = 1;
                 return 0;
         }
@@ -912,7 +920,8 @@ static int on_start(sd_event_source *s, void *userdata) {
         if (r >= 0)
                 r = select_agents(run);
         if (r < 0) {
-                run_finish(run, r, r == -ENOENT ? 503 : 500, "server_error", r == -ENOENT ? "no_agent" : NULL,
+                run_finish(run, r, r == -ENOENT ? 503 : 500, "server_error",
+                           r == -ENOENT ? "no_agent" : NULL,
                            r == -ENOENT ? "no agent is available to answer (plugins failed to load?)"
                                         : "routing failed");
                 return 0;
@@ -948,7 +957,8 @@ int engine_run_start(Engine *e, const EngineRunSpec *spec, const EngineCallbacks
                 deadline_ms = MIN(deadline_ms, spec->pipeline->deadline_ms);
         run->deadline_usec = now_usec() + deadline_ms * USEC_PER_MSEC;
 
-        r = sd_event_add_time(e->event, &run->deadline, CLOCK_MONOTONIC, run->deadline_usec, 1, on_deadline, run);
+        r = sd_event_add_time(e->event, &run->deadline, CLOCK_MONOTONIC, run->deadline_usec, 1, on_deadline,
+                              run);
         if (r >= 0)
                 r = sd_event_add_defer(e->event, &run->start_source, on_start, run);
         if (r < 0) {

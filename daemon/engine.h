@@ -23,19 +23,19 @@ typedef struct EngineRunSpec {
 } EngineRunSpec;
 
 typedef struct EngineResult {
-        int error;                 /* 0 ok, else -errno */
-        unsigned http_status;      /* for errors: 502, 503, 504, 500 */
-        const char *error_type;    /* OpenAI error type */
+        int error;              /* 0 ok, else -errno */
+        unsigned http_status;   /* for errors: 502, 503, 504, 500 */
+        const char *error_type; /* OpenAI error type */
         const char *error_code;
         const char *error_message; /* names the agents and causes */
         const char *content;       /* the final answer (whole, also when streamed) */
         const char *finish_reason;
-        ProviderUsage usage;       /* sum over every call of the request */
-        json_t *trace;             /* borrowed, NULL unless the request asked */
-        json_t *warnings;          /* borrowed array of strings, may be empty */
-        const char *agents;        /* selected agents, comma-separated, for logs */
-        int streamed;              /* on_delta was called at least once */
-        uint64_t layers_usec;      /* time spent inside layers, waiting on providers */
+        ProviderUsage usage;  /* sum over every call of the request */
+        json_t *trace;        /* borrowed, NULL unless the request asked */
+        json_t *warnings;     /* borrowed array of strings, may be empty */
+        const char *agents;   /* selected agents, comma-separated, for logs */
+        int streamed;         /* on_delta was called at least once */
+        uint64_t layers_usec; /* time spent inside layers, waiting on providers */
 } EngineResult;
 
 typedef struct EngineCallbacks {

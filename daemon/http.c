@@ -79,24 +79,42 @@ static void listener_schedule_run(HttpListener *l);
 
 const char *http_status_reason(unsigned status) {
         switch (status) {
-        case 200: return "OK";
-        case 202: return "Accepted";
-        case 204: return "No Content";
-        case 400: return "Bad Request";
-        case 401: return "Unauthorized";
-        case 403: return "Forbidden";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 408: return "Request Timeout";
-        case 409: return "Conflict";
-        case 413: return "Payload Too Large";
-        case 415: return "Unsupported Media Type";
-        case 429: return "Too Many Requests";
-        case 500: return "Internal Server Error";
-        case 502: return "Bad Gateway";
-        case 503: return "Service Unavailable";
-        case 504: return "Gateway Timeout";
-        default: return "Unknown";
+        case 200:
+                return "OK";
+        case 202:
+                return "Accepted";
+        case 204:
+                return "No Content";
+        case 400:
+                return "Bad Request";
+        case 401:
+                return "Unauthorized";
+        case 403:
+                return "Forbidden";
+        case 404:
+                return "Not Found";
+        case 405:
+                return "Method Not Allowed";
+        case 408:
+                return "Request Timeout";
+        case 409:
+                return "Conflict";
+        case 413:
+                return "Payload Too Large";
+        case 415:
+                return "Unsupported Media Type";
+        case 429:
+                return "Too Many Requests";
+        case 500:
+                return "Internal Server Error";
+        case 502:
+                return "Bad Gateway";
+        case 503:
+                return "Service Unavailable";
+        case 504:
+                return "Gateway Timeout";
+        default:
+                return "Unknown";
         }
 }
 
@@ -192,7 +210,8 @@ int http_reply(HttpRequest *r, unsigned status, const char *content_type, const 
         resp = MHD_create_response_from_buffer(len, (void *) body, MHD_RESPMEM_MUST_COPY);
         if (!resp)
                 return -ENOMEM;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type ? content_type : "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                content_type ? content_type : "application/json");
         if (extra_header && extra_value)
                 MHD_add_response_header(resp, extra_header, extra_value);
         r->abort_cb = NULL;
@@ -223,11 +242,11 @@ int http_reply_error(HttpRequest *r, unsigned status, const char *type, const ch
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
 
-        j = json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", msg, "type", type, "param", param, "code",
-                      code);
+        j = json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", msg, "type", type, "param", param,
+                      "code", code);
         if (!j) /* message not UTF-8 or OOM: still answer */
-                j = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", "request failed", "type", type, "param",
-                              "code");
+                j = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", "request failed", "type", type,
+                              "param", "code");
         log_full(status >= 500 ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, 0, r->id, "%u: %s", status, msg);
         return http_reply_json(r, status, j);
 }
@@ -369,7 +388,8 @@ void http_request_set_log(HttpRequest *r, const char *pipeline, const char *agen
 
 /* ---- MHD callbacks ---- */
 
-static HttpRequest *request_new(HttpListener *l, struct MHD_Connection *conn, const char *url, const char *method) {
+static HttpRequest *request_new(HttpListener *l, struct MHD_Connection *conn, const char *url,
+                                const char *method) {
         HttpServer *s = l->server;
         HttpRequest *r = calloc(1, sizeof *r);
         const char *cid;
@@ -391,7 +411,8 @@ static HttpRequest *request_new(HttpListener *l, struct MHD_Connection *conn, co
         if (request_id_valid(cid))
                 snprintf(r->id, sizeof r->id, "%s", cid);
         else
-                snprintf(r->id, sizeof r->id, "req-%08x%08llx", s->id_salt, (unsigned long long) ++s->id_counter);
+                snprintf(r->id, sizeof r->id, "req-%08x%08llx", s->id_salt,
+                         (unsigned long long) ++s->id_counter);
 
         if (!l->is_tcp) {
                 const union MHD_ConnectionInfo *ci =
@@ -620,11 +641,12 @@ int http_server_add_listener(HttpServer *s, int fd, int is_tcp) {
         l->server = s;
         l->is_tcp = is_tcp;
 
-        l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                                  on_access, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-                                  (unsigned) s->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                                  (unsigned) s->opts.idle_timeout_sec, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                                  l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
+                                  NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, fd,
+                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned) s->opts.max_connections,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) s->opts.idle_timeout_sec,
+                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_EXTERNAL_LOGGER,
+                                  on_mhd_log, NULL, MHD_OPTION_END);
         if (!l->mhd) {
                 free(l);
                 return log_error_errno(-EIO, "cannot start libmicrohttpd on fd %d", fd);

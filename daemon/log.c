@@ -39,9 +39,11 @@ int log_get_max_level(void) {
 }
 
 int log_level_from_string(const char *s) {
-        static const char *const names[] = { [LOG_LEVEL_ERR] = "err", [LOG_LEVEL_WARNING] = "warning",
-                                             [LOG_LEVEL_NOTICE] = "notice", [LOG_LEVEL_INFO] = "info",
-                                             [LOG_LEVEL_DEBUG] = "debug" };
+        static const char *const names[] = {[LOG_LEVEL_ERR] = "err",
+                                            [LOG_LEVEL_WARNING] = "warning",
+                                            [LOG_LEVEL_NOTICE] = "notice",
+                                            [LOG_LEVEL_INFO] = "info",
+                                            [LOG_LEVEL_DEBUG] = "debug"};
         if (!s)
                 return -EINVAL;
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
@@ -55,20 +57,22 @@ int log_level_from_string(const char *s) {
 }
 
 static void emit(int level, const char *request_id, const char *msg) {
-        static const char prefix[8][8] = { "", "", "", "error", "warning", "notice", "info", "debug" };
+        static const char prefix[8][8] = {"", "", "", "error", "warning", "notice", "info", "debug"};
 
         if (use_journal) {
                 if (request_id)
                         sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%i", level, "REQUEST_ID=%s", request_id,
                                         "SYSLOG_IDENTIFIER=moad", NULL);
                 else
-                        sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=moad", NULL);
+                        sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=moad",
+                                        NULL);
                 return;
         }
 
         pthread_mutex_lock(&stderr_lock);
         if (request_id)
-                fprintf(stderr, "moad[%d]: %s: [%s] %s\n", (int) getpid(), prefix[level & 7], request_id, msg);
+                fprintf(stderr, "moad[%d]: %s: [%s] %s\n", (int) getpid(), prefix[level & 7], request_id,
+                        msg);
         else
                 fprintf(stderr, "moad[%d]: %s: %s\n", (int) getpid(), prefix[level & 7], msg);
         pthread_mutex_unlock(&stderr_lock);
@@ -100,9 +104,10 @@ void log_request(const char *request_id, const char *method, const char *path, u
         if (use_journal) {
                 sd_journal_send("MESSAGE=%s %s %u %.1fms", method, path, status, duration_usec / 1000.0,
                                 "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=moad", "REQUEST_ID=%s",
-                                request_id ? request_id : "-", "HTTP_METHOD=%s", method, "HTTP_PATH=%s", path,
-                                "HTTP_STATUS=%u", status, "DURATION_USEC=%llu", (unsigned long long) duration_usec,
-                                "PIPELINE=%s", pipeline ? pipeline : "", "AGENTS=%s", agents ? agents : "", NULL);
+                                request_id ? request_id : "-", "HTTP_METHOD=%s", method, "HTTP_PATH=%s",
+                                path, "HTTP_STATUS=%u", status, "DURATION_USEC=%llu",
+                                (unsigned long long) duration_usec, "PIPELINE=%s", pipeline ? pipeline : "",
+                                "AGENTS=%s", agents ? agents : "", NULL);
                 return;
         }
         char buf[1024];

@@ -35,43 +35,68 @@ static sd_event_source *shutdown_timer, *status_timer;
 static uint64_t shutdown_deadline;
 
 static void usage(FILE *f) {
-        fprintf(f,
-                "Usage: moad [OPTIONS]\n"
-                "Mixture-of-Agents daemon: routes questions to specialist agents and synthesises one answer.\n\n"
-                "  -c, --config FILE      configuration (default: none, built-in defaults + shipped agents.d)\n"
-                "  -s, --socket PATH      Unix socket to listen on (default from config: /run/moad/moad.sock)\n"
-                "      --agents-dir DIR   agent definitions directory (overrides the config)\n"
-                "      --state-dir DIR    knowledge databases directory (overrides the config)\n"
-                "      --upstream URL     use this OpenAI-compatible endpoint for every agent\n"
-                "      --log-level LEVEL  err, warning, notice, info, debug\n"
-                "      --check-config     validate the configuration and exit (0 valid, 1 invalid)\n"
-                "  -h, --help             this help\n"
-                "      --version          print the version\n");
+        fprintf(f, "Usage: moad [OPTIONS]\n"
+                   "Mixture-of-Agents daemon: routes questions to specialist agents and synthesises one "
+                   "answer.\n\n"
+                   "  -c, --config FILE      configuration (default: none, built-in defaults + shipped "
+                   "agents.d)\n"
+                   "  -s, --socket PATH      Unix socket to listen on (default from config: "
+                   "/run/moad/moad.sock)\n"
+                   "      --agents-dir DIR   agent definitions directory (overrides the config)\n"
+                   "      --state-dir DIR    knowledge databases directory (overrides the config)\n"
+                   "      --upstream URL     use this OpenAI-compatible endpoint for every agent\n"
+                   "      --log-level LEVEL  err, warning, notice, info, debug\n"
+                   "      --check-config     validate the configuration and exit (0 valid, 1 invalid)\n"
+                   "  -h, --help             this help\n"
+                   "      --version          print the version\n");
 }
 
 static int parse_args(int argc, char **argv, Args *a) {
         enum { ARG_AGENTS = 0x100, ARG_STATE, ARG_UPSTREAM, ARG_LOG, ARG_CHECK, ARG_VERSION };
-        static const struct option opts[] = {
-                { "config", required_argument, NULL, 'c' },       { "socket", required_argument, NULL, 's' },
-                { "agents-dir", required_argument, NULL, ARG_AGENTS }, { "state-dir", required_argument, NULL, ARG_STATE },
-                { "upstream", required_argument, NULL, ARG_UPSTREAM }, { "log-level", required_argument, NULL, ARG_LOG },
-                { "check-config", no_argument, NULL, ARG_CHECK },  { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },     {}
-        };
+        static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"socket", required_argument, NULL, 's'},
+                                             {"agents-dir", required_argument, NULL, ARG_AGENTS},
+                                             {"state-dir", required_argument, NULL, ARG_STATE},
+                                             {"upstream", required_argument, NULL, ARG_UPSTREAM},
+                                             {"log-level", required_argument, NULL, ARG_LOG},
+                                             {"check-config", no_argument, NULL, ARG_CHECK},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, ARG_VERSION},
+                                             {}};
         int c;
 
         while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) >= 0) {
                 switch (c) {
-                case 'c': a->config = optarg; break;
-                case 's': a->socket = optarg; break;
-                case ARG_AGENTS: a->agents_dir = optarg; break;
-                case ARG_STATE: a->state_dir = optarg; break;
-                case ARG_UPSTREAM: a->upstream = optarg; break;
-                case ARG_LOG: a->log_level = optarg; break;
-                case ARG_CHECK: a->check_config = 1; break;
-                case 'h': usage(stdout); exit(0);
-                case ARG_VERSION: printf("moad %s\n", MOAD_VERSION); exit(0);
-                default: usage(stderr); return -EINVAL;
+                case 'c':
+                        a->config = optarg;
+                        break;
+                case 's':
+                        a->socket = optarg;
+                        break;
+                case ARG_AGENTS:
+                        a->agents_dir = optarg;
+                        break;
+                case ARG_STATE:
+                        a->state_dir = optarg;
+                        break;
+                case ARG_UPSTREAM:
+                        a->upstream = optarg;
+                        break;
+                case ARG_LOG:
+                        a->log_level = optarg;
+                        break;
+                case ARG_CHECK:
+                        a->check_config = 1;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        exit(0);
+                case ARG_VERSION:
+                        printf("moad %s\n", MOAD_VERSION);
+                        exit(0);
+                default:
+                        usage(stderr);
+                        return -EINVAL;
                 }
         }
         if (optind < argc) {
@@ -100,7 +125,7 @@ static int mkdir_parents(const char *path) {
 /* A socket file left by a crashed daemon is removed; one a live daemon is
  * listening on is not (that is a second instance: refuse). */
 static int unix_listen(const char *path, unsigned mode) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
         int r;
 
@@ -134,7 +159,8 @@ static int unix_listen(const char *path, unsigned mode) {
 
 static int tcp_listen(const char *hostport) {
         _cleanup_free_ char *host = strdup(hostport);
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST }, *res = NULL;
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST},
+                        *res = NULL;
         char *colon;
         int fd, one = 1, r;
 
@@ -173,7 +199,8 @@ static int setup_listeners(const Config *cfg, const char *socket_override) {
                         int fd = SD_LISTEN_FDS_START + i;
                         int is_tcp = sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) > 0;
                         if (!is_tcp && sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0)
-                                return log_error_errno(-EINVAL, "passed fd %d is not a listening stream socket", fd);
+                                return log_error_errno(-EINVAL,
+                                                       "passed fd %d is not a listening stream socket", fd);
                         r = http_server_add_listener(server.http, fd, is_tcp);
                         if (r < 0)
                                 return r;
@@ -205,7 +232,9 @@ static int setup_listeners(const Config *cfg, const char *socket_override) {
 
 static void notify_status(void) {
         (void) sd_notifyf(0, "STATUS=%s: %u in flight, %u queued",
-                          server.state == SERVER_READY ? "ready" : server.state == SERVER_DRAINING ? "draining" : "starting",
+                          server.state == SERVER_READY      ? "ready"
+                          : server.state == SERVER_DRAINING ? "draining"
+                                                            : "starting",
                           server.inflight, server.queued);
 }
 
@@ -245,8 +274,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                 sd_event_exit(server.event, 0);
                 return 0;
         }
-        log_notice("received %s: no new connections, finishing %u request(s)", strsignal((int) si->ssi_signo),
-                   http_server_active(server.http));
+        log_notice("received %s: no new connections, finishing %u request(s)",
+                   strsignal((int) si->ssi_signo), http_server_active(server.http));
         server.state = SERVER_DRAINING;
         (void) sd_notify(0, "STOPPING=1");
         http_server_quiesce(server.http);
@@ -256,7 +285,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         }
         (void) sd_event_now(server.event, CLOCK_MONOTONIC, &now);
         shutdown_deadline = now + server.runtime->config->limits.shutdown_timeout_ms * USEC_PER_MSEC;
-        if (sd_event_add_time(server.event, &shutdown_timer, CLOCK_MONOTONIC, now, 1, on_shutdown_poll, NULL) >= 0)
+        if (sd_event_add_time(server.event, &shutdown_timer, CLOCK_MONOTONIC, now, 1, on_shutdown_poll,
+                              NULL) >= 0)
                 (void) sd_event_source_set_description(shutdown_timer, "shutdown-poll");
         else
                 sd_event_exit(server.event, 0);
@@ -302,7 +332,8 @@ int main(int argc, char **argv) {
                         return 1;
                 }
                 printf("%s: configuration OK (%zu agents, %zu pipelines, %zu providers)\n",
-                       args.config ? args.config : "(defaults)", c->n_agents, c->n_pipelines, c->n_providers);
+                       args.config ? args.config : "(defaults)", c->n_agents, c->n_pipelines,
+                       c->n_providers);
                 config_free(c);
                 return 0;
         }
@@ -362,8 +393,8 @@ int main(int argc, char **argv) {
         }
 
         server.state = SERVER_READY;
-        log_info("moad %s ready: %zu agents, %zu pipelines", MOAD_VERSION, agents_count(server.runtime->agents),
-                 cfg->n_pipelines);
+        log_info("moad %s ready: %zu agents, %zu pipelines", MOAD_VERSION,
+                 agents_count(server.runtime->agents), cfg->n_pipelines);
         (void) sd_notify(0, "READY=1");
         notify_status();
 

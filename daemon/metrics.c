@@ -9,12 +9,20 @@
 #include "server.h"
 #include "util.h"
 
-static const char *const endpoints[] = { "/v1/chat/completions", "/v1/models", "/v1/moa/route", "/v1/moa/agents",
-                                         "/v1/moa/documents", "/v1/moa/reload", "/v1/moa/status", "/healthz",
-                                         "/readyz", "/metrics", "other" };
-static const unsigned statuses[] = { 200, 400, 403, 404, 405, 413, 415, 429, 499, 500, 502, 503, 504, 0 };
+static const char *const endpoints[] = {"/v1/chat/completions",
+                                        "/v1/models",
+                                        "/v1/moa/route",
+                                        "/v1/moa/agents",
+                                        "/v1/moa/documents",
+                                        "/v1/moa/reload",
+                                        "/v1/moa/status",
+                                        "/healthz",
+                                        "/readyz",
+                                        "/metrics",
+                                        "other"};
+static const unsigned statuses[] = {200, 400, 403, 404, 405, 413, 415, 429, 499, 500, 502, 503, 504, 0};
 /* Request duration buckets, seconds. */
-static const double buckets[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 120 };
+static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 120};
 
 typedef struct Histogram {
         uint64_t bucket[ELEMENTSOF(buckets)];
@@ -35,7 +43,7 @@ typedef struct AgentStats {
 static AgentStats agents_stats[METRICS_MAX_AGENTS + 1];
 static size_t n_agents_stats;
 static Histogram ttft, overhead;
-static const double fine_buckets[] = { 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10 };
+static const double fine_buckets[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
 
 static void histogram_observe(Histogram *h, const double *b, double sec) {
         h->count++;
@@ -45,7 +53,8 @@ static void histogram_observe(Histogram *h, const double *b, double sec) {
                         h->bucket[i]++;
 }
 
-static void histogram_print(FILE *f, const char *name, const char *labels, const Histogram *h, const double *b) {
+static void histogram_print(FILE *f, const char *name, const char *labels, const Histogram *h,
+                            const double *b) {
         const char *sep = labels[0] ? "," : "";
 
         for (size_t i = 0; i < ELEMENTSOF(buckets); i++)
@@ -56,7 +65,8 @@ static void histogram_print(FILE *f, const char *name, const char *labels, const
                 fprintf(f, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
                         (unsigned long long) h->count);
         else
-                fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name, (unsigned long long) h->count);
+                fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
+                        (unsigned long long) h->count);
 }
 
 static AgentStats *agent_stats(const char *agent) {
@@ -127,23 +137,27 @@ void api_metrics(Server *s, HttpRequest *req) {
                 http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
                 return;
         }
-        fputs("# HELP moad_http_requests_total HTTP requests by endpoint and status (499: client went away).\n"
+        fputs("# HELP moad_http_requests_total HTTP requests by endpoint and status (499: client went "
+              "away).\n"
               "# TYPE moad_http_requests_total counter\n",
               f);
         for (size_t e = 0; e < ELEMENTSOF(endpoints); e++)
                 for (size_t k = 0; k < ELEMENTSOF(statuses); k++)
                         if (requests[e][k])
-                                fprintf(f, "moad_http_requests_total{endpoint=\"%s\",status=\"%s%u\"} %llu\n",
-                                        endpoints[e], statuses[k] ? "" : "other", statuses[k] ? statuses[k] : 0,
-                                        (unsigned long long) requests[e][k]);
-        fputs("# HELP moad_http_request_duration_seconds Time from request start to the last byte handed to the "
+                                fprintf(f,
+                                        "moad_http_requests_total{endpoint=\"%s\",status=\"%s%u\"} %llu\n",
+                                        endpoints[e], statuses[k] ? "" : "other",
+                                        statuses[k] ? statuses[k] : 0, (unsigned long long) requests[e][k]);
+        fputs("# HELP moad_http_request_duration_seconds Time from request start to the last byte handed to "
+              "the "
               "client.\n# TYPE moad_http_request_duration_seconds histogram\n",
               f);
         for (size_t e = 0; e < ELEMENTSOF(endpoints); e++)
                 if (durations[e].count) {
                         char labels[64];
                         snprintf(labels, sizeof labels, "endpoint=\"%s\"", endpoints[e]);
-                        histogram_print(f, "moad_http_request_duration_seconds", labels, &durations[e], buckets);
+                        histogram_print(f, "moad_http_request_duration_seconds", labels, &durations[e],
+                                        buckets);
                 }
         fputs("# HELP moad_agent_calls_total Calls made for each agent (every layer).\n"
               "# TYPE moad_agent_calls_total counter\n",
@@ -168,7 +182,8 @@ void api_metrics(Server *s, HttpRequest *req) {
                                 "moad_agent_tokens_total{agent=\"%s\",kind=\"prompt\"} %llu\n"
                                 "moad_agent_tokens_total{agent=\"%s\",kind=\"completion\"} %llu\n",
                                 agents_stats[i].name, (unsigned long long) agents_stats[i].prompt_tokens,
-                                agents_stats[i].name, (unsigned long long) agents_stats[i].completion_tokens);
+                                agents_stats[i].name,
+                                (unsigned long long) agents_stats[i].completion_tokens);
         fputs("# HELP moad_agent_call_duration_seconds Latency of each agent's calls.\n"
               "# TYPE moad_agent_call_duration_seconds histogram\n",
               f);
@@ -176,23 +191,27 @@ void api_metrics(Server *s, HttpRequest *req) {
                 if (agents_stats[i].calls) {
                         char labels[96];
                         snprintf(labels, sizeof labels, "agent=\"%.64s\"", agents_stats[i].name);
-                        histogram_print(f, "moad_agent_call_duration_seconds", labels, &agents_stats[i].latency,
-                                        buckets);
+                        histogram_print(f, "moad_agent_call_duration_seconds", labels,
+                                        &agents_stats[i].latency, buckets);
                 }
         fputs("# HELP moad_time_to_first_token_seconds From request arrival to the first streamed token.\n"
               "# TYPE moad_time_to_first_token_seconds histogram\n",
               f);
         histogram_print(f, "moad_time_to_first_token_seconds", "", &ttft, buckets);
-        fputs("# HELP moad_overhead_seconds Time of a chat request spent outside its upstream layers (parsing, "
+        fputs("# HELP moad_overhead_seconds Time of a chat request spent outside its upstream layers "
+              "(parsing, "
               "routing, prompts, delivery).\n# TYPE moad_overhead_seconds histogram\n",
               f);
         histogram_print(f, "moad_overhead_seconds", "", &overhead, fine_buckets);
         fprintf(f,
-                "# HELP moad_inflight_requests Chat completions being processed.\n# TYPE moad_inflight_requests gauge\n"
+                "# HELP moad_inflight_requests Chat completions being processed.\n# TYPE "
+                "moad_inflight_requests gauge\n"
                 "moad_inflight_requests %u\n"
-                "# HELP moad_queued_requests Chat completions waiting for a slot.\n# TYPE moad_queued_requests gauge\n"
+                "# HELP moad_queued_requests Chat completions waiting for a slot.\n# TYPE "
+                "moad_queued_requests gauge\n"
                 "moad_queued_requests %u\n"
-                "# HELP moad_ingest_pending Documents waiting or being ingested.\n# TYPE moad_ingest_pending gauge\n"
+                "# HELP moad_ingest_pending Documents waiting or being ingested.\n# TYPE "
+                "moad_ingest_pending gauge\n"
                 "moad_ingest_pending %u\n"
                 "# HELP moad_agents Agents loaded.\n# TYPE moad_agents gauge\nmoad_agents %zu\n"
                 "# HELP moad_uptime_seconds Seconds since start.\n# TYPE moad_uptime_seconds gauge\n"

@@ -30,11 +30,11 @@ static void buf_add(Buf *b, const char *s, size_t n) {
 
 char *prompt_render(const char *tmpl, const char *fallback, const char *system, const char *context,
                     const char *references) {
-        static const char *const keys[] = { "{system}", "{context}", "{references}" };
-        const char *vals[] = { system ? system : "", context ? context : "", references ? references : "" };
+        static const char *const keys[] = {"{system}", "{context}", "{references}"};
+        const char *vals[] = {system ? system : "", context ? context : "", references ? references : ""};
         const char *t = tmpl ? tmpl : fallback, *p = t;
         int used_refs = 0;
-        Buf b = { 0 };
+        Buf b = {0};
         size_t start = 0, end;
 
         buf_add(&b, "", 0);

@@ -9,22 +9,28 @@
 
 /* Refine: the MoA paper's "aggregate-and-synthesize" instruction, given to
  * each specialist together with its own prompt and knowledge. */
-#define PROMPT_REFINE_DEFAULT                                                                                    \
-        "{system}\n\n{context}\n\n"                                                                               \
-        "You have been provided with a set of responses from specialist agents to the latest user query, "      \
-        "numbered and ordered by weight (a higher weight means the agent was judged more relevant). Use them "  \
-        "as references: critically evaluate them, recognising that some of the information may be biased or "   \
-        "incorrect, and give your own refined, accurate answer from your specialty. Do not simply copy them.\n\n" \
+#define PROMPT_REFINE_DEFAULT                                                                               \
+        "{system}\n\n{context}\n\n"                                                                         \
+        "You have been provided with a set of responses from specialist agents to the latest user query, "  \
+        "numbered and ordered by weight (a higher weight means the agent was judged more relevant). Use "   \
+        "them "                                                                                             \
+        "as references: critically evaluate them, recognising that some of the information may be biased "  \
+        "or "                                                                                               \
+        "incorrect, and give your own refined, accurate answer from your specialty. Do not simply copy "    \
+        "them.\n\n"                                                                                         \
         "Responses from agents:\n{references}"
 
-#define PROMPT_AGGREGATE_DEFAULT                                                                                  \
-        "You have been provided with a set of responses from specialist agents to the latest user query, "      \
-        "numbered and ordered by weight (a higher weight means the agent was judged more relevant to the "      \
-        "query). Your task is to synthesize these responses into a single, high-quality response. It is "       \
-        "crucial to critically evaluate the information provided in these responses, recognizing that some of " \
-        "it may be biased or incorrect. Give more credence to higher-weighted responses, keep their citations " \
-        "where you use them, and do not simply replicate the given answers: offer a refined, accurate and "     \
-        "comprehensive reply. Ensure your response is well-structured, coherent, and adheres to the highest "   \
+#define PROMPT_AGGREGATE_DEFAULT                                                                            \
+        "You have been provided with a set of responses from specialist agents to the latest user query, "  \
+        "numbered and ordered by weight (a higher weight means the agent was judged more relevant to the "  \
+        "query). Your task is to synthesize these responses into a single, high-quality response. It is "   \
+        "crucial to critically evaluate the information provided in these responses, recognizing that "     \
+        "some of "                                                                                          \
+        "it may be biased or incorrect. Give more credence to higher-weighted responses, keep their "       \
+        "citations "                                                                                        \
+        "where you use them, and do not simply replicate the given answers: offer a refined, accurate and " \
+        "comprehensive reply. Ensure your response is well-structured, coherent, and adheres to the "       \
+        "highest "                                                                                          \
         "standards of accuracy and reliability.\n\nResponses from agents:\n{references}"
 
 /**

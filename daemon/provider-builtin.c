@@ -111,8 +111,8 @@ static int builtin_call_start(Provider *base, const ProviderRequest *req, const 
                 call_free(c);
                 return -ENOMEM;
         }
-        json_array_foreach(req->messages, i, m)
-                c->usage.prompt_tokens += count_words(json_string_value(json_object_get(m, "content")));
+        json_array_foreach(req->messages, i, m) c->usage.prompt_tokens +=
+                count_words(json_string_value(json_object_get(m, "content")));
         c->usage.completion_tokens = count_words(c->content);
 
         r = sd_event_add_defer(p->event, &c->defer, on_deliver, c);

@@ -28,14 +28,14 @@ typedef enum ProviderTask {
 } ProviderTask;
 
 typedef struct ProviderRequest {
-        const char *request_id;  /* for logs, may be NULL */
-        const char *agent;       /* calling agent, for logs/metrics */
-        const char *model;       /* NULL: the provider's default */
-        json_t *messages;        /* borrowed: [{role, content}, ...] as sent upstream */
-        double temperature;      /* < 0: provider default */
-        int64_t max_tokens;      /* <= 0: provider default */
-        int stream;              /* deliver text via on_delta as it arrives */
-        uint64_t deadline_usec;  /* absolute CLOCK_MONOTONIC, 0 = none */
+        const char *request_id; /* for logs, may be NULL */
+        const char *agent;      /* calling agent, for logs/metrics */
+        const char *model;      /* NULL: the provider's default */
+        json_t *messages;       /* borrowed: [{role, content}, ...] as sent upstream */
+        double temperature;     /* < 0: provider default */
+        int64_t max_tokens;     /* <= 0: provider default */
+        int stream;             /* deliver text via on_delta as it arrives */
+        uint64_t deadline_usec; /* absolute CLOCK_MONOTONIC, 0 = none */
 
         /* The structured inputs @messages was rendered from; the builtin
          * provider works on these, HTTP providers ignore them. */
@@ -56,8 +56,8 @@ typedef struct ProviderResult {
         const char *finish_reason; /* "stop", "length", ... may be NULL */
         const char *error_message; /* human-readable cause (no secrets), NULL if ok */
         ProviderUsage usage;
-        unsigned attempts;         /* HTTP attempts made; 0 when the call failed before any
-                                    * (circuit open, deadline passed in the queue) */
+        unsigned attempts; /* HTTP attempts made; 0 when the call failed before any
+                            * (circuit open, deadline passed in the queue) */
 } ProviderResult;
 
 typedef struct ProviderCallbacks {
@@ -89,8 +89,8 @@ struct Provider {
  * keep). Returns 0 and a call handle (owned by the provider; valid until
  * on_done ran or the call was cancelled), or -errno without calling on_done.
  */
-int provider_call_start(Provider *p, const ProviderRequest *req, const ProviderCallbacks *cb,
-                        void *userdata, ProviderCall **ret);
+int provider_call_start(Provider *p, const ProviderRequest *req, const ProviderCallbacks *cb, void *userdata,
+                        ProviderCall **ret);
 
 /** provider_call_cancel() - abort a call; on_done is not called. NULL ok. */
 void provider_call_cancel(Provider *p, ProviderCall *call);

@@ -156,9 +156,10 @@ int runtime_new(Server *s, Runtime **ret, char **ret_error) {
         if (rt->config->bearer_token_file) {
                 r = read_token(rt->config->bearer_token_file, &rt->bearer_token);
                 if (r < 0) {
-                        if (ret_error && asprintf(ret_error, "%s: cannot read the bearer token (%s)",
-                                                  rt->config->bearer_token_file,
-                                                  r == -EINVAL ? "shorter than 16 characters" : strerror(-r)) < 0)
+                        if (ret_error &&
+                            asprintf(ret_error, "%s: cannot read the bearer token (%s)",
+                                     rt->config->bearer_token_file,
+                                     r == -EINVAL ? "shorter than 16 characters" : strerror(-r)) < 0)
                                 *ret_error = NULL;
                         goto fail;
                 }

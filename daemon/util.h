@@ -24,23 +24,23 @@
 #define CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))
 
 /* Take ownership of a pointer: returns it and sets the variable to NULL. */
-#define TAKE_PTR(p)                      \
-        ({                               \
-                __typeof__(p) _p_ = (p); \
-                (p) = NULL;              \
-                _p_;                     \
+#define TAKE_PTR(p)                                                                                         \
+        ({                                                                                                  \
+                __typeof__(p) _p_ = (p);                                                                    \
+                (p) = NULL;                                                                                 \
+                _p_;                                                                                        \
         })
 
 /* DEFINE_TRIVIAL_CLEANUP_FUNC(type, func): defines funcp(type *p) calling
  * func(*p) when *p is not NULL, for use with _cleanup_. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)        \
-        static inline void func##p(type *p) {          \
-                if (*p)                                \
-                        func(*p);                      \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                             \
+        static inline void func##p(type *p) {                                                               \
+                if (*p)                                                                                     \
+                        func(*p);                                                                           \
         }
 
 static inline void freep(void *p) {
-        free(*(void **)p);
+        free(*(void **) p);
 }
 #define _cleanup_free_ _cleanup_(freep)
 
@@ -81,11 +81,11 @@ static inline uint64_t now_usec(void) {
 #define USEC_PER_SEC 1000000ULL
 
 /* Take ownership of a file descriptor: returns it and sets the variable to -1. */
-#define TAKE_FD(fd)                    \
-        ({                             \
-                int _fd_ = (fd);       \
-                (fd) = -1;             \
-                _fd_;                  \
+#define TAKE_FD(fd)                                                                                         \
+        ({                                                                                                  \
+                int _fd_ = (fd);                                                                            \
+                (fd) = -1;                                                                                  \
+                _fd_;                                                                                       \
         })
 
 static inline void *mfree(void *p) {

@@ -5,7 +5,9 @@
 #include "util.h"
 
 static const LimitsConfig limits = {
-        .max_body_bytes = 1 << 20, .max_messages = 4, .max_message_bytes = 64,
+        .max_body_bytes = 1 << 20,
+        .max_messages = 4,
+        .max_message_bytes = 64,
 };
 
 static ChatRequest *ok(const char *body) {
@@ -44,12 +46,14 @@ START_TEST(test_minimal) {
 END_TEST
 
 START_TEST(test_full) {
-        ChatRequest *r = ok("{\"model\":\"moa\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
-                            "\"temperature\":0.5,\"max_tokens\":100,\"top_p\":1,\"user\":\"x\","
-                            "\"messages\":[{\"role\":\"system\",\"content\":\"be nice\"},"
-                            "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]},"
-                            "{\"role\":\"assistant\",\"content\":null},{\"role\":\"user\",\"content\":\"last\"}],"
-                            "\"moa\":{\"agents\":[\"legal\",\"code\"],\"trace\":true,\"layers\":2}}");
+        ChatRequest *r =
+                ok("{\"model\":\"moa\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                   "\"temperature\":0.5,\"max_tokens\":100,\"top_p\":1,\"user\":\"x\","
+                   "\"messages\":[{\"role\":\"system\",\"content\":\"be nice\"},"
+                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\","
+                   "\"text\":\"b\"}]},"
+                   "{\"role\":\"assistant\",\"content\":null},{\"role\":\"user\",\"content\":\"last\"}],"
+                   "\"moa\":{\"agents\":[\"legal\",\"code\"],\"trace\":true,\"layers\":2}}");
         ck_assert_int_eq(r->stream, 1);
         ck_assert_int_eq(r->include_usage, 1);
         ck_assert(r->temperature == 0.5);
@@ -67,7 +71,8 @@ START_TEST(test_full) {
 END_TEST
 
 START_TEST(test_max_completion_tokens) {
-        ChatRequest *r = ok("{\"model\":\"m\",\"max_completion_tokens\":7,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
+        ChatRequest *r = ok("{\"model\":\"m\",\"max_completion_tokens\":7,\"messages\":[{\"role\":\"user\","
+                            "\"content\":\"q\"}]}");
         ck_assert_int_eq(r->max_tokens, 7);
         chat_request_free(r);
 }
@@ -77,49 +82,69 @@ START_TEST(test_refusals) {
         refused("", 400, NULL, "invalid_json");
         refused("{", 400, NULL, "invalid_json");
         refused("[]", 400, NULL, "invalid_json");
-        refused("{\"model\":\"a\",\"model\":\"b\",\"messages\":[]}", 400, NULL, "invalid_json"); /* duplicate key */
-        refused("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model", "missing_required_parameter");
-        refused("{\"model\":\"\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model", "invalid_type");
-        refused("{\"model\":3,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model", "invalid_type");
+        refused("{\"model\":\"a\",\"model\":\"b\",\"messages\":[]}", 400, NULL,
+                "invalid_json"); /* duplicate key */
+        refused("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model",
+                "missing_required_parameter");
+        refused("{\"model\":\"\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model",
+                "invalid_type");
+        refused("{\"model\":3,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model",
+                "invalid_type");
         refused("{\"model\":\"m\"}", 400, "messages", "missing_required_parameter");
         refused("{\"model\":\"m\",\"messages\":{}}", 400, "messages", "invalid_type");
         refused("{\"model\":\"m\",\"messages\":[]}", 400, "messages", "empty_array");
         refused("{\"model\":\"m\",\"messages\":[1]}", 400, "messages", "invalid_type");
         refused("{\"model\":\"m\",\"messages\":[{\"content\":\"q\"}]}", 400, "messages", "invalid_type");
-        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"god\",\"content\":\"q\"}]}", 400, "messages", "invalid_value");
-        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "messages", "invalid_type");
-        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", 400,
-                "messages", "invalid_content");
+        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"god\",\"content\":\"q\"}]}", 400, "messages",
+                "invalid_value");
+        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "messages",
+                "invalid_type");
+        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]"
+                "}",
+                400, "messages", "invalid_content");
         refused("{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"q\"}]}", 400, "messages",
                 "missing_user_message");
-        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", 400, "messages", "empty_content");
-        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"user\",\"content\":\"q\"},"
-                "{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"user\",\"content\":\"q\"}]}",
+        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", 400, "messages",
+                "empty_content");
+        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"user\","
+                "\"content\":\"q\"},"
+                "{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"user\",\"content\":\"q\"},{\"role\":"
+                "\"user\",\"content\":\"q\"}]}",
                 400, "messages", "too_many_messages");
-        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"0123456789012345678901234567890123456789"
+        refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                "\"0123456789012345678901234567890123456789"
                 "012345678901234567890123456789\"}]}",
                 413, "messages", "message_too_large");
-        refused("{\"model\":\"m\",\"stream\":1,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "stream", NULL);
-        refused("{\"model\":\"m\",\"stream_options\":[],\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
-                "stream_options", NULL);
-        refused("{\"model\":\"m\",\"temperature\":3,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
-                "temperature", NULL);
-        refused("{\"model\":\"m\",\"temperature\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
-                "temperature", NULL);
-        refused("{\"model\":\"m\",\"max_tokens\":0,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
-                "max_tokens", NULL);
-        refused("{\"model\":\"m\",\"max_tokens\":1.5,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
-                "max_tokens", NULL);
-        refused("{\"model\":\"m\",\"n\":2,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "n", NULL);
-        refused("{\"model\":\"m\",\"moa\":1,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "moa", NULL);
-        refused("{\"model\":\"m\",\"moa\":{\"agents\":\"legal\"},\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+        refused("{\"model\":\"m\",\"stream\":1,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
+                "stream", NULL);
+        refused("{\"model\":\"m\",\"stream_options\":[],\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]"
+                "}",
+                400, "stream_options", NULL);
+        refused("{\"model\":\"m\",\"temperature\":3,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                400, "temperature", NULL);
+        refused("{\"model\":\"m\",\"temperature\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]"
+                "}",
+                400, "temperature", NULL);
+        refused("{\"model\":\"m\",\"max_tokens\":0,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                400, "max_tokens", NULL);
+        refused("{\"model\":\"m\",\"max_tokens\":1.5,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                400, "max_tokens", NULL);
+        refused("{\"model\":\"m\",\"n\":2,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "n",
+                NULL);
+        refused("{\"model\":\"m\",\"moa\":1,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
+                "moa", NULL);
+        refused("{\"model\":\"m\",\"moa\":{\"agents\":\"legal\"},\"messages\":[{\"role\":\"user\","
+                "\"content\":\"q\"}]}",
                 400, "moa.agents", NULL);
-        refused("{\"model\":\"m\",\"moa\":{\"agents\":[\"\"]},\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+        refused("{\"model\":\"m\",\"moa\":{\"agents\":[\"\"]},\"messages\":[{\"role\":\"user\",\"content\":"
+                "\"q\"}]}",
                 400, "moa.agents", NULL);
-        refused("{\"model\":\"m\",\"moa\":{\"trace\":\"yes\"},\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+        refused("{\"model\":\"m\",\"moa\":{\"trace\":\"yes\"},\"messages\":[{\"role\":\"user\",\"content\":"
+                "\"q\"}]}",
                 400, "moa.trace", NULL);
-        refused("{\"model\":\"m\",\"moa\":{\"layers\":0},\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400,
-                "moa.layers", NULL);
+        refused("{\"model\":\"m\",\"moa\":{\"layers\":0},\"messages\":[{\"role\":\"user\",\"content\":\"q\"}"
+                "]}",
+                400, "moa.layers", NULL);
 }
 END_TEST
 
@@ -140,7 +165,8 @@ START_TEST(test_not_nul_terminated_and_invalid_utf8) {
 END_TEST
 
 START_TEST(test_too_many_pins) {
-        char body[4096] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"moa\":{\"agents\":[";
+        char body[4096] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"moa\":{"
+                          "\"agents\":[";
         for (unsigned i = 0; i <= CHAT_MAX_PINNED_AGENTS; i++)
                 strcat(body, i ? ",\"a\"" : "\"a\"");
         strcat(body, "]}}");

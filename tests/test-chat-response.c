@@ -7,7 +7,8 @@
 static json_t *parse_frame(const char *frame) {
         size_t n = strlen(frame);
         ck_assert_msg(strncmp(frame, "data: ", 6) == 0, "frame starts with 'data: '");
-        ck_assert_msg(n >= 8 && frame[n - 1] == '\n' && frame[n - 2] == '\n', "frame ends with a blank line");
+        ck_assert_msg(n >= 8 && frame[n - 1] == '\n' && frame[n - 2] == '\n',
+                      "frame ends with a blank line");
         ck_assert_msg(memchr(frame, '\n', n - 2) == NULL, "exactly one line per frame");
         json_t *j = json_loadb(frame + 6, n - 8, 0, NULL);
         ck_assert_ptr_nonnull(j);
@@ -15,7 +16,7 @@ static json_t *parse_frame(const char *frame) {
 }
 
 START_TEST(test_completion_shape) {
-        ProviderUsage u = { .prompt_tokens = 3, .completion_tokens = 4 };
+        ProviderUsage u = {.prompt_tokens = 3, .completion_tokens = 4};
         json_t *j = chat_completion_new("chatcmpl-1", "moa", 1700000000, "hello", NULL, &u);
         ck_assert_ptr_nonnull(j);
         ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "chat.completion");
@@ -23,9 +24,12 @@ START_TEST(test_completion_shape) {
         json_t *c = json_array_get(json_object_get(j, "choices"), 0);
         ck_assert_int_eq(json_integer_value(json_object_get(c, "index")), 0);
         ck_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "stop");
-        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "role")), "assistant");
-        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "content")), "hello");
-        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")), 7);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "role")),
+                         "assistant");
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "content")),
+                         "hello");
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")),
+                         7);
         json_decref(j);
 }
 END_TEST
@@ -46,7 +50,8 @@ START_TEST(test_chunk_frames) {
         f = sse_frame(chat_chunk_new("id", "moa", 1, "assistant", "", 0, NULL));
         j = parse_frame(f);
         c = json_array_get(json_object_get(j, "choices"), 0);
-        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "delta"), "role")), "assistant");
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "delta"), "role")),
+                         "assistant");
         json_decref(j);
         free(f);
 
@@ -61,11 +66,12 @@ START_TEST(test_chunk_frames) {
 END_TEST
 
 START_TEST(test_usage_chunk) {
-        ProviderUsage u = { .prompt_tokens = 10, .completion_tokens = 5 };
+        ProviderUsage u = {.prompt_tokens = 10, .completion_tokens = 5};
         char *f = sse_frame(chat_usage_chunk_new("id", "moa", 1, &u));
         json_t *j = parse_frame(f);
         ck_assert_int_eq(json_array_size(json_object_get(j, "choices")), 0);
-        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")), 15);
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")),
+                         15);
         json_decref(j);
         free(f);
         ck_assert_str_eq(SSE_DONE, "data: [DONE]\n\n");

@@ -451,8 +451,9 @@ END_TEST
 /* ---- errors in moad.yaml ---- */
 
 START_TEST(test_access) {
-        _cleanup_free_ char *p = write_file("moad.yaml", "access:\n  ask:\n    users: [root, 1000]\n    groups: [0]\n"
-                                                         "  admin:\n    users: [0]\n"),
+        _cleanup_free_ char *p = write_file("moad.yaml",
+                                            "access:\n  ask:\n    users: [root, 1000]\n    groups: [0]\n"
+                                            "  admin:\n    users: [0]\n"),
                             *a = empty_agents();
         Config *c = load_ok(p, a);
         ck_assert_uint_eq(c->access.ask.n_uids, 2);
@@ -465,7 +466,8 @@ START_TEST(test_access) {
 
         expect_main_error("access:\n  admin:\n    groups: [no-such-group-xyz]\n",
                           "3:14: unknown group 'no-such-group-xyz' in 'access.admin.groups'");
-        expect_main_error("access:\n  admin:\n    users: root\n", "3:12: expected a list for 'access.admin.users', got a scalar");
+        expect_main_error("access:\n  admin:\n    users: root\n",
+                          "3:12: expected a list for 'access.admin.users', got a scalar");
         expect_main_error("access:\n  everyone: {}\n", "2:3: unknown key 'everyone' in access");
 }
 END_TEST

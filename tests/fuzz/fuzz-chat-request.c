@@ -7,8 +7,8 @@
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        static const LimitsConfig limits = { .max_body_bytes = 1 << 20, .max_messages = 64,
-                                             .max_message_bytes = 1 << 16 };
+        static const LimitsConfig limits = {
+                .max_body_bytes = 1 << 20, .max_messages = 64, .max_message_bytes = 1 << 16};
         ChatRequest *r = NULL;
         ChatRequestError err;
 

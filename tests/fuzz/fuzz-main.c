@@ -28,8 +28,9 @@ static uint64_t next_rand(void) {
 }
 
 static void run_mutations(const uint8_t *data, size_t size) {
-        static const char *const tokens[] = { "\"", "{", "}", "[", "]", ":", ",", "\\u0000", "null", "true",
-                                              "1e999", "-1", "\xff", "\n", "data: ", "[DONE]" };
+        static const char *const tokens[] = {"\"",   "{",       "}",      "[",     "]",     ":",
+                                             ",",    "\\u0000", "null",   "true",  "1e999", "-1",
+                                             "\xff", "\n",      "data: ", "[DONE]"};
         uint8_t *buf = malloc(size * 2 + 64);
 
         if (!buf)
