@@ -353,6 +353,23 @@ class Suite:
         self.moad = None
         self.mock = None
         self.direct_words = len(QUERY.split())
+        self.client_prefix = []
+
+    def pin(self):
+        """--pin: moad alone on the last CPU, the mock and the load generator on the others."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            self.problem("--pin needs at least 2 CPUs; not pinned")
+            return
+        moad_cpu, others = {cpus[-1]}, set(cpus[:-1])
+        for t in os.listdir("/proc/%d/task" % self.moad.proc.pid):
+            os.sched_setaffinity(int(t), moad_cpu)
+        for t in os.listdir("/proc/%d/task" % self.mock.proc.pid):
+            os.sched_setaffinity(int(t), others)
+        self.client_prefix = ["taskset", "-c", ",".join(str(c) for c in sorted(others))]
+        self.results["pinned"] = {"moad": sorted(moad_cpu), "mock_and_client": sorted(others)}
+        print("pinned: moad on CPU %s, mock and load generator on CPU %s" % (
+            sorted(moad_cpu), sorted(others)), flush=True)
 
     def remaining(self):
         return self.args.budget - (time.monotonic() - self.t0)
@@ -360,7 +377,7 @@ class Suite:
     def moabench(self, url, body=None, unix=None, n=100, c=1, warmup=0, stream=False, expect=None,
                  max_s=60):
         max_s = max(1.0, min(max_s, self.remaining() - 5))
-        cmd = [self.bench, "--url", url, "-n", str(n), "-c", str(c), "--warmup", str(warmup),
+        cmd = self.client_prefix + [self.bench, "--url", url, "-n", str(n), "-c", str(c), "--warmup", str(warmup),
                "--max-seconds", "%.1f" % max_s, "--timeout-ms", "30000"]
         if unix:
             cmd += ["--unix", unix]
@@ -614,6 +631,8 @@ class Suite:
             write_agents(agents, self.mock.port)
             self.tcp_port = free_tcp_port()
             self.moad = Moad(self.build, work, CONFIG.format(url=self.mock.base, tcp_port=self.tcp_port), agents)
+            if self.args.pin:
+                self.pin()
             self.results["moad_start_mem_kib"] = self.moad.mem_kib()
             self.results["moad_start_cpu_s"] = self.moad.cpu_s()
             self.overhead()
@@ -699,6 +718,9 @@ def render(res, args):
     L.append("Mode: %s. Machine: %d CPUs, %s, %s RAM, Linux %s. Build: `%s` (%s)." % (
         "quick" if args.quick else "default", m["nproc"], m["cpu"], m["mem"], m["kernel"], args.build,
         args.build_type))
+    if res.get("pinned"):
+        L.append("Pinned (--pin): moad on CPU %s, mock and load generator on CPU %s." % (
+            res["pinned"]["moad"], res["pinned"]["mock_and_client"]))
     L.append("moad, mock-upstream and the load generator (bench/moabench) share the machine. "
              "Latencies in ms over all requests of a row (rounds pooled); overhead = moad − direct of the "
              "same statistic. Suite wall time %.0f s." % res["duration_s"])
@@ -830,6 +852,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--no-write", action="store_true", help="print only, write no result files")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (moad.log)")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin moad to the last CPU and the mock + load generator to the others")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     for p in ("daemon/moad", "tests/mock-upstream", "bench/moabench"):
@@ -873,7 +897,7 @@ def main():
     if not args.no_write:
         os.makedirs(args.out, exist_ok=True)
         base = os.path.join(args.out, "%s-%s%s" % (now.strftime("%Y-%m-%d"), suite.results["machine"]["commit"],
-                                                   "-quick" if args.quick else ""))
+                                                   ("-quick" if args.quick else "") + ("-pinned" if args.pin else "")))
         with open(base + ".md", "w") as f:
             f.write(md)
         with open(base + ".json", "w") as f:
