@@ -273,7 +273,7 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                                 reasons[i] = NULL;
                 }
                 double evidence = 0;
-                if (a->kb && kb_search(a->kb, query, AGENTS_ROUTE_HITS, &hits, &n_hits) >= 0) {
+                if (a->kb && kb_search_texts(a->kb, query, AGENTS_ROUTE_HITS, &hits, &n_hits) >= 0) {
                         evidence = router_kb_evidence(query, hits, n_hits);
                         kb_hits_free(hits, n_hits);
                 }

@@ -21,6 +21,8 @@
 struct Kb {
         sqlite3 *db;
         int read_only;
+        /* Searches run on the request path: prepared once, reset after use. */
+        sqlite3_stmt *search[2]; /* [0] without snippets, [1] with */
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
@@ -63,6 +65,15 @@ static void sqlite3_finalizep(sqlite3_stmt **s) {
                 sqlite3_finalize(*s);
 }
 #define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+
+/* For statements cached in the Kb: reset instead of finalize. */
+static void sqlite3_resetp(sqlite3_stmt **s) {
+        if (*s) {
+                sqlite3_reset(*s);
+                sqlite3_clear_bindings(*s);
+        }
+}
+#define _reset_stmt_ _cleanup_(sqlite3_resetp)
 
 static int kb_prepare(Kb *kb, const char *sql, sqlite3_stmt **ret) {
         int rc = sqlite3_prepare_v2(kb->db, sql, -1, ret, NULL);
@@ -447,6 +458,9 @@ fail:
 Kb *kb_close(Kb *kb) {
         if (!kb)
                 return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(kb->search); i++)
+                if (kb->search[i])
+                        sqlite3_finalize(kb->search[i]);
         if (kb->db)
                 sqlite3_close_v2(kb->db);
         free(kb);
@@ -679,7 +693,7 @@ static char *strdup_col(sqlite3_stmt *st, int col) {
  * without words, or @limit 0, gives 0 hits. Returns 0 or -errno (database
  * errors only, never for the query's content).
  */
-int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
+static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret_hits || !ret_n)
                 return -EINVAL;
 
@@ -707,19 +721,28 @@ int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_
         if (!*expr)
                 return 0;
 
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r = kb_prepare(kb,
-                           "SELECT d.title, d.source, c.idx, bm25(chunks_fts),"
-                           "       snippet(chunks_fts, 0, '[', ']', '...', 16), c.text "
-                           "FROM chunks_fts "
-                           "JOIN chunks c ON c.id = chunks_fts.rowid "
-                           "JOIN documents d ON d.id = c.doc_id "
-                           "WHERE chunks_fts MATCH ?1 "
-                           "ORDER BY bm25(chunks_fts), c.id "
-                           "LIMIT ?2",
-                           &st);
-        if (r < 0)
-                return r;
+        /* snippet() re-tokenises each hit: about two thirds of a search's cost. */
+        static const char *const sql[2] = {
+                "SELECT d.title, d.source, c.idx, bm25(chunks_fts), '', c.text "
+                "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = "
+                "c.doc_id "
+                "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts), c.id LIMIT ?2",
+                "SELECT d.title, d.source, c.idx, bm25(chunks_fts), snippet(chunks_fts, 0, '[', ']', '...', "
+                "16), "
+                "c.text "
+                "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = "
+                "c.doc_id "
+                "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts), c.id LIMIT ?2",
+        };
+        if (!kb->search[snippets]) {
+                int rc = sqlite3_prepare_v3(kb->db, sql[snippets], -1, SQLITE_PREPARE_PERSISTENT,
+                                            &kb->search[snippets], NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+        }
+        _reset_stmt_ sqlite3_stmt *st = kb->search[snippets];
         sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, (int) limit);
 
@@ -759,4 +782,12 @@ int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_
         *ret_hits = hits;
         *ret_n = n;
         return 0;
+}
+
+int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
+        return search(kb, query, limit, 1, ret_hits, ret_n);
+}
+
+int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
+        return search(kb, query, limit, 0, ret_hits, ret_n);
 }

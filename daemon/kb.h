@@ -15,11 +15,11 @@ typedef struct Kb Kb;
 /* Chunking parameters (in bytes of UTF-8 text; cut on whitespace, never
  * inside a UTF-8 sequence). */
 typedef struct KbChunkOpts {
-        size_t chunk_size;  /* target chunk length, default 1200 */
-        size_t overlap;     /* bytes repeated from the previous chunk, default 200 */
+        size_t chunk_size; /* target chunk length, default 1200 */
+        size_t overlap;    /* bytes repeated from the previous chunk, default 200 */
 } KbChunkOpts;
 
-#define KB_CHUNK_OPTS_DEFAULT ((KbChunkOpts){ .chunk_size = 1200, .overlap = 200 })
+#define KB_CHUNK_OPTS_DEFAULT ((KbChunkOpts){.chunk_size = 1200, .overlap = 200})
 
 /* Hard limits on untrusted input. */
 #define KB_MAX_DOCUMENT_BYTES (16u * 1024u * 1024u)
@@ -83,6 +83,13 @@ int kb_count(Kb *kb);
  */
 int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
 
+/**
+ * kb_search_texts() - kb_search() without snippets (each hit's snippet is
+ * ""): for callers that only read the chunk texts, such as the router's
+ * evidence, at about a third of the cost.
+ */
+int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
+
 void kb_hits_free(KbHit *hits, size_t n);
 
 /**
@@ -90,8 +97,8 @@ void kb_hits_free(KbHit *hits, size_t n);
  * the ingest progress display. Sets *ret_offsets and *ret_lens (malloc'ed arrays
  * of *ret_n entries). Returns 0 or -errno.
  */
-int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets,
-             size_t **ret_lens, size_t *ret_n);
+int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets, size_t **ret_lens,
+             size_t *ret_n);
 
 /**
  * kb_fts_query() - build the safe FTS5 MATCH expression used by kb_search
