@@ -120,6 +120,9 @@ static void reply_done(ChatJob *j, const EngineResult *res) {
         json_t *moa;
 
         http_request_set_log(req, j->spec.pipeline ? j->spec.pipeline->name : j->spec.agent, res->agents);
+        metrics_observe_chat(
+                j->spec.pipeline ? j->spec.pipeline->name : j->spec.agent,
+                res->error ? (j->stream_started ? 200 : (res->http_status ? res->http_status : 500)) : 200);
 
         if (res->error) {
                 if (j->stream_started) {

@@ -41,6 +41,16 @@ typedef struct AgentStats {
 } AgentStats;
 
 static AgentStats agents_stats[METRICS_MAX_AGENTS + 1];
+
+/* Chat requests by pipeline (or single agent) and status; names come from
+ * the configuration, so the table is bounded like the agents'. */
+typedef struct PipelineStats {
+        char name[65];
+        uint64_t by_status[ELEMENTSOF(statuses)];
+} PipelineStats;
+
+static PipelineStats pipeline_stats[METRICS_MAX_AGENTS + 1];
+static size_t n_pipeline_stats;
 static size_t n_agents_stats;
 static Histogram ttft, overhead;
 static const double fine_buckets[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
@@ -94,6 +104,26 @@ void metrics_observe_call(const char *agent, int ok, uint64_t latency_usec, uint
         histogram_observe(&a->latency, buckets, (double) latency_usec / 1e6);
 }
 
+void metrics_observe_chat(const char *pipeline, unsigned status) {
+        PipelineStats *p = NULL;
+        size_t k;
+
+        for (size_t i = 0; i < n_pipeline_stats; i++)
+                if (streq(pipeline_stats[i].name, pipeline))
+                        p = &pipeline_stats[i];
+        if (!p && n_pipeline_stats < METRICS_MAX_AGENTS) {
+                p = &pipeline_stats[n_pipeline_stats++];
+                snprintf(p->name, sizeof p->name, "%s", pipeline);
+        }
+        if (!p) {
+                p = &pipeline_stats[METRICS_MAX_AGENTS];
+                snprintf(p->name, sizeof p->name, "other");
+        }
+        for (k = 0; k + 1 < ELEMENTSOF(statuses) && statuses[k] != status; k++)
+                ;
+        p->by_status[k]++;
+}
+
 void metrics_observe_ttft(uint64_t usec) {
         histogram_observe(&ttft, buckets, (double) usec / 1e6);
 }
@@ -104,6 +134,14 @@ void metrics_observe_overhead(uint64_t usec) {
 
 static uint64_t requests[ELEMENTSOF(endpoints)][ELEMENTSOF(statuses)];
 static Histogram durations[ELEMENTSOF(endpoints)];
+
+/* "200", ..., or "other" for a status outside the table. */
+static const char *status_label(size_t k, char buf[static 12]) {
+        if (!statuses[k])
+                return "other";
+        snprintf(buf, 12, "%u", statuses[k]);
+        return buf;
+}
 
 static size_t endpoint_index(const char *path) {
         if (strncmp(path, "/v1/moa/agents/", 15) == 0)
@@ -129,6 +167,7 @@ void metrics_observe_request(const char *path, unsigned status, uint64_t duratio
 }
 
 void api_metrics(Server *s, HttpRequest *req) {
+        char sb[12];
         char *buf = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&buf, &len);
@@ -144,10 +183,9 @@ void api_metrics(Server *s, HttpRequest *req) {
         for (size_t e = 0; e < ELEMENTSOF(endpoints); e++)
                 for (size_t k = 0; k < ELEMENTSOF(statuses); k++)
                         if (requests[e][k])
-                                fprintf(f,
-                                        "moad_http_requests_total{endpoint=\"%s\",status=\"%s%u\"} %llu\n",
-                                        endpoints[e], statuses[k] ? "" : "other",
-                                        statuses[k] ? statuses[k] : 0, (unsigned long long) requests[e][k]);
+                                fprintf(f, "moad_http_requests_total{endpoint=\"%s\",status=\"%s\"} %llu\n",
+                                        endpoints[e], status_label(k, sb),
+                                        (unsigned long long) requests[e][k]);
         fputs("# HELP moad_http_request_duration_seconds Time from request start to the last byte handed to "
               "the "
               "client.\n# TYPE moad_http_request_duration_seconds histogram\n",
@@ -159,6 +197,16 @@ void api_metrics(Server *s, HttpRequest *req) {
                         histogram_print(f, "moad_http_request_duration_seconds", labels, &durations[e],
                                         buckets);
                 }
+        fputs("# HELP moad_chat_requests_total Chat completions by pipeline (or agent) and final status.\n"
+              "# TYPE moad_chat_requests_total counter\n",
+              f);
+        for (size_t i = 0; i <= METRICS_MAX_AGENTS; i++)
+                for (size_t k = 0; k < ELEMENTSOF(statuses); k++)
+                        if (pipeline_stats[i].by_status[k])
+                                fprintf(f,
+                                        "moad_chat_requests_total{pipeline=\"%.64s\",status=\"%s\"} %llu\n",
+                                        pipeline_stats[i].name, status_label(k, sb),
+                                        (unsigned long long) pipeline_stats[i].by_status[k]);
         fputs("# HELP moad_agent_calls_total Calls made for each agent (every layer).\n"
               "# TYPE moad_agent_calls_total counter\n",
               f);

@@ -14,6 +14,10 @@ void metrics_observe_request(const char *path, unsigned status, uint64_t duratio
 void metrics_observe_call(const char *agent, int ok, uint64_t latency_usec, uint64_t prompt_tokens,
                           uint64_t completion_tokens);
 
+/** metrics_observe_chat() - a chat completion ended with @status; @pipeline
+ * is the pipeline or agent it ran on (a configured name). */
+void metrics_observe_chat(const char *pipeline, unsigned status);
+
 /** metrics_observe_ttft() - a streamed answer's first token reached the client. */
 void metrics_observe_ttft(uint64_t usec);
 

@@ -24,3 +24,4 @@ add_test(NAME fuzz-chat-request COMMAND fuzz-chat-request ${CMAKE_CURRENT_LIST_D
 set_tests_properties(fuzz-chat-request PROPERTIES LABELS fuzz TIMEOUT 300)
 moa_integration_test(access)
 moa_integration_test(knowledge)
+moa_integration_test(plugins)

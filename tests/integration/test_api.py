@@ -327,6 +327,7 @@ class Misc(DaemonTestCase):
         text = data.decode()
         self.assertIn('moad_http_requests_total{endpoint="/healthz",status="200"}', text)
         self.assertRegex(text, r'moad_agent_calls_total\{agent="finance"\} [1-9]')
+        self.assertRegex(text, r'moad_chat_requests_total\{pipeline="moa",status="200"\} [1-9]')
         self.assertRegex(text, r'moad_agent_tokens_total\{agent="finance",kind="completion"\} [1-9]')
         self.assertRegex(text, r'moad_agent_call_duration_seconds_count\{agent="finance"\} [1-9]')
         self.assertRegex(text, r'moad_time_to_first_token_seconds_count [1-9]')
