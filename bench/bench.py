@@ -25,6 +25,7 @@ Writes <out>/<date>-<gitshort>.md and .json and prints the tables.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -328,7 +329,7 @@ def pct(sorted_v, p):
     """Nearest-rank percentile of a sorted list."""
     if not sorted_v:
         return None
-    k = max(0, min(len(sorted_v) - 1, int(round(p / 100.0 * len(sorted_v) + 0.5)) - 1))
+    k = max(0, min(len(sorted_v) - 1, math.ceil(p / 100.0 * len(sorted_v) - 1e-9) - 1))
     return sorted_v[k]
 
 
@@ -446,7 +447,7 @@ class Suite:
             rec["moad_cpu_s"] = sum(r["moad_cpu_s"] for r in runs)
             # schedstat run time has ns resolution; /proc/PID/stat ticks are kept as a cross-check.
             # Warm-up requests ran inside the same span: count them too.
-            served = sum(r["requests"] + min(r["warmup"], r["requests"] or r["warmup"]) for r in runs)
+            served = sum(r["requests"] + r["warmup"] for r in runs)
             rec["moad_cpu_ms_per_req"] = 1000.0 * rec["moad_run_s"] / max(1, served)
             rec["moad_cpu_ticks_ms_per_req"] = 1000.0 * rec["moad_cpu_s"] / max(1, served)
         if rec["errors"]:
