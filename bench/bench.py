@@ -883,6 +883,12 @@ def main():
         print("bench: warning: build type %s; figures are meaningful for RelWithDebInfo/Release only"
               % args.build_type, file=sys.stderr)
 
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so moad and the mock are always stopped.
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
     suite = Suite(args)
     now = datetime.datetime.now(datetime.timezone.utc)
     suite.results["date"] = now.strftime("%Y-%m-%d %H:%M UTC")
