@@ -264,6 +264,17 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                 double score = 0;
                 KbHit *hits = NULL;
                 size_t n_hits = 0;
+                int wanted = n_pinned == 0;
+
+                /* With pinned agents only their scores matter (for the weights):
+                 * scoring and searching the others is wasted work on the hot path. */
+                for (size_t k = 0; !wanted && k < n_pinned; k++)
+                        wanted = pinned[k] && streq(pinned[k], a->name);
+                if (!wanted) {
+                        cands[i] = (RouterCandidate){ .name = a->name, .reason = "not scored: agents pinned",
+                                                      .weight = a->weight };
+                        continue;
+                }
 
                 r = plugin_agent_score(a->plugin, query, &score, &reasons[i]);
                 if (r < 0) {
