@@ -18,10 +18,7 @@ moa_integration_test(lifecycle)
 moa_integration_test(engine)
 
 # Fuzz targets of the core, run over their corpora (+ mutations) by CTest.
-add_executable(fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-chat-request.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-main.c)
-target_link_libraries(fuzz-chat-request PRIVATE moacore)
-add_test(NAME fuzz-chat-request COMMAND fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus-chat)
-set_tests_properties(fuzz-chat-request PROPERTIES LABELS fuzz TIMEOUT 300)
+moa_fuzz_test(fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-chat-request.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus-chat)
 moa_integration_test(access)
 moa_integration_test(knowledge)
 moa_integration_test(plugins)

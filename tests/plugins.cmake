@@ -54,9 +54,6 @@ set_tests_properties(plugin-out-of-tree PROPERTIES LABELS unit TIMEOUT 120
 
 # Fuzz target: every shipped plugin's callbacks and the router's evidence
 # on arbitrary bytes; replays tests/fuzz/corpus-plugins (+ mutations) under CTest.
-add_executable(fuzz-plugins ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-plugins.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-main.c)
-target_link_libraries(fuzz-plugins PRIVATE moacore)
+moa_fuzz_test(fuzz-plugins ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-plugins.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-plugins)
 target_compile_definitions(fuzz-plugins PRIVATE SHIPPED_PLUGIN_DIR="${CMAKE_BINARY_DIR}/plugins")
 add_dependencies(fuzz-plugins ${MOA_SHIPPED_PLUGINS})
-add_test(NAME fuzz-plugins COMMAND fuzz-plugins ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-plugins)
-set_tests_properties(fuzz-plugins PROPERTIES LABELS fuzz TIMEOUT 300)

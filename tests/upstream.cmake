@@ -5,10 +5,7 @@
 moa_unit_test(test-sse-parser ${CMAKE_CURRENT_SOURCE_DIR}/test-sse-parser.c)
 
 # Fuzz target: with the tiny built-in driver it replays the corpus under CTest.
-add_executable(fuzz-sse-parser ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-sse-parser.c)
-target_link_libraries(fuzz-sse-parser PRIVATE moacore)
-add_test(NAME fuzz-sse-parser COMMAND fuzz-sse-parser ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-sse)
-set_tests_properties(fuzz-sse-parser PROPERTIES LABELS fuzz TIMEOUT 120)
+moa_fuzz_test(fuzz-sse-parser ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-sse-parser.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-sse)
 
 # The mock OpenAI-compatible upstream: a test tool (own MHD thread), not daemon code.
 add_executable(mock-upstream ${CMAKE_CURRENT_SOURCE_DIR}/mock-upstream.c)

@@ -4,8 +4,8 @@
  * it checks properties: the tree respects its depth and node bounds, and a
  * failed load always gives a message starting with "FILE:" naming the file.
  *
- * Built with clang -fsanitize=fuzzer and -DFUZZ_NO_MAIN it is a libFuzzer
- * target; otherwise main() replays the files/directories given on the
+ * Built with clang -fsanitize=fuzzer (without fuzz-main.c) it is a libFuzzer
+ * target; linked with tests/fuzz/fuzz-main.c it replays the files given on the
  * command line (the CTest "fuzz" corpus run). */
 #include <dirent.h>
 #include <stdint.h>
@@ -109,63 +109,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(err);
         return 0;
 }
-
-#ifndef FUZZ_NO_MAIN
-static int run_file(const char *path) {
-        FILE *f = fopen(path, "re");
-        uint8_t *buf;
-        long n;
-
-        if (!f)
-                return -errno;
-        if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
-                fclose(f);
-                return -EIO;
-        }
-        buf = malloc((size_t) n + 1);
-        if (!buf || fread(buf, 1, (size_t) n, f) != (size_t) n) {
-                free(buf);
-                fclose(f);
-                return -EIO;
-        }
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, (size_t) n);
-        free(buf);
-        return 0;
-}
-
-int main(int argc, char **argv) {
-        size_t n = 0;
-        int ok = 1;
-
-        for (int i = 1; i < argc && ok; i++) {
-                struct stat st;
-                if (stat(argv[i], &st) < 0) {
-                        fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
-                        ok = 0;
-                        break;
-                }
-                if (!S_ISDIR(st.st_mode)) {
-                        ok = run_file(argv[i]) >= 0;
-                        n += ok;
-                        continue;
-                }
-                DIR *d = opendir(argv[i]);
-                if (!d) {
-                        ok = 0;
-                        break;
-                }
-                for (struct dirent *de; ok && (de = readdir(d));) {
-                        char path[4096];
-                        if (de->d_name[0] == '.')
-                                continue;
-                        snprintf(path, sizeof path, "%s/%s", argv[i], de->d_name);
-                        ok = run_file(path) >= 0;
-                        n += ok;
-                }
-                closedir(d);
-        }
-        printf("%zu inputs ok\n", n);
-        return ok && n > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
-#endif

@@ -15,10 +15,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MUTATIONS_PER_INPUT 500
+#define MUTATIONS_DEFAULT 200 /* per input; $MOA_FUZZ_MUTATIONS overrides */
 #define FUZZ_MAX_INPUT (1 << 20)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static int mutations = MUTATIONS_DEFAULT;
 
 static uint64_t next_rand(void) {
         rng ^= rng << 13;
@@ -35,7 +36,7 @@ static void run_mutations(const uint8_t *data, size_t size) {
 
         if (!buf)
                 return;
-        for (int m = 0; m < MUTATIONS_PER_INPUT; m++) {
+        for (int m = 0; m < mutations; m++) {
                 size_t n = size;
                 memcpy(buf, data, size);
                 switch (next_rand() % 4) {
@@ -92,8 +93,11 @@ static int run_file(const char *path) {
 }
 
 int main(int argc, char **argv) {
+        const char *env = getenv("MOA_FUZZ_MUTATIONS");
         size_t n = 0;
 
+        if (env)
+                mutations = atoi(env) > 0 ? atoi(env) : 0;
         for (int i = 1; i < argc; i++) {
                 struct stat st;
                 DIR *d;
@@ -124,7 +128,7 @@ int main(int argc, char **argv) {
                 }
                 closedir(d);
         }
-        printf("%zu inputs (+%d mutations each) ok\n", n, MUTATIONS_PER_INPUT);
+        printf("%zu inputs (+%d mutations each) ok\n", n, mutations);
         return n > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 #endif

@@ -3,9 +3,9 @@
  * crash, no leak" it checks a property: feeding in pieces yields exactly the
  * events (and the error) of feeding the whole input at once.
  *
- * Built with clang -fsanitize=fuzzer and -DFUZZ_NO_MAIN it is a libFuzzer
- * target; otherwise the small main() below runs it over files/directories
- * given on the command line (the CTest "fuzz" corpus run). */
+ * Built with clang -fsanitize=fuzzer (without fuzz-main.c) it is a libFuzzer
+ * target; linked with tests/fuzz/fuzz-main.c it replays the files given on
+ * the command line plus mutations (the CTest "fuzz" run). */
 #include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -76,63 +76,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort();
         return 0;
 }
-
-#ifndef FUZZ_NO_MAIN
-static int run_file(const char *path) {
-        FILE *f = fopen(path, "re");
-        uint8_t *buf;
-        long n;
-
-        if (!f)
-                return -errno;
-        if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
-                fclose(f);
-                return -EIO;
-        }
-        buf = malloc((size_t) n + 1);
-        if (!buf || fread(buf, 1, (size_t) n, f) != (size_t) n) {
-                free(buf);
-                fclose(f);
-                return -EIO;
-        }
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, (size_t) n);
-        free(buf);
-        return 0;
-}
-
-int main(int argc, char **argv) {
-        size_t n = 0;
-
-        for (int i = 1; i < argc; i++) {
-                struct stat st;
-                if (stat(argv[i], &st) < 0) {
-                        fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
-                        return EXIT_FAILURE;
-                }
-                if (!S_ISDIR(st.st_mode)) {
-                        if (run_file(argv[i]) < 0)
-                                return EXIT_FAILURE;
-                        n++;
-                        continue;
-                }
-                DIR *d = opendir(argv[i]);
-                if (!d)
-                        return EXIT_FAILURE;
-                for (struct dirent *de; (de = readdir(d));) {
-                        char path[4096];
-                        if (de->d_name[0] == '.')
-                                continue;
-                        snprintf(path, sizeof path, "%s/%s", argv[i], de->d_name);
-                        if (run_file(path) < 0) {
-                                closedir(d);
-                                return EXIT_FAILURE;
-                        }
-                        n++;
-                }
-                closedir(d);
-        }
-        printf("%zu inputs ok\n", n);
-        return n > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
-#endif
