@@ -271,8 +271,8 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                 for (size_t k = 0; !wanted && k < n_pinned; k++)
                         wanted = pinned[k] && streq(pinned[k], a->name);
                 if (!wanted) {
-                        cands[i] = (RouterCandidate){ .name = a->name, .reason = "not scored: agents pinned",
-                                                      .weight = a->weight };
+                        cands[i] = (RouterCandidate){
+                                .name = a->name, .reason = "not scored: agents pinned", .weight = a->weight};
                         continue;
                 }
 

@@ -18,9 +18,9 @@
 char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsigned max_sentences);
 
 typedef struct ExtractProposal {
-        const char *agent;   /* agent name, used in the attribution */
-        const char *text;    /* that agent's answer (possibly with [n] cites and Sources:) */
-        double weight;       /* agent weight x router score, > 0 */
+        const char *agent; /* agent name, used in the attribution */
+        const char *text;  /* that agent's answer (possibly with [n] cites and Sources:) */
+        double weight;     /* agent weight x router score, > 0 */
 } ExtractProposal;
 
 /**
