@@ -75,34 +75,49 @@ char *kb_utf8_sanitize(const char *text, size_t len, size_t *ret_len) {
         return out;
 }
 
+/* Sorted (byte order) for bsearch. */
 static const char *const stop_words[] = {
-        "a",      "about",  "above", "after",   "again",    "against",    "all",      "am",
-        "an",     "and",    "any",   "are",     "as",       "at",         "be",       "because",
-        "been",   "before", "being", "below",   "between",  "both",       "but",      "by",
-        "can",    "could",  "did",   "do",      "does",     "doing",      "down",     "during",
-        "each",   "few",    "for",   "from",    "further",  "had",        "has",      "have",
-        "having", "he",     "her",   "here",    "hers",     "herself",    "him",      "himself",
-        "his",    "how",    "i",     "if",      "in",       "into",       "is",       "it",
-        "its",    "itself", "just",  "me",      "more",     "most",       "my",       "myself",
-        "no",     "nor",    "not",   "now",     "of",       "off",        "on",       "once",
-        "only",   "or",     "other", "our",     "ours",     "ourselves",  "out",      "over",
-        "own",    "same",   "she",   "should",  "so",       "some",       "such",     "than",
-        "that",   "the",    "their", "theirs",  "them",     "themselves", "then",     "there",
-        "these",  "they",   "this",  "those",   "through",  "to",         "too",      "under",
-        "until",  "up",     "very",  "was",     "we",       "were",       "what",     "when",
-        "where",  "which",  "while", "who",     "whom",     "why",        "will",     "with",
-        "would",  "you",    "your",  "yours",   "yourself", "yourselves", "tell",     "explain",
-        "please", "mean",   "means", "meaning", "define",   "definition", "describe", "s",
-        "t",      "don",    "vs",    "whether", "versus",   "much",       "many",     "get",
-        "use",
+        "a",          "about",    "above",   "after", "again", "against", "all",     "am",        "an",
+        "and",        "any",      "are",     "as",    "at",    "be",      "because", "been",      "before",
+        "being",      "below",    "between", "both",  "but",   "by",      "can",     "could",     "define",
+        "definition", "describe", "did",     "do",    "does",  "doing",   "don",     "down",      "during",
+        "each",       "explain",  "few",     "for",   "from",  "further", "get",     "had",       "has",
+        "have",       "having",   "he",      "her",   "here",  "hers",    "herself", "him",       "himself",
+        "his",        "how",      "i",       "if",    "in",    "into",    "is",      "it",        "its",
+        "itself",     "just",     "many",    "me",    "mean",  "meaning", "means",   "more",      "most",
+        "much",       "my",       "myself",  "no",    "nor",   "not",     "now",     "of",        "off",
+        "on",         "once",     "only",    "or",    "other", "our",     "ours",    "ourselves", "out",
+        "over",       "own",      "please",  "s",     "same",  "she",     "should",  "so",        "some",
+        "such",       "t",        "tell",    "than",  "that",  "the",     "their",   "theirs",    "them",
+        "themselves", "then",     "there",   "these", "they",  "this",    "those",   "through",   "to",
+        "too",        "under",    "until",   "up",    "use",   "versus",  "very",    "vs",        "was",
+        "we",         "were",     "what",    "when",  "where", "whether", "which",   "while",     "who",
+        "whom",       "why",      "will",    "with",  "would", "you",     "your",    "yours",     "yourself",
+        "yourselves",
 };
 
-/** kb_is_stop_word() - linear scan; the list is short. */
+typedef struct StopKey {
+        const char *w;
+        size_t n;
+} StopKey;
+
+static int stop_cmp(const void *key, const void *elem) {
+        const StopKey *k = key;
+        const char *s = *(const char *const *) elem;
+        int c = strncmp(k->w, s, k->n);
+        if (c != 0)
+                return c;
+        return s[k->n] ? -1 : 0; /* the key is a proper prefix of s: it sorts first */
+}
+
+/** kb_is_stop_word() - binary search: it runs for every word of every
+ * retrieved passage on the request path. */
 int kb_is_stop_word(const char *w, size_t n) {
-        for (size_t i = 0; i < ELEMENTSOF(stop_words); i++)
-                if (strlen(stop_words[i]) == n && memcmp(stop_words[i], w, n) == 0)
-                        return 1;
-        return 0;
+        StopKey k = {.w = w, .n = n};
+
+        if (n == 0 || n > 16 || memchr(w, 0, n))
+                return 0;
+        return bsearch(&k, stop_words, ELEMENTSOF(stop_words), sizeof stop_words[0], stop_cmp) != NULL;
 }
 
 /** kb_utf8_decode() - decode one code point of valid UTF-8 (the caller

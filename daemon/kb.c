@@ -22,7 +22,7 @@ struct Kb {
         sqlite3 *db;
         int read_only;
         /* Searches run on the request path: prepared once, reset after use. */
-        sqlite3_stmt *search[2]; /* [0] without snippets, [1] with */
+        sqlite3_stmt *search;
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
@@ -458,9 +458,8 @@ fail:
 Kb *kb_close(Kb *kb) {
         if (!kb)
                 return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(kb->search); i++)
-                if (kb->search[i])
-                        sqlite3_finalize(kb->search[i]);
+        if (kb->search)
+                sqlite3_finalize(kb->search);
         if (kb->db)
                 sqlite3_close_v2(kb->db);
         free(kb);
@@ -693,6 +692,111 @@ static char *strdup_col(sqlite3_stmt *st, int col) {
  * without words, or @limit 0, gives 0 hits. Returns 0 or -errno (database
  * errors only, never for the query's content).
  */
+/* ---- snippets ----------------------------------------------------------- */
+
+#define SNIPPET_WORDS 16u
+#define SNIPPET_MAX_WORDS 4096u
+
+typedef struct SnippetWord {
+        size_t b, e; /* byte span in the text */
+        int term;    /* index of the query term it matches, -1 if none */
+} SnippetWord;
+
+/* Does the word @w (@n bytes) equal query term @t (@tn bytes, lower case)? */
+static int word_is_term(const char *w, size_t n, const char *t, size_t tn) {
+        if (n != tn)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if ((char) tolower((unsigned char) w[i]) != t[i])
+                        return 0;
+        return 1;
+}
+
+/*
+ * make_snippet() - the 16-word window of @text holding the most distinct
+ * terms of the FTS5 expression @expr (as built by kb_fts_query: "a" OR
+ * "b"), matches marked [like this], "..." where the text goes on. Done in C
+ * rather than with FTS5's snippet(), which re-tokenises every hit and cost
+ * two thirds of a search. Returns a malloc'ed string, NULL on OOM.
+ */
+static char *make_snippet(const char *text, const char *expr) {
+        const char *terms[KB_MAX_QUERY_TERMS];
+        size_t term_len[KB_MAX_QUERY_TERMS], n_terms = 0, n = 0, len = strlen(text);
+        _cleanup_free_ SnippetWord *w = NULL;
+        const unsigned char *s = (const unsigned char *) text;
+        size_t best = 0, end, o = 0;
+        int best_count = -1;
+        char *out;
+
+        for (const char *p = expr; n_terms < KB_MAX_QUERY_TERMS && (p = strchr(p, '"'));) {
+                const char *q = strchr(p + 1, '"');
+                if (!q)
+                        break;
+                terms[n_terms] = p + 1;
+                term_len[n_terms++] = (size_t) (q - p - 1);
+                p = q + 1;
+        }
+        w = malloc(sizeof *w * SNIPPET_MAX_WORDS);
+        if (!w)
+                return NULL;
+        for (size_t i = 0; i < len && n < SNIPPET_MAX_WORDS;) {
+                size_t l = kb_utf8_valid_len(s + i, len - i), b;
+                if (!kb_is_word_cp(kb_utf8_decode(s + i, l))) {
+                        i += l;
+                        continue;
+                }
+                for (b = i; i < len; i += l) {
+                        l = kb_utf8_valid_len(s + i, len - i);
+                        if (!kb_is_word_cp(kb_utf8_decode(s + i, l)))
+                                break;
+                }
+                w[n] = (SnippetWord){.b = b, .e = i, .term = -1};
+                for (size_t k = 0; k < n_terms; k++)
+                        if (word_is_term(text + b, i - b, terms[k], term_len[k])) {
+                                w[n].term = (int) k;
+                                break;
+                        }
+                n++;
+        }
+        if (n == 0)
+                return strdup("");
+
+        for (size_t start = 0; start + SNIPPET_WORDS <= MAX(n, (size_t) SNIPPET_WORDS); start++) {
+                uint32_t seen = 0;
+                for (size_t k = start; k < MIN(n, start + SNIPPET_WORDS); k++)
+                        if (w[k].term >= 0)
+                                seen |= 1u << w[k].term;
+                if (__builtin_popcount(seen) > best_count) {
+                        best_count = __builtin_popcount(seen);
+                        best = start;
+                }
+                if (start + SNIPPET_WORDS >= n)
+                        break;
+        }
+        end = MIN(n, best + SNIPPET_WORDS);
+
+        out = malloc((w[end - 1].e - w[best].b) + 2 * SNIPPET_WORDS + 7);
+        if (!out)
+                return NULL;
+        if (best > 0)
+                o += (size_t) sprintf(out, "...");
+        for (size_t k = best; k < end; k++) {
+                size_t gap_end = k + 1 < end ? w[k + 1].b : w[k].e;
+                if (w[k].term >= 0)
+                        out[o++] = '[';
+                memcpy(out + o, text + w[k].b, w[k].e - w[k].b);
+                o += w[k].e - w[k].b;
+                if (w[k].term >= 0)
+                        out[o++] = ']';
+                memcpy(out + o, text + w[k].e, gap_end - w[k].e);
+                o += gap_end - w[k].e;
+        }
+        if (end < n)
+                o += (size_t) sprintf(out + o, "...");
+        out[o] = 0;
+        return out;
+}
+
 static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret_hits || !ret_n)
                 return -EINVAL;
@@ -721,28 +825,20 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit
         if (!*expr)
                 return 0;
 
-        /* snippet() re-tokenises each hit: about two thirds of a search's cost. */
-        static const char *const sql[2] = {
-                "SELECT d.title, d.source, c.idx, bm25(chunks_fts), '', c.text "
-                "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = "
-                "c.doc_id "
-                "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts), c.id LIMIT ?2",
-                "SELECT d.title, d.source, c.idx, bm25(chunks_fts), snippet(chunks_fts, 0, '[', ']', '...', "
-                "16), "
-                "c.text "
-                "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = "
-                "c.doc_id "
-                "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts), c.id LIMIT ?2",
-        };
-        if (!kb->search[snippets]) {
-                int rc = sqlite3_prepare_v3(kb->db, sql[snippets], -1, SQLITE_PREPARE_PERSISTENT,
-                                            &kb->search[snippets], NULL);
+        if (!kb->search) {
+                int rc = sqlite3_prepare_v3(
+                        kb->db,
+                        "SELECT d.title, d.source, c.idx, bm25(chunks_fts), c.text "
+                        "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id "
+                        "= c.doc_id "
+                        "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts), c.id LIMIT ?2",
+                        -1, SQLITE_PREPARE_PERSISTENT, &kb->search, NULL);
                 if (rc != SQLITE_OK) {
                         log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
                         return errno_from_sqlite(rc);
                 }
         }
-        _reset_stmt_ sqlite3_stmt *st = kb->search[snippets];
+        _reset_stmt_ sqlite3_stmt *st = kb->search;
         sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, (int) limit);
 
@@ -768,8 +864,8 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit
                 h->score = -sqlite3_column_double(st, 3);
                 if (!(h->score > 0))
                         h->score = 1e-9;
-                h->snippet = strdup_col(st, 4);
-                h->text = strdup_col(st, 5);
+                h->text = strdup_col(st, 4);
+                h->snippet = !h->text ? NULL : snippets ? make_snippet(h->text, expr) : strdup("");
                 if (!h->title || !h->source || !h->snippet || !h->text) {
                         kb_hits_free(hits, n);
                         return -ENOMEM;
