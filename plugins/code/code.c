@@ -521,19 +521,9 @@ static int32_t code_review(void *state, const char *answer, char **ret_answer) {
         else
                 mu_buf_add(&out, redacted.s ? redacted.s : "");
         mu_buf_free(&redacted);
-        while (out.len > 0 && (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' ') && answer[0] &&
-               answer[strlen(answer) - 1] != '\n')
-                out.s[--out.len] = 0;
-        if (out.oom) {
-                mu_buf_free(&out);
-                return -ENOMEM;
-        }
-        char *r = mu_buf_to_host(s->base.host, &out);
-        mu_buf_free(&out);
-        if (!r)
-                return -ENOMEM;
-        *ret_answer = r;
-        return 0;
+        if (answer[0] && answer[strlen(answer) - 1] != '\n')
+                mu_buf_rtrim(&out);
+        return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 
 static const MoaPlugin descriptor = {

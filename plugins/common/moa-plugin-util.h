@@ -99,6 +99,26 @@ static inline char *mu_buf_to_host(const MoaHost *host, const MuBuf *b) {
         return r;
 }
 
+/* Drop trailing blanks (spaces, tabs, newlines). */
+static inline void mu_buf_rtrim(MuBuf *b) {
+        while (b->len > 0 &&
+               (b->s[b->len - 1] == '\n' || b->s[b->len - 1] == ' ' || b->s[b->len - 1] == '\t'))
+                b->s[--b->len] = 0;
+}
+
+/* Finish a review: hand @b's text to the host in *@ret_answer (host memory)
+ * and free @b. Returns 0, or -ENOMEM (nothing set) when building or
+ * copying ran out of memory. */
+static inline int mu_buf_finish(const MoaHost *host, MuBuf *b, char **ret_answer) {
+        char *r = b->oom ? NULL : mu_buf_to_host(host, b);
+
+        mu_buf_free(b);
+        if (!r)
+                return -ENOMEM;
+        *ret_answer = r;
+        return 0;
+}
+
 /* Copy the reason into the host buffer, truncating on a UTF-8 boundary. */
 static inline void mu_set_reason(char *reason, uint32_t size, const char *s) {
         if (!reason || size == 0)

@@ -275,8 +275,7 @@ static int32_t finance_review(void *state, const char *answer, char **ret_answer
                             "rentabilidad garantizada");
                 mu_text_done(&t);
         }
-        while (out.len > 0 && (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' '))
-                out.s[--out.len] = 0;
+        mu_buf_rtrim(&out);
         if (promise)
                 mu_buf_add(&out, "\n\nWarning: no investment return is guaranteed; treat any promise of "
                                  "certain or risk-free returns with suspicion.");
@@ -285,16 +284,7 @@ static int32_t finance_review(void *state, const char *answer, char **ret_answer
             !mu_contains_ci(answer, "pas un conseil en investissement") &&
             !mu_contains_ci(answer, "no asesoramiento financiero"))
                 mu_buf_printf(&out, "\n\n%s", disclaimers[mu_detect_lang(answer)]);
-        if (out.oom) {
-                mu_buf_free(&out);
-                return -ENOMEM;
-        }
-        char *r = mu_buf_to_host(s->base.host, &out);
-        mu_buf_free(&out);
-        if (!r)
-                return -ENOMEM;
-        *ret_answer = r;
-        return 0;
+        return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 
 static const MoaPlugin descriptor = {

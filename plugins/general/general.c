@@ -99,20 +99,9 @@ static int32_t general_review(void *state, const char *answer, char **ret_answer
                         newlines = 0;
                 mu_buf_add_n(&out, p, 1);
         }
-        while (out.len > 0 &&
-               (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' ' || out.s[out.len - 1] == '\t'))
-                out.s[--out.len] = 0;
+        mu_buf_rtrim(&out);
         mu_buf_free(&red);
-        if (out.oom) {
-                mu_buf_free(&out);
-                return -ENOMEM;
-        }
-        char *r = mu_buf_to_host(s->base.host, &out);
-        mu_buf_free(&out);
-        if (!r)
-                return -ENOMEM;
-        *ret_answer = r;
-        return 0;
+        return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 
 static const MoaPlugin descriptor = {

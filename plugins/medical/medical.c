@@ -294,20 +294,10 @@ static int32_t medical_review(void *state, const char *answer, char **ret_answer
         if (s->disclaimer && !mu_contains_ci(answer, "not a diagnosis") &&
             !mu_contains_ci(answer, "keine Diagnose") && !mu_contains_ci(answer, "pas un diagnostic") &&
             !mu_contains_ci(answer, "no un diagn")) {
-                while (out.len > 0 && (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' '))
-                        out.s[--out.len] = 0;
+                mu_buf_rtrim(&out);
                 mu_buf_printf(&out, "\n\n%s", disclaimers[mu_detect_lang(answer)]);
         }
-        if (out.oom) {
-                mu_buf_free(&out);
-                return -ENOMEM;
-        }
-        char *r = mu_buf_to_host(s->base.host, &out);
-        mu_buf_free(&out);
-        if (!r)
-                return -ENOMEM;
-        *ret_answer = r;
-        return 0;
+        return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 
 static const MoaPlugin descriptor = {
