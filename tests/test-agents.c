@@ -3,6 +3,8 @@
  * rest keep working, knowledge is seeded once, routing uses plugin scores,
  * knowledge evidence, fallback and pins. Config structs are built by hand. */
 #include <check.h>
+
+#include "check-main.h"
 #include <ftw.h>
 #include <sys/stat.h>
 
@@ -217,9 +219,5 @@ static Suite *suite(void) {
 
 int main(void) {
         log_setup(LOG_LEVEL_INFO, 0);
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return moa_check_run(suite());
 }

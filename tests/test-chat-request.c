@@ -1,6 +1,8 @@
 /* Validation of chat-completions request bodies: every refusal path. */
 #include <check.h>
 
+#include "check-main.h"
+
 #include "chat-request.h"
 #include "util.h"
 
@@ -188,9 +190,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return moa_check_run(suite());
 }

@@ -1,6 +1,8 @@
 /* OpenAI response shapes and SSE framing. */
 #include <check.h>
 
+#include "check-main.h"
+
 #include "chat-response.h"
 #include "util.h"
 
@@ -97,9 +99,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return moa_check_run(suite());
 }

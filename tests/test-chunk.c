@@ -2,6 +2,8 @@
  * UTF-8 boundaries, empty/tiny/huge inputs. */
 #include <check.h>
 
+#include "check-main.h"
+
 #include "kb.h"
 #include "util.h"
 
@@ -209,9 +211,5 @@ static Suite *chunk_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(chunk_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(chunk_suite());
 }

@@ -3,6 +3,8 @@
  * from the daemon neutralised), the tolerant JSON getters, and the bounded
  * reads of file-text.c. */
 #include <check.h>
+
+#include "check-main.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -237,11 +239,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(suite());
 }

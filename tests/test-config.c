@@ -2,6 +2,8 @@
  * path with its exact "file:line:col: message", relative paths and the
  * bounds on hostile input. */
 #include <check.h>
+
+#include "check-main.h"
 #include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -898,11 +900,5 @@ static Suite *config_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(config_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(config_suite());
 }

@@ -3,6 +3,8 @@
  * the weighted, redundancy-aware aggregation. */
 #include <check.h>
 
+#include "check-main.h"
+
 #include "extract.h"
 #include "util.h"
 
@@ -384,9 +386,5 @@ static Suite *extract_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(extract_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(extract_suite());
 }

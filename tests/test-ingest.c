@@ -2,6 +2,8 @@
  * jobs, cancel, free with pending jobs) and kb_ingest_path(), including the
  * shipped sample knowledge. */
 #include <check.h>
+
+#include "check-main.h"
 #include <pthread.h>
 #include <sys/stat.h>
 #include <systemd/sd-event.h>
@@ -339,9 +341,5 @@ static Suite *ingest_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(ingest_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(ingest_suite());
 }

@@ -2,6 +2,8 @@
  * count, search ranking and snippets, hostile queries, limits, and crash
  * consistency of an interrupted ingest. */
 #include <check.h>
+
+#include "check-main.h"
 #include <sqlite3.h>
 #include <sys/wait.h>
 
@@ -433,9 +435,5 @@ static Suite *kb_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(kb_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(kb_suite());
 }

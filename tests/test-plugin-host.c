@@ -4,6 +4,8 @@
  * knowledge search, allocator), additive descriptor growth, and the review
  * and prompt behaviour of each shipped plugin. */
 #include <check.h>
+
+#include "check-main.h"
 #include <math.h>
 #include <sys/stat.h>
 
@@ -521,9 +523,5 @@ static Suite *suite(void) {
 
 int main(void) {
         log_setup(LOG_LEVEL_DEBUG, 0);
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return moa_check_run(suite());
 }

@@ -3,6 +3,8 @@
  * (path in $MOAD_MOCK_UPSTREAM). Each test runs its own sd-event loop. */
 #include <arpa/inet.h>
 #include <check.h>
+
+#include "check-main.h"
 #include <curl/curl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -892,10 +894,7 @@ int main(void) {
                 mock_stop();
                 return EXIT_FAILURE;
         }
-        SRunner *sr = srunner_create(provider_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
+        failed = moa_check_run(provider_suite()) != EXIT_SUCCESS;
         mock_stop();
         curl_global_cleanup();
         return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

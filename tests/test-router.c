@@ -2,6 +2,8 @@
  * fallback, pinning, weights, ordering, and the knowledge-base evidence
  * measure. */
 #include <check.h>
+
+#include "check-main.h"
 #include <math.h>
 
 #include "router.h"
@@ -243,9 +245,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return moa_check_run(suite());
 }

@@ -3,6 +3,8 @@
  * the input into pieces yields the same events. */
 #include <check.h>
 
+#include "check-main.h"
+
 #include "sse-parser.h"
 #include "util.h"
 
@@ -267,9 +269,5 @@ static Suite *sse_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(sse_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return moa_check_run(sse_suite());
 }
