@@ -810,9 +810,11 @@ static void start_next_layer(EngineRun *run) {
                 run_finish(run, r, 500, "server_error", NULL, "cannot start the layer");
                 return;
         }
-        if (layer->timeout_ms > 0)
+        /* Without a layer timeout the pipeline deadline timer covers the layer. */
+        if (layer->timeout_ms > 0) {
                 end = MIN(end, now + layer->timeout_ms * USEC_PER_MSEC);
-        arm_layer_timer(run, end);
+                arm_layer_timer(run, end);
+        }
         if (run->n_pending == 0)
                 layer_end(run); /* nothing could start: decide now */
 }

@@ -587,7 +587,18 @@ static void listener_arm_timer(HttpListener *l) {
                 return;
         }
         (void) sd_event_now(l->server->event, CLOCK_MONOTONIC, &now);
-        (void) sd_event_source_set_time(l->timer, now + (uint64_t) timeout_ms * USEC_PER_MSEC);
+        uint64_t at = now + (uint64_t) timeout_ms * USEC_PER_MSEC;
+        int enabled = SD_EVENT_OFF;
+        uint64_t armed = UINT64_MAX;
+        /* MHD's timeout is mostly the idle timeout, pushed back by every
+         * request: moving the timer later each time would cost a
+         * timerfd_settime per run. An armed timer that fires early only
+         * causes one idle MHD_run, which re-arms it. */
+        (void) sd_event_source_get_enabled(l->timer, &enabled);
+        (void) sd_event_source_get_time(l->timer, &armed);
+        if (enabled != SD_EVENT_OFF && armed <= at)
+                return;
+        (void) sd_event_source_set_time(l->timer, at);
         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
