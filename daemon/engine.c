@@ -87,6 +87,8 @@ struct EngineRun {
         AgentCall *calls;
         size_t n_calls, n_pending, n_ok;
         uint64_t layer_start;
+        uint64_t layer_deadline; /* this layer's end: its timeout or the pipeline deadline */
+        int grace_armed;         /* quorum reached, stragglers have their grace period */
         uint64_t layers_usec;
 
         ExtractProposal *refs; /* answers of the previous layer, by weight */
@@ -371,6 +373,7 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
                 return; /* the call goes on with the next provider */
         } else {
                 c->state = res->error ? res->error : -EPROTO;
+                free(c->error); /* a "fell back after" note of an earlier provider */
                 c->error = strdup(res->error_message ? res->error_message : strerror(-c->state));
                 /* A partial streamed answer is still what the client saw. */
                 if (res->content)
@@ -616,7 +619,7 @@ static void layer_maybe_end(EngineRun *run) {
         need = (size_t) ceil(layer->quorum * (double) run->n_calls);
         if (need < 1)
                 need = 1;
-        if (run->n_ok >= need) {
+        if (run->n_ok >= need && !run->grace_armed) {
                 uint64_t now = now_usec(), grace = now - run->layer_start;
                 /* Early aggregation: the aggregator starts at the quorum of the layer feeding it. */
                 if (run->spec.pipeline && run->spec.pipeline->early_aggregation &&
@@ -625,7 +628,8 @@ static void layer_maybe_end(EngineRun *run) {
                         layer_end(run);
                         return;
                 }
-                arm_layer_timer(run, now + MAX(grace, 50 * USEC_PER_MSEC));
+                run->grace_armed = 1;
+                arm_layer_timer(run, MIN(now + MAX(grace, 50 * USEC_PER_MSEC), run->layer_deadline));
         }
 }
 
@@ -804,6 +808,7 @@ static void start_next_layer(EngineRun *run) {
         int r;
 
         run->layer_start = now;
+        run->grace_armed = 0;
         r = layer->role == LAYER_AGGREGATE ? start_aggregate_layer(run, layer)
                                            : start_agent_layer(run, layer);
         if (r < 0) {
@@ -815,6 +820,7 @@ static void start_next_layer(EngineRun *run) {
                 end = MIN(end, now + layer->timeout_ms * USEC_PER_MSEC);
                 arm_layer_timer(run, end);
         }
+        run->layer_deadline = end;
         if (run->n_pending == 0)
                 layer_end(run); /* nothing could start: decide now */
 }
