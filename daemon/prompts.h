@@ -38,7 +38,7 @@
  * three placeholders; NULL values expand to "". If the template has no
  * {references} but @references is non-empty, they are appended, so a
  * custom template cannot silently drop them. Returns a malloc'ed string
- * with surrounding blank space trimmed, or NULL on OOM.
+ * with surrounding blank space trimmed, or NULL on OOM (or past 16 MiB).
  */
 char *prompt_render(const char *tmpl, const char *fallback, const char *system, const char *context,
                     const char *references);

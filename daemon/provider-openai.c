@@ -20,6 +20,7 @@
 #include "log.h"
 #include "provider.h"
 #include "sse-parser.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define OA_MAX_RESPONSE (8U * 1024U * 1024U) /* a whole non-stream body, and streamed text */
@@ -36,12 +37,6 @@
 #define OA_DEFAULT_MAX_QUEUE 256U
 #define OA_DEFAULT_BREAKER_FAILURES 5U
 #define OA_DEFAULT_BREAKER_COOLDOWN_MS 30000U
-
-typedef struct OaBuf {
-        char *p;
-        size_t len;
-        size_t cap;
-} OaBuf;
 
 typedef enum CallState {
         CALL_QUEUED,    /* waiting for a concurrency slot */
@@ -77,7 +72,7 @@ struct ProviderCall {
         /* Per attempt. */
         long http_status;
         int status_known;
-        OaBuf resp;              /* non-stream body, or the body of an error status */
+        StrBuf resp;             /* non-stream body, or the body of an error status */
         uint64_t retry_after_ms; /* from Retry-After, when has_retry_after */
         int has_retry_after;
         int saw_done;
@@ -89,7 +84,7 @@ struct ProviderCall {
         char errbuf[CURL_ERROR_SIZE];
 
         /* Across attempts. */
-        OaBuf content;    /* the answer; streamed text accumulates here */
+        StrBuf content;   /* the answer; streamed text accumulates here */
         size_t delivered; /* bytes of content already passed to on_delta */
         int any_delta;    /* some streamed text was parsed: never retry after this */
         char *finish_reason;
@@ -132,31 +127,6 @@ static int call_attempt(ProviderCall *c);
 static void on_transfer_done(CurlGlue *g, CURL *easy, CURLcode cc, void *userdata);
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static int oa_buf_append(OaBuf *b, const char *s, size_t n, size_t max) {
-        if (n > max || b->len > max - n)
-                return -E2BIG;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = MAX(b->cap * 2, (size_t) 256);
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                char *q = realloc(b->p, cap);
-                if (!q)
-                        return -ENOMEM;
-                b->p = q;
-                b->cap = cap;
-        }
-        if (n > 0)
-                memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = 0;
-        return 0;
-}
-
-static void oa_buf_done(OaBuf *b) {
-        free(b->p);
-        *b = (OaBuf){};
-}
 
 static uint64_t oa_now(OpenAIProvider *p) {
         uint64_t t;
@@ -315,8 +285,8 @@ static void call_free(ProviderCall *c) {
         if (c->easy)
                 curl_easy_cleanup(c->easy);
         sse_parser_free(c->sse);
-        oa_buf_done(&c->resp);
-        oa_buf_done(&c->content);
+        strbuf_done(&c->resp);
+        strbuf_done(&c->content);
         free(c->finish_reason);
         free(c->request_id);
         free(c->body);
@@ -547,7 +517,7 @@ static int on_sse_event(void *userdata, const SseEvent *ev) {
         text = json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
         if (text && *text) {
                 size_t n = json_string_length(json_object_get(json_object_get(choice, "delta"), "content"));
-                r = oa_buf_append(&c->content, text, n, OA_MAX_RESPONSE);
+                r = strbuf_append(&c->content, text, n, OA_MAX_RESPONSE);
                 if (r < 0) {
                         json_decref(j);
                         call_abort(c, -EPROTO, 0, "streamed answer larger than %u bytes", OA_MAX_RESPONSE);
@@ -579,7 +549,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         if (c->http_status < 200 || c->http_status >= 300) {
                 /* Keep the start of an error body for its message. */
                 size_t room = OA_MAX_ERROR_BODY - MIN(c->resp.len, (size_t) OA_MAX_ERROR_BODY);
-                if (room > 0 && oa_buf_append(&c->resp, ptr, MIN(n, room), OA_MAX_ERROR_BODY) < 0)
+                if (room > 0 && strbuf_append(&c->resp, ptr, MIN(n, room), OA_MAX_ERROR_BODY) < 0)
                         return 0;
                 return n;
         }
@@ -591,7 +561,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 }
                 return n;
         }
-        if (oa_buf_append(&c->resp, ptr, n, OA_MAX_RESPONSE) < 0) {
+        if (strbuf_append(&c->resp, ptr, n, OA_MAX_RESPONSE) < 0) {
                 call_abort(c, -EPROTO, 0, "response larger than %u bytes", OA_MAX_RESPONSE);
                 return 0;
         }
@@ -808,7 +778,7 @@ static int call_classify(ProviderCall *c, CURLcode cc) {
                 return 0;
         }
         c->content.len = 0;
-        if (json_is_string(content) && oa_buf_append(&c->content, json_string_value(content),
+        if (json_is_string(content) && strbuf_append(&c->content, json_string_value(content),
                                                      json_string_length(content), OA_MAX_RESPONSE) < 0) {
                 json_decref(j);
                 call_set_error(c, -ENOMEM, "out of memory");

@@ -3,13 +3,8 @@
  * creation, so a hostile upstream cannot make it grow without end. */
 #include "sse-parser.h"
 
+#include "strbuf.h"
 #include "util.h"
-
-typedef struct SseBuf {
-        char *p;
-        size_t len;
-        size_t cap;
-} SseBuf;
 
 struct SseParser {
         size_t max_line;
@@ -17,10 +12,10 @@ struct SseParser {
         SseEventCallback cb;
         void *userdata;
 
-        SseBuf line;  /* the line being assembled */
-        SseBuf data;  /* data lines of the pending event, joined with '\n' */
-        SseBuf event; /* event: of the pending event */
-        SseBuf id;    /* last id: seen (persists across events, as the spec says) */
+        StrBuf line;  /* the line being assembled */
+        StrBuf data;  /* data lines of the pending event, joined with '\n' */
+        StrBuf event; /* event: of the pending event */
+        StrBuf id;    /* last id: seen (persists across events, as the spec says) */
         int has_data; /* at least one data: line in the pending event */
 
         int after_cr;    /* the last byte was a '\r' ending a line: a following '\n' belongs to it */
@@ -31,40 +26,6 @@ struct SseParser {
 };
 
 static const unsigned char utf8_bom[3] = {0xEF, 0xBB, 0xBF};
-
-static void sse_buf_done(SseBuf *b) {
-        free(b->p);
-        *b = (SseBuf){};
-}
-
-/* Append @n bytes keeping a NUL after them; fails with -E2BIG past @max. */
-static int sse_buf_append(SseBuf *b, const char *s, size_t n, size_t max) {
-        if (n > max || b->len > max - n)
-                return -E2BIG;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = MAX(b->cap * 2, (size_t) 64);
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                cap = MIN(cap, max + 1);
-                char *q = realloc(b->p, cap);
-                if (!q)
-                        return -ENOMEM;
-                b->p = q;
-                b->cap = cap;
-        }
-        if (n > 0)
-                memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = 0;
-        return 0;
-}
-
-static int sse_buf_set(SseBuf *b, const char *s, size_t n, size_t max) {
-        b->len = 0;
-        if (b->p)
-                b->p[0] = 0;
-        return sse_buf_append(b, s, n, max);
-}
 
 int sse_parser_new(size_t max_line, size_t max_event, SseEventCallback cb, void *userdata, SseParser **ret) {
         SseParser *p;
@@ -86,10 +47,10 @@ int sse_parser_new(size_t max_line, size_t max_event, SseEventCallback cb, void 
 SseParser *sse_parser_free(SseParser *p) {
         if (!p)
                 return NULL;
-        sse_buf_done(&p->line);
-        sse_buf_done(&p->data);
-        sse_buf_done(&p->event);
-        sse_buf_done(&p->id);
+        strbuf_done(&p->line);
+        strbuf_done(&p->data);
+        strbuf_done(&p->event);
+        strbuf_done(&p->id);
         free(p);
         return NULL;
 }
@@ -161,21 +122,21 @@ static int sse_process_line(SseParser *p) {
 
         if (nlen == 4 && memcmp(line, "data", 4) == 0) {
                 if (p->has_data) {
-                        r = sse_buf_append(&p->data, "\n", 1, p->max_event);
+                        r = strbuf_append(&p->data, "\n", 1, p->max_event);
                         if (r < 0)
                                 return r;
                 }
-                r = sse_buf_append(&p->data, value, vlen, p->max_event);
+                r = strbuf_append(&p->data, value, vlen, p->max_event);
                 if (r < 0)
                         return r;
                 p->has_data = 1;
         } else if (nlen == 5 && memcmp(line, "event", 5) == 0) {
-                r = sse_buf_set(&p->event, value, vlen, p->max_line);
+                r = strbuf_set(&p->event, value, vlen, p->max_line);
                 if (r < 0)
                         return r;
         } else if (nlen == 2 && memcmp(line, "id", 2) == 0) {
                 if (!memchr(value, 0, vlen)) { /* the spec ignores ids containing NUL */
-                        r = sse_buf_set(&p->id, value, vlen, p->max_line);
+                        r = strbuf_set(&p->id, value, vlen, p->max_line);
                         if (r < 0)
                                 return r;
                 }
@@ -205,7 +166,7 @@ int sse_parser_feed(SseParser *p, const void *buf, size_t len) {
                 /* Not a BOM after all: replay what we swallowed as line bytes. */
                 p->at_start = 0;
                 if (p->bom_seen > 0) {
-                        r = sse_buf_append(&p->line, (const char *) utf8_bom, p->bom_seen, p->max_line);
+                        r = strbuf_append(&p->line, (const char *) utf8_bom, p->bom_seen, p->max_line);
                         if (r < 0)
                                 return (p->error = r);
                 }
@@ -224,7 +185,7 @@ int sse_parser_feed(SseParser *p, const void *buf, size_t len) {
                 while (nl < end && *nl != '\n' && *nl != '\r')
                         nl++;
 
-                r = sse_buf_append(&p->line, s, (size_t) (nl - s), p->max_line);
+                r = strbuf_append(&p->line, s, (size_t) (nl - s), p->max_line);
                 if (r < 0)
                         return (p->error = r);
                 if (nl == end)
@@ -249,7 +210,7 @@ int sse_parser_finish(SseParser *p) {
         if (p->at_start && p->bom_seen > 0) {
                 /* A lone partial BOM: keep it as data, as we would have. */
                 p->at_start = 0;
-                r = sse_buf_append(&p->line, (const char *) utf8_bom, p->bom_seen, p->max_line);
+                r = strbuf_append(&p->line, (const char *) utf8_bom, p->bom_seen, p->max_line);
                 if (r < 0)
                         return (p->error = r);
         }

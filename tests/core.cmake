@@ -2,6 +2,7 @@
 moa_unit_test(test-chat-request ${CMAKE_CURRENT_LIST_DIR}/test-chat-request.c)
 moa_unit_test(test-chat-response ${CMAKE_CURRENT_LIST_DIR}/test-chat-response.c)
 moa_unit_test(test-prompts ${CMAKE_CURRENT_LIST_DIR}/test-prompts.c)
+moa_unit_test(test-strbuf ${CMAKE_CURRENT_LIST_DIR}/test-strbuf.c)
 
 # Integration suites: start the real daemon on a temporary Unix socket and
 # talk HTTP to it (Python 3 standard library only).
