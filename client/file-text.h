@@ -4,18 +4,7 @@
 
 #include <stddef.h>
 
-/**
- * text_read_fd() - read @fd to its end. Returns 0 and a malloc'ed,
- * NUL-terminated buffer in *@ret (and its length in *@ret_len if not NULL),
- * -EFBIG if there are more than @max bytes, or another -errno.
- */
-int text_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
-
-/**
- * text_read_file() - text_read_fd() on the regular file @path; -EISDIR or
- * -EBADFD for a directory or another non-regular file.
- */
-int text_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+#include "file-read.h" /* text_read_fd(), text_read_file() */
 
 /**
  * utf8_valid() - whether @n bytes at @s are strict UTF-8 (no overlong

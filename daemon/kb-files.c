@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "file-read.h"
 #include "ingest.h"
 #include "log.h"
 #include "util.h"
@@ -12,59 +13,12 @@
 #define KB_MAX_DIR_FILES 10000u
 
 /* Read a whole regular file of at most KB_MAX_DOCUMENT_BYTES. */
-static int read_file_bounded(const char *path, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (S_ISDIR(st.st_mode))
-                return -EISDIR;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        if ((uint64_t) st.st_size > KB_MAX_DOCUMENT_BYTES)
-                return -E2BIG;
-
-        size_t cap = (size_t) st.st_size + 1, len = 0;
-        _cleanup_free_ char *buf = malloc(cap);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (len == cap) {
-                        /* The file grew while we read it; allow up to the limit. */
-                        if (cap > KB_MAX_DOCUMENT_BYTES)
-                                return -E2BIG;
-                        size_t nc = MIN(cap * 2, (size_t) KB_MAX_DOCUMENT_BYTES + 1);
-                        char *nb = realloc(buf, nc);
-                        if (!nb)
-                                return -ENOMEM;
-                        buf = nb;
-                        cap = nc;
-                }
-                ssize_t k = read(fd, buf + len, cap - len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                len += (size_t) k;
-        }
-        if (len > KB_MAX_DOCUMENT_BYTES)
-                return -E2BIG;
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 static int ingest_one_file(Kb *kb, const char *path, const KbChunkOpts *opts) {
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
-        int r = read_file_bounded(path, &text, &len);
+        int r = text_read_file(path, KB_MAX_DOCUMENT_BYTES, &text, &len);
         if (r < 0)
-                return r;
+                return r == -EFBIG ? -E2BIG : r;
         const char *title = strrchr(path, '/');
         title = title ? title + 1 : path;
         if (isempty(title))

@@ -6,7 +6,7 @@ set(MOACTL_TEST_ENV "MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${C
 
 # moactl's pure helpers (tables, JSON getters, bounded reads); no moacore.
 add_executable(test-client-output ${CMAKE_CURRENT_LIST_DIR}/test-client-output.c
-  ${MOACTL_SRCDIR}/client/output.c ${MOACTL_SRCDIR}/client/file-text.c)
+  ${MOACTL_SRCDIR}/client/output.c ${MOACTL_SRCDIR}/client/file-text.c ${MOACTL_SRCDIR}/daemon/file-read.c)
 target_compile_definitions(test-client-output PRIVATE _GNU_SOURCE)
 target_include_directories(test-client-output PRIVATE ${MOACTL_SRCDIR}/client ${MOACTL_SRCDIR}/daemon)
 target_link_libraries(test-client-output PRIVATE PkgConfig::JANSSON PkgConfig::CHECK)
