@@ -473,7 +473,9 @@ static char *render_references(EngineRun *run) {
 
 static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         _cleanup_free_ char *refs = NULL;
-        int stream = run->layer + 1 == run->n_layers && run->spec.stream;
+        /* Only a lone final agent streams: parallel answers would interleave.
+         * Otherwise the best one is sent whole when the layer ends. */
+        int stream = run->layer + 1 == run->n_layers && run->spec.stream && run->n_sel == 1;
         int r;
 
         if (layer->role == LAYER_REFINE) {
@@ -911,8 +913,12 @@ static int build_layers(EngineRun *run) {
                 return -ENOMEM;
         memcpy(run->layers, p->layers, p->n_layers * sizeof *p->layers);
         run->n_layers = p->n_layers;
-        /* moa.layers N keeps the first N-1 layers and the last one. */
-        if (want > 0 && want < run->n_layers) {
+        /* moa.layers N keeps the first N-1 layers and the last one; 1 keeps
+         * only the proposers (an aggregator with nothing to aggregate is
+         * pointless), and the best proposal answers. */
+        if (want == 1)
+                run->n_layers = 1;
+        else if (want > 0 && want < run->n_layers) {
                 run->layers[want - 1] = run->layers[run->n_layers - 1];
                 run->n_layers = want;
         }

@@ -101,6 +101,26 @@ class ChatCompletions(DaemonTestCase):
         self.assertEqual(j["model"], "code")
         self.assertEqual([[c["agent"] for c in l] for l in j["moa"]["layers"]], [["code"]])
 
+    def test_layers_option(self):
+        st, _, data = self.d.chat("What is a mortgage?", moa={"trace": True, "layers": 2})
+        self.assertEqual(st, 200, data)
+        roles = [l[0]["role"] for l in json.loads(data)["moa"]["layers"]]
+        self.assertEqual(roles, ["propose", "aggregate"])
+        st, _, data = self.d.chat("What is a mortgage?", moa={"trace": True, "layers": 1})
+        self.assertEqual(st, 200, data)
+        j = json.loads(data)
+        self.assertEqual([l[0]["role"] for l in j["moa"]["layers"]], ["propose"])
+        self.assertIn("Sources:", j["choices"][0]["message"]["content"])
+        # streamed with several proposers: one coherent answer, not interleaved
+        st, _, data = self.d.chat("Is ibuprofen safe with blood pressure pills, legally and medically?",
+                                  stream=True, moa={"layers": 1, "agents": ["legal", "medical"]})
+        self.assertEqual(st, 200)
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
+                       for e in parse_sse(data)[:-1] if json.loads(e)["choices"])
+        st, _, data = self.d.chat("Is ibuprofen safe with blood pressure pills, legally and medically?",
+                                  moa={"layers": 1, "agents": ["legal", "medical"]})
+        self.assertEqual(text, json.loads(data)["choices"][0]["message"]["content"])
+
     def test_lite_pipeline(self):
         st, _, data = self.d.chat("What is a mortgage?", model="moa-lite", moa={"trace": True})
         self.assertEqual(st, 200, data)
