@@ -52,23 +52,45 @@ static void api_readyz(Server *s, HttpRequest *req) {
                         json_pack("{s:s}", "status", state_name(s->state)));
 }
 
-static void api_models(Server *s, HttpRequest *req) {
+/* One entry of /v1/models: a pipeline or a loaded agent. "created" is
+ * when the daemon started. */
+static json_t *model_object(Server *s, const char *id, const char *kind) {
+        json_int_t created =
+                (json_int_t) time(NULL) - (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC);
+
+        return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", id, "object", "model", "created", created,
+                         "owned_by", "moad", "moa_kind", kind);
+}
+
+/* The model objects moad answers to (all, or only the one named @only). */
+static json_t *models_find(Server *s, const char *only) {
         const Config *c = s->runtime->config;
         json_t *data = json_array();
-        json_int_t created = (json_int_t) (s->start_usec / USEC_PER_SEC);
 
-        created = (json_int_t) time(NULL) - (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC);
         for (size_t i = 0; i < c->n_pipelines; i++)
-                json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->pipelines[i].name,
-                                                      "object", "model", "created", created, "owned_by",
-                                                      "moad", "moa_kind", "pipeline"));
+                if (!only || streq(only, c->pipelines[i].name))
+                        json_array_append_new(data, model_object(s, c->pipelines[i].name, "pipeline"));
         for (size_t i = 0; i < c->n_agents; i++)
-                if (c->agents[i].enabled && agents_find(s->runtime->agents, c->agents[i].name))
-                        json_array_append_new(data,
-                                              json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", c->agents[i].name,
-                                                        "object", "model", "created", created, "owned_by",
-                                                        "moad", "moa_kind", "agent"));
-        http_reply_json(req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+                if (c->agents[i].enabled && agents_find(s->runtime->agents, c->agents[i].name) &&
+                    (!only || streq(only, c->agents[i].name)))
+                        json_array_append_new(data, model_object(s, c->agents[i].name, "agent"));
+        return data;
+}
+
+static void api_models(Server *s, HttpRequest *req) {
+        http_reply_json(req, 200, json_pack("{s:s,s:o}", "object", "list", "data", models_find(s, NULL)));
+}
+
+/* GET /v1/models/{id} (OpenAI's models.retrieve). */
+static void api_model(Server *s, HttpRequest *req, const char *id) {
+        json_auto_t *found = models_find(s, id);
+
+        if (json_array_size(found) == 0) {
+                http_reply_error(req, 404, "invalid_request_error", "model", "model_not_found",
+                                 "The model '%.128s' does not exist", id);
+                return;
+        }
+        http_reply_json(req, 200, json_incref(json_array_get(found, 0)));
 }
 
 /* {"query": "..."} or {"messages": [...]} (the last user message). */
@@ -481,6 +503,15 @@ void api_handle(HttpRequest *req, void *userdata) {
         const char *path = http_request_path(req), *method = http_request_method(req);
 
         s->requests_total++;
+        if (strncmp(path, "/v1/models/", 11) == 0 && path[11]) {
+                if (!allowed(s, req, ACCESS_ASK))
+                        return;
+                if (streq(method, "GET") || streq(method, "HEAD"))
+                        api_model(s, req, path + 11);
+                else
+                        reply_method_not_allowed(req, "GET");
+                return;
+        }
         if (strncmp(path, "/v1/moa/agents/", 15) == 0) {
                 if (!allowed(s, req,
                              streq(method, "GET") || streq(method, "HEAD") ? ACCESS_ASK : ACCESS_ADMIN))

@@ -267,6 +267,17 @@ class Misc(DaemonTestCase):
             self.assertIsInstance(m["created"], int)
             self.assertEqual(m["owned_by"], "moad")
 
+    def test_model_retrieve(self):
+        st, _, j = self.d.json("GET", "/v1/models/legal")
+        self.assertEqual(st, 200)
+        self.assertEqual((j["id"], j["object"], j["owned_by"]), ("legal", "model", "moad"))
+        st, _, j = self.d.json("GET", "/v1/models/moa")
+        self.assertEqual(j["moa_kind"], "pipeline")
+        st, _, j = self.d.json("GET", "/v1/models/gpt-9")
+        self.assertEqual(st, 404)
+        self.assertEqual(j["error"]["code"], "model_not_found")
+        self.assertEqual(self.d.request("POST", "/v1/models/legal")[0], 405)
+
     def test_health_and_ready(self):
         self.assertEqual(self.d.json("GET", "/healthz")[2], {"status": "ok"})
         self.assertEqual(self.d.json("GET", "/readyz")[2], {"status": "ready"})
