@@ -148,7 +148,7 @@ static size_t endpoint_index(const char *path) {
                 return 4;
         if (streq(path, "/chat/completions"))
                 return 0;
-        if (streq(path, "/models"))
+        if (streq(path, "/models") || strncmp(path, "/v1/models/", 11) == 0)
                 return 1;
         for (size_t i = 0; i + 1 < ELEMENTSOF(endpoints); i++)
                 if (streq(endpoints[i], path))
