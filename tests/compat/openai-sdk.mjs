@@ -47,11 +47,14 @@ async function expectError(cls, status, promise, what) {
 }
 
 const checks = [
-  ["models.list() includes moa and legal", async () => {
+  ["models.list() includes moa and legal; models.retrieve()", async () => {
     const ids = [];
     for await (const m of client.models.list()) ids.push(m.id);
     for (const want of ["moa", "legal"])
       check(ids.includes(want), `models.list(): no "${want}" in ${show(ids)}`);
+    const legal = await client.models.retrieve("legal");
+    check(legal.id === "legal" && legal.object === "model", `models.retrieve("legal"): ${show(legal)}`);
+    await expectError(OpenAI.NotFoundError, 404, client.models.retrieve("nope"), 'models.retrieve("nope")');
     return ids.join(", ");
   }],
 
