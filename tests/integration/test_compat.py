@@ -2,9 +2,9 @@
 SDK (`openai` on npm, the exact version pinned in tests/compat/package.json)
 runs tests/compat/openai-sdk.mjs against the real daemon on a TCP listener
 (models, plain and streamed completions, headers, error classes, extra body
-fields, keep-alive). Skipped, with the reason, when Node.js is missing or
-the SDK is not installed and `npm ci` cannot install it."""
-import fcntl
+fields, keep-alive). The test itself stays offline: the SDK is installed
+beforehand by `npm ci` in tests/compat (.ci/run does it when npm exists).
+Skipped, with the reason, when Node.js or the SDK is missing."""
 import json
 import os
 import shutil
@@ -18,13 +18,12 @@ from moadtest import SRC, Daemon, DaemonTestCase
 
 COMPAT = os.path.join(SRC, "tests", "compat")
 SCRIPT = os.path.join(COMPAT, "openai-sdk.mjs")
-NPM_TIMEOUT = 120
 SCRIPT_TIMEOUT = 300
 
 
 def run_bounded(cmd, timeout, **kw):
     """subprocess.run in its own process group, all of which is killed when
-    it overruns `timeout` (npm starts children). Returns (rc, output), rc
+    it overruns `timeout`. Returns (rc, output), rc
     None on timeout."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True, **kw)
@@ -51,31 +50,17 @@ def installed_version():
 
 
 def ensure_sdk():
-    """Returns None when the pinned SDK is installed in tests/compat/node_modules
-    (running `npm ci` once if it is not), else the reason to skip."""
+    """Returns None when Node.js >= 18 and the pinned SDK are installed in
+    tests/compat/node_modules, else the reason to skip."""
     node = shutil.which("node")
     if not node:
         return "node (Node.js >= 18) not found in PATH"
     rc, out = run_bounded([node, "-p", "process.versions.node.split('.')[0]"], 30)
     if rc != 0 or not out.strip().isdigit() or int(out.strip()) < 18:
         return "Node.js >= 18 needed by the openai SDK, have %r" % out.strip()
-    want = pinned_version()
-    # Build trees (normal, ASan) may run this test at the same time and share
-    # the source tree's node_modules: one installs, the others wait.
-    with open(os.path.join(COMPAT, "package.json")) as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        have = installed_version()
-        if have == want:
-            return None
-        npm = shutil.which("npm")
-        if not npm:
-            return "openai %s not installed in %s/node_modules (have %s) and npm not found" % (want, COMPAT, have)
-        rc, out = run_bounded([npm, "ci", "--no-audit", "--no-fund"], NPM_TIMEOUT, cwd=COMPAT)
-        have = installed_version()
-        if rc != 0 or have != want:
-            return "openai %s not installed and `npm ci` in %s failed (%s, installed: %s): %s" % (
-                want, COMPAT, "timed out after %d s" % NPM_TIMEOUT if rc is None else "exit %d" % rc,
-                have, " | ".join(out.strip().splitlines()[:4])[:400])
+    want, have = pinned_version(), installed_version()
+    if have != want:
+        return "openai %s not installed in %s/node_modules (have %s): run `npm ci` there" % (want, COMPAT, have)
     return None
 
 
