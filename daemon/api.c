@@ -336,35 +336,11 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
         http_reply_json(req, 200, json_pack("{s:s,s:o}", "agent", agent_name(a), "documents", arr));
 }
 
-static int url_decode(const char *in, char **ret) {
-        size_t n = strlen(in);
-        char *out = malloc(n + 1), *o = out;
-
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                if (in[i] == '%' && i + 2 < n + 0 + 1 && isxdigit((unsigned char) in[i + 1]) &&
-                    isxdigit((unsigned char) in[i + 2])) {
-                        char hex[3] = {in[i + 1], in[i + 2], 0};
-                        *o++ = (char) strtol(hex, NULL, 16);
-                        i += 2;
-                } else
-                        *o++ = in[i];
-        }
-        *o = 0;
-        if (strlen(out) != (size_t) (o - out)) { /* %00 */
-                free(out);
-                return -EINVAL;
-        }
-        *ret = out;
-        return 0;
-}
-
-static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const char *enc_title) {
-        _cleanup_free_ char *title = NULL;
+/* @title comes from the path, which libmicrohttpd already percent-decoded. */
+static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const char *title) {
         int r;
 
-        if (url_decode(enc_title, &title) < 0 || isempty(title)) {
+        if (isempty(title) || strlen(title) > KB_MAX_TITLE_BYTES) {
                 http_reply_error(req, 400, "invalid_request_error", "title", NULL,
                                  "bad document title in URL");
                 return;

@@ -5,6 +5,7 @@ import json
 import threading
 import time
 import unittest
+import urllib.parse
 
 from moadtest import DaemonTestCase
 
@@ -60,6 +61,13 @@ class Documents(DaemonTestCase):
         self.assertNotIn("zorblax.md", self.docs("legal"))
         st, _, j = self.d.json("DELETE", "/v1/moa/agents/legal/documents/zorblax.md")
         self.assertEqual(st, 404)
+        # titles with spaces, percent signs and slashes round-trip through the URL
+        for title in ("my notes.md", "50% off.md", "a%41.md", "dir/x.md"):
+            self.assertEqual(self.ingest("legal", title, "Some text about a lease.")[0], 200)
+            enc = urllib.parse.quote(title, safe="")
+            st, _, j = self.d.json("DELETE", "/v1/moa/agents/legal/documents/" + enc)
+            self.assertEqual(st, 200, (title, j))
+            self.assertEqual(j["title"], title)
 
     def test_bad_ingest_requests(self):
         self.assertEqual(self.ingest("astrology", "x", "y")[0], 404)
