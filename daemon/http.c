@@ -293,8 +293,15 @@ int http_stream_write(HttpRequest *r, const char *data, size_t len) {
                 return -EPIPE;
         if (!r->streaming || r->stream_done)
                 return -EINVAL;
-        if (r->out_len + len > r->server->opts.max_stream_buffer)
+        /* The bound is on what the client has not read yet, not on the
+         * total: a long stream to a reader that keeps up never hits it. */
+        if (r->out_len - r->out_off + len > r->server->opts.max_stream_buffer)
                 return -ENOBUFS;
+        if (r->out_off > 0 && r->out_len + len > r->out_cap) {
+                memmove(r->out, r->out + r->out_off, r->out_len - r->out_off);
+                r->out_len -= r->out_off;
+                r->out_off = 0;
+        }
         if (r->out_len + len > r->out_cap) {
                 size_t cap = MAX(r->out_cap * 2, r->out_len + len + 1024);
                 char *p = realloc(r->out, cap);
