@@ -295,8 +295,16 @@ int http_stream_write(HttpRequest *r, const char *data, size_t len) {
                 return -EINVAL;
         /* The bound is on what the client has not read yet, not on the
          * total: a long stream to a reader that keeps up never hits it. */
-        if (r->out_len - r->out_off + len > r->server->opts.max_stream_buffer)
+        if (r->out_len - r->out_off + len > r->server->opts.max_stream_buffer) {
+                /* A client this far behind is cut off rather than sent a stream
+                 * with a hole in it; the abort handler runs when MHD closes it. */
+                log_full(LOG_LEVEL_WARNING, 0, r->id, "client reads too slowly (%zu bytes queued), closing",
+                         r->out_len - r->out_off);
+                r->gone = 1;
+                if (!r->in_handler)
+                        request_resume(r);
                 return -ENOBUFS;
+        }
         if (r->out_off > 0 && r->out_len + len > r->out_cap) {
                 memmove(r->out, r->out + r->out_off, r->out_len - r->out_off);
                 r->out_len -= r->out_off;

@@ -109,7 +109,8 @@ int http_reply_error(HttpRequest *r, unsigned status, const char *type, const ch
  */
 int http_stream_begin(HttpRequest *r, unsigned status, const char *content_type);
 /** http_stream_write() - queue bytes for the client; -EPIPE if it is gone,
- * -ENOBUFS if it reads too slowly (buffer over max_stream_buffer). */
+ * -ENOBUFS if it reads too slowly (more than max_stream_buffer unread): the
+ * connection is then closed and the abort handler runs from the loop. */
 int http_stream_write(HttpRequest *r, const char *data, size_t len);
 /** http_stream_end() - finish the stream (terminating chunk). */
 int http_stream_end(HttpRequest *r);
