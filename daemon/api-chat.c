@@ -22,6 +22,7 @@ struct ChatJob {
         int queued;
         int running;
         int stream_started;
+        int first_token_seen;
         int64_t created;
         char id[96];
 };
@@ -80,7 +81,6 @@ static void stream_start(ChatJob *j) {
         if (j->stream_started)
                 return;
         j->stream_started = 1;
-        metrics_observe_ttft(now_usec() - http_request_start_usec(j->req));
         (void) http_stream_begin(j->req, 200, "text/event-stream");
         stream_send(j, chat_chunk_new(j->id, j->chat->model, j->created, "assistant", "", 0, NULL));
 }
@@ -90,6 +90,11 @@ static void on_delta(void *userdata, const char *text, size_t len) {
 
         if (!j->req || len == 0)
                 return;
+        if (!j->first_token_seen) {
+                /* Time to the first token of the answer (progress events do not count). */
+                j->first_token_seen = 1;
+                metrics_observe_ttft(now_usec() - http_request_start_usec(j->req));
+        }
         stream_start(j);
         stream_send(j, chat_chunk_new(j->id, j->chat->model, j->created, NULL, text, len, NULL));
 }
