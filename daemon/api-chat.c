@@ -249,8 +249,11 @@ void api_chat_completions(Server *s, HttpRequest *req) {
                 return;
         }
 
+        if (!chat->model)
+                chat->model = strdup(s->runtime->config->default_pipeline);
         j = calloc(1, sizeof *j);
-        if (!j) {
+        if (!j || !chat->model) {
+                free(j);
                 chat_request_free(chat);
                 http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
                 return;

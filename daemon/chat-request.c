@@ -228,14 +228,15 @@ int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits,
                 return -ENOMEM;
         r->temperature = -1;
 
+        /* No model (or null): the caller applies its default pipeline. */
         v = json_object_get(root, "model");
-        if (!v)
-                return fail(err, 400, "model", "missing_required_parameter", "'model' is required");
-        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 256)
-                return fail(err, 400, "model", "invalid_type", "'model' must be a non-empty string");
-        r->model = strdup(json_string_value(v));
-        if (!r->model)
-                return -ENOMEM;
+        if (v && !json_is_null(v)) {
+                if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 256)
+                        return fail(err, 400, "model", "invalid_type", "'model' must be a non-empty string");
+                r->model = strdup(json_string_value(v));
+                if (!r->model)
+                        return -ENOMEM;
+        }
 
         k = parse_messages(json_object_get(root, "messages"), limits, r, err);
         if (k < 0)

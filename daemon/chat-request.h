@@ -13,7 +13,7 @@ typedef struct ChatMessage {
 } ChatMessage;
 
 typedef struct ChatRequest {
-        char *model;
+        char *model; /* NULL when the request named none (use the default pipeline) */
         ChatMessage *messages;
         size_t n_messages;
         int stream;

@@ -72,6 +72,17 @@ START_TEST(test_full) {
 }
 END_TEST
 
+START_TEST(test_no_model) {
+        /* No model (or null) is accepted: the daemon uses its default pipeline. */
+        ChatRequest *r = ok("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
+        ck_assert_ptr_null(r->model);
+        chat_request_free(r);
+        r = ok("{\"model\":null,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
+        ck_assert_ptr_null(r->model);
+        chat_request_free(r);
+}
+END_TEST
+
 START_TEST(test_max_completion_tokens) {
         ChatRequest *r = ok("{\"model\":\"m\",\"max_completion_tokens\":7,\"messages\":[{\"role\":\"user\","
                             "\"content\":\"q\"}]}");
@@ -86,8 +97,6 @@ START_TEST(test_refusals) {
         refused("[]", 400, NULL, "invalid_json");
         refused("{\"model\":\"a\",\"model\":\"b\",\"messages\":[]}", 400, NULL,
                 "invalid_json"); /* duplicate key */
-        refused("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model",
-                "missing_required_parameter");
         refused("{\"model\":\"\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model",
                 "invalid_type");
         refused("{\"model\":3,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", 400, "model",
@@ -182,6 +191,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_minimal);
         tcase_add_test(tc, test_full);
         tcase_add_test(tc, test_max_completion_tokens);
+        tcase_add_test(tc, test_no_model);
         tcase_add_test(tc, test_refusals);
         tcase_add_test(tc, test_not_nul_terminated_and_invalid_utf8);
         tcase_add_test(tc, test_too_many_pins);

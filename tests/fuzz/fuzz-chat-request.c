@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (chat_request_parse((const char *) data, size, &limits, &r, &err) == 0) {
                 const char *q = chat_request_query(r);
-                free(sse_frame(chat_chunk_new("id", r->model, 0, NULL, q, strlen(q), NULL)));
+                free(sse_frame(
+                        chat_chunk_new("id", r->model ? r->model : "moa", 0, NULL, q, strlen(q), NULL)));
                 chat_request_free(r);
         } else if (err.status != 400 && err.status != 413)
                 abort(); /* every refusal is a client error */

@@ -184,9 +184,10 @@ class Errors(DaemonTestCase):
         msgs = [{"role": "user", "content": "q"}] * 5
         self.error(*self.post(json.dumps({"model": "moa", "messages": msgs}).encode()), 400, "too_many_messages")
 
-    def test_missing_model(self):
-        self.error(*self.post(b'{"messages":[{"role":"user","content":"x"}]}'), 400,
-                   "missing_required_parameter", "model")
+    def test_missing_model_uses_default_pipeline(self):
+        st, _, data = self.post(b'{"messages":[{"role":"user","content":"What is GDPR?"}]}')
+        self.assertEqual(st, 200, data)
+        self.assertEqual(json.loads(data)["model"], "moa")  # default_pipeline
 
     def test_wrong_types(self):
         base = {"model": "moa", "messages": [{"role": "user", "content": "x"}]}
