@@ -764,4 +764,16 @@ static inline int mu_contains_ci(const char *hay, const char *needle) {
         return 0;
 }
 
+/* Append a notice (disclaimer) in @answer's language, on its own paragraph,
+ * unless @answer already carries it in any language: @markers and
+ * @notices are indexed by MU_LANG_*. */
+static inline void mu_append_notice(MuBuf *out, const char *answer, const char *const markers[4],
+                                    const char *const notices[4]) {
+        for (int i = 0; i < 4; i++)
+                if (mu_contains_ci(answer, markers[i]))
+                        return;
+        mu_buf_rtrim(out);
+        mu_buf_printf(out, "\n\n%s", notices[mu_detect_lang(answer)]);
+}
+
 #endif /* MOA_PLUGIN_UTIL_H */

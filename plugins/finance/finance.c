@@ -243,6 +243,11 @@ static int32_t finance_build_prompt(void *state, const char *query, const MoaKbH
         return mu_return_prompt(&s->base, &sys, &ctx, ret_system, ret_context);
 }
 
+/* A disclaimer already in the answer, in any language (MU_LANG_* order). */
+static const char *const disclaimer_markers[] = {"not financial advice", "keine Anlageberatung",
+                                                 "pas un conseil en investissement",
+                                                 "no asesoramiento financiero"};
+
 static const char *const disclaimers[] = {
         [MU_LANG_EN] = "This is general financial information, not financial advice. Investments can lose "
                        "value; consider a licensed adviser for decisions about your money.",
@@ -279,11 +284,8 @@ static int32_t finance_review(void *state, const char *answer, char **ret_answer
         if (promise)
                 mu_buf_add(&out, "\n\nWarning: no investment return is guaranteed; treat any promise of "
                                  "certain or risk-free returns with suspicion.");
-        if (s->disclaimer && !mu_contains_ci(answer, "not financial advice") &&
-            !mu_contains_ci(answer, "keine Anlageberatung") &&
-            !mu_contains_ci(answer, "pas un conseil en investissement") &&
-            !mu_contains_ci(answer, "no asesoramiento financiero"))
-                mu_buf_printf(&out, "\n\n%s", disclaimers[mu_detect_lang(answer)]);
+        if (s->disclaimer)
+                mu_append_notice(&out, answer, disclaimer_markers, disclaimers);
         return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 

@@ -236,6 +236,10 @@ static int32_t legal_build_prompt(void *state, const char *query, const MoaKbHit
         return mu_return_prompt(&s->base, &sys, &ctx, ret_system, ret_context);
 }
 
+/* A disclaimer already in the answer, in any language (MU_LANG_* order). */
+static const char *const disclaimer_markers[] = {"not legal advice", "keine Rechtsberatung",
+                                                 "pas un conseil juridique", "no asesoramiento legal"};
+
 static const char *const disclaimers[] = {
         [MU_LANG_EN] = "This is general legal information, not legal advice. Laws differ between "
                        "jurisdictions; for your situation, consult a qualified lawyer.",
@@ -257,13 +261,8 @@ static int32_t legal_review(void *state, const char *answer, char **ret_answer) 
                 return 0;
         }
         mu_redact(answer, MU_REDACT_EMAIL | MU_REDACT_PHONE, &out);
-        if (s->disclaimer && !mu_contains_ci(answer, "not legal advice") &&
-            !mu_contains_ci(answer, "keine Rechtsberatung") &&
-            !mu_contains_ci(answer, "pas un conseil juridique") &&
-            !mu_contains_ci(answer, "no asesoramiento legal")) {
-                mu_buf_rtrim(&out);
-                mu_buf_printf(&out, "\n\n%s", disclaimers[mu_detect_lang(answer)]);
-        }
+        if (s->disclaimer)
+                mu_append_notice(&out, answer, disclaimer_markers, disclaimers);
         return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 

@@ -264,6 +264,10 @@ static int32_t medical_build_prompt(void *state, const char *query, const MoaKbH
         return mu_return_prompt(&s->base, &sys, &ctx, ret_system, ret_context);
 }
 
+/* A disclaimer already in the answer, in any language (MU_LANG_* order). */
+static const char *const disclaimer_markers[] = {"not a diagnosis", "keine Diagnose", "pas un diagnostic",
+                                                 "no un diagn"};
+
 static const char *const disclaimers[] = {
         [MU_LANG_EN] =
                 "This is general medical information, not a diagnosis or treatment plan. Please see a "
@@ -291,12 +295,8 @@ static int32_t medical_review(void *state, const char *answer, char **ret_answer
                               "If this is an emergency or symptoms are severe or sudden, call %s now.\n\n",
                               s->emergency_number);
         mu_redact(answer, MU_REDACT_EMAIL | MU_REDACT_PHONE | MU_REDACT_SSN, &out);
-        if (s->disclaimer && !mu_contains_ci(answer, "not a diagnosis") &&
-            !mu_contains_ci(answer, "keine Diagnose") && !mu_contains_ci(answer, "pas un diagnostic") &&
-            !mu_contains_ci(answer, "no un diagn")) {
-                mu_buf_rtrim(&out);
-                mu_buf_printf(&out, "\n\n%s", disclaimers[mu_detect_lang(answer)]);
-        }
+        if (s->disclaimer)
+                mu_append_notice(&out, answer, disclaimer_markers, disclaimers);
         return mu_buf_finish(s->base.host, &out, ret_answer);
 }
 
