@@ -9,7 +9,8 @@
 # the read-only sample knowledge in MOAD_DATA_DIR/knowledge
 # (/usr/share/moad/knowledge). In the source tree an agent file says
 # `knowledge: [knowledge/<name>]`, relative to agents.d/; the installed agent
-# files carry the absolute MOAD_DATA_DIR path instead (rewritten below), so
+# files carry the absolute MOAD_DATA_DIR path instead (rewritten below, and
+# likewise `examples_file: examples/<name>.txt`), so
 # /etc holds only configuration and the data stays under /usr/share.
 #
 # All destinations are the configure-time absolute paths the daemon is
@@ -28,6 +29,9 @@ foreach(agent_file ${MOAD_SHIPPED_AGENTS})
   # "  - knowledge/x" and "[knowledge/x" (block and flow lists).
   string(REGEX REPLACE "(\n[ \t]*-[ \t]+|\\[[ \t]*)knowledge/" "\\1${MOAD_DATA_DIR}/knowledge/" agent_text
          "${agent_text}")
+  # The router's example questions live beside the knowledge.
+  string(REGEX REPLACE "(\nexamples_file:[ \t]*)examples/" "\\1${MOAD_DATA_DIR}/examples/" agent_text
+         "${agent_text}")
   # The copy is replaced only when its text changed (configure_file COPYONLY).
   file(WRITE ${CMAKE_BINARY_DIR}/install/agents.d/${agent_name}.in "${agent_text}")
   configure_file(${CMAKE_BINARY_DIR}/install/agents.d/${agent_name}.in
@@ -36,3 +40,4 @@ foreach(agent_file ${MOAD_SHIPPED_AGENTS})
 endforeach()
 
 install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/agents.d/knowledge/ DESTINATION ${MOAD_DATA_DIR}/knowledge)
+install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/agents.d/examples/ DESTINATION ${MOAD_DATA_DIR}/examples)

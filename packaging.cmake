@@ -21,7 +21,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Explicit runtime dependencies (Debian 12 names), so building the package
 # needs no dpkg-shlibdeps.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libsystemd0, libmicrohttpd12, libcurl4, libjansson4, libyaml-0-2, libsqlite3-0 (>= 3.9), systemd")
+    "libsystemd0, libmicrohttpd12, libcurl4, libjansson4, libyaml-0-2, libsqlite3-0 (>= 3.9), libstemmer0d, systemd")
 
 set(MOAD_DEB_DIR ${CMAKE_BINARY_DIR}/debian)
 file(MAKE_DIRECTORY ${MOAD_DEB_DIR})

@@ -5,8 +5,12 @@
 
 #include "agents.h"
 #include "build-config.h"
+#include "classifier.h"
 #include "ingest.h"
+#include "kb-vocab.h"
 #include "log.h"
+#include "route-model.h"
+#include "terms.h"
 
 struct Agent {
         char *name;
@@ -15,6 +19,8 @@ struct Agent {
         double weight;
         char *kb_path;
         Kb *kb;
+        KbVocab *vocab;        /* term statistics of kb, for the evidence */
+        uint64_t vocab_loaded; /* now_usec() when vocab was read */
         PluginAgent *plugin;
 };
 
@@ -22,6 +28,8 @@ struct AgentSet {
         Agent **agents;
         size_t n;
         RouterConfig router;
+        Terms *terms;
+        Classifier *model; /* label i = agents[i]; NULL if nothing to learn from */
 };
 
 static Agent *agent_free(Agent *a) {
@@ -29,6 +37,7 @@ static Agent *agent_free(Agent *a) {
                 return NULL;
         /* plugin first: its fini may still hold hits it asked the KB for */
         plugin_agent_free(a->plugin);
+        kb_vocab_free(a->vocab);
         kb_close(a->kb);
         free(a->name);
         free(a->provider);
@@ -47,6 +56,8 @@ AgentSet *agents_free(AgentSet *s) {
                 agent_free(s->agents[i]);
         free(s->agents);
         free(s->router.fallback);
+        classifier_free(s->model);
+        terms_free(s->terms);
         free(s);
         return NULL;
 }
@@ -77,9 +88,15 @@ static int kb_search_cb(void *userdata, const char *query, unsigned limit, KbHit
         return agent_search(a, query, limit, ret_hits, ret_n);
 }
 
+/* NULL in *ret: no plugin, the generic expert. */
 static int plugin_path(const Config *cfg, const AgentConfig *ac, char **ret) {
-        const char *plugin = isempty(ac->plugin) ? ac->name : ac->plugin;
+        const char *plugin = ac->plugin;
         char *p;
+
+        if (isempty(plugin)) {
+                *ret = NULL;
+                return 0;
+        }
         if (strchr(plugin, '/'))
                 p = strdup(plugin);
         else if (asprintf(&p, "%s/%s.so", isempty(cfg->plugin_dir) ? MOAD_PLUGIN_DIR : cfg->plugin_dir,
@@ -160,6 +177,7 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret) {
                 .path = path,
                 .name = ac->name,
                 .prompt = ac->prompt,
+                .description = ac->description,
                 .weight = a->weight,
                 .options = ac->options,
                 .n_options = ac->n_options,
@@ -171,6 +189,65 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret) {
                 return r; /* plugin_agent_load logged why */
 
         *ret = TAKE_PTR(a);
+        return 0;
+}
+
+/* Read an agent's term statistics if it has none or its knowledge changed
+ * (at most every AGENTS_VOCAB_REFRESH_USEC: an ingest of many files does
+ * not re-read the index after each one). A failure keeps the old table. */
+static void agent_refresh_vocab(Agent *a, uint64_t now) {
+        if (!a->kb)
+                return;
+        if (a->vocab && (now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC ||
+                         kb_change_stamp(a->kb) == kb_vocab_stamp(a->vocab)))
+                return;
+        KbVocab *v = NULL;
+        int r = kb_vocab_load(a->kb, &v);
+        a->vocab_loaded = now;
+        if (r < 0) {
+                log_warning_errno(r, "agent %s: cannot read knowledge term statistics", a->name);
+                return;
+        }
+        kb_vocab_free(a->vocab);
+        a->vocab = v;
+}
+
+/* Train the router's classifier from every loaded agent's examples and
+ * knowledge. Without it routing still works on lexicons and evidence. */
+static int agents_learn(AgentSet *s, const Config *cfg) {
+        _cleanup_free_ RouteModelAgent *in = NULL;
+        size_t n_samples = 0;
+        uint64_t t0 = now_usec();
+        int r;
+
+        r = terms_new(&s->terms);
+        if (r < 0)
+                return log_error_errno(r, "router: cannot create the stemmers");
+        for (size_t i = 0; i < s->n; i++)
+                agent_refresh_vocab(s->agents[i], t0);
+        if (s->n == 0)
+                return 0;
+        if (s->n > CLASSIFIER_MAX_LABELS) {
+                log_warning("router: %zu agents, the learned router handles %u: routing without it", s->n,
+                            CLASSIFIER_MAX_LABELS);
+                return 0;
+        }
+        in = calloc(s->n, sizeof(*in));
+        if (!in)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n; i++) {
+                const AgentConfig *ac = config_find_agent(cfg, s->agents[i]->name);
+                in[i] = (RouteModelAgent){
+                        .examples = ac ? ac->examples : NULL,
+                        .n_examples = ac ? ac->n_examples : 0,
+                        .kb = s->agents[i]->kb,
+                };
+        }
+        r = route_model_train(s->terms, in, s->n, &s->model, &n_samples);
+        if (r < 0)
+                return log_error_errno(r, "router: cannot train the learned router");
+        log_info("router: learned from %zu samples of %zu agents in %.1f ms", n_samples, s->n,
+                 (double) (now_usec() - t0) / 1000.0);
         return 0;
 }
 
@@ -214,6 +291,10 @@ int agents_new(const Config *cfg, AgentSet **ret) {
                 s->agents[s->n++] = a;
         }
 
+        int r = agents_learn(s, cfg);
+        if (r == -ENOMEM)
+                return r;
+
         if (s->n == 0)
                 log_warning("no agent could be loaded");
         else if (!agents_find(s, s->router.fallback))
@@ -245,10 +326,76 @@ const RouterConfig *agents_router_config(const AgentSet *s) {
         return s ? &s->router : NULL;
 }
 
-int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+/* Evidence of every agent (NaN without knowledge) and, with @explain, what
+ * it rests on: the strongest term and the best documents. */
+static int agents_evidence(AgentSet *s, const char *query, int explain, double *ev, char **why) {
+        _cleanup_free_ uint32_t *df = NULL, *n_chunks = NULL;
+        _cleanup_free_ int *best = NULL;
+        char **terms = NULL;
+        size_t n_terms = 0;
+        Kb *tok_kb = NULL;
+        uint64_t now = now_usec();
+        int r = 0;
+
+        for (size_t i = 0; i < s->n; i++) {
+                ev[i] = NAN;
+                agent_refresh_vocab(s->agents[i], now);
+                if (!tok_kb && s->agents[i]->vocab)
+                        tok_kb = s->agents[i]->kb;
+        }
+        /* Every knowledge base has the same schema, so one tokenizes for all. */
+        if (!tok_kb || kb_query_terms(tok_kb, query, AGENTS_EVIDENCE_TERMS, &terms, &n_terms) < 0)
+                return 0;
+        df = calloc(MAX(s->n * n_terms, (size_t) 1), sizeof(uint32_t));
+        n_chunks = calloc(s->n, sizeof(uint32_t));
+        best = calloc(s->n, sizeof(int));
+        if (!df || !n_chunks || !best) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < s->n; i++) {
+                const KbVocab *v = s->agents[i]->vocab;
+                n_chunks[i] = kb_vocab_chunks(v);
+                for (size_t t = 0; t < n_terms; t++)
+                        df[i * n_terms + t] = kb_vocab_df(v, terms[t]);
+        }
+        router_kb_evidence(df, n_chunks, s->n, n_terms, ev, best);
+
+        for (size_t i = 0; explain && i < s->n; i++) {
+                KbHit *hits = NULL;
+                size_t n_hits = 0;
+                if (isnan(ev[i]) || best[i] < 0)
+                        continue;
+                /* the documents a search for the query finds first */
+                char titles[256] = "";
+                if (kb_search_texts(s->agents[i]->kb, query, 2, &hits, &n_hits) >= 0)
+                        for (size_t h = 0, o = 0; h < n_hits && o < sizeof(titles); h++) {
+                                int m = snprintf(titles + o, sizeof(titles) - o, "%s%s", h ? "; " : "",
+                                                 hits[h].title);
+                                if (m < 0)
+                                        break;
+                                o += (size_t) m;
+                        }
+                kb_hits_free(hits, n_hits);
+                if (asprintf(&why[i], "%s (in %u of %u chunks)%s%s", terms[best[i]],
+                             df[i * n_terms + (size_t) best[i]], n_chunks[i], *titles ? "; documents: " : "",
+                             titles) < 0) {
+                        why[i] = NULL;
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+out:
+        kb_query_terms_free(terms, n_terms);
+        return r;
+}
+
+int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, int explain,
                  RouteResult *ret) {
         _cleanup_free_ RouterCandidate *cands = NULL;
-        _cleanup_free_ char **reasons = NULL;
+        _cleanup_free_ char **reasons = NULL, **why = NULL;
+        _cleanup_free_ ClassifierScore *learned = NULL;
+        _cleanup_free_ double *ev = NULL;
         int r;
 
         if (!s || !query || !ret)
@@ -256,23 +403,38 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
         if (s->n > 0) {
                 cands = calloc(s->n, sizeof(RouterCandidate));
                 reasons = calloc(s->n, sizeof(char *));
-                if (!cands || !reasons)
+                why = calloc(s->n, sizeof(char *));
+                ev = calloc(s->n, sizeof(double));
+                if (!cands || !reasons || !why || !ev)
                         return -ENOMEM;
         }
+        if (s->model) {
+                learned = calloc(s->n, sizeof(ClassifierScore));
+                if (!learned)
+                        return -ENOMEM;
+                r = classifier_predict(s->model, s->terms, query, explain, learned);
+                if (r < 0)
+                        return r;
+        }
+        r = agents_evidence(s, query, explain, ev, why);
+        if (r < 0)
+                goto out;
+
         for (size_t i = 0; i < s->n; i++) {
                 Agent *a = s->agents[i];
                 double score = 0;
-                KbHit *hits = NULL;
-                size_t n_hits = 0;
                 int wanted = n_pinned == 0;
 
                 /* With pinned agents only their scores matter (for the weights):
-                 * scoring and searching the others is wasted work on the hot path. */
+                 * the others' plugins are not asked. */
                 for (size_t k = 0; !wanted && k < n_pinned; k++)
                         wanted = pinned[k] && streq(pinned[k], a->name);
                 if (!wanted) {
-                        cands[i] = (RouterCandidate){
-                                .name = a->name, .reason = "not scored: agents pinned", .weight = a->weight};
+                        cands[i] = (RouterCandidate){.name = a->name,
+                                                     .reason = "not scored: agents pinned",
+                                                     .learned = NAN,
+                                                     .kb_evidence = NAN,
+                                                     .weight = a->weight};
                         continue;
                 }
 
@@ -283,22 +445,24 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                         if (asprintf(&reasons[i], "score failed: %s", strerror(-r)) < 0)
                                 reasons[i] = NULL;
                 }
-                double evidence = 0;
-                if (a->kb && kb_search_texts(a->kb, query, AGENTS_ROUTE_HITS, &hits, &n_hits) >= 0) {
-                        evidence = router_kb_evidence(query, hits, n_hits);
-                        kb_hits_free(hits, n_hits);
-                }
+                int has_model = learned && classifier_has_positives(s->model, i);
                 cands[i] = (RouterCandidate){
                         .name = a->name,
                         .plugin_score = score,
                         .reason = reasons[i],
-                        .kb_evidence = evidence,
+                        .learned = has_model ? learned[i].p : NAN,
+                        .learned_terms = has_model ? learned[i].terms : NULL,
+                        .kb_evidence = ev[i],
+                        .kb_terms = why[i],
                         .weight = a->weight,
                 };
         }
         r = router_route(&s->router, cands, s->n, pinned, n_pinned, ret);
-        for (size_t i = 0; i < s->n; i++)
+out:
+        for (size_t i = 0; i < s->n; i++) {
                 free(reasons[i]);
+                free(why[i]);
+        }
         return r;
 }
 

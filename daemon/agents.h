@@ -18,8 +18,10 @@
 typedef struct Agent Agent;
 typedef struct AgentSet AgentSet;
 
-/* Knowledge hits agents_route() looks at per agent for the evidence. */
-#define AGENTS_ROUTE_HITS 5u
+/* Query terms agents_route() weighs for the knowledge evidence. */
+#define AGENTS_EVIDENCE_TERMS 32u
+/* How often an agent's term statistics are re-read after its knowledge changed. */
+#define AGENTS_VOCAB_REFRESH_USEC (2ULL * 1000000ULL)
 /* Hard bound on agent_search()'s limit. */
 #define AGENTS_MAX_SEARCH_HITS 64u
 
@@ -53,12 +55,15 @@ const RouterConfig *agents_router_config(const AgentSet *s);
 
 /**
  * agents_route() - route @query: every agent's plugin score (an error
- * counts as 0, with the error as reason) and knowledge-base evidence
- * (router_kb_evidence over its best AGENTS_ROUTE_HITS hits), then
- * router_route() with @pinned (names; -ENOENT if one is unknown).
+ * counts as 0, with the error as reason), the learned classifier's
+ * probability (trained when the set was built) and the calibrated
+ * knowledge evidence (router_kb_evidence over the agents' term
+ * statistics), then router_route() with @pinned (names; -ENOENT if one is
+ * unknown). With @explain each choice also says which words and documents
+ * its learned score and evidence rest on (one extra search per agent).
  * On success fills the empty *@ret (release with route_result_done()).
  */
-int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, int explain,
                  RouteResult *ret);
 
 /**

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugin-host.h"
+#include "route-json.h"
 #include "router.h"
 #include "server.h"
 #include "build-config.h"
@@ -148,7 +149,7 @@ static void api_route(Server *s, HttpRequest *req) {
                                  "invalid_request_error", "query", NULL, "%s", err ? err : "out of memory");
                 return;
         }
-        r = agents_route(s->runtime->agents, query, NULL, 0, &rr);
+        r = agents_route(s->runtime->agents, query, NULL, 0, 1, &rr);
         if (r < 0) {
                 http_reply_error(req, 500, "server_error", NULL, NULL, "routing failed: %s", strerror(-r));
                 return;
@@ -157,11 +158,7 @@ static void api_route(Server *s, HttpRequest *req) {
         selected = json_array();
         for (size_t i = 0; i < rr.n; i++) {
                 RouteChoice *c = &rr.choices[i];
-                json_array_append_new(agents, json_pack("{s:s,s:f,s:f,s:f,s:f,s:s?,s:b,s:b}", "name",
-                                                        c->name, "score", c->score, "plugin_score",
-                                                        c->plugin_score, "kb_score", c->kb_evidence,
-                                                        "weight", c->weight, "reason", c->reason, "selected",
-                                                        c->selected, "fallback", c->fallback));
+                json_array_append_new(agents, route_choice_json(c));
                 if (c->selected)
                         json_array_append_new(selected, json_string(c->name));
         }

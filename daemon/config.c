@@ -30,6 +30,8 @@
 #define CONFIG_MAX_KNOWLEDGE 1024u
 #define CONFIG_MAX_OPTIONS 256u
 #define CONFIG_MAX_NAME 64u
+#define CONFIG_MAX_EXAMPLES 10000u          /* per agent, inline and from the file together */
+#define CONFIG_MAX_EXAMPLE_BYTES 1024u      /* one example question */
 #define CONFIG_MAX_MS (24ULL * 3600 * 1000) /* one day */
 
 /* Parsing context: the file being read and the first error met. */
@@ -126,6 +128,8 @@ static void agent_config_done(AgentConfig *a) {
         free(a->provider);
         free(a->model);
         free(a->prompt);
+        free(a->description);
+        strv_free_n(a->examples, a->n_examples);
         strv_free_n(a->knowledge, a->n_knowledge);
         key_values_free(a->options, a->n_options);
         *a = (AgentConfig){};
@@ -818,7 +822,15 @@ static int parse_router(Ctx *ctx, const YamlNode *m, RouterConfig *rc) {
                 else if (streq(k->value, "top_k"))
                         r = get_unsigned(ctx, v, "router.top_k", 1, 64, &rc->top_k);
                 else if (streq(k->value, "kb_weight"))
-                        r = get_double(ctx, v, "router.kb_weight", 0, 1, &rc->kb_weight);
+                        r = get_double(ctx, v, "router.kb_weight", 0, 10, &rc->kb_weight);
+                else if (streq(k->value, "lexicon_weight"))
+                        r = get_double(ctx, v, "router.lexicon_weight", 0, 10, &rc->lexicon_weight);
+                else if (streq(k->value, "learned_weight"))
+                        r = get_double(ctx, v, "router.learned_weight", 0, 10, &rc->learned_weight);
+                else if (streq(k->value, "floor"))
+                        r = get_double(ctx, v, "router.floor", 0, 1, &rc->floor);
+                else if (streq(k->value, "bias"))
+                        r = get_double(ctx, v, "router.bias", -10, 10, &rc->bias);
                 else if (streq(k->value, "fallback"))
                         r = get_name(ctx, v, "router.fallback", &rc->fallback);
                 else
@@ -1251,7 +1263,7 @@ static int config_set_defaults(Config *c) {
 
         c->socket_mode = 0660;
         c->log_level = LOG_LEVEL_INFO;
-        c->router = (RouterConfig){.threshold = 0.35, .top_k = 3, .kb_weight = 0.3};
+        c->router = ROUTER_CONFIG_DEFAULT;
         c->limits = (LimitsConfig){
                 .max_body_bytes = 1048576,
                 .max_messages = 256,
@@ -1364,12 +1376,55 @@ static int parse_main(Ctx *ctx, const YamlNode *root, Config *c, Marks *marks) {
 
 /* ---- agents.d ---- */
 
+/* Appends the example questions of @path (one per line; blank lines and
+ * lines starting with '#' skipped) to @a's examples. */
+static int read_examples_file(Ctx *ctx, const char *path, AgentConfig *a) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+        unsigned line = 0;
+        int r;
+
+        r = read_file_bounded(ctx, path, &buf, &size);
+        if (r < 0)
+                return r;
+        if (memchr(buf, 0, size))
+                return fail_file(ctx, path, -EINVAL, "not a text file (NUL byte)");
+        for (char *p = buf, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+                nl = strchr(p, '\n');
+                if (nl)
+                        *nl = 0;
+                line++;
+                size_t n = strlen(p);
+                while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+                        p[--n] = 0;
+                while (*p == ' ' || *p == '\t')
+                        p++, n--;
+                if (n == 0 || *p == '#')
+                        continue;
+                if (n > CONFIG_MAX_EXAMPLE_BYTES)
+                        return fail_file(ctx, path, -EINVAL, "line %u: example longer than %u bytes", line,
+                                         CONFIG_MAX_EXAMPLE_BYTES);
+                if (a->n_examples >= CONFIG_MAX_EXAMPLES)
+                        return fail_file(ctx, path, -E2BIG, "line %u: more than %u examples for agent '%s'",
+                                         line, CONFIG_MAX_EXAMPLES, a->name ? a->name : "?");
+                char **v = reallocarray(a->examples, a->n_examples + 1, sizeof(char *));
+                if (!v)
+                        return -ENOMEM;
+                a->examples = v;
+                if (!(v[a->n_examples] = strdup(p)))
+                        return -ENOMEM;
+                a->n_examples++;
+        }
+        return 0;
+}
+
 static int parse_agent(Ctx *ctx, const YamlNode *root, Config *c, AgentConfig *a) {
         const YamlNode *k, *v, *provider_node = NULL, *name_node = NULL;
+        _cleanup_free_ char *examples_file = NULL;
         int r;
 
         if (!root)
-                return fail_at(ctx, NULL, -EINVAL, "empty agent file: 'name' and 'plugin' are required");
+                return fail_at(ctx, NULL, -EINVAL, "empty agent file: 'name' is required");
         if (root->kind != YAML_TREE_MAPPING)
                 return fail_at(ctx, root, -EINVAL, "expected a mapping at the top level, got a %s",
                                yaml_node_kind_name(root));
@@ -1399,6 +1454,18 @@ static int parse_agent(Ctx *ctx, const YamlNode *root, Config *c, AgentConfig *a
                         r = get_string(ctx, v, key, 0, &a->model);
                 else if (streq(key, "prompt"))
                         r = get_string(ctx, v, key, 0, &a->prompt);
+                else if (streq(key, "description"))
+                        r = get_string(ctx, v, key, 0, &a->description);
+                else if (streq(key, "examples")) {
+                        r = get_string_list(ctx, v, key, CONFIG_MAX_EXAMPLES, NULL, 0, &a->examples,
+                                            &a->n_examples);
+                        for (size_t i = 0; r >= 0 && i < a->n_examples; i++)
+                                if (strlen(a->examples[i]) > CONFIG_MAX_EXAMPLE_BYTES)
+                                        r = fail_at(ctx, v->items[i], -EINVAL,
+                                                    "examples[%zu] is longer than %u bytes", i,
+                                                    CONFIG_MAX_EXAMPLE_BYTES);
+                } else if (streq(key, "examples_file"))
+                        r = get_path(ctx, v, key, ctx->dir, &examples_file);
                 else if (streq(key, "knowledge"))
                         r = get_string_list(ctx, v, key, CONFIG_MAX_KNOWLEDGE, ctx->dir, 0, &a->knowledge,
                                             &a->n_knowledge);
@@ -1413,8 +1480,11 @@ static int parse_agent(Ctx *ctx, const YamlNode *root, Config *c, AgentConfig *a
         }
         if (!a->name)
                 return missing_key(ctx, root, "name", NULL);
-        if (!a->plugin)
-                return missing_key(ctx, root, "plugin", NULL);
+        if (examples_file) {
+                r = read_examples_file(ctx, examples_file, a);
+                if (r < 0)
+                        return r;
+        }
         if (!config_find_provider(c, a->provider))
                 return fail_at(ctx, provider_node, -ENOENT, "unknown provider '%s' for agent '%s'",
                                a->provider, a->name);

@@ -70,8 +70,11 @@ typedef struct PipelineConfig {
 
 typedef struct AgentConfig {
         char *name;
-        char *file;   /* the agents.d file it came from */
-        char *plugin; /* plugin name: <plugin_dir>/<plugin>.so, or a path */
+        char *file;        /* the agents.d file it came from */
+        char *plugin;      /* plugin name: <plugin_dir>/<plugin>.so, or a path; NULL: a generic expert */
+        char *description; /* what the agent knows, for people and the generic expert's prompt */
+        char **examples;   /* example questions: inline 'examples:' then 'examples_file:' lines */
+        size_t n_examples;
         double weight;
         char *provider;   /* provider name; default "builtin" */
         char *model;      /* overrides the provider's model */
@@ -83,12 +86,31 @@ typedef struct AgentConfig {
         size_t n_options;
 } AgentConfig;
 
+/* An agent's score is weight * sigmoid(z) with
+ *   z = learned_weight * logit(learned) + lexicon_weight * lexicon
+ *     + kb_weight * evidence + bias
+ * (log-odds: each signal adds its evidence; see docs/routing.md). */
 typedef struct RouterConfig {
-        double threshold; /* select agents scoring at least this */
-        unsigned top_k;   /* at most this many */
-        double kb_weight; /* share of the knowledge-base evidence in the score */
-        char *fallback;   /* agent used when none qualifies, default "general" */
+        double threshold;      /* select agents scoring at least this */
+        unsigned top_k;        /* at most this many */
+        double lexicon_weight; /* log-odds per unit of the plugin's lexicon score (a prior) */
+        double learned_weight; /* multiplies the learned classifier's log-odds */
+        double kb_weight;      /* log-odds per unit of calibrated knowledge evidence */
+        double bias;           /* log-odds every agent starts from */
+        double floor;          /* below threshold: the best specialist still answers from here if it
+                                  beats the fallback agent (0 = off) */
+        char *fallback;        /* agent used when none qualifies, default "general" */
 } RouterConfig;
+
+/* The defaults, chosen on the dev splits of the routing sets (docs/routing.md). */
+#define ROUTER_CONFIG_DEFAULT                                                                               \
+        ((RouterConfig){.threshold = 0.5,                                                                   \
+                        .top_k = 3,                                                                         \
+                        .lexicon_weight = 5.0,                                                              \
+                        .learned_weight = 0.75,                                                             \
+                        .kb_weight = 2.0,                                                                   \
+                        .bias = -0.5,                                                                       \
+                        .floor = 0.25})
 
 typedef struct LimitsConfig {
         uint64_t max_body_bytes;

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "plugin-host.h"
 #include "prompts.h"
+#include "route-json.h"
 #include "router.h"
 #include "util.h"
 
@@ -258,19 +259,6 @@ static char *selected_names(EngineRun *run) {
         return s;
 }
 
-static json_t *route_to_json(const RouteResult *r) {
-        json_t *a = json_array();
-
-        for (size_t i = 0; a && i < r->n; i++) {
-                const RouteChoice *c = &r->choices[i];
-                json_array_append_new(a, json_pack("{s:s,s:f,s:f,s:f,s:b,s:s?}", "name", c->name, "score",
-                                                   c->score, "plugin_score", c->plugin_score, "kb_score",
-                                                   c->kb_evidence, "selected", c->selected, "reason",
-                                                   c->reason));
-        }
-        return a;
-}
-
 /* Ends the run: calls on_done exactly once and frees the run. */
 static void run_finish(EngineRun *run, int error, unsigned status, const char *type, const char *code,
                        const char *message) {
@@ -292,7 +280,7 @@ static void run_finish(EngineRun *run, int error, unsigned status, const char *t
         };
 
         if (run->spec.chat->trace) {
-                trace = json_pack("{s:o,s:O,s:s?}", "route", route_to_json(&run->route), "layers",
+                trace = json_pack("{s:o,s:O,s:s?}", "route", route_result_json(&run->route), "layers",
                                   run->trace_layers, "pipeline",
                                   run->spec.pipeline ? run->spec.pipeline->name : run->spec.agent);
                 res.trace = trace;
@@ -865,7 +853,7 @@ static int select_agents(EngineRun *run) {
                 return 0;
         }
 
-        r = agents_route(e->agents, run->query, (const char *const *) chat->agents, chat->n_agents,
+        r = agents_route(e->agents, run->query, (const char *const *) chat->agents, chat->n_agents, 0,
                          &run->route);
         if (r < 0)
                 return r;

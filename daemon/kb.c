@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include "kb-text.h"
+#include "kb-vocab.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
@@ -886,4 +887,10 @@ int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_
 
 int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
         return search(kb, query, limit, 0, ret_hits, ret_n);
+}
+
+/* ---- for kb-vocab.c -------------------------------------------------------- */
+
+sqlite3 *kb_sqlite(Kb *kb) {
+        return kb ? kb->db : NULL;
 }

@@ -26,6 +26,7 @@ struct PluginAgent {
         char *path;
         char *name;
         char *prompt;
+        char *description;
         char **keys, **values;
         MoaKeyValue *kv;
         size_t n_options;
@@ -68,6 +69,8 @@ static const char *host_config_get(MoaHostContext *ctx, const char *key) {
                 return a->name;
         if (streq(key, "prompt"))
                 return a->prompt;
+        if (streq(key, "description"))
+                return a->description;
         for (size_t i = 0; i < a->n_options; i++)
                 if (streq(a->keys[i], key))
                         return a->values[i];
@@ -173,6 +176,7 @@ PluginAgent *plugin_agent_free(PluginAgent *a) {
         free(a->path);
         free(a->name);
         free(a->prompt);
+        free(a->description);
         free(a);
         return NULL;
 }
@@ -180,11 +184,13 @@ PluginAgent *plugin_agent_free(PluginAgent *a) {
 DEFINE_TRIVIAL_CLEANUP_FUNC(PluginAgent *, plugin_agent_free);
 
 static int copy_spec(PluginAgent *a, const PluginAgentSpec *spec) {
-        a->path = strdup(spec->path);
+        a->path = strdup(spec->path ? spec->path : PLUGIN_GENERIC_PATH);
         a->name = strdup(spec->name);
         if (!a->path || !a->name)
                 return -ENOMEM;
         if (spec->prompt && !(a->prompt = strdup(spec->prompt)))
+                return -ENOMEM;
+        if (spec->description && !(a->description = strdup(spec->description)))
                 return -ENOMEM;
         size_t n = spec->options ? MIN(spec->n_options, (size_t) PLUGIN_MAX_OPTIONS) : 0;
         if (n > 0) {
@@ -247,20 +253,9 @@ static int check_descriptor(const PluginAgent *a, const MoaPlugin *d) {
         return 0;
 }
 
-int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
-        _cleanup_(plugin_agent_freep) PluginAgent *a = NULL;
+/* dlopen a->path and check its descriptor; sets a->dl and a->desc. Logs the refusal. */
+static int plugin_open(PluginAgent *a) {
         int r;
-
-        if (!spec || isempty(spec->path) || isempty(spec->name) || !ret)
-                return -EINVAL;
-
-        a = calloc(1, sizeof(*a));
-        if (!a)
-                return -ENOMEM;
-        a->ctx.agent = a;
-        r = copy_spec(a, spec);
-        if (r < 0)
-                return r;
 
         if (access(a->path, F_OK) < 0)
                 return log_error_errno(-errno, "agent %s: refusing plugin %s", a->name, a->path);
@@ -288,7 +283,32 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
         if (r < 0)
                 return r;
         a->desc = d;
+        return 0;
+}
 
+int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
+        _cleanup_(plugin_agent_freep) PluginAgent *a = NULL;
+        int r;
+
+        if (!spec || (spec->path && !*spec->path) || isempty(spec->name) || !ret)
+                return -EINVAL;
+
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->ctx.agent = a;
+        r = copy_spec(a, spec);
+        if (r < 0)
+                return r;
+
+        if (spec->path) {
+                r = plugin_open(a);
+                if (r < 0)
+                        return r;
+        } else
+                a->desc = plugin_generic_descriptor();
+
+        const MoaPlugin *d = a->desc;
         if (d->init) {
                 r = d->init(&host_table, &a->ctx, &a->info, &a->state);
                 if (r < 0) {

@@ -23,7 +23,10 @@ typedef int (*PluginKbSearchFunc)(void *userdata, const char *query, unsigned li
 /**
  * struct PluginAgentSpec - what plugin_agent_load() needs. Everything is
  * copied; the spec may be freed after the call.
- * @path:      the shared object to dlopen (absolute or relative path).
+ * @path:      the shared object to dlopen (absolute or relative path), or
+ *             NULL for the generic expert built into the daemon.
+ * @description: the agent's configured description, or NULL (plugins read
+ *             it as config_get("description")).
  * @name:      the agent's name (config name, not the plugin's).
  * @prompt:    configured system prompt, or NULL for the plugin's default.
  * @weight:    the agent's weight (passed to the plugin for information).
@@ -37,6 +40,7 @@ typedef struct PluginAgentSpec {
         const char *path;
         const char *name;
         const char *prompt;
+        const char *description;
         double weight;
         const struct KeyValue *options;
         size_t n_options;
@@ -59,6 +63,12 @@ typedef struct PluginAgentSpec {
  * On success *@ret is a new agent (free with plugin_agent_free()).
  */
 int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret);
+
+/** plugin_generic_descriptor() - the generic expert's descriptor (plugin-generic.c). */
+const struct MoaPlugin *plugin_generic_descriptor(void);
+
+/** PLUGIN_GENERIC_PATH - what plugin_agent_path() says for the generic expert. */
+#define PLUGIN_GENERIC_PATH "(built-in generic expert)"
 
 /** plugin_agent_free() - call fini, dlclose, free. NULL is a no-op. Returns NULL. */
 PluginAgent *plugin_agent_free(PluginAgent *a);

@@ -1,6 +1,5 @@
-/* router.c — pure agent selection and the knowledge-base evidence measure
- * (see router.h and docs/routing.md). */
-#include <ctype.h>
+/* router.c — pure agent selection and the calibrated knowledge-base
+ * evidence (see router.h and docs/routing.md). */
 #include <math.h>
 
 #include "router.h"
@@ -12,6 +11,8 @@ void route_result_done(RouteResult *r) {
         for (size_t i = 0; i < r->n; i++) {
                 free(r->choices[i].name);
                 free(r->choices[i].reason);
+                free(r->choices[i].learned_terms);
+                free(r->choices[i].kb_terms);
         }
         free(r->choices);
         *r = ROUTE_RESULT_INIT;
@@ -23,12 +24,26 @@ static double clamp01(double x) {
         return x > 1 ? 1 : x;
 }
 
+#define LEARNED_MIN 0.02 /* the classifier's probability is trusted to 1:49 odds */
+
 double router_combine(const RouterConfig *cfg, const RouterCandidate *c) {
-        double kw = cfg ? clamp01(cfg->kb_weight) : 0;
         double w = c->weight;
-        if (isnan(w) || w < 0)
-                w = 0;
-        return clamp01(w * ((1 - kw) * clamp01(c->plugin_score) + kw * clamp01(c->kb_evidence)));
+        if (!cfg || isnan(w) || w < 0)
+                return 0;
+        double z = cfg->bias + cfg->lexicon_weight * clamp01(c->plugin_score);
+        if (!isnan(c->learned)) {
+                double p = CLAMP(c->learned, LEARNED_MIN, 1 - LEARNED_MIN);
+                z += cfg->learned_weight * log(p / (1 - p));
+        }
+        if (!isnan(c->kb_evidence))
+                z += cfg->kb_weight * clamp01(c->kb_evidence);
+        if (isnan(z))
+                return 0;
+        return clamp01(w / (1 + exp(-z)));
+}
+
+static char *strdup_or_empty(const char *s) {
+        return strdup(s ? s : "");
 }
 
 static int choice_cmp(const void *x, const void *y) {
@@ -71,13 +86,16 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
                 RouteChoice *c = &r.choices[i];
                 r.n = i + 1;
                 c->name = strdup(cands[i].name);
-                c->reason = strdup(cands[i].reason ? cands[i].reason : "");
-                if (!c->name || !c->reason) {
+                c->reason = strdup_or_empty(cands[i].reason);
+                c->learned_terms = strdup_or_empty(cands[i].learned_terms);
+                c->kb_terms = strdup_or_empty(cands[i].kb_terms);
+                if (!c->name || !c->reason || !c->learned_terms || !c->kb_terms) {
                         route_result_done(&r);
                         return -ENOMEM;
                 }
                 c->plugin_score = clamp01(cands[i].plugin_score);
-                c->kb_evidence = clamp01(cands[i].kb_evidence);
+                c->learned = isnan(cands[i].learned) ? NAN : clamp01(cands[i].learned);
+                c->kb_evidence = isnan(cands[i].kb_evidence) ? NAN : clamp01(cands[i].kb_evidence);
                 c->weight = isnan(cands[i].weight) || cands[i].weight < 0 ? 0 : cands[i].weight;
                 c->score = router_combine(cfg, &cands[i]);
         }
@@ -94,17 +112,38 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
         } else {
                 double threshold = clamp01(cfg->threshold);
                 for (size_t i = 0; i < r.n; i++) {
+                        RouteChoice *c = &r.choices[i];
                         if (cfg->top_k > 0 && r.n_selected >= cfg->top_k)
                                 break;
-                        if (r.choices[i].score < threshold)
-                                break; /* sorted: nothing further qualifies */
-                        if (r.choices[i].weight <= 0)
+                        if (c->weight <= 0)
                                 continue; /* disabled by weight even at threshold 0 */
                         /* the fallback is not a specialist: it is chosen only by fallback */
-                        if (cfg->fallback && streq(r.choices[i].name, cfg->fallback))
+                        if (cfg->fallback && streq(c->name, cfg->fallback))
                                 continue;
-                        r.choices[i].selected = 1;
+                        if (c->score < threshold)
+                                break; /* sorted: nothing further qualifies */
+                        c->selected = 1;
                         r.n_selected++;
+                }
+                /* Nobody reached the threshold: the best specialist still
+                 * answers when it reaches the floor and scores above the
+                 * fallback agent (which has learned what is everyday talk). */
+                if (r.n_selected == 0 && r.n > 0 && cfg->floor > 0 && cfg->floor < threshold) {
+                        const RouteChoice *fbc = NULL;
+                        for (size_t i = 0; i < r.n; i++)
+                                if (cfg->fallback && streq(r.choices[i].name, cfg->fallback))
+                                        fbc = &r.choices[i];
+                        for (size_t i = 0; i < r.n; i++) {
+                                RouteChoice *c = &r.choices[i];
+                                if (c == fbc || c->weight <= 0)
+                                        continue;
+                                if (c->score >= cfg->floor &&
+                                    (!fbc || c->score > fbc->score / MAX(fbc->weight, 1e-9))) {
+                                        c->selected = 1;
+                                        r.n_selected = 1;
+                                }
+                                break; /* sorted: only the best may */
+                        }
                 }
                 if (r.n_selected == 0 && r.n > 0) {
                         size_t pick = 0;
@@ -123,116 +162,67 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
         return 0;
 }
 
-/* ---- knowledge-base evidence ------------------------------------------ */
+/* ---- calibrated knowledge evidence ------------------------------------ */
 
-#define EVIDENCE_MAX_TERMS 32u
-#define EVIDENCE_TERM_MAX 48u
-#define EVIDENCE_PREFIX 5u
-#define EVIDENCE_MAX_TEXT (64u * 1024u)
+#define EVIDENCE_PRIOR_MASS 3.0 /* idf units of "no evidence" every query starts with */
+#define EVIDENCE_SMOOTH 0.01    /* chunks added to every rate, so unseen is not impossible */
 
-/* English, German, French, Spanish function words and question fillers:
- * they say nothing about the domain. Sorted is not required (tiny list). */
-static const char *const stop_words[] = {
-        "the",   "and",   "for",  "are",     "but",    "not",    "you",     "your",   "all",   "any",
-        "can",   "her",   "was",  "one",     "our",    "out",    "has",     "have",   "had",   "his",
-        "how",   "its",   "may",  "new",     "now",    "who",    "why",     "what",   "when",  "where",
-        "which", "while", "with", "this",    "that",   "these",  "those",   "there",  "their", "them",
-        "then",  "than",  "they", "from",    "into",   "about",  "does",    "did",    "doing", "should",
-        "would", "could", "will", "shall",   "must",   "been",   "being",   "were",   "some",  "such",
-        "also",  "just",  "very", "more",    "most",   "much",   "many",    "need",   "want",  "like",
-        "get",   "got",   "use",  "using",   "make",   "tell",   "explain", "please", "know",  "way",
-        "best",  "good",  "help", "need",    "there",  "here",   "der",     "die",    "das",   "und",
-        "ist",   "ein",   "eine", "einen",   "einem",  "einer",  "wie",     "was",    "wer",   "ich",
-        "mir",   "mich",  "mein", "meine",   "sie",    "ihr",    "wir",     "uns",    "bei",   "mit",
-        "von",   "für",   "fur",  "auf",     "aus",    "nach",   "oder",    "aber",   "nicht", "kann",
-        "muss",  "soll",  "darf", "sind",    "wird",   "werden", "habe",    "hat",    "den",   "dem",
-        "des",   "zum",   "zur",  "gibt",    "welche", "warum",  "les",     "des",    "une",   "est",
-        "que",   "qui",   "quoi", "pour",    "dans",   "par",    "sur",     "avec",   "pas",   "mon",
-        "mes",   "son",   "ses",  "comment", "quel",   "quelle", "quels",   "est-ce", "faire", "peut",
-        "puis",  "dois",  "suis", "vous",    "nous",   "elle",   "ils",     "aux",    "cette", "ces",
-        "los",   "las",   "del",  "una",     "uno",    "por",    "para",    "con",    "que",   "qué",
-        "cómo",  "como",  "cuál", "mis",     "sus",    "hay",    "puedo",   "debo",   "tengo", "está",
-        "esta",  "este",  "son",  "pero",    "sin",
-};
+void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_agents, size_t n_terms,
+                        double *ret, int *ret_best_term) {
+        double total_chunks = 0, known_mass = 0;
 
-static int is_stop_word(const char *w) {
-        for (size_t i = 0; i < ELEMENTSOF(stop_words); i++)
-                if (streq(stop_words[i], w))
-                        return 1;
-        return 0;
-}
-
-static int word_byte(unsigned char c) {
-        return isalnum(c) || c >= 0x80;
-}
-
-/* Next lower-cased word of *p into @buf (truncated to @size-1); returns its
- * length (0 at end) and advances *p. */
-static size_t next_word(const char **p, const char *end, char *buf, size_t size) {
-        const char *s = *p;
-        while (s < end && !word_byte((unsigned char) *s))
-                s++;
-        size_t n = 0;
-        while (s < end && word_byte((unsigned char) *s)) {
-                if (n + 1 < size)
-                        buf[n++] = (char) tolower((unsigned char) *s);
-                s++;
+        if (!ret)
+                return;
+        for (size_t a = 0; a < n_agents; a++) {
+                ret[a] = n_chunks && n_chunks[a] > 0 ? 0 : NAN;
+                if (ret_best_term)
+                        ret_best_term[a] = -1;
+                if (n_chunks)
+                        total_chunks += n_chunks[a];
         }
-        buf[n] = 0;
-        *p = s;
-        return n;
-}
+        /* Evidence is a contrast with the other agents' knowledge: without
+         * any, there is nothing to calibrate against. */
+        for (size_t a = 0; n_chunks && a < n_agents; a++)
+                if (!isnan(ret[a]) && total_chunks - n_chunks[a] <= 0)
+                        ret[a] = NAN;
+        if (!df || !n_chunks || n_agents == 0 || n_terms == 0 || total_chunks <= 0)
+                return;
 
-static int term_matches(const char *term, size_t tlen, const char *word, size_t wlen) {
-        if (tlen == wlen && memcmp(term, word, tlen) == 0)
-                return 1;
-        return tlen >= EVIDENCE_PREFIX && wlen >= EVIDENCE_PREFIX &&
-               memcmp(term, word, EVIDENCE_PREFIX) == 0;
-}
+        _cleanup_free_ double *owned = calloc(n_agents, sizeof(double)),
+                              *best = calloc(n_agents, sizeof(double));
+        if (!owned || !best)
+                return; /* out of memory: no evidence, which routing survives */
 
-double router_kb_evidence(const char *query, const KbHit *hits, size_t n) {
-        char terms[EVIDENCE_MAX_TERMS][EVIDENCE_TERM_MAX];
-        size_t tlen[EVIDENCE_MAX_TERMS];
-        int found[EVIDENCE_MAX_TERMS] = {0};
-        size_t nt = 0, nfound = 0;
-        char w[EVIDENCE_TERM_MAX];
-
-        if (!query || !hits || n == 0)
-                return 0;
-
-        const char *p = query, *end = query + strnlen(query, KB_MAX_QUERY_BYTES);
-        size_t l;
-        while (nt < EVIDENCE_MAX_TERMS && (l = next_word(&p, end, w, sizeof(w))) > 0) {
-                if (l < 3 || is_stop_word(w))
+        for (size_t t = 0; t < n_terms; t++) {
+                double df_all = 0;
+                for (size_t a = 0; a < n_agents; a++)
+                        df_all += df[a * n_terms + t];
+                if (df_all <= 0)
+                        continue; /* unknown everywhere: says nothing about anyone */
+                double idf = log((total_chunks + 1.0) / (df_all + 0.5));
+                if (!(idf > 0))
                         continue;
-                int dup = 0;
-                for (size_t i = 0; i < nt && !dup; i++)
-                        dup = streq(terms[i], w);
-                if (dup)
-                        continue;
-                memcpy(terms[nt], w, l + 1);
-                tlen[nt] = strlen(w);
-                nt++;
-        }
-        if (nt == 0)
-                return 0;
-
-        for (size_t h = 0; h < n && nfound < nt; h++) {
-                const char *t = hits[h].text ? hits[h].text : hits[h].snippet;
-                if (!t)
-                        continue;
-                const char *q = t, *tend = t + strnlen(t, EVIDENCE_MAX_TEXT);
-                while (nfound < nt && (l = next_word(&q, tend, w, sizeof(w))) > 0) {
-                        size_t wl = strlen(w);
-                        for (size_t i = 0; i < nt; i++)
-                                if (!found[i] && term_matches(terms[i], tlen[i], w, wl)) {
-                                        found[i] = 1;
-                                        nfound++;
-                                }
+                known_mass += idf;
+                for (size_t a = 0; a < n_agents; a++) {
+                        double d = df[a * n_terms + t];
+                        if (d <= 0 || isnan(ret[a]))
+                                continue;
+                        double p_a = (d + EVIDENCE_SMOOTH) / (n_chunks[a] + 1.0);
+                        double rest = total_chunks - n_chunks[a];
+                        double p_rest = (df_all - d + EVIDENCE_SMOOTH) / (rest + 1.0);
+                        double share = p_a / (p_a + p_rest);
+                        /* as frequent here as everywhere else is no evidence */
+                        double even = 0.5;
+                        /* one chunk may be an incidental mention: d / (d + 1) */
+                        double gain = share > even ? idf * (share - even) / (1.0 - even) * d / (d + 1.0) : 0;
+                        owned[a] += gain;
+                        if (ret_best_term && gain > best[a]) {
+                                best[a] = gain;
+                                ret_best_term[a] = (int) t;
+                        }
                 }
         }
-
-        double coverage = (double) nfound / (double) nt;
-        double damp = (double) n / ((double) n + 1.0);
-        return CLAMP(coverage * damp, 0.0, 1.0);
+        for (size_t a = 0; a < n_agents; a++)
+                if (!isnan(ret[a]))
+                        ret[a] = CLAMP(owned[a] / (known_mass + EVIDENCE_PRIOR_MASS), 0.0, 1.0);
 }

@@ -1,14 +1,15 @@
 /* router.h — agent selection, pure (no I/O): combine each agent's plugin
- * score with its knowledge-base evidence and weight, select every agent at
- * or above the threshold up to top-k, honour a pinned list, fall back to
- * the configured fallback agent when none qualifies. The formula is in
- * docs/routing.md. */
+ * lexicon score (a prior), the learned classifier's probability and its
+ * calibrated knowledge-base evidence in log-odds, times its weight; select
+ * every agent at or above the threshold up to top-k, honour a pinned list,
+ * fall back to the configured fallback agent when none qualifies. The
+ * formulas are in docs/routing.md. */
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
-#include "kb.h"
 
 /* More candidates or pinned names than this are refused (-E2BIG). */
 #define ROUTER_MAX_CANDIDATES 1024u
@@ -16,22 +17,31 @@
 /**
  * struct RouterCandidate - one agent's inputs to the router (borrowed).
  * @name:         agent name (unique among the candidates).
- * @plugin_score: the plugin's score in [0,1] (clamped; NaN -> 0).
+ * @plugin_score: the plugin's lexicon score in [0,1] (clamped; NaN -> 0).
  * @reason:       the plugin's short reason, may be NULL.
- * @kb_evidence:  router_kb_evidence() for this agent, in [0,1].
+ * @learned:      the classifier's probability in [0,1]; NaN: the agent has
+ *                no learned model (no examples, no documents).
+ * @learned_terms: words behind @learned, may be NULL.
+ * @kb_evidence:  router_kb_evidence() for this agent in [0,1]; NaN: the
+ *                agent has no knowledge base.
+ * @kb_terms:     the terms and documents behind @kb_evidence, may be NULL.
  * @weight:       the agent's configured weight (>= 0; NaN -> 0).
  */
 typedef struct RouterCandidate {
         const char *name;
         double plugin_score;
         const char *reason;
+        double learned;
+        const char *learned_terms;
         double kb_evidence;
+        const char *kb_terms;
         double weight;
 } RouterCandidate;
 
 /**
  * struct RouteChoice - one agent in a routing result (owned by the result).
  * @score:    the combined score in [0,1] the selection used.
+ * @learned, @kb_evidence: as given (NaN: not available).
  * @selected: chosen for this query.
  * @fallback: chosen only because nothing else qualified.
  * @pinned:   chosen because the request named it.
@@ -39,8 +49,11 @@ typedef struct RouterCandidate {
 typedef struct RouteChoice {
         char *name;
         char *reason;
+        char *learned_terms;
+        char *kb_terms;
         double score;
         double plugin_score;
+        double learned;
         double kb_evidence;
         double weight;
         int selected;
@@ -66,7 +79,10 @@ void route_result_done(RouteResult *r);
 
 /**
  * router_combine() - the combined score of one candidate under @cfg:
- * clamp(weight * ((1 - kb_weight) * plugin_score + kb_weight * kb_evidence), 0, 1).
+ * weight * sigmoid(bias + lexicon_weight * plugin_score + learned_weight *
+ * logit(learned) + kb_weight * kb_evidence), clamped to [0,1]; a signal
+ * that is NaN (not available) adds nothing, learned is clamped to
+ * [0.02, 0.98] first.
  */
 double router_combine(const RouterConfig *cfg, const RouterCandidate *c);
 
@@ -84,13 +100,20 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
                  size_t n_pinned, RouteResult *ret);
 
 /**
- * router_kb_evidence() - how well an agent's knowledge base covers @query,
- * in [0,1], from its top @n hits: the share of the query's distinct content
- * terms (stop words in English, German, French and Spanish dropped, terms
- * shorter than 3 bytes dropped, at most 32 terms) found as words in the
- * hits' texts, times a damping factor n / (n + 1) for thin evidence. A term
- * counts as found when a hit word equals it or shares its first 5 bytes
- * (cheap stemming: "contracts"/"contract"). 0 when the query has no
- * content terms or there are no hits. Pure; never fails.
+ * router_kb_evidence() - calibrated knowledge evidence of every agent for one
+ * query. @df holds @n_agents rows of @n_terms document frequencies: row a,
+ * column t = how many of agent a's @n_chunks[a] chunks hold query term t.
+ * For each term known anywhere, its weight is its rarity over all agents'
+ * chunks (idf), and agent a owns the share p_a / (p_a + p_rest) of it, p_a
+ * being the term's rate in a's chunks and p_rest its rate in everyone
+ * else's: a term frequent in a's knowledge and rare elsewhere is strong
+ * evidence, a word common everywhere is none, and a larger knowledge base
+ * does not raise its own evidence by size. Evidence = sum of owned weight
+ * above an even share / (total weight + a prior mass), in [0,1).
+ * Agents with @n_chunks[a] == 0 get NaN (no knowledge), and so does an agent
+ * when no other agent has knowledge (nothing to contrast it with). @ret_best_term[a],
+ * if not NULL, receives the index of a's strongest term, or -1.
+ * Pure; never fails.
  */
-double router_kb_evidence(const char *query, const KbHit *hits, size_t n);
+void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_agents, size_t n_terms,
+                        double *ret, int *ret_best_term);

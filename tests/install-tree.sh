@@ -147,11 +147,21 @@ else
         echo "pkg-config not installed: pkg-config checks skipped"
 fi
 
+# The agent files name $datadir (knowledge, example questions): for the runs
+# below they are copied with the DESTDIR in front, the one change a real
+# install does not need.
+mkdir -p "$tmp/agents.d"
+for a in $agents; do
+        sed -e "s#^\([[:space:]]*-[[:space:]]*\)$datadir/#\1$root$datadir/#" \
+                -e "s#^\(examples_file:[[:space:]]*\)$datadir/#\1$root$datadir/#" \
+                "$root$confdir/agents.d/$a.yaml" >"$tmp/agents.d/$a.yaml"
+done
+
 # ---- the installed configuration validates ----
 # moad's sanitizer runtime must not look for a suppression file etc. here;
 # the installed binary is exactly the built one.
 if out=$("$root$sbindir/moad" --check-config --config "$root$confdir/moad.yaml" \
-        --agents-dir "$root$confdir/agents.d" 2>&1); then
+        --agents-dir "$tmp/agents.d" 2>&1); then
         ok "installed configuration: $out"
 else
         fail "installed configuration invalid: $out"
@@ -169,15 +179,14 @@ for a in $agents; do
         if grep -q '^[[:space:]]*-[[:space:]]*knowledge/' "$root$confdir/agents.d/$a.yaml"; then
                 fail "$a.yaml still has a relative knowledge path"
         fi
+        ex=$(sed -n 's/^examples_file:[[:space:]]*//p' "$root$confdir/agents.d/$a.yaml")
+        case $ex in
+        "$datadir"/examples/*) [ -s "$root$ex" ] && ok "$a examples $ex" || fail "$a examples $ex not installed" ;;
+        *) fail "$a examples path '$ex' is not under $datadir/examples" ;;
+        esac
 done
 
 # ---- the installed daemon and client, with the installed plugins and knowledge ----
-# The agent files name $datadir: for this run they are copied with the
-# DESTDIR in front, the one change a real install does not need.
-mkdir -p "$tmp/agents.d"
-for a in $agents; do
-        sed "s#^\([[:space:]]*-[[:space:]]*\)$datadir/#\1$root$datadir/#" "$root$confdir/agents.d/$a.yaml" >"$tmp/agents.d/$a.yaml"
-done
 sock=$tmp/moad.sock
 env -u LISTEN_FDS -u LISTEN_PID -u NOTIFY_SOCKET -u OPENAI_BASE_URL -u OPENAI_API_KEY \
         MOAD_PLUGIN_DIR="$root$plugindir" "$root$sbindir/moad" --config "$root$confdir/moad.yaml" \

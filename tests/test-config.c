@@ -131,9 +131,11 @@ static void check_defaults_except_agents(const Config *c) {
                          dir_exists_for_test(MOAD_PLUGIN_DIR) ? MOAD_PLUGIN_DIR : MOAD_BUILD_DIR "/plugins");
         ck_assert_str_eq(c->state_dir, MOAD_STATE_DIR);
 
-        ck_assert_double_eq(c->router.threshold, 0.35);
+        ck_assert_double_eq(c->router.threshold, ROUTER_CONFIG_DEFAULT.threshold);
         ck_assert_uint_eq(c->router.top_k, 3);
-        ck_assert_double_eq(c->router.kb_weight, 0.3);
+        ck_assert_double_eq(c->router.lexicon_weight, ROUTER_CONFIG_DEFAULT.lexicon_weight);
+        ck_assert_double_eq(c->router.learned_weight, ROUTER_CONFIG_DEFAULT.learned_weight);
+        ck_assert_double_eq(c->router.kb_weight, ROUTER_CONFIG_DEFAULT.kb_weight);
         ck_assert_str_eq(c->router.fallback, "general");
 
         ck_assert_uint_eq(c->limits.max_body_bytes, 1048576);
@@ -529,7 +531,7 @@ START_TEST(test_error_types) {
         expect_main_error("router:\n  threshold: .nan\n", "2:14: expected a number for 'router.threshold'");
         expect_main_error("router:\n  threshold: 1.5\n", "2:14: 'router.threshold' must be between 0 and 1");
         expect_main_error("router:\n  kb_weight: -0.1\n",
-                          "2:14: 'router.kb_weight' must be between 0 and 1");
+                          "2:14: 'router.kb_weight' must be between 0 and 10");
         expect_main_error("router:\n  top_k: 0\n", "2:10: 'router.top_k' must be at least 1, not 0");
         expect_main_error("providers:\n  - name: x\n    type: builtin\n    temperature: 3\n",
                           "4:18: 'providers[0].temperature' must be between 0 and 2");
@@ -698,10 +700,51 @@ END_TEST
 
 /* ---- agent files ---- */
 
+/* An agent without 'plugin' is a generic expert; its examples come inline
+ * and from examples_file (relative to the agent file, '#' and blank lines
+ * skipped), inline first. */
+START_TEST(test_agent_examples) {
+        _cleanup_free_ char *d = tmp_path("ex-agents"), *err = NULL, *ex = NULL, *want = NULL;
+        mkdir(d, 0755);
+        _cleanup_free_ char *f =
+                write_file("ex-agents/sec.yaml", "name: security\ndescription: IT security\n"
+                                                 "examples: [\"How do I rotate a TLS certificate?\"]\n"
+                                                 "examples_file: sec.txt\n");
+        _cleanup_free_ char *t =
+                write_file("ex-agents/sec.txt", "# comment\n\n  What is a CSRF token?  \r\nIs MD5 safe?\n");
+        Config *c = load_ok(NULL, d);
+        const AgentConfig *a = config_find_agent(c, "security");
+        ck_assert_ptr_nonnull(a);
+        ck_assert_ptr_null(a->plugin);
+        ck_assert_str_eq(a->description, "IT security");
+        ck_assert_uint_eq(a->n_examples, 3);
+        ck_assert_str_eq(a->examples[0], "How do I rotate a TLS certificate?");
+        ck_assert_str_eq(a->examples[1], "What is a CSRF token?");
+        ck_assert_str_eq(a->examples[2], "Is MD5 safe?");
+        config_free(c);
+
+        /* a missing file and an over-long line name the file (and the line) */
+        unlink(t);
+        c = NULL;
+        ck_assert_int_lt(config_load(NULL, d, &c, &err), 0);
+        ck_assert_ptr_nonnull(strstr(err, "sec.txt: cannot open: No such file or directory"));
+        free(err);
+        err = NULL;
+        ck_assert_ptr_nonnull(ex = calloc(1, 2000));
+        memset(ex, 'x', 1500);
+        ck_assert_int_ge(asprintf(&want, "ok?\n%s\n", ex), 0);
+        free(write_file("ex-agents/sec.txt", want));
+        ck_assert_int_lt(config_load(NULL, d, &c, &err), 0);
+        ck_assert_ptr_nonnull(strstr(err, "sec.txt: line 2: example longer than 1024 bytes"));
+        unlink(f);
+        unlink(t);
+}
+END_TEST
+
 START_TEST(test_agent_errors) {
         expect_agent_error("plugin: a\n", "1:1: missing required key 'name'");
-        expect_agent_error("name: a\n", "1:1: missing required key 'plugin'");
-        expect_agent_error("", "1:1: empty agent file: 'name' and 'plugin' are required");
+        expect_agent_error("", "1:1: empty agent file: 'name' is required");
+        expect_agent_error("name: a\nexamples: q\n", "2:11: expected a list for 'examples', got a scalar");
         expect_agent_error("- name: a\n", "1:1: expected a mapping at the top level, got a sequence");
         expect_agent_error("name: a\nplugin: a\ncolour: red\n", "3:1: unknown key 'colour'");
         expect_agent_error("name: a\nplugin: a\nenabled: maybe\n",
@@ -888,6 +931,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_error_references);
         tcase_add_test(tc, test_builtin_provider_and_pipelines);
         tcase_add_test(tc, test_agent_errors);
+        tcase_add_test(tc, test_agent_examples);
         tcase_add_test(tc, test_agent_duplicate_names);
         tcase_add_test(tc, test_agent_dir_scan);
         tcase_add_test(tc, test_error_io);

@@ -96,7 +96,7 @@ END_TEST
 
 START_TEST(test_refuse_bad_spec) {
         PluginAgent *a = NULL;
-        PluginAgentSpec spec = {.path = NULL, .name = "x"};
+        PluginAgentSpec spec = {.path = "", .name = "x"};
         ck_assert_int_eq(plugin_agent_load(&spec, &a), -EINVAL);
         spec.path = "/x.so";
         spec.name = "";

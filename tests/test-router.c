@@ -1,6 +1,6 @@
 /* test-router.c — pure routing: combination formula, threshold, top-k,
- * fallback, pinning, weights, ordering, and the knowledge-base evidence
- * measure. */
+ * fallback, pinning, weights, ordering, decisive signals, and the
+ * calibrated knowledge-base evidence. */
 #include <check.h>
 
 #include "check-main.h"
@@ -9,16 +9,32 @@
 #include "router.h"
 #include "util.h"
 
+/* Lexicon and evidence only (the candidates below have no learned score),
+ * steep: score = sigmoid(K * ((1 - kb_weight) * plugin + kb_weight *
+ * evidence - threshold)), so a candidate is at the router's threshold 0.5
+ * exactly when that mix is at @threshold. */
+#define K 20.0
 static RouterConfig cfg(double threshold, unsigned top_k, double kb_weight) {
-        return (RouterConfig){.threshold = threshold,
+        return (RouterConfig){.threshold = 0.5,
                               .top_k = top_k,
-                              .kb_weight = kb_weight,
+                              .lexicon_weight = K * (1 - kb_weight),
+                              .learned_weight = 1,
+                              .kb_weight = K * kb_weight,
+                              .bias = -K * threshold,
                               .fallback = (char *) "general"};
 }
 
+static double sigmoid(double z) {
+        return 1 / (1 + exp(-z));
+}
+
 #define C(n, s, kb, w)                                                                                      \
-        ((RouterCandidate){                                                                                 \
-                .name = (n), .plugin_score = (s), .reason = "r", .kb_evidence = (kb), .weight = (w)})
+        ((RouterCandidate){.name = (n),                                                                     \
+                           .plugin_score = (s),                                                             \
+                           .reason = "r",                                                                   \
+                           .learned = NAN,                                                                  \
+                           .kb_evidence = (kb),                                                             \
+                           .weight = (w)})
 
 static const RouteChoice *find(const RouteResult *r, const char *name) {
         for (size_t i = 0; i < r->n; i++)
@@ -29,20 +45,62 @@ static const RouteChoice *find(const RouteResult *r, const char *name) {
 }
 
 START_TEST(test_combine) {
-        RouterConfig c = cfg(0.4, 3, 0.3);
-        RouterCandidate x = C("a", 0.8, 0.5, 1.0);
-        ck_assert(fabs(router_combine(&c, &x) - (0.7 * 0.8 + 0.3 * 0.5)) < 1e-12);
+        RouterConfig c = {.lexicon_weight = 2, .learned_weight = 1, .kb_weight = 3, .bias = -1};
+        RouterCandidate x = C("a", 0.5, 0.25, 1.0);
+        x.learned = 0.8;
+        double z = -1 + 2 * 0.5 + log(0.8 / 0.2) + 3 * 0.25;
+        ck_assert(fabs(router_combine(&c, &x) - sigmoid(z)) < 1e-12);
+        /* the agent's weight scales the probability; at most 1 */
         x.weight = 0.5;
-        ck_assert(fabs(router_combine(&c, &x) - 0.5 * (0.7 * 0.8 + 0.3 * 0.5)) < 1e-12);
-        x.weight = 10; /* clamped to 1 */
+        ck_assert(fabs(router_combine(&c, &x) - 0.5 * sigmoid(z)) < 1e-12);
+        x.weight = 10;
         ck_assert(router_combine(&c, &x) == 1.0);
-        x = C("a", NAN, -3, 1);
+        x.weight = NAN;
         ck_assert(router_combine(&c, &x) == 0.0);
+        /* a missing signal (NaN) adds nothing, rather than counting as a no */
+        x = C("a", 0.5, NAN, 1);
+        ck_assert(fabs(router_combine(&c, &x) - sigmoid(-1 + 2 * 0.5)) < 1e-12);
+        /* the classifier is trusted to 1:49 odds either way */
+        x.learned = 1.0;
+        ck_assert(fabs(router_combine(&c, &x) - sigmoid(-1 + 2 * 0.5 + log(0.98 / 0.02))) < 1e-12);
+        x.learned = 0.0;
+        ck_assert(fabs(router_combine(&c, &x) - sigmoid(-1 + 2 * 0.5 + log(0.02 / 0.98))) < 1e-12);
+        /* out-of-range inputs are clamped; NaN plugin score is 0 */
+        x = C("a", NAN, -3, 1);
+        ck_assert(fabs(router_combine(&c, &x) - sigmoid(-1)) < 1e-12);
         x = C("a", 2, 2, 1);
-        ck_assert(router_combine(&c, &x) == 1.0);
-        c.kb_weight = 0;
-        x = C("a", 0.6, 1.0, 1);
-        ck_assert(fabs(router_combine(&c, &x) - 0.6) < 1e-12);
+        ck_assert(fabs(router_combine(&c, &x) - sigmoid(-1 + 2 + 3)) < 1e-12);
+        ck_assert(router_combine(NULL, &x) == 0.0);
+}
+END_TEST
+
+/* Nobody at the threshold: the best specialist still answers from the
+ * floor when it beats the fallback agent's score; never a second one. */
+START_TEST(test_floor) {
+        RouterConfig c = cfg(0.5, 3, 0);
+        c.floor = 0.1; /* legal sigmoid(-2) = 0.12, code 0.05, general 0.002 */
+        RouterCandidate in[] = {C("legal", 0.4, 0, 1), C("code", 0.35, 0, 1), C("general", 0.2, 0, 1)};
+        RouteResult r = ROUTE_RESULT_INIT;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert_uint_eq(r.n_selected, 1);
+        ck_assert(find(&r, "legal")->selected && !find(&r, "legal")->fallback);
+        route_result_done(&r);
+        /* the fallback scores higher: it answers */
+        in[2].plugin_score = 0.45;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(find(&r, "general")->selected && find(&r, "general")->fallback);
+        ck_assert(!find(&r, "legal")->selected);
+        route_result_done(&r);
+        /* below the floor, or the floor off: the fallback */
+        in[2].plugin_score = 0.2;
+        c.floor = 0.45;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(find(&r, "general")->fallback);
+        route_result_done(&r);
+        c.floor = 0;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(find(&r, "general")->fallback);
+        route_result_done(&r);
 }
 END_TEST
 
@@ -118,7 +176,7 @@ START_TEST(test_fallback) {
         ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
         ck_assert_uint_eq(r.n_selected, 1);
         ck_assert(r.choices[0].selected && r.choices[0].fallback);
-        ck_assert_str_eq(r.choices[0].name, "code"); /* 0.7*0.2 + 0.3*0.9 = 0.41 is best */
+        ck_assert_str_eq(r.choices[0].name, "code"); /* 0.7*0.2 + 0.3*0.9 = 0.41 is the best mix */
         route_result_done(&r);
 
         /* no candidates at all: empty result, no error */
@@ -184,48 +242,57 @@ START_TEST(test_bad_input) {
 }
 END_TEST
 
-static KbHit hit(const char *text) {
-        return (KbHit){.title = (char *) "t",
-                       .source = (char *) "",
-                       .snippet = (char *) "",
-                       .text = (char *) text,
-                       .score = 1};
-}
-
+/* Three agents; row a of df = chunk counts of each query term in agent a. */
 START_TEST(test_kb_evidence) {
-        KbHit h[3] = {hit("A tenant may withhold rent when the landlord refuses repairs."),
-                      hit("Security deposits must be returned within 30 days."), hit(NULL)};
-        h[2].snippet = (char *) "eviction notices";
+        double ev[3];
+        int best[3];
+        /* terms: 0 "gplv3" only legal's, 1 "the" everywhere alike, 2 unknown */
+        uint32_t df[3 * 3] = {
+                8, 100, 0, /* legal: 100 chunks */
+                0, 100, 0, /* code: 100 chunks */
+                0, 100, 0, /* general: 100 chunks */
+        };
+        uint32_t n[3] = {100, 100, 100};
+        router_kb_evidence(df, n, 3, 3, ev, best);
+        ck_assert(ev[0] > 0.3 && ev[0] < 1.0);
+        ck_assert_int_eq(best[0], 0);
+        ck_assert(ev[1] == 0 && ev[2] == 0);
+        ck_assert_int_eq(best[1], -1);
 
-        ck_assert(router_kb_evidence("tenant deposit", h, 0) == 0);
-        ck_assert(router_kb_evidence("tenant deposit", NULL, 3) == 0);
-        ck_assert(router_kb_evidence(NULL, h, 2) == 0);
-        /* only stop words / short words: no content terms */
-        ck_assert(router_kb_evidence("what is the", h, 2) == 0);
-        ck_assert(router_kb_evidence("", h, 2) == 0);
-        /* every term found (deposit ~ deposits by prefix), 2 hits: 2/3 */
-        ck_assert(fabs(router_kb_evidence("Does the landlord return my deposit?", h, 2) - 2.0 / 3.0) < 1e-9);
-        /* half the terms: landlord yes, pizza no -> 0.5 * 2/3 */
-        ck_assert(fabs(router_kb_evidence("landlord pizza", h, 2) - (0.5 * 2.0 / 3.0)) < 1e-9);
-        /* a hit without text falls back to its snippet; case-insensitive */
-        ck_assert(fabs(router_kb_evidence("EVICTION", h, 3) - 0.75) < 1e-9);
-        /* repeated terms count once */
-        ck_assert(fabs(router_kb_evidence("pizza pizza pizza landlord", h, 2) - (0.5 * 2.0 / 3.0)) < 1e-9);
-        /* more hits means more trust, never above 1 */
-        KbHit many[9];
-        for (size_t i = 0; i < ELEMENTSOF(many); i++)
-                many[i] = hit("landlord");
-        double e = router_kb_evidence("landlord", many, 9);
-        ck_assert(e > 0.89 && e <= 1.0);
+        /* a word common everywhere is no evidence for anyone */
+        uint32_t common[3] = {90, 90, 90};
+        router_kb_evidence(common, n, 3, 1, ev, NULL);
+        ck_assert(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
 
-        /* hostile input: long, binary, no words */
-        char big[20000];
-        memset(big, 'a', sizeof(big) - 1);
-        big[sizeof(big) - 1] = 0;
-        e = router_kb_evidence(big, h, 2);
-        ck_assert(e >= 0 && e <= 1);
-        ck_assert(router_kb_evidence("\"*)(&^%$#@!", h, 2) == 0);
-        ck_assert(router_kb_evidence("\xff\xfe\xc3", h, 2) >= 0);
+        /* rate, not size: legal ten times larger with the same rate of a term
+         * gains nothing over code; a term frequent in a small base beats the
+         * same count in a large one */
+        uint32_t big_n[3] = {1000, 100, 100};
+        uint32_t same_rate[3] = {50, 5, 0};
+        router_kb_evidence(same_rate, big_n, 3, 1, ev, NULL);
+        ck_assert(fabs(ev[0] - ev[1]) < 0.15);
+        uint32_t same_count[3] = {5, 5, 0};
+        router_kb_evidence(same_count, big_n, 3, 1, ev, NULL);
+        ck_assert(ev[1] > ev[0]);
+
+        /* a strong specific term decides more than a weak one, and terms
+         * nobody knows do not dilute it */
+        uint32_t one[3] = {8, 0, 0}, one_plus_unknown[3 * 4] = {8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        double e1;
+        router_kb_evidence(one, n, 3, 1, ev, NULL);
+        e1 = ev[0];
+        router_kb_evidence(one_plus_unknown, n, 3, 4, ev, NULL);
+        ck_assert(fabs(ev[0] - e1) < 1e-12);
+
+        /* no knowledge: NaN; nothing at all: no crash */
+        uint32_t none_n[3] = {0, 100, 100};
+        router_kb_evidence(df, none_n, 3, 3, ev, best);
+        ck_assert(isnan(ev[0]));
+        ck_assert(!isnan(ev[1]));
+        router_kb_evidence(NULL, NULL, 3, 0, ev, NULL);
+        ck_assert(isnan(ev[0]) && isnan(ev[2]));
+        router_kb_evidence(df, n, 3, 0, ev, NULL);
+        ck_assert(ev[0] == 0);
 }
 END_TEST
 
@@ -233,6 +300,7 @@ static Suite *suite(void) {
         Suite *s = suite_create("router");
         TCase *tc = tcase_create("route");
         tcase_add_test(tc, test_combine);
+        tcase_add_test(tc, test_floor);
         tcase_add_test(tc, test_threshold_and_order);
         tcase_add_test(tc, test_top_k);
         tcase_add_test(tc, test_fallback);

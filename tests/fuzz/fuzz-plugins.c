@@ -1,20 +1,26 @@
 /* fuzz-plugins.c — every shipped plugin's score, build_prompt and review,
- * and the router's knowledge evidence, on arbitrary bytes: the query, the
- * answer and the retrieved passage are all the input. Plugins are loaded
- * once with the daemon's loader. */
+ * the generic expert's, and the learned router's tokenizer and classifier,
+ * on arbitrary bytes: the query, the answer and the retrieved passage are
+ * all the input. Plugins are loaded and a small model trained once. */
 #include <stdint.h>
 
+#include "classifier.h"
 #include "log.h"
 #include "plugin-host.h"
-#include "router.h"
+#include "terms.h"
 
-static const char *const names[] = {"legal", "medical", "finance", "code", "general", "example"};
+/* "generic" is the built-in generic expert (no .so) */
+static const char *const names[] = {"legal", "medical", "finance", "code", "general", "example", "generic"};
 static PluginAgent *agents[sizeof(names) / sizeof(names[0])];
+static Terms *terms;
+static Classifier *model;
 static int loaded;
 
 static void unload(void) {
         for (size_t i = 0; i < ELEMENTSOF(agents); i++)
                 agents[i] = plugin_agent_free(agents[i]);
+        model = classifier_free(model);
+        terms = terms_free(terms);
 }
 
 static void load(void) {
@@ -22,10 +28,19 @@ static void load(void) {
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 char path[1024];
                 snprintf(path, sizeof(path), "%s/%s.so", SHIPPED_PLUGIN_DIR, names[i]);
-                PluginAgentSpec spec = {.path = path, .name = names[i], .weight = 1};
+                PluginAgentSpec spec = {
+                        .path = streq(names[i], "generic") ? NULL : path, .name = names[i], .weight = 1};
                 if (plugin_agent_load(&spec, &agents[i]) < 0)
                         abort();
         }
+        static const ClassifierSample samples[] = {
+                {"Can my landlord keep the deposit?", 1, 1},
+                {"Kann mein Vermieter die Kaution behalten?", 1, 1},
+                {"segfault in strlen after free", 2, 1},
+                {"How do I boil an egg?", 0, 1},
+        };
+        if (terms_new(&terms) < 0 || classifier_train(terms, samples, ELEMENTSOF(samples), 2, &model) < 0)
+                abort();
         atexit(unload);
         loaded = 1;
 }
@@ -58,9 +73,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (plugin_agent_review(agents[i], s, &out) == 0)
                         free(out);
         }
-        double e = router_kb_evidence(s, &hit, 1);
-        if (!(e >= 0 && e <= 1))
+        ClassifierScore p[2];
+        if (classifier_predict(model, terms, s, 1, p) < 0)
                 abort();
+        for (size_t i = 0; i < ELEMENTSOF(p); i++)
+                if (!(p[i].p >= 0 && p[i].p <= 1) || strlen(p[i].terms) >= sizeof(p[i].terms))
+                        abort();
+        TermList l = TERM_LIST_INIT;
+        if (terms_split(terms, s, size, 0, &l) < 0)
+                abort();
+        for (size_t i = 0; i < l.n; i++)
+                if (strlen(l.v[i].word) >= TERM_MAX_BYTES || strlen(l.v[i].stem) >= TERM_MAX_BYTES)
+                        abort();
+        term_list_done(&l);
         free(s);
         return 0;
 }

@@ -499,7 +499,7 @@ knowledge:
 
 
 def copy_agents(dst):
-    """The shipped agents.d with knowledge paths made absolute."""
+    """The shipped agents.d with knowledge and example paths made absolute."""
     src = os.path.join(SRC, "agents.d")
     os.makedirs(dst)
     for name in sorted(os.listdir(src)):
@@ -508,6 +508,7 @@ def copy_agents(dst):
         with open(os.path.join(src, name)) as f:
             text = f.read()
         text = re.sub(r"(?m)^(\s*-\s*)knowledge/", r"\g<1>" + os.path.join(src, "knowledge") + "/", text)
+        text = re.sub(r"(?m)^(examples_file:\s*)examples/", r"\g<1>" + os.path.join(src, "examples") + "/", text)
         with open(os.path.join(dst, name), "w") as f:
             f.write(text)
 

@@ -1,0 +1,63 @@
+/* kb-vocab.h — a knowledge base's vocabulary, for the router's evidence:
+ * how many chunks hold each indexed term (read from FTS5's own index with
+ * fts5vocab, kept in memory), and a query's terms as the index's tokenizer
+ * makes them, so both sides compare the same stems. Internal to the daemon. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb.h"
+
+#define KB_VOCAB_MAX_TERMS 100000000u /* distinct terms read from one index */
+
+typedef struct KbVocab KbVocab;
+
+/**
+ * kb_vocab_load() - read the document frequency of every term of @kb's
+ * index (one scan, ~100 ms for 10 000 chunks) and the chunk count.
+ * Returns 0 and a new table in *@ret, or -errno.
+ */
+int kb_vocab_load(Kb *kb, KbVocab **ret);
+
+/** kb_vocab_free() - free; NULL is a no-op. Returns NULL. */
+KbVocab *kb_vocab_free(KbVocab *v);
+
+/** kb_vocab_chunks() - the number of chunks when the table was read. */
+uint32_t kb_vocab_chunks(const KbVocab *v);
+
+/** kb_vocab_df() - how many chunks hold @term (0 if none; NULL @v: 0). */
+uint32_t kb_vocab_df(const KbVocab *v, const char *term);
+
+/** kb_vocab_stamp() - the table's change stamp (see kb_change_stamp()). */
+uint64_t kb_vocab_stamp(const KbVocab *v);
+
+/**
+ * kb_change_stamp() - a number that changes whenever @kb's content changed,
+ * through this handle or another connection (data_version plus this
+ * connection's changes). Returns 0 on error.
+ */
+uint64_t kb_change_stamp(Kb *kb);
+
+/**
+ * kb_query_terms() - the distinct terms of @query as @kb's index tokenizes
+ * text, function words of the four languages left out (at most @max, first
+ * occurrences first; the query is read up to KB_MAX_QUERY_BYTES). *@ret is a malloc'ed array of malloc'ed
+ * strings (free with kb_query_terms_free()). Returns 0 or -errno.
+ */
+int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *ret_n);
+
+/** kb_query_terms_free() - free what kb_query_terms() returned. */
+void kb_query_terms_free(char **terms, size_t n);
+
+struct sqlite3;
+/** kb_sqlite() - the handle's connection, for kb-vocab.c (defined in kb.c). */
+struct sqlite3 *kb_sqlite(Kb *kb);
+
+/**
+ * kb_sample_chunks() - about @max chunks spread evenly over @kb (every
+ * n-th by id), each as "title\ntext", for training the router. *@ret is a
+ * malloc'ed array of malloc'ed strings (free with kb_query_terms_free()).
+ * Returns 0 or -errno.
+ */
+int kb_sample_chunks(Kb *kb, size_t max, char ***ret, size_t *ret_n);
