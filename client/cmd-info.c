@@ -86,7 +86,7 @@ int cmd_health(const Moactl *m, int argc, char **argv) {
 }
 
 int cmd_route(const Moactl *m, int argc, char **argv) {
-        static const char *const headers[] = {"AGENT", "SCORE", "PLUGIN", "KB", "SELECTED", "REASON"};
+        static const char *const headers[] = {"AGENT", "SCORE", "LEXICON", "LEARNED", "KB", "SELECTED"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL, *req = NULL;
         _cleanup_(table_freep) Table *t = NULL;
@@ -123,18 +123,44 @@ int cmd_route(const Moactl *m, int argc, char **argv) {
         if (!t)
                 return MOACTL_EXIT_FAILED;
         json_array_foreach(json_object_get(root, "agents"), i, v) {
-                char score[32], plugin[32], kb[32];
+                char score[32], plugin[32], learned[32], kb[32];
 
                 json_fmt_num(score, sizeof(score), v, "score", 3, NULL);
                 json_fmt_num(plugin, sizeof(plugin), v, "plugin_score", 3, NULL);
+                json_fmt_num(learned, sizeof(learned), v, "learned_score", 3, NULL);
                 json_fmt_num(kb, sizeof(kb), v, "kb_score", 3, NULL);
-                const char *cells[] = {
-                        json_str(v, "name", "?"), score, plugin, kb, json_yes_no(v, "selected"),
-                        json_str(v, "reason", "")};
+                const char *cells[] = {json_str(v, "name", "?"),  score, plugin, learned, kb,
+                                       json_yes_no(v, "selected")};
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;
         }
         table_print(t, stdout, 72);
+
+        /* What each score rests on: the lexicon's reason, the words the
+         * classifier weighed, the knowledge terms and documents. */
+        fputs("Why:\n", stdout);
+        json_array_foreach(json_object_get(root, "agents"), i, v) {
+                static const struct {
+                        const char *key, *label;
+                } parts[] = {{"reason", "lexicon"}, {"learned_terms", "learned"}, {"kb_terms", "knowledge"}};
+                const char *name = json_str(v, "name", "?");
+                int any = 0;
+                for (size_t k = 0; k < ELEMENTSOF(parts); k++) {
+                        const char *x = json_str(v, parts[k].key, "");
+                        if (isempty(x))
+                                continue;
+                        fputs(any ? "; " : "  ", stdout);
+                        if (!any) {
+                                print_sanitized(stdout, name, strlen(name));
+                                fputs(": ", stdout);
+                        }
+                        printf("%s: ", parts[k].label);
+                        print_sanitized(stdout, x, strlen(x));
+                        any = 1;
+                }
+                if (any)
+                        fputc('\n', stdout);
+        }
 
         fputs("Selected:", stdout);
         json_array_foreach(json_object_get(root, "selected"), i, v) {

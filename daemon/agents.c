@@ -225,6 +225,8 @@ static int agents_learn(AgentSet *s, const Config *cfg) {
                 return log_error_errno(r, "router: cannot create the stemmers");
         for (size_t i = 0; i < s->n; i++)
                 agent_refresh_vocab(s->agents[i], t0);
+        log_debug("router: term statistics of %zu agents read in %.1f ms", s->n,
+                  (double) (now_usec() - t0) / 1000.0);
         if (s->n == 0)
                 return 0;
         if (s->n > CLASSIFIER_MAX_LABELS) {
@@ -243,6 +245,7 @@ static int agents_learn(AgentSet *s, const Config *cfg) {
                         .kb = s->agents[i]->kb,
                 };
         }
+        t0 = now_usec();
         r = route_model_train(s->terms, in, s->n, &s->model, &n_samples);
         if (r < 0)
                 return log_error_errno(r, "router: cannot train the learned router");

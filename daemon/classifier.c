@@ -15,7 +15,7 @@
 
 #define DIM_BITS 17u
 #define DIM (1u << DIM_BITS)
-#define EPOCHS 20u
+#define EPOCHS 10u
 #define RATE0 1.0
 #define DECAY 0.05 /* L2 shrink per epoch, times the rate */
 #define W_WORD 1.0f
@@ -264,7 +264,7 @@ int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, si
                                 double p = sigmoid(c->b[l] + dot(w, &x[i]));
                                 double cw = total_w / (2.0 * (y ? pos_w[l] : neg_w[l]));
                                 double g = (p - y) * cw * samples[i].weight * rate;
-                                if (fabs(g) < 1e-7)
+                                if (fabs(p - y) < 0.02) /* learned well enough: save the update */
                                         continue;
                                 for (size_t f = 0; f < x[i].n; f++)
                                         w[x[i].v[f].idx] -= (float) (g * x[i].v[f].val);

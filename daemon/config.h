@@ -106,7 +106,7 @@ typedef struct RouterConfig {
 #define ROUTER_CONFIG_DEFAULT                                                                               \
         ((RouterConfig){.threshold = 0.5,                                                                   \
                         .top_k = 3,                                                                         \
-                        .lexicon_weight = 5.0,                                                              \
+                        .lexicon_weight = 6.0,                                                              \
                         .learned_weight = 0.75,                                                             \
                         .kb_weight = 2.0,                                                                   \
                         .bias = -0.5,                                                                       \

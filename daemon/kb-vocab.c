@@ -301,7 +301,7 @@ int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *r
 
 /* ---- training sample --------------------------------------------------------- */
 
-int kb_sample_chunks(Kb *kb, size_t max, char ***ret, size_t *ret_n) {
+int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *ret_n) {
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
         sqlite3_stmt *st = NULL;
         char **v = NULL;
@@ -326,6 +326,7 @@ int kb_sample_chunks(Kb *kb, size_t max, char ***ret, size_t *ret_n) {
                 return -EIO;
         sqlite3_bind_int64(st, 1, step);
         sqlite3_bind_int64(st, 2, (sqlite3_int64) max);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) MIN(max_chars, (size_t) INT32_MAX));
         v = calloc(max, sizeof(char *));
         if (!v) {
                 sqlite3_finalize(st);

@@ -56,8 +56,9 @@ struct sqlite3 *kb_sqlite(Kb *kb);
 
 /**
  * kb_sample_chunks() - about @max chunks spread evenly over @kb (every
- * n-th by id), each as "title\ntext", for training the router. *@ret is a
+ * n-th by id), each as "title\ntext" cut to @max_chars characters, for
+ * training the router. *@ret is a
  * malloc'ed array of malloc'ed strings (free with kb_query_terms_free()).
  * Returns 0 or -errno.
  */
-int kb_sample_chunks(Kb *kb, size_t max, char ***ret, size_t *ret_n);
+int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *ret_n);

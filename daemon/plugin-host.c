@@ -348,10 +348,11 @@ int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, cha
         if (r < 0)
                 return plugin_error(r);
         reason[sizeof(reason) - 1] = 0;
-        if (isnan(s) || s < 0)
+        /* other-sense penalties (negative scores) exist since ABI 1.1 */
+        double lo = a->desc->abi_minor >= 1 ? -1 : 0;
+        if (isnan(s))
                 s = 0;
-        if (s > 1)
-                s = 1;
+        s = CLAMP(s, lo, 1.0);
         if (ret_reason) {
                 char *t = strdup(reason);
                 if (!t)

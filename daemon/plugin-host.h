@@ -74,8 +74,9 @@ const struct MoaPlugin *plugin_generic_descriptor(void);
 PluginAgent *plugin_agent_free(PluginAgent *a);
 
 /**
- * plugin_agent_score() - the plugin's score for @query, clamped to [0,1]
- * (NaN -> 0). *@ret_reason (if not NULL) receives a malloc'ed short reason.
+ * plugin_agent_score() - the plugin's score for @query, clamped to [0,1],
+ * or to [-1,1] for plugins built for ABI 1.1 or later (a negative score is
+ * an other-sense penalty); NaN -> 0. *@ret_reason (if not NULL) receives a malloc'ed short reason.
  * Returns 0 or a negative errno (outputs untouched on failure).
  */
 int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, char **ret_reason);

@@ -73,7 +73,8 @@ int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Cla
                 size_t nt = 0;
                 if (!agents[a].kb)
                         continue;
-                int k = kb_sample_chunks(agents[a].kb, ROUTE_MODEL_CHUNKS_PER_AGENT, &texts, &nt);
+                int k = kb_sample_chunks(agents[a].kb, ROUTE_MODEL_CHUNKS_PER_AGENT, ROUTE_MODEL_CHUNK_CHARS,
+                                         &texts, &nt);
                 if (k < 0) {
                         log_warning_errno(k, "router: cannot sample knowledge of agent %zu for training", a);
                         continue;

@@ -30,7 +30,8 @@ double router_combine(const RouterConfig *cfg, const RouterCandidate *c) {
         double w = c->weight;
         if (!cfg || isnan(w) || w < 0)
                 return 0;
-        double z = cfg->bias + cfg->lexicon_weight * clamp01(c->plugin_score);
+        double lex = isnan(c->plugin_score) ? 0 : CLAMP(c->plugin_score, -1.0, 1.0);
+        double z = cfg->bias + cfg->lexicon_weight * lex;
         if (!isnan(c->learned)) {
                 double p = CLAMP(c->learned, LEARNED_MIN, 1 - LEARNED_MIN);
                 z += cfg->learned_weight * log(p / (1 - p));
@@ -93,7 +94,7 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
                         route_result_done(&r);
                         return -ENOMEM;
                 }
-                c->plugin_score = clamp01(cands[i].plugin_score);
+                c->plugin_score = isnan(cands[i].plugin_score) ? 0 : CLAMP(cands[i].plugin_score, -1.0, 1.0);
                 c->learned = isnan(cands[i].learned) ? NAN : clamp01(cands[i].learned);
                 c->kb_evidence = isnan(cands[i].kb_evidence) ? NAN : clamp01(cands[i].kb_evidence);
                 c->weight = isnan(cands[i].weight) || cands[i].weight < 0 ? 0 : cands[i].weight;

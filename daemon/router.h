@@ -17,7 +17,8 @@
 /**
  * struct RouterCandidate - one agent's inputs to the router (borrowed).
  * @name:         agent name (unique among the candidates).
- * @plugin_score: the plugin's lexicon score in [0,1] (clamped; NaN -> 0).
+ * @plugin_score: the plugin's lexicon score in [-1,1] (clamped; NaN -> 0);
+ *                negative: the words are used in another sense.
  * @reason:       the plugin's short reason, may be NULL.
  * @learned:      the classifier's probability in [0,1]; NaN: the agent has
  *                no learned model (no examples, no documents).

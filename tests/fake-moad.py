@@ -252,10 +252,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.chat(req)
         if path == "/v1/moa/route":
             return self.send_json(200, {"query": req.get("query"), "agents": [
-                {"name": "legal", "score": 0.71, "plugin_score": 0.8, "kb_score": 0.5,
-                 "reason": "keywords: contract", "selected": True},
-                {"name": "medical", "score": 0.05, "plugin_score": 0.0, "kb_score": 0.1,
-                 "reason": "below threshold", "selected": False}], "selected": ["legal"]})
+                {"name": "legal", "score": 0.71, "plugin_score": 0.8, "learned_score": 0.9, "kb_score": 0.5,
+                 "reason": "keywords: contract", "learned_terms": "contract, signs",
+                 "kb_terms": "contract (in 3 of 40 chunks); documents: contracts.md", "selected": True},
+                {"name": "medical", "score": 0.05, "plugin_score": 0.0, "learned_score": None, "kb_score": 0.1,
+                 "reason": "", "learned_terms": "", "kb_terms": "", "selected": False}], "selected": ["legal"]})
         if path == "/v1/moa/reload":
             if st.ready != "ready":
                 return self.send_error_json(400, "/etc/moad/moad.yaml:3:5: unknown key 'listen'")

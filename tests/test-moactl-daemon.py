@@ -105,8 +105,9 @@ class MoactlDaemonTest(unittest.TestCase):
     def test_route(self):
         rc, out, _ = self.moactl("route", "Can my landlord keep the deposit after the lease ends?")
         self.assertEqual(rc, 0)
-        self.assertRegex(out, r"^AGENT +SCORE +PLUGIN +KB +SELECTED +REASON\n")
-        self.assertRegex(out, r"\nSelected: \S")
+        self.assertRegex(out, r"^AGENT +SCORE +LEXICON +LEARNED +KB +SELECTED\n")
+        self.assertRegex(out, r"\n  legal: lexicon: [^\n]*landlord[^\n]*; learned: [^\n]*; knowledge: [^\n]*documents: ")
+        self.assertRegex(out, r"\nSelected: legal")
 
     def test_ingest_ask_delete(self):
         d = tempfile.mkdtemp(dir=self.dir)

@@ -208,9 +208,13 @@ class MoactlTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertEqual(self.fetch_last()["body"], json.dumps({"query": "who signs the contract?"},
                                                                separators=(",", ":")))
-        self.assertRegex(out, r"AGENT +SCORE +PLUGIN +KB +SELECTED +REASON")
-        self.assertRegex(out, r"legal +0\.710 +0\.800 +0\.500 +yes +keywords: contract")
-        self.assertRegex(out, r"medical +0\.050 +0\.000 +0\.100 +no +below threshold")
+        self.assertRegex(out, r"AGENT +SCORE +LEXICON +LEARNED +KB +SELECTED\n")
+        self.assertRegex(out, r"legal +0\.710 +0\.800 +0\.900 +0\.500 +yes\n")
+        # no learned model: a dash, not a made-up number
+        self.assertRegex(out, r"medical +0\.050 +0\.000 +- +0\.100 +no\n")
+        self.assertIn("Why:\n  legal: lexicon: keywords: contract; learned: contract, signs; "
+                      "knowledge: contract (in 3 of 40 chunks); documents: contracts.md\n", out)
+        self.assertNotIn("  medical:", out)
         self.assertTrue(out.endswith("Selected: legal\n"))
 
     def test_status(self):

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin-host.h"
+#include <moa/plugin.h>
 
 static PluginAgent *load(const char *path, const char *name, const KeyValue *opts, size_t n_opts,
                          int *ret_r) {
@@ -94,6 +95,18 @@ START_TEST(test_refuse_not_elf) {
 }
 END_TEST
 
+/* A plugin built for ABI 1.0 scores in [0, 1]: its negative score is 0. */
+START_TEST(test_abi_1_0_score) {
+        PluginAgent *a = NULL;
+        PluginAgentSpec spec = {.path = TEST_PLUGIN_DIR "/abi-1-0.so", .name = "old"};
+        double s = 1;
+        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_score(a, "anything", &s, NULL), 0);
+        ck_assert(s == 0.0);
+        plugin_agent_free(a);
+}
+END_TEST
+
 START_TEST(test_refuse_bad_spec) {
         PluginAgent *a = NULL;
         PluginAgentSpec spec = {.path = "", .name = "x"};
@@ -158,7 +171,7 @@ START_TEST(test_probe_services) {
         unsigned major, minor;
         plugin_agent_abi(a, &major, &minor);
         ck_assert_uint_eq(major, 1);
-        ck_assert_uint_eq(minor, 1);
+        ck_assert_uint_eq(minor, MOA_PLUGIN_ABI_MINOR + 1);
 
         /* config look-up: the option reached init */
         double s = -1;
@@ -173,6 +186,9 @@ START_TEST(test_probe_services) {
         ck_assert(s == 1.0);
         ck_assert_int_eq(plugin_agent_score(a, "nan", &s, NULL), 0);
         ck_assert(s == 0.0);
+        /* ABI 1.1: a negative score (other sense) is kept, clamped to -1 */
+        ck_assert_int_eq(plugin_agent_score(a, "neg", &s, NULL), 0);
+        ck_assert(s == -1.0);
         ck_assert_int_eq(plugin_agent_score(a, "long", &s, &reason), 0);
         ck_assert_uint_lt(strlen(reason), 200);
         free(reason);
@@ -506,6 +522,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_refuse_missing_file);
         tcase_add_test(tc, test_refuse_not_elf);
         tcase_add_test(tc, test_refuse_bad_spec);
+        tcase_add_test(tc, test_abi_1_0_score);
         tcase_add_test(tc, test_probe_services);
         tcase_add_test(tc, test_one_so_two_agents);
         suite_add_tcase(s, tc);

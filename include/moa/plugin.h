@@ -57,8 +57,9 @@ extern "C" {
 
 /** MOA_PLUGIN_ABI_MAJOR - incompatible changes; the host refuses any other. */
 #define MOA_PLUGIN_ABI_MAJOR 1
-/** MOA_PLUGIN_ABI_MINOR - additive changes (fields carved from spare[]). */
-#define MOA_PLUGIN_ABI_MINOR 0
+/** MOA_PLUGIN_ABI_MINOR - additive changes (fields carved from spare[] or
+ * wider value ranges). 1: score may be negative (other-sense penalty). */
+#define MOA_PLUGIN_ABI_MINOR 1
 
 /** MOA_PLUGIN_ENTRY_SYMBOL - the one symbol the host looks up with dlsym. */
 #define MOA_PLUGIN_ENTRY_SYMBOL "moa_plugin_entry"
@@ -237,8 +238,12 @@ typedef struct MoaHost {
  *        released anything it allocated.
  *
  * @score: required. How well the agent fits @query (UTF-8, may be long, may
- *        be in any language): write a value in [0, 1] to *@ret_score
- *        (values outside are clamped, NaN counts as 0) and a short
+ *        be in any language): write a value in [0, 1] to *@ret_score, or
+ *        since ABI 1.1 a value in [-1, 0) when the query uses the domain's
+ *        words in another sense ("legal move" in chess, a pet python): the
+ *        router takes it as evidence against the agent. (Values outside are
+ *        clamped, NaN counts as 0; a plugin built for ABI 1.0 is clamped to
+ *        [0, 1], and a 1.0 host clamps negative scores to 0.) And a short
  *        human-readable reason, NUL-terminated, into @reason (a host buffer
  *        of @reason_size >= 1 bytes; truncate to fit). Return 0 or a
  *        negative errno (the agent then counts as 0 for this query).

@@ -307,7 +307,7 @@ static int32_t code_score(void *state, const char *query, double *ret_score, cha
                 snprintf(tmp, sizeof(tmp), "%s; syntax: %s", reason, syn);
                 mu_set_reason(reason, reason_size, tmp);
         }
-        *ret_score = mu_squash(ev, 1.0);
+        *ret_score = mu_squash_signed(ev, 1.0);
         return 0;
 }
 

@@ -356,6 +356,15 @@ static inline double mu_squash(double evidence, double scale) {
         return 1.0 - exp(-evidence / scale);
 }
 
+/* Signed evidence -> [-1,1]: mu_squash() of its size with its sign. A
+ * negative result says other-sense rules outweighed the domain's terms
+ * (plugin ABI 1.1: the router counts it against the agent). */
+static inline double mu_squash_signed(double evidence, double scale) {
+        if (evidence < 0)
+                return -mu_squash(-evidence, scale);
+        return mu_squash(evidence, scale);
+}
+
 /* Append text words [start, start+len) of @t to @b. */
 static inline void mu_buf_add_words(MuBuf *b, const MuText *t, unsigned start, unsigned len) {
         for (unsigned k = 0; k < len; k++) {

@@ -201,7 +201,7 @@ static int32_t medical_score(void *state, const char *query, double *ret_score, 
                 return -ENOMEM;
         double ev = mu_lex_score(&t, lexicon, sizeof(lexicon) / sizeof(lexicon[0]), reason, reason_size);
         mu_text_done(&t);
-        *ret_score = mu_squash(ev, 1.0);
+        *ret_score = mu_squash_signed(ev, 1.0);
         return 0;
 }
 

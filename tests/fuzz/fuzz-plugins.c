@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 double score = -1;
                 char *reason = NULL, *sys = NULL, *ctx = NULL, *out = NULL;
                 if (plugin_agent_score(agents[i], s, &score, &reason) == 0) {
-                        if (!(score >= 0 && score <= 1))
+                        if (!(score >= -1 && score <= 1))
                                 abort();
                         free(reason);
                 }

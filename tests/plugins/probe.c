@@ -44,7 +44,10 @@ static void probe_fini(void *state) {
 static int32_t probe_score(void *state, const char *query, double *ret_score, char *reason,
                            uint32_t reason_size) {
         Probe *p = state;
-        *ret_score = strstr(query, "nan") ? NAN : strstr(query, "big") ? 7.0 : p->score;
+        *ret_score = strstr(query, "nan")   ? NAN
+                     : strstr(query, "big") ? 7.0
+                     : strstr(query, "neg") ? -7.0
+                                            : p->score;
         /* deliberately longer than any reason buffer: the host must cope */
         char longr[1000];
         memset(longr, 'x', sizeof(longr) - 1);
