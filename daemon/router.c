@@ -165,12 +165,12 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
 
 /* ---- calibrated knowledge evidence ------------------------------------ */
 
-#define EVIDENCE_PRIOR_MASS 3.0 /* idf units of "no evidence" every query starts with */
+#define EVIDENCE_CONFIDENCE 4.0 /* owned idf giving 1 - 1/e confidence: about one rare term */
 #define EVIDENCE_SMOOTH 0.01    /* chunks added to every rate, so unseen is not impossible */
 
 void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_agents, size_t n_terms,
                         double *ret, int *ret_best_term) {
-        double total_chunks = 0, known_mass = 0;
+        double total_chunks = 0, all_owned = 0;
 
         if (!ret)
                 return;
@@ -203,7 +203,6 @@ void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_a
                 double idf = log((total_chunks + 1.0) / (df_all + 0.5));
                 if (!(idf > 0))
                         continue;
-                known_mass += idf;
                 for (size_t a = 0; a < n_agents; a++) {
                         double d = df[a * n_terms + t];
                         if (d <= 0 || isnan(ret[a]))
@@ -214,8 +213,8 @@ void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_a
                         double share = p_a / (p_a + p_rest);
                         /* as frequent here as everywhere else is no evidence */
                         double even = 0.5;
-                        /* one chunk may be an incidental mention: d / (d + 1) */
-                        double gain = share > even ? idf * (share - even) / (1.0 - even) * d / (d + 1.0) : 0;
+                        /* a chunk or two may be incidental mentions: d / (d + 2) */
+                        double gain = share > even ? idf * (share - even) / (1.0 - even) * d / (d + 2.0) : 0;
                         owned[a] += gain;
                         if (ret_best_term && gain > best[a]) {
                                 best[a] = gain;
@@ -224,6 +223,11 @@ void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_a
                 }
         }
         for (size_t a = 0; a < n_agents; a++)
-                if (!isnan(ret[a]))
-                        ret[a] = CLAMP(owned[a] / (known_mass + EVIDENCE_PRIOR_MASS), 0.0, 1.0);
+                all_owned += owned[a];
+        /* the agent's share of all owned evidence, trusted as far as its own
+         * amount allows: one incidental word is not a strong match */
+        for (size_t a = 0; a < n_agents; a++)
+                if (!isnan(ret[a]) && all_owned > 0)
+                        ret[a] = CLAMP(owned[a] / all_owned * (1.0 - exp(-owned[a] / EVIDENCE_CONFIDENCE)),
+                                       0.0, 1.0);
 }

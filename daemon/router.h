@@ -109,8 +109,11 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
  * being the term's rate in a's chunks and p_rest its rate in everyone
  * else's: a term frequent in a's knowledge and rare elsewhere is strong
  * evidence, a word common everywhere is none, and a larger knowledge base
- * does not raise its own evidence by size. Evidence = sum of owned weight
- * above an even share / (total weight + a prior mass), in [0,1).
+ * does not raise its own evidence by size. An agent's owned weight is the
+ * sum over terms of idf * (share - 1/2) / (1/2) (shares above even only),
+ * damped by df / (df + 2) (a term in one chunk may be incidental); its evidence is
+ * its part of all agents' owned weight times a confidence
+ * 1 - exp(-owned / 4), in [0,1).
  * Agents with @n_chunks[a] == 0 get NaN (no knowledge), and so does an agent
  * when no other agent has knowledge (nothing to contrast it with). @ret_best_term[a],
  * if not NULL, receives the index of a's strongest term, or -1.

@@ -23,3 +23,4 @@ moa_fuzz_test(fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-chat-request
 moa_integration_test(access)
 moa_integration_test(knowledge)
 moa_integration_test(plugins)
+moa_integration_test(routing)

@@ -165,9 +165,9 @@ static void grid(const RouterConfig *base, Item *items, size_t n_items, AgentSet
                 RouterConfig c;
                 double acc, f1, gfp, nowhere;
         } Row;
-        static const double lexicon[] = {0, 1, 2, 3, 4, 5, 6};
+        static const double lexicon[] = {1, 2, 3, 4, 5, 6};
         static const double learned[] = {0, 0.5, 0.75, 1, 1.5, 2};
-        static const double kb[] = {0, 1, 2, 3, 4, 6};
+        static const double kb[] = {0, 1, 2, 3, 4, 5};
         static const double bias[] = {-2, -1.5, -1, -0.5, 0, 0.5, 1};
         static const double floors[] = {0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45};
         Row best[10] = {};

@@ -265,18 +265,25 @@ START_TEST(test_kb_evidence) {
         ck_assert(ev[0] == 0 && ev[1] == 0 && ev[2] == 0);
 
         /* rate, not size: legal ten times larger with the same rate of a term
-         * gains nothing over code; a term frequent in a small base beats the
-         * same count in a large one */
+         * as everyone gains nothing; a term frequent in a small base beats
+         * the same count in a large one */
         uint32_t big_n[3] = {1000, 100, 100};
-        uint32_t same_rate[3] = {50, 5, 0};
+        uint32_t same_rate[3] = {50, 5, 5};
         router_kb_evidence(same_rate, big_n, 3, 1, ev, NULL);
-        ck_assert(fabs(ev[0] - ev[1]) < 0.15);
+        ck_assert(ev[0] < 0.01 && ev[1] < 0.01 && ev[2] < 0.01);
         uint32_t same_count[3] = {5, 5, 0};
         router_kb_evidence(same_count, big_n, 3, 1, ev, NULL);
         ck_assert(ev[1] > ev[0]);
 
-        /* a strong specific term decides more than a weak one, and terms
-         * nobody knows do not dilute it */
+        /* one chunk with the term is weaker evidence than many */
+        uint32_t once[3] = {1, 0, 0}, often[3] = {30, 0, 0};
+        double e_once;
+        router_kb_evidence(once, n, 3, 1, ev, NULL);
+        e_once = ev[0];
+        router_kb_evidence(often, n, 3, 1, ev, NULL);
+        ck_assert(ev[0] > e_once && e_once > 0);
+
+        /* terms nobody knows do not dilute a specific one */
         uint32_t one[3] = {8, 0, 0}, one_plus_unknown[3 * 4] = {8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         double e1;
         router_kb_evidence(one, n, 3, 1, ev, NULL);

@@ -139,7 +139,11 @@ static const MuLex lexicon[] = {
          "github actions|action movie*|action film*|call to action|take action|action item*|action "
          "plan|actions workflow|class action|in action|action figure*|legal action",
          "action (other)"},
-        {"obligation|obligations", -0.8, "contractual|legal|moral|contrat|juridique", NULL},
+        /* a French bond, not an English duty ("the obligation to publish") */
+        {"obligation|obligations", -0.8,
+         "contractual|legal|moral|contrat|juridique|obligation to|obligations to|the obligation|an "
+         "obligation|any obligation|obligation of|obligations of|our obligations|my obligations",
+         "duty"},
         {"taux", -0.6, "taux de reussite|taux de chomage|taux de natalite|taux de mortalite", NULL},
         {"premium", -0.9,
          "premium account|premium plan|premium subscription|premium version|spotify|youtube premium|premium "
