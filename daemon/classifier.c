@@ -1,5 +1,5 @@
 /* classifier.c — hashed-feature one-vs-rest logistic regression for routing
- * (see classifier.h). Features of a text, each hashed into 2^17 slots and the
+ * (see classifier.h). Features of a text, each hashed into 2^16 slots and the
  * vector L2-normalised:
  *   w:STEM        every content word (function words dropped), 1.0
  *   b:STEM STEM   neighbouring content words ("security deposit"), 0.7
@@ -13,9 +13,9 @@
 #include "classifier.h"
 #include "util.h"
 
-#define DIM_BITS 17u
+#define DIM_BITS 16u
 #define DIM (1u << DIM_BITS)
-#define EPOCHS 10u
+#define EPOCHS 8u
 #define RATE0 1.0
 #define DECAY 0.05 /* L2 shrink per epoch, times the rate */
 #define W_WORD 1.0f
