@@ -43,6 +43,9 @@ typedef struct AgentCall {
         Provider *provider;
         ProviderCall *call;
         double weight;
+        double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
+        const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
+        int n_documents;       /* documents in it, <= 0 unknown or none */
         uint64_t start_usec, end_usec;
         int state; /* 0 pending, 1 ok, -errno failed */
         unsigned http_status;
@@ -65,8 +68,9 @@ typedef struct AgentCall {
 typedef struct Selected {
         Agent *a;
         char *name;
-        double score;  /* router score (1 when pinned or single agent) */
-        double weight; /* agent weight */
+        double score;       /* router score (1 when pinned or single agent) */
+        double route_score; /* the router's own score even when pinned; 0: not routed */
+        double weight;      /* agent weight */
 } Selected;
 
 struct EngineRun {
@@ -414,6 +418,8 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .query = run->query,
                 .hits = c->hits,
                 .n_hits = c->n_hits,
+                .knowledge = c->knowledge,
+                .n_documents = c->n_documents,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
         };
@@ -496,6 +502,9 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 c->a = s->a;
                 c->agent = strdup(s->name);
                 c->weight = s->weight * s->score * layer->weight;
+                c->route_score = s->route_score;
+                c->knowledge = agent_name(s->a);
+                c->n_documents = agent_doc_count(s->a);
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
                 c->provider_chain_head = agent_provider(s->a);
                 run->n_calls++;
@@ -788,6 +797,7 @@ static void layer_end(EngineRun *run) {
                                 .agent = run->ref_agents[run->n_refs],
                                 .text = run->ref_texts[run->n_refs],
                                 .weight = c->weight > 0 ? c->weight : 1e-6,
+                                .route_score = c->route_score,
                         };
                         run->n_refs++;
                 }
@@ -882,6 +892,9 @@ static int select_agents(EngineRun *run) {
                         Selected *s = &run->sel[run->n_sel++];
                         s->a = a;
                         s->score = c->pinned ? 1.0 : MAX(c->score, 0.05);
+                        /* The aggregator compares it between agents even
+                         * when they were pinned (weights are then equal). */
+                        s->route_score = MAX(c->score, 0.001);
                         s->weight = agent_weight(a);
                         if (samples > 1 && asprintf(&s->name, "%s#%u", c->name, k + 1) < 0)
                                 s->name = NULL;
