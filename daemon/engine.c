@@ -463,13 +463,20 @@ static int call_try_fallback(EngineRun *run, AgentCall *c) {
 }
 
 /* The references block shown to refiners and the aggregator: numbered,
- * best weight first, each labelled with its agent and weight. */
+ * best weight first, each labelled with its agent and weight, then the
+ * rule not to use the ones that do not answer. */
 static char *render_references(EngineRun *run) {
         char *out = strdup(""), *n;
 
         for (size_t i = 0; out && i < run->n_refs; i++) {
                 if (asprintf(&n, "%s[%zu] %s (weight %.2f):\n%s\n\n", out, i + 1, run->refs[i].agent,
                              run->refs[i].weight, run->refs[i].text) < 0)
+                        n = NULL;
+                free(out);
+                out = n;
+        }
+        if (out && run->n_refs > 0) {
+                if (asprintf(&n, "%s%s", out, PROMPT_REFERENCES_RULES) < 0)
                         n = NULL;
                 free(out);
                 out = n;
@@ -496,7 +503,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         for (size_t i = 0; i < run->n_sel; i++) {
                 AgentCall *c = &run->calls[i];
                 Selected *s = &run->sel[i];
-                _cleanup_free_ char *system = NULL, *context = NULL, *full = NULL;
+                _cleanup_free_ char *system = NULL, *context = NULL, *grounded = NULL, *full = NULL;
 
                 c->run = run;
                 c->a = s->a;
@@ -523,11 +530,16 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         c->error = strdup("plugin could not build its prompt");
                         continue;
                 }
+                /* The grounding rules go with the context, whatever the
+                 * plugin's prompt and the template say. */
+                grounded = prompt_context(context);
+                if (!grounded)
+                        return -ENOMEM;
                 if (layer->role == LAYER_REFINE)
                         full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
-                                             PROMPT_REFINE_DEFAULT, system, context, refs);
+                                             PROMPT_REFINE_DEFAULT, system, grounded, refs);
                 else
-                        full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, context, NULL);
+                        full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, grounded, NULL);
                 if (!full)
                         return -ENOMEM;
                 r = call_start(run, c,

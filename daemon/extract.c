@@ -167,176 +167,59 @@ static int cmp_u32(const void *a, const void *b) {
 
 /* Function words of German and French questions ("Was ist die ...",
  * "Qu'est-ce que la ..."), dropped like the English stop-words so that a
- * question in those languages is weighed by its content words. Folded to
- * ASCII as words_scan() folds them; words that are also English content
- * words (war, mit, pour, son, par, hat) are left out on purpose. */
+ * question in those languages is weighed by its content words, and the
+ * pieces of English contractions split at the apostrophe ("hasn", "ve").
+ * Folded to ASCII as words_scan() folds them; words that are also English
+ * content words (war, mit, pour, son, par, hat) are left out on purpose.
+ * Sorted in byte order (bsearch). */
 static const char *const extra_stop_words[] = {
-        "au",
-        "aux",
-        "avec",
-        "ce",
-        "ces",
-        "cette",
-        "comment",
-        "dans",
-        "darf",
-        "das",
-        "dass",
-        "de",
-        "dem",
-        "den",
-        "der",
-        "des",
-        "die",
-        "doit",
-        "du",
-        "durfen",
-        "ein",
-        "eine",
-        "einem",
-        "einen",
-        "einer",
-        "eines",
-        "elle",
-        "en",
-        "est",
-        "et",
-        "faut",
-        "fur",
-        "ich",
-        "ihr",
-        "ihre",
-        "il",
-        "ils",
-        "im",
-        "ist",
-        "je",
-        "kann",
-        "kein",
-        "keine",
-        "konnen",
-        "la",
-        "le",
-        "les",
-        "leur",
-        "mein",
-        "meine",
-        "muss",
-        "mussen",
-        "nicht",
-        "nous",
-        "ou",
-        "peut",
-        "pourquoi",
-        "qu",
-        "quand",
-        "que",
-        "quel",
-        "quelle",
-        "qui",
-        "quoi",
-        "sein",
-        "seine",
-        "sind",
-        "soll",
-        "sont",
-        "sur",
-        "uber",
-        "und",
-        "une",
-        "vom",
-        "von",
-        "vous",
-        "wann",
-        "warum",
-        "welche",
-        "wer",
-        "werden",
-        "wie",
-        "without",
-        "wird",
-        "wo",
-        "zu",
-        "zum",
-        "zur",
-        /* English contractions split at the apostrophe: "hasn't" */
-        "aren",
-        "couldn",
-        "didn",
-        "doesn",
-        "hadn",
-        "hasn",
-        "haven",
-        "isn",
-        "ll",
-        "re",
-        "shouldn",
-        "ve",
-        "wasn",
-        "weren",
-        "won",
-        "wouldn",
+        "aren",   "au",     "aux",  "avec",   "ce",    "ces",      "cette",   "comment", "couldn", "dans",
+        "darf",   "das",    "dass", "de",     "dem",   "den",      "der",     "des",     "didn",   "die",
+        "doesn",  "doit",   "du",   "durfen", "ein",   "eine",     "einem",   "einen",   "einer",  "eines",
+        "elle",   "en",     "est",  "et",     "faut",  "fur",      "hadn",    "hasn",    "haven",  "ich",
+        "ihr",    "ihre",   "il",   "ils",    "im",    "isn",      "ist",     "je",      "kann",   "kein",
+        "keine",  "konnen", "la",   "le",     "les",   "leur",     "ll",      "mein",    "meine",  "muss",
+        "mussen", "nicht",  "nous", "ou",     "peut",  "pourquoi", "qu",      "quand",   "que",    "quel",
+        "quelle", "qui",    "quoi", "re",     "sein",  "seine",    "shouldn", "sind",    "soll",   "sont",
+        "sur",    "uber",   "und",  "une",    "ve",    "vom",      "von",     "vous",    "wann",   "warum",
+        "wasn",   "welche", "wer",  "werden", "weren", "wie",      "wird",    "without", "wo",     "won",
+        "wouldn", "zu",     "zum",  "zur",
 };
 
 /* Words that frame a question rather than say what it is about ("how does
- * X work", "what are the rules of X"): dropped from the query only. */
+ * X work", "what are the rules of X", "the difference between", German
+ * "wie hoch", French "combien"): dropped from the query only. Sorted. */
 static const char *const framing_words[] = {
-        "actually",
-        "advantages",
-        "answer",
-        "basics",
-        "compare",
-        "comparison",
-        "cons",
-        "detail",
-        "details",
-        "difference",
-        "differences",
-        "disadvantages",
-        "example",
-        "examples",
-        "exactly",
-        "happen",
-        "happens",
-        "info",
-        "information",
-        "kind",
-        "kinds",
-        "know",
-        "like",
-        "long",
-        "need",
-        "needs",
-        "overview",
-        "pros",
-        "question",
-        "rule",
-        "rules",
-        "said",
-        "say",
-        "says",
-        "thing",
-        "things",
-        "type",
-        "types",
-        "usually",
-        "want",
-        "way",
-        "ways",
-        "work",
-        "works",
-        /* German and French: "wie hoch", "wie viel", "wie lange", "combien" */
-        "combien",
-        "hoch",
-        "lange",
-        "viel",
+        "actually", "advantages", "answer",  "basics",     "combien",     "compare",       "comparison",
+        "cons",     "detail",     "details", "difference", "differences", "disadvantages", "exactly",
+        "example",  "examples",   "happen",  "happens",    "hoch",        "info",          "information",
+        "kind",     "kinds",      "know",    "lange",      "like",        "long",          "need",
+        "needs",    "overview",   "pros",    "question",   "rule",        "rules",         "said",
+        "say",      "says",       "thing",   "things",     "type",        "types",         "usually",
+        "viel",     "want",       "way",     "ways",       "work",        "works",
 };
 
+typedef struct WordKey {
+        const char *w;
+        size_t n;
+} WordKey;
+
+static int word_cmp(const void *key, const void *elem) {
+        const WordKey *k = key;
+        const char *e = *(const char *const *) elem;
+        int c = strncmp(k->w, e, k->n);
+        if (c != 0)
+                return c;
+        return e[k->n] ? -1 : 0; /* the key is a proper prefix of e: it sorts first */
+}
+
+/* Is @w (@n bytes, lower case) in @list, sorted in byte order? It runs for
+ * every word of every candidate sentence. */
 static int in_word_list(const char *const *list, size_t n_list, const char *w, size_t n) {
-        for (size_t i = 0; i < n_list; i++)
-                if (strlen(list[i]) == n && memcmp(list[i], w, n) == 0)
-                        return 1;
-        return 0;
+        WordKey k = {.w = w, .n = n};
+        if (n == 0 || memchr(w, 0, n))
+                return 0;
+        return bsearch(&k, list, n_list, sizeof list[0], word_cmp) != NULL;
 }
 
 /* One content word: its hash, its position among all the words of the text
@@ -965,7 +848,9 @@ static int term_index(const Query *q, uint32_t h) {
         return -1;
 }
 
-static const char *const conjunctions[] = {"and", "et", "oder", "or", "ou", "und"};
+static const char *const conjunctions[] = {
+        "and", "et", "oder", "or", "ou", "und",
+};
 static const char *const question_words[] = {
         "are",   "can",  "comment", "could", "did",      "do",    "does",  "est",  "how",    "is",
         "ist",   "kann", "may",     "muss",  "pourquoi", "quand", "que",   "quel", "quelle", "should",
