@@ -190,13 +190,14 @@ static const char *const extra_stop_words[] = {
  * X work", "what are the rules of X", "the difference between", German
  * "wie hoch", French "combien"): dropped from the query only. Sorted. */
 static const char *const framing_words[] = {
-        "actually", "advantages", "answer",  "basics",     "combien",     "compare",       "comparison",
-        "cons",     "detail",     "details", "difference", "differences", "disadvantages", "exactly",
-        "example",  "examples",   "happen",  "happens",    "hoch",        "info",          "information",
-        "kind",     "kinds",      "know",    "lange",      "like",        "long",          "need",
-        "needs",    "overview",   "pros",    "question",   "rule",        "rules",         "said",
-        "say",      "says",       "thing",   "things",     "type",        "types",         "usually",
-        "viel",     "want",       "way",     "ways",       "work",        "works",
+        "actually", "advantages", "answer",   "basics",     "combien",     "compare",       "comparison",
+        "cons",     "detail",     "details",  "difference", "differences", "disadvantages", "exactly",
+        "example",  "examples",   "go",       "goes",       "going",       "happen",        "happens",
+        "help",     "helps",      "hoch",     "info",       "information", "kind",          "kinds",
+        "know",     "lange",      "like",     "long",       "make",        "makes",         "making",
+        "need",     "needs",      "overview", "pros",       "question",    "rule",          "rules",
+        "said",     "say",        "says",     "thing",      "things",      "type",          "types",
+        "usually",  "viel",       "want",     "way",        "ways",        "work",          "works",
 };
 
 typedef struct WordKey {
@@ -998,11 +999,13 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen) {
  * >= EX_MIN_RELEVANCE; a question of several clauses ("What notice do I
  * get, and how is it taxed?") is also weighed clause by clause, so that a
  * sentence answering one clause of two words or more (a quarter of the
- * question's weight at least) passes too, ranked at 3/4 of that. */
+ * question's weight at least) with two of its words passes too, ranked at
+ * 3/4 of that. */
 static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         double covered = 0, phrase = 0;
         double p_covered[EX_MAX_QUERY_TERMS] = {}, p_phrase[EX_MAX_QUERY_TERMS] = {};
         int key = 0, p_key[EX_MAX_QUERY_TERMS] = {};
+        unsigned p_words[EX_MAX_QUERY_TERMS] = {};
 
         for (size_t t = 0; t < q->n; t++) {
                 double w = set_has(s->set, s->n_set, q->term[t]) ? 1.0
@@ -1021,6 +1024,7 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
                 }
                 covered += w * q->weight[t];
                 p_covered[q->part[t]] += w * q->weight[t];
+                p_words[q->part[t]] += w == 1.0;
         }
         for (size_t k = 0; k < q->n_pairs; k++)
                 if (set_has(s->bigrams, s->n_bigrams, q->pair[k].bigram)) {
@@ -1035,7 +1039,7 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         s->pass = key && s->rel >= EX_MIN_RELEVANCE - 1e-9;
         for (size_t p = 0; q->n_parts > 1 && p < q->n_parts; p++) {
                 double pt = q->part_total[p];
-                if (q->part_terms[p] < 2 || !(pt > 0) || pt < 0.25 * q->total || !p_key[p])
+                if (q->part_terms[p] < 2 || p_words[p] < 2 || !(pt > 0) || pt < 0.25 * q->total || !p_key[p])
                         continue;
                 double cov = p_covered[p] / pt, rel = cov + p_phrase[p] / pt;
                 if (rel < EX_MIN_RELEVANCE - 1e-9)
