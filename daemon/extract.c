@@ -1,10 +1,14 @@
 /* extract.c — the builtin provider's extractive algorithms. extract_answer()
- * picks the sentences of an agent's retrieved chunks that best cover the
- * question (bm25-style weighting over the candidate sentences) and cites
- * them; extract_aggregate() merges several weighted answers by agreement and
- * MMR-diverse selection with consistent, renumbered citations. Pure
- * functions: no I/O, deterministic, every loop bounded. Honest retrieval,
- * not a language model. */
+ * quotes the sentences of an agent's retrieved chunks that answer the
+ * question, best first, above an absolute relevance floor (idf-weighted
+ * coverage of the question over the candidate sentences, query phrases,
+ * key terms), at most 200 words, cited; or says in one sentence that the
+ * knowledge base has nothing on it. extract_aggregate() drops proposals
+ * that found nothing or are weak evidence, keeps the sentences above the
+ * same floor and merges them by agreement and MMR-diverse selection with
+ * consistent, renumbered citations. Pure functions: no I/O,
+ * deterministic, every loop bounded. Honest retrieval, not a language
+ * model. */
 #include <ctype.h>
 #include <math.h>
 
@@ -224,8 +228,10 @@ static int in_word_list(const char *const *list, size_t n_list, const char *w, s
 }
 
 /* One content word: its hash, its position among all the words of the text
- * (stop-words included, so adjacency means "next to each other in the
- * text") and where it is in the text. */
+ * (stop-words included, and punctuation other than a hyphen or an
+ * apostrophe counting as a gap, so adjacency means "next to each other in
+ * the text": "security deposit", not "security, deposit") and where it is
+ * in the text. */
 typedef struct Word {
         uint32_t h;
         uint32_t pos;
@@ -243,6 +249,7 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
         const unsigned char *p = (const unsigned char *) s;
         size_t len = strlen(s), n = 0;
         uint32_t pos = 0;
+        int punct = 0; /* punctuation since the last word: not adjacent */
         Word *v = NULL;
         char w[64];
 
@@ -256,6 +263,8 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
                 }
                 uint32_t c = kb_utf8_decode(p + i, l);
                 if (!kb_is_word_cp(c)) {
+                        punct |= !(c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '-' ||
+                                   c == '\'' || c == 0x2019);
                         i += l;
                         continue;
                 }
@@ -279,7 +288,8 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
                         }
                         i += l;
                 }
-                pos++;
+                pos += 1 + (uint32_t) punct;
+                punct = 0;
                 if (wn < 2 && !(wn == 1 && isdigit((unsigned char) w[0])))
                         continue;
                 if (!(flags & WORDS_KEEP_STOP) &&

@@ -230,7 +230,9 @@ START_TEST(test_answer_floor_ambiguous_word) {
 END_TEST
 
 START_TEST(test_answer_phrase_counts_more) {
+        /* words apart, or separated by punctuation, are not the phrase */
         static const char t[] = "A deposit for the security of the bank is held in a vault. "
+                                "For the bank's security, deposit boxes are kept in a vault. "
                                 "A security deposit protects the landlord against damage to the flat.";
         KbHit hits[] = {hit("mix.md", 0, 1.0, t)};
         char *out = answer("What is a security deposit?", hits, 1, 1);
