@@ -271,6 +271,23 @@ START_TEST(test_answer_not_found) {
 }
 END_TEST
 
+START_TEST(test_answer_clauses) {
+        /* A question of two clauses: a sentence answering one of them is an
+         * answer; one sharing a single word with a clause is not. */
+        static const char t[] = "Employers must give written notice before a dismissal. "
+                                "Severance pay is usually taxed as ordinary income. "
+                                "Notice boards in the office list the fire exits.";
+        KbHit hits[] = {hit("work.md", 0, 1.0, t)};
+        char *out =
+                answer("What notice must employers give before a dismissal, and how is severance pay taxed?",
+                       hits, 1, 4);
+        ck_assert_ptr_nonnull(strstr(out, "written notice before a dismissal [1]."));
+        ck_assert_ptr_nonnull(strstr(out, "Severance pay is usually taxed as ordinary income [1]."));
+        ck_assert_msg(strstr(out, "Notice boards") == NULL, "%s", out);
+        free(out);
+}
+END_TEST
+
 START_TEST(test_answer_word_cap) {
         /* 30 relevant sentences of 12 words: at most 200 words, whole sentences */
         char text[8192] = "";
@@ -635,6 +652,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_floor_ambiguous_word);
         tcase_add_test(tc, test_answer_phrase_counts_more);
         tcase_add_test(tc, test_answer_not_found);
+        tcase_add_test(tc, test_answer_clauses);
         tcase_add_test(tc, test_answer_word_cap);
         tcase_add_test(tc, test_answer_german_french);
         tcase_add_test(tc, test_answer_abbreviations);
