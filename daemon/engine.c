@@ -44,6 +44,9 @@ typedef struct AgentCall {
         Provider *provider;
         ProviderCall *call;
         double weight;
+        double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
+        const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
+        int n_documents;       /* documents in it, <= 0 unknown or none */
         uint64_t start_usec, end_usec;
         int state; /* 0 pending, 1 ok, -errno failed */
         unsigned http_status;
@@ -66,8 +69,9 @@ typedef struct AgentCall {
 typedef struct Selected {
         Agent *a;
         char *name;
-        double score;  /* router score (1 when pinned or single agent) */
-        double weight; /* agent weight */
+        double score;       /* router score (1 when pinned or single agent) */
+        double route_score; /* the router's own score even when pinned; 0: not routed */
+        double weight;      /* agent weight */
 } Selected;
 
 struct EngineRun {
@@ -402,6 +406,8 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .query = run->query,
                 .hits = c->hits,
                 .n_hits = c->n_hits,
+                .knowledge = c->knowledge,
+                .n_documents = c->n_documents,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
         };
@@ -445,13 +451,20 @@ static int call_try_fallback(EngineRun *run, AgentCall *c) {
 }
 
 /* The references block shown to refiners and the aggregator: numbered,
- * best weight first, each labelled with its agent and weight. */
+ * best weight first, each labelled with its agent and weight, then the
+ * rule not to use the ones that do not answer. */
 static char *render_references(EngineRun *run) {
         char *out = strdup(""), *n;
 
         for (size_t i = 0; out && i < run->n_refs; i++) {
                 if (asprintf(&n, "%s[%zu] %s (weight %.2f):\n%s\n\n", out, i + 1, run->refs[i].agent,
                              run->refs[i].weight, run->refs[i].text) < 0)
+                        n = NULL;
+                free(out);
+                out = n;
+        }
+        if (out && run->n_refs > 0) {
+                if (asprintf(&n, "%s%s", out, PROMPT_REFERENCES_RULES) < 0)
                         n = NULL;
                 free(out);
                 out = n;
@@ -478,12 +491,15 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         for (size_t i = 0; i < run->n_sel; i++) {
                 AgentCall *c = &run->calls[i];
                 Selected *s = &run->sel[i];
-                _cleanup_free_ char *system = NULL, *context = NULL, *full = NULL;
+                _cleanup_free_ char *system = NULL, *context = NULL, *grounded = NULL, *full = NULL;
 
                 c->run = run;
                 c->a = s->a;
                 c->agent = strdup(s->name);
                 c->weight = s->weight * s->score * layer->weight;
+                c->route_score = s->route_score;
+                c->knowledge = agent_name(s->a);
+                c->n_documents = agent_doc_count(s->a);
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
                 c->provider_chain_head = agent_provider(s->a);
                 run->n_calls++;
@@ -502,11 +518,16 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         c->error = strdup("plugin could not build its prompt");
                         continue;
                 }
+                /* The grounding rules go with the context, whatever the
+                 * plugin's prompt and the template say. */
+                grounded = prompt_context(context);
+                if (!grounded)
+                        return -ENOMEM;
                 if (layer->role == LAYER_REFINE)
                         full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
-                                             PROMPT_REFINE_DEFAULT, system, context, refs);
+                                             PROMPT_REFINE_DEFAULT, system, grounded, refs);
                 else
-                        full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, context, NULL);
+                        full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, grounded, NULL);
                 if (!full)
                         return -ENOMEM;
                 r = call_start(run, c,
@@ -776,6 +797,7 @@ static void layer_end(EngineRun *run) {
                                 .agent = run->ref_agents[run->n_refs],
                                 .text = run->ref_texts[run->n_refs],
                                 .weight = c->weight > 0 ? c->weight : 1e-6,
+                                .route_score = c->route_score,
                         };
                         run->n_refs++;
                 }
@@ -870,6 +892,9 @@ static int select_agents(EngineRun *run) {
                         Selected *s = &run->sel[run->n_sel++];
                         s->a = a;
                         s->score = c->pinned ? 1.0 : MAX(c->score, 0.05);
+                        /* The aggregator compares it between agents even
+                         * when they were pinned (weights are then equal). */
+                        s->route_score = MAX(c->score, 0.001);
                         s->weight = agent_weight(a);
                         if (samples > 1 && asprintf(&s->name, "%s#%u", c->name, k + 1) < 0)
                                 s->name = NULL;

@@ -1,10 +1,14 @@
 /* extract.c — the builtin provider's extractive algorithms. extract_answer()
- * picks the sentences of an agent's retrieved chunks that best cover the
- * question (bm25-style weighting over the candidate sentences) and cites
- * them; extract_aggregate() merges several weighted answers by agreement and
- * MMR-diverse selection with consistent, renumbered citations. Pure
- * functions: no I/O, deterministic, every loop bounded. Honest retrieval,
- * not a language model. */
+ * quotes the sentences of an agent's retrieved chunks that answer the
+ * question, best first, above an absolute relevance floor (idf-weighted
+ * coverage of the question over the candidate sentences, query phrases,
+ * key terms), at most 200 words, cited; or says in one sentence that the
+ * knowledge base has nothing on it. extract_aggregate() drops proposals
+ * that found nothing or are weak evidence, keeps the sentences above the
+ * same floor and merges them by agreement and MMR-diverse selection with
+ * consistent, renumbered citations. Pure functions: no I/O,
+ * deterministic, every loop bounded. Honest retrieval, not a language
+ * model. */
 #include <ctype.h>
 #include <math.h>
 
@@ -27,14 +31,51 @@
 #define EX_DEFAULT_ANSWER_SENTENCES 3u
 #define EX_DEFAULT_AGGREGATE_SENTENCES 5u
 
+#define EX_DEFAULT_MAX_WORDS 200u
+#define EX_MAX_WORDS 2000u
+
 #define EX_MMR_LAMBDA 0.7
 #define EX_MIN_RELATIVE_COVERAGE 0.4 /* of the best sentence's query coverage */
 #define EX_DUP_SIMILARITY 0.75       /* at or above: a near-duplicate, never both */
 #define EX_MIN_RELATIVE_SCORE 0.3    /* of the best score: weaker sentences are padding */
 
-/* The no-hit messages; extract_aggregate() recognises the first one. */
-#define EX_NO_HIT "Nothing in this agent's knowledge base matches the question."
-#define EX_NO_HIT_ALL "None of the consulted agents' knowledge bases has a passage on this question."
+/* The relevance floor: a sentence must cover at least this share of the
+ * question's weight (query phrases matched word for word count on top),
+ * whatever the other candidates score. */
+#define EX_MIN_RELEVANCE 0.45
+/* Key terms: the informative words (not a modifier of another query word)
+ * whose idf is at least this share of the most informative one's. */
+#define EX_KEY_IDF_SHARE 0.6
+/* idf is computed as if the candidate set had at least this many sentences
+ * (the missing ones containing no query word), so that a word found in all
+ * three sentences of a small set still counts. */
+#define EX_IDF_MIN_COLLECTION 30.0
+/* A proposal whose weight (or route score) is under this share of the best
+ * substantive proposal's is weak evidence: the aggregator ignores it. */
+#define EX_MIN_RELATIVE_WEIGHT (1.0 / 3.0)
+/* Words of the key terms named in a not-found sentence. */
+#define EX_MAX_NAMED_WORDS 4u
+
+/* How a not-found answer is recognised when it comes back as a proposal:
+ * "The legal knowledge base (6 documents) has no passage about ...",
+ * "None of the consulted knowledge bases (legal, code) has a passage about
+ * ...", and the wording of earlier versions. */
+static const char *const not_found_marks[] = {
+        " knowledge base has no passage ",
+        " document) has no passage ",
+        " documents) has no passage ",
+        "None of the consulted knowledge bases ",
+        "Nothing in this agent's knowledge base matches the question.",
+        "None of the consulted agents' knowledge bases has a passage on this question.",
+        "No sentence in this agent's knowledge base answers the question directly.",
+};
+
+static int is_not_found(const char *t) {
+        for (size_t i = 0; i < ELEMENTSOF(not_found_marks); i++)
+                if (strstr(t, not_found_marks[i]))
+                        return 1;
+        return 0;
+}
 
 typedef struct Sent {
         char *text;      /* cleaned sentence, cites removed */
@@ -44,10 +85,16 @@ typedef struct Sent {
         size_t n_terms;
         uint32_t *set; /* the same, unique */
         size_t n_set;
+        uint32_t *bigrams; /* adjacent content-word pairs, sorted */
+        size_t n_bigrams;
+        unsigned group; /* document (answer) or proposal (aggregate) */
         unsigned cites[EX_MAX_CITES];
         unsigned n_cites;
         int head;   /* index of the section heading's words, -1 if none */
-        double cov; /* share of the query's idf this sentence covers */
+        double cov; /* share of the query's weight this sentence covers */
+        double rel; /* relevance: cov plus the query phrases it matches */
+        int key;    /* contains one of the query's key terms */
+        int pass;   /* above the relevance floor, for the question or one of its parts */
         double score;
         int selected;
 } Sent;
@@ -68,6 +115,7 @@ static void sent_list_done(SentList *l) {
                 free(l->v[i].text);
                 free(l->v[i].terms);
                 free(l->v[i].set);
+                free(l->v[i].bigrams);
         }
         for (size_t i = 0; i < l->n_heads; i++)
                 free(l->heads[i]);
@@ -121,14 +169,88 @@ static int cmp_u32(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-/* Hash the content words of @s (valid UTF-8, NUL-terminated): lower-cased,
- * Latin-1 accents folded, stop-words dropped unless @keep_stop, stemmed
- * (plural -s, -ies, -ed, -ing, -ment, -ness, -ly).
+/* Function words of German and French questions ("Was ist die ...",
+ * "Qu'est-ce que la ..."), dropped like the English stop-words so that a
+ * question in those languages is weighed by its content words, and the
+ * pieces of English contractions split at the apostrophe ("hasn", "ve").
+ * Folded to ASCII as words_scan() folds them; words that are also English
+ * content words (war, mit, pour, son, par, hat) are left out on purpose.
+ * Sorted in byte order (bsearch). */
+static const char *const extra_stop_words[] = {
+        "aren",   "au",     "aux",  "avec",   "ce",    "ces",      "cette",   "comment", "couldn", "dans",
+        "darf",   "das",    "dass", "de",     "dem",   "den",      "der",     "des",     "didn",   "die",
+        "doesn",  "doit",   "du",   "durfen", "ein",   "eine",     "einem",   "einen",   "einer",  "eines",
+        "elle",   "en",     "est",  "et",     "faut",  "fur",      "hadn",    "hasn",    "haven",  "ich",
+        "ihr",    "ihre",   "il",   "ils",    "im",    "isn",      "ist",     "je",      "kann",   "kein",
+        "keine",  "konnen", "la",   "le",     "les",   "leur",     "ll",      "mein",    "meine",  "muss",
+        "mussen", "nicht",  "nous", "ou",     "peut",  "pourquoi", "qu",      "quand",   "que",    "quel",
+        "quelle", "qui",    "quoi", "re",     "sein",  "seine",    "shouldn", "sind",    "soll",   "sont",
+        "sur",    "uber",   "und",  "une",    "ve",    "vom",      "von",     "vous",    "wann",   "warum",
+        "wasn",   "welche", "wer",  "werden", "weren", "wie",      "wird",    "without", "wo",     "won",
+        "wouldn", "zu",     "zum",  "zur",
+};
+
+/* Words that frame a question rather than say what it is about ("how does
+ * X work", "what are the rules of X", "the difference between", German
+ * "wie hoch", French "combien"): dropped from the query only. Sorted. */
+static const char *const framing_words[] = {
+        "actually", "advantages", "answer",   "basics",     "combien",     "compare",       "comparison",
+        "cons",     "detail",     "details",  "difference", "differences", "disadvantages", "exactly",
+        "example",  "examples",   "go",       "goes",       "going",       "happen",        "happens",
+        "help",     "helps",      "hoch",     "info",       "information", "kind",          "kinds",
+        "know",     "lange",      "like",     "long",       "make",        "makes",         "making",
+        "need",     "needs",      "overview", "pros",       "question",    "rule",          "rules",
+        "said",     "say",        "says",     "thing",      "things",      "type",          "types",
+        "usually",  "viel",       "want",     "way",        "ways",        "work",          "works",
+};
+
+typedef struct WordKey {
+        const char *w;
+        size_t n;
+} WordKey;
+
+static int word_cmp(const void *key, const void *elem) {
+        const WordKey *k = key;
+        const char *e = *(const char *const *) elem;
+        int c = strncmp(k->w, e, k->n);
+        if (c != 0)
+                return c;
+        return e[k->n] ? -1 : 0; /* the key is a proper prefix of e: it sorts first */
+}
+
+/* Is @w (@n bytes, lower case) in @list, sorted in byte order? It runs for
+ * every word of every candidate sentence. */
+static int in_word_list(const char *const *list, size_t n_list, const char *w, size_t n) {
+        WordKey k = {.w = w, .n = n};
+        if (n == 0 || memchr(w, 0, n))
+                return 0;
+        return bsearch(&k, list, n_list, sizeof list[0], word_cmp) != NULL;
+}
+
+/* One content word: its hash, its position among all the words of the text
+ * (stop-words included, and punctuation other than a hyphen or an
+ * apostrophe counting as a gap, so adjacency means "next to each other in
+ * the text": "security deposit", not "security, deposit") and where it is
+ * in the text. */
+typedef struct Word {
+        uint32_t h;
+        uint32_t pos;
+        uint32_t off, len;
+} Word;
+
+#define WORDS_KEEP_STOP 1u /* keep stop-words */
+#define WORDS_QUERY 2u     /* also drop question-framing words */
+
+/* The content words of @s (valid UTF-8, NUL-terminated) in text order:
+ * lower-cased, Latin-1 accents folded, stop-words dropped unless
+ * WORDS_KEEP_STOP, stemmed (plural -s, -ies, -ed, -ing, -ment, -ness, -ly).
  * At most @max words. Returns the count; *ret is malloc'ed (NULL if 0). */
-static int words_hash(const char *s, int keep_stop, size_t max, uint32_t **ret, size_t *ret_n) {
+static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, size_t *ret_n) {
         const unsigned char *p = (const unsigned char *) s;
         size_t len = strlen(s), n = 0;
-        uint32_t *v = NULL;
+        uint32_t pos = 0;
+        int punct = 0; /* punctuation since the last word: not adjacent */
+        Word *v = NULL;
         char w[64];
 
         *ret = NULL;
@@ -141,10 +263,12 @@ static int words_hash(const char *s, int keep_stop, size_t max, uint32_t **ret, 
                 }
                 uint32_t c = kb_utf8_decode(p + i, l);
                 if (!kb_is_word_cp(c)) {
+                        punct |= !(c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '-' ||
+                                   c == '\'' || c == 0x2019);
                         i += l;
                         continue;
                 }
-                size_t wn = 0;
+                size_t wn = 0, start = i;
                 while (i < len) {
                         l = kb_utf8_valid_len(p + i, len - i);
                         if (l == 0)
@@ -164,22 +288,85 @@ static int words_hash(const char *s, int keep_stop, size_t max, uint32_t **ret, 
                         }
                         i += l;
                 }
+                pos += 1 + (uint32_t) punct;
+                punct = 0;
                 if (wn < 2 && !(wn == 1 && isdigit((unsigned char) w[0])))
                         continue;
-                if (!keep_stop && kb_is_stop_word(w, wn))
+                if (!(flags & WORDS_KEEP_STOP) &&
+                    (kb_is_stop_word(w, wn) ||
+                     in_word_list(extra_stop_words, ELEMENTSOF(extra_stop_words), w, wn)))
+                        continue;
+                if ((flags & WORDS_QUERY) && in_word_list(framing_words, ELEMENTSOF(framing_words), w, wn))
                         continue;
                 wn = stem(w, wn);
                 if (!v) {
-                        v = malloc(max * sizeof(uint32_t));
+                        v = malloc(max * sizeof(Word));
                         if (!v)
                                 return -ENOMEM;
                 }
-                v[n++] = fnv1a(w, wn);
+                v[n++] = (Word){.h = fnv1a(w, wn),
+                                .pos = pos,
+                                .off = (uint32_t) start,
+                                .len = (uint32_t) (i - start)};
         }
-        if (n > 0)
-                qsort(v, n, sizeof(uint32_t), cmp_u32);
         *ret = v;
         *ret_n = n;
+        return (int) n;
+}
+
+/* The hashes of two words next to each other, in this order. */
+static uint32_t bigram_hash(uint32_t a, uint32_t b) {
+        uint32_t h = a * 16777619u;
+        h ^= b + 0x9e3779b9u + (h << 6) + (h >> 2);
+        return h;
+}
+
+/* Hash the content words of @s, sorted (with repeats), and optionally the
+ * sorted unique hashes of adjacent content-word pairs into *ret_bigrams.
+ * Returns the count of words; arrays are malloc'ed (NULL if empty). */
+static int words_hash(const char *s, int keep_stop, size_t max, uint32_t **ret, size_t *ret_n,
+                      uint32_t **ret_bigrams, size_t *ret_n_bigrams) {
+        _cleanup_free_ Word *words = NULL;
+        size_t n = 0;
+        uint32_t *v = NULL, *b = NULL;
+        size_t nb = 0;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (ret_bigrams) {
+                *ret_bigrams = NULL;
+                *ret_n_bigrams = 0;
+        }
+        if (words_scan(s, keep_stop ? WORDS_KEEP_STOP : 0, max, &words, &n) < 0)
+                return -ENOMEM;
+        if (n == 0)
+                return 0;
+        v = malloc(n * sizeof(uint32_t));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                v[i] = words[i].h;
+        qsort(v, n, sizeof(uint32_t), cmp_u32);
+        if (ret_bigrams && n > 1) {
+                b = malloc((n - 1) * sizeof(uint32_t));
+                if (!b) {
+                        free(v);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i + 1 < n; i++)
+                        if (words[i + 1].pos == words[i].pos + 1)
+                                b[nb++] = bigram_hash(words[i].h, words[i + 1].h);
+                if (nb > 0)
+                        qsort(b, nb, sizeof(uint32_t), cmp_u32);
+                else
+                        b = mfree(b);
+        }
+        *ret = v;
+        *ret_n = n;
+        if (ret_bigrams) {
+                *ret_bigrams = b;
+                *ret_n_bigrams = nb;
+        }
         return (int) n;
 }
 
@@ -485,6 +672,7 @@ static size_t count_words(const char *s) {
 typedef struct SplitCtx {
         SentList *list;
         unsigned src;
+        unsigned group;
         unsigned pos;
         int parse_cites;
         size_t min_words;
@@ -497,7 +685,7 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         if (c->list->n >= EX_MAX_SENTENCES || c->pos >= EX_MAX_SENT_PER_SOURCE)
                 return 1;
 
-        Sent st = {.src = c->src, .head = c->cur_head};
+        Sent st = {.src = c->src, .group = c->group, .head = c->cur_head};
         int heading;
         st.text = clean_sentence(s, len, c->parse_cites, st.cites, &st.n_cites, &heading);
         if (!st.text) {
@@ -523,7 +711,7 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
                 if (level >= 2 && l->n_heads < EX_MAX_HEADINGS) {
                         uint32_t *all = NULL, *set = NULL;
                         size_t n_all = 0;
-                        if (words_hash(st.text, 0, EX_MAX_TERMS, &all, &n_all) < 0) {
+                        if (words_hash(st.text, 0, EX_MAX_TERMS, &all, &n_all, NULL, NULL) < 0) {
                                 free(st.text);
                                 c->oom = 1;
                                 return 1;
@@ -545,7 +733,7 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         size_t tl = strlen(st.text);
         /* A lead-in to a list ("... only if:") says nothing on its own. */
         if (heading || (tl > 0 && st.text[tl - 1] == ':') || count_words(st.text) < c->min_words ||
-            strstr(st.text, EX_NO_HIT)) {
+            is_not_found(st.text)) {
                 free(st.text);
                 return 0;
         }
@@ -555,8 +743,9 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
                         free(st.text);
                         return 0;
                 }
-        if (words_hash(st.text, 0, EX_MAX_TERMS, &st.terms, &st.n_terms) < 0) {
+        if (words_hash(st.text, 0, EX_MAX_TERMS, &st.terms, &st.n_terms, &st.bigrams, &st.n_bigrams) < 0) {
                 free(st.text);
+                free(st.terms);
                 c->oom = 1;
                 return 1;
         }
@@ -564,6 +753,7 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         if (k == (size_t) -1) {
                 free(st.text);
                 free(st.terms);
+                free(st.bigrams);
                 c->oom = 1;
                 return 1;
         }
@@ -573,14 +763,18 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
         return 0;
 }
 
-static int split_into(SentList *l, const char *text, size_t len, unsigned src, int parse_cites,
-                      size_t min_words) {
+static int split_into(SentList *l, const char *text, size_t len, unsigned src, unsigned group,
+                      int parse_cites, size_t min_words) {
         size_t clen;
         char *clean = kb_utf8_sanitize(text, len, &clen);
         if (!clean)
                 return -ENOMEM;
-        SplitCtx c = {
-                .list = l, .src = src, .parse_cites = parse_cites, .min_words = min_words, .cur_head = -1};
+        SplitCtx c = {.list = l,
+                      .src = src,
+                      .group = group,
+                      .parse_cites = parse_cites,
+                      .min_words = min_words,
+                      .cur_head = -1};
         (void) split_sentences(clean, clen, on_sentence, &c);
         free(clean);
         return c.oom ? -ENOMEM : 0;
@@ -620,11 +814,320 @@ static char *finish_stream(FILE *f, char **buf) {
         return *buf;
 }
 
-/* ---- extract_answer --------------------------------------------------- */
+/* ---- the question ---------------------------------------------------- */
+
+/* Two query words next to each other ("security deposit"): the first
+ * narrows the second. */
+typedef struct QueryPair {
+        unsigned a, b; /* term indices */
+        uint32_t bigram;
+} QueryPair;
+
+typedef struct Query {
+        char *clean; /* the repaired question; Word offsets point into it */
+        Word *words; /* its content words in order */
+        size_t n_words;
+        uint32_t term[EX_MAX_QUERY_TERMS]; /* unique terms, in order of first use */
+        size_t n;
+        QueryPair pair[EX_MAX_QUERY_TERMS];
+        size_t n_pairs;
+        int modifier[EX_MAX_QUERY_TERMS];  /* narrows a following query word */
+        unsigned part[EX_MAX_QUERY_TERMS]; /* clause of the question it belongs to */
+        unsigned n_parts;
+        /* Weighed against the candidate sentences (query_weigh): */
+        double idf[EX_MAX_QUERY_TERMS];
+        double weight[EX_MAX_QUERY_TERMS];   /* idf; a modifier's capped at its head's */
+        int seen[EX_MAX_QUERY_TERMS];        /* in some candidate */
+        uint64_t groups[EX_MAX_QUERY_TERMS]; /* documents or proposals containing it */
+        int key[EX_MAX_QUERY_TERMS];
+        int part_key[EX_MAX_QUERY_TERMS]; /* a key term of its part */
+        double part_total[EX_MAX_QUERY_TERMS];
+        unsigned part_terms[EX_MAX_QUERY_TERMS];
+        double total; /* sum of the weights */
+} Query;
+
+static void query_done(Query *q) {
+        q->clean = mfree(q->clean);
+        q->words = mfree(q->words);
+        q->n_words = 0;
+}
+
+static int term_index(const Query *q, uint32_t h) {
+        for (size_t t = 0; t < q->n; t++)
+                if (q->term[t] == h)
+                        return (int) t;
+        return -1;
+}
+
+static const char *const conjunctions[] = {
+        "and", "et", "oder", "or", "ou", "und",
+};
+static const char *const question_words[] = {
+        "are",   "can",  "comment", "could", "did",      "do",    "does",  "est",  "how",    "is",
+        "ist",   "kann", "may",     "muss",  "pourquoi", "quand", "que",   "quel", "quelle", "should",
+        "sind",  "wann", "warum",   "was",   "welche",   "were",  "what",  "when", "where",  "whether",
+        "which", "who",  "why",     "wie",   "will",     "wo",    "would",
+};
+
+/* Does the text between two content words of the question start a new
+ * clause: a ',', ';', ':', '?' or '!', or "and"/"or" followed by a
+ * question word ("..., and how is it taxed?")? */
+static int clause_break(const char *s, size_t len) {
+        int conj = 0;
+        for (size_t i = 0; i < len;) {
+                if (strchr(",;:?!", s[i]))
+                        return 1;
+                if (!isalpha((unsigned char) s[i])) {
+                        i++;
+                        continue;
+                }
+                size_t e = i;
+                char w[16];
+                while (e < len && isalpha((unsigned char) s[e]))
+                        e++;
+                size_t n = MIN(e - i, sizeof w - 1);
+                for (size_t k = 0; k < n; k++)
+                        w[k] = (char) tolower((unsigned char) s[i + k]);
+                w[n] = 0;
+                if (conj && in_word_list(question_words, ELEMENTSOF(question_words), w, n))
+                        return 1;
+                conj = in_word_list(conjunctions, ELEMENTSOF(conjunctions), w, n);
+                i = e;
+        }
+        return 0;
+}
+
+/* Split @query into its terms, adjacent pairs and clauses. Only
+ * stop-words: those are the terms. */
+static int query_parse(Query *q, const char *query) {
+        q->clean = kb_utf8_sanitize(query ?: "", query ? strnlen(query, KB_MAX_QUERY_BYTES) : 0, NULL);
+        if (!q->clean)
+                return -ENOMEM;
+        if (words_scan(q->clean, WORDS_QUERY, EX_MAX_QUERY_TERMS, &q->words, &q->n_words) < 0)
+                return -ENOMEM;
+        if (q->n_words == 0 &&
+            words_scan(q->clean, WORDS_KEEP_STOP, EX_MAX_QUERY_TERMS, &q->words, &q->n_words) < 0)
+                return -ENOMEM;
+        unsigned part = 0;
+        for (size_t i = 0; i < q->n_words; i++) {
+                if (i > 0) {
+                        size_t from = q->words[i - 1].off + q->words[i - 1].len;
+                        if (clause_break(q->clean + from, q->words[i].off - from))
+                                part++;
+                }
+                if (term_index(q, q->words[i].h) < 0) {
+                        q->part[q->n] = part;
+                        q->term[q->n++] = q->words[i].h;
+                }
+        }
+        q->n_parts = q->n > 0 ? q->part[q->n - 1] + 1 : 0;
+        for (size_t i = 0; i + 1 < q->n_words; i++) {
+                if (q->words[i + 1].pos != q->words[i].pos + 1)
+                        continue;
+                int a = term_index(q, q->words[i].h), b = term_index(q, q->words[i + 1].h);
+                int dup = a == b;
+                for (size_t k = 0; k < q->n_pairs && !dup; k++)
+                        dup = q->pair[k].a == (unsigned) a && q->pair[k].b == (unsigned) b;
+                if (dup || q->n_pairs >= EX_MAX_QUERY_TERMS)
+                        continue;
+                q->pair[q->n_pairs++] = (QueryPair){.a = (unsigned) a,
+                                                    .b = (unsigned) b,
+                                                    .bigram = bigram_hash(q->words[i].h, q->words[i + 1].h)};
+                q->modifier[a] = 1;
+        }
+        return 0;
+}
 
 static int in_heading(const SentList *l, const Sent *s, uint32_t h) {
         return s->head >= 0 && set_has(l->heads[s->head], l->n_head_terms[s->head], h);
 }
+
+/* Weigh the query's terms against the candidate set: idf like bm25 (a word
+ * no candidate contains weighs most), where each occurs (groups < 64), and
+ * which are the key terms. With @ignore_unseen (the aggregator, whose
+ * candidates are answers that already passed their own floor) a word no
+ * candidate contains weighs nothing: whether a knowledge base lacks it was
+ * for the proposer to judge. */
+static void query_weigh(Query *q, const SentList *l, int ignore_unseen) {
+        double n = MAX((double) l->n, EX_IDF_MIN_COLLECTION), max_key = 0;
+        int any_head = 0;
+
+        for (size_t t = 0; t < q->n; t++) {
+                size_t df = 0;
+                q->groups[t] = 0;
+                for (size_t i = 0; i < l->n; i++) {
+                        const Sent *s = &l->v[i];
+                        int in = set_has(s->set, s->n_set, q->term[t]);
+                        df += in;
+                        if ((in || in_heading(l, s, q->term[t])) && s->group < 64)
+                                q->groups[t] |= UINT64_C(1) << s->group;
+                }
+                q->seen[t] = df > 0;
+                q->idf[t] = log(1.0 + (n - (double) df + 0.5) / ((double) df + 0.5));
+                any_head |= !q->modifier[t];
+        }
+        /* A modifier narrows its head: it cannot weigh more than the word it
+         * narrows ("security" in "security deposit" is worth at most what
+         * "deposit" is), unless no candidate has it at all. */
+        q->total = 0;
+        for (size_t t = 0; t < q->n; t++) {
+                q->weight[t] = ignore_unseen && !q->seen[t] ? 0 : q->idf[t];
+                for (size_t k = 0; k < q->n_pairs && q->seen[t]; k++)
+                        if (q->pair[k].a == t)
+                                q->weight[t] = MIN(q->weight[t], q->idf[q->pair[k].b]);
+                q->total += q->weight[t];
+                if (q->seen[t] && (!q->modifier[t] || !any_head))
+                        max_key = MAX(max_key, q->idf[t]);
+        }
+        for (size_t t = 0; t < q->n; t++)
+                q->key[t] = q->seen[t] && (!q->modifier[t] || !any_head) &&
+                            q->idf[t] >= EX_KEY_IDF_SHARE * max_key;
+
+        /* the same per clause */
+        double part_max[EX_MAX_QUERY_TERMS] = {};
+        for (size_t p = 0; p < q->n_parts; p++) {
+                q->part_total[p] = 0;
+                q->part_terms[p] = 0;
+        }
+        for (size_t t = 0; t < q->n; t++) {
+                unsigned p = q->part[t];
+                q->part_total[p] += q->weight[t];
+                q->part_terms[p]++;
+                if (q->seen[t] && !q->modifier[t])
+                        part_max[p] = MAX(part_max[p], q->idf[t]);
+        }
+        for (size_t t = 0; t < q->n; t++)
+                q->part_key[t] = q->seen[t] && !q->modifier[t] &&
+                                 q->idf[t] >= EX_KEY_IDF_SHARE * part_max[q->part[t]];
+}
+
+/* How well @s answers the query: the share of the query's weight it
+ * covers, plus the weight of the query phrases it contains word for word.
+ * A modifier counts half in a document (or proposal) that never has its
+ * head: "security" in a licence of RSA Data Security says little about a
+ * security deposit. @s passes the floor with a key term and relevance
+ * >= EX_MIN_RELEVANCE; a question of several clauses ("What notice do I
+ * get, and how is it taxed?") is also weighed clause by clause, so that a
+ * sentence answering one clause of two words or more (a quarter of the
+ * question's weight at least) with two of its words passes too, ranked at
+ * 3/4 of that. */
+static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
+        double covered = 0, phrase = 0;
+        double p_covered[EX_MAX_QUERY_TERMS] = {}, p_phrase[EX_MAX_QUERY_TERMS] = {};
+        int key = 0, p_key[EX_MAX_QUERY_TERMS] = {};
+        unsigned p_words[EX_MAX_QUERY_TERMS] = {};
+
+        for (size_t t = 0; t < q->n; t++) {
+                double w = set_has(s->set, s->n_set, q->term[t]) ? 1.0
+                           : in_heading(l, s, q->term[t])        ? 0.5
+                                                                 : 0.0;
+                if (w == 0)
+                        continue;
+                key |= q->key[t];
+                p_key[q->part[t]] |= q->part_key[t];
+                for (size_t k = 0; k < q->n_pairs; k++) {
+                        if (q->pair[k].a != t)
+                                continue;
+                        unsigned h = q->pair[k].b;
+                        if (s->group >= 64 || !(q->groups[h] & (UINT64_C(1) << s->group)))
+                                w *= 0.5;
+                }
+                covered += w * q->weight[t];
+                p_covered[q->part[t]] += w * q->weight[t];
+                p_words[q->part[t]] += w == 1.0;
+        }
+        for (size_t k = 0; k < q->n_pairs; k++)
+                if (set_has(s->bigrams, s->n_bigrams, q->pair[k].bigram)) {
+                        double w = q->weight[q->pair[k].a] + q->weight[q->pair[k].b];
+                        phrase += w;
+                        if (q->part[q->pair[k].a] == q->part[q->pair[k].b])
+                                p_phrase[q->part[q->pair[k].a]] += w;
+                }
+        s->cov = q->total > 0 ? covered / q->total : 0;
+        s->rel = q->total > 0 ? s->cov + phrase / q->total : 0;
+        s->key = key;
+        s->pass = key && s->rel >= EX_MIN_RELEVANCE - 1e-9;
+        for (size_t p = 0; q->n_parts > 1 && p < q->n_parts; p++) {
+                double pt = q->part_total[p];
+                if (q->part_terms[p] < 2 || p_words[p] < 2 || !(pt > 0) || pt < 0.25 * q->total || !p_key[p])
+                        continue;
+                double cov = p_covered[p] / pt, rel = cov + p_phrase[p] / pt;
+                if (rel < EX_MIN_RELEVANCE - 1e-9)
+                        continue;
+                s->pass = 1;
+                s->key = 1;
+                s->cov = MAX(s->cov, 0.75 * cov);
+                s->rel = MAX(s->rel, 0.75 * rel);
+        }
+}
+
+static int sent_passes(const Sent *s) {
+        return s->pass;
+}
+
+/* Print the question's key terms for a not-found sentence: the most
+ * informative words (those no candidate has come first) with the words
+ * next to them in the question ("zorblax deposit"); whole runs, the most
+ * informative first, at most EX_MAX_NAMED_WORDS words (one run even if
+ * longer), printed in question order: "\"security deposit\"" or
+ * "\"a\" or \"b c\"". "this question" when it has no words. */
+static void print_key_terms(FILE *f, const Query *q) {
+        size_t run_start[EX_MAX_QUERY_TERMS], run_end[EX_MAX_QUERY_TERMS];
+        double run_idf[EX_MAX_QUERY_TERMS];
+        int take[EX_MAX_QUERY_TERMS] = {};
+        size_t n_runs = 0, words = 0, printed = 0;
+        double top = 0;
+
+        for (size_t i = 0; i < q->n_words && n_runs < EX_MAX_QUERY_TERMS;) {
+                size_t e = i + 1;
+                while (e < q->n_words && q->words[e].pos == q->words[e - 1].pos + 1)
+                        e++;
+                double m = 0;
+                for (size_t k = i; k < e; k++) {
+                        int t = term_index(q, q->words[k].h);
+                        if (t >= 0)
+                                m = MAX(m, q->idf[t]);
+                }
+                run_start[n_runs] = i;
+                run_end[n_runs] = e;
+                run_idf[n_runs++] = m;
+                i = e;
+        }
+        /* Greedy by informativeness; ties keep question order. Bounded:
+         * at most n_runs rounds over n_runs runs. */
+        for (size_t round = 0; round < n_runs; round++) {
+                size_t best = n_runs;
+                for (size_t r = 0; r < n_runs; r++)
+                        if (!take[r] && (best == n_runs || run_idf[r] > run_idf[best]))
+                                best = r;
+                if (best == n_runs)
+                        break;
+                size_t len = run_end[best] - run_start[best];
+                if (words > 0 && (words + len > EX_MAX_NAMED_WORDS || run_idf[best] < 0.8 * top))
+                        break;
+                if (words == 0)
+                        top = run_idf[best];
+                take[best] = 1;
+                words += len;
+                if (words >= EX_MAX_NAMED_WORDS)
+                        break;
+        }
+        for (size_t r = 0; r < n_runs; r++) {
+                if (!take[r])
+                        continue;
+                fputs(printed++ ? " or \"" : "\"", f);
+                for (size_t k = run_start[r]; k < run_end[r] && k - run_start[r] < EX_MAX_NAMED_WORDS; k++) {
+                        if (k > run_start[r])
+                                fputc(' ', f);
+                        fwrite(q->clean + q->words[k].off, 1, q->words[k].len, f);
+                }
+                fputc('"', f);
+        }
+        if (printed == 0)
+                fputs("this question", f);
+}
+
+/* ---- extract_answer --------------------------------------------------- */
 
 static int cmp_score_desc(const void *a, const void *b) {
         const Sent *x = *(Sent *const *) a, *y = *(Sent *const *) b;
@@ -635,188 +1138,94 @@ static int cmp_score_desc(const void *a, const void *b) {
         return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-typedef struct OrderCtx {
-        const KbHit *hits;
-        const unsigned *doc_rank; /* per hit: rank of its document's first hit */
-} OrderCtx;
-
-static int cmp_doc_order(const void *a, const void *b, void *userdata) {
-        const OrderCtx *oc = userdata;
-        const Sent *x = *(Sent *const *) a, *y = *(Sent *const *) b;
-        unsigned rx = oc->doc_rank[x->src], ry = oc->doc_rank[y->src];
-        if (rx != ry)
-                return rx < ry ? -1 : 1;
-        unsigned cx = oc->hits[x->src].chunk, cy = oc->hits[y->src].chunk;
-        if (cx != cy)
-                return cx < cy ? -1 : 1;
-        if (x->src != y->src)
-                return x->src < y->src ? -1 : 1;
-        return x->pos < y->pos ? -1 : x->pos > y->pos;
+/* Print at most @max_words words of @text: a longer sentence is cut at a
+ * word and ends in "..." (still a quote of its chunk). */
+static void print_words(FILE *f, const char *text, size_t max_words, const unsigned *cites, size_t n_cites) {
+        max_words = max_words > 1 ? max_words - 1 : 1; /* the "[n]" is a word too */
+        if (count_words(text) <= max_words) {
+                print_cited(f, text, cites, n_cites);
+                return;
+        }
+        size_t words = 0, i = 0;
+        int in = 0;
+        for (; text[i]; i++) {
+                if (text[i] == ' ')
+                        in = 0;
+                else if (!in) {
+                        in = 1;
+                        if (++words > max_words)
+                                break;
+                }
+        }
+        while (i > 0 && text[i - 1] == ' ')
+                i--;
+        _cleanup_free_ char *cut = NULL;
+        if (asprintf(&cut, "%.*s...", (int) i, text) < 0) {
+                print_cited(f, text, cites, n_cites);
+                return;
+        }
+        print_cited(f, cut, cites, n_cites);
 }
 
-/* Strip the '[' ']' match markers of a snippet (and repair its UTF-8). */
-static char *snippet_plain(const char *raw) {
-        size_t n;
-        _cleanup_free_ char *s = kb_utf8_sanitize(raw, strnlen(raw, 4096), &n);
-        if (!s)
-                return NULL;
-        char *o = malloc(n + 1);
-        if (!o)
-                return NULL;
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-                if (s[i] != '[' && s[i] != ']')
-                        o[k++] = s[i] == '\n' ? ' ' : s[i];
-        o[k] = 0;
-        return o;
+/* "The legal knowledge base (6 documents) has no passage about "x"." */
+static void print_not_found(FILE *f, const Query *q, const ExtractOptions *opts) {
+        if (opts && !isempty(opts->agent)) {
+                fputs("The ", f);
+                (void) fput_clean(f, opts->agent);
+                fputs(" knowledge base", f);
+        } else
+                fputs("This agent's knowledge base", f);
+        if (opts && opts->n_documents > 0)
+                fprintf(f, " (%d document%s)", opts->n_documents, opts->n_documents == 1 ? "" : "s");
+        fputs(" has no passage about ", f);
+        print_key_terms(f, q);
+        fputc('.', f);
 }
 
 /**
- * extract_answer() - the sentences of @hits that best answer @query, cited.
+ * extract_answer() - the sentences of @hits that answer @query, best first,
+ * cited; or one sentence saying the knowledge base has nothing on it.
  *
  * Candidates are the sentences of the first 32 hits (at most 512; headings,
  * fragments under three words and duplicates from overlapping chunks
- * dropped). Each is scored like bm25 over the candidate set: for every query
- * content word it contains, idf x saturated tf with length normalisation;
- * the sum is multiplied by (0.5 + covered share of the query's idf) and by a
- * small prior from its hit's rank score. The best are taken greedily (up to
- * @max_sentences, default 3, at most 20), skipping near-duplicates and
- * anything under 30% of the best score or covering under 40% of what the
- * best-covering sentence covers, then printed in document order
- * with "[n]" per sentence and a "Sources:" list "[n] title, chunk k". With
- * no hits, or no sentence sharing a word with the query, it says so (the
- * latter quoting the top snippet). Returns a malloc'ed string, NULL on OOM.
+ * dropped). The query's terms are weighed by idf over the candidates (a
+ * term no candidate has weighs most; a modifier of the next query word at
+ * most as much as that word). A sentence's relevance is the share of that
+ * weight it covers plus the weight of the query phrases it contains word
+ * for word; a modifier only counts in documents that also have its head.
+ * A sentence is eligible only with relevance >= 0.45 and one of the key
+ * terms (the most informative words). Eligible sentences are ranked by
+ * relevance x (1 + 0.25 x normalised bm25) x (1 + 0.05 x hit prior) and
+ * taken best first, skipping near-duplicates and sentences covering under
+ * 40% of the best one's share, up to @opts->max_sentences (0: 3, at most
+ * 20) and @opts->max_words words in total (0: 200), cut at sentence
+ * boundaries. Each has "[n]"; a "Sources:" list "[n] title, chunk k"
+ * follows. Nothing eligible: "The <agent> knowledge base (<n> documents)
+ * has no passage about "<key terms>"." Returns a malloc'ed string, NULL on
+ * OOM.
  */
-char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsigned max_sentences) {
-        if (max_sentences == 0)
-                max_sentences = EX_DEFAULT_ANSWER_SENTENCES;
+char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const ExtractOptions *opts) {
+        unsigned max_sentences =
+                opts && opts->max_sentences ? opts->max_sentences : EX_DEFAULT_ANSWER_SENTENCES;
+        size_t max_words =
+                opts && opts->max_words ? MIN(opts->max_words, EX_MAX_WORDS) : EX_DEFAULT_MAX_WORDS;
         max_sentences = MIN(max_sentences, EX_MAX_OUT_SENTENCES);
         n_hits = hits ? MIN(n_hits, (size_t) EX_MAX_HITS) : 0;
 
-        char *buf = NULL;
+        char *buf = NULL, *result = NULL;
         size_t buf_len = 0;
         FILE *f = open_memstream(&buf, &buf_len);
         if (!f)
                 return NULL;
 
-        if (n_hits == 0) {
-                fputs(EX_NO_HIT, f);
-                return finish_stream(f, &buf);
-        }
-
         SentList l = {.v = calloc(EX_MAX_SENTENCES, sizeof(Sent))};
-        uint32_t *q_all = NULL, *q = NULL;
-        size_t n_q_all = 0, n_q = 0;
+        Query q = {};
         Sent **order = NULL;
-        char *result = NULL, *qclean = NULL;
         if (!l.v)
                 goto out;
 
-        for (size_t h = 0; h < n_hits; h++) {
-                const char *t = hits[h].text ?: "";
-                if (split_into(&l, t, strlen(t), (unsigned) h, 0, 3) < 0)
-                        goto out;
-        }
-
-        /* Query words; if only stop-words, use them. */
-        qclean = kb_utf8_sanitize(query ?: "", query ? strnlen(query, 4096) : 0, NULL);
-        if (!qclean)
-                goto out;
-        if (words_hash(qclean, 0, EX_MAX_QUERY_TERMS, &q_all, &n_q_all) < 0)
-                goto out;
-        if (n_q_all == 0 && words_hash(qclean, 1, EX_MAX_QUERY_TERMS, &q_all, &n_q_all) < 0)
-                goto out;
-        n_q = unique_u32(q_all, n_q_all, &q);
-        if (n_q == (size_t) -1)
-                goto out;
-
-        /* bm25 over the candidate sentences */
-        double N = (double) l.n, avglen = 0, idf_total = 0;
-        double idf[EX_MAX_QUERY_TERMS];
-        for (size_t i = 0; i < l.n; i++)
-                avglen += (double) l.v[i].n_terms;
-        avglen = l.n > 0 ? MAX(avglen / N, 1.0) : 1.0;
-        for (size_t t = 0; t < n_q; t++) {
-                size_t df = 0;
-                for (size_t i = 0; i < l.n; i++)
-                        df += set_has(l.v[i].set, l.v[i].n_set, q[t]);
-                idf[t] = log(1.0 + (N - (double) df + 0.5) / ((double) df + 0.5));
-                idf_total += idf[t];
-        }
-        double max_hit = 0;
-        for (size_t h = 0; h < n_hits; h++)
-                max_hit = MAX(max_hit, hits[h].score);
-
-        const double k1 = 1.2, b = 0.75;
-        double best = 0, best_cov = 0;
-        for (size_t i = 0; i < l.n; i++) {
-                Sent *s = &l.v[i];
-                double sc = 0, covered = 0;
-                for (size_t t = 0; t < n_q; t++) {
-                        /* a word of the section heading counts half */
-                        double tf = (double) count_of(s->terms, s->n_terms, q[t]) +
-                                    (in_heading(&l, s, q[t]) ? 0.5 : 0.0);
-                        if (tf == 0)
-                                continue;
-                        double dl = (double) s->n_terms / avglen;
-                        sc += idf[t] * (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl));
-                        covered += idf[t];
-                }
-                s->cov = idf_total > 0 ? covered / idf_total : 0;
-                if (sc > 0) {
-                        double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;
-                        sc *= (0.5 + s->cov) * (1.0 + 0.1 * prior);
-                }
-                s->score = sc;
-                best = MAX(best, sc);
-                best_cov = MAX(best_cov, s->cov);
-        }
-
-        order = malloc(MAX(l.n, (size_t) 1) * sizeof(Sent *));
-        if (!order)
-                goto out;
-        for (size_t i = 0; i < l.n; i++)
-                order[i] = &l.v[i];
-        qsort(order, l.n, sizeof(Sent *), cmp_score_desc);
-
-        size_t n_sel = 0;
-        for (size_t i = 0; i < l.n && n_sel < max_sentences; i++) {
-                Sent *s = order[i];
-                if (!(s->score > 0) || s->score < EX_MIN_RELATIVE_SCORE * best)
-                        break;
-                /* Matching only a minor word of the question ("apply" in
-                 * "does GDPR apply to logs") is not an answer. */
-                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov)
-                        continue;
-                int dup = 0;
-                for (size_t j = 0; j < n_sel && !dup; j++)
-                        dup = jaccard(s->set, s->n_set, order[j]->set, order[j]->n_set) >= EX_DUP_SIMILARITY;
-                if (dup)
-                        continue;
-                s->selected = 1;
-                order[n_sel++] = s; /* compact selected to the front (j <= i) */
-        }
-
-        if (n_sel == 0) {
-                /* The index matched (perhaps a heading or a folded form), no
-                 * sentence did: be honest and show the closest passage. */
-                _cleanup_free_ char *snip = snippet_plain(hits[0].snippet ?: "");
-                if (!snip)
-                        goto out;
-                fprintf(f,
-                        "No sentence in this agent's knowledge base answers the question directly. "
-                        "The closest passage is: \"%s\" [1]\n\nSources:\n[1] ",
-                        snip);
-                if (fput_clean(f, hits[0].title) < 0)
-                        goto out;
-                fprintf(f, ", chunk %u\n", hits[0].chunk);
-                result = finish_stream(f, &buf);
-                f = NULL;
-                goto out;
-        }
-
-        /* Document order: documents by their best hit, then chunk, then
-         * position. */
+        /* Documents, by their best hit: the groups a modifier's head is
+         * looked for in. */
         unsigned doc_rank[EX_MAX_HITS];
         for (size_t h = 0; h < n_hits; h++) {
                 doc_rank[h] = (unsigned) h;
@@ -826,10 +1235,85 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                                 break;
                         }
         }
-        OrderCtx oc = {.hits = hits, .doc_rank = doc_rank};
-        qsort_r(order, n_sel, sizeof(Sent *), cmp_doc_order, &oc);
+        for (size_t h = 0; h < n_hits; h++) {
+                const char *t = hits[h].text ?: "";
+                if (split_into(&l, t, strlen(t), (unsigned) h, doc_rank[h], 0, 3) < 0)
+                        goto out;
+        }
+        if (query_parse(&q, query) < 0)
+                goto out;
+        query_weigh(&q, &l, 0);
 
-        /* Number the sources by first use. */
+        /* bm25 over the candidates ranks sentences of equal relevance */
+        double avglen = 0, max_hit = 0, max_bm25 = 0;
+        for (size_t i = 0; i < l.n; i++)
+                avglen += (double) l.v[i].n_terms;
+        avglen = l.n > 0 ? MAX(avglen / (double) l.n, 1.0) : 1.0;
+        for (size_t h = 0; h < n_hits; h++)
+                max_hit = MAX(max_hit, hits[h].score);
+        const double k1 = 1.2, b = 0.75;
+        for (size_t i = 0; i < l.n; i++) {
+                Sent *s = &l.v[i];
+                double sc = 0;
+                for (size_t t = 0; t < q.n; t++) {
+                        /* a word of the section heading counts half */
+                        double tf = (double) count_of(s->terms, s->n_terms, q.term[t]) +
+                                    (in_heading(&l, s, q.term[t]) ? 0.5 : 0.0);
+                        if (tf == 0)
+                                continue;
+                        double dl = (double) s->n_terms / avglen;
+                        sc += q.idf[t] * (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl));
+                }
+                s->score = sc;
+                max_bm25 = MAX(max_bm25, sc);
+                sent_relevance(&q, &l, s);
+        }
+
+        order = malloc(MAX(l.n, (size_t) 1) * sizeof(Sent *));
+        if (!order)
+                goto out;
+        size_t n_ok = 0;
+        double best_cov = 0;
+        for (size_t i = 0; i < l.n; i++) {
+                Sent *s = &l.v[i];
+                if (!sent_passes(s))
+                        continue;
+                double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;
+                double bm = max_bm25 > 0 ? s->score / max_bm25 : 0;
+                s->score = s->rel * (1.0 + 0.25 * bm) * (1.0 + 0.05 * prior);
+                best_cov = MAX(best_cov, s->cov);
+                order[n_ok++] = s;
+        }
+        qsort(order, n_ok, sizeof(Sent *), cmp_score_desc);
+
+        size_t n_sel = 0, words = 0;
+        for (size_t i = 0; i < n_ok && n_sel < max_sentences; i++) {
+                Sent *s = order[i];
+                /* Matching only a minor part of what the best sentence
+                 * matches is not an answer. */
+                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov)
+                        continue;
+                int dup = 0;
+                for (size_t j = 0; j < n_sel && !dup; j++)
+                        dup = jaccard(s->set, s->n_set, order[j]->set, order[j]->n_set) >= EX_DUP_SIMILARITY;
+                if (dup)
+                        continue;
+                size_t w = count_words(s->text) + 1; /* and its "[n]" */
+                if (n_sel > 0 && words + w > max_words)
+                        break;
+                words += w;
+                s->selected = 1;
+                order[n_sel++] = s; /* compact selected to the front (j <= i) */
+        }
+
+        if (n_sel == 0) {
+                print_not_found(f, &q, opts);
+                result = finish_stream(f, &buf);
+                f = NULL;
+                goto out;
+        }
+
+        /* Best first; sources numbered by first use. */
         unsigned cite_of_hit[EX_MAX_HITS] = {};
         unsigned n_cited = 0;
         unsigned cited_hit[EX_MAX_HITS];
@@ -841,7 +1325,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsign
                 }
                 if (i > 0)
                         fputc(' ', f);
-                print_cited(f, order[i]->text, &cite_of_hit[h], 1);
+                print_words(f, order[i]->text, max_words, &cite_of_hit[h], 1);
         }
         fputs("\n\nSources:\n", f);
         for (unsigned c = 0; c < n_cited; c++) {
@@ -859,9 +1343,7 @@ out:
                 free(buf);
         }
         free(order);
-        free(qclean);
-        free(q_all);
-        free(q);
+        query_done(&q);
         sent_list_done(&l);
         return result;
 }
@@ -892,9 +1374,12 @@ static int has_attribution(const char *t) {
 typedef struct Prop {
         const char *agent;
         double weight;
+        double route_score; /* 0: unknown */
         SourceRef src[EX_MAX_SOURCES];
         size_t n_src;
-        int no_hit;
+        int not_found; /* says its knowledge has nothing on the question */
+        int empty;     /* nothing but white space */
+        int used;      /* substantive and not weak: its sentences are candidates */
 } Prop;
 
 /* Find the "Sources:" line; returns the offset of the line or @len. */
@@ -954,27 +1439,104 @@ static const SourceRef *source_of(const Prop *p, unsigned n) {
         return NULL;
 }
 
+/* What a not-found proposal said it searched for: the text after "has no
+ * passage about " up to the sentence's end, at most 300 bytes; NULL if it
+ * does not say. */
+static char *named_terms(const char *t) {
+        const char *p = strstr(t, "has no passage about ");
+        if (p)
+                p += strlen("has no passage about ");
+        else if ((p = strstr(t, "has a passage about ")))
+                p += strlen("has a passage about ");
+        else
+                return NULL;
+        size_t n = strcspn(p, "\n");
+        while (n > 0 && (p[n - 1] == '.' || p[n - 1] == ' '))
+                n--;
+        if (n == 0 || n > 300)
+                return NULL;
+        return strndup(p, n);
+}
+
+/* "None of the consulted knowledge bases (legal, code) has a passage about
+ * "x"." Agent names once each, without a self-MoA "#n" suffix. The terms
+ * are those the heaviest not-found proposal named, else the query's. */
+static void print_none_found(FILE *f, const Query *q, const Prop *ps, char *const *texts, size_t n) {
+        size_t named = 0, best = n;
+        for (size_t i = 0; i < n; i++)
+                if (ps[i].not_found && (best == n || ps[i].weight > ps[best].weight))
+                        best = i;
+        _cleanup_free_ char *terms = best < n ? named_terms(texts[best]) : NULL;
+
+        /* One agent consulted (perhaps sampled several times): its own
+         * sentence says it best, with its document count. */
+        int one = best < n;
+        for (size_t i = 0; i < n && one; i++)
+                one = strcspn(ps[i].agent, "#") == strcspn(ps[best].agent, "#") &&
+                      strncmp(ps[i].agent, ps[best].agent, strcspn(ps[best].agent, "#")) == 0;
+        if (one) {
+                const char *t = texts[best] + strspn(texts[best], " \t\r\n");
+                size_t len = strlen(t);
+                while (len > 0 && is_space_b((unsigned char) t[len - 1]))
+                        len--;
+                fwrite(t, 1, len, f);
+                return;
+        }
+
+        fputs("None of the consulted knowledge bases", f);
+        for (size_t i = 0; i < n; i++) {
+                const char *a = ps[i].agent;
+                size_t len = strcspn(a, "#");
+                int dup = len == 0;
+                for (size_t j = 0; j < i && !dup; j++)
+                        dup = strcspn(ps[j].agent, "#") == len && strncmp(ps[j].agent, a, len) == 0;
+                if (dup)
+                        continue;
+                _cleanup_free_ char *name = strndup(a, MIN(len, (size_t) 64));
+                if (!name)
+                        continue;
+                fputs(named++ ? ", " : " (", f);
+                (void) fput_clean(f, name);
+        }
+        if (named)
+                fputc(')', f);
+        fputs(" has a passage about ", f);
+        if (terms)
+                fputs(terms, f);
+        else
+                print_key_terms(f, q);
+        fputc('.', f);
+}
+
 /**
  * extract_aggregate() - merge weighted proposals into one cited answer.
  *
  * Each proposal (at most 16, 64 KB each) is split into its body and its
  * "Sources:" list; body sentences (at most 64 per proposal) lose their
- * "[n]" citations, which are remembered. A sentence's score is its
- * proposal's weight x (1 + agreement) x (0.5 + 0.5 x query coverage), where
- * agreement is the sum, over the OTHER proposals, of the best Jaccard
- * similarity of content-word sets with any of their sentences. Selection is
- * greedy MMR (lambda 0.7 on the normalised score against the similarity to
- * what is already chosen), never taking a near-duplicate (Jaccard >= 0.75),
- * ignoring sentences under 30% of the best score, at most @max_sentences
- * (default 5, at most 20), in selection order.
+ * "[n]" citations, which are remembered. Proposals that say their knowledge
+ * has nothing are dropped, and so are weak ones: a weight, or a route
+ * score, under a third of the best substantive proposal's. The remaining
+ * sentences are weighed against the query as in extract_answer() (a
+ * proposal is a document) and only those above the same relevance floor,
+ * with a key term, are eligible. A sentence's score is its proposal's
+ * weight x (1 + agreement) x relevance, where agreement is the sum, over
+ * the OTHER proposals, of the best Jaccard similarity of content-word sets
+ * with any of their sentences. Selection is greedy MMR (lambda 0.7 on the
+ * normalised score against the similarity to what is already chosen),
+ * never a near-duplicate (Jaccard >= 0.75), ignoring sentences under 30% of
+ * the best score, at most @opts->max_sentences (0: 5, at most 20) and
+ * @opts->max_words words (0: 200), in selection order (best first).
  * Citations are renumbered into one "Sources:" list "[n] source (agent)"
- * (a line that already names its agent is kept as is).
- * Proposals that only say their knowledge has nothing are ignored; if all
- * do, says so. Returns a malloc'ed string, NULL on OOM.
+ * (a line that already names its agent is kept as is). Nothing eligible:
+ * one sentence naming the agents consulted and the key terms. Returns a
+ * malloc'ed string, NULL on OOM.
  */
-char *extract_aggregate(const char *query, const ExtractProposal *props, size_t n, unsigned max_sentences) {
-        if (max_sentences == 0)
-                max_sentences = EX_DEFAULT_AGGREGATE_SENTENCES;
+char *extract_aggregate(const char *query, const ExtractProposal *props, size_t n,
+                        const ExtractOptions *opts) {
+        unsigned max_sentences =
+                opts && opts->max_sentences ? opts->max_sentences : EX_DEFAULT_AGGREGATE_SENTENCES;
+        size_t max_words =
+                opts && opts->max_words ? MIN(opts->max_words, EX_MAX_WORDS) : EX_DEFAULT_MAX_WORDS;
         max_sentences = MIN(max_sentences, EX_MAX_OUT_SENTENCES);
         n = props ? MIN(n, (size_t) EX_MAX_PROPOSALS) : 0;
 
@@ -986,72 +1548,72 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
 
         SentList l = {.v = calloc(EX_MAX_SENTENCES, sizeof(Sent))};
         Prop *ps = calloc(MAX(n, (size_t) 1), sizeof(Prop));
-        uint32_t *q_all = NULL, *q = NULL;
-        size_t n_q_all = 0, n_q = 0;
+        Query q = {};
         Sent **sel = NULL;
-        char *qclean = NULL;
+        char *texts[EX_MAX_PROPOSALS] = {};
         if (!l.v || !ps)
                 goto out;
 
+        double best_w = 0, best_r = 0;
         for (size_t i = 0; i < n; i++) {
                 const char *raw = props[i].text ?: "";
-                size_t len;
-                _cleanup_free_ char *t = kb_utf8_sanitize(raw, strnlen(raw, EX_MAX_PROPOSAL_BYTES), &len);
-                if (!t)
+                texts[i] = kb_utf8_sanitize(raw, strnlen(raw, EX_MAX_PROPOSAL_BYTES), NULL);
+                if (!texts[i])
                         goto out;
                 ps[i].agent = props[i].agent ?: "";
-                double w = props[i].weight;
+                double w = props[i].weight, r = props[i].route_score;
                 ps[i].weight = isfinite(w) && w > 0 ? MIN(w, 1e6) : 1e-6;
-                ps[i].no_hit = strstr(t, EX_NO_HIT) != NULL;
-                size_t so = find_sources(t, len);
-                if (so < len && parse_sources(&ps[i], t + so, len - so) < 0)
+                ps[i].route_score = isfinite(r) && r > 0 ? MIN(r, 1.0) : 0;
+                ps[i].not_found = is_not_found(texts[i]);
+                ps[i].empty = texts[i][strspn(texts[i], " \t\r\n\f\v")] == 0;
+                if (ps[i].not_found || ps[i].empty)
+                        continue;
+                best_w = MAX(best_w, ps[i].weight);
+                best_r = MAX(best_r, ps[i].route_score);
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (ps[i].not_found || ps[i].empty)
+                        continue;
+                if (ps[i].weight < EX_MIN_RELATIVE_WEIGHT * best_w)
+                        continue;
+                if (ps[i].route_score > 0 && ps[i].route_score < EX_MIN_RELATIVE_WEIGHT * best_r)
+                        continue;
+                ps[i].used = 1;
+                size_t len = strlen(texts[i]), so = find_sources(texts[i], len);
+                if (so < len && parse_sources(&ps[i], texts[i] + so, len - so) < 0)
                         goto out;
-                if (split_into(&l, t, so, (unsigned) i, 1, 2) < 0)
+                if (split_into(&l, texts[i], so, (unsigned) i, (unsigned) i, 1, 2) < 0)
                         goto out;
         }
+        if (query_parse(&q, query) < 0)
+                goto out;
+        query_weigh(&q, &l, 1);
 
         if (l.n == 0) {
-                /* Nothing to select: the best substantive proposal verbatim,
-                 * else an honest "nothing". */
+                /* No sentences (answers like "Yes"): the heaviest usable
+                 * proposal verbatim, else an honest "nothing". */
                 size_t best = n;
-                for (size_t i = 0; i < n; i++) {
-                        const char *t = props[i].text;
-                        if (ps[i].no_hit || isempty(t))
-                                continue;
-                        size_t k = 0;
-                        while (t[k] && is_space_b((unsigned char) t[k]))
-                                k++;
-                        if (!t[k])
-                                continue;
-                        if (best == n || ps[i].weight > ps[best].weight)
+                for (size_t i = 0; i < n; i++)
+                        if (ps[i].used && (best == n || ps[i].weight > ps[best].weight))
                                 best = i;
-                }
-                if (best < n) {
-                        size_t len = strnlen(props[best].text, EX_MAX_PROPOSAL_BYTES);
-                        _cleanup_free_ char *c = kb_utf8_sanitize(props[best].text, len, NULL);
-                        if (!c)
-                                goto out;
-                        fputs(c, f);
-                } else
-                        fputs(EX_NO_HIT_ALL, f);
+                if (best < n)
+                        fputs(texts[best], f);
+                else
+                        print_none_found(f, &q, ps, texts, n);
                 result = finish_stream(f, &buf);
                 f = NULL;
                 goto out;
         }
 
-        qclean = kb_utf8_sanitize(query ?: "", query ? strnlen(query, 4096) : 0, NULL);
-        if (!qclean)
-                goto out;
-        if (words_hash(qclean, 0, EX_MAX_QUERY_TERMS, &q_all, &n_q_all) < 0)
-                goto out;
-        n_q = unique_u32(q_all, n_q_all, &q);
-        if (n_q == (size_t) -1)
-                goto out;
-
-        /* agreement-weighted scores */
-        double max_score = 0;
+        /* agreement-weighted scores of the sentences above the floor */
+        double max_score = 0, max_base = 0;
         for (size_t i = 0; i < l.n; i++) {
                 Sent *s = &l.v[i];
+                sent_relevance(&q, &l, s);
+                if (!sent_passes(s)) {
+                        s->score = 0;
+                        continue;
+                }
                 double best[EX_MAX_PROPOSALS] = {};
                 for (size_t j = 0; j < l.n; j++)
                         if (l.v[j].src != s->src)
@@ -1060,32 +1622,36 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                 double agreement = 0;
                 for (size_t p = 0; p < n; p++)
                         agreement += best[p];
-                size_t covered = 0;
-                for (size_t t = 0; t < n_q; t++)
-                        covered += set_has(s->set, s->n_set, q[t]);
-                double cov = n_q > 0 ? (double) covered / (double) n_q : 0;
-                /* Query relevance matters too: a sentence sharing no word
-                 * with the question keeps half its weight. */
-                s->score = ps[s->src].weight * (1.0 + agreement) * (0.5 + 0.5 * cov);
+                s->score = ps[s->src].weight * (1.0 + agreement) * s->rel;
                 max_score = MAX(max_score, s->score);
+                max_base = MAX(max_base, ps[s->src].weight * s->rel);
+        }
+        if (!(max_score > 0)) {
+                print_none_found(f, &q, ps, texts, n);
+                result = finish_stream(f, &buf);
+                f = NULL;
+                goto out;
         }
 
         /* greedy MMR */
         sel = malloc(max_sentences * sizeof(Sent *));
         if (!sel)
                 goto out;
-        size_t n_sel = 0;
+        size_t n_sel = 0, words = 0;
         while (n_sel < max_sentences) {
                 Sent *pick = NULL;
                 double pick_val = -INFINITY;
                 for (size_t i = 0; i < l.n; i++) {
                         Sent *s = &l.v[i];
-                        if (s->selected)
+                        if (s->selected || !(s->score > 0))
                                 continue;
                         double red = 0;
                         for (size_t j = 0; j < n_sel; j++)
                                 red = MAX(red, jaccard(s->set, s->n_set, sel[j]->set, sel[j]->n_set));
-                        if (red >= EX_DUP_SIMILARITY || s->score < EX_MIN_RELATIVE_SCORE * max_score)
+                        /* padding: far weaker than the best, agreement aside
+                         * (a sentence only one agent has is not weak) */
+                        if (red >= EX_DUP_SIMILARITY ||
+                            ps[s->src].weight * s->rel < EX_MIN_RELATIVE_SCORE * max_base)
                                 continue;
                         double v = EX_MMR_LAMBDA * (s->score / max_score) - (1 - EX_MMR_LAMBDA) * red;
                         if (v > pick_val) { /* strict: ties keep the earlier sentence */
@@ -1095,13 +1661,17 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                 }
                 if (!pick)
                         break;
+                size_t w = count_words(pick->text) + (pick->n_cites > 0); /* and its "[n]" */
+                if (n_sel > 0 && words + w > max_words)
+                        break;
+                words += w;
                 pick->selected = 1;
                 sel[n_sel++] = pick;
         }
 
-        /* renumber citations */
-        /* Merged source lines "title, chunk k (agent)"; a line that already
-         * names its agent (from an earlier aggregation) is kept as is. */
+        /* Renumber citations: merged source lines "title, chunk k (agent)";
+         * a line that already names its agent (from an earlier
+         * aggregation) is kept as is. */
         char *gs[EX_MAX_OUT_SENTENCES * EX_MAX_CITES];
         size_t n_gs = 0;
         for (size_t i = 0; i < n_sel; i++) {
@@ -1134,7 +1704,7 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                 }
                 if (i > 0)
                         fputc(' ', f);
-                print_cited(f, s->text, out_cites, n_out);
+                print_words(f, s->text, max_words, out_cites, n_out);
         }
         if (n_gs > 0) {
                 fputs("\n\nSources:\n", f);
@@ -1156,9 +1726,9 @@ out:
                 free(buf);
         }
         free(sel);
-        free(qclean);
-        free(q_all);
-        free(q);
+        query_done(&q);
+        for (size_t i = 0; i < n; i++)
+                free(texts[i]);
         if (ps)
                 for (size_t i = 0; i < n; i++)
                         for (size_t k = 0; k < ps[i].n_src; k++)

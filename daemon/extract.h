@@ -7,28 +7,45 @@
 
 #include "kb.h"
 
+/* What an answer may contain and whose knowledge it speaks for. A NULL
+ * options pointer means all defaults. */
+typedef struct ExtractOptions {
+        const char *agent;      /* whose knowledge base, named in a not-found answer; NULL: "this agent's" */
+        int n_documents;        /* documents in that knowledge base, named when > 0 */
+        unsigned max_sentences; /* 0: the function's default (3 answer, 5 aggregate); at most 20 */
+        unsigned max_words;     /* 0: 200; at most 2000; cut at sentence boundaries */
+} ExtractOptions;
+
 /**
  * extract_answer() - compose one agent's answer to @query from @hits (its own
- * knowledge base's best chunks): pick the sentences that best cover the query
- * terms (at most @max_sentences), keep them in a readable order and append a
- * citation "[n]" to each, followed by a "Sources:" list "[n] title, chunk k".
- * With no hits, says plainly that the agent's knowledge has nothing on it.
+ * knowledge base's best chunks): the sentences relevant to the question
+ * (above an absolute relevance floor and containing one of its key terms),
+ * best first, each cited "[n]", followed by a "Sources:" list "[n] title,
+ * chunk k"; at most @opts->max_sentences sentences and @opts->max_words
+ * words. When no sentence is relevant, one sentence saying that the agent's
+ * knowledge base has no passage about the question's key terms.
  * Deterministic. Returns a malloc'ed string (NULL on OOM).
  */
-char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, unsigned max_sentences);
+char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const ExtractOptions *opts);
 
 typedef struct ExtractProposal {
-        const char *agent; /* agent name, used in the attribution */
-        const char *text;  /* that agent's answer (possibly with [n] cites and Sources:) */
-        double weight;     /* agent weight x router score, > 0 */
+        const char *agent;  /* agent name, used in the attribution */
+        const char *text;   /* that agent's answer (possibly with [n] cites and Sources:) */
+        double weight;      /* agent weight x router score x layer weight, > 0 */
+        double route_score; /* the router's score for the agent (0..1), also when it was
+                             * pinned; 0: unknown */
 } ExtractProposal;
 
 /**
- * extract_aggregate() - the builtin aggregator: split every proposal into
- * sentences, score each by weight x agreement (similar sentences in other
- * proposals raise it), then select greedily with MMR so near-duplicates are
- * not repeated, at most @max_sentences, and renumber citations so the
- * merged "Sources:" list is consistent. Deterministic for equal input.
- * Returns a malloc'ed string (NULL on OOM).
+ * extract_aggregate() - the builtin aggregator: drop proposals that found
+ * nothing or whose weight or route score is far below the best one's, split
+ * the others into sentences, keep those above the relevance floor of
+ * extract_answer(), score each by weight x agreement x relevance, then
+ * select greedily with MMR so near-duplicates are not repeated (at most
+ * @opts->max_sentences and @opts->max_words), best first, and renumber
+ * citations so the merged "Sources:" list is consistent. When nothing is
+ * left, one sentence naming the agents consulted. Deterministic for equal
+ * input. Returns a malloc'ed string (NULL on OOM).
  */
-char *extract_aggregate(const char *query, const ExtractProposal *props, size_t n, unsigned max_sentences);
+char *extract_aggregate(const char *query, const ExtractProposal *props, size_t n,
+                        const ExtractOptions *opts);

@@ -62,3 +62,13 @@ char *prompt_render(const char *tmpl, const char *fallback, const char *system, 
         b.p[end - start] = 0;
         return b.p;
 }
+
+char *prompt_context(const char *context) {
+        char *s;
+
+        if (isempty(context))
+                return strdup(PROMPT_NO_CONTEXT);
+        if (asprintf(&s, "%s\n\n%s", context, PROMPT_CONTEXT_RULES) < 0)
+                return NULL;
+        return s;
+}

@@ -33,6 +33,29 @@
         "highest "                                                                                          \
         "standards of accuracy and reliability.\n\nResponses from agents:\n{references}"
 
+/* Grounding rules the host adds where it formats what the model reads, so
+ * they reach the model whatever the plugin's system prompt or a pipeline's
+ * custom template says: after the agent's retrieved context, and after the
+ * references shown to refiners and the aggregator. */
+#define PROMPT_CONTEXT_RULES                                                                                \
+        "Use only the passages above that bear on the question and ignore the others; never cite a "        \
+        "passage that does not. If they do not cover the question, say so plainly (\"The provided context " \
+        "does not cover this.\") instead of answering from unrelated passages."
+#define PROMPT_NO_CONTEXT                                                                                   \
+        "No passage of the knowledge base matched this question. If you answer, say first that the "        \
+        "provided context does not cover it."
+#define PROMPT_REFERENCES_RULES                                                                             \
+        "Some responses may say that their knowledge does not cover the question, or quote passages "       \
+        "unrelated to it: do not use those. If no response answers the question, say so plainly instead "   \
+        "of composing an answer from unrelated material."
+
+/**
+ * prompt_context() - an agent's retrieved @context (as its plugin formatted
+ * it; NULL or empty when nothing matched) followed by PROMPT_CONTEXT_RULES,
+ * or PROMPT_NO_CONTEXT alone. Returns a malloc'ed string, NULL on OOM.
+ */
+char *prompt_context(const char *context);
+
 /**
  * prompt_render() - expand @tmpl (or @fallback when @tmpl is NULL) with the
  * three placeholders; NULL values expand to "". If the template has no

@@ -10,7 +10,8 @@
 #include "provider.h"
 #include "util.h"
 
-/* Bounds on what one answer may contain, in sentences. */
+/* Bounds on what one answer may contain, in sentences (and, by
+ * extract.c's default, 200 words). */
 #define BUILTIN_PROPOSE_SENTENCES 4u
 #define BUILTIN_REFINE_SENTENCES 5u
 #define BUILTIN_AGGREGATE_SENTENCES 6u
@@ -80,13 +81,18 @@ static int on_deliver(sd_event_source *s, void *userdata) {
 }
 
 static char *compose(const ProviderRequest *req) {
+        ExtractOptions o = {.agent = req->knowledge, .n_documents = req->n_documents};
+
         switch (req->task) {
         case PROVIDER_TASK_PROPOSE:
-                return extract_answer(req->query, req->hits, req->n_hits, BUILTIN_PROPOSE_SENTENCES);
+                o.max_sentences = BUILTIN_PROPOSE_SENTENCES;
+                return extract_answer(req->query, req->hits, req->n_hits, &o);
         case PROVIDER_TASK_REFINE:
-                return extract_aggregate(req->query, req->refs, req->n_refs, BUILTIN_REFINE_SENTENCES);
+                o.max_sentences = BUILTIN_REFINE_SENTENCES;
+                return extract_aggregate(req->query, req->refs, req->n_refs, &o);
         case PROVIDER_TASK_AGGREGATE:
-                return extract_aggregate(req->query, req->refs, req->n_refs, BUILTIN_AGGREGATE_SENTENCES);
+                o.max_sentences = BUILTIN_AGGREGATE_SENTENCES;
+                return extract_aggregate(req->query, req->refs, req->n_refs, &o);
         }
         return NULL;
 }

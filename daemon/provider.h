@@ -43,6 +43,8 @@ typedef struct ProviderRequest {
         const char *query;
         const KbHit *hits;
         size_t n_hits;
+        const char *knowledge; /* whose knowledge base @hits come from (agent name), may be NULL */
+        int n_documents;       /* documents in it; <= 0: unknown or none (not named) */
         const ExtractProposal *refs;
         size_t n_refs;
 } ProviderRequest;

@@ -25,8 +25,9 @@
  *   leak-key       401 whose error message repeats the Authorization header
  *
  * Also: GET /v1/models, GET /mock/stats ({"calls": {model: n}, "total": n,
- * "connections": TCP connections accepted}),
- * POST /mock/reset. Request bodies are bounded (1 MiB). */
+ * "connections": TCP connections accepted}), GET /mock/last?model=<name>
+ * (the last chat request body sent for that model, as received; 404 if
+ * none), POST /mock/reset. Request bodies are bounded (1 MiB). */
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -56,18 +57,20 @@ static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
         char name[MAX_NAME];
         unsigned long count;
+        char *last; /* the last request body for this model */
 } stats[MAX_MODELS];
 static size_t n_stats;
 static unsigned long stats_total;
 static unsigned long stats_connections; /* TCP connections accepted: shows keep-alive reuse */
 
-/* Count one call of @model, return its new count. */
-static unsigned long stats_bump(const char *model) {
+/* Count one call of @model and keep its request @body; return its new count. */
+static unsigned long stats_bump(const char *model, const char *body, size_t len) {
         unsigned long n = 0;
+        size_t i;
 
         pthread_mutex_lock(&stats_lock);
         stats_total++;
-        for (size_t i = 0; i < n_stats; i++)
+        for (i = 0; i < n_stats; i++)
                 if (strcmp(stats[i].name, model) == 0) {
                         n = ++stats[i].count;
                         goto out;
@@ -77,8 +80,24 @@ static unsigned long stats_bump(const char *model) {
                 n = stats[n_stats++].count = 1;
         }
 out:
+        if (i < n_stats) {
+                free(stats[i].last);
+                stats[i].last = strndup(body ? body : "", len);
+        }
         pthread_mutex_unlock(&stats_lock);
         return n;
+}
+
+/* The last request body for @model, malloc'ed, NULL if none. */
+static char *stats_last(const char *model) {
+        char *s = NULL;
+
+        pthread_mutex_lock(&stats_lock);
+        for (size_t i = 0; model && i < n_stats; i++)
+                if (strcmp(stats[i].name, model) == 0 && stats[i].last)
+                        s = strdup(stats[i].last);
+        pthread_mutex_unlock(&stats_lock);
+        return s;
 }
 
 static char *stats_json(void) {
@@ -99,6 +118,10 @@ static char *stats_json(void) {
 
 static void stats_reset(void) {
         pthread_mutex_lock(&stats_lock);
+        for (size_t i = 0; i < n_stats; i++) {
+                free(stats[i].last);
+                stats[i].last = NULL;
+        }
         n_stats = 0;
         stats_total = 0;
         stats_connections = 0;
@@ -310,7 +333,7 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
         stream = json_is_true(json_object_get(req, "stream"));
         include_usage =
                 json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
-        unsigned long n_call = stats_bump(model);
+        unsigned long n_call = stats_bump(model, up->buf, up->len);
         if (strcmp(behaviour, "nostream") == 0) /* a server that ignores "stream" */
                 stream = 0;
 
@@ -481,6 +504,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                 return chat(c, up);
         if (strcmp(method, "GET") == 0 && strcmp(url, "/mock/stats") == 0)
                 return reply(c, 200, "application/json", stats_json());
+        if (strcmp(method, "GET") == 0 && strcmp(url, "/mock/last") == 0) {
+                char *last = stats_last(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model"));
+                if (!last)
+                        return reply_error(c, 404, "no request for that model");
+                return reply(c, 200, "application/json", last);
+        }
         if (strcmp(method, "POST") == 0 && strcmp(url, "/mock/reset") == 0) {
                 stats_reset();
                 return reply(c, 200, "application/json", strdup("{\"ok\":true}"));

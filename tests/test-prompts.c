@@ -38,6 +38,28 @@ START_TEST(test_unknown_braces_kept) {
 }
 END_TEST
 
+START_TEST(test_context_rules) {
+        /* the host's grounding rules follow the plugin's context */
+        char *c = prompt_context("[1] tenancy.md\nDeposits are returned within 30 days.");
+        ck_assert_ptr_nonnull(
+                strstr(c, "[1] tenancy.md\nDeposits are returned within 30 days.\n\nUse only"));
+        ck_assert_ptr_nonnull(strstr(c, "ignore the others"));
+        ck_assert_ptr_nonnull(strstr(c, "The provided context does not cover this."));
+        char *s = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, "You are a lawyer.", c, NULL);
+        ck_assert_ptr_nonnull(strstr(s, "You are a lawyer.\n\n[1] tenancy.md"));
+        ck_assert_ptr_nonnull(strstr(s, "say so plainly"));
+        free(s);
+        free(c);
+        /* nothing retrieved: said so */
+        c = prompt_context(NULL);
+        ck_assert_str_eq(c, PROMPT_NO_CONTEXT);
+        free(c);
+        c = prompt_context("");
+        ck_assert_str_eq(c, PROMPT_NO_CONTEXT);
+        free(c);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("prompts");
         TCase *tc = tcase_create("render");
@@ -45,6 +67,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_defaults_and_empty);
         tcase_add_test(tc, test_references_never_dropped);
         tcase_add_test(tc, test_unknown_braces_kept);
+        tcase_add_test(tc, test_context_rules);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -63,17 +63,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                               .score = (double) (n - i),
                                               .snippet = parts[i],
                                               .text = parts[i]};
-                a = extract_answer(parts[0], hits, n - 1, max);
-                b = extract_answer(parts[0], hits, n - 1, max);
+                ExtractOptions o = {.agent = "fuzz",
+                                    .n_documents = (int) n - 2,
+                                    .max_sentences = max,
+                                    .max_words = (unsigned) data[1] * 4u};
+                a = extract_answer(parts[0], hits, n - 1, &o);
+                b = extract_answer(parts[0], hits, n - 1, &o);
         } else {
                 ExtractProposal props[16];
                 for (size_t i = 1; i < n; i++)
-                        props[i - 1] =
-                                (ExtractProposal){.agent = i % 2 ? "a" : "b",
-                                                  .text = parts[i],
-                                                  .weight = (double) ((unsigned char) parts[i][0] % 5)};
-                a = extract_aggregate(parts[0], props, n - 1, max);
-                b = extract_aggregate(parts[0], props, n - 1, max);
+                        props[i - 1] = (ExtractProposal){
+                                .agent = i % 2 ? "a" : "b",
+                                .text = parts[i],
+                                .weight = (double) ((unsigned char) parts[i][0] % 5),
+                                .route_score = (double) ((unsigned char) parts[i][0] % 3) / 2.0};
+                ExtractOptions o = {.max_sentences = max, .max_words = (unsigned) data[1] * 4u};
+                a = extract_aggregate(parts[0], props, n - 1, &o);
+                b = extract_aggregate(parts[0], props, n - 1, &o);
         }
         check(a && b, "result");
         check(strcmp(a, b) == 0, "deterministic");

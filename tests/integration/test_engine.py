@@ -29,6 +29,11 @@ class Mock:
         with urllib.request.urlopen("http://127.0.0.1:%d/mock/stats" % self.port, timeout=10) as r:
             return json.load(r)
 
+    def last(self, model):
+        """The last chat request body the mock received for @model."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/mock/last?model=%s" % (self.port, model), timeout=10) as r:
+            return json.load(r)
+
     def reset(self):
         req = urllib.request.Request("http://127.0.0.1:%d/mock/reset" % self.port, data=b"", method="POST")
         urllib.request.urlopen(req, timeout=10).read()
@@ -408,6 +413,45 @@ class Fallback(EngineCase):
         calls = self.mock.stats()["calls"]
         self.assertEqual(calls["status-503"], 1 + self.retries)  # the provider's own retries first
         self.assertEqual(calls["fixed-10"], 1)
+
+
+class Grounding(EngineCase):
+    """What reaches a real model: whatever the plugin's own prompt says, the
+    host tells it to ignore passages and references that do not bear on
+    the question and to say when the context does not cover it."""
+    models = {"legal": "rec-legal", "code": "rec-code"}
+    agg = "rec-agg"
+
+    def system_of(self, model):
+        msgs = self.mock.last(model)["messages"]
+        self.assertEqual(msgs[0]["role"], "system")
+        return msgs[0]["content"]
+
+    def test_propose_and_aggregate_prompts(self):
+        st, _, data = self.ask(["legal", "code"], model="moa-lite", q="When must a landlord return a deposit?")
+        self.assertEqual(st, 200, data)
+        legal = self.system_of("rec-legal")
+        self.assertIn("deposit", legal)  # its retrieved context
+        self.assertIn("ignore the others", legal)
+        self.assertIn("If they do not cover the question, say so plainly", legal)
+        agg = self.system_of("rec-agg")
+        self.assertIn("[1] ", agg)
+        self.assertIn("do not use those. If no response answers the question, say so plainly", agg)
+
+    def test_no_context(self):
+        # nothing in the knowledge base matches: the model is told so
+        st, _, data = self.ask(["code"], model="moa-lite", q="Zorblax quorvath?")
+        self.assertEqual(st, 200, data)
+        self.assertIn("No passage of the knowledge base matched this question. If you answer, say first that the "
+                      "provided context does not cover it.", self.system_of("rec-code"))
+
+    def test_refine_prompt(self):
+        st, _, data = self.ask(["legal", "code"], model="moa", q="When must a landlord return a deposit?")
+        self.assertEqual(st, 200, data)
+        refine = self.system_of("rec-legal")  # its last call is the refine layer's
+        self.assertIn("Responses from agents:", refine)
+        self.assertIn("ignore the others", refine)
+        self.assertIn("If no response answers the question, say so plainly", refine)
 
 
 class QuickSwitch(unittest.TestCase):

@@ -111,5 +111,131 @@ class Documents(DaemonTestCase):
         self.assertEqual(len([t for t in self.docs("code") if t.startswith("bulk-")]), 60)
 
 
+RSA_LICENCE = (
+    "Copyright (C) 1991-2, RSA Data Security, Inc. Created 1991. All rights reserved.\n\n"
+    "License to copy and use this software is granted provided that it is identified as the \"RSA Data "
+    "Security, Inc. MD%d Message-Digest Algorithm\" in all material mentioning or referencing this software "
+    "or this function. RSA Data Security, Inc. makes no representations concerning either the "
+    "merchantability of this software or the suitability of this software for any particular purpose. "
+    "These notices must be retained in any copies of any part of this documentation and/or software.\n")
+
+TLS_DOC = """# TLS certificate verification
+
+When a TLS client connects, the server sends its certificate chain. The client verifies that the chain leads
+to a trusted root certificate authority, that every certificate is within its validity period, and that the
+server certificate's subject alternative name matches the host name it connected to. If any check fails, the
+TLS handshake is aborted. Pinning a certificate or public key restricts which certificates a client accepts.
+"""
+
+MIETE_DOC = """# Mietkaution
+
+Die Mietkaution darf höchstens drei Nettokaltmieten betragen. Der Vermieter muss die Kaution getrennt von
+seinem Vermögen anlegen. Die Kündigungsfrist für Mieter beträgt drei Monate.
+"""
+
+BAIL_DOC = """# Le dépôt de garantie
+
+Le dépôt de garantie ne peut pas dépasser un mois de loyer hors charges. Le propriétaire doit restituer le
+dépôt de garantie dans un délai de deux mois. Le bail d'habitation est conclu pour une durée de trois ans.
+"""
+
+
+class Relevance(DaemonTestCase):
+    """What a user sees from the builtin provider: the passage that answers
+    first, no filler, and a plain not-found sentence."""
+
+    def ingest(self, agent, title, text):
+        st, _, j = self.d.json("POST", "/v1/moa/agents/%s/documents" % agent,
+                               {"title": title, "text": text, "source": "test"})
+        self.assertEqual(st, 200, j)
+
+    def delete(self, agent, title):
+        st, _, j = self.d.json("DELETE", "/v1/moa/agents/%s/documents/%s" % (agent, urllib.parse.quote(title, safe="")))
+        self.assertEqual(st, 200, j)
+
+    def n_docs(self, agent):
+        return len(self.d.json("GET", "/v1/moa/agents/%s/documents" % agent)[2]["documents"])
+
+    def ask(self, q, agents, **moa):
+        moa["agents"] = agents
+        st, _, data = self.d.chat(q, moa=moa)
+        self.assertEqual(st, 200, data)
+        return json.loads(data)["choices"][0]["message"]["content"]
+
+    @staticmethod
+    def body(answer):
+        """The answer without its Sources list and the plugin's notice."""
+        return answer.split("\n\nSources:")[0].split("\n\n")[0]
+
+    def test_not_found_after_delete(self):
+        q = "When must a landlord return the blinvex deposit?"
+        self.ingest("legal", "blinvex.md", DOC.replace("Zorblax", "Blinvex").replace("zorblax", "blinvex"))
+        a = self.ask(q, ["legal"])
+        self.assertTrue(a.startswith("The Blinvex tenancy rule says that a landlord must return a blinvex deposit "
+                                     "within fourteen days"), a)
+        self.assertIn("blinvex.md", a)
+        self.delete("legal", "blinvex.md")
+        a = self.ask(q, ["legal"])
+        # one sentence, no filler from the tenancy page that shares "landlord", "deposit", "return"
+        self.assertEqual(self.body(a), "The legal knowledge base (%d documents) has no passage about "
+                         "\"blinvex deposit\"." % self.n_docs("legal"))
+        self.assertNotIn("Sources:", a)
+
+    def test_ambiguous_word_is_not_an_answer(self):
+        titles = ["licence-md%d-%d.txt" % (i % 4 + 2, i) for i in range(12)]
+        for i, t in enumerate(titles):
+            self.ingest("legal", t, RSA_LICENCE % (i % 4 + 2))
+        try:
+            a = self.body(self.ask("What is a security deposit?", ["legal"]))
+            self.assertNotIn("RSA", a)
+            sentences = [x for x in a.split("]. ") if x]
+            for x in sentences:
+                self.assertRegex(x, r"(?i)deposit", a)
+            self.assertTrue(a.startswith("Most landlords take a deposit") or "no passage about" in a, a)
+        finally:
+            for t in titles:
+                self.delete("legal", t)
+
+    def test_weak_agent_adds_nothing(self):
+        # Pinned agents weigh the same; the router's score still says that
+        # "general" is far weaker evidence for a TLS question than "code".
+        self.ingest("code", "tls.md", TLS_DOC)
+        self.ingest("general", "tls-gossip.md", "People say a TLS client verifies the server certificate by asking "
+                    "a friend who knows the server.")
+        try:
+            q = "How does a TLS client verify the server certificate?"
+            st, _, data = self.d.chat(q, moa={"agents": ["code", "general"], "trace": True, "trace_content": True})
+            self.assertEqual(st, 200, data)
+            j = json.loads(data)
+            proposals = {c["agent"]: c.get("content", "") for c in j["moa"]["layers"][0]}
+            self.assertIn("asking a friend", proposals["general"])  # its own answer has it ...
+            a = j["choices"][0]["message"]["content"]
+            self.assertNotIn("asking a friend", a, a)  # ... the merged answer does not
+            body, sources = a.split("\n\nSources:\n")
+            # every sentence comes from the TLS page, the best one first
+            self.assertTrue(body.startswith("The client verifies that the chain leads to a trusted root "
+                                            "certificate authority"), a)
+            self.assertEqual([l for l in sources.strip().split("\n") if "tls.md" not in l], [], a)
+            self.assertLessEqual(len(body.split()), 200)
+        finally:
+            self.delete("code", "tls.md")
+            self.delete("general", "tls-gossip.md")
+
+    def test_german_and_french(self):
+        self.ingest("legal", "miete.md", MIETE_DOC)
+        self.ingest("legal", "bail.md", BAIL_DOC)
+        try:
+            a = self.body(self.ask("Wie hoch darf die Mietkaution sein?", ["legal"]))
+            self.assertTrue(a.startswith("Die Mietkaution darf höchstens drei Nettokaltmieten betragen [1]."), a)
+            self.assertNotIn("Kündigungsfrist", a)
+            a = self.body(self.ask("Quand le propriétaire doit-il restituer le dépôt de garantie ?", ["legal"]))
+            self.assertTrue(a.startswith("Le propriétaire doit restituer le dépôt de garantie dans un délai de deux "
+                                         "mois [1]."), a)
+            self.assertNotIn("bail d'habitation", a)
+        finally:
+            self.delete("legal", "miete.md")
+            self.delete("legal", "bail.md")
+
+
 if __name__ == "__main__":
     unittest.main()
