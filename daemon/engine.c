@@ -47,6 +47,7 @@ typedef struct AgentCall {
         double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
         const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
         int n_documents;       /* documents in it, <= 0 unknown or none */
+        Kb *kb;                /* the agent's knowledge base (borrowed from the agent set) */
         uint64_t start_usec, end_usec;
         int state; /* 0 pending, 1 ok, -errno failed */
         unsigned http_status;
@@ -408,6 +409,7 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .n_hits = c->n_hits,
                 .knowledge = c->knowledge,
                 .n_documents = c->n_documents,
+                .kb = c->kb,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
         };
@@ -500,6 +502,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 c->route_score = s->route_score;
                 c->knowledge = agent_name(s->a);
                 c->n_documents = agent_doc_count(s->a);
+                c->kb = agent_kb(s->a);
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
                 c->provider_chain_head = agent_provider(s->a);
                 run->n_calls++;

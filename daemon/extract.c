@@ -948,7 +948,37 @@ static int in_heading(const SentList *l, const Sent *s, uint32_t h) {
  * candidates are answers that already passed their own floor) a word no
  * candidate contains weighs nothing: whether a knowledge base lacks it was
  * for the proposer to judge. */
-static void query_weigh(Query *q, const SentList *l, int ignore_unseen) {
+static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known);
+
+/* Unseen narrowing words the knowledge base has elsewhere (opts->has_word):
+ * marked in @known; returns how many. At most one look-up per term. */
+static int query_known_modifiers(const Query *q, const ExtractOptions *opts, int *known) {
+        int n = 0;
+        if (!opts || !opts->has_word)
+                return 0;
+        for (size_t t = 0; t < q->n; t++) {
+                if (q->seen[t] || !q->modifier[t])
+                        continue;
+                for (size_t w = 0; w < q->n_words; w++) {
+                        const Word *x = &q->words[w];
+                        if (x->h != q->term[t])
+                                continue;
+                        char buf[64];
+                        if (x->len < sizeof(buf)) {
+                                memcpy(buf, q->clean + x->off, x->len);
+                                buf[x->len] = 0;
+                                if (opts->has_word(opts->has_word_userdata, buf) > 0) {
+                                        known[t] = 1;
+                                        n++;
+                                }
+                        }
+                        break;
+                }
+        }
+        return n;
+}
+
+static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known) {
         double n = MAX((double) l->n, EX_IDF_MIN_COLLECTION), max_key = 0;
         int any_head = 0;
 
@@ -972,7 +1002,7 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen) {
         q->total = 0;
         for (size_t t = 0; t < q->n; t++) {
                 q->weight[t] = ignore_unseen && !q->seen[t] ? 0 : q->idf[t];
-                for (size_t k = 0; k < q->n_pairs && q->seen[t]; k++)
+                for (size_t k = 0; k < q->n_pairs && (q->seen[t] || (known && known[t])); k++)
                         if (q->pair[k].a == t)
                                 q->weight[t] = MIN(q->weight[t], q->idf[q->pair[k].b]);
                 q->total += q->weight[t];
@@ -1242,7 +1272,10 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         }
         if (query_parse(&q, query) < 0)
                 goto out;
-        query_weigh(&q, &l, 0);
+        int known[EX_MAX_QUERY_TERMS] = {0};
+        query_weigh(&q, &l, 0, NULL);
+        if (query_known_modifiers(&q, opts, known))
+                query_weigh(&q, &l, 0, known);
 
         /* bm25 over the candidates ranks sentences of equal relevance */
         double avglen = 0, max_hit = 0, max_bm25 = 0;
@@ -1587,7 +1620,7 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
         }
         if (query_parse(&q, query) < 0)
                 goto out;
-        query_weigh(&q, &l, 1);
+        query_weigh(&q, &l, 1, NULL);
 
         if (l.n == 0) {
                 /* No sentences (answers like "Yes"): the heaviest usable

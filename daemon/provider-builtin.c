@@ -80,8 +80,21 @@ static int on_deliver(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+/* Has the knowledge base a chunk with @word at all? (ExtractOptions.has_word) */
+static int kb_has_word(void *userdata, const char *word) {
+        KbHit *hits = NULL;
+        size_t n = 0;
+        if (kb_search_texts(userdata, word, 1, &hits, &n) < 0)
+                return -EIO;
+        kb_hits_free(hits, n);
+        return n > 0;
+}
+
 static char *compose(const ProviderRequest *req) {
-        ExtractOptions o = {.agent = req->knowledge, .n_documents = req->n_documents};
+        ExtractOptions o = {.agent = req->knowledge,
+                            .n_documents = req->n_documents,
+                            .has_word = req->kb ? kb_has_word : NULL,
+                            .has_word_userdata = req->kb};
 
         switch (req->task) {
         case PROVIDER_TASK_PROPOSE:

@@ -45,6 +45,7 @@ typedef struct ProviderRequest {
         size_t n_hits;
         const char *knowledge; /* whose knowledge base @hits come from (agent name), may be NULL */
         int n_documents;       /* documents in it; <= 0: unknown or none (not named) */
+        Kb *kb;                /* that knowledge base, asked whether it has a word at all; may be NULL */
         const ExtractProposal *refs;
         size_t n_refs;
 } ProviderRequest;

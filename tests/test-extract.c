@@ -271,6 +271,36 @@ START_TEST(test_answer_not_found) {
 }
 END_TEST
 
+static int has_word_yes(void *userdata, const char *word) {
+        return strcasecmp(word, userdata) == 0;
+}
+
+/* "security" narrows "deposit" and is in no retrieved passage: when the
+ * knowledge base has the word elsewhere (a GDPR page on security), the
+ * deposit sentences answer; when it has no such word at all (zorblax after
+ * its document was deleted), nothing does. */
+START_TEST(test_answer_modifier_known_elsewhere) {
+        KbHit hits[] = {hit("tenancy.md", 1, 3.0, deposits)};
+        ExtractOptions o = {.agent = "legal", .n_documents = 6, .has_word = has_word_yes};
+        o.has_word_userdata = (void *) "security";
+        char *out = extract_answer("What is a security deposit?", hits, 1, &o);
+        ck_assert_msg(strncmp(out, "Most landlords take a deposit", 29) == 0, "%s", out);
+        check_quotes(out, hits, 1);
+        free(out);
+        o.has_word_userdata = (void *) "other";
+        out = extract_answer("What is a security deposit?", hits, 1, &o);
+        ck_assert_str_eq(
+                out, "The legal knowledge base (6 documents) has no passage about \"security deposit\".");
+        free(out);
+        o.has_word_userdata = (void *) "security";
+        out = extract_answer("When must a landlord return the zorblax deposit?", hits, 1, &o);
+        ck_assert_msg(strncmp(out, "The legal knowledge base (6 documents) has no passage about", 59) == 0 &&
+                              strstr(out, "\"zorblax deposit\"") && !strchr(out, '['),
+                      "%s", out);
+        free(out);
+}
+END_TEST
+
 START_TEST(test_answer_clauses) {
         /* A question of two clauses: a sentence answering one of them is an
          * answer; one sharing a single word with a clause is not. */
@@ -653,6 +683,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_phrase_counts_more);
         tcase_add_test(tc, test_answer_not_found);
         tcase_add_test(tc, test_answer_clauses);
+        tcase_add_test(tc, test_answer_modifier_known_elsewhere);
         tcase_add_test(tc, test_answer_word_cap);
         tcase_add_test(tc, test_answer_german_french);
         tcase_add_test(tc, test_answer_abbreviations);
