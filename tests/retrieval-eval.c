@@ -12,8 +12,13 @@
  * Tune only on the dev split; misses can be listed for dev only, so the
  * test split stays held out.
  *
+ * The ranking parameters (kb-rank.h) can be overridden for tuning; with
+ * --dev-only the test split is neither searched nor reported.
+ *
  * usage: retrieval-eval --data FILE [--manual PATH] [--knowledge-dir DIR]
- *        [--k N] [--show-dev-misses] [--min-test-recall X] */
+ *        [--k N] [--show-dev-misses] [--dev-only] [--min-test-recall X]
+ *        [--w-body X] [--w-heading X] [--candidates N] [--coverage X]
+ *        [--proximity X] [--window N] [--texts] */
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -21,6 +26,7 @@
 #include <sys/wait.h>
 
 #include "build-config.h"
+#include "kb-rank.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
@@ -28,6 +34,7 @@
 #define MAX_LINE 4096
 #define DEFAULT_MANUAL "/usr/share/doc/debian-policy/policy.txt.gz"
 #define TIMING_ROUNDS 5
+static unsigned rounds = TIMING_ROUNDS;
 
 /* Distractors: the shipped notes closest to the manual's subjects
  * (licences, copyright, packaging-like tooling). */
@@ -133,6 +140,13 @@ static char *collapse_ws(char *s) {
         return s;
 }
 
+/* CPU time of this process: steadier than wall time on a busy machine. */
+static uint64_t cpu_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
 static int hit_has(const KbHit *h, const char *phrase) {
         _cleanup_free_ char *t = strdup(h->text);
         return t && strstr(collapse_ws(t), phrase) != NULL;
@@ -152,7 +166,8 @@ int main(int argc, char **argv) {
         const char *data = NULL, *manual = DEFAULT_MANUAL, *kdir = MOAD_SOURCE_DIR "/agents.d/knowledge";
         double min_test = -1;
         unsigned k = 5;
-        int show = 0;
+        int show = 0, dev_only = 0, texts = 0;
+        KbRankParams *rp = &kb_rank_params;
         static const struct option opts[] = {
                 {"data", required_argument, NULL, 'd'},
                 {"manual", required_argument, NULL, 'm'},
@@ -160,6 +175,15 @@ int main(int argc, char **argv) {
                 {"k", required_argument, NULL, 'k'},
                 {"show-dev-misses", no_argument, NULL, 's'},
                 {"min-test-recall", required_argument, NULL, 't'},
+                {"rounds", required_argument, NULL, 'R'},
+                {"dev-only", no_argument, NULL, 'D'},
+                {"texts", no_argument, NULL, 'T'},
+                {"w-body", required_argument, NULL, 'b'},
+                {"w-heading", required_argument, NULL, 'h'},
+                {"candidates", required_argument, NULL, 'c'},
+                {"coverage", required_argument, NULL, 'C'},
+                {"proximity", required_argument, NULL, 'P'},
+                {"window", required_argument, NULL, 'W'},
                 {},
         };
         int c;
@@ -182,6 +206,33 @@ int main(int argc, char **argv) {
                         break;
                 case 't':
                         min_test = atof(optarg);
+                        break;
+                case 'R':
+                        rounds = (unsigned) atoi(optarg);
+                        break;
+                case 'D':
+                        dev_only = 1;
+                        break;
+                case 'T':
+                        texts = 1;
+                        break;
+                case 'b':
+                        rp->w_body = atof(optarg);
+                        break;
+                case 'h':
+                        rp->w_heading = atof(optarg);
+                        break;
+                case 'c':
+                        rp->candidates = (unsigned) atoi(optarg);
+                        break;
+                case 'C':
+                        rp->coverage = atof(optarg);
+                        break;
+                case 'P':
+                        rp->proximity = atof(optarg);
+                        break;
+                case 'W':
+                        rp->window = (unsigned) atoi(optarg);
                         break;
                 default:
                         return 2;
@@ -269,6 +320,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         Stats st[2] = {};
+        double dev_rr = 0;
         char line[MAX_LINE];
         unsigned lineno = 0, bad = 0, n_queries = 0;
         char **queries = NULL;
@@ -293,6 +345,8 @@ int main(int argc, char **argv) {
                         bad++;
                         continue;
                 }
+                if (dev_only && si == 1)
+                        continue;
                 /* An answer the manual does not contain can never be found. */
                 if (!strstr(flat, answer)) {
                         fprintf(stderr, "%s:%u: answer phrase not in the manual: %s\n", data, lineno,
@@ -302,7 +356,7 @@ int main(int argc, char **argv) {
 
                 KbHit *hits = NULL;
                 size_t n = 0;
-                r = kb_search(kb, question, k, &hits, &n);
+                r = (texts ? kb_search_texts : kb_search)(kb, question, k, &hits, &n);
                 if (r < 0) {
                         fprintf(stderr, "%s:%u: search failed: %s\n", data, lineno, strerror(-r));
                         return 1;
@@ -312,11 +366,22 @@ int main(int argc, char **argv) {
                         found = hit_has(&hits[i], answer);
                 st[si].n++;
                 st[si].found += found;
-                if (!found && show && si == 0) {
-                        printf("MISS dev:%u [%s] answer [%s]\n", lineno, question, answer);
-                        for (size_t i = 0; i < n; i++)
-                                printf("     %zu. %.3f %s #%u\n", i + 1, hits[i].score, hits[i].title,
-                                       hits[i].chunk);
+                if (si == 0 && (show || dev_only)) {
+                        /* dev only: where the answer ranks among 50, for tuning */
+                        KbHit *deep = NULL;
+                        size_t nd = 0, rank = 0;
+                        if (kb_search_texts(kb, question, 50, &deep, &nd) >= 0)
+                                for (size_t i = 0; i < nd && !rank; i++)
+                                        rank = hit_has(&deep[i], answer) ? i + 1 : 0;
+                        kb_hits_free(deep, nd);
+                        dev_rr += rank ? 1.0 / (double) rank : 0;
+                        if (!found && show) {
+                                printf("MISS dev:%u [%s] answer [%s] at rank %zu of 50\n", lineno, question,
+                                       answer, rank);
+                                for (size_t i = 0; i < n; i++)
+                                        printf("     %zu. %.3f %s #%u [%s]\n", i + 1, hits[i].score,
+                                               hits[i].title, hits[i].chunk, hits[i].heading);
+                        }
                 }
                 kb_hits_free(hits, n);
 
@@ -331,26 +396,30 @@ int main(int argc, char **argv) {
         fclose(f);
 
         /* Timing: every question again, a few rounds, on a warm index. */
-        uint64_t ts = now_usec();
-        for (unsigned round = 0; round < TIMING_ROUNDS; round++)
+        uint64_t ts = now_usec(), cs = cpu_usec();
+        for (unsigned round = 0; round < rounds; round++)
                 for (unsigned i = 0; i < n_queries; i++) {
                         KbHit *hits = NULL;
                         size_t n = 0;
-                        if (kb_search(kb, queries[i], k, &hits, &n) >= 0)
+                        if ((texts ? kb_search_texts : kb_search)(kb, queries[i], k, &hits, &n) >= 0)
                                 kb_hits_free(hits, n);
                 }
-        uint64_t te = now_usec() - ts;
+        uint64_t te = now_usec() - ts, ce = cpu_usec() - cs;
         for (unsigned i = 0; i < n_queries; i++)
                 free(queries[i]);
         free(queries);
 
         printf("dev   n=%3u  recall@%u %.3f (%u/%u)\n", st[0].n, k, ratio(st[0].found, st[0].n), st[0].found,
                st[0].n);
-        printf("test  n=%3u  recall@%u %.3f (%u/%u)\n", st[1].n, k, ratio(st[1].found, st[1].n), st[1].found,
-               st[1].n);
-        if (n_queries)
-                printf("search: %.1f us per kb_search (mean of %u)\n",
-                       (double) te / (double) (n_queries * TIMING_ROUNDS), n_queries * TIMING_ROUNDS);
+        if (dev_only || show)
+                printf("dev   MRR@50 %.3f\n", st[0].n ? dev_rr / st[0].n : 0);
+        if (!dev_only)
+                printf("test  n=%3u  recall@%u %.3f (%u/%u)\n", st[1].n, k, ratio(st[1].found, st[1].n),
+                       st[1].found, st[1].n);
+        if (n_queries && rounds)
+                printf("search: %.1f us per kb_search%s (%.1f us CPU; mean of %u)\n",
+                       (double) te / (double) (n_queries * MAX(rounds, 1u)), texts ? "_texts" : "",
+                       (double) ce / (double) (n_queries * MAX(rounds, 1u)), n_queries * rounds);
 
         kb_close(kb);
         rm_dir(dir, db);
@@ -359,7 +428,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%u malformed line(s)\n", bad);
                 return 1;
         }
-        if (st[0].n == 0 || st[1].n == 0) {
+        if (st[0].n == 0 || (st[1].n == 0 && !dev_only)) {
                 fprintf(stderr, "both splits must be non-empty\n");
                 return 1;
         }
