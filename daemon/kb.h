@@ -40,7 +40,7 @@ typedef struct KbHit {
         char *title;    /* document title (citation) */
         char *source;   /* where it came from (path or URL), may be "" */
         unsigned chunk; /* chunk index in the document, 0-based */
-        double score;   /* relevance, > 0, larger is better (negated bm25) */
+        double score;   /* relevance, > 0, larger is better (bm25 x rerank bonus) */
         char *snippet;  /* FTS5 snippet() with the matches, plain text */
         char *text;     /* the whole chunk */
         char *heading;  /* heading path of the chunk's section, "" if none */
@@ -103,10 +103,13 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
 int kb_count(Kb *kb);
 
 /**
- * kb_search() - best @limit chunks for a free-text @query. The query is
- * never passed to FTS5 as syntax: it is split into word tokens, each quoted,
- * OR-ed. Hostile input (quotes, NEAR, AND, column filters, non-UTF-8, empty,
- * huge) returns 0 hits or the hits of its words, never an error.
+ * kb_search() - best @limit chunks for a free-text @query, by stemmed bm25
+ * over chunk text and heading (weighted higher), the best 50 reranked by
+ * how many of the query's terms they hold and how close together; ties by
+ * chunk id. The query is never passed to FTS5 as syntax: it is split into
+ * word tokens, each quoted, OR-ed. Hostile input (quotes, NEAR, AND,
+ * column filters, non-UTF-8, empty, huge) returns 0 hits or the hits of
+ * its words, never an error.
  * On success *ret_hits (free with kb_hits_free) and *ret_n are set.
  */
 int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
