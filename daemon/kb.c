@@ -1,29 +1,34 @@
 /* kb.c — one agent's knowledge base in its own SQLite database: documents,
- * their overlapping chunks, and an external-content FTS5 index over the chunk
- * text ranked with bm25. Owns the schema, UTF-8 sanitising, chunking, and the
- * translation of free text into a safe FTS5 MATCH expression. */
+ * their chunks (cut by kb-chunk.c) with their section headings, and an
+ * external-content FTS5 index over chunk text and heading, ranked by
+ * weighted bm25 and reranked by kb-rank.c's proximity bonus. Owns the
+ * schema and its migration, UTF-8 sanitising, the translation of free text
+ * into a safe FTS5 MATCH expression, and search. */
 #include <ctype.h>
 #include <sqlite3.h>
 
+#include "kb-chunk.h"
+#include "kb-rank.h"
 #include "kb-text.h"
 #include "kb-vocab.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
 
-#define KB_SCHEMA_VERSION 1
+#define KB_SCHEMA_VERSION 2
+#define KB_SCHEMA_VERSION_SQL "2" /* the same, for PRAGMA user_version */
 #define KB_BUSY_TIMEOUT_MS 5000
 #define KB_MAX_SOURCE_BYTES 4096u
-#define KB_MIN_CHUNK_SIZE 64u
-#define KB_MAX_CHUNK_SIZE (1024u * 1024u)
 #define KB_MAX_TOKEN_BYTES 128u
 #define KB_MAX_HITS 100u
 
 struct Kb {
         sqlite3 *db;
         int read_only;
+        KbRank *rank;
         /* Searches run on the request path: prepared once, reset after use. */
         sqlite3_stmt *search;
+        sqlite3_stmt *fetch;
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
@@ -98,152 +103,8 @@ static int kb_exec(Kb *kb, const char *sql) {
 
 /* ---- UTF-8 ------------------------------------------------------------- */
 
-static int is_space(unsigned char c) {
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
 static int is_continuation(unsigned char c) {
         return (c & 0xC0) == 0x80;
-}
-
-/* ---- chunking ---------------------------------------------------------- */
-
-/* Is there a CJK full stop / exclamation / question mark ending at @p? */
-static int cjk_sentence_end_before(const unsigned char *s, size_t start, size_t p) {
-        if (p < start + 3)
-                return 0;
-        const unsigned char *q = s + p - 3;
-        return (q[0] == 0xE3 && q[1] == 0x80 && q[2] == 0x82) || /* 。 */
-               (q[0] == 0xEF && q[1] == 0xBC && q[2] == 0x81) || /* ！ */
-               (q[0] == 0xEF && q[1] == 0xBC && q[2] == 0x9F);   /* ？ */
-}
-
-/* Where to end the chunk that starts at @start: the last paragraph break,
- * else the last sentence or line end, else the last whitespace in the back
- * half of the window, else a hard cut on a UTF-8 boundary. */
-static size_t chunk_cut(const unsigned char *s, size_t len, size_t start, size_t size) {
-        size_t end = start + size; /* < len, checked by the caller */
-        size_t lo = start + size / 2;
-        size_t para = 0, sent = 0, ws = 0;
-
-        for (size_t p = lo; p <= end; p++) {
-                if (is_space(s[p])) {
-                        if (s[p] == '\n' && p + 1 < len &&
-                            (s[p + 1] == '\n' || (s[p + 1] == '\r' && p + 2 < len && s[p + 2] == '\n')))
-                                para = p;
-                        else if (s[p] == '\n' || s[p - 1] == '.' || s[p - 1] == '!' || s[p - 1] == '?' ||
-                                 s[p - 1] == ':' || s[p - 1] == ';')
-                                sent = p;
-                        else
-                                ws = p;
-                } else if (cjk_sentence_end_before(s, start, p))
-                        sent = p;
-        }
-        if (para)
-                return para;
-        if (sent)
-                return sent;
-        if (ws)
-                return ws;
-
-        /* No boundary at all: cut at a character boundary, backing off at
-         * most three continuation bytes (more can only be invalid input). */
-        size_t p = end;
-        for (unsigned i = 0; i < 3 && p > start + 1 && is_continuation(s[p]); i++)
-                p--;
-        if (is_continuation(s[p]))
-                p = end;
-        return p;
-}
-
-/**
- * kb_chunk() - split @text into overlapping chunks per @opts (NULL means
- * KB_CHUNK_OPTS_DEFAULT; chunk_size 0 means 1200). Chunks are at most
- * chunk_size bytes, end preferably at a paragraph, then a sentence, then
- * whitespace, never inside a UTF-8 sequence, and carry no leading or trailing
- * whitespace. The overlap (clamped to chunk_size/4 so chunking always makes
- * progress) starts at the first sentence start inside it, else on a word
- * boundary. Returns 0 with the arrays set, or
- * -EINVAL for a chunk_size outside [64, 1 MiB] or overlap >= chunk_size,
- * -ENOMEM.
- */
-int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets, size_t **ret_lens,
-             size_t *ret_n) {
-        KbChunkOpts o = opts ? *opts : KB_CHUNK_OPTS_DEFAULT;
-        const unsigned char *s = (const unsigned char *) text;
-
-        if (!ret_offsets || !ret_lens || !ret_n || (!text && len > 0))
-                return -EINVAL;
-        if (o.chunk_size == 0)
-                o.chunk_size = KB_CHUNK_OPTS_DEFAULT.chunk_size;
-        if (o.chunk_size < KB_MIN_CHUNK_SIZE || o.chunk_size > KB_MAX_CHUNK_SIZE ||
-            o.overlap >= o.chunk_size)
-                return -EINVAL;
-        o.overlap = MIN(o.overlap, o.chunk_size / 4);
-
-        _cleanup_free_ size_t *offs = NULL, *lens = NULL;
-        size_t n = 0, cap = 0;
-        size_t start = 0;
-
-        while (start < len && is_space(s[start]))
-                start++;
-
-        while (start < len) {
-                size_t cut = len - start <= o.chunk_size ? len : chunk_cut(s, len, start, o.chunk_size);
-                size_t e = cut;
-                while (e > start && is_space(s[e - 1]))
-                        e--;
-                if (e > start) {
-                        if (n == cap) {
-                                size_t nc = cap ? cap * 2 : 16;
-                                size_t *no = realloc(offs, nc * sizeof(size_t));
-                                if (!no)
-                                        return -ENOMEM;
-                                offs = no;
-                                size_t *nl = realloc(lens, nc * sizeof(size_t));
-                                if (!nl)
-                                        return -ENOMEM;
-                                lens = nl;
-                                cap = nc;
-                        }
-                        offs[n] = start;
-                        lens[n] = e - start;
-                        n++;
-                }
-                if (cut >= len)
-                        break;
-
-                /* Next chunk: back up by the overlap, then forward to the
-                 * start of a word so the overlap never begins mid-word. */
-                size_t ns = cut;
-                if (o.overlap > 0 && cut - o.overlap > start) {
-                        /* Prefer the first sentence start in the overlap, so
-                         * the next chunk begins with a whole sentence. */
-                        size_t w = cut - o.overlap, p;
-                        for (p = w; p < cut; p++)
-                                if (is_space(s[p - 1]) && p >= w + 1 &&
-                                    (s[p - 1] == '\n' || s[p - 2] == '.' || s[p - 2] == '!' ||
-                                     s[p - 2] == '?'))
-                                        break;
-                        if (p < cut && !is_space(s[p]))
-                                ns = p;
-                        else {
-                                ns = w;
-                                while (ns < cut && !is_space(s[ns - 1]))
-                                        ns++;
-                        }
-                }
-                while (ns < len && is_space(s[ns]))
-                        ns++;
-                if (ns <= start) /* cannot happen, but never loop forever */
-                        ns = cut;
-                start = ns;
-        }
-
-        *ret_offsets = TAKE_PTR(offs);
-        *ret_lens = TAKE_PTR(lens);
-        *ret_n = n;
-        return 0;
 }
 
 /* ---- FTS5 query building ---------------------------------------------- */
@@ -336,6 +197,15 @@ char *kb_fts_query(const char *text) {
 
 /* ---- open / close ------------------------------------------------------ */
 
+/*
+ * Version 2. chunks_fts indexes two columns: the chunk text, and its
+ * heading path followed by the document title (through the chunks_src
+ * view, which is also what 'rebuild' reads). The triggers look the title
+ * up when a chunk is inserted or deleted, so a document's chunks are
+ * deleted before the document itself (documents_bd) and its title never
+ * changes (documents_bu): otherwise the index could not be told exactly
+ * what to forget.
+ */
 static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS documents ("
         "  id INTEGER PRIMARY KEY,"
@@ -349,21 +219,38 @@ static const char schema_sql[] =
         "  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
         "  idx INTEGER NOT NULL,"
         "  text TEXT NOT NULL,"
+        "  heading TEXT NOT NULL DEFAULT '',"
         "  UNIQUE (doc_id, idx));"
+        "CREATE VIEW IF NOT EXISTS chunks_src AS"
+        "  SELECT c.id AS id, c.text AS text, c.heading || char(10) || d.title AS heading"
+        "  FROM chunks c JOIN documents d ON d.id = c.doc_id;"
         "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5("
-        "  text, content='chunks', content_rowid='id',"
-        "  tokenize='unicode61 remove_diacritics 2');"
+        "  text, heading, content='chunks_src', content_rowid='id',"
+        "  tokenize='" KB_TOKENIZE_SQL "');"
         "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN"
-        "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);"
+        "  INSERT INTO chunks_fts(rowid, text, heading)"
+        "    SELECT new.id, new.text, new.heading || char(10) || d.title FROM documents d"
+        "    WHERE d.id = new.doc_id;"
         "END;"
         "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN"
-        "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+        "  INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)"
+        "    SELECT 'delete', old.id, old.text, old.heading || char(10) || d.title FROM documents d"
+        "    WHERE d.id = old.doc_id;"
         "END;"
         "CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN"
-        "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
-        "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);"
+        "  INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)"
+        "    SELECT 'delete', old.id, old.text, old.heading || char(10) || d.title FROM documents d"
+        "    WHERE d.id = old.doc_id;"
+        "  INSERT INTO chunks_fts(rowid, text, heading)"
+        "    SELECT new.id, new.text, new.heading || char(10) || d.title FROM documents d"
+        "    WHERE d.id = new.doc_id;"
         "END;"
-        "PRAGMA user_version = 1;";
+        "CREATE TRIGGER IF NOT EXISTS documents_bd BEFORE DELETE ON documents BEGIN"
+        "  DELETE FROM chunks WHERE doc_id = old.id;"
+        "END;"
+        "CREATE TRIGGER IF NOT EXISTS documents_bu BEFORE UPDATE OF id, title ON documents BEGIN"
+        "  SELECT RAISE(ABORT, 'a document''s id and title are fixed: delete it and ingest it again');"
+        "END;";
 
 static int kb_user_version(Kb *kb) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -376,12 +263,140 @@ static int kb_user_version(Kb *kb) {
         return sqlite3_column_int(st, 0);
 }
 
+/* Recomputes the headings of one document's version-1 chunks from their
+ * text (kb_chunk_headings_recompute) and stores them. */
+static int migrate_document(Kb *kb, sqlite3_int64 doc_id, sqlite3_stmt *sel, sqlite3_stmt *upd) {
+        _cleanup_free_ sqlite3_int64 *ids = NULL;
+        _cleanup_free_ char **texts = NULL;
+        _cleanup_free_ size_t *lens = NULL;
+        size_t n = 0, cap = 0;
+        char **headings = NULL;
+        int r = 0, rc;
+
+        sqlite3_reset(sel);
+        sqlite3_bind_int64(sel, 1, doc_id);
+        while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 64;
+                        sqlite3_int64 *ni = realloc(ids, nc * sizeof(*ni));
+                        if (ni)
+                                ids = ni;
+                        char **nt = realloc(texts, nc * sizeof(*nt));
+                        if (nt)
+                                texts = nt;
+                        size_t *nl = realloc(lens, nc * sizeof(*nl));
+                        if (nl)
+                                lens = nl;
+                        if (!ni || !nt || !nl) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        cap = nc;
+                }
+                const char *t = (const char *) sqlite3_column_text(sel, 1);
+                ids[n] = sqlite3_column_int64(sel, 0);
+                lens[n] = (size_t) sqlite3_column_bytes(sel, 1);
+                texts[n] = t ? strndup(t, lens[n]) : strdup("");
+                if (!texts[n]) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                n++;
+        }
+        if (rc != SQLITE_DONE) {
+                r = errno_from_sqlite(rc) ?: -EIO;
+                goto out;
+        }
+        r = kb_chunk_headings_recompute((const char *const *) texts, lens, n, &headings);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                sqlite3_reset(upd);
+                sqlite3_bind_int64(upd, 1, ids[i]);
+                sqlite3_bind_text(upd, 2, headings[i], -1, SQLITE_STATIC);
+                rc = sqlite3_step(upd);
+                if (rc != SQLITE_DONE)
+                        r = errno_from_sqlite(rc) ?: -EIO;
+        }
+out:
+        sqlite3_reset(sel);
+        sqlite3_reset(upd);
+        kb_strv_free(headings, headings ? n : 0);
+        for (size_t i = 0; i < n; i++)
+                free(texts[i]);
+        return r;
+}
+
+/*
+ * Version 1 to 2, inside the caller's transaction: the old index and its
+ * triggers go, chunks get a heading column, filled from the stored chunk
+ * text (the original document is not stored), then the version-2 objects
+ * are created and the index is rebuilt from chunks_src. Documents and
+ * chunks are kept as they are.
+ */
+static int migrate_v1(Kb *kb) {
+        _cleanup_stmt_ sqlite3_stmt *docs = NULL, *sel = NULL, *upd = NULL;
+        int r, rc;
+
+        r = kb_exec(kb, "DROP TRIGGER IF EXISTS chunks_ai;"
+                        "DROP TRIGGER IF EXISTS chunks_ad;"
+                        "DROP TRIGGER IF EXISTS chunks_au;"
+                        "DROP TABLE IF EXISTS chunks_fts;"
+                        "ALTER TABLE chunks ADD COLUMN heading TEXT NOT NULL DEFAULT '';");
+        if (r < 0)
+                return r;
+        r = kb_prepare(kb, "SELECT id FROM documents ORDER BY id", &docs);
+        if (r >= 0)
+                r = kb_prepare(kb, "SELECT id, text FROM chunks WHERE doc_id = ?1 ORDER BY idx", &sel);
+        if (r >= 0)
+                r = kb_prepare(kb, "UPDATE chunks SET heading = ?2 WHERE id = ?1", &upd);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(docs)) == SQLITE_ROW) {
+                r = migrate_document(kb, sqlite3_column_int64(docs, 0), sel, upd);
+                if (r < 0)
+                        return r;
+        }
+        if (rc != SQLITE_DONE)
+                return errno_from_sqlite(rc) ?: -EIO;
+        r = kb_exec(kb, schema_sql);
+        if (r < 0)
+                return r;
+        return kb_exec(kb, "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')");
+}
+
+/* Creates or migrates the schema in one write transaction; the version is
+ * read again inside it, since another process may have just done it. */
+static int kb_setup_schema(Kb *kb, const char *path) {
+        int r = kb_exec(kb, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = kb_user_version(kb);
+        if (r == 0)
+                r = kb_exec(kb, schema_sql);
+        else if (r == 1) {
+                log_info("kb: %s: migrating schema version 1 to %d (rebuilding its index)", path,
+                         KB_SCHEMA_VERSION);
+                r = migrate_v1(kb);
+        } else if (r > 0)
+                r = 0; /* done meanwhile */
+        if (r >= 0)
+                r = kb_exec(kb, "PRAGMA user_version = " KB_SCHEMA_VERSION_SQL);
+        if (r >= 0)
+                r = kb_exec(kb, "COMMIT");
+        if (r < 0 && !sqlite3_get_autocommit(kb->db))
+                (void) kb_exec(kb, "ROLLBACK");
+        return r;
+}
+
 /**
  * kb_open() - open (creating if needed) the database at @path with WAL, a
- * busy timeout and foreign keys, and create the schema. With @read_only the
- * file must exist and hold a schema (-ENOENT / -ENOMEDIUM otherwise); the
- * handle then only searches and lists. A newer schema version is refused
- * with -EPROTONOSUPPORT. Returns 0 and the handle in @ret, or -errno.
+ * busy timeout and foreign keys, and create the schema, or migrate a
+ * version-1 schema in place (documents and chunks kept, headings
+ * recomputed from the chunk text, index rebuilt; one transaction, so an
+ * interrupted migration leaves version 1). With @read_only the file must
+ * exist and hold a current schema: missing or version 1 is -ENOMEDIUM
+ * (version 1 is logged, with the remedy); the handle then only searches
+ * and lists. A newer schema version is refused with -EPROTONOSUPPORT.
+ * Returns 0 and the handle in @ret, or -errno.
  */
 int kb_open(const char *path, int read_only, Kb **ret) {
         if (isempty(path) || !ret)
@@ -410,6 +425,9 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         r = kb_exec(kb, "PRAGMA foreign_keys = ON");
         if (r < 0)
                 goto fail;
+        r = kb_rank_new(kb->db, &kb->rank);
+        if (r < 0)
+                goto fail;
 
         if (!read_only) {
                 /* WAL: the loop's reader never waits for a worker's commit.
@@ -427,24 +445,19 @@ int kb_open(const char *path, int read_only, Kb **ret) {
                 r = -EPROTONOSUPPORT;
                 goto fail;
         }
+        if (r < KB_SCHEMA_VERSION && read_only) {
+                if (r > 0)
+                        log_error(
+                                "kb: %s has schema version %d and needs migrating to %d, which a read-only "
+                                "open cannot do: open it read-write once (moad does at start)",
+                                path, r, KB_SCHEMA_VERSION);
+                r = -ENOMEDIUM;
+                goto fail;
+        }
         if (r < KB_SCHEMA_VERSION) {
-                if (read_only) {
-                        r = -ENOMEDIUM;
-                        goto fail;
-                }
-                r = kb_exec(kb, "BEGIN IMMEDIATE");
+                r = kb_setup_schema(kb, path);
                 if (r < 0)
                         goto fail;
-                r = kb_exec(kb, schema_sql);
-                if (r < 0) {
-                        (void) kb_exec(kb, "ROLLBACK");
-                        goto fail;
-                }
-                r = kb_exec(kb, "COMMIT");
-                if (r < 0) {
-                        (void) kb_exec(kb, "ROLLBACK");
-                        goto fail;
-                }
         }
 
         *ret = kb;
@@ -461,6 +474,10 @@ Kb *kb_close(Kb *kb) {
                 return NULL;
         if (kb->search)
                 sqlite3_finalize(kb->search);
+        if (kb->fetch)
+                sqlite3_finalize(kb->fetch);
+
+        kb_rank_free(kb->rank);
         if (kb->db)
                 sqlite3_close_v2(kb->db);
         free(kb);
@@ -470,8 +487,10 @@ Kb *kb_close(Kb *kb) {
 /* ---- ingest / delete --------------------------------------------------- */
 
 static int kb_ingest_locked(Kb *kb, const char *title, const char *source, const char *text, size_t len,
-                            const size_t *offs, const size_t *lens, size_t n) {
-        _cleanup_stmt_ sqlite3_stmt *del_chunks = NULL, *del_doc = NULL, *ins_doc = NULL, *ins_chunk = NULL;
+                            const KbChunks *c) {
+        size_t n = c->n;
+        _cleanup_stmt_ sqlite3_stmt *del_chunks = NULL, *del_doc = NULL, *ins_doc = NULL, *ins_chunk = NULL,
+                                    *move = NULL;
         int r, rc;
 
         r = kb_prepare(kb, "DELETE FROM chunks WHERE doc_id IN (SELECT id FROM documents WHERE title = ?1)",
@@ -507,21 +526,43 @@ static int kb_ingest_locked(Kb *kb, const char *title, const char *source, const
                 return errno_from_sqlite(rc) ?: -EIO;
         sqlite3_int64 doc_id = sqlite3_last_insert_rowid(kb->db);
 
-        r = kb_prepare(kb, "INSERT INTO chunks (doc_id, idx, text) VALUES (?1, ?2, ?3)", &ins_chunk);
+        /* The chunks go to a temporary table first and into chunks (and so
+         * the index, by trigger) in one statement: FTS5 flushes its pending
+         * terms at every statement, so one INSERT per chunk would leave a
+         * document's index in as many segments as it has chunks, and
+         * searches measurably slower until they are merged. */
+        r = kb_exec(kb, "CREATE TEMP TABLE IF NOT EXISTS pending_chunks ("
+                        "  idx INTEGER PRIMARY KEY, text TEXT NOT NULL, heading TEXT NOT NULL);"
+                        "DELETE FROM temp.pending_chunks");
+        if (r < 0)
+                return r;
+        r = kb_prepare(kb, "INSERT INTO temp.pending_chunks (idx, text, heading) VALUES (?1, ?2, ?3)",
+                       &ins_chunk);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
                 sqlite3_reset(ins_chunk);
-                sqlite3_bind_int64(ins_chunk, 1, doc_id);
-                sqlite3_bind_int64(ins_chunk, 2, (sqlite3_int64) i);
-                sqlite3_bind_text(ins_chunk, 3, text + offs[i], (int) lens[i], SQLITE_STATIC);
+                sqlite3_bind_int64(ins_chunk, 1, (sqlite3_int64) i);
+                sqlite3_bind_text(ins_chunk, 2, text + c->chunks[i].offset, (int) c->chunks[i].len,
+                                  SQLITE_STATIC);
+                sqlite3_bind_text(ins_chunk, 3, c->headings + c->chunks[i].heading, -1, SQLITE_STATIC);
                 rc = sqlite3_step(ins_chunk);
                 if (rc != SQLITE_DONE)
                         return errno_from_sqlite(rc) ?: -EIO;
                 if (kb_test_crash_after_chunks > 0 && i + 1 >= kb_test_crash_after_chunks)
                         _exit(77);
         }
-        return 0;
+        r = kb_prepare(kb,
+                       "INSERT INTO chunks (doc_id, idx, text, heading) "
+                       "SELECT ?1, idx, text, heading FROM temp.pending_chunks ORDER BY idx",
+                       &move);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(move, 1, doc_id);
+        rc = sqlite3_step(move);
+        if (rc != SQLITE_DONE)
+                return errno_from_sqlite(rc) ?: -EIO;
+        return kb_exec(kb, "DELETE FROM temp.pending_chunks");
 }
 
 /**
@@ -553,11 +594,11 @@ int kb_ingest(Kb *kb, const char *title, const char *source, const char *text, s
         if (!t || !src || !clean)
                 return -ENOMEM;
 
-        _cleanup_free_ size_t *offs = NULL, *lens = NULL;
-        size_t n;
-        int r = kb_chunk(clean, clen, opts, &offs, &lens, &n);
+        _cleanup_(kb_chunks_done) KbChunks chunks = {0};
+        int r = kb_chunk_sections(clean, clen, opts, &chunks);
         if (r < 0)
                 return r;
+        size_t n = chunks.n;
         if (n == 0)
                 return -EINVAL; /* whitespace only */
         if (n > INT32_MAX)
@@ -566,7 +607,7 @@ int kb_ingest(Kb *kb, const char *title, const char *source, const char *text, s
         r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
-        r = kb_ingest_locked(kb, t, src, clean, clen, offs, lens, n);
+        r = kb_ingest_locked(kb, t, src, clean, clen, &chunks);
         if (r >= 0)
                 r = kb_exec(kb, "COMMIT");
         if (r < 0) {
@@ -676,6 +717,7 @@ void kb_hits_free(KbHit *hits, size_t n) {
                 free(hits[i].source);
                 free(hits[i].snippet);
                 free(hits[i].text);
+                free(hits[i].heading);
         }
         free(hits);
 }
@@ -685,119 +727,111 @@ static char *strdup_col(sqlite3_stmt *st, int col) {
         return strdup(s ?: "");
 }
 
-/**
- * kb_search() - the best @limit (capped at 100) chunks for the free-text
- * @query, built into a safe expression by kb_fts_query() after truncating
- * the query to KB_MAX_QUERY_BYTES. Ranked by bm25; score is -bm25 (> 0);
- * snippet is plain text with matches in '[' ']' and "..." at cuts. A query
- * without words, or @limit 0, gives 0 hits. Returns 0 or -errno (database
- * errors only, never for the query's content).
- */
-/* ---- snippets ----------------------------------------------------------- */
+typedef struct Candidate {
+        sqlite3_int64 id;
+        double score;
+} Candidate;
 
-#define SNIPPET_WORDS 16u
-#define SNIPPET_MAX_WORDS 4096u
+/* Best score first; equal scores by chunk id, so the order is total. */
+static int candidate_cmp(const void *a, const void *b) {
+        const Candidate *x = a, *y = b;
+        if (x->score != y->score)
+                return x->score > y->score ? -1 : 1;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
 
-typedef struct SnippetWord {
-        size_t b, e; /* byte span in the text */
-        int term;    /* index of the query term it matches, -1 if none */
-} SnippetWord;
+/* The best kb_rank_params.candidates (at least @limit) chunks by weighted
+ * bm25, each scored bm25 times its moa_rank() bonus, in score order.
+ * Returns the count (>= 0) with *ret, or -errno. */
+static int search_candidates(Kb *kb, const char *expr, unsigned limit, Candidate **ret) {
+        const KbRankParams *p = &kb_rank_params;
+        unsigned want = MAX(limit, MAX(p->candidates, 1u));
 
-/* Does the word @w (@n bytes) equal query term @t (@tn bytes, lower case)? */
-static int word_is_term(const char *w, size_t n, const char *t, size_t tn) {
-        if (n != tn)
-                return 0;
-        for (size_t i = 0; i < n; i++)
-                if ((char) tolower((unsigned char) w[i]) != t[i])
-                        return 0;
-        return 1;
+        if (!kb->search) {
+                int rc = sqlite3_prepare_v3(kb->db,
+                                            "SELECT rowid, moa_rank(chunks_fts, 0, ?3, ?4, ?5, ?6, ?7), "
+                                            "moa_rank(chunks_fts, 1, ?3, ?4, ?5, ?6, ?7) "
+                                            "FROM chunks_fts WHERE chunks_fts MATCH ?1 "
+                                            "ORDER BY 2 DESC, 1 LIMIT ?2",
+                                            -1, SQLITE_PREPARE_PERSISTENT, &kb->search, NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+        }
+        _reset_stmt_ sqlite3_stmt *st = kb->search;
+        sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, (int) want);
+        sqlite3_bind_double(st, 3, p->w_body);
+        sqlite3_bind_double(st, 4, p->w_heading);
+        sqlite3_bind_double(st, 5, p->coverage);
+        sqlite3_bind_double(st, 6, p->proximity);
+        sqlite3_bind_int(st, 7, (int) MAX(p->window, 1u));
+
+        _cleanup_free_ Candidate *c = calloc(want, sizeof(Candidate));
+        if (!c)
+                return -ENOMEM;
+        size_t n = 0;
+        for (;;) {
+                int rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        log_debug("kb: search failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc) ?: -EIO;
+                }
+                if (n >= want)
+                        break;
+                double bm25 = sqlite3_column_double(st, 1), bonus = sqlite3_column_double(st, 2);
+                c[n].id = sqlite3_column_int64(st, 0);
+                c[n].score = (bm25 > 0 ? bm25 : 1e-9) * (bonus >= 1 ? bonus : 1);
+                n++;
+        }
+        qsort(c, n, sizeof(Candidate), candidate_cmp);
+        *ret = TAKE_PTR(c);
+        return (int) n;
+}
+
+/* Fills @h with chunk @c's document and text. Returns 0, -ENOENT if the
+ * chunk is gone, or -errno. */
+static int fetch_hit(Kb *kb, const Candidate *c, const char *expr, int snippets, KbHit *h) {
+        if (!kb->fetch) {
+                int rc = sqlite3_prepare_v3(
+                        kb->db,
+                        "SELECT d.title, d.source, c.idx, c.text, c.heading "
+                        "FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?1",
+                        -1, SQLITE_PREPARE_PERSISTENT, &kb->fetch, NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+        }
+        _reset_stmt_ sqlite3_stmt *st = kb->fetch;
+        sqlite3_bind_int64(st, 1, c->id);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(rc) ?: -EIO;
+        h->title = strdup_col(st, 0);
+        h->source = strdup_col(st, 1);
+        h->chunk = (unsigned) sqlite3_column_int64(st, 2);
+        h->score = c->score;
+        h->text = strdup_col(st, 3);
+        h->heading = strdup_col(st, 4);
+        h->snippet = !h->text ? NULL : snippets ? kb_rank_snippet(kb->rank, h->text, expr) : strdup("");
+        if (!h->title || !h->source || !h->snippet || !h->text || !h->heading)
+                return -ENOMEM;
+        return 0;
 }
 
 /*
- * make_snippet() - the 16-word window of @text holding the most distinct
- * terms of the FTS5 expression @expr (as built by kb_fts_query: "a" OR
- * "b"), matches marked [like this], "..." where the text goes on. Done in C
- * rather than with FTS5's snippet(), which re-tokenises every hit and cost
- * two thirds of a search. Returns a malloc'ed string, NULL on OOM.
+ * search() - see kb_search(). Two steps, both bounded: the best candidates
+ * by weighted bm25 with their proximity bonus (one FTS5 query, no chunk
+ * text read), reranked in C; then the text of the @limit best only, by
+ * chunk id. Both run in one read transaction, so a writer committing in
+ * between cannot make them disagree.
  */
-static char *make_snippet(const char *text, const char *expr) {
-        const char *terms[KB_MAX_QUERY_TERMS];
-        size_t term_len[KB_MAX_QUERY_TERMS], n_terms = 0, n = 0, len = strlen(text);
-        _cleanup_free_ SnippetWord *w = NULL;
-        const unsigned char *s = (const unsigned char *) text;
-        size_t best = 0, end, o = 0;
-        int best_count = -1;
-        char *out;
-
-        for (const char *p = expr; n_terms < KB_MAX_QUERY_TERMS && (p = strchr(p, '"'));) {
-                const char *q = strchr(p + 1, '"');
-                if (!q)
-                        break;
-                terms[n_terms] = p + 1;
-                term_len[n_terms++] = (size_t) (q - p - 1);
-                p = q + 1;
-        }
-        w = malloc(sizeof *w * SNIPPET_MAX_WORDS);
-        if (!w)
-                return NULL;
-        for (size_t i = 0; i < len && n < SNIPPET_MAX_WORDS;) {
-                size_t l = kb_utf8_valid_len(s + i, len - i), b;
-                if (!kb_is_word_cp(kb_utf8_decode(s + i, l))) {
-                        i += l;
-                        continue;
-                }
-                for (b = i; i < len; i += l) {
-                        l = kb_utf8_valid_len(s + i, len - i);
-                        if (!kb_is_word_cp(kb_utf8_decode(s + i, l)))
-                                break;
-                }
-                w[n] = (SnippetWord){.b = b, .e = i, .term = -1};
-                for (size_t k = 0; k < n_terms; k++)
-                        if (word_is_term(text + b, i - b, terms[k], term_len[k])) {
-                                w[n].term = (int) k;
-                                break;
-                        }
-                n++;
-        }
-        if (n == 0)
-                return strdup("");
-
-        for (size_t start = 0; start + SNIPPET_WORDS <= MAX(n, (size_t) SNIPPET_WORDS); start++) {
-                uint32_t seen = 0;
-                for (size_t k = start; k < MIN(n, start + SNIPPET_WORDS); k++)
-                        if (w[k].term >= 0)
-                                seen |= 1u << w[k].term;
-                if (__builtin_popcount(seen) > best_count) {
-                        best_count = __builtin_popcount(seen);
-                        best = start;
-                }
-                if (start + SNIPPET_WORDS >= n)
-                        break;
-        }
-        end = MIN(n, best + SNIPPET_WORDS);
-
-        out = malloc((w[end - 1].e - w[best].b) + 2 * SNIPPET_WORDS + 7);
-        if (!out)
-                return NULL;
-        if (best > 0)
-                o += (size_t) sprintf(out, "...");
-        for (size_t k = best; k < end; k++) {
-                size_t gap_end = k + 1 < end ? w[k + 1].b : w[k].e;
-                if (w[k].term >= 0)
-                        out[o++] = '[';
-                memcpy(out + o, text + w[k].b, w[k].e - w[k].b);
-                o += w[k].e - w[k].b;
-                if (w[k].term >= 0)
-                        out[o++] = ']';
-                memcpy(out + o, text + w[k].e, gap_end - w[k].e);
-                o += gap_end - w[k].e;
-        }
-        if (end < n)
-                o += (size_t) sprintf(out + o, "...");
-        out[o] = 0;
-        return out;
-}
-
 static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret_hits || !ret_n)
                 return -EINVAL;
@@ -826,51 +860,32 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit
         if (!*expr)
                 return 0;
 
-        if (!kb->search) {
-                int rc = sqlite3_prepare_v3(
-                        kb->db,
-                        "SELECT d.title, d.source, c.idx, bm25(chunks_fts), c.text "
-                        "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id "
-                        "= c.doc_id "
-                        "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts), c.id LIMIT ?2",
-                        -1, SQLITE_PREPARE_PERSISTENT, &kb->search, NULL);
-                if (rc != SQLITE_OK) {
-                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
-                        return errno_from_sqlite(rc);
+        /* A read transaction of our own unless a caller's is open. */
+        int own = sqlite3_get_autocommit(kb->db), r = own ? kb_exec(kb, "BEGIN") : 0;
+        if (r < 0)
+                return r;
+        _cleanup_free_ Candidate *c = NULL;
+        KbHit *hits = NULL;
+        size_t n = 0;
+        r = search_candidates(kb, expr, limit, &c);
+        if (r > 0) {
+                size_t nc = (size_t) r;
+                hits = calloc(MIN(nc, (size_t) limit), sizeof(KbHit));
+                if (!hits)
+                        r = -ENOMEM;
+                for (size_t i = 0; r >= 0 && i < nc && n < limit; i++) {
+                        r = fetch_hit(kb, &c[i], expr, snippets, &hits[n]);
+                        if (r == -ENOENT) /* cannot happen inside the transaction */
+                                r = 0;
+                        else
+                                n++;
                 }
         }
-        _reset_stmt_ sqlite3_stmt *st = kb->search;
-        sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, (int) limit);
-
-        KbHit *hits = calloc(limit, sizeof(KbHit));
-        if (!hits)
-                return -ENOMEM;
-        size_t n = 0;
-        for (;;) {
-                int rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        break;
-                if (rc != SQLITE_ROW) {
-                        log_debug("kb: search failed: %s", sqlite3_errmsg(kb->db));
-                        kb_hits_free(hits, n);
-                        return errno_from_sqlite(rc) ?: -EIO;
-                }
-                if (n >= limit)
-                        break;
-                KbHit *h = &hits[n++];
-                h->title = strdup_col(st, 0);
-                h->source = strdup_col(st, 1);
-                h->chunk = (unsigned) sqlite3_column_int64(st, 2);
-                h->score = -sqlite3_column_double(st, 3);
-                if (!(h->score > 0))
-                        h->score = 1e-9;
-                h->text = strdup_col(st, 4);
-                h->snippet = !h->text ? NULL : snippets ? make_snippet(h->text, expr) : strdup("");
-                if (!h->title || !h->source || !h->snippet || !h->text) {
-                        kb_hits_free(hits, n);
-                        return -ENOMEM;
-                }
+        if (own && !sqlite3_get_autocommit(kb->db))
+                (void) kb_exec(kb, "COMMIT");
+        if (r < 0) {
+                kb_hits_free(hits, n);
+                return r;
         }
         if (n == 0) {
                 free(hits);
@@ -881,10 +896,22 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit
         return 0;
 }
 
+/**
+ * kb_search() - the best @limit (capped at 100) chunks for the free-text
+ * @query, built into a safe expression by kb_fts_query() after truncating
+ * the query to KB_MAX_QUERY_BYTES. Ranked by bm25 with the heading column
+ * weighted above the text, the best candidates reranked by the proximity
+ * and coverage of the query's terms (kb-rank.h); score is -bm25 times that
+ * bonus (> 0, descending, ties by chunk id); snippet is plain text with
+ * matches in '[' ']' and "..." at cuts; heading is the section's heading
+ * path. A query without words, or @limit 0, gives 0 hits. Returns 0 or
+ * -errno (database errors only, never for the query's content).
+ */
 int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
         return search(kb, query, limit, 1, ret_hits, ret_n);
 }
 
+/** kb_search_texts() - kb_search() with every snippet "". */
 int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
         return search(kb, query, limit, 0, ret_hits, ret_n);
 }

@@ -1,6 +1,8 @@
-/* kb.h — one agent's knowledge base: documents chunked with overlap into a
- * SQLite FTS5 table, ranked by bm25. One database file per agent, so agents
- * are isolated (own lock, own WAL, removable with their plugin).
+/* kb.h — one agent's knowledge base: documents cut along their sections
+ * into overlapping chunks, indexed in a SQLite FTS5 table (stemmed body and
+ * heading columns), ranked by weighted bm25 with a proximity rerank. One
+ * database file per agent, so agents are isolated (own lock, own WAL,
+ * removable with their plugin).
  *
  * A Kb handle is one SQLite connection and is used from one thread at a time:
  * the event loop has its own handle for searches; ingest workers open their
@@ -26,15 +28,38 @@ typedef struct KbChunkOpts {
 #define KB_MAX_TITLE_BYTES 512u
 #define KB_MAX_QUERY_BYTES 4096u
 #define KB_MAX_QUERY_TERMS 32u
+/* Structure limits: a heading path ("4. Binary packages > 4.5. Copyright")
+ * is cut at KB_MAX_HEADING_BYTES, at most KB_MAX_HEADING_DEPTH levels are
+ * kept, and headings past the first KB_MAX_SECTIONS of a document are
+ * ordinary text (so a hostile document cannot explode the chunk count). */
+#define KB_MAX_HEADING_BYTES 256u
+#define KB_MAX_HEADING_DEPTH 8u
+#define KB_MAX_SECTIONS 65536u
 
 typedef struct KbHit {
         char *title;    /* document title (citation) */
         char *source;   /* where it came from (path or URL), may be "" */
         unsigned chunk; /* chunk index in the document, 0-based */
-        double score;   /* relevance, > 0, larger is better (negated bm25) */
+        double score;   /* relevance, > 0, larger is better (bm25 x rerank bonus) */
         char *snippet;  /* FTS5 snippet() with the matches, plain text */
         char *text;     /* the whole chunk */
+        char *heading;  /* heading path of the chunk's section, "" if none */
 } KbHit;
+
+/* One chunk of a document as cut by kb_chunk_sections(). */
+typedef struct KbChunk {
+        size_t offset;  /* first byte in the text */
+        size_t len;     /* bytes, > 0 */
+        size_t heading; /* its heading path: KbChunks.headings + heading */
+} KbChunk;
+
+/* The chunks of a document and the heading paths they point into. */
+typedef struct KbChunks {
+        KbChunk *chunks;
+        size_t n;
+        char *headings; /* NUL-terminated paths back to back; "" at 0 */
+        size_t headings_len;
+} KbChunks;
 
 typedef struct KbDocInfo {
         const char *title;
@@ -46,7 +71,10 @@ typedef struct KbDocInfo {
 
 /**
  * kb_open() - open (creating if needed) the database at @path, set WAL and
- * create the schema. @read_only opens without creating (for searches).
+ * create the schema, migrating a version-1 database to version 2 in place
+ * (documents and chunks kept, headings recomputed, index rebuilt).
+ * @read_only opens without creating or migrating (for searches): a missing
+ * or version-1 schema is -ENOMEDIUM (logged), a newer one -EPROTONOSUPPORT.
  * Returns 0 and a handle in @ret, or -errno / -EIO on SQLite failure.
  */
 int kb_open(const char *path, int read_only, Kb **ret);
@@ -75,10 +103,13 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
 int kb_count(Kb *kb);
 
 /**
- * kb_search() - best @limit chunks for a free-text @query. The query is
- * never passed to FTS5 as syntax: it is split into word tokens, each quoted,
- * OR-ed. Hostile input (quotes, NEAR, AND, column filters, non-UTF-8, empty,
- * huge) returns 0 hits or the hits of its words, never an error.
+ * kb_search() - best @limit chunks for a free-text @query, by stemmed bm25
+ * over chunk text and heading (weighted higher), the best 50 reranked by
+ * how many of the query's terms they hold and how close together; ties by
+ * chunk id. The query is never passed to FTS5 as syntax: it is split into
+ * word tokens, each quoted, OR-ed. Hostile input (quotes, NEAR, AND,
+ * column filters, non-UTF-8, empty, huge) returns 0 hits or the hits of
+ * its words, never an error.
  * On success *ret_hits (free with kb_hits_free) and *ret_n are set.
  */
 int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
@@ -93,9 +124,21 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
 void kb_hits_free(KbHit *hits, size_t n);
 
 /**
- * kb_chunk() - split @text into chunks per @opts. Exposed for tests and for
- * the ingest progress display. Sets *ret_offsets and *ret_lens (malloc'ed arrays
- * of *ret_n entries). Returns 0 or -errno.
+ * kb_chunk_sections() - cut @text into sections at its headings (Markdown
+ * ATX, setext/reStructuredText underlines, numbered or "§"/"Section" lines)
+ * and each section into chunks per @opts, each chunk knowing its heading
+ * path. No chunk straddles a heading. Fills @ret (release with
+ * kb_chunks_done()). Returns 0 or -errno (-EINVAL for bad @opts).
+ */
+int kb_chunk_sections(const char *text, size_t len, const KbChunkOpts *opts, KbChunks *ret);
+
+/** kb_chunks_done() - free what kb_chunk_sections() filled in and zero @c. */
+void kb_chunks_done(KbChunks *c);
+
+/**
+ * kb_chunk() - kb_chunk_sections() without the headings, for tests and the
+ * ingest progress display. Sets *ret_offsets and *ret_lens (malloc'ed
+ * arrays of *ret_n entries). Returns 0 or -errno.
  */
 int kb_chunk(const char *text, size_t len, const KbChunkOpts *opts, size_t **ret_offsets, size_t **ret_lens,
              size_t *ret_n);

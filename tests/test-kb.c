@@ -1,6 +1,7 @@
-/* test-kb.c — the knowledge base: schema, ingest/replace, delete, list,
- * count, search ranking and snippets, hostile queries, limits, and crash
- * consistency of an interrupted ingest. */
+/* test-kb.c — the knowledge base: schema and its migration from version 1,
+ * ingest/replace, delete, list, count, search ranking (stemming, heading
+ * weight, proximity) and snippets, headings of hits, hostile queries,
+ * limits, and crash consistency of an interrupted ingest. */
 #include <check.h>
 
 #include "check-main.h"
@@ -38,6 +39,19 @@ static int ingest_str(Kb *kb, const char *title, const char *text) {
         return kb_ingest(kb, title, "test", text, strlen(text), NULL);
 }
 
+/* FTS5's own consistency check of chunks_fts against its content (the
+ * chunks_src view): fails if the triggers ever told the index something
+ * else than what the tables hold. */
+static void assert_index_consistent(void) {
+        sqlite3 *db = NULL;
+        char *err = NULL;
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        int rc = sqlite3_exec(db, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)",
+                              NULL, NULL, &err);
+        ck_assert_msg(rc == SQLITE_OK, "integrity-check: %s", err ? err : sqlite3_errstr(rc));
+        sqlite3_close(db);
+}
+
 static const char doc_bp[] =
         "# Hypertension\n\nHigh blood pressure (hypertension) is a reading persistently at or above "
         "130/80 mmHg. It usually causes no symptoms, which is why it is called a silent killer. "
@@ -68,6 +82,11 @@ START_TEST(test_schema) {
         ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
         ck_assert_str_eq((const char *) sqlite3_column_text(st, 0), "wal");
         sqlite3_finalize(st);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 2);
+        sqlite3_finalize(st);
+        ck_assert_int_eq(sqlite3_exec(db, "SELECT heading FROM chunks", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
 
         /* Reopen is idempotent; read-only open works on an existing db. */
@@ -110,6 +129,22 @@ START_TEST(test_ingest_replace_delete) {
         ck_assert_int_eq(kb_search(kb, "zebras", 5, &hits, &n), 0);
         ck_assert_uint_eq(n, 0);
         kb_close(kb);
+        assert_index_consistent();
+
+        /* a document row deleted directly takes its chunks and their index
+         * entries with it; its title cannot be changed under the index */
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_ne(sqlite3_exec(db, "UPDATE documents SET title = 'x'", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(
+                sqlite3_exec(db, "PRAGMA foreign_keys = ON; DELETE FROM documents", NULL, NULL, NULL),
+                SQLITE_OK);
+        sqlite3_close(db);
+        assert_index_consistent();
+        kb = open_kb();
+        ck_assert_int_eq(kb_search(kb, "git", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        kb_close(kb);
 }
 END_TEST
 
@@ -131,6 +166,14 @@ static int list_cb(const KbDocInfo *d, void *userdata) {
         c->n++;
         if (c->stop_after && (int) c->n == c->stop_after)
                 return 42;
+        return 0;
+}
+
+static int list_cb_any(const KbDocInfo *d, void *userdata) {
+        ListCtx *c = userdata;
+        ck_assert_uint_lt(c->n, 8);
+        snprintf(c->titles[c->n], sizeof c->titles[0], "%s", d->title);
+        c->chunks[c->n++] = d->n_chunks;
         return 0;
 }
 
@@ -415,6 +458,191 @@ START_TEST(test_concurrent_reader) {
 }
 END_TEST
 
+static const char doc_sections[] =
+        "# Packaging guide\n\nHow to build a package.\n\n"
+        "## Copyright\n\nEvery package must ship its licence terms in debian/copyright.\n\n"
+        "## Maintainer scripts\n\nScripts must be idempotent and must not prompt.\n";
+
+START_TEST(test_hit_heading) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(ingest_str(kb, "guide", doc_sections), 3);
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "idempotent scripts", 5, &hits, &n), 0);
+        ck_assert_uint_ge(n, 1);
+        ck_assert_str_eq(hits[0].heading, "Packaging guide > Maintainer scripts");
+        ck_assert_int_eq(strncmp(hits[0].text, "## Maintainer scripts", 21), 0);
+        ck_assert_uint_eq(hits[0].chunk, 2);
+        kb_hits_free(hits, n);
+
+        /* a heading word finds its section even when the text lacks it
+         * (the heading column: section path and document title) */
+        ck_assert_int_eq(ingest_str(kb, "notes", "# Storage\n\nKeep it dry.\n\n# Cooking\n\nBoil water.\n"),
+                         2);
+        ck_assert_int_eq(kb_search_texts(kb, "cooking water", 5, &hits, &n), 0);
+        ck_assert_uint_ge(n, 1);
+        ck_assert_str_eq(hits[0].heading, "Cooking");
+        ck_assert_str_eq(hits[0].snippet, "");
+        kb_hits_free(hits, n);
+        ck_assert_int_eq(kb_search(kb, "packaging", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 3); /* the title is in every chunk's heading column */
+        kb_hits_free(hits, n);
+
+        /* no heading: "" */
+        ck_assert_int_eq(ingest_str(kb, "plain", "Just words about zebras."), 1);
+        ck_assert_int_eq(kb_search(kb, "zebras", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(hits[0].heading, "");
+        kb_hits_free(hits, n);
+        kb_close(kb);
+        assert_index_consistent();
+}
+END_TEST
+
+START_TEST(test_stemming) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(ingest_str(kb, "lic", "The licensing terms of the program are permissive."), 1);
+        ck_assert_int_eq(ingest_str(kb, "other", "Nothing about that here, only zebras."), 1);
+        static const char *const queries[] = {"licenses", "license", "Licensed", "LICENSING"};
+        for (size_t i = 0; i < ELEMENTSOF(queries); i++) {
+                KbHit *hits = NULL;
+                size_t n = 0;
+                ck_assert_int_eq(kb_search(kb, queries[i], 5, &hits, &n), 0);
+                ck_assert_msg(n == 1, "'%s' found %zu", queries[i], n);
+                ck_assert_str_eq(hits[0].title, "lic");
+                /* the snippet marks the word as the index matched it */
+                ck_assert_ptr_nonnull(strstr(hits[0].snippet, "[licensing]"));
+                kb_hits_free(hits, n);
+        }
+        kb_close(kb);
+}
+END_TEST
+
+START_TEST(test_proximity_order) {
+        /* Two chunks with the same words, the same length and the same
+         * counts: the one where the query's words stand together ranks
+         * first, whichever was ingested first. */
+        static const char together[] =
+                "Alpha beta gamma delta epsilon. The conffile upgrade prompt appears here. Zeta eta theta "
+                "iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega one two.";
+        static const char apart[] =
+                "Alpha beta gamma conffile delta epsilon. The upgrade here appears. Zeta eta theta iota "
+                "kappa "
+                "lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega one two prompt.";
+        ck_assert_uint_eq(strlen(together), strlen(apart));
+        for (int order = 0; order < 2; order++) {
+                Kb *kb = open_kb();
+                ck_assert_int_eq(ingest_str(kb, order ? "apart" : "together", order ? apart : together), 1);
+                ck_assert_int_eq(ingest_str(kb, order ? "together" : "apart", order ? together : apart), 1);
+                KbHit *hits = NULL;
+                size_t n = 0;
+                ck_assert_int_eq(kb_search(kb, "conffile upgrade prompt", 5, &hits, &n), 0);
+                ck_assert_uint_eq(n, 2);
+                ck_assert_str_eq(hits[0].title, "together");
+                ck_assert(hits[0].score > hits[1].score);
+                kb_hits_free(hits, n);
+
+                /* equal documents: ties go by chunk id, the same every time */
+                ck_assert_int_eq(ingest_str(kb, "twin-a", "Quokka wombat."), 1);
+                ck_assert_int_eq(ingest_str(kb, "twin-b", "Quokka wombat."), 1);
+                for (int k = 0; k < 3; k++) {
+                        ck_assert_int_eq(kb_search(kb, "wombat quokka", 5, &hits, &n), 0);
+                        ck_assert_uint_eq(n, 2);
+                        ck_assert_str_eq(hits[0].title, "twin-a");
+                        ck_assert(hits[0].score == hits[1].score);
+                        kb_hits_free(hits, n);
+                }
+                kb_close(kb);
+                teardown();
+                setup();
+        }
+}
+END_TEST
+
+/* The version-1 schema as moad wrote it before sections and stemming. */
+static const char schema_v1[] =
+        "CREATE TABLE documents (id INTEGER PRIMARY KEY, title TEXT NOT NULL UNIQUE,"
+        "  source TEXT NOT NULL DEFAULT '', bytes INTEGER NOT NULL, n_chunks INTEGER NOT NULL,"
+        "  ingested_at INTEGER NOT NULL);"
+        "CREATE TABLE chunks (id INTEGER PRIMARY KEY,"
+        "  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
+        "  idx INTEGER NOT NULL, text TEXT NOT NULL, UNIQUE (doc_id, idx));"
+        "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',"
+        "  tokenize='unicode61 remove_diacritics 2');"
+        "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+        "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
+        "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
+        "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;"
+        "CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN"
+        "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+        "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
+        "INSERT INTO documents VALUES (1, 'guide.md', '/srv/guide.md', 200, 3, 1700000000);"
+        "INSERT INTO chunks (doc_id, idx, text) VALUES"
+        "  (1, 0, '# Guide' || char(10) || char(10) || 'Intro about licensing.'),"
+        "  (1, 1, 'More intro words.' || char(10) || char(10) || '## Copyright' || char(10) || char(10) ||"
+        "     'Copyright notes here.'),"
+        "  (1, 2, '## Scripts' || char(10) || char(10) || 'Scripts must be idempotent.');"
+        "INSERT INTO documents VALUES (2, 'plain.txt', '', 30, 1, 1700000001);"
+        "INSERT INTO chunks (doc_id, idx, text) VALUES (2, 0, 'Plain text about zebras.');"
+        "PRAGMA user_version = 1;";
+
+START_TEST(test_migrate_v1) {
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, schema_v1, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        /* read-only cannot migrate: a clear refusal, the file untouched */
+        Kb *kb = NULL;
+        ck_assert_int_eq(kb_open(dbpath, 1, &kb), -ENOMEDIUM);
+        ck_assert_ptr_null(kb);
+
+        kb = open_kb();
+        ck_assert_int_eq(kb_count(kb), 2);
+        ListCtx c = {};
+        ck_assert_int_eq(kb_list(kb, list_cb_any, &c), 0);
+        ck_assert_uint_eq(c.n, 2);
+        ck_assert_str_eq(c.titles[0], "guide.md");
+        ck_assert_uint_eq(c.chunks[0], 3);
+
+        /* the stored chunks are kept as they were, headings recomputed from
+         * their text: where each chunk begins */
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "idempotent", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(hits[0].chunk, 2);
+        ck_assert_str_eq(hits[0].heading, "Guide > Scripts");
+        kb_hits_free(hits, n);
+        ck_assert_int_eq(kb_search(kb, "more intro words", 5, &hits, &n), 0);
+        ck_assert_uint_ge(n, 1);
+        ck_assert_uint_eq(hits[0].chunk, 1);
+        ck_assert_str_eq(hits[0].heading, "Guide");
+        kb_hits_free(hits, n);
+        /* rebuilt index: stemmed */
+        ck_assert_int_eq(kb_search(kb, "licenses", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(hits[0].heading, "Guide");
+        kb_hits_free(hits, n);
+        ck_assert_int_eq(kb_search(kb, "zebra", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(hits[0].heading, "");
+        kb_hits_free(hits, n);
+
+        /* and it is an ordinary version-2 database from now on */
+        ck_assert_int_eq(ingest_str(kb, "guide.md", doc_sections), 3);
+        ck_assert_int_eq(kb_delete(kb, "plain.txt"), 0);
+        ck_assert_int_eq(kb_count(kb), 1);
+        kb_close(kb);
+        assert_index_consistent();
+        ck_assert_int_eq(kb_open(dbpath, 1, &kb), 0);
+        kb_close(kb);
+        kb = open_kb(); /* reopening does not migrate again */
+        ck_assert_int_eq(kb_count(kb), 1);
+        kb_close(kb);
+}
+END_TEST
+
 static Suite *kb_suite(void) {
         Suite *s = suite_create("kb");
         TCase *tc = tcase_create("core");
@@ -430,6 +658,10 @@ static Suite *kb_suite(void) {
         tcase_add_test(tc, test_limits);
         tcase_add_test(tc, test_crash_mid_ingest);
         tcase_add_test(tc, test_concurrent_reader);
+        tcase_add_test(tc, test_hit_heading);
+        tcase_add_test(tc, test_stemming);
+        tcase_add_test(tc, test_proximity_order);
+        tcase_add_test(tc, test_migrate_v1);
         suite_add_tcase(s, tc);
         return s;
 }

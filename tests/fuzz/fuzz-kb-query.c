@@ -1,9 +1,10 @@
 /* fuzz-kb-query.c — fuzz target for the knowledge base's untrusted inputs.
  * The first byte picks a mode: 0 kb_fts_query() (the result must consist
  * only of "quoted" terms joined by " OR ") plus kb_search() against a small
- * in-memory knowledge base, 1 kb_chunk() invariants, 2 kb_ingest() of the
- * input as a document and a search for its own words. Any crash, sanitizer
- * report or abort() is a finding. */
+ * in-memory knowledge base, 1 kb_chunk_sections() invariants (bounds,
+ * progress, no overlap across a heading, bounded heading paths), 2
+ * kb_ingest() of the input as a document and a search for its own words.
+ * Any crash, sanitizer report or abort() is a finding. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,20 +83,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 size_t n = 0;
                 check(kb_search(get_kb(), s, 5, &hits, &n) == 0, "kb_search never fails on content");
                 for (size_t i = 0; i < n; i++)
-                        check(hits[i].score > 0 && hits[i].text && hits[i].snippet, "hit fields");
+                        check(hits[i].score > 0 && hits[i].text && hits[i].snippet && hits[i].heading,
+                              "hit fields");
                 kb_hits_free(hits, n);
         } else if (mode == 1) {
-                size_t *offs = NULL, *lens = NULL, n = 0;
+                KbChunks c = {0};
                 KbChunkOpts o = {.chunk_size = 64 + (len % 200), .overlap = len % 40};
-                check(kb_chunk(text, len, &o, &offs, &lens, &n) == 0, "kb_chunk");
-                for (size_t i = 0; i < n; i++) {
-                        check(lens[i] > 0 && lens[i] <= o.chunk_size, "chunk size bounded");
-                        check(offs[i] + lens[i] <= len, "chunk inside text");
-                        if (i > 0)
-                                check(offs[i] > offs[i - 1], "chunking progresses");
+                check(kb_chunk_sections(text, len, &o, &c) == 0, "kb_chunk_sections");
+                for (size_t i = 0; i < c.n; i++) {
+                        const KbChunk *k = &c.chunks[i];
+                        check(k->len > 0 && k->len <= o.chunk_size, "chunk size bounded");
+                        check(k->offset + k->len <= len, "chunk inside text");
+                        check(k->heading < c.headings_len &&
+                                      strlen(c.headings + k->heading) < KB_MAX_HEADING_BYTES,
+                              "heading bounded");
+                        if (i > 0) {
+                                const KbChunk *p = &c.chunks[i - 1];
+                                check(k->offset > p->offset, "chunking progresses");
+                                check(k->offset >= p->offset + p->len || k->heading == p->heading,
+                                      "overlap only within a section");
+                        }
                 }
-                free(offs);
-                free(lens);
+                kb_chunks_done(&c);
         } else {
                 Kb *k = get_kb();
                 int r = kb_ingest(k, "fuzz", NULL, text, len, NULL);
