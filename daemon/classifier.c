@@ -291,11 +291,9 @@ static void explain(const float *w, const TermList *l, const FeatVec *x, char *o
                 const Term *t = &l->v[i];
                 if (!is_content(t))
                         continue;
-                uint32_t idx = hash_feature('w', t->stem, NULL);
-                double v = 0;
-                for (size_t k = 0; k < x->n; k++)
-                        if (x->v[k].idx == idx)
-                                v = (double) w[idx] * x->v[k].val;
+                Feat key = {.idx = hash_feature('w', t->stem, NULL)};
+                const Feat *f = bsearch(&key, x->v, x->n, sizeof(Feat), cmp_feat); /* x is sorted */
+                double v = f ? (double) w[f->idx] * f->val : 0;
                 int dup = 0;
                 for (size_t k = 0; k < CLASSIFIER_EXPLAIN_TERMS && !dup; k++)
                         dup = word[k] && streq(word[k], t->word);
