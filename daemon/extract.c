@@ -34,6 +34,7 @@
 #define EX_DEFAULT_MAX_WORDS 200u
 #define EX_MAX_WORDS 2000u
 
+#define EX_KNOWN_UNSEEN_SHARE 0.5 /* of its idf: a known word missing from the passages */
 #define EX_MMR_LAMBDA 0.7
 #define EX_MIN_RELATIVE_COVERAGE 0.4 /* of the best sentence's query coverage */
 #define EX_DUP_SIMILARITY 0.75       /* at or above: a near-duplicate, never both */
@@ -194,14 +195,15 @@ static const char *const extra_stop_words[] = {
  * X work", "what are the rules of X", "the difference between", German
  * "wie hoch", French "combien"): dropped from the query only. Sorted. */
 static const char *const framing_words[] = {
-        "actually", "advantages", "answer",   "basics",     "combien",     "compare",       "comparison",
-        "cons",     "detail",     "details",  "difference", "differences", "disadvantages", "exactly",
-        "example",  "examples",   "go",       "goes",       "going",       "happen",        "happens",
-        "help",     "helps",      "hoch",     "info",       "information", "kind",          "kinds",
-        "know",     "lange",      "like",     "long",       "make",        "makes",         "making",
-        "need",     "needs",      "overview", "pros",       "question",    "rule",          "rules",
-        "said",     "say",        "says",     "thing",      "things",      "type",          "types",
-        "usually",  "viel",       "want",     "way",        "ways",        "work",          "works",
+        "actually", "advantages", "answer",  "basics",     "combien",     "compare",       "comparison",
+        "cons",     "detail",     "details", "difference", "differences", "disadvantages", "exactly",
+        "example",  "examples",   "go",      "goes",       "going",       "happen",        "happens",
+        "help",     "helps",      "hoch",    "info",       "information", "kind",          "kinds",
+        "know",     "lange",      "like",    "long",       "make",        "makes",         "making",
+        "need",     "needs",      "ok",      "okay",       "overview",    "pros",          "question",
+        "rule",     "rules",      "safe",    "said",       "say",         "says",          "thing",
+        "things",   "type",       "types",   "usually",    "viel",        "want",          "way",
+        "ways",     "work",       "works",
 };
 
 typedef struct WordKey {
@@ -531,7 +533,9 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
                                 end = i;
                 } else if (c == '.' || c == '!' || c == '?') {
                         size_t j = i + 1;
-                        while (j < len && (s[j] == '"' || s[j] == '\'' || s[j] == ')' || s[j] == ']'))
+                        /* closing quotes, brackets and Markdown emphasis ("**Note.** Text") */
+                        while (j < len &&
+                               (s[j] == '"' || s[j] == '\'' || s[j] == ')' || s[j] == ']' || s[j] == '*'))
                                 j++;
                         if (j >= len)
                                 end = j;
@@ -566,6 +570,19 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
         if (start < len)
                 return fn(s + start, len - start, userdata);
         return 0;
+}
+
+/* Is the raw span a bold run-in heading, "**MIT licence.**", all of it bold? */
+static int is_run_in_heading(const char *s, size_t len) {
+        while (len > 0 && is_space_b((unsigned char) s[len - 1]))
+                len--;
+        while (len > 0 && is_space_b((unsigned char) *s))
+                s++, len--;
+        if (len < 5 || memcmp(s, "**", 2) != 0 || memcmp(s + len - 2, "**", 2) != 0)
+                return 0;
+        /* no bold run closes inside: "**a** and **b**" is a sentence */
+        const char *inner = memmem(s + 2, len - 4, "**", 2);
+        return inner == NULL;
 }
 
 /* Clean one raw span: collapse whitespace, drop Markdown markers and "**",
@@ -699,12 +716,16 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
                 free(st.text);
                 return 0;
         }
-        if (heading == 1) {
+        if (heading == 0 && is_run_in_heading(s, len))
+                heading = 3;
+        if (heading == 1 || heading == 3) {
                 /* A section heading ("## Choking") gives context to the
                  * sentences below it; the document title ("# ...") would
-                 * only favour the first chunk, so it is not used. */
+                 * only favour the first chunk, so it is not used. A bold
+                 * run-in heading ("**MIT licence.** Very short. You may
+                 * ...") is the context of its paragraph, not a sentence. */
                 SentList *l = c->list;
-                size_t level = 0;
+                size_t level = heading == 3 ? 2 : 0;
                 while (level < len && s[level] == '#')
                         level++;
                 c->cur_head = -1;
@@ -950,14 +971,14 @@ static int in_heading(const SentList *l, const Sent *s, uint32_t h) {
  * for the proposer to judge. */
 static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known);
 
-/* Unseen narrowing words the knowledge base has elsewhere (opts->has_word):
- * marked in @known; returns how many. At most one look-up per term. */
-static int query_known_modifiers(const Query *q, const ExtractOptions *opts, int *known) {
+/* Unseen words the knowledge base has elsewhere (opts->has_word): marked
+ * in @known; returns how many. At most one look-up per term. */
+static int query_known_unseen(const Query *q, const ExtractOptions *opts, int *known) {
         int n = 0;
         if (!opts || !opts->has_word)
                 return 0;
         for (size_t t = 0; t < q->n; t++) {
-                if (q->seen[t] || !q->modifier[t])
+                if (q->seen[t])
                         continue;
                 for (size_t w = 0; w < q->n_words; w++) {
                         const Word *x = &q->words[w];
@@ -1002,6 +1023,11 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
         q->total = 0;
         for (size_t t = 0; t < q->n; t++) {
                 q->weight[t] = ignore_unseen && !q->seen[t] ? 0 : q->idf[t];
+                /* a word the knowledge base uses, only not in these
+                 * passages ("medication" where they say "medicines"):
+                 * a missing nuance, not a missing subject */
+                if (!q->seen[t] && known && known[t])
+                        q->weight[t] *= EX_KNOWN_UNSEEN_SHARE;
                 for (size_t k = 0; k < q->n_pairs && (q->seen[t] || (known && known[t])); k++)
                         if (q->pair[k].a == t)
                                 q->weight[t] = MIN(q->weight[t], q->idf[q->pair[k].b]);
@@ -1274,7 +1300,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 goto out;
         int known[EX_MAX_QUERY_TERMS] = {0};
         query_weigh(&q, &l, 0, NULL);
-        if (query_known_modifiers(&q, opts, known))
+        if (query_known_unseen(&q, opts, known))
                 query_weigh(&q, &l, 0, known);
 
         /* bm25 over the candidates ranks sentences of equal relevance */

@@ -15,11 +15,12 @@ typedef struct ExtractOptions {
         unsigned max_sentences; /* 0: the function's default (3 answer, 5 aggregate); at most 20 */
         unsigned max_words;     /* 0: 200; at most 2000; cut at sentence boundaries */
         /* Whether the knowledge base has @word anywhere (NULL: not known).
-         * A word of the question that narrows another ("security" in
-         * "security deposit") and is in no retrieved passage is weighed as
-         * missing from the knowledge when @has_word says so ("zorblax
-         * deposit" after the zorblax document was deleted: not found), and
-         * as a narrowing of a known word otherwise. */
+         * A word of the question that is in no retrieved passage is weighed
+         * as missing from the knowledge when @has_word says it has no such
+         * word ("zorblax deposit" after the zorblax document was deleted:
+         * not found); otherwise as a missing nuance: half its weight, and a
+         * narrowing word ("security" in "security deposit") at most as much
+         * as the word it narrows. */
         int (*has_word)(void *userdata, const char *word);
         void *has_word_userdata;
 } ExtractOptions;

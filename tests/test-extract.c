@@ -301,6 +301,39 @@ START_TEST(test_answer_modifier_known_elsewhere) {
 }
 END_TEST
 
+/* "safe" frames the question rather than naming its subject, and
+ * "medication" where the passage says "medicines", a word the knowledge
+ * base uses elsewhere, is a nuance, not a missing subject. */
+START_TEST(test_answer_known_head_elsewhere) {
+        static const char t[] = "Beta blockers are used after a heart attack. Do not stop blood pressure "
+                                "medicines abruptly, because painkillers such as ibuprofen can raise blood "
+                                "pressure and interact with these drugs.";
+        KbHit hits[] = {hit("hypertension.md", 7, 4.0, t)};
+        ExtractOptions o = {.agent = "medical", .has_word = has_word_yes};
+        o.has_word_userdata = (void *) "medication";
+        char *out = extract_answer("Is ibuprofen safe with blood-pressure medication?", hits, 1, &o);
+        ck_assert_msg(strncmp(out, "Do not stop blood pressure medicines", 36) == 0, "%s", out);
+        check_quotes(out, hits, 1);
+        free(out);
+}
+END_TEST
+
+/* A bold run-in heading ("**MIT licence.** Very short. ...") is the context
+ * of its paragraph, not a sentence of the answer. */
+START_TEST(test_answer_run_in_heading) {
+        static const char t[] =
+                "**MIT licence.** Very short. You may do almost anything with the code, including "
+                "using it in proprietary, closed-source products, provided you keep the copyright "
+                "notice.\n\n**GPL.** A strong copyleft licence.";
+        KbHit hits[] = {hit("licences.md", 0, 2.0, t)};
+        char *out = answer("Can I use MIT licence code in a closed-source product?", hits, 1, 3);
+        ck_assert_msg(strncmp(out, "You may do almost anything", 26) == 0, "%s", out);
+        ck_assert_msg(strstr(out, "MIT licence.") == NULL && strstr(out, "Very short") == NULL, "%s", out);
+        check_quotes(out, hits, 1);
+        free(out);
+}
+END_TEST
+
 START_TEST(test_answer_clauses) {
         /* A question of two clauses: a sentence answering one of them is an
          * answer; one sharing a single word with a clause is not. */
@@ -684,6 +717,8 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_not_found);
         tcase_add_test(tc, test_answer_clauses);
         tcase_add_test(tc, test_answer_modifier_known_elsewhere);
+        tcase_add_test(tc, test_answer_known_head_elsewhere);
+        tcase_add_test(tc, test_answer_run_in_heading);
         tcase_add_test(tc, test_answer_word_cap);
         tcase_add_test(tc, test_answer_german_french);
         tcase_add_test(tc, test_answer_abbreviations);
