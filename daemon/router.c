@@ -165,8 +165,9 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
 
 /* ---- calibrated knowledge evidence ------------------------------------ */
 
-#define EVIDENCE_CONFIDENCE 4.0 /* owned idf giving 1 - 1/e confidence: about one rare term */
-#define EVIDENCE_SMOOTH 0.01    /* chunks added to every rate, so unseen is not impossible */
+#define EVIDENCE_RATE_TRUST 30.0 /* a term in 1 of 30 chunks is trusted to 1 - 1/e */
+#define EVIDENCE_CONFIDENCE 4.0  /* owned idf giving 1 - 1/e confidence: about one rare term */
+#define EVIDENCE_SMOOTH 0.01     /* chunks added to every rate, so unseen is not impossible */
 
 void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_agents, size_t n_terms,
                         double *ret, int *ret_best_term) {
@@ -213,8 +214,12 @@ void router_kb_evidence(const uint32_t *df, const uint32_t *n_chunks, size_t n_a
                         double share = p_a / (p_a + p_rest);
                         /* as frequent here as everywhere else is no evidence */
                         double even = 0.5;
-                        /* a chunk or two may be incidental mentions: d / (d + 2) */
-                        double gain = share > even ? idf * (share - even) / (1.0 - even) * d / (d + 2.0) : 0;
+                        /* a chunk or two of many may be incidental mentions:
+                         * trusted by count (d / (d + 2)) or by rate (one
+                         * chunk of three is no accident) */
+                        double rate = d / (double) n_chunks[a];
+                        double trust = MAX(d / (d + 2.0), 1.0 - exp(-rate * EVIDENCE_RATE_TRUST));
+                        double gain = share > even ? idf * (share - even) / (1.0 - even) * trust : 0;
                         owned[a] += gain;
                         if (ret_best_term && gain > best[a]) {
                                 best[a] = gain;

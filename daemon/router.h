@@ -111,7 +111,8 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
  * evidence, a word common everywhere is none, and a larger knowledge base
  * does not raise its own evidence by size. An agent's owned weight is the
  * sum over terms of idf * (share - 1/2) / (1/2) (shares above even only),
- * damped by df / (df + 2) (a term in one chunk may be incidental); its evidence is
+ * damped by max(df / (df + 2), 1 - exp(-30 df / N)) (a term in one
+ * chunk of many may be incidental, in one of three it is not); its evidence is
  * its part of all agents' owned weight times a confidence
  * 1 - exp(-owned / 4), in [0,1).
  * Agents with @n_chunks[a] == 0 get NaN (no knowledge), and so does an agent
