@@ -7,8 +7,11 @@
  *                 0.25: typos ("morgage") and inflections in any language
  * Training: stochastic gradient descent in a fixed pseudo-random order, a
  * fixed number of epochs with a decaying rate, positives and negatives of
- * each label weighted to balance, L2 decay once per epoch. */
+ * each label weighted to balance, L2 decay once per epoch. Features and
+ * labels are computed on one thread per CPU (labels are independent, so
+ * the model does not depend on the number of threads). */
 #include <math.h>
+#include <pthread.h>
 
 #include "classifier.h"
 #include "util.h"
@@ -22,6 +25,7 @@
 #define W_PAIR 0.7f
 #define W_GRAM 0.25f
 #define MAX_GRAMS_PER_WORD 12u
+#define TRAIN_THREADS 8u /* labels are trained in parallel, one thread per CPU at most */
 
 struct Classifier {
         size_t n_labels;
@@ -192,6 +196,137 @@ static double dot(const float *w, const FeatVec *x) {
         return z;
 }
 
+/* One training run: what every label's worker reads (never writes, but
+ * its own row of c->w and c->b). */
+typedef struct Training {
+        Classifier *c;
+        const ClassifierSample *samples;
+        const FeatVec *x;
+        const size_t *order;
+        size_t n;
+        const double *pos_w, *neg_w;
+        double total_w;
+        unsigned first, step; /* labels first, first + step, ... */
+} Training;
+
+/* SGD of one label: labels are independent (one-vs-rest), so each is
+ * trained alone, in a fixed order of samples: the same weights whichever
+ * thread runs it. */
+static void train_label(const Training *t, size_t l) {
+        Classifier *c = t->c;
+        float *w = c->w + l * DIM;
+        for (unsigned e = 0; e < EPOCHS; e++) {
+                double rate = RATE0 / (1.0 + e * 0.5);
+                for (size_t k = 0; k < t->n; k++) {
+                        size_t i = t->order[k];
+                        if (t->x[i].n == 0)
+                                continue;
+                        int y = (t->samples[i].labels >> l) & 1;
+                        double p = sigmoid(c->b[l] + dot(w, &t->x[i]));
+                        if (fabs(p - y) < 0.02) /* learned well enough: save the update */
+                                continue;
+                        double cw = t->total_w / (2.0 * (y ? t->pos_w[l] : t->neg_w[l]));
+                        double g = (p - y) * cw * t->samples[i].weight * rate;
+                        for (size_t f = 0; f < t->x[i].n; f++)
+                                w[t->x[i].v[f].idx] -= (float) (g * t->x[i].v[f].val);
+                        c->b[l] -= (float) (g * 0.1);
+                }
+                float shrink = (float) (1.0 - rate * DECAY);
+                for (size_t j = 0; j < DIM; j++)
+                        w[j] *= shrink;
+        }
+}
+
+static void *train_worker(void *userdata) {
+        const Training *t = userdata;
+        for (size_t l = t->first; l < t->c->n_labels; l += t->step)
+                if (t->c->has_pos[l])
+                        train_label(t, l);
+        return NULL;
+}
+
+/* Train every label, on up to TRAIN_THREADS threads (one per CPU): label l
+ * belongs to share l % n; a share whose thread cannot start runs here. */
+static void train_labels(const Training *t) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned n = (unsigned) MIN((size_t) CLAMP(cpus, 1L, (long) TRAIN_THREADS),
+                                    MAX(t->c->n_labels, (size_t) 1));
+        pthread_t th[TRAIN_THREADS];
+        int running[TRAIN_THREADS] = {0};
+        Training part[TRAIN_THREADS];
+
+        for (unsigned k = 0; k < n; k++) {
+                part[k] = *t;
+                part[k].first = k;
+                part[k].step = n;
+                if (k > 0)
+                        running[k] = pthread_create(&th[k], NULL, train_worker, &part[k]) == 0;
+        }
+        train_worker(&part[0]);
+        for (unsigned k = 1; k < n; k++) {
+                if (running[k])
+                        pthread_join(th[k], NULL);
+                else
+                        train_worker(&part[k]);
+        }
+}
+
+typedef struct FeatureJob {
+        Terms *terms;
+        const ClassifierSample *samples;
+        FeatVec *x;
+        size_t first, step, n;
+        int r;
+} FeatureJob;
+
+static void *feature_worker(void *userdata) {
+        FeatureJob *j = userdata;
+        for (size_t i = j->first; i < j->n && j->r >= 0; i += j->step)
+                if (j->samples[i].text && j->samples[i].weight > 0)
+                        j->r = text_features(j->terms, j->samples[i].text, &j->x[i], NULL);
+        return NULL;
+}
+
+/* Features of every sample into @x, the samples split between up to
+ * TRAIN_THREADS threads (each with its own stemmers; @terms serves this
+ * thread; a share whose thread cannot start runs here). Returns 0 or
+ * -ENOMEM. */
+static int features_all(Terms *terms, const ClassifierSample *samples, size_t n, FeatVec *x) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned k_max =
+                (unsigned) MIN((size_t) CLAMP(cpus, 1L, (long) TRAIN_THREADS), MAX(n / 256, (size_t) 1));
+        pthread_t th[TRAIN_THREADS];
+        int running[TRAIN_THREADS] = {0};
+        FeatureJob job[TRAIN_THREADS];
+        int r = 0;
+
+        for (unsigned k = 0; k < k_max; k++) {
+                job[k] = (FeatureJob){.terms = k == 0 ? terms : NULL,
+                                      .samples = samples,
+                                      .x = x,
+                                      .first = k,
+                                      .step = k_max,
+                                      .n = n};
+                if (k > 0 && terms_new(&job[k].terms) >= 0)
+                        running[k] = pthread_create(&th[k], NULL, feature_worker, &job[k]) == 0;
+        }
+        feature_worker(&job[0]);
+        for (unsigned k = 1; k < k_max; k++) {
+                if (running[k])
+                        pthread_join(th[k], NULL);
+                else {
+                        job[k].terms = terms_free(job[k].terms);
+                        job[k].terms = terms;
+                        feature_worker(&job[k]);
+                        job[k].terms = NULL;
+                }
+                terms_free(job[k].terms);
+                if (job[k].r < 0)
+                        r = job[k].r;
+        }
+        return job[0].r < 0 ? job[0].r : r;
+}
+
 int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, size_t n_labels,
                      Classifier **ret) {
         _cleanup_(classifier_freep) Classifier *c = NULL;
@@ -218,10 +353,10 @@ int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, si
         if (!c->w || !c->b || !c->has_pos || !x || !order || !pos_w || !neg_w)
                 return -ENOMEM;
 
+        r = features_all(terms, samples, n, x);
         for (size_t i = 0; i < n && r >= 0; i++) {
                 if (!samples[i].text || !(samples[i].weight > 0))
                         continue;
-                r = text_features(terms, samples[i].text, &x[i], NULL);
                 total_w += samples[i].weight;
                 for (size_t l = 0; l < n_labels; l++)
                         if (samples[i].labels & (UINT64_C(1) << l)) {
@@ -250,31 +385,15 @@ int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, si
                 order[j] = t;
         }
 
-        for (unsigned e = 0; e < EPOCHS; e++) {
-                double rate = RATE0 / (1.0 + e * 0.5);
-                for (size_t k = 0; k < n; k++) {
-                        size_t i = order[k];
-                        if (x[i].n == 0)
-                                continue;
-                        for (size_t l = 0; l < n_labels; l++) {
-                                if (!c->has_pos[l])
-                                        continue;
-                                float *w = c->w + l * DIM;
-                                int y = (samples[i].labels >> l) & 1;
-                                double p = sigmoid(c->b[l] + dot(w, &x[i]));
-                                double cw = total_w / (2.0 * (y ? pos_w[l] : neg_w[l]));
-                                double g = (p - y) * cw * samples[i].weight * rate;
-                                if (fabs(p - y) < 0.02) /* learned well enough: save the update */
-                                        continue;
-                                for (size_t f = 0; f < x[i].n; f++)
-                                        w[x[i].v[f].idx] -= (float) (g * x[i].v[f].val);
-                                c->b[l] -= (float) (g * 0.1);
-                        }
-                }
-                float shrink = (float) (1.0 - rate * DECAY);
-                for (size_t j = 0; j < n_labels * DIM; j++)
-                        c->w[j] *= shrink;
-        }
+        Training t = {.c = c,
+                      .samples = samples,
+                      .x = x,
+                      .order = order,
+                      .n = n,
+                      .pos_w = pos_w,
+                      .neg_w = neg_w,
+                      .total_w = total_w};
+        train_labels(&t);
         *ret = TAKE_PTR(c);
 out:
         for (size_t i = 0; i < n; i++)
