@@ -106,11 +106,11 @@ typedef struct RouterConfig {
 #define ROUTER_CONFIG_DEFAULT                                                                               \
         ((RouterConfig){.threshold = 0.5,                                                                   \
                         .top_k = 3,                                                                         \
-                        .lexicon_weight = 5.0,                                                              \
-                        .learned_weight = 0.75,                                                             \
+                        .lexicon_weight = 4.0,                                                              \
+                        .learned_weight = 1.0,                                                              \
                         .kb_weight = 2.0,                                                                   \
-                        .bias = -0.5,                                                                       \
-                        .floor = 0.3})
+                        .bias = -1.0,                                                                       \
+                        .floor = 0.2})
 
 typedef struct LimitsConfig {
         uint64_t max_body_bytes;

@@ -42,9 +42,9 @@ function(moa_routing_eval name file floor)
     --min-test-accuracy ${floor})
   set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 300)
 endfunction()
-moa_routing_eval(routing-eval data/routing-eval.tsv 0.85)
-moa_routing_eval(routing-eval-registers data/routing/registers.tsv 0.72)
-moa_routing_eval(routing-eval-no-lexicon data/routing/no-lexicon.tsv 0.60)
+moa_routing_eval(routing-eval data/routing-eval.tsv 0.90)
+moa_routing_eval(routing-eval-registers data/routing/registers.tsv 0.78)
+moa_routing_eval(routing-eval-no-lexicon data/routing/no-lexicon.tsv 0.68)
 
 # Out-of-tree plugin build: the documented command line against the
 # build-tree moa-plugin.pc, then loaded by the host loader.

@@ -170,7 +170,7 @@ static void grid(const RouterConfig *base, Item *items, size_t n_items, AgentSet
         static const double kb[] = {0, 1, 2, 3, 4, 5};
         static const double bias[] = {-2, -1.5, -1, -0.5, 0, 0.5, 1};
         static const double floors[] = {0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45};
-        Row best[10] = {};
+        Row best[40] = {};
         for (size_t a = 0; a < ELEMENTSOF(lexicon); a++)
                 for (size_t l = 0; l < ELEMENTSOF(learned); l++)
                         for (size_t k = 0; k < ELEMENTSOF(kb); k++)
