@@ -21,6 +21,7 @@ target_compile_definitions(test-plugin-host PRIVATE
 add_dependencies(test-plugin-host ${MOA_TEST_PLUGINS} ${MOA_SHIPPED_PLUGINS})
 
 moa_unit_test(test-router ${CMAKE_CURRENT_SOURCE_DIR}/test-router.c)
+moa_unit_test(test-terms ${CMAKE_CURRENT_SOURCE_DIR}/test-terms.c)
 
 moa_unit_test(test-agents ${CMAKE_CURRENT_SOURCE_DIR}/test-agents.c)
 target_compile_definitions(test-agents PRIVATE
