@@ -389,7 +389,7 @@ static int agents_evidence(AgentSet *s, const char *query, int explain, double *
                 }
         }
 out:
-        kb_query_terms_free(terms, n_terms);
+        strv_free_n(terms, n_terms);
         return r;
 }
 

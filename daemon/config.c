@@ -93,12 +93,6 @@ static void key_values_free(KeyValue *kv, size_t n) {
         free(kv);
 }
 
-static void strv_free_n(char **v, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 static void provider_config_done(ProviderConfig *p) {
         free(p->name);
         free(p->base_url);

@@ -257,12 +257,6 @@ static int on_token(void *ud, int tflags, const char *tok, int len, int start, i
         return SQLITE_OK;
 }
 
-void kb_query_terms_free(char **terms, size_t n) {
-        for (size_t i = 0; terms && i < n; i++)
-                free(terms[i]);
-        free(terms);
-}
-
 int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *ret_n) {
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
         char buf[256];
@@ -291,7 +285,7 @@ int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *r
         (void) tok.xTokenize(t, &s, FTS5_TOKENIZE_QUERY, query, (int) ql, on_token);
         tok.xDelete(t);
         if (s.err < 0) {
-                kb_query_terms_free(s.v, s.n);
+                strv_free_n(s.v, s.n);
                 return s.err;
         }
         *ret = s.v;
@@ -344,7 +338,7 @@ int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *
         }
         sqlite3_finalize(st);
         if (r < 0) {
-                kb_query_terms_free(v, n);
+                strv_free_n(v, n);
                 return r;
         }
         *ret = v;

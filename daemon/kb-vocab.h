@@ -42,13 +42,11 @@ uint64_t kb_change_stamp(Kb *kb);
 /**
  * kb_query_terms() - the distinct terms of @query as @kb's index tokenizes
  * text, function words of the four languages left out (at most @max, first
- * occurrences first; the query is read up to KB_MAX_QUERY_BYTES). *@ret is a malloc'ed array of malloc'ed
- * strings (free with kb_query_terms_free()). Returns 0 or -errno.
+ * occurrences first; the query is read up to KB_MAX_QUERY_BYTES). *@ret is
+ * a malloc'ed array of malloc'ed strings (free with strv_free_n()).
+ * Returns 0 or -errno.
  */
 int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *ret_n);
-
-/** kb_query_terms_free() - free what kb_query_terms() returned. */
-void kb_query_terms_free(char **terms, size_t n);
 
 struct sqlite3;
 /** kb_sqlite() - the handle's connection, for kb-vocab.c (defined in kb.c). */
@@ -57,8 +55,7 @@ struct sqlite3 *kb_sqlite(Kb *kb);
 /**
  * kb_sample_chunks() - about @max chunks spread evenly over @kb (every
  * n-th by id), each as "title\ntext" cut to @max_chars characters, for
- * training the router. *@ret is a
- * malloc'ed array of malloc'ed strings (free with kb_query_terms_free()).
- * Returns 0 or -errno.
+ * training the router. *@ret is a malloc'ed array of malloc'ed strings
+ * (free with strv_free_n()). Returns 0 or -errno.
  */
 int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *ret_n);

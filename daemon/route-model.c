@@ -79,9 +79,11 @@ int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Cla
                         log_warning_errno(k, "router: cannot sample knowledge of agent %zu for training", a);
                         continue;
                 }
+                if (nt == 0)
+                        continue;
                 char **owned = reallocarray(s.owned, s.n_owned + nt, sizeof(char *));
                 if (!owned) {
-                        kb_query_terms_free(texts, nt);
+                        strv_free_n(texts, nt);
                         r = -ENOMEM;
                         break;
                 }
@@ -99,6 +101,6 @@ int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Cla
         if (r >= 0 && ret_samples)
                 *ret_samples = s.n;
         free(s.v);
-        kb_query_terms_free(s.owned, s.n_owned);
+        strv_free_n(s.owned, s.n_owned);
         return r;
 }

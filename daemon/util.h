@@ -56,6 +56,13 @@ static inline void fclosep(FILE **f) {
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
+/* Free an array of @n malloc'ed strings and the array; NULL is a no-op. */
+static inline void strv_free_n(char **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
 static inline int streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
