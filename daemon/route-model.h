@@ -8,9 +8,9 @@
 #include "classifier.h"
 #include "kb.h"
 
-#define ROUTE_MODEL_CHUNKS_PER_AGENT 200u /* knowledge chunks sampled per agent */
+#define ROUTE_MODEL_CHUNKS_PER_AGENT 100u /* knowledge chunks sampled per agent */
 #define ROUTE_MODEL_CHUNK_WEIGHT 0.4f     /* a chunk counts less than a real question */
-#define ROUTE_MODEL_CHUNK_CHARS 400u      /* of a chunk's title and text: enough to say what it is about */
+#define ROUTE_MODEL_CHUNK_CHARS 300u      /* of a chunk's title and text: enough to say what it is about */
 
 /**
  * struct RouteModelAgent - what one agent contributes (borrowed).
