@@ -155,6 +155,11 @@ static int input_read_line(Input *in, size_t *ret_len, int *ret_too_long) {
         in->line_no++;
         if (n > 0 && in->buf[n - 1] == '\r')
                 n--;
+        /* A UTF-8 byte order mark would hide a JSONL file's first '{'. */
+        if (in->line_no == 1 && n >= 3 && memcmp(in->buf, "\xef\xbb\xbf", 3) == 0) {
+                memmove(in->buf, in->buf + 3, n - 3);
+                n -= 3;
+        }
         in->buf[n] = '\0';
         *ret_len = n;
         *ret_too_long = too_long;
@@ -316,7 +321,8 @@ static int input_scan(Batch *b) {
                 item_done(&it);
         }
         b->total = n;
-        rewind(b->in.f);
+        if (fseeko(b->in.f, 0, SEEK_SET) < 0)
+                return -errno;
         b->in.line_no = 0;
         b->in.decided = 0;
         return 0;
@@ -1089,6 +1095,7 @@ static int batch_setup(Batch *b) {
 
 int cmd_batch(const Moactl *m, int argc, char **argv) {
         _cleanup_(batch_done) Batch b = {.out_fd = -1};
+        struct stat st;
         int code, r;
 
         code = batch_parse_argv(m, argc, argv, &b.opt);
@@ -1100,6 +1107,9 @@ int cmd_batch(const Moactl *m, int argc, char **argv) {
                 fprintf(stderr, "moactl: cannot open %s: %s\n", b.opt.input, strerror(errno));
                 return MOACTL_EXIT_FAILED;
         }
+        /* Read twice: once to count and check, once to ask. */
+        if (fstat(fileno(b.in.f), &st) < 0 || !S_ISREG(st.st_mode))
+                return usage_error("%s is not a regular file (batch reads IN twice)", b.opt.input);
         r = batch_setup(&b);
         if (r < 0) {
                 fputs("moactl: out of memory\n", stderr);

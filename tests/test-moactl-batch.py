@@ -197,8 +197,8 @@ class MoactlBatchTest(unittest.TestCase):
     def file(self, name, text):
         d = tempfile.mkdtemp(dir=self.dir)
         path = os.path.join(d, name)
-        with open(path, "w" if isinstance(text, str) else "wb") as f:
-            f.write(text)
+        with open(path, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
         return path
 
     # --- against the real moad -------------------------------------------------
@@ -319,7 +319,7 @@ class MoactlBatchTest(unittest.TestCase):
         self.assertIn("out.jsonl: line 6 is not a batch output line; not appending to it", err)
 
     def test_csv(self):
-        src = self.file("in.jsonl", "\n".join([
+        src = self.file("in.jsonl", "\ufeff" + "\n".join([  # a byte order mark is skipped
             jsonl_line("interest", "What is compound interest?"),
             jsonl_line("nomodel", "hi", model="no-such-model"),
             "{oops",
@@ -354,7 +354,8 @@ class MoactlBatchTest(unittest.TestCase):
                           ((src, "-o", os.path.join(d, "o"), "--attempts", "x"), "--attempts needs a number"),
                           ((src, "-o", src), "IN, OUT and --csv must be different files"),
                           ((src, "-o", os.path.join(d, "o"), "--bogus"), "unknown option --bogus"),
-                          ((src, "-o"), "option -o needs an argument")]:
+                          ((src, "-o"), "option -o needs an argument"),
+                          (("/dev/null", "-o", os.path.join(d, "o")), "/dev/null is not a regular file")]:
             with self.subTest(args=args):
                 rc, _, err = self.moactl("batch", *args)
                 self.assertEqual(rc, 2, err)
