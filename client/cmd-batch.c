@@ -375,7 +375,10 @@ static int output_load(Batch *b) {
         }
         if (ferror(f))
                 return -EIO;
-        json_object_foreach(b->done_ids, key, v) if (json_object_get(b->input_ids, key)) b->skipped++;
+        json_object_foreach(b->done_ids, key, v) {
+                if (json_object_get(b->input_ids, key))
+                        b->skipped++;
+        }
         b->total -= b->skipped;
         if (ftruncate(b->out_fd, good) < 0 || fdatasync(b->out_fd) < 0)
                 return -errno;
