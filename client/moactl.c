@@ -10,13 +10,30 @@
 typedef struct Command {
         const char *name;
         int (*run)(const Moactl *m, int argc, char **argv);
+        int own_options; /* the options after its name are its own (batch's -j is not --json) */
 } Command;
 
 static const Command commands[] = {
-        {"ask", cmd_ask},       {"models", cmd_models}, {"health", cmd_health},       {"route", cmd_route},
-        {"agents", cmd_agents}, {"ingest", cmd_ingest}, {"documents", cmd_documents}, {"delete", cmd_delete},
-        {"status", cmd_status}, {"reload", cmd_reload}, {"metrics", cmd_metrics},
+        {"ask", cmd_ask, 0},
+        {"models", cmd_models, 0},
+        {"health", cmd_health, 0},
+        {"route", cmd_route, 0},
+        {"agents", cmd_agents, 0},
+        {"ingest", cmd_ingest, 0},
+        {"documents", cmd_documents, 0},
+        {"delete", cmd_delete, 0},
+        {"status", cmd_status, 0},
+        {"reload", cmd_reload, 0},
+        {"metrics", cmd_metrics, 0},
+        {"batch", cmd_batch, 1},
 };
+
+static const Command *find_command(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (streq(name, commands[i].name))
+                        return &commands[i];
+        return NULL;
+}
 
 static void help(void) {
         printf("Usage: moactl [OPTIONS] COMMAND [ARGS...]\n"
@@ -35,6 +52,8 @@ static void help(void) {
                "  status                     Uptime, load, agents and pipelines\n"
                "  reload                     Reload moad's configuration\n"
                "  metrics                    Print the Prometheus metrics\n"
+               "  batch IN -o OUT            Ask every line of a file (JSONL or one question per line);\n"
+               "                             see 'moactl batch --help'\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"
@@ -48,7 +67,8 @@ static void help(void) {
                "      --version       show the version\n"
                "\n"
                "Exit status: 0 ok, 1 moad returned an error or an operation failed, 2 usage error,\n"
-               "3 cannot connect to moad, 4 bad reply from moad, 5 timed out. See moactl(1).\n",
+               "3 cannot connect to moad, 4 bad reply from moad, 5 timed out, 6 batch: some lines\n"
+               "failed. See moactl(1).\n",
                MOACTL_DEFAULT_SOCKET, MOACTL_DEFAULT_MODEL);
 }
 
@@ -75,8 +95,9 @@ static int parse_timeout(const char *s, long *ret) {
         return 0;
 }
 
-/* Returns -1 to go on with the command, else the exit code. */
-static int parse_argv(int argc, char **argv, Moactl *m) {
+/* Returns -1 to go on with the command, else the exit code. @in_order
+ * stops at the command word instead of taking options after it too. */
+static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
         enum { ARG_VERSION = 0x100, ARG_TIMEOUT };
         static const struct option options[] = {
                 {"socket", required_argument, NULL, 's'},
@@ -92,7 +113,7 @@ static int parse_argv(int argc, char **argv, Moactl *m) {
         int c;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":s:m:a:tjh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, in_order ? "+:s:m:a:tjh" : ":s:m:a:tjh", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         if (isempty(optarg))
@@ -144,33 +165,40 @@ int main(int argc, char **argv) {
                 .model = MOACTL_DEFAULT_MODEL,
                 .timeout_sec = -1,
         };
+        const Command *cmd;
         const char *env;
         int code;
 
-        code = parse_argv(argc, argv, &m);
+        code = parse_argv(argc, argv, 1, &m);
         if (code >= 0)
                 return code;
         if (optind >= argc)
                 return usage_error("no command given");
+        cmd = find_command(argv[optind]);
+        if (cmd && !cmd->own_options) {
+                /* Again, taking the options after the command word as well. */
+                m = (Moactl){.model = MOACTL_DEFAULT_MODEL, .timeout_sec = -1};
+                optind = 0;
+                code = parse_argv(argc, argv, 0, &m);
+                if (code >= 0)
+                        return code;
+        }
 
         env = getenv("MOAD_SOCKET");
         if (!m.socket_path)
                 m.socket_path = !isempty(env) ? env : MOACTL_DEFAULT_SOCKET;
 
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
-                if (!streq(argv[optind], commands[i].name))
-                        continue;
-                if (ctl_global_init() < 0) {
-                        fputs("moactl: cannot initialise libcurl\n", stderr);
-                        return MOACTL_EXIT_FAILED;
-                }
-                code = commands[i].run(&m, argc - optind - 1, argv + optind + 1);
-                ctl_global_done();
-                if (fflush(stdout) != 0 && code == MOACTL_EXIT_OK) {
-                        fprintf(stderr, "moactl: cannot write the output: %s\n", strerror(errno));
-                        code = MOACTL_EXIT_FAILED;
-                }
-                return code;
+        if (!cmd)
+                return usage_error("unknown command \"%s\"", argv[optind]);
+        if (ctl_global_init() < 0) {
+                fputs("moactl: cannot initialise libcurl\n", stderr);
+                return MOACTL_EXIT_FAILED;
         }
-        return usage_error("unknown command \"%s\"", argv[optind]);
+        code = cmd->run(&m, argc - optind - 1, argv + optind + 1);
+        ctl_global_done();
+        if (fflush(stdout) != 0 && code == MOACTL_EXIT_OK) {
+                fprintf(stderr, "moactl: cannot write the output: %s\n", strerror(errno));
+                code = MOACTL_EXIT_FAILED;
+        }
+        return code;
 }

@@ -17,6 +17,7 @@ enum {
         MOACTL_EXIT_CONNECT = 3,  /* cannot connect to the daemon's socket */
         MOACTL_EXIT_PROTOCOL = 4, /* the reply was not what the API promises */
         MOACTL_EXIT_TIMEOUT = 5,  /* --timeout expired */
+        MOACTL_EXIT_PARTIAL = 6,  /* batch: some lines failed; the output is complete */
 };
 
 #define MOACTL_DEFAULT_SOCKET "/run/moad/moad.sock"
@@ -171,6 +172,8 @@ int cmd_metrics(const Moactl *m, int argc, char **argv);
 int cmd_ingest(const Moactl *m, int argc, char **argv);
 int cmd_documents(const Moactl *m, int argc, char **argv);
 int cmd_delete(const Moactl *m, int argc, char **argv);
+/* batch parses the options after its name itself: argv[-1] is "batch". */
+int cmd_batch(const Moactl *m, int argc, char **argv);
 
 /** usage_error() - print "moactl: <message>" and a hint; returns MOACTL_EXIT_USAGE. */
 int usage_error(const char *fmt, ...) _printf_(1, 2);

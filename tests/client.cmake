@@ -27,6 +27,13 @@ if(MOACTL_PYTHON3)
               $<TARGET_FILE:moactl> $<TARGET_FILE:moad> ${MOACTL_SRCDIR}/agents.d)
     set_tests_properties(test-moactl-daemon PROPERTIES LABELS integration TIMEOUT 300
       ENVIRONMENT "${MOACTL_TEST_ENV}")
+
+    # moactl batch: the real daemon, plus a scripted slow/flaky server.
+    add_test(NAME test-moactl-batch
+      COMMAND ${MOACTL_PYTHON3} ${CMAKE_CURRENT_LIST_DIR}/test-moactl-batch.py
+              $<TARGET_FILE:moactl> $<TARGET_FILE:moad> ${MOACTL_SRCDIR}/agents.d)
+    set_tests_properties(test-moactl-batch PROPERTIES LABELS integration TIMEOUT 300
+      ENVIRONMENT "${MOACTL_TEST_ENV}")
   endif()
 else()
   message(WARNING "python3 not found: moactl's tests are not registered")
