@@ -118,7 +118,7 @@ class MoactlDaemonTest(unittest.TestCase):
 
         rc, _, err = self.moactl("ingest", "--agent", "legal", doc)
         self.assertEqual(rc, 0, err)
-        self.assertRegex(err, r"\[1/1\] .*zorblax covenant\.md: \d+ chunks?\n")
+        self.assertRegex(err, r"\[1/1\] zorblax covenant\.md: added \(\d+ chunks?\)\n")
         rc, out, _ = self.moactl("documents", "--agent", "legal")
         self.assertEqual(rc, 0)
         self.assertIn("zorblax covenant.md", out)
@@ -158,8 +158,7 @@ class MoactlDaemonTest(unittest.TestCase):
             f.write("text\n")
         rc, _, err = self.moactl("ingest", "--agent", "no-such-agent", doc)
         self.assertEqual(rc, 1)
-        self.assertIn("HTTP 404", err)
-        self.assertIn("ingested 0 of 1 file", err)
+        self.assertIn("moad returned HTTP 404: no agent named 'no-such-agent'", err)
 
     def test_access_rules_403(self):
         """A user who may connect but is not root or moad's own user may ask
