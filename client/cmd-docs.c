@@ -330,7 +330,7 @@ static int sync_remove(IngestRun *run, IngestFiles *files, const IngestFilter *f
                 int code, r;
 
                 if (strncmp(t, prefix, plen) != 0 || ingest_files_seen(files, t) ||
-                    !ingest_filter_match(filter, t))
+                    !ingest_filter_match(filter, t, t + plen))
                         continue;
                 /* Hidden files are never walked; their documents came some other way. */
                 if (t[plen] == '.' || strstr(t + plen, "/."))

@@ -9,7 +9,6 @@
 
 #include "doc-text.h"
 #include "file-text.h"
-#include "strbuf.h"
 #include "util.h"
 
 static int has_suffix_ci(const char *s, const char *suffix) {
@@ -314,8 +313,11 @@ int html_to_text(const char *html, size_t len, char **ret, size_t *ret_len) {
                                 s++;
                                 n--;
                         }
-                        for (nl = 0; nl < n && (isalnum((unsigned char) s[nl]) || s[nl] == '-'); nl++)
-                                ;
+                        /* A tag name starts with a letter: "x <3" is text. */
+                        nl = 0;
+                        if (n > 0 && isalpha((unsigned char) s[0]))
+                                while (nl < n && (isalnum((unsigned char) s[nl]) || s[nl] == '-'))
+                                        nl++;
                         if (nl == 0 && !(n > 0 && (*s == '!' || *s == '?'))) {
                                 /* A '<' that starts no tag is text. */
                                 out[o++] = '<';

@@ -86,13 +86,17 @@ static int glob_match(const char *glob, const char *rel) {
         return !strchr(glob, '/') && name && fnmatch(glob, name + 1, 0) == 0;
 }
 
-int ingest_filter_match(const IngestFilter *f, const char *rel) {
+static int match_either(const char *glob, const char *rel, const char *rel_arg) {
+        return glob_match(glob, rel) || (rel_arg && glob_match(glob, rel_arg));
+}
+
+int ingest_filter_match(const IngestFilter *f, const char *rel, const char *rel_arg) {
         int in = f->n_include == 0;
 
         for (size_t i = 0; !in && i < f->n_include; i++)
-                in = glob_match(f->include[i], rel);
+                in = match_either(f->include[i], rel, rel_arg);
         for (size_t i = 0; in && i < f->n_exclude; i++)
-                in = !glob_match(f->exclude[i], rel);
+                in = !match_either(f->exclude[i], rel, rel_arg);
         return in;
 }
 
@@ -162,8 +166,9 @@ static void strv_free(char **v, size_t n) {
         free(v);
 }
 
-static int walk(IngestFiles *files, const char *dir, const char *base, const IngestFilter *filter,
-                unsigned depth) {
+/* @root is the directory argument @dir lies in (for filters). */
+static int walk(IngestFiles *files, const char *root, const char *dir, const char *base,
+                const IngestFilter *filter, unsigned depth) {
         char **names = NULL;
         size_t n = 0, cap = 0;
         struct dirent *de;
@@ -229,7 +234,7 @@ static int walk(IngestFiles *files, const char *dir, const char *base, const Ing
                                 r = add_file(files, path, base, NULL, "directory nested too deep");
                                 continue;
                         }
-                        r = walk(files, path, base, filter, depth + 1);
+                        r = walk(files, root, path, base, filter, depth + 1);
                         continue;
                 }
                 if (!S_ISREG(st.st_mode))
@@ -242,7 +247,8 @@ static int walk(IngestFiles *files, const char *dir, const char *base, const Ing
                 if (r < 0)
                         break;
                 r = add_seen(files, rel);
-                if (r >= 0 && ingest_filter_match(filter, rel))
+                if (r >= 0 &&
+                    ingest_filter_match(filter, rel, path + strlen(root) + (streq(root, "/") ? 0 : 1)))
                         r = add_file(files, path, base, NULL, NULL);
         }
         strv_free(names, n);
@@ -258,7 +264,7 @@ int ingest_files_add(IngestFiles *files, const char *arg, const char *base, cons
         if (!abs || stat(abs, &st) < 0)
                 return -errno;
         if (S_ISDIR(st.st_mode))
-                return walk(files, abs, base, filter, 0);
+                return walk(files, abs, abs, base, filter, 0);
         if (!S_ISREG(st.st_mode))
                 return add_file(files, abs, base, NULL, "not a regular file");
         return add_file(files, abs, base, title, NULL);

@@ -54,13 +54,14 @@ int path_common_parent(const char *const *paths, size_t n, char **ret);
 int path_relative(const char *base, const char *path, char **ret);
 
 /**
- * ingest_filter_match() - whether the relative path @rel passes @f: it
- * matches one --include (if any) and no --exclude. A pattern with a '/'
- * is fnmatch(3)ed against the whole relative path ('*' crosses '/'), one
- * without also against the file name alone, so "*.md" and "copyright"
- * match at any depth.
+ * ingest_filter_match() - whether a file passes @f: it matches one
+ * --include (if any) and no --exclude. A file is matched by its title
+ * @rel and, if not NULL, by its path @rel_arg relative to the directory
+ * argument it was found in; a pattern with a '/' is fnmatch(3)ed against
+ * those whole paths ('*' crosses '/'), one without also against the file
+ * name alone, so "*.md" and "copyright" match at any depth.
  */
-int ingest_filter_match(const IngestFilter *f, const char *rel);
+int ingest_filter_match(const IngestFilter *f, const char *rel, const char *rel_arg);
 
 /**
  * ingest_files_add() - add the argument @arg: a file as it is (no filter;
