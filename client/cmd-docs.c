@@ -196,6 +196,10 @@ typedef struct IngestRun {
         Tally tally;
 } IngestRun;
 
+static void ingest_run_done(IngestRun *run) {
+        known_done(&run->known);
+}
+
 /* Reads @f, skips it when unchanged, converts and sends it. Returns
  * MOACTL_EXIT_OK to go on with the next file, else the exit code to stop
  * with (every further file would fail the same way). */
@@ -475,8 +479,8 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                                .n_include = o->n_include,
                                .exclude = o->exclude,
                                .n_exclude = o->n_exclude};
-        IngestRun run = {.m = m,
-                         .timeout = m->timeout_sec >= 0 ? m->timeout_sec : INGEST_DEFAULT_TIMEOUT_SEC};
+        _cleanup_(ingest_run_done) IngestRun run = {
+                .m = m, .timeout = m->timeout_sec >= 0 ? m->timeout_sec : INGEST_DEFAULT_TIMEOUT_SEC};
         char **args = argv;
         int code, r;
 
@@ -519,35 +523,29 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                 if (r == -E2BIG) {
                         fprintf(stderr, "moactl: more than %u files: ingest fewer at a time\n",
                                 INGEST_MAX_FILES);
-                        known_done(&run.known);
                         return MOACTL_EXIT_FAILED;
                 }
-                if (r == -ENOMEM) {
-                        known_done(&run.known);
+                if (r == -ENOMEM)
                         return MOACTL_EXIT_FAILED;
-                }
                 if (r < 0) {
                         progress(0, 0, args[i], "refused: %s", strerror(-r));
                         tally_refused(&run.tally, args[i], strerror(-r));
                 }
         }
 
+        if (ingest_files_dedup(&files) < 0)
+                return MOACTL_EXIT_FAILED;
         for (size_t i = 0; i < files.n; i++) {
                 code = ingest_one(&run, &files.files[i], i + 1, files.n);
-                if (code != MOACTL_EXIT_OK) {
-                        known_done(&run.known);
+                if (code != MOACTL_EXIT_OK)
                         return code;
-                }
         }
         if (o->sync) {
                 code = sync_remove(&run, &files, &filter, prefix);
-                if (code != MOACTL_EXIT_OK) {
-                        known_done(&run.known);
+                if (code != MOACTL_EXIT_OK)
                         return code;
-                }
         }
         print_summary(&run, m->agents[0]);
-        known_done(&run.known);
         return run.tally.refused + run.tally.failed > 0 ? MOACTL_EXIT_FAILED : MOACTL_EXIT_OK;
 }
 

@@ -277,3 +277,30 @@ int ingest_files_seen(IngestFiles *files, const char *rel) {
         return files->n_seen > 0 &&
                bsearch(&rel, files->seen, files->n_seen, sizeof(char *), cmp_name) != NULL;
 }
+
+/* By title, then by position: the first of equal titles sorts first. */
+static int cmp_file(const void *a, const void *b) {
+        const IngestFile *x = *(IngestFile *const *) a, *y = *(IngestFile *const *) b;
+        int c = strcmp(x->title, y->title);
+
+        return c != 0 ? c : (x > y) - (x < y);
+}
+
+int ingest_files_dedup(IngestFiles *files) {
+        _cleanup_free_ IngestFile **v = NULL;
+        size_t n = 0;
+
+        if (files->n < 2)
+                return 0;
+        v = calloc(files->n, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < files->n; i++)
+                if (files->files[i].title && !files->files[i].error)
+                        v[n++] = &files->files[i];
+        qsort(v, n, sizeof(*v), cmp_file);
+        for (size_t i = 1; i < n; i++)
+                if (streq(v[i]->title, v[i - 1]->title))
+                        v[i]->error = "the same title as an earlier file (given twice?)";
+        return 0;
+}

@@ -77,6 +77,14 @@ int ingest_files_add(IngestFiles *files, const char *arg, const char *base, cons
                      const IngestFilter *filter);
 
 /**
+ * ingest_files_dedup() - refuse every file whose title an earlier file in
+ * @files already has (an argument given twice, or a file both named and
+ * inside a named directory), so no document is sent twice in one run.
+ * Returns 0 or -ENOMEM.
+ */
+int ingest_files_dedup(IngestFiles *files);
+
+/**
  * ingest_files_seen() - whether the relative path @rel was seen under a
  * walked directory (filtered out or not). Call after the last add (the
  * first call sorts, the rest search in O(log n)).

@@ -292,6 +292,16 @@ START_TEST(test_walk) {
         ck_assert(!ingest_files_seen(&files, "b/gone.md"));
         ck_assert(!ingest_files_seen(&files, ".git/config"));
 
+        /* the same file again, and inside its directory: refused once each */
+        snprintf(p, sizeof p, "%s/top.md", dir);
+        ck_assert_int_eq(ingest_files_add(&files, p, dir, NULL, &f), 0);
+        ck_assert_int_eq(ingest_files_add(&files, dir, dir, NULL, &f), 0);
+        ck_assert_uint_eq(files.n, 7);
+        ck_assert_int_eq(ingest_files_dedup(&files), 0);
+        for (size_t i = 0; i < files.n; i++)
+                ck_assert_msg((files.files[i].error != NULL) == (i >= 3), "file %zu: %s", i,
+                              files.files[i].error ?: "ok");
+
         /* a file outside the base: refused on its own, with the reason */
         ingest_files_done(&files);
         snprintf(p, sizeof p, "%s/a", dir);
