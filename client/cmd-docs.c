@@ -263,9 +263,12 @@ static int ingest_one(IngestRun *run, const IngestFile *f, size_t i, size_t n) {
                 goto refuse;
         data = mfree(data);
 
-        doc = json_pack("{s:s,s:s,s:s,s:I,s:I}", "title", f->title, "source", f->path, "sha256", sha, "size",
-                        (json_int_t) size, "mtime", (json_int_t) st.st_mtim.tv_sec);
+        doc = json_pack("{s:s,s:s,s:s,s:I}", "title", f->title, "source", f->path, "sha256", sha, "size",
+                        (json_int_t) size);
         if (!doc || json_object_set_new(doc, "text", json_stringn(text, len)) < 0)
+                return MOACTL_EXIT_FAILED;
+        /* The daemon takes no times before 1970; such a file's is unknown. */
+        if (st.st_mtim.tv_sec >= 0 && json_object_set_new(doc, "mtime", json_integer(st.st_mtim.tv_sec)) < 0)
                 return MOACTL_EXIT_FAILED;
         text = mfree(text);
         body = json_dumps(doc, JSON_COMPACT);

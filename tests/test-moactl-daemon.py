@@ -267,11 +267,13 @@ class MoactlDaemonTest(unittest.TestCase):
         self.assertIn("kb/sub/c.md", docs)
         for t in ("kb/b.txt", "kb/sub/skip.md", "kb/.git/config.md"):
             self.assertNotIn(t, docs)
-        # --title names a single file.
+        # --title names a single file; a file from before 1970 has its mtime unknown.
+        os.utime(os.path.join(d, "b.txt"), (-86400, -86400))
         rc, _, err = self.moactl("ingest", "--agent", "finance", "--title", "Zorb filter notes",
                                  os.path.join(d, "b.txt"))
         self.assertEqual(rc, 0, err)
-        self.assertEqual(self.docs_json("finance")["Zorb filter notes"]["source"], os.path.join(d, "b.txt"))
+        doc = self.docs_json("finance")["Zorb filter notes"]
+        self.assertEqual((doc["source"], doc["mtime"], doc["size"]), (os.path.join(d, "b.txt"), None, 34))
 
     def test_ingest_sync(self):
         d = os.path.join(tempfile.mkdtemp(dir=self.dir), "synced")
