@@ -1,12 +1,18 @@
 /* cmd-docs.c — an agent's knowledge from the command line: ingest files
- * (one request per file, progress on stderr, going on past failures),
- * list the documents, delete one by title. */
-#include <libgen.h>
+ * and directory trees (titles relative to a base, unchanged files skipped
+ * by sha256, one request per file, progress on stderr, going on past
+ * refusals), --sync a directory, list the documents, delete one by title. */
+#include <fcntl.h>
+#include <stdarg.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "doc-text.h"
 #include "file-text.h"
+#include "ingest-files.h"
 #include "moactl.h"
+#include "sha256.h"
 
 #define DOCS_DEFAULT_TIMEOUT_SEC 30L
 #define INGEST_DEFAULT_TIMEOUT_SEC 600L
@@ -25,69 +31,134 @@ static int one_agent(const Moactl *m, const char *cmd, char **ret_escaped) {
         return MOACTL_EXIT_OK;
 }
 
-static int has_suffix_ci(const char *s, const char *suffix) {
-        size_t n = strlen(s), k = strlen(suffix);
+/* Stores one of ingest's options (see moactl.h). */
+int ingest_option(IngestOpts *o, int which, const char *arg) {
+        static const char *const names[] = {"--base",    "--title", "--include",
+                                            "--exclude", "--sync",  "--dry-run"};
 
-        return n >= k && strcasecmp(s + n - k, suffix) == 0;
+        if (which != 'r' && (which < 0 || (size_t) which >= ELEMENTSOF(names)))
+                return -EINVAL;
+        if (!o->given)
+                o->given = which == 'r' ? "-r" : names[which];
+        if (which == 'r') {
+                o->recursive = 1;
+                return 0;
+        }
+        if (which != 5 && isempty(arg))
+                return -EINVAL;
+        switch (which) {
+        case 0:
+                o->base = arg;
+                break;
+        case 1:
+                o->title = arg;
+                break;
+        case 2:
+        case 3:
+                if (o->n_include + o->n_exclude >= MOACTL_MAX_GLOBS)
+                        return -E2BIG;
+                if (which == 2)
+                        o->include[o->n_include++] = arg;
+                else
+                        o->exclude[o->n_exclude++] = arg;
+                break;
+        case 4:
+                o->sync = arg;
+                break;
+        default:
+                o->dry_run = 1;
+        }
+        return 0;
 }
 
-/* Builds the ingest body for @path; on failure fills @err and returns <0. */
-static int build_document(const char *path, char **ret_body, char *err, size_t errlen) {
-        _cleanup_free_ char *abs = NULL, *text = NULL, *copy = NULL;
-        _cleanup_(json_decrefp) json_t *doc = NULL;
-        size_t len = 0;
-        char *body;
-        int r;
+/* One document the agent already has; the strings point into Known.root. */
+typedef struct KnownDoc {
+        const char *title;
+        const char *sha256; /* "" when unknown */
+} KnownDoc;
 
-        abs = realpath(path, NULL);
-        if (!abs) {
-                r = -errno;
-                snprintf(err, errlen, "%s", strerror(-r));
-                return r;
-        }
+/* The agent's documents before this run, and the daemon's limits. */
+typedef struct Known {
+        json_t *root;
+        KnownDoc *docs; /* sorted by title */
+        size_t n;
+        uint64_t max_ingest_bytes;
+        size_t max_title_bytes;
+} Known;
 
-        if (has_suffix_ci(path, ".pdf")) {
-                r = text_from_pdf(abs, MOACTL_MAX_INGEST_FILE, &text, &len);
-                if (r == -ENOPKG)
-                        snprintf(err, errlen,
-                                 "cannot read PDF files: pdftotext not found (install poppler-utils)");
-                else if (r == -EBADMSG)
-                        snprintf(err, errlen, "pdftotext could not extract text from it");
-        } else
-                r = text_read_file(abs, MOACTL_MAX_INGEST_FILE, &text, &len);
-        if (r == -EFBIG)
-                snprintf(err, errlen, "larger than %u MiB", MOACTL_MAX_INGEST_FILE >> 20);
-        else if (r < 0 && r != -ENOPKG && r != -EBADMSG)
-                snprintf(err, errlen, "%s", strerror(-r));
-        if (r < 0)
-                return r;
+static void known_done(Known *k) {
+        json_decref(k->root);
+        free(k->docs);
+        *k = (Known){};
+}
 
-        if (memchr(text, '\0', len)) {
-                snprintf(err, errlen, "looks like a binary file (contains NUL bytes)");
-                return -EMEDIUMTYPE;
+static int known_cmp(const void *a, const void *b) {
+        return strcmp(((const KnownDoc *) a)->title, ((const KnownDoc *) b)->title);
+}
+
+static const KnownDoc *known_find(const Known *k, const char *title) {
+        KnownDoc key = {.title = title};
+
+        return k->n > 0 ? bsearch(&key, k->docs, k->n, sizeof(KnownDoc), known_cmp) : NULL;
+}
+
+/* GET the agent's documents. Returns a MOACTL_EXIT_* code (after printing
+ * why on failure). */
+static int known_load(const Moactl *m, const char *path, Known *ret) {
+        _cleanup_(reply_done) Reply reply = {};
+        json_t *docs, *v, *limits;
+        Known k = {.max_ingest_bytes = 16U << 20, .max_title_bytes = 512};
+        size_t i;
+        int code;
+
+        code = ctl_call_json(m, "GET", path, NULL,
+                             m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC, &reply,
+                             &k.root);
+        if (code != MOACTL_EXIT_OK)
+                return ctl_fail(&reply, code);
+        docs = json_object_get(k.root, "documents");
+        if (!json_is_array(docs)) {
+                known_done(&k);
+                fputs("moactl: moad's document list has no \"documents\" array\n", stderr);
+                return MOACTL_EXIT_PROTOCOL;
         }
-        copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        doc = json_object();
-        if (!doc)
-                return -ENOMEM;
-        if (json_object_set_new(doc, "title", json_string(basename(copy))) < 0 ||
-            json_object_set_new(doc, "source", json_string(abs)) < 0) {
-                snprintf(err, errlen, "file name is not valid UTF-8");
-                return -EINVAL;
+        limits = json_object_get(k.root, "limits");
+        if (json_int(limits, "max_ingest_bytes", 0) > 0)
+                k.max_ingest_bytes = (uint64_t) json_int(limits, "max_ingest_bytes", 0);
+        if (json_int(limits, "max_title_bytes", 0) > 0)
+                k.max_title_bytes = (size_t) json_int(limits, "max_title_bytes", 0);
+        k.docs = calloc(json_array_size(docs) + 1, sizeof(KnownDoc));
+        if (!k.docs) {
+                known_done(&k);
+                return MOACTL_EXIT_FAILED;
         }
-        if (json_object_set_new(doc, "text", json_stringn(text, len)) < 0) {
-                snprintf(err, errlen, "not UTF-8 text");
-                return -EMEDIUMTYPE;
+        json_array_foreach(docs, i, v) {
+                const char *t = json_str(v, "title", NULL);
+                if (!t)
+                        continue;
+                k.docs[k.n++] = (KnownDoc){.title = t, .sha256 = json_str(v, "sha256", "")};
         }
-        body = json_dumps(doc, JSON_COMPACT);
-        if (!body) {
-                snprintf(err, errlen, "out of memory");
-                return -ENOMEM;
+        qsort(k.docs, k.n, sizeof(KnownDoc), known_cmp);
+        *ret = k;
+        return MOACTL_EXIT_OK;
+}
+
+/* What one run did, for the summary line. */
+typedef struct Tally {
+        size_t added, replaced, unchanged, refused, failed, removed;
+        char refused_list[400]; /* "name: reason; ..." of the first few */
+} Tally;
+
+static void tally_refused(Tally *t, const char *name, const char *why) {
+        size_t n = strlen(t->refused_list);
+
+        t->refused++;
+        if (t->refused > 3) {
+                if (t->refused == 4 && n + 6 < sizeof(t->refused_list))
+                        strcat(t->refused_list, "; ...");
+                return;
         }
-        *ret_body = body;
-        return 0;
+        snprintf(t->refused_list + n, sizeof(t->refused_list) - n, "%s%s: %s", n ? "; " : "", name, why);
 }
 
 static void progress(size_t i, size_t n, const char *file, const char *fmt, ...) _printf_(4, 5);
@@ -98,70 +169,387 @@ static void progress(size_t i, size_t n, const char *file, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        fprintf(stderr, "[%zu/%zu] ", i, n);
+        if (n > 0)
+                fprintf(stderr, "[%zu/%zu] ", i, n);
         print_sanitized(stderr, file, strlen(file));
         fputs(": ", stderr);
         print_sanitized(stderr, msg, strlen(msg));
         fputc('\n', stderr);
 }
 
+/* A line of a dry run's plan, on stdout. */
+static void plan(const char *action, const char *title, const char *why) {
+        printf("%s ", action);
+        print_sanitized(stdout, title, strlen(title));
+        if (why) {
+                fputs(": ", stdout);
+                print_sanitized(stdout, why, strlen(why));
+        }
+        fputc('\n', stdout);
+}
+
+typedef struct IngestRun {
+        const Moactl *m;
+        const char *path; /* /v1/moa/agents/{agent}/documents */
+        long timeout;
+        Known known;
+        Tally tally;
+} IngestRun;
+
+static void ingest_run_done(IngestRun *run) {
+        known_done(&run->known);
+}
+
+/* Reads @f, skips it when unchanged, converts and sends it. Returns
+ * MOACTL_EXIT_OK to go on with the next file, else the exit code to stop
+ * with (every further file would fail the same way). */
+static int ingest_one(IngestRun *run, const IngestFile *f, size_t i, size_t n) {
+        const IngestOpts *o = &run->m->ingest;
+        _cleanup_(reply_done) Reply reply = {};
+        _cleanup_(json_decrefp) json_t *doc = NULL, *root = NULL;
+        _cleanup_free_ char *data = NULL, *text = NULL, *body = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *name = f->title ?: f->path;
+        char sha[65], why[1100] = "", format[64] = "";
+        const KnownDoc *old;
+        size_t size = 0, len = 0;
+        struct stat st;
+        long long c;
+        int code, r;
+
+        if (f->error) {
+                progress(i, n, name, "refused: %s", f->error);
+                tally_refused(&run->tally, name, f->error);
+                return MOACTL_EXIT_OK;
+        }
+        if (strlen(f->title) > run->known.max_title_bytes) {
+                snprintf(why, sizeof(why), "title longer than %zu bytes (a shorter --base helps)",
+                         run->known.max_title_bytes);
+                goto refuse;
+        }
+        if (!utf8_valid(f->title, strlen(f->title)) || !utf8_valid(f->path, strlen(f->path))) {
+                snprintf(why, sizeof(why), "file name is not valid UTF-8");
+                goto refuse;
+        }
+        fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                snprintf(why, sizeof(why), "%s", strerror(errno));
+                goto refuse;
+        }
+        if ((uint64_t) st.st_size > MOACTL_MAX_INGEST_FILE) {
+                snprintf(why, sizeof(why), "larger than %u MiB", MOACTL_MAX_INGEST_FILE >> 20);
+                goto refuse;
+        }
+        r = text_read_fd(fd, MOACTL_MAX_INGEST_FILE, &data, &size);
+        if (r < 0) {
+                snprintf(why, sizeof(why), "%s",
+                         r == -EFBIG ? "grew larger than the limit while read" : strerror(-r));
+                goto refuse;
+        }
+        sha256_hex(data, size, sha);
+        old = known_find(&run->known, f->title);
+        if (old && strcasecmp(old->sha256, sha) == 0) {
+                run->tally.unchanged++;
+                if (!o->dry_run)
+                        progress(i, n, name, "unchanged");
+                return MOACTL_EXIT_OK;
+        }
+
+        r = doc_text(f->path, data, size, MOACTL_MAX_INGEST_FILE, &text, &len, format, sizeof(format), why,
+                     sizeof(why));
+        if (r == -ENOMEM)
+                return MOACTL_EXIT_FAILED;
+        if (r < 0)
+                goto refuse;
+        data = mfree(data);
+
+        doc = json_pack("{s:s,s:s,s:s,s:I}", "title", f->title, "source", f->path, "sha256", sha, "size",
+                        (json_int_t) size);
+        if (!doc || json_object_set_new(doc, "text", json_stringn(text, len)) < 0)
+                return MOACTL_EXIT_FAILED;
+        /* The daemon takes no times before 1970; such a file's is unknown. */
+        if (st.st_mtim.tv_sec >= 0 && json_object_set_new(doc, "mtime", json_integer(st.st_mtim.tv_sec)) < 0)
+                return MOACTL_EXIT_FAILED;
+        text = mfree(text);
+        body = json_dumps(doc, JSON_COMPACT);
+        if (!body)
+                return MOACTL_EXIT_FAILED;
+        if (strlen(body) > run->known.max_ingest_bytes) {
+                snprintf(why, sizeof(why),
+                         "too large: %zu bytes of text, moad takes at most %llu (max_ingest_bytes)", len,
+                         (unsigned long long) run->known.max_ingest_bytes);
+                goto refuse;
+        }
+        if (o->dry_run) {
+                plan(old ? "replace" : "add", f->title, NULL);
+                if (old)
+                        run->tally.replaced++;
+                else
+                        run->tally.added++;
+                return MOACTL_EXIT_OK;
+        }
+
+        code = ctl_call_json(run->m, "POST", run->path, body, run->timeout, &reply, &root);
+        if (code == MOACTL_EXIT_CONNECT || code == MOACTL_EXIT_USAGE ||
+            (code == MOACTL_EXIT_FAILED && reply.status == 403))
+                return ctl_fail(&reply, code);
+        if (code == MOACTL_EXIT_FAILED && (reply.status == 413 || reply.status == 400)) {
+                /* The daemon refused this document, not the run. */
+                snprintf(why, sizeof(why), "%s", reply.error);
+                goto refuse;
+        }
+        if (code != MOACTL_EXIT_OK) {
+                progress(i, n, name, "error: %s", reply.error);
+                run->tally.failed++;
+                return MOACTL_EXIT_OK;
+        }
+        if (run->m->json)
+                print_raw(&reply);
+        c = json_int(root, "chunks", -1);
+        if (json_is_true(json_object_get(root, "replaced")))
+                run->tally.replaced++;
+        else
+                run->tally.added++;
+        progress(i, n, name, "%s (%lld chunk%s%s%s)",
+                 json_is_true(json_object_get(root, "replaced")) ? "replaced" : "added", c < 0 ? 0 : c,
+                 c == 1 ? "" : "s", format[0] ? "; " : "", format);
+        return MOACTL_EXIT_OK;
+
+refuse:
+        if (o->dry_run)
+                plan("refuse", name, why);
+        else
+                progress(i, n, name, "refused: %s", why);
+        tally_refused(&run->tally, name, why);
+        return MOACTL_EXIT_OK;
+}
+
+/* --sync: the documents under @prefix whose file is gone (and which the
+ * filters would have taken: an excluded file's document stays). */
+static int sync_remove(IngestRun *run, IngestFiles *files, const IngestFilter *filter, const char *prefix) {
+        size_t plen = strlen(prefix);
+
+        for (size_t i = 0; i < run->known.n; i++) {
+                const char *t = run->known.docs[i].title;
+                _cleanup_(reply_done) Reply reply = {};
+                _cleanup_(json_decrefp) json_t *root = NULL;
+                _cleanup_free_ char *esc = NULL, *path = NULL;
+                int code, r;
+
+                if (strncmp(t, prefix, plen) != 0 || ingest_files_seen(files, t) ||
+                    !ingest_filter_match(filter, t, t + plen))
+                        continue;
+                /* Hidden files are never walked; their documents came some other way. */
+                if (t[plen] == '.' || strstr(t + plen, "/."))
+                        continue;
+                if (run->m->ingest.dry_run) {
+                        plan("remove", t, NULL);
+                        run->tally.removed++;
+                        continue;
+                }
+                r = ctl_escape(t, &esc);
+                if (r < 0 || asprintf(&path, "%s/%s", run->path, esc) < 0) {
+                        path = NULL;
+                        progress(0, 0, t, "error: cannot build the URL");
+                        run->tally.failed++;
+                        continue;
+                }
+                code = ctl_call_json(run->m, "DELETE", path, NULL, run->timeout, &reply, &root);
+                if (code == MOACTL_EXIT_CONNECT || (code == MOACTL_EXIT_FAILED && reply.status == 403))
+                        return ctl_fail(&reply, code);
+                if (code != MOACTL_EXIT_OK && reply.status != 404) {
+                        progress(0, 0, t, "error: %s", reply.error);
+                        run->tally.failed++;
+                        continue;
+                }
+                if (run->m->json && code == MOACTL_EXIT_OK)
+                        print_raw(&reply);
+                progress(0, 0, t, "removed (file gone)");
+                run->tally.removed++;
+        }
+        return MOACTL_EXIT_OK;
+}
+
+static void print_summary(const IngestRun *run, const char *agent) {
+        const Tally *t = &run->tally;
+
+        if (run->m->ingest.dry_run)
+                fputs("dry run: ", stderr);
+        print_sanitized(stderr, agent, strlen(agent));
+        if (run->m->ingest.dry_run)
+                fprintf(stderr, ": would add %zu, replace %zu, remove %zu; %zu unchanged, %zu refused",
+                        t->added, t->replaced, t->removed, t->unchanged, t->refused);
+        else {
+                fprintf(stderr, ": %zu added, %zu replaced, %zu unchanged, %zu refused", t->added,
+                        t->replaced, t->unchanged, t->refused);
+                if (run->m->ingest.sync)
+                        fprintf(stderr, ", %zu removed", t->removed);
+        }
+        if (t->refused > 0) {
+                fputs(" (", stderr);
+                print_sanitized(stderr, t->refused_list, strlen(t->refused_list));
+                fputc(')', stderr);
+        }
+        if (t->failed > 0)
+                fprintf(stderr, ", %zu failed", t->failed);
+        fputc('\n', stderr);
+}
+
+/* realpath() of a directory option, or a usage error. */
+static int option_dir(const char *opt, const char *arg, char **ret) {
+        struct stat st;
+        char *p = realpath(arg, NULL);
+
+        if (!p || stat(p, &st) < 0) {
+                int e = errno;
+                free(p);
+                return usage_error("%s %s: %s", opt, arg, strerror(e));
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                free(p);
+                return usage_error("%s %s: not a directory", opt, arg);
+        }
+        *ret = p;
+        return MOACTL_EXIT_OK;
+}
+
+/* The base directory titles are relative to, and for --sync the title
+ * prefix of the synced directory ("" when it is the base). */
+static int find_base(const IngestOpts *o, int argc, char **argv, char **ret_base, char **ret_prefix) {
+        _cleanup_free_ char *base = NULL, *sync = NULL, *rel = NULL;
+        char **abs = NULL;
+        size_t n = 0;
+        int code = MOACTL_EXIT_OK, r;
+
+        if (o->base) {
+                code = option_dir("--base", o->base, &base);
+                if (code != MOACTL_EXIT_OK)
+                        return code;
+        }
+        if (o->sync) {
+                code = option_dir("--sync", o->sync, &sync);
+                if (code != MOACTL_EXIT_OK)
+                        return code;
+                if (!base) {
+                        const char *p[] = {sync};
+                        r = path_common_parent(p, 1, &base);
+                        if (r < 0)
+                                return MOACTL_EXIT_FAILED;
+                }
+                if (streq(base, sync))
+                        *ret_prefix = strdup("");
+                else {
+                        r = path_relative(base, sync, &rel);
+                        if (r == -EXDEV)
+                                return usage_error("--sync %s is not below --base %s", o->sync, o->base);
+                        if (r < 0 || asprintf(ret_prefix, "%s/", rel) < 0)
+                                return MOACTL_EXIT_FAILED;
+                }
+                if (!*ret_prefix)
+                        return MOACTL_EXIT_FAILED;
+                *ret_base = TAKE_PTR(base);
+                return MOACTL_EXIT_OK;
+        }
+        if (!base) {
+                abs = calloc((size_t) argc + 1, sizeof(char *));
+                if (!abs)
+                        return MOACTL_EXIT_FAILED;
+                for (int i = 0; i < argc; i++) {
+                        abs[n] = realpath(argv[i], NULL);
+                        if (abs[n])
+                                n++;
+                }
+                r = n > 0 ? path_common_parent((const char *const *) abs, n, &base) : 0;
+                for (size_t i = 0; i < n; i++)
+                        free(abs[i]);
+                free(abs);
+                if (r < 0)
+                        return MOACTL_EXIT_FAILED;
+                if (!base) /* none exists: each is reported on its own */
+                        base = strdup("/");
+                if (!base)
+                        return MOACTL_EXIT_FAILED;
+        }
+        *ret_base = TAKE_PTR(base);
+        return code;
+}
+
 int cmd_ingest(const Moactl *m, int argc, char **argv) {
-        _cleanup_free_ char *agent = NULL, *path = NULL;
-        long timeout = m->timeout_sec >= 0 ? m->timeout_sec : INGEST_DEFAULT_TIMEOUT_SEC;
-        size_t n = (size_t) argc, ok = 0, failed = 0;
-        long long chunks = 0;
-        int code;
+        const IngestOpts *o = &m->ingest;
+        _cleanup_free_ char *agent = NULL, *path = NULL, *base = NULL, *prefix = NULL;
+        _cleanup_(ingest_files_done) IngestFiles files = {};
+        IngestFilter filter = {.include = o->include,
+                               .n_include = o->n_include,
+                               .exclude = o->exclude,
+                               .n_exclude = o->n_exclude};
+        _cleanup_(ingest_run_done) IngestRun run = {
+                .m = m, .timeout = m->timeout_sec >= 0 ? m->timeout_sec : INGEST_DEFAULT_TIMEOUT_SEC};
+        char **args = argv;
+        int code, r;
 
         code = one_agent(m, "ingest", &agent);
         if (code != MOACTL_EXIT_OK)
                 return code;
-        if (argc < 1)
-                return usage_error("ingest needs at least one FILE");
+        if (o->sync && argc > 0)
+                return usage_error("ingest --sync DIR takes no further FILE");
+        if (!o->sync && argc < 1)
+                return usage_error("ingest needs at least one FILE or DIR (or --sync DIR)");
+        if (o->title) {
+                struct stat st;
+                if (o->sync || argc != 1 || (stat(argv[0], &st) >= 0 && S_ISDIR(st.st_mode)))
+                        return usage_error(
+                                "--title names exactly one FILE (not a directory, not with --sync)");
+                if (strlen(o->title) > 4096 || !utf8_valid(o->title, strlen(o->title)))
+                        return usage_error("--title must be UTF-8 text");
+        }
+        code = find_base(o, argc, argv, &base, &prefix);
+        if (code != MOACTL_EXIT_OK)
+                return code;
         if (asprintf(&path, "/v1/moa/agents/%s/documents", agent) < 0) {
                 path = NULL;
                 return MOACTL_EXIT_FAILED;
         }
+        run.path = path;
 
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_(reply_done) Reply reply = {};
-                _cleanup_(json_decrefp) json_t *root = NULL;
-                _cleanup_free_ char *body = NULL;
-                char err[512] = "";
-                long long c;
+        /* What the agent has first: unchanged files are not sent again, so
+         * re-running an interrupted ingest finishes it. */
+        code = known_load(m, path, &run.known);
+        if (code != MOACTL_EXIT_OK)
+                return code;
 
-                if (build_document(argv[i], &body, err, sizeof(err)) < 0) {
-                        progress(i + 1, n, argv[i], "error: %s", err[0] ? err : "cannot read");
-                        failed++;
-                        continue;
+        if (o->sync) {
+                args = (char **) &o->sync;
+                argc = 1;
+        }
+        for (int i = 0; i < argc; i++) {
+                r = ingest_files_add(&files, args[i], base, o->title, &filter);
+                if (r == -E2BIG) {
+                        fprintf(stderr, "moactl: more than %u files: ingest fewer at a time\n",
+                                INGEST_MAX_FILES);
+                        return MOACTL_EXIT_FAILED;
                 }
-
-                code = ctl_call_json(m, "POST", path, body, timeout, &reply, &root);
-                if (code == MOACTL_EXIT_CONNECT || code == MOACTL_EXIT_USAGE ||
-                    (code == MOACTL_EXIT_FAILED && reply.status == 403))
-                        /* Every further file would fail the same way. */
-                        return ctl_fail(&reply, code);
-                if (code != MOACTL_EXIT_OK) {
-                        progress(i + 1, n, argv[i], "error: %s", reply.error);
-                        failed++;
-                        continue;
+                if (r == -ENOMEM)
+                        return MOACTL_EXIT_FAILED;
+                if (r < 0) {
+                        progress(0, 0, args[i], "refused: %s", strerror(-r));
+                        tally_refused(&run.tally, args[i], strerror(-r));
                 }
-                if (m->json)
-                        print_raw(&reply);
-                c = json_int(root, "chunks", -1);
-                progress(i + 1, n, argv[i], "%lld chunk%s%s", c < 0 ? 0 : c, c == 1 ? "" : "s",
-                         json_is_true(json_object_get(root, "replaced")) ? " (replaced)" : "");
-                if (c > 0)
-                        chunks += c;
-                ok++;
         }
 
-        fprintf(stderr, "ingested %zu of %zu file%s into agent ", ok, n, n == 1 ? "" : "s");
-        print_sanitized(stderr, m->agents[0], strlen(m->agents[0]));
-        fprintf(stderr, " (%lld chunk%s)", chunks, chunks == 1 ? "" : "s");
-        if (failed > 0)
-                fprintf(stderr, "; %zu failed", failed);
-        fputc('\n', stderr);
-        return failed > 0 ? MOACTL_EXIT_FAILED : MOACTL_EXIT_OK;
+        if (ingest_files_dedup(&files) < 0)
+                return MOACTL_EXIT_FAILED;
+        for (size_t i = 0; i < files.n; i++) {
+                code = ingest_one(&run, &files.files[i], i + 1, files.n);
+                if (code != MOACTL_EXIT_OK)
+                        return code;
+        }
+        if (o->sync) {
+                code = sync_remove(&run, &files, &filter, prefix);
+                if (code != MOACTL_EXIT_OK)
+                        return code;
+        }
+        print_summary(&run, m->agents[0]);
+        return run.tally.refused + run.tally.failed > 0 ? MOACTL_EXIT_FAILED : MOACTL_EXIT_OK;
 }
 
 static void format_time(char *buf, size_t n, const json_t *v) {
@@ -185,7 +573,8 @@ static void format_time(char *buf, size_t n, const json_t *v) {
 }
 
 int cmd_documents(const Moactl *m, int argc, char **argv) {
-        static const char *const headers[] = {"TITLE", "CHUNKS", "BYTES", "INGESTED (UTC)", "SOURCE"};
+        static const char *const headers[] = {"TITLE",          "CHUNKS",         "BYTES",  "SIZE",
+                                              "MODIFIED (UTC)", "INGESTED (UTC)", "SHA256", "SOURCE"};
         _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(table_freep) Table *t = NULL;
@@ -216,12 +605,22 @@ int cmd_documents(const Moactl *m, int argc, char **argv) {
         if (!t)
                 return MOACTL_EXIT_FAILED;
         json_array_foreach(json_object_get(root, "documents"), i, v) {
-                char chunks[32], bytes[32], when[64];
+                char chunks[32], bytes[32], size[32] = "-", mtime[64], when[64];
+                json_t *sz = json_object_get(v, "size");
 
                 snprintf(chunks, sizeof(chunks), "%lld", json_int(v, "chunks", 0));
                 snprintf(bytes, sizeof(bytes), "%lld", json_int(v, "bytes", 0));
+                if (json_is_integer(sz))
+                        snprintf(size, sizeof(size), "%lld", (long long) json_integer_value(sz));
+                format_time(mtime, sizeof(mtime), json_object_get(v, "mtime"));
                 format_time(when, sizeof(when), json_object_get(v, "ingested_at"));
-                const char *cells[] = {json_str(v, "title", "?"), chunks, bytes, when,
+                const char *cells[] = {json_str(v, "title", "?"),
+                                       chunks,
+                                       bytes,
+                                       size,
+                                       mtime,
+                                       when,
+                                       json_str(v, "sha256", "-"),
                                        json_str(v, "source", "-")};
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;

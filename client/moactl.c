@@ -26,6 +26,7 @@ static const Command commands[] = {
         {"reload", cmd_reload, 0},
         {"metrics", cmd_metrics, 0},
         {"batch", cmd_batch, 1},
+        {"docs", cmd_documents, 0}, /* the name issue 10 uses */
 };
 
 static const Command *find_command(const char *name) {
@@ -45,8 +46,13 @@ static void help(void) {
                "  route QUESTION|-           Show how the router scores the agents, without asking them\n"
                "  models                     List the models (pipelines and agents) moad serves\n"
                "  agents                     List the agents\n"
-               "  ingest --agent NAME FILE.. Add text, Markdown or PDF files to an agent's knowledge\n"
-               "  documents --agent NAME     List an agent's documents\n"
+               "  ingest --agent NAME FILE|DIR...\n"
+               "                             Add files and directory trees to an agent's knowledge\n"
+               "                             (text, Markdown, HTML, PDF, .gz; unchanged ones skipped)\n"
+               "  ingest --agent NAME --sync DIR\n"
+               "                             Make the agent's documents under DIR match DIR\n"
+               "  documents|docs --agent NAME\n"
+               "                             List an agent's documents\n"
                "  delete --agent NAME TITLE  Delete one document of an agent\n"
                "  health                     Is moad alive and ready?\n"
                "  status                     Uptime, load, agents and pipelines\n"
@@ -63,6 +69,17 @@ static void help(void) {
                "  -j, --json          print the daemon's JSON reply as is\n"
                "      --timeout SEC   give up after SEC seconds (0: never; default 300 for ask,\n"
                "                      600 per file for ingest, 30 otherwise)\n"
+               "\n"
+               "Ingest options:\n"
+               "      --base DIR      titles are paths relative to DIR (default: the arguments'\n"
+               "                      common parent directory)\n"
+               "      --title TITLE   the title of the one FILE\n"
+               "  -r, --recursive     walk directories (always done; accepted for clarity)\n"
+               "      --include GLOB  only files whose relative path or name matches (repeatable)\n"
+               "      --exclude GLOB  not files whose relative path or name matches (repeatable)\n"
+               "      --sync DIR      add new, re-ingest changed, remove documents whose file is gone\n"
+               "      --dry-run       print what ingest or --sync would do, change nothing\n"
+               "\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n"
                "\n"
@@ -98,7 +115,16 @@ static int parse_timeout(const char *s, long *ret) {
 /* Returns -1 to go on with the command, else the exit code. @in_order
  * stops at the command word instead of taking options after it too. */
 static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
-        enum { ARG_VERSION = 0x100, ARG_TIMEOUT };
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_TIMEOUT,
+                ARG_BASE,
+                ARG_TITLE,
+                ARG_INCLUDE,
+                ARG_EXCLUDE,
+                ARG_SYNC,
+                ARG_DRY_RUN,
+        };
         static const struct option options[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"model", required_argument, NULL, 'm'},
@@ -108,12 +134,28 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
                 {"timeout", required_argument, NULL, ARG_TIMEOUT},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
+                {"base", required_argument, NULL, ARG_BASE},
+                {"title", required_argument, NULL, ARG_TITLE},
+                {"recursive", no_argument, NULL, 'r'},
+                {"include", required_argument, NULL, ARG_INCLUDE},
+                {"exclude", required_argument, NULL, ARG_EXCLUDE},
+                {"sync", required_argument, NULL, ARG_SYNC},
+                {"dry-run", no_argument, NULL, ARG_DRY_RUN},
                 {},
         };
         int c;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, in_order ? "+:s:m:a:tjh" : ":s:m:a:tjh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, in_order ? "+:s:m:a:tjhr" : ":s:m:a:tjhr", options, NULL)) >=
+               0) {
+                if (c == 'r' || (c >= ARG_BASE && c <= ARG_DRY_RUN)) {
+                        int r = ingest_option(&m->ingest, c == 'r' ? 'r' : c - ARG_BASE, optarg);
+                        if (r >= 0)
+                                continue;
+                        return r == -E2BIG ? usage_error("at most %d --include/--exclude options",
+                                                         MOACTL_MAX_GLOBS)
+                                           : usage_error("%s needs a non-empty argument", argv[optind - 1]);
+                }
                 switch (c) {
                 case 's':
                         if (isempty(optarg))
@@ -190,6 +232,8 @@ int main(int argc, char **argv) {
 
         if (!cmd)
                 return usage_error("unknown command \"%s\"", argv[optind]);
+        if (m.ingest.given && cmd->run != cmd_ingest)
+                return usage_error("%s is an option of ingest only", m.ingest.given);
         if (ctl_global_init() < 0) {
                 fputs("moactl: cannot initialise libcurl\n", stderr);
                 return MOACTL_EXIT_FAILED;

@@ -27,6 +27,22 @@ enum {
 /* Upper bound of one file given to "ingest" (the daemon has its own limit). */
 #define MOACTL_MAX_INGEST_FILE (64U * 1024U * 1024U)
 #define MOACTL_MAX_AGENTS 64
+#define MOACTL_MAX_GLOBS 64
+
+/* The options only "ingest" takes (cmd-docs.c). They are parsed with the
+ * global ones, since getopt permutes the whole command line. */
+typedef struct IngestOpts {
+        const char *base;  /* --base DIR */
+        const char *title; /* --title T, one file only */
+        const char *sync;  /* --sync DIR */
+        int recursive;     /* -r: directories are always walked; accepted for clarity */
+        int dry_run;
+        const char *include[MOACTL_MAX_GLOBS];
+        size_t n_include;
+        const char *exclude[MOACTL_MAX_GLOBS];
+        size_t n_exclude;
+        const char *given; /* the first of these options given, for "only for ingest" */
+} IngestOpts;
 
 typedef struct Moactl {
         const char *socket_path;
@@ -36,6 +52,7 @@ typedef struct Moactl {
         long timeout_sec; /* < 0: the command's default; 0: none */
         int json;
         int trace;
+        IngestOpts ingest;
 } Moactl;
 
 /* One finished HTTP exchange. */
@@ -170,10 +187,18 @@ int cmd_status(const Moactl *m, int argc, char **argv);
 int cmd_reload(const Moactl *m, int argc, char **argv);
 int cmd_metrics(const Moactl *m, int argc, char **argv);
 int cmd_ingest(const Moactl *m, int argc, char **argv);
-int cmd_documents(const Moactl *m, int argc, char **argv);
+int cmd_documents(const Moactl *m, int argc, char **argv); /* also "docs" */
 int cmd_delete(const Moactl *m, int argc, char **argv);
 /* batch parses the options after its name itself: argv[-1] is "batch". */
 int cmd_batch(const Moactl *m, int argc, char **argv);
+
+/**
+ * ingest_option() - store one of ingest's options in @o: @which is 'r' or
+ * the index of the option in --base, --title, --include, --exclude,
+ * --sync, --dry-run; @arg its argument. Returns 0, -EINVAL for an empty
+ * argument, -E2BIG past MOACTL_MAX_GLOBS patterns.
+ */
+int ingest_option(IngestOpts *o, int which, const char *arg);
 
 /** usage_error() - print "moactl: <message>" and a hint; returns MOACTL_EXIT_USAGE. */
 int usage_error(const char *fmt, ...) _printf_(1, 2);

@@ -238,10 +238,64 @@ static int has_title_cb(const KbDocInfo *doc, void *userdata) {
         return streq(doc->title, title) ? 1 : 0;
 }
 
+/* Bounds of the optional file fields: a size up to 2^53 (exact in JSON
+ * numbers everywhere), an mtime up to the year 36812. */
+#define DOC_MAX_FILE_SIZE (1LL << 53)
+#define DOC_MAX_MTIME (1LL << 40)
+
+/* An optional non-negative integer field of @j, at most @max: 0 and -1 in
+ * *@ret when absent or null, 0 and the value, or -EINVAL. */
+static int optional_uint(const json_t *j, const char *key, long long max, int64_t *ret) {
+        const json_t *v = json_object_get(j, key);
+
+        *ret = -1;
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+                return -EINVAL;
+        *ret = (int64_t) json_integer_value(v);
+        return 0;
+}
+
+/* The optional file fields of an ingest request ("source", "sha256",
+ * "size", "mtime"); on a bad one, 400 naming it, and -EINVAL. */
+static int parse_doc_meta(HttpRequest *req, const json_t *j, KbDocMeta *ret_meta, const char **ret_source) {
+        const json_t *src = json_object_get(j, "source"), *sha = json_object_get(j, "sha256");
+        KbDocMeta m = KB_DOC_META_NONE;
+
+        if (src && !json_is_null(src) && (!json_is_string(src) || json_string_length(src) > 4096)) {
+                http_reply_error(req, 400, "invalid_request_error", "source", NULL,
+                                 "'source' must be a string of at most 4096 bytes");
+                return -EINVAL;
+        }
+        if (sha && !json_is_null(sha)) {
+                if (!json_is_string(sha) || !kb_sha256_valid(json_string_value(sha))) {
+                        http_reply_error(req, 400, "invalid_request_error", "sha256", NULL,
+                                         "'sha256' must be 64 hex digits");
+                        return -EINVAL;
+                }
+                m.sha256 = json_string_value(sha);
+        }
+        if (optional_uint(j, "size", DOC_MAX_FILE_SIZE, &m.file_bytes) < 0) {
+                http_reply_error(req, 400, "invalid_request_error", "size", NULL,
+                                 "'size' must be a non-negative integer (bytes of the original file)");
+                return -EINVAL;
+        }
+        if (optional_uint(j, "mtime", DOC_MAX_MTIME, &m.mtime) < 0) {
+                http_reply_error(req, 400, "invalid_request_error", "mtime", NULL,
+                                 "'mtime' must be a non-negative integer (seconds since the epoch)");
+                return -EINVAL;
+        }
+        *ret_meta = m;
+        *ret_source = json_string_value(src);
+        return 0;
+}
+
 static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
         const LimitsConfig *limits = &s->runtime->config->limits;
         json_auto_t *j = NULL;
         const char *body, *title, *text, *source;
+        KbDocMeta meta;
         json_error_t jerr;
         IngestCall *c;
         size_t len;
@@ -263,7 +317,8 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
         }
         title = json_string_value(json_object_get(j, "title"));
         text = json_string_value(json_object_get(j, "text"));
-        source = json_string_value(json_object_get(j, "source"));
+        if (parse_doc_meta(req, j, &meta, &source) < 0)
+                return;
         if (isempty(title) || strlen(title) > KB_MAX_TITLE_BYTES) {
                 http_reply_error(req, 400, "invalid_request_error", "title", NULL,
                                  "'title' must be a non-empty string of at most %u bytes",
@@ -291,8 +346,9 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
                 http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
                 return;
         }
-        r = ingest_submit(s->ingest, agent_kb_path(a), title, source ? source : "", text,
-                          json_string_length(json_object_get(j, "text")), NULL, on_ingest_done, c, &c->job);
+        r = ingest_submit_meta(s->ingest, agent_kb_path(a), title, source ? source : "", text,
+                               json_string_length(json_object_get(j, "text")), NULL, &meta, on_ingest_done,
+                               c, &c->job);
         if (r < 0) {
                 ingest_call_free(c);
                 if (r == -EBUSY)
@@ -312,11 +368,16 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
         http_request_set_abort(req, on_ingest_abort, c);
 }
 
+/* Unknown file fields (documents from before schema version 3, or sent
+ * without them) are null. */
 static int list_cb(const KbDocInfo *d, void *userdata) {
-        json_array_append_new(userdata,
-                              json_pack("{s:s,s:s,s:i,s:I,s:I}", "title", d->title, "source",
-                                        d->source ? d->source : "", "chunks", (int) d->n_chunks, "bytes",
-                                        (json_int_t) d->bytes, "ingested_at", (json_int_t) d->ingested_at));
+        json_array_append_new(
+                userdata, json_pack("{s:s,s:s,s:i,s:I,s:I,s:o,s:o,s:o}", "title", d->title, "source",
+                                    d->source ? d->source : "", "chunks", (int) d->n_chunks, "bytes",
+                                    (json_int_t) d->bytes, "ingested_at", (json_int_t) d->ingested_at,
+                                    "sha256", isempty(d->sha256) ? json_null() : json_string(d->sha256),
+                                    "size", d->file_bytes >= 0 ? json_integer(d->file_bytes) : json_null(),
+                                    "mtime", d->mtime >= 0 ? json_integer(d->mtime) : json_null()));
         return 0;
 }
 
@@ -330,7 +391,12 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
                                  strerror(-r));
                 return;
         }
-        http_reply_json(req, 200, json_pack("{s:s,s:o}", "agent", agent_name(a), "documents", arr));
+        /* The limits let a client refuse a file before sending it. */
+        http_reply_json(req, 200,
+                        json_pack("{s:s,s:o,s:{s:I,s:i}}", "agent", agent_name(a), "documents", arr,
+                                  "limits", "max_ingest_bytes",
+                                  (json_int_t) s->runtime->config->limits.max_ingest_bytes,
+                                  "max_title_bytes", (int) KB_MAX_TITLE_BYTES));
 }
 
 /* @title comes from the path, which libmicrohttpd already percent-decoded. */

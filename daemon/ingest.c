@@ -29,6 +29,8 @@ struct IngestJob {
         size_t len;
         KbChunkOpts opts;
         int have_opts;
+        KbDocMeta meta; /* meta.sha256 points into sha256 */
+        char sha256[65];
 
         IngestDoneFn done;
         void *userdata;
@@ -78,7 +80,8 @@ static int job_run(IngestJob *j) {
                 log_warning_errno(r, "ingest: cannot open %s", j->db_path);
                 return r;
         }
-        r = kb_ingest(kb, j->title, j->source, j->text, j->len, j->have_opts ? &j->opts : NULL);
+        r = kb_ingest_meta(kb, j->title, j->source, j->text, j->len, j->have_opts ? &j->opts : NULL,
+                           &j->meta);
         kb_close(kb);
         if (r < 0)
                 log_warning_errno(r, "ingest: '%s' into %s failed", j->title, j->db_path);
@@ -236,7 +239,19 @@ IngestWorker *ingest_worker_free(IngestWorker *w) {
 int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const char *source,
                   const char *text, size_t len, const KbChunkOpts *opts, IngestDoneFn done, void *userdata,
                   IngestJob **ret) {
+        return ingest_submit_meta(w, db_path, title, source, text, len, opts, NULL, done, userdata, ret);
+}
+
+/**
+ * ingest_submit_meta() - ingest_submit() that also stores @meta (copied;
+ * NULL: unknown) with the document. See ingest.h.
+ */
+int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, const char *source,
+                       const char *text, size_t len, const KbChunkOpts *opts, const KbDocMeta *meta,
+                       IngestDoneFn done, void *userdata, IngestJob **ret) {
         if (!w || isempty(db_path) || isempty(title) || (!text && len > 0))
+                return -EINVAL;
+        if (meta && !isempty(meta->sha256) && !kb_sha256_valid(meta->sha256))
                 return -EINVAL;
         if (len > KB_MAX_DOCUMENT_BYTES)
                 return -E2BIG;
@@ -260,6 +275,13 @@ int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const
         if (opts) {
                 j->opts = *opts;
                 j->have_opts = 1;
+        }
+        j->meta = meta ? *meta : KB_DOC_META_NONE;
+        j->meta.sha256 = NULL;
+        if (meta && !isempty(meta->sha256)) {
+                memcpy(j->sha256, meta->sha256, 64);
+                j->sha256[64] = 0;
+                j->meta.sha256 = j->sha256;
         }
         j->done = done;
         j->userdata = userdata;

@@ -47,6 +47,14 @@ int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const
                   IngestJob **ret);
 
 /**
+ * ingest_submit_meta() - ingest_submit() that also stores @meta with the
+ * document (copied; NULL: all unknown). -EINVAL also for a bad sha256.
+ */
+int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, const char *source,
+                       const char *text, size_t len, const KbChunkOpts *opts, const KbDocMeta *meta,
+                       IngestDoneFn done, void *userdata, IngestJob **ret);
+
+/**
  * ingest_job_cancel() - the job's callback will not be called. A queued job
  * is dropped; a running one finishes (its transaction commits or not) but is
  * not reported. @job must not be used afterwards. NULL is a no-op.

@@ -15,8 +15,8 @@
 #include "log.h"
 #include "util.h"
 
-#define KB_SCHEMA_VERSION 2
-#define KB_SCHEMA_VERSION_SQL "2" /* the same, for PRAGMA user_version */
+#define KB_SCHEMA_VERSION 3
+#define KB_SCHEMA_VERSION_SQL "3" /* the same, for PRAGMA user_version */
 #define KB_BUSY_TIMEOUT_MS 5000
 #define KB_MAX_SOURCE_BYTES 4096u
 #define KB_MAX_TOKEN_BYTES 128u
@@ -198,13 +198,12 @@ char *kb_fts_query(const char *text) {
 /* ---- open / close ------------------------------------------------------ */
 
 /*
- * Version 2. chunks_fts indexes two columns: the chunk text, and its
- * heading path followed by the document title (through the chunks_src
- * view, which is also what 'rebuild' reads). The triggers look the title
- * up when a chunk is inserted or deleted, so a document's chunks are
- * deleted before the document itself (documents_bd) and its title never
- * changes (documents_bu): otherwise the index could not be told exactly
- * what to forget.
+ * Version 3 (version 2 plus the documents' file columns: sha256, file_bytes
+ * and mtime of the file a client read, NULL or '' when unknown). chunks_fts indexes two columns: the chunk
+ * text, and its heading path followed by the document title (through the chunks_src view, which is also what
+ * 'rebuild' reads). The triggers look the title up when a chunk is inserted or deleted, so a document's
+ * chunks are deleted before the document itself (documents_bd) and its title never changes (documents_bu):
+ * otherwise the index could not be told exactly what to forget.
  */
 static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS documents ("
@@ -213,7 +212,10 @@ static const char schema_sql[] =
         "  source TEXT NOT NULL DEFAULT '',"
         "  bytes INTEGER NOT NULL,"
         "  n_chunks INTEGER NOT NULL,"
-        "  ingested_at INTEGER NOT NULL);"
+        "  ingested_at INTEGER NOT NULL,"
+        "  sha256 TEXT NOT NULL DEFAULT '',"
+        "  file_bytes INTEGER,"
+        "  mtime INTEGER);"
         "CREATE TABLE IF NOT EXISTS chunks ("
         "  id INTEGER PRIMARY KEY,"
         "  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
@@ -363,6 +365,17 @@ static int migrate_v1(Kb *kb) {
         return kb_exec(kb, "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')");
 }
 
+/*
+ * Version 2 to 3, inside the caller's transaction: the file columns are
+ * added; existing documents keep everything and have them unknown (so a
+ * client's next ingest of the same file counts it as changed once).
+ */
+static int migrate_v2(Kb *kb) {
+        return kb_exec(kb, "ALTER TABLE documents ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';"
+                           "ALTER TABLE documents ADD COLUMN file_bytes INTEGER;"
+                           "ALTER TABLE documents ADD COLUMN mtime INTEGER;");
+}
+
 /* Creates or migrates the schema in one write transaction; the version is
  * read again inside it, since another process may have just done it. */
 static int kb_setup_schema(Kb *kb, const char *path) {
@@ -376,6 +389,12 @@ static int kb_setup_schema(Kb *kb, const char *path) {
                 log_info("kb: %s: migrating schema version 1 to %d (rebuilding its index)", path,
                          KB_SCHEMA_VERSION);
                 r = migrate_v1(kb);
+                if (r >= 0)
+                        r = migrate_v2(kb);
+        } else if (r == 2) {
+                log_info("kb: %s: migrating schema version 2 to %d (adding file columns)", path,
+                         KB_SCHEMA_VERSION);
+                r = migrate_v2(kb);
         } else if (r > 0)
                 r = 0; /* done meanwhile */
         if (r >= 0)
@@ -389,12 +408,13 @@ static int kb_setup_schema(Kb *kb, const char *path) {
 
 /**
  * kb_open() - open (creating if needed) the database at @path with WAL, a
- * busy timeout and foreign keys, and create the schema, or migrate a
- * version-1 schema in place (documents and chunks kept, headings
- * recomputed from the chunk text, index rebuilt; one transaction, so an
- * interrupted migration leaves version 1). With @read_only the file must
- * exist and hold a current schema: missing or version 1 is -ENOMEDIUM
- * (version 1 is logged, with the remedy); the handle then only searches
+ * busy timeout and foreign keys, and create the schema, or migrate an older
+ * schema in place (from version 1: documents and chunks kept, headings
+ * recomputed from the chunk text, index rebuilt; from version 2: file
+ * columns added; one transaction, so an interrupted migration leaves the
+ * old version). With @read_only the file must exist and hold a current
+ * schema: missing or older is -ENOMEDIUM (an older one is logged, with the
+ * remedy); the handle then only searches
  * and lists. A newer schema version is refused with -EPROTONOSUPPORT.
  * Returns 0 and the handle in @ret, or -errno.
  */
@@ -487,7 +507,7 @@ Kb *kb_close(Kb *kb) {
 /* ---- ingest / delete --------------------------------------------------- */
 
 static int kb_ingest_locked(Kb *kb, const char *title, const char *source, const char *text, size_t len,
-                            const KbChunks *c) {
+                            const KbChunks *c, const KbDocMeta *meta) {
         size_t n = c->n;
         _cleanup_stmt_ sqlite3_stmt *del_chunks = NULL, *del_doc = NULL, *ins_doc = NULL, *ins_chunk = NULL,
                                     *move = NULL;
@@ -511,8 +531,8 @@ static int kb_ingest_locked(Kb *kb, const char *title, const char *source, const
                 return errno_from_sqlite(rc) ?: -EIO;
 
         r = kb_prepare(kb,
-                       "INSERT INTO documents (title, source, bytes, n_chunks, ingested_at) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5)",
+                       "INSERT INTO documents (title, source, bytes, n_chunks, ingested_at, sha256, "
+                       "file_bytes, mtime) VALUES (?1, ?2, ?3, ?4, ?5, lower(?6), ?7, ?8)",
                        &ins_doc);
         if (r < 0)
                 return r;
@@ -521,6 +541,11 @@ static int kb_ingest_locked(Kb *kb, const char *title, const char *source, const
         sqlite3_bind_int64(ins_doc, 3, (sqlite3_int64) len);
         sqlite3_bind_int64(ins_doc, 4, (sqlite3_int64) n);
         sqlite3_bind_int64(ins_doc, 5, (sqlite3_int64) time(NULL));
+        sqlite3_bind_text(ins_doc, 6, meta && meta->sha256 ? meta->sha256 : "", -1, SQLITE_STATIC);
+        if (meta && meta->file_bytes >= 0)
+                sqlite3_bind_int64(ins_doc, 7, meta->file_bytes);
+        if (meta && meta->mtime >= 0)
+                sqlite3_bind_int64(ins_doc, 8, meta->mtime);
         rc = sqlite3_step(ins_doc);
         if (rc != SQLITE_DONE)
                 return errno_from_sqlite(rc) ?: -EIO;
@@ -576,7 +601,31 @@ static int kb_ingest_locked(Kb *kb, const char *title, const char *source, const
  */
 int kb_ingest(Kb *kb, const char *title, const char *source, const char *text, size_t len,
               const KbChunkOpts *opts) {
+        return kb_ingest_meta(kb, title, source, text, len, opts, NULL);
+}
+
+/** kb_sha256_valid() - whether @s is exactly 64 hex digits. */
+int kb_sha256_valid(const char *s) {
+        size_t i;
+
+        if (!s)
+                return 0;
+        for (i = 0; s[i]; i++)
+                if (i >= 64 || !isxdigit((unsigned char) s[i]))
+                        return 0;
+        return i == 64;
+}
+
+/**
+ * kb_ingest_meta() - kb_ingest() storing @meta (NULL: unknown) with the
+ * document: the sha256 lower-cased, negative sizes and times as unknown.
+ * -EINVAL also for a sha256 that is neither NULL, "" nor 64 hex digits.
+ */
+int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *text, size_t len,
+                   const KbChunkOpts *opts, const KbDocMeta *meta) {
         if (!kb || isempty(title) || (!text && len > 0))
+                return -EINVAL;
+        if (meta && !isempty(meta->sha256) && !kb_sha256_valid(meta->sha256))
                 return -EINVAL;
         if (kb->read_only)
                 return -EROFS;
@@ -607,7 +656,7 @@ int kb_ingest(Kb *kb, const char *title, const char *source, const char *text, s
         r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
-        r = kb_ingest_locked(kb, t, src, clean, clen, &chunks);
+        r = kb_ingest_locked(kb, t, src, clean, clen, &chunks, meta);
         if (r >= 0)
                 r = kb_exec(kb, "COMMIT");
         if (r < 0) {
@@ -667,7 +716,10 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
 
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r = kb_prepare(
-                kb, "SELECT title, source, n_chunks, bytes, ingested_at FROM documents ORDER BY title", &st);
+                kb,
+                "SELECT title, source, n_chunks, bytes, ingested_at, sha256, ifnull(file_bytes, -1), "
+                "ifnull(mtime, -1) FROM documents ORDER BY title",
+                &st);
         if (r < 0)
                 return r;
         for (;;) {
@@ -682,11 +734,16 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
                         .n_chunks = (unsigned) sqlite3_column_int64(st, 2),
                         .bytes = (uint64_t) sqlite3_column_int64(st, 3),
                         .ingested_at = sqlite3_column_int64(st, 4),
+                        .sha256 = (const char *) sqlite3_column_text(st, 5),
+                        .file_bytes = sqlite3_column_int64(st, 6),
+                        .mtime = sqlite3_column_int64(st, 7),
                 };
                 if (!d.title)
                         return -ENOMEM;
                 if (!d.source)
                         d.source = "";
+                if (!d.sha256)
+                        d.sha256 = "";
                 r = cb(&d, userdata);
                 if (r != 0)
                         return r;

@@ -67,14 +67,28 @@ typedef struct KbDocInfo {
         unsigned n_chunks;
         uint64_t bytes;
         int64_t ingested_at; /* unix seconds */
+        const char *sha256;  /* of the original file, 64 lower-case hex digits; "" if unknown */
+        int64_t file_bytes;  /* size of the original file, -1 if unknown */
+        int64_t mtime;       /* the original file's mtime, unix seconds; -1 if unknown */
 } KbDocInfo;
+
+/* What a client says about the file a document came from (schema version
+ * 3); kept with the document and listed, never interpreted. */
+typedef struct KbDocMeta {
+        const char *sha256; /* 64 lower-case hex digits, or NULL */
+        int64_t file_bytes; /* -1: unknown */
+        int64_t mtime;      /* -1: unknown */
+} KbDocMeta;
+
+#define KB_DOC_META_NONE ((KbDocMeta){.sha256 = NULL, .file_bytes = -1, .mtime = -1})
 
 /**
  * kb_open() - open (creating if needed) the database at @path, set WAL and
- * create the schema, migrating a version-1 database to version 2 in place
- * (documents and chunks kept, headings recomputed, index rebuilt).
+ * create the schema, migrating an older database to version 3 in place
+ * (from 1: documents and chunks kept, headings recomputed, index rebuilt;
+ * from 2: the file columns added, empty for existing documents).
  * @read_only opens without creating or migrating (for searches): a missing
- * or version-1 schema is -ENOMEDIUM (logged), a newer one -EPROTONOSUPPORT.
+ * or older schema is -ENOMEDIUM (logged), a newer one -EPROTONOSUPPORT.
  * Returns 0 and a handle in @ret, or -errno / -EIO on SQLite failure.
  */
 int kb_open(const char *path, int read_only, Kb **ret);
@@ -91,6 +105,17 @@ Kb *kb_close(Kb *kb);
  */
 int kb_ingest(Kb *kb, const char *title, const char *source, const char *text, size_t len,
               const KbChunkOpts *opts);
+
+/**
+ * kb_ingest_meta() - kb_ingest() that also stores @meta (may be NULL: all
+ * unknown) with the document. -EINVAL also for a sha256 that is not 64
+ * hex digits.
+ */
+int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *text, size_t len,
+                   const KbChunkOpts *opts, const KbDocMeta *meta);
+
+/** kb_sha256_valid() - whether @s is 64 hex digits (either case). */
+int kb_sha256_valid(const char *s);
 
 /** kb_delete() - remove a document. 0 if removed, -ENOENT if absent. */
 int kb_delete(Kb *kb, const char *title);

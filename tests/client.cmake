@@ -13,6 +13,16 @@ target_link_libraries(test-client-output PRIVATE PkgConfig::JANSSON PkgConfig::C
 add_test(NAME test-client-output COMMAND test-client-output)
 set_tests_properties(test-client-output PROPERTIES LABELS unit TIMEOUT 60 ENVIRONMENT "CK_FORK=yes;${MOACTL_TEST_ENV}")
 
+# moactl's ingest helpers: SHA-256, gzip, encodings, HTML, titles and walks.
+add_executable(test-doc-text ${CMAKE_CURRENT_LIST_DIR}/test-doc-text.c
+  ${MOACTL_SRCDIR}/client/doc-text.c ${MOACTL_SRCDIR}/client/ingest-files.c ${MOACTL_SRCDIR}/client/sha256.c
+  ${MOACTL_SRCDIR}/client/file-text.c ${MOACTL_SRCDIR}/daemon/file-read.c)
+target_compile_definitions(test-doc-text PRIVATE _GNU_SOURCE)
+target_include_directories(test-doc-text PRIVATE ${MOACTL_SRCDIR}/client ${MOACTL_SRCDIR}/daemon)
+target_link_libraries(test-doc-text PRIVATE PkgConfig::JANSSON PkgConfig::CHECK PkgConfig::ZLIB)
+add_test(NAME test-doc-text COMMAND test-doc-text)
+set_tests_properties(test-doc-text PROPERTIES LABELS unit TIMEOUT 60 ENVIRONMENT "CK_FORK=yes;${MOACTL_TEST_ENV}")
+
 if(MOACTL_PYTHON3)
   # Every command and failure mode against tests/fake-moad.py on a
   # temporary Unix socket.

@@ -213,7 +213,8 @@ class Handler(BaseHTTPRequestHandler):
             if agent not in st.docs:
                 return self.send_error_json(404, "no such agent: " + agent, "not_found_error")
             docs = [{"title": t, "source": d["source"], "chunks": d["chunks"], "bytes": len(d["text"]),
-                     "ingested_at": 1764088250} for t, d in sorted(st.docs[agent].items())]
+                     "ingested_at": 1764088250, "sha256": d.get("sha256"), "size": d.get("size"),
+                     "mtime": d.get("mtime")} for t, d in sorted(st.docs[agent].items())]
             return self.send_json(200, {"documents": docs})
         return self.send_error_json(404, "unknown path " + path, "not_found_error")
 
@@ -279,7 +280,8 @@ class Handler(BaseHTTPRequestHandler):
                                                       "param": None, "code": "forbidden"}})
             replaced = title in st.docs[agent]
             chunks = len(text) // 100 + 1
-            st.docs[agent][title] = {"source": req.get("source"), "text": text, "chunks": chunks}
+            st.docs[agent][title] = {"source": req.get("source"), "text": text, "chunks": chunks,
+                                     "sha256": req.get("sha256"), "size": req.get("size"), "mtime": req.get("mtime")}
             return self.send_json(200, {"agent": agent, "title": title, "chunks": chunks, "replaced": replaced})
         return self.send_error_json(404, "unknown path " + path, "not_found_error")
 

@@ -1,6 +1,7 @@
 /* test-kb.c — the knowledge base: schema and its migration from version 1,
  * ingest/replace, delete, list, count, search ranking (stemming, heading
- * weight, proximity) and snippets, headings of hits, hostile queries,
+ * weight, proximity) and snippets, file metadata and the migration from
+ * version 2, headings of hits, hostile queries,
  * limits, and crash consistency of an interrupted ingest. */
 #include <check.h>
 
@@ -84,9 +85,12 @@ START_TEST(test_schema) {
         sqlite3_finalize(st);
         ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-        ck_assert_int_eq(sqlite3_column_int(st, 0), 2);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 3);
         sqlite3_finalize(st);
         ck_assert_int_eq(sqlite3_exec(db, "SELECT heading FROM chunks", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(
+                sqlite3_exec(db, "SELECT sha256, file_bytes, mtime FROM documents", NULL, NULL, NULL),
+                SQLITE_OK);
         sqlite3_close(db);
 
         /* Reopen is idempotent; read-only open works on an existing db. */
@@ -559,6 +563,97 @@ START_TEST(test_proximity_order) {
 }
 END_TEST
 
+typedef struct MetaCtx {
+        char sha256[65];
+        int64_t file_bytes, mtime, ingested_at;
+        unsigned n;
+} MetaCtx;
+
+static int meta_cb(const KbDocInfo *d, void *userdata) {
+        MetaCtx *c = userdata;
+        snprintf(c->sha256, sizeof c->sha256, "%s", d->sha256);
+        c->file_bytes = d->file_bytes;
+        c->mtime = d->mtime;
+        c->ingested_at = d->ingested_at;
+        c->n++;
+        return 0;
+}
+
+START_TEST(test_ingest_meta) {
+        static const char sha[] = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        KbDocMeta m = {.sha256 = sha, .file_bytes = 1234, .mtime = 1700000000};
+        Kb *kb = open_kb();
+        MetaCtx c = {};
+
+        ck_assert_int_eq(kb_ingest_meta(kb, "a/b.md", "/srv/a/b.md", doc_bp, strlen(doc_bp), NULL, &m), 1);
+        ck_assert_int_eq(kb_list(kb, meta_cb, &c), 0);
+        ck_assert_uint_eq(c.n, 1);
+        ck_assert_str_eq(c.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        ck_assert_int_eq(c.file_bytes, 1234);
+        ck_assert_int_eq(c.mtime, 1700000000);
+        ck_assert_int_gt(c.ingested_at, 1700000000);
+
+        /* replaced without metadata: unknown again */
+        ck_assert_int_eq(ingest_str(kb, "a/b.md", doc_bp), 1);
+        c = (MetaCtx){};
+        ck_assert_int_eq(kb_list(kb, meta_cb, &c), 0);
+        ck_assert_str_eq(c.sha256, "");
+        ck_assert_int_eq(c.file_bytes, -1);
+        ck_assert_int_eq(c.mtime, -1);
+
+        /* a malformed digest is refused */
+        m.sha256 = "abc";
+        ck_assert_int_eq(kb_ingest_meta(kb, "x", NULL, "x", 1, NULL, &m), -EINVAL);
+        m.sha256 = "g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        ck_assert_int_eq(kb_ingest_meta(kb, "x", NULL, "x", 1, NULL, &m), -EINVAL);
+        ck_assert(!kb_sha256_valid(NULL));
+        ck_assert(kb_sha256_valid(sha));
+        ck_assert(!kb_sha256_valid("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550"));
+        kb_close(kb);
+}
+END_TEST
+
+/* A version-2 database (before the file columns): migrated in place, the
+ * documents kept with unknown file data, searchable as before. */
+START_TEST(test_migrate_v2) {
+        Kb *kb = open_kb();
+        ck_assert_int_eq(ingest_str(kb, "bp.md", doc_bp), 1);
+        kb_close(kb);
+
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db,
+                                      "ALTER TABLE documents DROP COLUMN sha256;"
+                                      "ALTER TABLE documents DROP COLUMN file_bytes;"
+                                      "ALTER TABLE documents DROP COLUMN mtime;"
+                                      "PRAGMA user_version = 2;",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+
+        ck_assert_int_eq(kb_open(dbpath, 1, &kb), -ENOMEDIUM);
+        kb = open_kb();
+        MetaCtx c = {};
+        ck_assert_int_eq(kb_list(kb, meta_cb, &c), 0);
+        ck_assert_uint_eq(c.n, 1);
+        ck_assert_str_eq(c.sha256, "");
+        ck_assert_int_eq(c.file_bytes, -1);
+        KbHit *hits = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_search(kb, "hypertension", 5, &hits, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        kb_hits_free(hits, n);
+        KbDocMeta m = {.sha256 = NULL, .file_bytes = 5, .mtime = 6};
+        ck_assert_int_eq(kb_ingest_meta(kb, "bp.md", NULL, doc_bp, strlen(doc_bp), NULL, &m), 1);
+        c = (MetaCtx){};
+        ck_assert_int_eq(kb_list(kb, meta_cb, &c), 0);
+        ck_assert_int_eq(c.file_bytes, 5);
+        ck_assert_int_eq(c.mtime, 6);
+        kb_close(kb);
+        assert_index_consistent();
+}
+END_TEST
+
 /* The version-1 schema as moad wrote it before sections and stemming. */
 static const char schema_v1[] =
         "CREATE TABLE documents (id INTEGER PRIMARY KEY, title TEXT NOT NULL UNIQUE,"
@@ -629,7 +724,7 @@ START_TEST(test_migrate_v1) {
         ck_assert_str_eq(hits[0].heading, "");
         kb_hits_free(hits, n);
 
-        /* and it is an ordinary version-2 database from now on */
+        /* and it is an ordinary version-3 database from now on */
         ck_assert_int_eq(ingest_str(kb, "guide.md", doc_sections), 3);
         ck_assert_int_eq(kb_delete(kb, "plain.txt"), 0);
         ck_assert_int_eq(kb_count(kb), 1);
@@ -662,6 +757,8 @@ static Suite *kb_suite(void) {
         tcase_add_test(tc, test_stemming);
         tcase_add_test(tc, test_proximity_order);
         tcase_add_test(tc, test_migrate_v1);
+        tcase_add_test(tc, test_ingest_meta);
+        tcase_add_test(tc, test_migrate_v2);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -6,8 +6,10 @@ connection failures (3), bad replies (4) and timeouts (5).
 
 Usage: test-moactl.py /path/to/moactl   (or env MOACTL)
 """
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -118,7 +120,14 @@ class MoactlTest(unittest.TestCase):
         cases = [(), ("frobnicate",), ("--bogus", "models"), ("ask",), ("ask", "a", "b"), ("ask", ""),
                  ("--timeout", "x", "models"), ("--timeout", "-1", "models"), ("models", "extra"),
                  ("ingest", "file"), ("ingest", "--agent", "legal"), ("documents",),
-                 ("-a", "a", "-a", "b", "documents"), ("delete", "--agent", "legal"), ("--socket",)]
+                 ("-a", "a", "-a", "b", "documents"), ("delete", "--agent", "legal"), ("--socket",),
+                 ("--base", "/tmp", "models"), ("documents", "--agent", "legal", "--dry-run"),
+                 ("ingest", "--agent", "legal", "--title", "t", "/etc/hostname", "/etc/passwd"),
+                 ("ingest", "--agent", "legal", "--title", "t", "/etc"),
+                 ("ingest", "--agent", "legal", "--sync", "/etc", "/etc/hostname"),
+                 ("ingest", "--agent", "legal", "--sync", "/etc/hostname"),
+                 ("ingest", "--agent", "legal", "--base", "/nonexistent", "/etc/hostname"),
+                 ("ingest", "--agent", "legal", "--include", "", "/etc/hostname")]
         for args in cases:
             with self.subTest(args=args):
                 rc, out, err = self.moactl(*args)
@@ -379,25 +388,44 @@ class MoactlTest(unittest.TestCase):
                                    env_extra=env)
         self.assertEqual(rc, 1, err)
         lines = err.splitlines()
-        self.assertEqual(lines[0], "[1/6] %s: 3 chunks" % good)
-        self.assertEqual(lines[1], "[2/6] %s: error: No such file or directory" % missing)
-        self.assertIn("[3/6] %s: error: looks like a binary file" % binary, lines[2])
-        self.assertIn("[4/6] %s: error: not UTF-8 text" % latin, lines[3])
-        self.assertIn("[5/6] %s: error: cannot read PDF files: pdftotext not found" % pdf, lines[4])
-        self.assertIn("[6/6] %s: error: moad returned HTTP 413: document too large" % rejected, lines[5])
-        self.assertEqual(lines[6], "ingested 1 of 6 files into agent legal (3 chunks); 5 failed")
+        # Titles are relative to the arguments' common directory; the missing
+        # argument is reported while the files are collected.
+        self.assertEqual(lines[0], "%s: refused: No such file or directory" % missing)
+        self.assertEqual(lines[1], "[1/5] Contract Law.md: added (3 chunks)")
+        self.assertEqual(lines[2], "[2/5] blob.txt: refused: not text (binary data)")
+        self.assertEqual(lines[3], "[3/5] latin1.txt: added (1 chunk; Latin-1)")
+        self.assertIn("[4/5] paper.pdf: refused: cannot read PDF files: pdftotext not found", lines[4])
+        self.assertTrue(lines[5].startswith("[5/5] reject.txt: refused: moad returned HTTP 413: document too large"),
+                        lines[5])
+        self.assertRegex(lines[6], r"^legal: 2 added, 0 replaced, 0 unchanged, 4 refused \(%s: No such file or "
+                         r"directory; blob\.txt: not text \(binary data\); paper\.pdf: cannot read PDF files: "
+                         r".*; \.\.\.\)$" % re.escape(missing))
+        self.assertEqual(len(lines), 7)
 
+        # The same file again: unchanged (same title and sha256), not sent.
+        rc, out, err = self.moactl("ingest", "--agent", "legal", good)
+        self.assertEqual((rc, err), (0, "[1/1] Contract Law.md: unchanged\n"
+                                        "legal: 0 added, 0 replaced, 1 unchanged, 0 refused\n"))
+        self.assertEqual(self.fetch_last()["method"], "GET")
+        with open(good, "a") as f:
+            f.write("y")
         rc, out, err = self.moactl("ingest", "--agent", "legal", good)
         self.assertEqual(rc, 0, err)
-        self.assertIn("[1/1] %s: 3 chunks (replaced)" % good, err)
+        self.assertIn("[1/1] Contract Law.md: replaced (3 chunks)", err)
         body = json.loads(self.fetch_last()["body"])
+        st = os.stat(good)
+        with open(good, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
         self.assertEqual(body, {"title": "Contract Law.md", "source": os.path.realpath(good),
-                                "text": "# Contracts\n" + "x" * 250})
+                                "text": "# Contracts\n" + "x" * 250 + "y", "sha256": sha, "size": 263,
+                                "mtime": int(st.st_mtime)})
 
         rc, out, _ = self.moactl("documents", "--agent", "legal")
         self.assertEqual(rc, 0)
-        self.assertRegex(out, r"TITLE +CHUNKS +BYTES +INGESTED \(UTC\) +SOURCE")
-        self.assertRegex(out, r"Contract Law\.md +3 +262 +2025-11-25 16:30:50 +" + os.path.realpath(good))
+        self.assertRegex(out, r"TITLE +CHUNKS +BYTES +SIZE +MODIFIED \(UTC\) +INGESTED \(UTC\) +SHA256 +SOURCE")
+        self.assertRegex(out, r"Contract Law\.md +3 +263 +263 +\d{4}-\d\d-\d\d [\d:]{8} +2025-11-25 16:30:50 +" +
+                         sha + " +" + os.path.realpath(good))
+        self.assertEqual(self.moactl("docs", "--agent", "legal")[1], out)
 
         rc, out, _ = self.moactl("delete", "--agent", "legal", "Contract Law.md")
         self.assertEqual((rc, out), (0, "deleted \"Contract Law.md\" from agent legal\n"))

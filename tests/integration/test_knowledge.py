@@ -87,6 +87,36 @@ class Documents(DaemonTestCase):
         self.assertEqual(st, 400)
         self.assertNotIn("bad", self.docs("legal"))
 
+    def test_file_metadata(self):
+        """The optional file fields of an ingest (issue 10): stored, listed
+        (null when unknown), validated; the listing says the upload limit."""
+        sha = "AB" * 32
+        st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "meta/a.md", "text": "Lease text.", "source": "/srv/meta/a.md",
+                                "sha256": sha, "size": 1234, "mtime": 1700000000})
+        self.assertEqual(st, 200, j)
+        st, _, j = self.d.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertEqual(j["limits"], {"max_ingest_bytes": 16777216, "max_title_bytes": 512})
+        d = {x["title"]: x for x in j["documents"]}["meta/a.md"]
+        self.assertEqual((d["sha256"], d["size"], d["mtime"], d["source"]),
+                         (sha.lower(), 1234, 1700000000, "/srv/meta/a.md"))
+        self.assertGreater(d["ingested_at"], 1700000000)
+        self.assertEqual(self.ingest("legal", "meta/b.md", "Lease text.")[0], 200)
+        d = self.docs("legal")["meta/b.md"]
+        self.assertEqual((d["sha256"], d["size"], d["mtime"]), (None, None, None))
+        for field, value in (("sha256", "abc"), ("sha256", "g" * 64), ("sha256", 5), ("size", -1),
+                             ("size", "12"), ("size", 1.5), ("mtime", -5), ("mtime", 2 ** 41), ("source", 7),
+                             ("source", "x" * 5000)):
+            with self.subTest(field=field, value=value):
+                st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                                       {"title": "meta/bad.md", "text": "x", field: value})
+                self.assertEqual(st, 400, j)
+                self.assertEqual(j["error"]["param"], field)
+        self.assertNotIn("meta/bad.md", self.docs("legal"))
+        for t in ("meta/a.md", "meta/b.md"):
+            self.assertEqual(self.d.json("DELETE", "/v1/moa/agents/legal/documents/" +
+                                         urllib.parse.quote(t, safe=""))[0], 200)
+
     def test_batch_ingest_does_not_block_serving(self):
         # 60 documents of ~60 KB each into the code agent while questions are asked.
         body = ("The frobnicator library handles sockets and buffers. " * 1100)
