@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "kb-rank.h"
+#include "kb-vocab.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
@@ -194,17 +195,6 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static fts5_api *fts5_api_of(sqlite3 *db) {
-        fts5_api *api = NULL;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) != SQLITE_OK)
-                return NULL;
-        sqlite3_bind_pointer(st, 1, (void *) &api, "fts5_api_ptr", NULL);
-        (void) sqlite3_step(st);
-        sqlite3_finalize(st);
-        return api;
-}
-
 /** kb_rank_new() - see kb-rank.h. */
 int kb_rank_new(sqlite3 *db, KbRank **ret) {
         static const char *const args[] = {KB_TOKENIZER};
@@ -215,7 +205,7 @@ int kb_rank_new(sqlite3 *db, KbRank **ret) {
         KbRank *r = calloc(1, sizeof(KbRank));
         if (!r)
                 return -ENOMEM;
-        r->api = fts5_api_of(db);
+        r->api = kb_fts5_api(db);
         if (!r->api || r->api->iVersion < 2) {
                 log_error("kb: SQLite has no FTS5");
                 free(r);

@@ -188,7 +188,7 @@ int kb_vocab_load(Kb *kb, KbVocab **ret) {
 
 #define TOKENIZE_MAX_ARGS 8u
 
-static fts5_api *fts5_api_of(sqlite3 *db) {
+fts5_api *kb_fts5_api(sqlite3 *db) {
         fts5_api *api = NULL;
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) != SQLITE_OK)
@@ -267,7 +267,7 @@ int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *r
 
         if (!db || !query || !ret || !ret_n || max == 0)
                 return -EINVAL;
-        fts5_api *api = fts5_api_of(db);
+        fts5_api *api = kb_fts5_api(db);
         if (!api)
                 return -ENOTSUP;
         size_t argc = tokenize_args(db, buf, sizeof(buf), argv, ELEMENTSOF(argv));

@@ -49,6 +49,10 @@ uint64_t kb_change_stamp(Kb *kb);
 int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *ret_n);
 
 struct sqlite3;
+struct fts5_api;
+/** kb_fts5_api() - the FTS5 C API of @db (SELECT fts5(?1)), NULL if absent. */
+struct fts5_api *kb_fts5_api(struct sqlite3 *db);
+
 /** kb_sqlite() - the handle's connection, for kb-vocab.c (defined in kb.c). */
 struct sqlite3 *kb_sqlite(Kb *kb);
 
