@@ -295,6 +295,11 @@ typedef struct Headings {
         int markup; /* an ATX or setext heading was seen */
 } Headings;
 
+/* A heading that is the whole line @l (its title: the line's non-blank text). */
+static Heading line_heading(const Line *l, unsigned level, int kind) {
+        return (Heading){.start = l->b, .end = l->e, .tb = l->f, .te = l->t, .level = level, .kind = kind};
+}
+
 static int headings_add(Headings *hs, Heading h) {
         if (h.kind == KIND_MARKUP)
                 hs->markup = 1;
@@ -392,12 +397,7 @@ static int find_headings(const unsigned char *s, size_t end, Scan *sc, Headings 
                 }
                 if (!heading && prev_blank && (lv = section_word_level(s, &l)) &&
                     own_line(s, &l, &n, next_blank)) {
-                        r = headings_add(hs, (Heading){.start = l.b,
-                                                       .end = l.e,
-                                                       .tb = l.f,
-                                                       .te = l.t,
-                                                       .level = lv,
-                                                       .kind = KIND_WORD});
+                        r = headings_add(hs, line_heading(&l, lv, KIND_WORD));
                         if (r < 0)
                                 return r;
                         heading = 1;
@@ -405,12 +405,7 @@ static int find_headings(const unsigned char *s, size_t end, Scan *sc, Headings 
                 if (!heading && prev_blank && (lv = numbered_level(s, &l)) &&
                     !(lv == 1 && (list == LIST_LEAD || list == LIST_NUMBERED)) &&
                     own_line(s, &l, &n, next_blank)) {
-                        r = headings_add(hs, (Heading){.start = l.b,
-                                                       .end = l.e,
-                                                       .tb = l.f,
-                                                       .te = l.t,
-                                                       .level = lv,
-                                                       .kind = KIND_NUMBERED});
+                        r = headings_add(hs, line_heading(&l, lv, KIND_NUMBERED));
                         if (r < 0)
                                 return r;
                         heading = 1;
