@@ -3,6 +3,8 @@
  * filled to --chunks chunks of real English text (windows of the files
  * given with --corpus: licence texts, the Debian Policy Manual), then
  *   - the time agents_new() takes (term statistics + training the router),
+ *   - the time agents_renew() takes for a reload that changed nothing, and
+ *     for one that added an example (training again),
  *   - agents_route() per query over the queries of --queries (a routing TSV),
  *     repeated --rounds times: median, p90, p99, max.
  * A benchmark, not a test: run it by hand (docs/performance.md).
@@ -183,6 +185,27 @@ int main(int argc, char **argv) {
                 return 1;
         }
         printf("agents_new (term statistics + training): %.1f ms\n", (double) (now_usec() - t0) / 1000.0);
+
+        /* a reload that changed nothing, then one with an example more
+         * (training again, the term statistics kept) */
+        for (int changed = 0; changed < 2; changed++) {
+                AgentSet *next = NULL;
+                if (changed) {
+                        AgentConfig *a = &cfg->agents[n_agents - 1];
+                        a->examples = realloc(a->examples, (a->n_examples + 1) * sizeof(char *));
+                        a->examples[a->n_examples++] = strdup("How are conffiles handled on upgrade?");
+                }
+                t0 = now_usec();
+                if (agents_renew(cfg, set, &next) < 0 || agents_count(next) != n_agents) {
+                        fprintf(stderr, "reload: %zu of %u loaded\n", agents_count(next), n_agents);
+                        return 1;
+                }
+                printf("agents_renew, %s: %.1f ms\n",
+                       changed ? "one example added (training)" : "nothing changed",
+                       (double) (now_usec() - t0) / 1000.0);
+                agents_free(set);
+                set = next;
+        }
 
         FILE *f = fopen(queries, "re");
         if (!f)

@@ -1,6 +1,8 @@
 /* agents.c — the agent registry: loads plugins, opens and seeds the
  * per-agent knowledge bases, and routes queries (see agents.h). */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 
 #include "agents.h"
@@ -19,8 +21,9 @@ struct Agent {
         double weight;
         char *kb_path;
         Kb *kb;
-        KbVocab *vocab;        /* term statistics of kb, for the evidence */
-        uint64_t vocab_loaded; /* now_usec() when vocab was read */
+        KbVocab *vocab;               /* term statistics of kb, for the evidence */
+        uint64_t vocab_loaded;        /* now_usec() when vocab was read */
+        struct VocabLoad *vocab_next; /* a re-read running on a thread, or NULL */
         PluginAgent *plugin;
 };
 
@@ -32,11 +35,67 @@ struct AgentSet {
         Classifier *model; /* label i = agents[i]; NULL if nothing to learn from */
 };
 
+/* A re-read of an agent's term statistics on a thread of its own (a large
+ * index takes tens of milliseconds to scan: not on the loop). */
+typedef struct VocabLoad {
+        pthread_t thread;
+        char *path;
+        uint64_t stamp;
+        KbVocab *vocab;
+        int r;
+        atomic_int done;
+} VocabLoad;
+
+static void *vocab_load_run(void *userdata) {
+        VocabLoad *l = userdata;
+        l->r = kb_vocab_load_file(l->path, l->stamp, &l->vocab);
+        atomic_store_explicit(&l->done, 1, memory_order_release);
+        return NULL;
+}
+
+/* Take a finished re-read (with @wait: wait for it) into the agent. */
+static void vocab_load_finish(Agent *a, int wait) {
+        VocabLoad *l = a->vocab_next;
+        if (!l || (!wait && !atomic_load_explicit(&l->done, memory_order_acquire)))
+                return;
+        pthread_join(l->thread, NULL);
+        a->vocab_next = NULL;
+        if (l->r < 0)
+                log_warning_errno(l->r, "agent %s: cannot read knowledge term statistics", a->name);
+        else {
+                kb_vocab_free(a->vocab);
+                a->vocab = l->vocab;
+        }
+        free(l->path);
+        free(l);
+}
+
+/* Start a re-read on a thread; 0 if started, -errno if it must be done
+ * here (an in-memory base, no thread). */
+static int vocab_load_start(Agent *a, uint64_t stamp) {
+        const char *file = kb_file(a->kb);
+        if (!file)
+                return -ENOTSUP;
+        VocabLoad *l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->path = strdup(file);
+        l->stamp = stamp;
+        if (!l->path || pthread_create(&l->thread, NULL, vocab_load_run, l) != 0) {
+                free(l->path);
+                free(l);
+                return -EAGAIN;
+        }
+        a->vocab_next = l;
+        return 0;
+}
+
 static Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
         /* plugin first: its fini may still hold hits it asked the KB for */
         plugin_agent_free(a->plugin);
+        vocab_load_finish(a, 1);
         kb_vocab_free(a->vocab);
         kb_close(a->kb);
         free(a->name);
@@ -192,18 +251,32 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret) {
         return 0;
 }
 
-/* Read an agent's term statistics if it has none or its knowledge changed
- * (at most every AGENTS_VOCAB_REFRESH_USEC: an ingest of many files does
- * not re-read the index after each one). A failure keeps the old table. */
-static void agent_refresh_vocab(Agent *a, uint64_t now) {
+/* Re-read an agent's term statistics if it has none or its knowledge
+ * changed (at most every AGENTS_VOCAB_REFRESH_USEC: an ingest of many
+ * files does not re-read the index after each one). A small index is read
+ * here, so that a question right after an ingest sees it; a large one
+ * (over AGENTS_VOCAB_SYNC_CHUNKS chunks) on a thread, the old table
+ * serving until the new one is read. With @wait, a thread's result is
+ * waited for. A failure keeps the old table. */
+static void agent_refresh_vocab(Agent *a, uint64_t now, int wait) {
         if (!a->kb)
                 return;
-        if (a->vocab && (now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC ||
-                         kb_change_stamp(a->kb) == kb_vocab_stamp(a->vocab)))
+        vocab_load_finish(a, wait);
+        if (a->vocab_next)
                 return;
+        uint64_t stamp = kb_change_stamp(a->kb);
+        if (a->vocab &&
+            (now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC || stamp == kb_vocab_stamp(a->vocab)))
+                return;
+        a->vocab_loaded = now;
+        int64_t chunks = kb_chunk_count(a->kb);
+        if ((chunks < 0 || chunks > AGENTS_VOCAB_SYNC_CHUNKS) && vocab_load_start(a, stamp) >= 0) {
+                if (wait)
+                        vocab_load_finish(a, 1);
+                return;
+        }
         KbVocab *v = NULL;
         int r = kb_vocab_load(a->kb, &v);
-        a->vocab_loaded = now;
         if (r < 0) {
                 log_warning_errno(r, "agent %s: cannot read knowledge term statistics", a->name);
                 return;
@@ -212,19 +285,41 @@ static void agent_refresh_vocab(Agent *a, uint64_t now) {
         a->vocab = v;
 }
 
+/* A reload keeps the term statistics the previous set read of the same
+ * database when its content has not changed since. */
+static void agent_adopt_vocab(Agent *a, const AgentSet *prev) {
+        if (!a->kb || a->vocab || !prev || !a->kb_path)
+                return;
+        for (size_t i = 0; i < prev->n; i++) {
+                const Agent *p = prev->agents[i];
+                if (!p->vocab || !p->kb_path || !streq(p->kb_path, a->kb_path))
+                        continue;
+                if (kb_vocab_stamp(p->vocab) == kb_change_stamp(a->kb)) {
+                        a->vocab = kb_vocab_ref(p->vocab);
+                        a->vocab_loaded = p->vocab_loaded;
+                }
+                return;
+        }
+}
+
 /* Train the router's classifier from every loaded agent's examples and
  * knowledge. Without it routing still works on lexicons and evidence. */
-static int agents_learn(AgentSet *s, const Config *cfg) {
+static int agents_learn(AgentSet *s, const Config *cfg, const AgentSet *prev) {
         _cleanup_free_ RouteModelAgent *in = NULL;
         size_t n_samples = 0;
         uint64_t t0 = now_usec();
-        int r;
+        int r, reused = 0;
 
         r = terms_new(&s->terms);
         if (r < 0)
                 return log_error_errno(r, "router: cannot create the stemmers");
         for (size_t i = 0; i < s->n; i++)
-                agent_refresh_vocab(s->agents[i], t0);
+                agent_adopt_vocab(s->agents[i], prev);
+        /* every other agent's index scanned at once, each on a thread */
+        for (size_t i = 0; i < s->n; i++)
+                agent_refresh_vocab(s->agents[i], t0, 0);
+        for (size_t i = 0; i < s->n; i++)
+                vocab_load_finish(s->agents[i], 1);
         log_debug("router: term statistics of %zu agents read in %.1f ms", s->n,
                   (double) (now_usec() - t0) / 1000.0);
         if (s->n == 0)
@@ -246,15 +341,20 @@ static int agents_learn(AgentSet *s, const Config *cfg) {
                 };
         }
         t0 = now_usec();
-        r = route_model_train(s->terms, in, s->n, &s->model, &n_samples);
+        r = route_model_train(s->terms, in, s->n, prev ? prev->model : NULL, &s->model, &n_samples, &reused);
         if (r < 0)
                 return log_error_errno(r, "router: cannot train the learned router");
-        log_info("router: learned from %zu samples of %zu agents in %.1f ms", n_samples, s->n,
+        log_info("router: %s %zu samples of %zu agents in %.1f ms",
+                 reused ? "kept the model learned from the same" : "learned from", n_samples, s->n,
                  (double) (now_usec() - t0) / 1000.0);
         return 0;
 }
 
 int agents_new(const Config *cfg, AgentSet **ret) {
+        return agents_renew(cfg, NULL, ret);
+}
+
+int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
         _cleanup_(agents_freep) AgentSet *s = NULL;
 
         if (!cfg || !ret)
@@ -294,7 +394,7 @@ int agents_new(const Config *cfg, AgentSet **ret) {
                 s->agents[s->n++] = a;
         }
 
-        int r = agents_learn(s, cfg);
+        int r = agents_learn(s, cfg, prev);
         if (r == -ENOMEM)
                 return r;
 
@@ -342,7 +442,7 @@ static int agents_evidence(AgentSet *s, const char *query, int explain, double *
 
         for (size_t i = 0; i < s->n; i++) {
                 ev[i] = NAN;
-                agent_refresh_vocab(s->agents[i], now);
+                agent_refresh_vocab(s->agents[i], now, 0);
                 if (!tok_kb && s->agents[i]->vocab)
                         tok_kb = s->agents[i]->kb;
         }

@@ -22,6 +22,8 @@ typedef struct AgentSet AgentSet;
 #define AGENTS_EVIDENCE_TERMS 32u
 /* How often an agent's term statistics are re-read after its knowledge changed. */
 #define AGENTS_VOCAB_REFRESH_USEC (2ULL * 1000000ULL)
+/* Up to this many chunks an index is re-read on the loop (~5 ms), beyond on a thread. */
+#define AGENTS_VOCAB_SYNC_CHUNKS 1000
 /* Hard bound on agent_search()'s limit. */
 #define AGENTS_MAX_SEARCH_HITS 64u
 
@@ -37,6 +39,15 @@ typedef struct AgentSet AgentSet;
  * decides whether that is fatal), or -ENOMEM / -EINVAL.
  */
 int agents_new(const Config *cfg, AgentSet **ret);
+
+/**
+ * agents_renew() - agents_new() for a reload: what the new set would
+ * compute the same as @prev (may be NULL) is taken from @prev instead,
+ * i.e. the learned router when its training samples are unchanged, and
+ * the term statistics of a knowledge base whose content is unchanged.
+ * @prev stays valid and must outlive nothing: shared parts are counted.
+ */
+int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret);
 
 /** agents_free() - unload every plugin, close every database. NULL ok; returns NULL. */
 AgentSet *agents_free(AgentSet *s);

@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include "classifier.h"
+#include "log.h"
 #include "util.h"
 
 #define DIM_BITS 16u
@@ -28,6 +29,8 @@
 #define TRAIN_THREADS 8u /* labels are trained in parallel, one thread per CPU at most */
 
 struct Classifier {
+        unsigned n_ref;
+        uint64_t inputs; /* classifier_inputs_hash() of the samples */
         size_t n_labels;
         float *w; /* n_labels rows of DIM */
         float *b;
@@ -161,8 +164,14 @@ static int text_features(Terms *terms, const char *text, FeatVec *ret, TermList 
         return r;
 }
 
+Classifier *classifier_ref(Classifier *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
 Classifier *classifier_free(Classifier *c) {
-        if (!c)
+        if (!c || --c->n_ref > 0)
                 return NULL;
         free(c->w);
         free(c->b);
@@ -327,6 +336,28 @@ static int features_all(Terms *terms, const ClassifierSample *samples, size_t n,
         return job[0].r < 0 ? job[0].r : r;
 }
 
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+        const unsigned char *b = p;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ b[i]) * 1099511628211ULL;
+        return h;
+}
+
+uint64_t classifier_inputs_hash(const ClassifierSample *samples, size_t n, size_t n_labels) {
+        uint64_t h = hash_bytes(14695981039346656037ULL, &n_labels, sizeof(n_labels));
+        for (size_t i = 0; samples && i < n; i++) {
+                const char *t = samples[i].text ? samples[i].text : "";
+                h = hash_bytes(h, t, strlen(t) + 1);
+                h = hash_bytes(h, &samples[i].labels, sizeof(samples[i].labels));
+                h = hash_bytes(h, &samples[i].weight, sizeof(samples[i].weight));
+        }
+        return h;
+}
+
+uint64_t classifier_trained_from(const Classifier *c) {
+        return c ? c->inputs : 0;
+}
+
 int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, size_t n_labels,
                      Classifier **ret) {
         _cleanup_(classifier_freep) Classifier *c = NULL;
@@ -342,6 +373,8 @@ int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, si
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        c->n_ref = 1;
+        c->inputs = classifier_inputs_hash(samples, n, n_labels);
         c->n_labels = n_labels;
         c->w = calloc(n_labels * DIM, sizeof(float));
         c->b = calloc(n_labels, sizeof(float));
@@ -353,7 +386,9 @@ int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, si
         if (!c->w || !c->b || !c->has_pos || !x || !order || !pos_w || !neg_w)
                 return -ENOMEM;
 
+        uint64_t t0 = now_usec();
         r = features_all(terms, samples, n, x);
+        uint64_t t1 = now_usec();
         for (size_t i = 0; i < n && r >= 0; i++) {
                 if (!samples[i].text || !(samples[i].weight > 0))
                         continue;
@@ -394,6 +429,8 @@ int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, si
                       .neg_w = neg_w,
                       .total_w = total_w};
         train_labels(&t);
+        log_debug("router: features of %zu samples in %.1f ms, %zu labels trained in %.1f ms", n,
+                  (double) (t1 - t0) / 1000.0, n_labels, (double) (now_usec() - t1) / 1000.0);
         *ret = TAKE_PTR(c);
 out:
         for (size_t i = 0; i < n; i++)

@@ -51,8 +51,21 @@ typedef struct ClassifierScore {
 int classifier_train(Terms *terms, const ClassifierSample *samples, size_t n, size_t n_labels,
                      Classifier **ret);
 
-/** classifier_free() - free; NULL is a no-op. Returns NULL. */
+/** classifier_ref() - one more reference to @c (a model never changes once trained). Returns @c. */
+Classifier *classifier_ref(Classifier *c);
+
+/** classifier_free() - drop a reference, freeing at the last; NULL is a no-op. Returns NULL. */
 Classifier *classifier_free(Classifier *c);
+
+/**
+ * classifier_inputs_hash() - a 64-bit hash of everything classifier_train()
+ * learns from (@n samples' text, labels and weight, @n_labels): the same
+ * hash means the same model, so a reload may keep the one it has.
+ */
+uint64_t classifier_inputs_hash(const ClassifierSample *samples, size_t n, size_t n_labels);
+
+/** classifier_trained_from() - classifier_inputs_hash() of @c's training samples. */
+uint64_t classifier_trained_from(const Classifier *c);
 
 /** classifier_n_labels() - the number of labels it was trained with. */
 size_t classifier_n_labels(const Classifier *c);

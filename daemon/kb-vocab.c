@@ -23,6 +23,7 @@ struct KbVocab {
         size_t arena_len, arena_cap;
         uint32_t n_chunks;
         uint64_t stamp;
+        unsigned n_ref;
 };
 
 static uint32_t str_hash(const char *s, size_t n) {
@@ -32,8 +33,14 @@ static uint32_t str_hash(const char *s, size_t n) {
         return h ? h : 1;
 }
 
+KbVocab *kb_vocab_ref(KbVocab *v) {
+        if (v)
+                v->n_ref++;
+        return v;
+}
+
 KbVocab *kb_vocab_free(KbVocab *v) {
-        if (!v)
+        if (!v || --v->n_ref > 0)
                 return NULL;
         free(v->slots);
         free(v->arena);
@@ -120,27 +127,47 @@ static int64_t single_int(sqlite3 *db, const char *sql) {
         return x;
 }
 
+/* The index's averages (row 1) and structure (row 10: its segments and
+ * write counter) change with every write to it, and only then: a
+ * fingerprint of the content that any connection reads the same. */
 uint64_t kb_change_stamp(Kb *kb) {
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
-        if (!db)
+        sqlite3_stmt *st = NULL;
+        uint64_t h = 14695981039346656037ULL;
+        int rc;
+
+        if (!db ||
+            sqlite3_prepare_v2(db, "SELECT block FROM chunks_fts_data WHERE id IN (1, 10) ORDER BY id", -1,
+                               &st, NULL) != SQLITE_OK) {
+                sqlite3_finalize(st);
                 return 0;
-        int64_t dv = single_int(db, "PRAGMA data_version");
-        if (dv < 0)
-                return 0;
-        return ((uint64_t) dv << 32) ^ (uint64_t) sqlite3_total_changes64(db);
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const unsigned char *b = sqlite3_column_blob(st, 0);
+                int n = sqlite3_column_bytes(st, 0);
+                for (int k = 0; b && k < n; k++)
+                        h = (h ^ b[k]) * 1099511628211ULL;
+                h = (h ^ 0xff) * 1099511628211ULL;
+        }
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE && h ? h : 0;
 }
 
-int kb_vocab_load(Kb *kb, KbVocab **ret) {
-        _cleanup_(kb_vocab_freep) KbVocab *v = NULL;
+int64_t kb_chunk_count(Kb *kb) {
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
+        return db ? single_int(db, "SELECT count(*) FROM chunks") : -1;
+}
+
+/* One scan of @db's index into a new table stamped @stamp. */
+static int vocab_read(sqlite3 *db, uint64_t stamp, KbVocab **ret) {
+        _cleanup_(kb_vocab_freep) KbVocab *v = NULL;
         sqlite3_stmt *st = NULL;
         int r = 0, rc;
 
-        if (!db || !ret)
-                return -EINVAL;
         v = calloc(1, sizeof(*v));
         if (!v)
                 return -ENOMEM;
+        v->n_ref = 1;
         /* offset 0 means "empty slot": start the arena with one NUL */
         v->arena = malloc(4096);
         if (!v->arena)
@@ -148,7 +175,7 @@ int kb_vocab_load(Kb *kb, KbVocab **ret) {
         v->arena[0] = 0;
         v->arena_len = 1;
         v->arena_cap = 4096;
-        v->stamp = kb_change_stamp(kb);
+        v->stamp = stamp;
 
         int64_t n = single_int(db, "SELECT count(*) FROM chunks");
         if (n < 0)
@@ -182,6 +209,35 @@ int kb_vocab_load(Kb *kb, KbVocab **ret) {
                 return r;
         *ret = TAKE_PTR(v);
         return 0;
+}
+
+int kb_vocab_load(Kb *kb, KbVocab **ret) {
+        sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
+        if (!db || !ret)
+                return -EINVAL;
+        return vocab_read(db, kb_change_stamp(kb), ret);
+}
+
+const char *kb_file(Kb *kb) {
+        sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
+        const char *f = db ? sqlite3_db_filename(db, "main") : NULL;
+        return f && *f ? f : NULL;
+}
+
+int kb_vocab_load_file(const char *path, uint64_t stamp, KbVocab **ret) {
+        sqlite3 *db = NULL;
+        if (!path || !ret)
+                return -EINVAL;
+        /* a connection of this thread's own: the loop keeps using kb's */
+        int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                sqlite3_close(db);
+                return -EIO;
+        }
+        sqlite3_busy_timeout(db, 5000);
+        int r = vocab_read(db, stamp, ret);
+        sqlite3_close(db);
+        return r;
 }
 
 /* ---- the index's tokenizer ------------------------------------------------ */
@@ -300,34 +356,52 @@ int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *
         sqlite3_stmt *st = NULL;
         char **v = NULL;
         size_t n = 0;
-        int r = 0, rc;
+        int r = 0, rc = SQLITE_DONE;
 
         if (!db || !ret || !ret_n)
                 return -EINVAL;
         *ret = NULL;
         *ret_n = 0;
+        int64_t lo = single_int(db, "SELECT ifnull(min(id), 0) FROM chunks");
+        int64_t hi = single_int(db, "SELECT ifnull(max(id), -1) FROM chunks");
+        if (lo < 0 || hi < -1)
+                return -EIO;
         int64_t total = single_int(db, "SELECT count(*) FROM chunks");
         if (total < 0)
                 return -EIO;
-        if (total == 0 || max == 0)
+        if (hi < lo || total == 0 || max == 0)
                 return 0;
-        int64_t step = (total + (int64_t) max - 1) / (int64_t) max;
-        if (sqlite3_prepare_v2(
-                    db,
-                    "SELECT d.title || char(10) || c.text FROM chunks c JOIN documents d ON d.id = "
-                    "c.doc_id WHERE c.id % ?1 = 0 ORDER BY c.id LIMIT ?2",
-                    -1, &st, NULL) != SQLITE_OK)
+        int all = total <= (int64_t) max; /* then every chunk, in id order */
+        /* @max seeks to evenly spaced ids (not a scan: a large base has
+         * megabytes of text in the table) */
+        if (sqlite3_prepare_v2(db,
+                               "SELECT c.id, d.title || char(10) || substr(c.text, 1, ?2) FROM chunks c "
+                               "JOIN documents d ON d.id = c.doc_id WHERE c.id >= ?1 ORDER BY c.id LIMIT 1",
+                               -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
-        sqlite3_bind_int64(st, 1, step);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64) max);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64) MIN(max_chars, (size_t) INT32_MAX));
         v = calloc(max, sizeof(char *));
         if (!v) {
                 sqlite3_finalize(st);
                 return -ENOMEM;
         }
-        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *t = (const char *) sqlite3_column_text(st, 0);
+        double span = (double) (hi - lo + 1);
+        int64_t next = lo;
+        for (size_t k = 0; k < max && n < max; k++) {
+                int64_t want = all ? next : lo + (int64_t) (span * (double) k / (double) max);
+                if (want < next)
+                        want = next;
+                if (want > hi)
+                        break;
+                sqlite3_reset(st);
+                sqlite3_bind_int64(st, 1, want);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) MIN(max_chars, (size_t) INT32_MAX));
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW)
+                        break;
+                next = sqlite3_column_int64(st, 0) + 1;
+                const char *t = (const char *) sqlite3_column_text(st, 1);
                 if (!t)
                         continue;
                 if (!(v[n] = strdup(t))) {
@@ -336,6 +410,8 @@ int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *
                 }
                 n++;
         }
+        if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = -EIO;
         sqlite3_finalize(st);
         if (r < 0) {
                 strv_free_n(v, n);

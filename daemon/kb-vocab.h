@@ -15,12 +15,30 @@ typedef struct KbVocab KbVocab;
 
 /**
  * kb_vocab_load() - read the document frequency of every term of @kb's
- * index (one scan, ~100 ms for 10 000 chunks) and the chunk count.
- * Returns 0 and a new table in *@ret, or -errno.
+ * index and the chunk count through @kb's connection (one scan of the
+ * index: ~50 ms for 10 000 chunks). Returns 0 and a new table in *@ret,
+ * or -errno.
  */
 int kb_vocab_load(Kb *kb, KbVocab **ret);
 
-/** kb_vocab_free() - free; NULL is a no-op. Returns NULL. */
+/**
+ * kb_vocab_load_file() - the same through a read-only connection of its
+ * own to the database file @path, so that any thread may call it while
+ * the loop uses the Kb handle; the table is stamped @stamp (the
+ * kb_change_stamp() taken before). Returns 0 and a new table, or -errno.
+ */
+int kb_vocab_load_file(const char *path, uint64_t stamp, KbVocab **ret);
+
+/** kb_file() - @kb's database file, NULL for an in-memory database. */
+const char *kb_file(Kb *kb);
+
+/** kb_chunk_count() - the number of chunks in @kb, -1 on error. */
+int64_t kb_chunk_count(Kb *kb);
+
+/** kb_vocab_ref() - one more reference to @v (a table never changes once read). Returns @v. */
+KbVocab *kb_vocab_ref(KbVocab *v);
+
+/** kb_vocab_free() - drop a reference, freeing at the last; NULL is a no-op. Returns NULL. */
 KbVocab *kb_vocab_free(KbVocab *v);
 
 /** kb_vocab_chunks() - the number of chunks when the table was read. */
@@ -33,9 +51,11 @@ uint32_t kb_vocab_df(const KbVocab *v, const char *term);
 uint64_t kb_vocab_stamp(const KbVocab *v);
 
 /**
- * kb_change_stamp() - a number that changes whenever @kb's content changed,
- * through this handle or another connection (data_version plus this
- * connection's changes). Returns 0 on error.
+ * kb_change_stamp() - a fingerprint of @kb's indexed content (of the FTS5
+ * index's structure record): it changes whenever the content changed,
+ * through any connection, and is the same for every connection to the
+ * same content, so a reload can tell that a table read before still
+ * holds. Returns 0 on error.
  */
 uint64_t kb_change_stamp(Kb *kb);
 
@@ -57,8 +77,9 @@ struct fts5_api *kb_fts5_api(struct sqlite3 *db);
 struct sqlite3 *kb_sqlite(Kb *kb);
 
 /**
- * kb_sample_chunks() - about @max chunks spread evenly over @kb (every
- * n-th by id), each as "title\ntext" cut to @max_chars characters, for
+ * kb_sample_chunks() - up to @max chunks spread evenly over @kb (one
+ * index seek per chunk, at evenly spaced ids; every chunk when it has
+ * fewer), each as "title\ntext" with the text cut to @max_chars characters, for
  * training the router. *@ret is a malloc'ed array of malloc'ed strings
  * (free with strv_free_n()). Returns 0 or -errno.
  */

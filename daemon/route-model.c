@@ -52,8 +52,8 @@ static void merge_duplicates(Samples *s) {
         s->n = o;
 }
 
-int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Classifier **ret,
-                      size_t *ret_samples) {
+int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Classifier *prev,
+                      Classifier **ret, size_t *ret_samples, int *ret_reused) {
         Samples s = {0};
         int r = 0;
 
@@ -68,6 +68,7 @@ int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Cla
         if (r >= 0)
                 merge_duplicates(&s);
 
+        uint64_t t0 = now_usec();
         for (size_t a = 0; a < n && r >= 0; a++) {
                 char **texts = NULL;
                 size_t nt = 0;
@@ -96,8 +97,14 @@ int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Cla
                 free(texts);
         }
 
-        if (r >= 0)
+        log_debug("router: knowledge sampled in %.1f ms", (double) (now_usec() - t0) / 1000.0);
+        int reuse = r >= 0 && prev && classifier_trained_from(prev) == classifier_inputs_hash(s.v, s.n, n);
+        if (reuse)
+                *ret = classifier_ref(prev);
+        else if (r >= 0)
                 r = classifier_train(terms, s.v, s.n, n, ret);
+        if (ret_reused)
+                *ret_reused = reuse;
         if (r >= 0 && ret_samples)
                 *ret_samples = s.n;
         free(s.v);

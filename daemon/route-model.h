@@ -26,9 +26,12 @@ typedef struct RouteModelAgent {
 /**
  * route_model_train() - train the classifier for @n agents (label i =
  * @agents[i]). A question listed under several agents is one sample with
- * several labels. *@ret_samples (if not NULL) receives the number of
- * samples. Returns 0 and the model in *@ret, or -errno (-EINVAL for more
- * than CLASSIFIER_MAX_LABELS agents).
+ * several labels. If @prev (may be NULL) was trained from the very same
+ * samples, a reference to it is returned instead of training again (a
+ * reload that changed no example and no knowledge). *@ret_samples (if not
+ * NULL) receives the number of samples, *@ret_reused (if not NULL) whether
+ * @prev was kept. Returns 0 and the model in *@ret, or -errno (-EINVAL for
+ * more than CLASSIFIER_MAX_LABELS agents).
  */
-int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Classifier **ret,
-                      size_t *ret_samples);
+int route_model_train(Terms *terms, const RouteModelAgent *agents, size_t n, Classifier *prev,
+                      Classifier **ret, size_t *ret_samples, int *ret_reused);

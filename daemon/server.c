@@ -164,7 +164,8 @@ int runtime_new(Server *s, Runtime **ret, char **ret_error) {
                         goto fail;
                 }
         }
-        r = agents_new(rt->config, &rt->agents);
+        /* a reload keeps what did not change (learned router, term statistics) */
+        r = agents_renew(rt->config, s->runtime ? s->runtime->agents : NULL, &rt->agents);
         if (r < 0) {
                 if (ret_error && asprintf(ret_error, "cannot load agents: %s", strerror(-r)) < 0)
                         *ret_error = NULL;

@@ -8,8 +8,10 @@
 #include "check-main.h"
 #include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agents.h"
+#include "kb.h"
 #include "log.h"
 
 static char tmpdir[] = "/tmp/moa-test-agents-XXXXXX";
@@ -184,6 +186,70 @@ START_TEST(test_route) {
 }
 END_TEST
 
+static double evidence_of(AgentSet *s, const char *name, const char *query) {
+        RouteResult r = ROUTE_RESULT_INIT;
+        double e = NAN;
+        ck_assert_int_eq(agents_route(s, query, NULL, 0, 0, &r), 0);
+        for (size_t i = 0; i < r.n; i++)
+                if (streq(r.choices[i].name, name))
+                        e = r.choices[i].kb_evidence;
+        route_result_done(&r);
+        return e;
+}
+
+/* A large knowledge base changed under a running set: its term statistics
+ * are re-read on a thread, the question that noticed the change answered
+ * with the old ones meanwhile; a reload keeps what is still current. */
+START_TEST(test_large_kb_refresh) {
+        Fixture f;
+        AgentSet *s = NULL, *s2 = NULL;
+        const char *q = "zebrafish aquaculture permit";
+        fixture(&f);
+        ck_assert_int_eq(agents_new(&f.cfg, &s), 0);
+        ck_assert(isnan(evidence_of(s, "legal", q)));
+
+        /* written as the ingest worker does, through connections of its own */
+        Kb *kb = NULL;
+        size_t cap = 256 * 1024, len = 0;
+        char *doc = malloc(cap);
+        ck_assert_ptr_nonnull(doc);
+        for (int k = 0; k < 40; k++) /* enough for a contrast */
+                len += (size_t) snprintf(doc + len, cap - len,
+                                         "## Loaf %d\n\nKnead the dough, let it rise and bake loaf %d.\n\n",
+                                         k, k);
+        ck_assert_int_eq(kb_open(agent_kb_path(agents_find(s, "general")), 0, &kb), 0);
+        ck_assert_int_gt(kb_ingest(kb, "bread", "test", doc, len, NULL), 1);
+        kb_close(kb);
+        len = (size_t) snprintf(doc, cap, "# Register\n\nRules of the estate.\n\n");
+        /* a specific term: in one section of ten, as a corpus would have it */
+        for (int k = 0; k <= AGENTS_VOCAB_SYNC_CHUNKS + 50; k++)
+                len += (size_t) snprintf(
+                        doc + len, cap - len, "## Rule %d\n\n%s, clause %d.\n\n", k,
+                        k % 10 ? "A tenancy deposit is returned" : "A zebrafish aquaculture permit", k);
+        ck_assert_int_eq(kb_open(agent_kb_path(agents_find(s, "legal")), 0, &kb), 0);
+        ck_assert_int_gt(kb_ingest(kb, "permits", "test", doc, len, NULL), AGENTS_VOCAB_SYNC_CHUNKS);
+        kb_close(kb);
+        free(doc);
+
+        usleep(AGENTS_VOCAB_REFRESH_USEC + 100000);
+        /* the change is noticed, the re-read starts, this answer has the old
+         * statistics (no zebrafish; general's small base was re-read here) */
+        double e = evidence_of(s, "legal", q);
+        ck_assert_msg(!(e > 0), "legal evidence %f before the re-read", e);
+        for (int i = 0; i < 400 && !(e > 0); i++) {
+                usleep(25000);
+                e = evidence_of(s, "legal", q);
+        }
+        ck_assert_msg(e > 0.5, "legal evidence %f after the re-read", e);
+
+        /* a reload: the statistics are current at once */
+        ck_assert_int_eq(agents_renew(&f.cfg, s, &s2), 0);
+        agents_free(s);
+        ck_assert(evidence_of(s2, "legal", q) > 0.5);
+        agents_free(s2);
+}
+END_TEST
+
 START_TEST(test_nothing_loads) {
         Fixture f;
         AgentSet *s = NULL;
@@ -217,6 +283,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_registry);
         tcase_add_test(tc, test_route);
         tcase_add_test(tc, test_nothing_loads);
+        tcase_add_test(tc, test_large_kb_refresh);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <sys/wait.h>
 
+#include "kb-vocab.h"
 #include "kb.h"
 #include "util.h"
 
@@ -462,6 +463,98 @@ START_TEST(test_concurrent_reader) {
 }
 END_TEST
 
+/* The change stamp is a fingerprint of the content: two connections agree
+ * on it, any write changes it; the statistics read through a connection
+ * of their own equal those read through the handle. */
+START_TEST(test_vocab_stamp) {
+        Kb *w = open_kb();
+        ck_assert_int_eq(ingest_str(w, "bp", doc_bp), 1);
+        Kb *r = NULL;
+        ck_assert_int_eq(kb_open(dbpath, 1, &r), 0);
+        uint64_t s0 = kb_change_stamp(w);
+        ck_assert_uint_ne(s0, 0);
+        ck_assert_uint_eq(kb_change_stamp(r), s0);
+        ck_assert_str_eq(kb_file(w), dbpath);
+
+        KbVocab *a = NULL, *b = NULL;
+        ck_assert_int_eq(kb_vocab_load(w, &a), 0);
+        ck_assert_int_eq(kb_vocab_load_file(dbpath, s0, &b), 0);
+        ck_assert_uint_eq(kb_vocab_stamp(a), s0);
+        ck_assert_uint_eq(kb_vocab_stamp(b), s0);
+        ck_assert_uint_eq(kb_vocab_chunks(a), kb_vocab_chunks(b));
+        ck_assert_uint_gt(kb_vocab_df(a, "pressur"), 0); /* porter stem */
+        ck_assert_uint_eq(kb_vocab_df(a, "pressur"), kb_vocab_df(b, "pressur"));
+        ck_assert_uint_eq(kb_vocab_df(b, "rebas"), 0);
+        /* shared tables: the last reference frees */
+        ck_assert_ptr_eq(kb_vocab_ref(a), a);
+        kb_vocab_free(a);
+        ck_assert_uint_gt(kb_vocab_df(a, "pressur"), 0);
+        kb_vocab_free(a);
+        kb_vocab_free(b);
+
+        ck_assert_int_eq(ingest_str(w, "git", doc_git), 1);
+        uint64_t s1 = kb_change_stamp(r);
+        ck_assert_uint_ne(s1, s0);
+        ck_assert_uint_eq(kb_change_stamp(w), s1);
+        ck_assert_int_eq(kb_vocab_load_file(dbpath, s1, &b), 0);
+        ck_assert_uint_gt(kb_vocab_df(b, "rebas"), 0);
+        kb_vocab_free(b);
+        ck_assert_int_eq(kb_delete(w, "git"), 0);
+        ck_assert_uint_ne(kb_change_stamp(r), s1);
+        ck_assert_int_lt(kb_vocab_load_file("/nonexistent/agent.db", 1, &b), 0);
+        kb_close(r);
+        kb_close(w);
+}
+END_TEST
+
+/* Training samples: evenly spread over a large base, every chunk of a
+ * small one, each cut to the size asked for. */
+START_TEST(test_sample_chunks) {
+        Kb *kb = open_kb();
+        char **v = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_sample_chunks(kb, 5, 100, &v, &n), 0);
+        ck_assert_uint_eq(n, 0);
+
+        /* 40 sections, one chunk each: "## Section k" then its text */
+        size_t cap = 64 * 1024, len = 0;
+        char *doc = malloc(cap);
+        ck_assert_ptr_nonnull(doc);
+        for (int k = 0; k < 40; k++)
+                len += (size_t) snprintf(
+                        doc + len, cap - len,
+                        "## Section %d\n\nParagraph %d talks about topic%d at some length so "
+                        "that it is a chunk of its own with words enough.\n\n",
+                        k, k, k);
+        ck_assert_int_ge(kb_ingest(kb, "many", "test", doc, len, NULL), 20);
+        free(doc);
+        int64_t total = kb_chunk_count(kb);
+        ck_assert_int_ge(total, 20);
+
+        ck_assert_int_eq(kb_sample_chunks(kb, 4, 24, &v, &n), 0);
+        ck_assert_uint_eq(n, 4);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_ptr_nonnull(strstr(v[i], "many\n")); /* title, newline, text */
+                ck_assert_uint_le(strlen(v[i]), strlen("many\n") + 24);
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_str_ne(v[i], v[j]);
+        }
+        /* spread: the first sample is the first chunk, the last comes from the last quarter */
+        ck_assert_msg(strstr(v[0], "Section 0\n"), "first sample %s", v[0]);
+        int last = -1;
+        const char *t = strstr(v[3], "Section ");
+        if (t)
+                last = atoi(t + 8);
+        ck_assert_msg(last >= 25, "last sample %s", v[3]);
+        strv_free_n(v, n);
+
+        ck_assert_int_eq(kb_sample_chunks(kb, 1000, 1000, &v, &n), 0);
+        ck_assert_uint_eq(n, (size_t) total);
+        strv_free_n(v, n);
+        kb_close(kb);
+}
+END_TEST
+
 static const char doc_sections[] =
         "# Packaging guide\n\nHow to build a package.\n\n"
         "## Copyright\n\nEvery package must ship its licence terms in debian/copyright.\n\n"
@@ -759,6 +852,8 @@ static Suite *kb_suite(void) {
         tcase_add_test(tc, test_migrate_v1);
         tcase_add_test(tc, test_ingest_meta);
         tcase_add_test(tc, test_migrate_v2);
+        tcase_add_test(tc, test_vocab_stamp);
+        tcase_add_test(tc, test_sample_chunks);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -6,6 +6,7 @@
 
 #include "check-main.h"
 #include "classifier.h"
+#include "route-model.h"
 #include "terms.h"
 #include "util.h"
 
@@ -149,6 +150,46 @@ START_TEST(test_classifier_learns) {
 }
 END_TEST
 
+/* A reload with the same examples keeps the model it has (the same
+ * object, no training); one changed example trains a new one. */
+START_TEST(test_route_model_reuse) {
+        char *legal[] = {"Can my landlord keep the deposit?", "Is this contract clause enforceable?"};
+        char *med[] = {"Is ibuprofen safe with my blood pressure pills?", "What are the symptoms of flu?"};
+        RouteModelAgent agents[] = {{legal, 2, NULL}, {med, 2, NULL}};
+        Classifier *a = NULL, *b = NULL, *c = NULL;
+        size_t n = 0;
+        int reused = -1;
+
+        ck_assert_int_eq(route_model_train(terms, agents, 2, NULL, &a, &n, &reused), 0);
+        ck_assert_uint_eq(n, 4);
+        ck_assert_int_eq(reused, 0);
+        ck_assert_uint_ne(classifier_trained_from(a), 0);
+
+        ck_assert_int_eq(route_model_train(terms, agents, 2, a, &b, &n, &reused), 0);
+        ck_assert_int_eq(reused, 1);
+        ck_assert_ptr_eq(a, b);
+
+        med[1] = "What are the symptoms of measles?";
+        ck_assert_int_eq(route_model_train(terms, agents, 2, a, &c, &n, &reused), 0);
+        ck_assert_int_eq(reused, 0);
+        ck_assert_ptr_ne(a, c);
+        ck_assert_uint_ne(classifier_trained_from(a), classifier_trained_from(c));
+
+        /* the same samples under other labels are other inputs */
+        ClassifierSample s1[] = {{"deposit", 1, 1.0f}, {"fever", 2, 1.0f}};
+        ClassifierSample s2[] = {{"deposit", 2, 1.0f}, {"fever", 1, 1.0f}};
+        ck_assert_uint_ne(classifier_inputs_hash(s1, 2, 2), classifier_inputs_hash(s2, 2, 2));
+        ck_assert_uint_ne(classifier_inputs_hash(s1, 2, 2), classifier_inputs_hash(s1, 2, 3));
+
+        /* shared by reference: each free drops one */
+        classifier_free(b);
+        ClassifierScore p[2];
+        ck_assert_int_eq(classifier_predict(a, terms, "deposit", 0, p), 0);
+        classifier_free(a);
+        classifier_free(c);
+}
+END_TEST
+
 /* Knowledge alone: document-like passages, no questions, still route. */
 START_TEST(test_classifier_from_knowledge) {
         static const ClassifierSample docs[] = {
@@ -200,6 +241,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_languages);
         tcase_add_test(tc, test_hostile);
         tcase_add_test(tc, test_classifier_learns);
+        tcase_add_test(tc, test_route_model_reuse);
         tcase_add_test(tc, test_classifier_from_knowledge);
         tcase_add_test(tc, test_classifier_bad_input);
         suite_add_tcase(s, tc);
