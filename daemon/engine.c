@@ -19,6 +19,7 @@
 #include "chat-response.h"
 #include "citations.h"
 #include "engine.h"
+#include "stream-review.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin-host.h"
@@ -115,6 +116,7 @@ struct EngineRun {
         char *final;
         int streamed;
         size_t streamed_len;
+        StreamReview *review; /* streaming with a reviewing plugin: nothing unreviewed leaves */
         int deadline_hit;
 
         sd_event_source *start_source, *deadline, *layer_timer;
@@ -281,6 +283,7 @@ static void run_free(EngineRun *run) {
         free(run->layers);
         free(run->query);
         free(run->final);
+        stream_review_free(run->review);
         json_decref(run->trace_layers);
         json_decref(run->warnings);
         sd_event_source_disable_unref(run->start_source);
@@ -397,13 +400,49 @@ oom:
 static void layer_maybe_end(EngineRun *run);
 static int call_try_fallback(EngineRun *run, AgentCall *c);
 
+/* Every selected agent's plugin reviews @text in turn (disclaimers,
+ * redaction, fencing); a review that fails leaves the text as it was. */
+static int review_chain(void *userdata, const char *text, char **ret) {
+        EngineRun *run = userdata;
+        char *t = strdup(text);
+
+        for (size_t i = 0; t && i < run->n_sel; i++) {
+                char *out = NULL;
+                if (plugin_agent_review(agent_plugin(run->sel[i].a), t, &out) >= 0 && out) {
+                        free(t);
+                        t = out;
+                }
+        }
+        *ret = t;
+        return t ? 0 : -ENOMEM;
+}
+
+static int run_reviews(const EngineRun *run) {
+        for (size_t i = 0; i < run->n_sel; i++)
+                if (plugin_agent_has_review(agent_plugin(run->sel[i].a)))
+                        return 1;
+        return 0;
+}
+
+static void send_delta(EngineRun *run, const char *text, size_t len) {
+        if (len == 0)
+                return;
+        run->streamed_len += len;
+        run->cb.on_delta(run->userdata, text, len);
+}
+
 static void on_call_delta(void *userdata, const char *text, size_t len) {
         AgentCall *c = userdata;
         EngineRun *run = c->run;
 
         run->streamed = 1;
-        run->streamed_len += len;
-        run->cb.on_delta(run->userdata, text, len);
+        if (run->review) {
+                _cleanup_free_ char *emit = NULL;
+                if (stream_review_feed(run->review, text, len, &emit) >= 0 && emit)
+                        send_delta(run, emit, strlen(emit));
+                return;
+        }
+        send_delta(run, text, len);
 }
 
 static void on_call_done(void *userdata, const ProviderResult *res) {
@@ -487,6 +526,9 @@ static int call_start(EngineRun *run, AgentCall *c, ProviderTask task, const cha
                       const char *model) {
         c->messages = build_messages(run, system);
         if (!c->messages)
+                return -ENOMEM;
+        if (stream && !run->review && run_reviews(run) &&
+            stream_review_new(review_chain, run, &run->review) < 0)
                 return -ENOMEM;
         c->task = task;
         c->stream = stream;
@@ -762,34 +804,38 @@ static void run_fail_no_answers(EngineRun *run) {
 static void start_next_layer(EngineRun *run);
 
 static void finish_with_answer(EngineRun *run, const char *answer) {
-        /* Each selected agent's plugin reviews the final answer (disclaimers,
-         * redaction, fencing). What was streamed cannot be retracted: only
-         * an appended tail is streamed after it. */
-        char *text = strdup(answer);
+        char *text = NULL;
 
-        for (size_t i = 0; text && i < run->n_sel; i++) {
-                char *out = NULL;
-                if (plugin_agent_review(agent_plugin(run->sel[i].a), text, &out) >= 0 && out) {
-                        free(text);
-                        text = out;
+        if (run->spec.stream && run->review) {
+                /* streamed through the reviewer: send what it still holds */
+                _cleanup_free_ char *emit = NULL;
+                int r = stream_review_finish(run->review, answer, &emit, &text);
+                if (r < 0) {
+                        run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                        return;
+                }
+                if (r > 0)
+                        warn(run,
+                             "review changed text already streamed; the stream ends with what was reviewed");
+                send_delta(run, emit, strlen(emit));
+        } else {
+                if (review_chain(run, answer, &text) < 0) {
+                        run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                        return;
+                }
+                if (run->spec.stream) {
+                        /* nothing was streamed (parallel answers) or no plugin reviews */
+                        size_t sl = strlen(answer);
+                        if (!run->streamed)
+                                send_delta(run, text, strlen(text));
+                        else if (strncmp(text, answer, sl) == 0 && run->streamed_len == sl)
+                                send_delta(run, text + sl, strlen(text + sl));
+                        else if (!streq(text, answer))
+                                warn(run, "review changed already streamed text; the stream shows the "
+                                          "unreviewed text");
                 }
         }
-        if (!text) {
-                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
-                return;
-        }
-        if (run->spec.stream) {
-                size_t sl = strlen(answer);
-                if (!run->streamed)
-                        run->cb.on_delta(run->userdata, text, strlen(text));
-                else if (strncmp(text, answer, sl) == 0 && run->streamed_len == sl) {
-                        if (text[sl])
-                                run->cb.on_delta(run->userdata, text + sl, strlen(text + sl));
-                } else if (!streq(text, answer))
-                        warn(run,
-                             "review changed already streamed text; the stream shows the unreviewed text");
-                run->streamed = 1;
-        }
+        run->streamed = run->spec.stream;
         free(run->final);
         run->final = text;
         run_finish(run, 0, 200, NULL, NULL, NULL);

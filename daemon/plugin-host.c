@@ -403,6 +403,10 @@ int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hi
         return 0;
 }
 
+int plugin_agent_has_review(const PluginAgent *a) {
+        return a && a->desc->review;
+}
+
 int plugin_agent_review(PluginAgent *a, const char *answer, char **ret_answer) {
         char *out = NULL;
 

@@ -93,6 +93,9 @@ int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, cha
 int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hits, size_t n_hits,
                               char **ret_system, char **ret_context);
 
+/** plugin_agent_has_review() - whether the plugin has a review hook at all. */
+int plugin_agent_has_review(const PluginAgent *a);
+
 /**
  * plugin_agent_review() - post-process @answer (disclaimers, redaction,
  * code fencing). *@ret_answer is always a new malloc'ed string on success

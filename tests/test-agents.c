@@ -279,6 +279,9 @@ static void teardown(void) {
 static Suite *suite(void) {
         Suite *s = suite_create("agents");
         TCase *tc = tcase_create("registry");
+        tcase_set_timeout(
+                tc,
+                120); /* test_large_kb_refresh ingests 1 000 chunks: slow under ASan on a busy CI machine */
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_registry);
         tcase_add_test(tc, test_route);

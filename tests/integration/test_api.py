@@ -57,12 +57,36 @@ class ChatCompletions(DaemonTestCase):
         self.assertEqual(final["choices"][0]["finish_reason"], "stop")
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1])
         self.assertGreater(len(text), 20)
-        # More than one content delta: the answer is streamed, not sent at once.
+        # More than one content delta: the answer is streamed, not sent at once
+        # (the plugin's review releases it a sentence at a time at most).
         n_content = sum(1 for c in chunks[:-1] if c["choices"] and c["choices"][0]["delta"].get("content"))
-        self.assertGreater(n_content, 3)
-        # Same text as the non-streamed answer.
+        self.assertGreater(n_content, 1)
+        # Same reviewed text as the non-streamed answer (medical's emergency
+        # notice included); a notice that came after text was already sent
+        # ends the stream instead of leading it.
         j = json.loads(self.d.chat("What are the symptoms of hypertension?")[2])
-        self.assertEqual(text, j["choices"][0]["message"]["content"])
+        whole = j["choices"][0]["message"]["content"]
+        self.assertIn("If this is an emergency", whole)
+        notice, rest = whole.split("\n\n", 1)
+        self.assertIn(text, (whole, rest + "\n\n" + notice), text)
+
+    def test_stream_reviewed_for_every_plugin(self):
+        # Each shipped plugin's review (disclaimers, notices, redaction)
+        # applies to the streamed answer too: streamed and whole agree.
+        cases = {"legal": "Can my landlord keep my deposit? Write to me at jane@example.com.",
+                 "medical": "I have chest pain and my arm is numb, what should I do?",
+                 "finance": "What is an index fund?",
+                 "code": "What does HTTP 404 mean?",
+                 "general": "Which is the longest river in the world?"}
+        for agent, q in cases.items():
+            with self.subTest(agent=agent):
+                st, _, data = self.d.chat(q, model=agent, stream=True)
+                self.assertEqual(st, 200, data)
+                text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
+                               for e in parse_sse(data)[:-1] if json.loads(e)["choices"])
+                whole = json.loads(self.d.chat(q, model=agent)[2])["choices"][0]["message"]["content"]
+                head, _, rest = whole.partition("\n\n")
+                self.assertIn(text, (whole, rest + "\n\n" + head), agent)
 
     def test_stream_without_usage(self):
         st, _, data = self.d.chat("What is compound interest?", stream=True)

@@ -242,10 +242,12 @@ class Relevance(DaemonTestCase):
             a = j["choices"][0]["message"]["content"]
             self.assertNotIn("asking a friend", a, a)  # ... the merged answer does not
             body, sources = a.split("\n\nSources:\n")
-            # every sentence comes from the TLS page, the best one first
+            # every sentence comes from code's knowledge (the ingested TLS page
+            # or code's own TLS notes), the best one first; none from general
             self.assertTrue(body.startswith("The client verifies that the chain leads to a trusted root "
                                             "certificate authority"), a)
-            self.assertEqual([l for l in sources.strip().split("\n") if "tls.md" not in l], [], a)
+            self.assertIn("tls.md, chunk", sources)
+            self.assertEqual([l for l in sources.strip().split("\n") if not l.endswith("(code)")], [], a)
             self.assertLessEqual(len(body.split()), 200)
         finally:
             self.delete("code", "tls.md")
