@@ -255,7 +255,8 @@ class MoactlTest(unittest.TestCase):
         self.assertIs(body["stream"], True)
         self.assertEqual(body["stream_options"], {"include_usage": True})
         self.assertEqual(body["messages"], [{"role": "user", "content": "hello there"}])
-        self.assertNotIn("moa", body)
+        # an empty "moa" object: the reply then carries moa.citations
+        self.assertEqual(body["moa"], {})
 
     def test_ask_events_split_anywhere(self):
         rc, out, _ = self.moactl("ask", "split")
