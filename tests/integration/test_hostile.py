@@ -225,7 +225,8 @@ class RefusedPeerMemory(unittest.TestCase):
 class BodyTotal(DaemonTestCase):
     """Bodies in flight are capped daemon-wide: with room for two 2 MB
     documents, a third declared at the same time gets 503 + Retry-After."""
-    config = "limits:\n  max_ingest_bytes: 4194304\n  max_body_total_bytes: 4400000\n"
+    config = ("limits:\n  max_ingest_bytes: 4194304\n  max_body_total_bytes: 4400000\n"
+              "jobs:\n  max_upload_bytes: 1048576\n")
 
     def test_total_cap(self):
         held = []
