@@ -505,6 +505,14 @@ int doc_text(const char *path, const char *data, size_t size, size_t max, char *
                         snprintf(why, why_len, "not a readable PDF (pdftotext could not extract text)");
                 else if (r == -EFBIG)
                         snprintf(why, why_len, "its text is larger than %zu bytes", max);
+                else if (r == -ETIME)
+                        snprintf(why, why_len,
+                                 "pdftotext ran longer than %u s and was stopped (a crafted PDF?)",
+                                 convert_timeout_sec());
+                else if (r == -ETIMEDOUT)
+                        snprintf(why, why_len,
+                                 "pdftotext used more than %u s of CPU and was stopped (a crafted PDF?)",
+                                 convert_cpu_sec());
                 else if (r < 0)
                         snprintf(why, why_len, "pdftotext: %s", strerror(-r));
                 if (r < 0)

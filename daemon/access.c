@@ -55,18 +55,22 @@ int access_check(const AccessConfig *cfg, const char *bearer_token, HttpRequest 
                 return 0;
 
         if (http_request_is_tcp(req)) {
-                /* No credentials over TCP: the token is the only proof. */
-                if (bearer_token) {
-                        if (bearer_ok(req, bearer_token))
-                                return 0;
-                        snprintf(reason, reason_size, "tcp peer without a valid bearer token");
-                        return -EACCES;
-                }
+                /* No credentials over TCP: a token is the only proof, and the
+                 * ask token never grants admin (access.admin has no meaning
+                 * without credentials): admin needs its own token. */
+                const char *admin = cfg->tcp_admin_token;
                 if (cls == ACCESS_ADMIN) {
-                        snprintf(reason, reason_size, "admin endpoints need a bearer token over tcp");
+                        if (admin && bearer_ok(req, admin))
+                                return 0;
+                        snprintf(reason, reason_size,
+                                 admin ? "tcp peer without the admin token"
+                                       : "admin endpoints are off over tcp (no listen.admin_token_file)");
                         return -EACCES;
                 }
-                return 0;
+                if (!bearer_token || bearer_ok(req, bearer_token) || (admin && bearer_ok(req, admin)))
+                        return 0;
+                snprintf(reason, reason_size, "tcp peer without a valid bearer token");
+                return -EACCES;
         }
 
         if (http_request_peer(req, &uid, &gid, &pid) < 0) {

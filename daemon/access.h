@@ -17,7 +17,8 @@ typedef enum AccessClass {
 /**
  * access_check() - may @req use an endpoint of class @cls? Returns 0 if
  * allowed, -EACCES if not, with a reason for the log (never a secret) in
- * @reason. @bearer_token is the TCP listener's token (NULL: none set).
+ * @reason. @bearer_token is the TCP listener's token (NULL: none set: ask is
+ * open over TCP); admin over TCP needs @cfg->tcp_admin_token (NULL: refused).
  */
 int access_check(const AccessConfig *cfg, const char *bearer_token, HttpRequest *req, AccessClass cls,
                  char *reason, size_t reason_size);

@@ -1,5 +1,6 @@
 /* agents.c — the agent registry: loads plugins, opens and seeds the
  * per-agent knowledge bases, and routes queries (see agents.h). */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -205,6 +206,62 @@ static int plugin_path(const Config *cfg, const AgentConfig *ac, char **ret) {
         return 0;
 }
 
+static int seed_into(Kb *kb, const Agent *a, const AgentConfig *ac) {
+        KbChunkOpts opts = KB_CHUNK_OPTS_DEFAULT;
+        int total = 0;
+
+        for (size_t i = 0; i < ac->n_knowledge; i++) {
+                int docs = 0;
+                int r = kb_ingest_path(kb, ac->knowledge[i], &opts, &docs);
+                if (r < 0)
+                        log_warning_errno(r, "agent %s: cannot ingest knowledge %s", a->name,
+                                          ac->knowledge[i]);
+                total += docs;
+        }
+        return total;
+}
+
+/* Removes an SQLite database and its side files; missing ones are fine. */
+static void unlink_db(const char *path) {
+        static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s%s", path, suffixes[i]) >= 0)
+                        (void) unlink(p);
+        }
+}
+
+/* First start: the sample knowledge goes into PATH.seeding, which is renamed
+ * to PATH only once complete. Seeding runs only on an empty base, so a crash
+ * half-way through must never leave a half-seeded base at PATH: it leaves
+ * the temporary file, which the next start throws away and seeds again. */
+static int seed_new_kb(Agent *a, const AgentConfig *ac, const char *dir) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int dfd = -1;
+        Kb *kb = NULL;
+        int total, r;
+
+        if (asprintf(&tmp, "%s.seeding", a->kb_path) < 0)
+                return -ENOMEM;
+        unlink_db(tmp);
+        r = kb_open(tmp, 0, &kb);
+        if (r < 0)
+                return r;
+        total = seed_into(kb, a, ac);
+        kb_close(kb); /* the last connection: SQLite checkpoints and removes the WAL */
+        if (access(tmp, F_OK) < 0 || rename(tmp, a->kb_path) < 0) {
+                r = -errno;
+                unlink_db(tmp);
+                return r;
+        }
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+                (void) fsync(dfd); /* the rename itself survives a power cut */
+        log_info("agent %s: seeded knowledge base %s with %d document(s)", a->name, a->kb_path, total);
+        return 0;
+}
+
 static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac, char **ret_why) {
         _cleanup_free_ char *dir = NULL;
         int r;
@@ -220,6 +277,11 @@ static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac, cha
                 a->kb_path = NULL;
                 return -ENOMEM;
         }
+        if (ac->n_knowledge > 0 && access(a->kb_path, F_OK) < 0 && errno == ENOENT) {
+                r = seed_new_kb(a, ac, dir);
+                if (r < 0)
+                        log_warning_errno(r, "agent %s: cannot seed knowledge base %s", a->name, a->kb_path);
+        }
         r = kb_open(a->kb_path, 0, &a->kb);
         if (r < 0)
                 return asprintf(ret_why, "cannot open knowledge base %s: %s", a->kb_path, strerror(-r)) < 0
@@ -234,16 +296,8 @@ static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac, cha
         if (n > 0 || ac->n_knowledge == 0)
                 return 0;
 
-        KbChunkOpts opts = KB_CHUNK_OPTS_DEFAULT;
-        int total = 0;
-        for (size_t i = 0; i < ac->n_knowledge; i++) {
-                int docs = 0;
-                r = kb_ingest_path(a->kb, ac->knowledge[i], &opts, &docs);
-                if (r < 0)
-                        log_warning_errno(r, "agent %s: cannot ingest knowledge %s", a->name,
-                                          ac->knowledge[i]);
-                total += docs;
-        }
+        /* An existing base that was emptied: seeded in place, as before. */
+        int total = seed_into(a->kb, a, ac);
         log_info("agent %s: seeded knowledge base %s with %d document(s)", a->name, a->kb_path, total);
         return 0;
 }

@@ -454,7 +454,7 @@ static void api_documents(Server *s, HttpRequest *req, const char *rest) {
                 api_documents_delete(s, req, a, tail + 1);
                 return;
         }
-        if (streq(method, "GET"))
+        if (streq(method, "GET") || streq(method, "HEAD"))
                 api_documents_get(s, req, a);
         else if (streq(method, "POST")) {
                 if (!content_type_is_json(req)) {
@@ -546,14 +546,63 @@ static int allowed(Server *s, HttpRequest *req, AccessClass cls) {
         return 0;
 }
 
+/* Bodyless endpoints still read a little (a stray "{}"), nothing more. */
+#define API_SMALL_BODY 4096
+
+/* The access class of METHOD PATH as api_handle() routes it. A path it
+ * does not know is ask: a refused peer learns nothing, not even a 404. */
+static AccessClass endpoint_access(const char *method, const char *path) {
+        int read_only = streq(method, "GET") || streq(method, "HEAD");
+
+        if (strncmp(path, "/v1/models/", 11) == 0)
+                return ACCESS_ASK;
+        if (strncmp(path, "/v1/moa/agents/", 15) == 0)
+                return read_only ? ACCESS_ASK : ACCESS_ADMIN;
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+                if (streq(routes[i].path, path))
+                        return routes[i].access;
+        return ACCESS_ASK;
+}
+
+/* The most body bytes METHOD PATH reads; 0 for paths not known here (the
+ * HTTP layer's ceiling applies). */
+static uint64_t endpoint_body_limit(Server *s, const char *method, const char *path) {
+        const LimitsConfig *l = &s->runtime->config->limits;
+
+        if (strncmp(path, "/v1/moa/agents/", 15) == 0)
+                return streq(method, "POST") ? l->max_ingest_bytes : API_SMALL_BODY;
+        if (strncmp(path, "/v1/models/", 11) == 0)
+                return API_SMALL_BODY;
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+                if (streq(routes[i].path, path))
+                        return routes[i].post && routes[i].json_body && streq(method, "POST")
+                                       ? l->max_body_bytes
+                                       : API_SMALL_BODY;
+        return 0;
+}
+
+void api_admit(HttpRequest *req, void *userdata) {
+        Server *s = userdata;
+        const char *path = http_request_path(req), *method = http_request_method(req);
+        uint64_t limit;
+
+        if (!allowed(s, req, endpoint_access(method, path)))
+                return;
+        limit = endpoint_body_limit(s, method, path);
+        if (limit > 0)
+                http_request_set_body_limit(req, limit);
+}
+
 void api_handle(HttpRequest *req, void *userdata) {
         Server *s = userdata;
         const char *path = http_request_path(req), *method = http_request_method(req);
 
         s->requests_total++;
+        /* Checked when the headers came in (api_admit); again here, as a
+         * reload while the body arrived may have changed the rules. */
+        if (!allowed(s, req, endpoint_access(method, path)))
+                return;
         if (strncmp(path, "/v1/models/", 11) == 0 && path[11]) {
-                if (!allowed(s, req, ACCESS_ASK))
-                        return;
                 if (streq(method, "GET") || streq(method, "HEAD"))
                         api_model(s, req, path + 11);
                 else
@@ -561,9 +610,6 @@ void api_handle(HttpRequest *req, void *userdata) {
                 return;
         }
         if (strncmp(path, "/v1/moa/agents/", 15) == 0) {
-                if (!allowed(s, req,
-                             streq(method, "GET") || streq(method, "HEAD") ? ACCESS_ASK : ACCESS_ADMIN))
-                        return;
                 api_documents(s, req, path + 15);
                 return;
         }
@@ -582,8 +628,6 @@ void api_handle(HttpRequest *req, void *userdata) {
                 const Route *rt = &routes[i];
                 if (!streq(rt->path, path))
                         continue;
-                if (!allowed(s, req, rt->access))
-                        return;
                 if (rt->get && (streq(method, "GET") || streq(method, "HEAD")))
                         rt->get(s, req);
                 else if (rt->post && streq(method, "POST")) {

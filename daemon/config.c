@@ -136,6 +136,7 @@ Config *config_free(Config *c) {
         free(c->socket_path);
         free(c->tcp_listen);
         free(c->bearer_token_file);
+        free(c->admin_token_file);
         free(c->agents_dir);
         free(c->plugin_dir);
         free(c->state_dir);
@@ -687,6 +688,8 @@ static int parse_listen(Ctx *ctx, const YamlNode *m, Config *c) {
                         r = parse_tcp(ctx, v, "listen.tcp", &c->tcp_listen);
                 else if (streq(k->value, "bearer_token_file"))
                         r = get_path(ctx, v, "listen.bearer_token_file", ctx->dir, &c->bearer_token_file);
+                else if (streq(k->value, "admin_token_file"))
+                        r = get_path(ctx, v, "listen.admin_token_file", ctx->dir, &c->admin_token_file);
                 else
                         r = unknown_key(ctx, k, "listen");
                 if (r < 0)
@@ -870,6 +873,14 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
                         r = get_u64(ctx, v, p, 1, CONFIG_MAX_MS, &l->shutdown_timeout_ms);
                 else if (streq(key, "max_ingest_bytes"))
                         r = get_u64(ctx, v, p, 1, 1ULL << 34, &l->max_ingest_bytes);
+                else if (streq(key, "max_body_total_bytes"))
+                        r = get_u64(ctx, v, p, 1, 1ULL << 36, &l->max_body_total_bytes);
+                else if (streq(key, "max_connections_per_peer"))
+                        r = get_unsigned(ctx, v, p, 1, 1000000, &l->max_connections_per_peer);
+                else if (streq(key, "header_timeout_ms"))
+                        r = get_u64(ctx, v, p, 100, CONFIG_MAX_MS, &l->header_timeout_ms);
+                else if (streq(key, "min_body_rate"))
+                        r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->min_body_rate);
                 else
                         r = unknown_key(ctx, k, "limits");
                 if (r < 0)
@@ -1316,6 +1327,10 @@ static int config_set_defaults(Config *c) {
                 .idle_timeout_ms = 30000,
                 .shutdown_timeout_ms = 10000,
                 .max_ingest_bytes = 16777216,
+                .max_body_total_bytes = 67108864,
+                .max_connections_per_peer = 256,
+                .header_timeout_ms = 10000,
+                .min_body_rate = 1024,
         };
         c->jobs = (JobsConfig){
                 .concurrency = 2,

@@ -123,6 +123,10 @@ typedef struct LimitsConfig {
         uint64_t idle_timeout_ms; /* HTTP connection idle timeout */
         uint64_t shutdown_timeout_ms;
         uint64_t max_ingest_bytes;
+        uint64_t max_body_total_bytes;     /* every request body buffered at once */
+        unsigned max_connections_per_peer; /* per uid (Unix socket) or address (TCP) */
+        uint64_t header_timeout_ms;        /* a request's whole header block */
+        uint64_t min_body_rate;            /* bytes/s, averaged after header_timeout_ms of grace */
 } LimitsConfig;
 
 /* Batch jobs (the Files and Batches API, daemon/jobs.c). */
@@ -149,6 +153,9 @@ typedef struct AccessRule {
 typedef struct AccessConfig {
         AccessRule ask;   /* chat, route, models, agents and documents read */
         AccessRule admin; /* ingest, delete documents, reload */
+        /* The TCP listener's admin token (from listen.admin_token_file),
+         * owned by the Runtime that loaded it; NULL: no admin over TCP. */
+        const char *tcp_admin_token;
 } AccessConfig;
 
 typedef struct Config {
@@ -157,6 +164,7 @@ typedef struct Config {
         unsigned socket_mode;
         char *tcp_listen; /* "host:port", NULL = none */
         char *bearer_token_file;
+        char *admin_token_file;
         char *agents_dir;
         char *plugin_dir;
         char *state_dir; /* knowledge databases */

@@ -5,10 +5,24 @@
  * timer follows MHD_get_timeout(). A request whose answer is not ready is
  * suspended; replying resumes it and schedules an MHD_run() from a defer
  * source. Suspended connections do not notice disconnects in MHD 0.9.75,
- * so while suspended we watch the socket for EPOLLRDHUP ourselves. */
+ * so while suspended we watch the socket for EPOLLRDHUP ourselves.
+ *
+ * Hostile clients: access and the body limit are decided when the header
+ * block is in (the admit hook), before any body byte is read; bodies are
+ * also capped all together. MHD's timeout restarts on every byte, so each
+ * connection is tracked here (HttpConn) with its peer (uid on the Unix
+ * socket, address on TCP): a once-a-second sweep closes connections whose
+ * header block is late or whose body is slower than min_body_rate, and a
+ * new connection over its peer's cap, or arriving when the server is nearly
+ * full, closes the oldest connection still waiting for a request (idle
+ * keep-alive or slow headers) instead of being refused. Closing is
+ * shutdown(2) on the socket: MHD sees end of file and cleans up itself. */
 #include <ctype.h>
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -23,6 +37,31 @@ typedef struct HttpListener {
         int is_tcp;
 } HttpListener;
 
+/* One client identity: a uid on the Unix socket, an address on TCP. */
+typedef struct HttpPeer {
+        struct HttpPeer *next;
+        char key[64];
+        unsigned n_conns;
+} HttpPeer;
+
+typedef enum ConnPhase {
+        CONN_WAITING, /* for a request's header block (new or kept alive) */
+        CONN_BODY,    /* reading a request body */
+        CONN_BUSY,    /* the request is being answered */
+} ConnPhase;
+
+/* One connection, from MHD's NOTIFY_CONNECTION started to closed. */
+typedef struct HttpConn {
+        HttpServer *server;
+        struct HttpConn *prev, *next;
+        HttpPeer *peer;
+        int fd;
+        int closing;
+        ConnPhase phase;
+        uint64_t phase_usec; /* when the phase began */
+        uint64_t body_bytes; /* received in CONN_BODY */
+} HttpConn;
+
 struct HttpServer {
         sd_event *event;
         HttpServerOptions opts;
@@ -34,6 +73,13 @@ struct HttpServer {
         unsigned n_active;
         uint64_t id_counter;
         uint32_t id_salt;
+
+        HttpConn *conns; /* every open connection, newest first */
+        unsigned n_conns;
+        HttpPeer *peers;
+        uint64_t body_reserved; /* body bytes promised to requests (Content-Length or buffer) */
+        sd_event_source *sweep;
+        uint64_t n_closed_late, n_closed_evicted; /* since the last log line */
 };
 
 struct HttpRequest {
@@ -49,8 +95,12 @@ struct HttpRequest {
         int have_peer;
         struct ucred peer;
 
+        HttpConn *hc;
         char *body;
         size_t body_len, body_cap;
+        uint64_t body_limit;    /* this request's own limit (admit hook) */
+        uint64_t body_reserved; /* counted in server->body_reserved */
+        uint64_t drained;       /* bytes thrown away after too_large */
         int too_large;
         int dispatched;
         int in_handler;
@@ -443,6 +493,233 @@ void http_request_set_log(HttpRequest *r, const char *pipeline, const char *agen
         r->log_agents = agents ? strdup(agents) : NULL;
 }
 
+/* ---- connections: peers, deadlines, eviction ---- */
+
+/* A body over its limit is read and thrown away up to this much more (so
+ * a chunked client can read the 413), then the connection is closed. */
+#define HTTP_DRAIN_MAX (1024u * 1024u)
+
+static void conn_close(HttpConn *c) {
+        if (c->closing)
+                return;
+        c->closing = 1;
+        /* MHD reads end of file and closes the connection on its next run. */
+        (void) shutdown(c->fd, SHUT_RDWR);
+}
+
+static void conn_set_phase(HttpConn *c, ConnPhase phase) {
+        if (!c)
+                return;
+        c->phase = phase;
+        c->phase_usec = now_usec();
+        c->body_bytes = 0;
+}
+
+static HttpPeer *peer_get(HttpServer *s, const char *key) {
+        HttpPeer *p;
+
+        for (p = s->peers; p; p = p->next)
+                if (streq(p->key, key))
+                        return p;
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return NULL;
+        snprintf(p->key, sizeof p->key, "%s", key);
+        p->next = s->peers;
+        s->peers = p;
+        return p;
+}
+
+static void peer_put(HttpServer *s, HttpPeer *peer) {
+        if (!peer || --peer->n_conns > 0)
+                return;
+        for (HttpPeer **pp = &s->peers; *pp; pp = &(*pp)->next)
+                if (*pp == peer) {
+                        *pp = peer->next;
+                        free(peer);
+                        return;
+                }
+}
+
+/* "uid:N" from SO_PEERCRED on the Unix socket, "tcp:ADDRESS" on TCP. */
+static void conn_peer_key(HttpListener *l, struct MHD_Connection *mc, int fd, char *buf, size_t size) {
+        char addr[INET6_ADDRSTRLEN] = "?";
+        const union MHD_ConnectionInfo *ci;
+
+        if (!l->is_tcp) {
+                struct ucred cred;
+                socklen_t sl = sizeof cred;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0)
+                        snprintf(buf, size, "uid:%u", (unsigned) cred.uid);
+                else
+                        snprintf(buf, size, "uid:?");
+                return;
+        }
+        ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *) (const void *) ci->client_addr)->sin_addr,
+                          addr, sizeof addr);
+        else if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET6)
+                inet_ntop(AF_INET6,
+                          &((const struct sockaddr_in6 *) (const void *) ci->client_addr)->sin6_addr, addr,
+                          sizeof addr);
+        snprintf(buf, size, "tcp:%s", addr);
+}
+
+/* The connection waiting longest for a request, of @peer (NULL: any). */
+static HttpConn *oldest_waiting(HttpServer *s, HttpPeer *peer, HttpConn *except) {
+        HttpConn *best = NULL;
+
+        for (HttpConn *c = s->conns; c; c = c->next)
+                if (c != except && !c->closing && c->phase == CONN_WAITING && (!peer || c->peer == peer) &&
+                    (!best || c->phase_usec <= best->phase_usec))
+                        best = c;
+        return best;
+}
+
+static HttpPeer *biggest_peer(HttpServer *s) {
+        HttpPeer *best = NULL;
+
+        for (HttpPeer *p = s->peers; p; p = p->next)
+                if (!best || p->n_conns > best->n_conns)
+                        best = p;
+        return best;
+}
+
+/* A new connection @c: over its peer's cap it takes the place of that
+ * peer's oldest waiting connection (or is closed if there is none); when
+ * the server is nearly full (the last sixteenth is the reserve) the oldest
+ * waiting connection of the biggest peer makes room. Waiting connections
+ * are idle keep-alives or slow header blocks: nothing in progress is lost. */
+static void conn_admit(HttpServer *s, HttpConn *c) {
+        unsigned high = s->opts.max_connections - s->opts.max_connections / 16;
+        HttpConn *victim = NULL;
+
+        if (c->peer->n_conns > s->opts.max_connections_per_peer) {
+                victim = oldest_waiting(s, c->peer, c);
+                if (!victim) {
+                        log_debug("connection from %s refused: %u connections, all busy", c->peer->key,
+                                  c->peer->n_conns - 1);
+                        s->n_closed_evicted++;
+                        conn_close(c);
+                        return;
+                }
+        } else if (s->n_conns > high) {
+                victim = oldest_waiting(s, biggest_peer(s), c);
+                if (!victim)
+                        victim = oldest_waiting(s, NULL, c);
+        }
+        if (victim) {
+                s->n_closed_evicted++;
+                conn_close(victim);
+        }
+}
+
+static void sweep_arm(HttpServer *s) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!s->sweep)
+                return;
+        (void) sd_event_source_get_enabled(s->sweep, &enabled);
+        if (enabled != SD_EVENT_OFF)
+                return;
+        (void) sd_event_source_set_time_relative(s->sweep, USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_ONESHOT);
+}
+
+/* Once a second while connections are open: close those whose header block
+ * is later than header_timeout, or whose body has averaged less than
+ * min_body_rate after that much grace (MHD's timeout restarts on every
+ * byte, so a byte a second would keep a connection forever). */
+static int on_sweep(sd_event_source *es, uint64_t usec, void *userdata) {
+        HttpServer *s = userdata;
+        uint64_t now = now_usec(), grace = s->opts.header_timeout_usec;
+
+        for (HttpConn *c = s->conns; c; c = c->next) {
+                uint64_t age = now - c->phase_usec;
+                int late = 0;
+
+                if (c->closing)
+                        continue;
+                if (c->phase == CONN_WAITING)
+                        late = age > grace;
+                else if (c->phase == CONN_BODY)
+                        late = age > grace + c->body_bytes * USEC_PER_SEC / s->opts.min_body_rate;
+                if (late) {
+                        s->n_closed_late++;
+                        conn_close(c);
+                }
+        }
+        if (s->n_closed_late || s->n_closed_evicted)
+                log_info("closed %llu connection(s) past the header deadline or below the body rate, "
+                         "%llu to make room (%u open)",
+                         (unsigned long long) s->n_closed_late, (unsigned long long) s->n_closed_evicted,
+                         s->n_conns);
+        s->n_closed_late = s->n_closed_evicted = 0;
+        if (s->n_conns > 0)
+                sweep_arm(s);
+        return 0;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        HttpListener *l = cls;
+        HttpServer *s = l->server;
+        HttpConn *c = *socket_context;
+        const union MHD_ConnectionInfo *ci;
+        char key[64];
+
+        if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                if (!c)
+                        return;
+                *socket_context = NULL;
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        s->conns = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                s->n_conns--;
+                peer_put(s, c->peer);
+                free(c);
+                return;
+        }
+
+        ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+                return;
+        c = calloc(1, sizeof *c);
+        if (c) {
+                conn_peer_key(l, mc, ci->connect_fd, key, sizeof key);
+                c->peer = peer_get(s, key);
+        }
+        if (!c || !c->peer) {
+                /* Untracked connections would escape every bound: refuse. */
+                free(c);
+                (void) shutdown(ci->connect_fd, SHUT_RDWR);
+                return;
+        }
+        c->server = s;
+        c->fd = ci->connect_fd;
+        c->peer->n_conns++;
+        conn_set_phase(c, CONN_WAITING);
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        *socket_context = c;
+        sweep_arm(s);
+        conn_admit(s, c);
+}
+
+void http_server_stats(HttpServer *s, unsigned *ret_connections, uint64_t *ret_body_bytes) {
+        if (ret_connections)
+                *ret_connections = s ? s->n_conns : 0;
+        if (ret_body_bytes)
+                *ret_body_bytes = s ? s->body_reserved : 0;
+}
+
 /* ---- MHD callbacks ---- */
 
 static HttpRequest *request_new(HttpListener *l, struct MHD_Connection *conn, const char *url,
@@ -478,6 +755,12 @@ static HttpRequest *request_new(HttpListener *l, struct MHD_Connection *conn, co
                 if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &r->peer, &sl) == 0)
                         r->have_peer = 1;
         }
+        {
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                r->hc = ci ? ci->socket_context : NULL;
+        }
+        r->body_limit = s->opts.max_body_bytes;
 
         r->next = s->requests;
         if (s->requests)
@@ -498,6 +781,7 @@ static void request_free(HttpRequest *r) {
         if (r->next)
                 r->next->prev = r->prev;
         s->n_active--;
+        s->body_reserved -= r->body_reserved;
         if (r->pending)
                 MHD_destroy_response(r->pending);
         free(r->path);
@@ -519,6 +803,134 @@ static enum MHD_Result queue_pending(HttpRequest *r) {
         return ret;
 }
 
+void http_request_set_body_limit(HttpRequest *r, uint64_t max) {
+        r->body_limit = MIN(max, r->server->opts.max_body_bytes);
+}
+
+static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value) {
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                (*(unsigned *) cls)++;
+        return MHD_YES;
+}
+
+/* Answer on the first call, before any body byte: MHD then never reads the
+ * body and closes the connection after the answer. Used for bad framing and
+ * for refusals of bodies too large to drain (or of unknown length); a
+ * refusal of a smaller body is held while the body is read and thrown away,
+ * so that a client which sends before it reads still gets the answer and
+ * the connection stays usable. */
+static enum MHD_Result reply_early(HttpRequest *r) {
+        r->dispatched = 1;
+        conn_set_phase(r->hc, CONN_BUSY);
+        return queue_pending(r);
+}
+
+/* The first call, with the header block complete: framing, access, limits. */
+static enum MHD_Result request_begin(HttpRequest *r) {
+        HttpServer *s = r->server;
+        const char *cl, *te;
+        unsigned n_cl = 0;
+        uint64_t declared = 0;
+
+        cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        (void) MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_content_length, &n_cl);
+
+        /* MHD has checked that it is a number that fits in 64 bits. */
+        if (cl)
+                declared = strtoull(cl, NULL, 10);
+        r->in_handler = 1;
+        /* Two lengths, or a length and chunked framing, are the request
+         * smuggling patterns: refuse rather than pick one (RFC 9112 6.3). */
+        if (n_cl > 1 || (cl && te))
+                http_reply_error(r, 400, "invalid_request_error", NULL, "bad_framing",
+                                 "conflicting message framing: %s",
+                                 n_cl > 1 ? "more than one Content-Length header"
+                                          : "both Content-Length and Transfer-Encoding");
+        else if (te && strcasecmp(te, "chunked") != 0)
+                http_reply_error(r, 400, "invalid_request_error", NULL, "bad_framing",
+                                 "unsupported Transfer-Encoding '%.40s' (only chunked)", te);
+        if (r->pending) { /* framing we cannot trust: answer and close */
+                r->in_handler = 0;
+                return reply_early(r);
+        }
+        if (s->opts.admit)
+                s->opts.admit(r, s->userdata);
+        if (!r->pending && cl) {
+                if (declared > r->body_limit)
+                        http_reply_error(r, 413, "invalid_request_error", NULL, "body_too_large",
+                                         "request body of %llu bytes exceeds this endpoint's limit of %llu "
+                                         "bytes",
+                                         (unsigned long long) declared, (unsigned long long) r->body_limit);
+                else if (s->body_reserved + declared > s->opts.max_body_total) {
+                        http_reply_error(r, 503, "server_error", NULL, "busy",
+                                         "too many request bodies in flight; retry shortly");
+                        if (r->pending)
+                                MHD_add_response_header(r->pending, "Retry-After", "1");
+                } else if (declared > 0) {
+                        r->body_reserved = declared + 1;
+                        s->body_reserved += r->body_reserved;
+                }
+        }
+        r->in_handler = 0;
+        if (r->pending && (te || declared > HTTP_DRAIN_MAX))
+                return reply_early(r);
+        conn_set_phase(r->hc, declared > 0 || te ? CONN_BODY : CONN_BUSY);
+        return MHD_YES;
+}
+
+/* A piece of the body: buffered up to the request's limit; the buffer is
+ * counted in the server-wide total before it grows. */
+static enum MHD_Result request_body(HttpRequest *r, const char *data, size_t n) {
+        HttpServer *s = r->server;
+
+        if (r->hc)
+                r->hc->body_bytes += n;
+        if (r->dispatched)
+                return MHD_YES;
+        if (r->pending) /* refused from the headers: thrown away, never buffered */
+                return MHD_YES;
+        if (r->too_large) {
+                r->drained += n;
+                return r->drained > HTTP_DRAIN_MAX ? MHD_NO : MHD_YES;
+        }
+        if (r->body_len + n > r->body_limit) {
+                r->too_large = 1; /* chunked upload without length: drain a little, then 413 */
+                r->drained = n;
+                r->body = mfree(r->body);
+                r->body_len = r->body_cap = 0;
+                s->body_reserved -= r->body_reserved;
+                r->body_reserved = 0;
+                return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+                size_t cap = MAX(r->body_cap * 2, r->body_len + n + 1);
+                char *p;
+
+                cap = MIN(cap, r->body_limit + 1);
+                cap = MAX(cap, r->body_reserved); /* a declared length: one allocation */
+                if (cap > r->body_reserved) {
+                        if (s->body_reserved + (cap - r->body_reserved) > s->opts.max_body_total) {
+                                log_full(LOG_LEVEL_WARNING, 0, r->id,
+                                         "request bodies over max_body_total, closing the connection");
+                                return MHD_NO;
+                        }
+                        s->body_reserved += cap - r->body_reserved;
+                        r->body_reserved = cap;
+                }
+                p = realloc(r->body, cap);
+                if (!p)
+                        return MHD_NO;
+                r->body = p;
+                r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, data, n);
+        r->body_len += n;
+        r->body[r->body_len] = 0;
+        return MHD_YES;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
@@ -527,32 +939,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         HttpRequest *r = *con_cls;
 
         if (!r) {
-                const char *cl;
-
                 r = request_new(l, conn, url, method);
                 if (!r)
                         return MHD_NO;
                 *con_cls = r;
-
-                /* Refuse a declared oversized body before reading it. */
-                cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-                if (cl) {
-                        char *end;
-                        errno = 0;
-                        unsigned long long n = strtoull(cl, &end, 10);
-                        if (errno || *end || n > s->opts.max_body_bytes)
-                                r->too_large = 1;
-                }
-                if (r->too_large) {
-                        r->in_handler = 1;
-                        http_reply_error(r, 413, "invalid_request_error", NULL, "body_too_large",
-                                         "request body exceeds the limit of %llu bytes",
-                                         (unsigned long long) s->opts.max_body_bytes);
-                        r->in_handler = 0;
-                        r->dispatched = 1;
-                        return queue_pending(r);
-                }
-                return MHD_YES;
+                return request_begin(r);
         }
 
         if (r->gone)
@@ -562,37 +953,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 size_t n = *upload_data_size;
 
                 *upload_data_size = 0;
-                if (r->too_large || r->dispatched)
-                        return MHD_YES;
-                if (r->body_len + n > s->opts.max_body_bytes) {
-                        r->too_large = 1; /* chunked upload without length: keep draining */
-                        free(r->body);
-                        r->body = NULL;
-                        r->body_len = r->body_cap = 0;
-                        return MHD_YES;
-                }
-                if (r->body_len + n + 1 > r->body_cap) {
-                        size_t cap = MAX(r->body_cap * 2, r->body_len + n + 1);
-                        cap = MIN(cap, s->opts.max_body_bytes + 1);
-                        char *p = realloc(r->body, cap);
-                        if (!p)
-                                return MHD_NO;
-                        r->body = p;
-                        r->body_cap = cap;
-                }
-                memcpy(r->body + r->body_len, upload_data, n);
-                r->body_len += n;
-                r->body[r->body_len] = 0;
-                return MHD_YES;
+                return request_body(r, upload_data, n);
         }
 
         if (!r->dispatched) {
                 r->dispatched = 1;
                 r->in_handler = 1;
-                if (r->too_large)
+                conn_set_phase(r->hc, CONN_BUSY);
+                if (r->pending)
+                        ; /* refused from the headers, body drained */
+                else if (r->too_large)
                         http_reply_error(r, 413, "invalid_request_error", NULL, "body_too_large",
-                                         "request body exceeds the limit of %llu bytes",
-                                         (unsigned long long) s->opts.max_body_bytes);
+                                         "request body exceeds this endpoint's limit of %llu bytes",
+                                         (unsigned long long) r->body_limit);
                 else
                         s->handler(r, s->userdata);
                 r->in_handler = 0;
@@ -622,6 +995,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_request(r->id, r->method, r->path, status, duration, r->log_pipeline, r->log_agents);
         if (r->server->opts.on_complete)
                 r->server->opts.on_complete(r->path, status, duration);
+        /* A kept-alive connection now waits for its next request. */
+        conn_set_phase(r->hc, CONN_WAITING);
         request_free(r);
 }
 
@@ -715,12 +1090,13 @@ int http_server_add_listener(HttpServer *s, int fd, int is_tcp) {
         l->server = s;
         l->is_tcp = is_tcp;
 
-        l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
-                                  NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, fd,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned) s->opts.max_connections,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) s->opts.idle_timeout_sec,
-                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_EXTERNAL_LOGGER,
-                                  on_mhd_log, NULL, MHD_OPTION_END);
+        l->mhd =
+                MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                 on_access, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned) s->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned) s->opts.idle_timeout_sec, MHD_OPTION_NOTIFY_COMPLETED,
+                                 on_completed, l, MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
         if (!l->mhd) {
                 free(l);
                 return log_error_errno(-EIO, "cannot start libmicrohttpd on fd %d", fd);
@@ -766,6 +1142,24 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpHandler hand
                 s->opts.idle_timeout_sec = 30;
         if (s->opts.max_connections == 0)
                 s->opts.max_connections = 1024;
+        if (s->opts.max_connections_per_peer == 0)
+                s->opts.max_connections_per_peer = MAX(s->opts.max_connections / 4, 1u);
+        if (s->opts.max_body_total == 0)
+                s->opts.max_body_total = 4 * s->opts.max_body_bytes;
+        /* The largest body alone must always fit (+1: its NUL). */
+        s->opts.max_body_total = MAX(s->opts.max_body_total, s->opts.max_body_bytes + 1);
+        if (s->opts.header_timeout_usec == 0)
+                s->opts.header_timeout_usec = 10 * USEC_PER_SEC;
+        if (s->opts.min_body_rate == 0)
+                s->opts.min_body_rate = 1024;
+        if (sd_event_add_time_relative(e, &s->sweep, CLOCK_MONOTONIC, USEC_PER_SEC, USEC_PER_SEC / 10,
+                                       on_sweep, s) < 0) {
+                sd_event_unref(s->event);
+                free(s);
+                return -ENOMEM;
+        }
+        (void) sd_event_source_set_description(s->sweep, "http-connection-sweep");
+        (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_OFF);
         s->handler = handler;
         s->userdata = userdata;
         s->id_salt = (uint32_t) getpid() ^ (uint32_t) now_usec();
@@ -805,6 +1199,12 @@ HttpServer *http_server_free(HttpServer *s) {
         for (size_t i = 0; i < s->n_listeners; i++) {
                 MHD_run(s->listeners[i]->mhd);
                 listener_free(s->listeners[i]);
+        }
+        s->sweep = sd_event_source_disable_unref(s->sweep);
+        while (s->peers) {
+                HttpPeer *p = s->peers;
+                s->peers = p->next;
+                free(p);
         }
         sd_event_unref(s->event);
         free(s);

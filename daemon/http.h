@@ -15,10 +15,16 @@ typedef struct HttpServer HttpServer;
 typedef struct HttpRequest HttpRequest;
 
 /* Called once per request, on the loop, when the whole body has arrived
- * (bounded by max_body_bytes; an oversized body is answered 413 before the
- * handler is called). The handler replies now or later; until it replies
- * the connection is suspended. */
+ * (bounded by the request's body limit; an oversized body is answered 413
+ * before the handler is called). The handler replies now or later; until it
+ * replies the connection is suspended. */
 typedef void (*HttpHandler)(HttpRequest *req, void *userdata);
+
+/* Called once per request as soon as its header block is in, before any
+ * byte of the body is read: decides access and the body limit. It either
+ * replies (a refusal; the body is then never read and the connection closes
+ * after the answer) or may set the limit with http_request_set_body_limit(). */
+typedef void (*HttpAdmitHandler)(HttpRequest *req, void *userdata);
 
 /* Called when the request ends before the handler replied/finished
  * streaming (client disconnected, server stopping): cancel the work tied
@@ -26,10 +32,15 @@ typedef void (*HttpHandler)(HttpRequest *req, void *userdata);
 typedef void (*HttpAbortHandler)(HttpRequest *req, void *userdata);
 
 typedef struct HttpServerOptions {
-        uint64_t max_body_bytes;
+        uint64_t max_body_bytes; /* one body, unless the admit hook sets a request's own limit */
+        uint64_t max_body_total; /* bodies buffered at once, all requests (0: 4 x max_body_bytes) */
         unsigned max_connections;
+        unsigned max_connections_per_peer; /* per uid (Unix socket) or address (TCP); 0: a quarter */
         unsigned idle_timeout_sec;
-        uint64_t max_stream_buffer; /* bytes queued for a slow streaming client */
+        uint64_t header_timeout_usec; /* a whole header block, from connect or the previous answer */
+        uint64_t min_body_rate;       /* bytes/s a body must average after header_timeout of grace */
+        uint64_t max_stream_buffer;   /* bytes queued for a slow streaming client */
+        HttpAdmitHandler admit;       /* may be NULL: everything admitted, max_body_bytes */
         /* Called for every finished request (metrics), may be NULL. */
         void (*on_complete)(const char *path, unsigned status, uint64_t duration_usec);
 } HttpServerOptions;
@@ -95,6 +106,16 @@ int http_request_peer(HttpRequest *r, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret
 int http_request_peer_groups(HttpRequest *r, gid_t *gids, size_t max);
 int http_request_is_tcp(HttpRequest *r);
 uint64_t http_request_start_usec(HttpRequest *r);
+
+/**
+ * http_request_set_body_limit() - the most body bytes @r may send (from
+ * the admit hook; at most the server's max_body_bytes). A larger declared
+ * Content-Length is answered 413 before the body is read.
+ */
+void http_request_set_body_limit(HttpRequest *r, uint64_t max);
+
+/** http_server_stats() - connections open and body bytes buffered now. */
+void http_server_stats(HttpServer *s, unsigned *ret_connections, uint64_t *ret_body_bytes);
 
 /** http_request_set_abort() - see HttpAbortHandler; NULL clears. */
 void http_request_set_abort(HttpRequest *r, HttpAbortHandler cb, void *userdata);

@@ -408,8 +408,14 @@ int main(int argc, char **argv) {
                 /* an upload's multipart framing comes on top of the file */
                 .max_body_bytes = MAX(MAX(cfg->limits.max_body_bytes, cfg->limits.max_ingest_bytes),
                                       cfg->jobs.max_upload_bytes + 64 * 1024),
+                .max_body_total = cfg->limits.max_body_total_bytes,
                 .max_connections = cfg->limits.max_connections,
+                .max_connections_per_peer =
+                        MIN(cfg->limits.max_connections_per_peer, cfg->limits.max_connections),
                 .idle_timeout_sec = (unsigned) MAX(cfg->limits.idle_timeout_ms / 1000, 1),
+                .header_timeout_usec = cfg->limits.header_timeout_ms * USEC_PER_MSEC,
+                .min_body_rate = cfg->limits.min_body_rate,
+                .admit = api_admit,
                 .on_complete = metrics_observe_request,
         };
         r = http_server_new(server.event, &hopts, api_handle, &server, &server.http);

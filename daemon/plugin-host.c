@@ -8,6 +8,7 @@
 #include <moa/plugin.h>
 
 #include "config.h"
+#include "kb-text.h"
 #include "log.h"
 #include "plugin-host.h"
 #include "plugin-module.h"
@@ -32,10 +33,46 @@ struct PluginAgent {
         MoaKeyValue *kv;
         size_t n_options;
         MoaAgentInfo info;
+        char *plugin_version, *plugin_description; /* the descriptor's, as valid UTF-8 */
 
         PluginKbSearchFunc kb_search;
         void *kb_userdata;
 };
+
+/* ---- strings from plugins ---------------------------------------------- */
+
+/* Every string a plugin hands over reaches JSON, prompts and logs: invalid
+ * UTF-8 is repaired (each bad byte becomes U+FFFD, NUL a space) at this one
+ * boundary, so /v1/models, /v1/moa/agents, the route and answers agree.
+ * Returns a malloc'ed copy of at most @max bytes of @s (NULL: ""), NULL on OOM. */
+static char *plugin_text(const char *s, size_t max) {
+        return kb_utf8_sanitize(s ? s : "", s ? strnlen(s, max) : 0, NULL);
+}
+
+/* Replaces the plugin-allocated *@p with its repaired copy. */
+static int plugin_text_repair(char **p) {
+        char *t;
+
+        if (!*p)
+                return 0;
+        t = plugin_text(*p, PLUGIN_MAX_OUTPUT_BYTES);
+        free(*p);
+        *p = t;
+        return t ? 0 : -ENOMEM;
+}
+
+/* Plugin names go into logs, metrics and the API: [a-z0-9_-], 1..64. */
+static int plugin_name_valid(const char *s) {
+        size_t n = s ? strnlen(s, 65) : 0;
+
+        if (n == 0 || n > 64)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+                      s[i] == '-'))
+                        return 0;
+        return 1;
+}
 
 /* ---- host services ---------------------------------------------------- */
 
@@ -177,6 +214,8 @@ PluginAgent *plugin_agent_free(PluginAgent *a) {
         free(a->name);
         free(a->prompt);
         free(a->description);
+        free(a->plugin_version);
+        free(a->plugin_description);
         free(a);
         return NULL;
 }
@@ -249,8 +288,8 @@ static int check_descriptor(const MoaPlugin *d, char **ret_error) {
                 return refuse(ret_error, -EPROTO,
                               "build signature \"%.64s\" does not match the host's \"%s\"",
                               d->signature ? d->signature : "(null)", MOA_PLUGIN_SIGNATURE);
-        if (isempty(d->name) || strnlen(d->name, 65) > 64)
-                return refuse(ret_error, -EINVAL, "descriptor has no valid name");
+        if (!plugin_name_valid(d->name))
+                return refuse(ret_error, -EINVAL, "descriptor has no valid name (1 to 64 of a-z 0-9 _ -)");
         if (!d->score || !d->build_prompt)
                 return refuse(ret_error, -EINVAL, "required callback %s is NULL",
                               !d->score ? "score" : "build_prompt");
@@ -305,6 +344,10 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret, char **ret
                 a->desc = plugin_generic_descriptor();
 
         const MoaPlugin *d = a->desc;
+        a->plugin_version = plugin_text(d->version, 64);
+        a->plugin_description = plugin_text(d->description, 1024);
+        if (!a->plugin_version || !a->plugin_description)
+                return -ENOMEM;
         if (d->init) {
                 r = d->init(&host_table, &a->ctx, &a->info, &a->state);
                 if (r < 0) {
@@ -319,8 +362,8 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret, char **ret
         }
         a->initialised = 1;
 
-        log_info("agent %s: loaded plugin %s %s (ABI %u.%u) from %s%s", a->name, d->name,
-                 d->version ? d->version : "", (unsigned) d->abi_major, (unsigned) d->abi_minor, a->path,
+        log_info("agent %s: loaded plugin %s %s (ABI %u.%u) from %s%s", a->name, d->name, a->plugin_version,
+                 (unsigned) d->abi_major, (unsigned) d->abi_minor, a->path,
                  spec->path && a->fresh ? " (a private copy)" : "");
         *ret = TAKE_PTR(a);
         return 0;
@@ -359,7 +402,7 @@ int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, cha
                 s = 0;
         s = CLAMP(s, lo, 1.0);
         if (ret_reason) {
-                char *t = strdup(reason);
+                char *t = plugin_text(reason, sizeof(reason));
                 if (!t)
                         return -ENOMEM;
                 *ret_reason = t;
@@ -398,6 +441,11 @@ int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hi
                 free(ctx);
                 return -E2BIG;
         }
+        if (plugin_text_repair(&sys) < 0 || plugin_text_repair(&ctx) < 0) {
+                free(sys);
+                free(ctx);
+                return -ENOMEM;
+        }
         *ret_system = sys;
         *ret_context = ctx;
         return 0;
@@ -420,6 +468,8 @@ int plugin_agent_review(PluginAgent *a, const char *answer, char **ret_answer) {
                         free(out);
                         return -E2BIG;
                 }
+                if (plugin_text_repair(&out) < 0)
+                        return -ENOMEM;
         }
         if (!out) {
                 out = strdup(answer);
@@ -439,11 +489,11 @@ const char *plugin_agent_plugin_name(const PluginAgent *a) {
 }
 
 const char *plugin_agent_version(const PluginAgent *a) {
-        return a && a->desc->version ? a->desc->version : "";
+        return a && a->plugin_version ? a->plugin_version : "";
 }
 
 const char *plugin_agent_description(const PluginAgent *a) {
-        return a && a->desc->description ? a->desc->description : "";
+        return a && a->plugin_description ? a->plugin_description : "";
 }
 
 const char *plugin_agent_path(const PluginAgent *a) {

@@ -21,6 +21,10 @@ void runtime_free_now(Runtime *rt) {
                 explicit_bzero(rt->bearer_token, strlen(rt->bearer_token));
                 free(rt->bearer_token);
         }
+        if (rt->admin_token) {
+                explicit_bzero(rt->admin_token, strlen(rt->admin_token));
+                free(rt->admin_token);
+        }
         config_free(rt->config);
         sd_event_unref(rt->event);
         free(rt);
@@ -163,6 +167,18 @@ int runtime_new(Server *s, Runtime **ret, char **ret_error) {
                                 *ret_error = NULL;
                         goto fail;
                 }
+        }
+        if (rt->config->admin_token_file) {
+                r = read_token(rt->config->admin_token_file, &rt->admin_token);
+                if (r < 0) {
+                        if (ret_error &&
+                            asprintf(ret_error, "%s: cannot read the admin token (%s)",
+                                     rt->config->admin_token_file,
+                                     r == -EINVAL ? "shorter than 16 characters" : strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        goto fail;
+                }
+                rt->config->access.tcp_admin_token = rt->admin_token;
         }
         /* a reload keeps what did not change (learned router, term statistics) */
         r = agents_renew(rt->config, s->runtime ? s->runtime->agents : NULL, &rt->agents);

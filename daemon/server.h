@@ -25,6 +25,7 @@ typedef struct Runtime {
         AgentSet *agents;
         Engine *engine;
         char *bearer_token; /* TCP listener's token, from listen.bearer_token_file */
+        char *admin_token;  /* TCP admin token, from listen.admin_token_file */
         uint64_t generation;
         sd_event *event;
         sd_event_source *destroy; /* deferred free once the last reference is gone */
@@ -83,6 +84,11 @@ int server_reload(Server *s, char **ret_error);
 
 /** api_handle() - the HttpHandler: routes a request to its endpoint. */
 void api_handle(HttpRequest *req, void *userdata);
+/**
+ * api_admit() - HttpAdmitHandler: access (403) and the body limit of the
+ * endpoint a request names, decided from its headers before its body.
+ */
+void api_admit(HttpRequest *req, void *userdata);
 
 /* api-chat.c */
 void api_chat_completions(Server *s, HttpRequest *req);

@@ -148,6 +148,10 @@ static void check_defaults_except_agents(const Config *c) {
         ck_assert_uint_eq(c->limits.idle_timeout_ms, 30000);
         ck_assert_uint_eq(c->limits.shutdown_timeout_ms, 10000);
         ck_assert_uint_eq(c->limits.max_ingest_bytes, 16777216);
+        ck_assert_uint_eq(c->limits.max_body_total_bytes, 67108864);
+        ck_assert_uint_eq(c->limits.max_connections_per_peer, 256);
+        ck_assert_uint_eq(c->limits.header_timeout_ms, 10000);
+        ck_assert_uint_eq(c->limits.min_body_rate, 1024);
 
         ck_assert_uint_eq(c->n_providers, 1);
         b = config_find_provider(c, "builtin");
@@ -326,6 +330,10 @@ START_TEST(test_full) {
         ck_assert_uint_eq(c->limits.idle_timeout_ms, 6000);
         ck_assert_uint_eq(c->limits.shutdown_timeout_ms, 7000);
         ck_assert_uint_eq(c->limits.max_ingest_bytes, 4096);
+        ck_assert_uint_eq(c->limits.max_body_total_bytes, 65536);
+        ck_assert_uint_eq(c->limits.max_connections_per_peer, 3);
+        ck_assert_uint_eq(c->limits.header_timeout_ms, 2500);
+        ck_assert_uint_eq(c->limits.min_body_rate, 100);
 
         ck_assert_uint_eq(c->n_providers, 3); /* builtin + 2 */
         ck_assert_str_eq(c->providers[0].name, "builtin");

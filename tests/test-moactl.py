@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -360,6 +361,59 @@ class MoactlTest(unittest.TestCase):
                         self.assertIn(rc, (0, 1, 4), err)
 
     # -- documents ---------------------------------------------------------------
+    def test_pdf_converter_sandboxed(self):
+        """pdftotext runs with a wall-clock timeout, a CPU-time limit, a
+        memory limit and an output limit; its process group is killed. Fake
+        converters (first in PATH) that hang, spin, leave a child behind,
+        allocate without end, or flood stdout are stopped with a clear
+        reason, and the run goes on."""
+        d = tempfile.mkdtemp(dir=self.dir)
+        bindir = os.path.join(d, "bin")
+        os.mkdir(bindir)
+        pdf = os.path.join(d, "crafted.pdf")
+        with open(pdf, "wb") as f:
+            f.write(b"%PDF-1.7\n" + b"0" * 1000)
+        pidfile = os.path.join(d, "grandchild.pid")
+        scripts = {
+            # sleeps without output, its child sleeping too (same group)
+            "hang": "#!/bin/sh\nsleep 30 &\necho $! > %s\nsleep 30\n" % pidfile,
+            "spin": "#!/bin/sh\nwhile :; do :; done\n",
+            "hog": "#!%s\nx = bytearray(3 << 30)\nprint('allocated')\n" % sys.executable,
+            "flood": "#!/bin/sh\nexec cat /dev/zero\n",
+        }
+        want = {
+            "hang": "pdftotext ran longer than 2 s and was stopped (a crafted PDF?)",
+            "spin": "pdftotext used more than 1 s of CPU and was stopped (a crafted PDF?)",
+            "hog": "not a readable PDF (pdftotext could not extract text)",
+            "flood": "its text is larger than",
+        }
+        for name, body in scripts.items():
+            with self.subTest(converter=name):
+                conv = os.path.join(bindir, "pdftotext")
+                with open(conv, "w") as f:
+                    f.write(body)
+                os.chmod(conv, 0o755)
+                # only the hanging one may meet the short wall clock, even on a busy machine
+                env = {"PATH": bindir + ":" + os.environ.get("PATH", ""),
+                       "MOACTL_CONVERT_TIMEOUT": "2" if name == "hang" else "60", "MOACTL_CONVERT_CPU": "1"}
+                rc, out, err = self.moactl("ingest", "--agent", "legal", pdf, env_extra=env)
+                self.assertEqual(rc, 1, err)
+                self.assertIn("crafted.pdf: refused: " + want[name], err)
+        # The hanging converter's child was killed with it (its group).
+        with open(pidfile) as f:
+            pid = int(f.read())
+        for _ in range(50):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                break
+            if state == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("the converter's child %d outlived it" % pid)
+
     def test_ingest_list_delete(self):
         d = tempfile.mkdtemp(dir=self.dir)
         good = os.path.join(d, "Contract Law.md")

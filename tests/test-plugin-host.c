@@ -58,6 +58,37 @@ START_TEST(test_refuse_wrong_signature) {
 }
 END_TEST
 
+START_TEST(test_refuse_bad_name) {
+        ck_assert_int_eq(refused("bad-name.so"), -EINVAL);
+}
+END_TEST
+
+/* Every string the plugin hands over is repaired the same way: each invalid
+ * byte becomes U+FFFD (NUL a space), valid text is kept. */
+START_TEST(test_invalid_utf8_repaired) {
+        char path[512], *reason = NULL, *sys = NULL, *ctx = NULL, *out = NULL;
+        double s = 0;
+        int r;
+        snprintf(path, sizeof(path), "%s/bad-utf8.so", TEST_PLUGIN_DIR);
+        PluginAgent *a = load(path, "utf8agent", NULL, 0, &r);
+        ck_assert_int_eq(r, 0);
+        ck_assert_str_eq(plugin_agent_version(a), "1.\xef\xbf\xbd");
+        ck_assert_str_eq(plugin_agent_description(a), "caf\xef\xbf\xbd");
+        ck_assert_int_eq(plugin_agent_score(a, "q", &s, &reason), 0);
+        ck_assert_str_eq(reason, "r\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd");
+        ck_assert_int_eq(plugin_agent_build_prompt(a, "q", NULL, 0, &sys, &ctx), 0);
+        ck_assert_str_eq(sys, "sys \xef\xbf\xbd\xef\xbf\xbd");
+        ck_assert_str_eq(ctx, "ctx \xef\xbf\xbd");
+        ck_assert_int_eq(plugin_agent_review(a, "answer", &out), 0);
+        ck_assert_str_eq(out, "reviewed \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd ok");
+        free(reason);
+        free(sys);
+        free(ctx);
+        free(out);
+        plugin_agent_free(a);
+}
+END_TEST
+
 START_TEST(test_refuse_missing_symbol) {
         ck_assert_int_eq(refused("bad-nosym.so"), -ENOEXEC);
 }
@@ -591,6 +622,8 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_refuse_short_struct);
         tcase_add_test(tc, test_refuse_wrong_signature);
         tcase_add_test(tc, test_refuse_missing_symbol);
+        tcase_add_test(tc, test_refuse_bad_name);
+        tcase_add_test(tc, test_invalid_utf8_repaired);
         tcase_add_test(tc, test_refuse_null_callback);
         tcase_add_test(tc, test_refuse_failing_init);
         tcase_add_test(tc, test_refuse_missing_file);

@@ -164,10 +164,49 @@ class BearerToken(unittest.TestCase):
             self.assertNotIn(token.encode(), body)
             self.assertEqual(req("GET", "/v1/models", "wrong-token-wrong-token")[0], 403)
             self.assertEqual(req("GET", "/v1/models", token)[0], 200)
-            self.assertEqual(req("POST", "/v1/moa/reload", token)[0], 200)
+            # The ask token is not an admin token; without
+            # listen.admin_token_file admin is off over TCP.
+            self.assertEqual(req("POST", "/v1/moa/reload", token)[0], 403)
+            self.assertTrue(d.wait_log("admin endpoints are off over tcp (no listen.admin_token_file)"))
             # the unix socket keeps peer-credential rules
             self.assertEqual(d.request("GET", "/v1/models")[0], 200)
             self.assertNotIn(token, d.read_log())
+        finally:
+            d.cleanup()
+            shutil.rmtree(tmp)
+
+
+class AdminToken(unittest.TestCase):
+    def test_tcp_admin_needs_its_own_token(self):
+        tmp = tempfile.mkdtemp(prefix="moad-token-")
+        ask, admin = "ask-" + "a" * 28, "admin-" + "b" * 26
+        for name, value in (("ask", ask), ("admin", admin)):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(value + "\n")
+        port = free_port()
+        d = Daemon(config="listen:\n  tcp: \"127.0.0.1:%d\"\n  bearer_token_file: %s\n  admin_token_file: %s\n"
+                   % (port, os.path.join(tmp, "ask"), os.path.join(tmp, "admin")))
+        try:
+            import http.client
+
+            def req(method, path, auth=None):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request(method, path, headers={"Authorization": "Bearer " + auth} if auth else {})
+                r = c.getresponse()
+                r.read()
+                c.close()
+                return r.status
+            self.assertEqual(req("POST", "/v1/moa/reload", ask), 403)
+            self.assertEqual(req("DELETE", "/v1/moa/agents/legal/documents/x", ask), 403)
+            self.assertEqual(req("POST", "/v1/moa/reload"), 403)
+            self.assertEqual(req("POST", "/v1/moa/reload", admin), 200)
+            # the admin token may ask too; the ask token still asks
+            self.assertEqual(req("GET", "/v1/models", admin), 200)
+            self.assertEqual(req("GET", "/v1/models", ask), 200)
+            self.assertTrue(d.wait_log("tcp peer without the admin token"))
+            log = d.read_log()
+            self.assertNotIn(admin, log)
+            self.assertNotIn(ask, log)
         finally:
             d.cleanup()
             shutil.rmtree(tmp)
