@@ -111,7 +111,7 @@ static const char scaffold_c[] =
         "        return mu_return_prompt(&e->mu, &sys, &ctx, ret_system, ret_context);\n"
         "}\n"
         "\n"
-        "/* @answer is the final answer; it ends in a newline. */\n"
+        "/* @answer is the final answer; it may end in a newline (mu_buf_rtrim). */\n"
         "static int32_t @NAME@_review(void *state, const char *answer, char **ret_answer) {\n"
         "        const Expert *e = state;\n"
         "        MuBuf out = {0};\n"

@@ -90,7 +90,7 @@ static unsigned exercise(PluginAgent *a, FILE *out) {
                                 n, strlen(sys), ctx ? strlen(ctx) : 0);
         }
 
-        /* what review gets in the daemon: the final answer, ending in a newline */
+        /* what review gets in the daemon: the final answer, often ending in a newline */
         _cleanup_free_ char *reviewed = NULL;
         r = plugin_agent_review(a, "An answer to check.\n", &reviewed);
         if (r < 0) {
