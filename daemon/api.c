@@ -567,6 +567,17 @@ void api_handle(HttpRequest *req, void *userdata) {
                 api_documents(s, req, path + 15);
                 return;
         }
+        /* The Files and Batches API: ask class; the job's owner or admin beyond. */
+        if (strncmp(path, "/v1/files", 9) == 0 && (path[9] == 0 || path[9] == '/')) {
+                if (allowed(s, req, ACCESS_ASK))
+                        api_files(s, req, path + 9);
+                return;
+        }
+        if (strncmp(path, "/v1/batches", 11) == 0 && (path[11] == 0 || path[11] == '/')) {
+                if (allowed(s, req, ACCESS_ASK))
+                        api_batches(s, req, path + 11);
+                return;
+        }
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 const Route *rt = &routes[i];
                 if (!streq(rt->path, path))

@@ -13,6 +13,7 @@
 #include "agents.h"
 #include "build-config.h"
 #include "ingest.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin-check.h"
@@ -457,7 +458,9 @@ int main(int argc, char **argv) {
         log_set_max_level(level);
 
         HttpServerOptions hopts = {
-                .max_body_bytes = MAX(cfg->limits.max_body_bytes, cfg->limits.max_ingest_bytes),
+                /* an upload's multipart framing comes on top of the file */
+                .max_body_bytes = MAX(MAX(cfg->limits.max_body_bytes, cfg->limits.max_ingest_bytes),
+                                      cfg->jobs.max_upload_bytes + 64 * 1024),
                 .max_connections = cfg->limits.max_connections,
                 .idle_timeout_sec = (unsigned) MAX(cfg->limits.idle_timeout_ms / 1000, 1),
                 .on_complete = metrics_observe_request,
@@ -471,6 +474,12 @@ int main(int argc, char **argv) {
         r = ingest_worker_new(server.event, &server.ingest);
         if (r < 0) {
                 log_error_errno(r, "cannot start the ingest worker");
+                goto out;
+        }
+
+        r = jobs_new(&server, &server.jobs);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the jobs database in %s", cfg->state_dir);
                 goto out;
         }
 
@@ -497,6 +506,7 @@ int main(int argc, char **argv) {
                 log_error_errno(r, "event loop failed");
 out:
         server.http = http_server_free(server.http);
+        server.jobs = jobs_free(server.jobs);
         server.ingest = ingest_worker_free(server.ingest);
         shutdown_timer = sd_event_source_disable_unref(shutdown_timer);
         status_timer = sd_event_source_disable_unref(status_timer);
