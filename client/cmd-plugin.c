@@ -301,10 +301,13 @@ static int plugin_new(int argc, char **argv) {
                 fprintf(stderr, "moactl: %s: %s\n", dir, strerror(errno));
                 return MOACTL_EXIT_FAILED;
         }
-        if (asprintf(&s.dir, "%s/%s", parent, s.name) < 0 ||
-            asprintf(&knowledge, "%s/knowledge", s.dir) < 0) {
+        if (asprintf(&s.dir, "%s/%s", parent, s.name) < 0) {
                 s.dir = NULL;
-                return MOACTL_EXIT_FAILED;
+                goto out;
+        }
+        if (asprintf(&knowledge, "%s/knowledge", s.dir) < 0) {
+                knowledge = NULL;
+                goto out;
         }
         for (const char *p = s.dir; *p; p++)
                 if ((unsigned char) *p < 0x20) {
@@ -321,8 +324,13 @@ static int plugin_new(int argc, char **argv) {
                 goto out;
         }
         printf("moactl: plugin %s written:\n", s.name);
-        if (asprintf(&c_file, "%s.c", s.name) < 0 || asprintf(&yaml, "%s.yaml", s.name) < 0 ||
-            asprintf(&doc, "knowledge/%s.md", s.name) < 0)
+        if (asprintf(&c_file, "%s.c", s.name) < 0)
+                c_file = NULL;
+        if (asprintf(&yaml, "%s.yaml", s.name) < 0)
+                yaml = NULL;
+        if (asprintf(&doc, "knowledge/%s.md", s.name) < 0)
+                doc = NULL;
+        if (!c_file || !yaml || !doc)
                 goto out;
         if (write_file(&s, c_file, scaffold_c) < 0 || write_file(&s, "Makefile", scaffold_makefile) < 0 ||
             write_file(&s, yaml, scaffold_yaml) < 0 || write_file(&s, doc, scaffold_knowledge) < 0 ||
