@@ -254,8 +254,9 @@ static int plugin_agent_config(const PluginCheckOptions *o, const char *abs_plug
         want = realpath(o->agent_file, NULL);
         dir = want ? strdup(want) : NULL;
         if (!want || !dir) {
-                fprintf(out, "%s: %s\n", o->agent_file, strerror(errno));
-                return -errno;
+                int e = want ? ENOMEM : errno;
+                fprintf(out, "%s: %s\n", o->agent_file, strerror(e));
+                return -e;
         }
         r = config_load(NULL, dirname(dir), &c, &err);
         if (r < 0) {
@@ -286,7 +287,6 @@ static int check_routing(const PluginCheckOptions *o, const char *abs_plugin, co
         char state[] = "/tmp/moad-check-plugin-XXXXXX";
         AgentSet *set = NULL;
         Config *c = NULL;
-        AgentConfig ac;
         char *err = NULL;
         int r, status = 1;
 
@@ -296,26 +296,28 @@ static int check_routing(const PluginCheckOptions *o, const char *abs_plugin, co
                 free(err);
                 return 2;
         }
-        r = plugin_agent_config(o, abs_plugin, name, &ac, out);
+        /* a slot first, so that config_free() owns the agent from the start */
+        AgentConfig *v = realloc(c->agents, (c->n_agents + 1) * sizeof *v);
+        if (!v) {
+                config_free(c);
+                return 1;
+        }
+        c->agents = v;
+        r = plugin_agent_config(o, abs_plugin, name, &c->agents[c->n_agents], out);
+        c->n_agents++;
         if (r < 0) {
                 config_free(c);
                 return r == -ENOMEM ? 1 : 2;
         }
         /* it replaces a configured agent of the same name */
-        for (size_t i = 0; i < c->n_agents; i++)
-                if (streq_ptr(c->agents[i].name, ac.name))
+        const char *agent = c->agents[c->n_agents - 1].name;
+        for (size_t i = 0; i + 1 < c->n_agents; i++)
+                if (streq_ptr(c->agents[i].name, agent))
                         c->agents[i].enabled = 0;
-        AgentConfig *v = realloc(c->agents, (c->n_agents + 1) * sizeof *v);
-        if (!v) {
-                fprintf(out, "out of memory\n");
-                goto out_ac;
-        }
-        c->agents = v;
-        c->agents[c->n_agents++] = ac;
-        ac = (AgentConfig){};
         if (!mkdtemp(state)) {
                 fprintf(out, "cannot create a temporary directory: %s\n", strerror(errno));
-                goto out_ac;
+                config_free(c);
+                return 1;
         }
         free(c->state_dir);
         c->state_dir = strdup(state);
@@ -330,7 +332,6 @@ static int check_routing(const PluginCheckOptions *o, const char *abs_plugin, co
                 fprintf(out, "cannot load the agents: %s\n", strerror(-r));
                 goto out;
         }
-        const char *agent = c->agents[c->n_agents - 1].name;
         if (!agents_find(set, agent)) {
                 const AgentRefusals *rs = agents_refused(set);
                 for (size_t i = 0; i < rs->n; i++)
@@ -346,12 +347,7 @@ static int check_routing(const PluginCheckOptions *o, const char *abs_plugin, co
 out:
         agents_free(set);
         nftw(state, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-out_ac:
         config_free(c);
-        /* ac is empty unless it was not handed to the config */
-        free(ac.name);
-        free(ac.plugin);
-        free(ac.file);
         return status;
 }
 
