@@ -13,13 +13,30 @@
 # likewise `examples_file: examples/<name>.txt`), so
 # /etc holds only configuration and the data stays under /usr/share.
 #
-# All destinations are the configure-time absolute paths the daemon is
-# compiled with (build-config.h): choose the prefix when configuring
-# (-DCMAKE_INSTALL_PREFIX=/usr); `cmake --install --prefix` cannot move them.
+# The daemon is compiled with the configure-time absolute paths
+# (build-config.h): choose the prefix when configuring
+# (-DCMAKE_INSTALL_PREFIX=/usr). Every destination inside that prefix is
+# installed relative to it, so `cmake --install --prefix P` (a staging
+# prefix) puts those files under P; a directory configured outside the
+# prefix (/etc/moad for prefix /usr) stays where it was configured
+# (docs/operations.md, "Installing").
+
+# moa_install_destination(VAR ABSDIR): VAR = ABSDIR relative to the
+# install prefix when it lies inside it, else ABSDIR.
+function(moa_install_destination var dir)
+  file(RELATIVE_PATH rel ${CMAKE_INSTALL_PREFIX} ${dir})
+  if(rel MATCHES "^\\.\\." OR IS_ABSOLUTE "${rel}")
+    set(${var} ${dir} PARENT_SCOPE)
+  else()
+    set(${var} ${rel} PARENT_SCOPE)
+  endif()
+endfunction()
+moa_install_destination(MOA_CONF_DEST ${MOAD_CONF_DIR})
+moa_install_destination(MOA_DATA_DEST ${MOAD_DATA_DIR})
 
 add_subdirectory(${CMAKE_CURRENT_LIST_DIR}/systemd ${CMAKE_BINARY_DIR}/systemd)
 
-install(FILES ${CMAKE_CURRENT_LIST_DIR}/etc/moad.yaml DESTINATION ${MOAD_CONF_DIR})
+install(FILES ${CMAKE_CURRENT_LIST_DIR}/etc/moad.yaml DESTINATION ${MOA_CONF_DEST})
 
 file(GLOB MOAD_SHIPPED_AGENTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/agents.d/*.yaml)
 foreach(agent_file ${MOAD_SHIPPED_AGENTS})
@@ -36,8 +53,8 @@ foreach(agent_file ${MOAD_SHIPPED_AGENTS})
   file(WRITE ${CMAKE_BINARY_DIR}/install/agents.d/${agent_name}.in "${agent_text}")
   configure_file(${CMAKE_BINARY_DIR}/install/agents.d/${agent_name}.in
                  ${CMAKE_BINARY_DIR}/install/agents.d/${agent_name} COPYONLY)
-  install(FILES ${CMAKE_BINARY_DIR}/install/agents.d/${agent_name} DESTINATION ${MOAD_CONF_DIR}/agents.d)
+  install(FILES ${CMAKE_BINARY_DIR}/install/agents.d/${agent_name} DESTINATION ${MOA_CONF_DEST}/agents.d)
 endforeach()
 
-install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/agents.d/knowledge/ DESTINATION ${MOAD_DATA_DIR}/knowledge)
-install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/agents.d/examples/ DESTINATION ${MOAD_DATA_DIR}/examples)
+install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/agents.d/knowledge/ DESTINATION ${MOA_DATA_DEST}/knowledge)
+install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/agents.d/examples/ DESTINATION ${MOA_DATA_DEST}/examples)

@@ -7,6 +7,9 @@
 # reloads systemd; the units are not enabled automatically.
 
 set(CPACK_GENERATOR DEB)
+# The package holds the configured paths (compiled into moad), whatever
+# CPack's own default prefix (/usr) would be.
+set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_PACKAGE_NAME moad)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR "moad")

@@ -26,6 +26,7 @@ static const Command commands[] = {
         {"reload", cmd_reload, 0},
         {"metrics", cmd_metrics, 0},
         {"batch", cmd_batch, 1},
+        {"plugin", cmd_plugin, 1},
         {"docs", cmd_documents, 0}, /* the name issue 10 uses */
 };
 
@@ -60,6 +61,9 @@ static void help(void) {
                "  metrics                    Print the Prometheus metrics\n"
                "  batch IN -o OUT            Ask every line of a file (JSONL or one question per line);\n"
                "                             see 'moactl batch --help'\n"
+               "  plugin new NAME [--dir DIR]\n"
+               "                             Write a plugin skeleton in DIR/NAME (C file, Makefile,\n"
+               "                             agents.d file, knowledge folder, labelled questions)\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"
@@ -85,7 +89,7 @@ static void help(void) {
                "\n"
                "Exit status: 0 ok, 1 moad returned an error or an operation failed, 2 usage error,\n"
                "3 cannot connect to moad, 4 bad reply from moad, 5 timed out, 6 batch: some lines\n"
-               "failed. See moactl(1).\n",
+               "failed, reload: some agents refused. See moactl(1).\n",
                MOACTL_DEFAULT_SOCKET, MOACTL_DEFAULT_MODEL);
 }
 

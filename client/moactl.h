@@ -192,6 +192,7 @@ int cmd_documents(const Moactl *m, int argc, char **argv); /* also "docs" */
 int cmd_delete(const Moactl *m, int argc, char **argv);
 /* batch parses the options after its name itself: argv[-1] is "batch". */
 int cmd_batch(const Moactl *m, int argc, char **argv);
+int cmd_plugin(const Moactl *m, int argc, char **argv);
 
 /**
  * ingest_option() - store one of ingest's options in @o: @which is 'r' or

@@ -16,6 +16,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "plugin-check.h"
 #include "server.h"
 #include "util.h"
 
@@ -29,6 +30,9 @@ typedef struct Args {
         const char *upstream;
         const char *log_level;
         int check_config;
+        const char *check_plugin;
+        const char *queries;
+        const char *agent_file;
 } Args;
 
 static Server server;
@@ -37,24 +41,45 @@ static sd_event_source *shutdown_timer, *status_timer;
 static uint64_t shutdown_deadline;
 
 static void usage(FILE *f) {
-        fprintf(f, "Usage: moad [OPTIONS]\n"
-                   "Mixture-of-Agents daemon: routes questions to specialist agents and synthesises one "
-                   "answer.\n\n"
-                   "  -c, --config FILE      configuration (default: none, built-in defaults + shipped "
-                   "agents.d)\n"
-                   "  -s, --socket PATH      Unix socket to listen on (default from config: "
-                   "/run/moad/moad.sock)\n"
-                   "      --agents-dir DIR   agent definitions directory (overrides the config)\n"
-                   "      --state-dir DIR    knowledge databases directory (overrides the config)\n"
-                   "      --upstream URL     use this OpenAI-compatible endpoint for every agent\n"
-                   "      --log-level LEVEL  err, warning, notice, info, debug\n"
-                   "      --check-config     validate the configuration and exit (0 valid, 1 invalid)\n"
-                   "  -h, --help             this help\n"
-                   "      --version          print the version\n");
+        fprintf(f,
+                "Usage: moad [OPTIONS]\n"
+                "Mixture-of-Agents daemon: routes questions to specialist agents and synthesises one "
+                "answer.\n\n"
+                "  -c, --config FILE      configuration (default: none, built-in defaults + shipped "
+                "agents.d)\n"
+                "  -s, --socket PATH      Unix socket to listen on (default from config: "
+                "/run/moad/moad.sock)\n"
+                "      --agents-dir DIR   agent definitions directory (overrides the config)\n"
+                "      --state-dir DIR    knowledge databases directory (overrides the config)\n"
+                "      --upstream URL     use this OpenAI-compatible endpoint for every agent\n"
+                "      --log-level LEVEL  err, warning, notice, info, debug\n"
+                "      --check-config     validate the configuration, load and init every agent's plugin,\n"
+                "                         and exit (0 valid, 1 invalid or an agent refused)\n"
+                "      --check-plugin FILE.so\n"
+                "                         load one plugin alone, validate its descriptor, call each\n"
+                "                         callback once, and exit (0 good, 1 refused or failing)\n"
+                "      --queries FILE.tsv with --check-plugin: route these labelled questions\n"
+                "                         ([split<TAB>]labels<TAB>question) with the plugin beside the\n"
+                "                         configured agents; print its precision and recall\n"
+                "      --agent-file FILE.yaml\n"
+                "                         with --check-plugin: the plugin's agent file (options,\n"
+                "                         knowledge, examples)\n"
+                "  -h, --help             this help\n"
+                "      --version          print the version\n");
 }
 
 static int parse_args(int argc, char **argv, Args *a) {
-        enum { ARG_AGENTS = 0x100, ARG_STATE, ARG_UPSTREAM, ARG_LOG, ARG_CHECK, ARG_VERSION };
+        enum {
+                ARG_AGENTS = 0x100,
+                ARG_STATE,
+                ARG_UPSTREAM,
+                ARG_LOG,
+                ARG_CHECK,
+                ARG_CHECK_PLUGIN,
+                ARG_QUERIES,
+                ARG_AGENT_FILE,
+                ARG_VERSION
+        };
         static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                              {"socket", required_argument, NULL, 's'},
                                              {"agents-dir", required_argument, NULL, ARG_AGENTS},
@@ -62,6 +87,9 @@ static int parse_args(int argc, char **argv, Args *a) {
                                              {"upstream", required_argument, NULL, ARG_UPSTREAM},
                                              {"log-level", required_argument, NULL, ARG_LOG},
                                              {"check-config", no_argument, NULL, ARG_CHECK},
+                                             {"check-plugin", required_argument, NULL, ARG_CHECK_PLUGIN},
+                                             {"queries", required_argument, NULL, ARG_QUERIES},
+                                             {"agent-file", required_argument, NULL, ARG_AGENT_FILE},
                                              {"help", no_argument, NULL, 'h'},
                                              {"version", no_argument, NULL, ARG_VERSION},
                                              {}};
@@ -90,6 +118,15 @@ static int parse_args(int argc, char **argv, Args *a) {
                 case ARG_CHECK:
                         a->check_config = 1;
                         break;
+                case ARG_CHECK_PLUGIN:
+                        a->check_plugin = optarg;
+                        break;
+                case ARG_QUERIES:
+                        a->queries = optarg;
+                        break;
+                case ARG_AGENT_FILE:
+                        a->agent_file = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         exit(0);
@@ -103,6 +140,10 @@ static int parse_args(int argc, char **argv, Args *a) {
         }
         if (optind < argc) {
                 fprintf(stderr, "moad: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        if ((a->queries || a->agent_file) && !a->check_plugin) {
+                fprintf(stderr, "moad: --queries and --agent-file go with --check-plugin\n");
                 return -EINVAL;
         }
         return 0;
@@ -379,6 +420,18 @@ int main(int argc, char **argv) {
 
         if (args.check_config)
                 return check_config(&args);
+        if (args.check_plugin) {
+                PluginCheckOptions o = {
+                        .plugin = args.check_plugin,
+                        .queries = args.queries,
+                        .agent_file = args.agent_file,
+                        .config = args.config,
+                        .agents_dir = args.agents_dir,
+                };
+                int l = args.log_level ? log_level_from_string(args.log_level) : LOG_LEVEL_WARNING;
+                log_set_max_level(l < 0 ? LOG_LEVEL_WARNING : l);
+                return plugin_check(&o, stdout);
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

@@ -4,7 +4,15 @@
  * from its 'description:'), its context the agent's numbered passages, it
  * scores 0 (the learned router and the agent's knowledge route to it) and it
  * has no review step. A .so plugin is for custom behaviour on top. */
-#include "moa-plugin-util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <moa/plugin-util.h>
 #include "plugin-host.h"
 
 typedef struct GenericState {

@@ -371,7 +371,10 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret, char **ret
 refused:
         if (r == -ENOMEM && !why)
                 return r;
-        log_error_errno(r, "agent %s: refusing plugin %s: %s", a->name, a->path, why ? why : strerror(-r));
+        if (why) /* the reason already says what the errno would */
+                log_error("agent %s: refusing plugin %s: %s", a->name, a->path, why);
+        else
+                log_error_errno(r, "agent %s: refusing plugin %s", a->name, a->path);
         if (ret_error && asprintf(ret_error, "plugin %s: %s", a->path, why ? why : strerror(-r)) < 0)
                 *ret_error = NULL;
         return r;

@@ -4,15 +4,19 @@
 # pkg-config file, configuration, sample knowledge, systemd units, sysusers,
 # man pages; that nothing lands outside the prefix (and its sysconfdir), that
 # no installed text file points back into the source or build tree, that an
-# out-of-tree plugin compiles against the installed header, that the
-# installed configuration validates, and that the installed daemon and
-# client work together with the installed plugins and knowledge.
+# out-of-tree plugin compiles against the installed header, that a
+# `moactl plugin new` skeleton builds with only the installed SDK (headers,
+# helpers library, pkg-config file) and the installed moad loads it, that
+# the installed configuration validates, and that the installed daemon and
+# client work together with the installed plugins and knowledge. Last,
+# `cmake --install --prefix P` (a staging prefix) puts every file under P,
+# except a directory configured outside the prefix (/etc/moad for /usr).
 #
 # Usage: install-tree.sh BUILD_DIR
 # The expected locations are the build's configured ones (CMakeCache.txt):
-# moad compiles them in, so `cmake --install --prefix` cannot move them and
-# is not used. For CMAKE_INSTALL_PREFIX=/usr the FHS paths (/usr/sbin/moad,
-# /etc/moad, /usr/lib/systemd/system, ...) are checked literally as well.
+# moad compiles them in. For CMAKE_INSTALL_PREFIX=/usr the FHS paths
+# (/usr/sbin/moad, /etc/moad, /usr/lib/systemd/system, ...) are checked
+# literally as well.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
@@ -73,6 +77,8 @@ for p in $agents; do
 done
 if [ -e "$root$plugindir/example.so" ]; then fail "the authoring example plugin is installed"; fi
 need -f "$includedir/moa/plugin.h" "plugin header"
+need -f "$includedir/moa/plugin-util.h" "plugin helpers header"
+need -f "$libdir/libmoa-plugin-util.a" "plugin helpers library"
 need -f "$libdir/pkgconfig/moa-plugin.pc" "pkg-config file"
 need -f "$confdir/moad.yaml" "configuration"
 for a in $agents; do
@@ -104,8 +110,9 @@ outside=$(cd "$root" && find . -type f | sed 's#^\.##' | while read -r f; do
 done)
 [ -z "$outside" ] && ok "every file under $prefix or $confdir" || fail "installed outside the prefix: $outside"
 
-# ---- installed text files do not point into the source or build tree ----
-leaks=$(cd "$root" && find . -type f ! -name '*.so' ! -path "*$sbindir/*" ! -path "*$bindir/*" \
+# ---- installed text files do not point into the source or build tree (compiled
+# objects, .so and .a, carry debug paths) ----
+leaks=$(cd "$root" && find . -type f ! -name '*.so' ! -name '*.a' ! -path "*$sbindir/*" ! -path "*$bindir/*" \
         -exec grep -l -e "$src" -e "$build" {} + 2>/dev/null || true)
 [ -z "$leaks" ] && ok "no installed text file refers to $src or $build" || fail "refer to the source/build tree: $leaks"
 
@@ -130,6 +137,16 @@ if command -v pkg-config >/dev/null 2>&1; then
         else
                 fail "pkg-config --cflags gave '$cflags', want -I$includedir in $root"
         fi
+        libs=$(PKG_CONFIG_PATH="$root$libdir/pkgconfig" PKG_CONFIG_LIBDIR=/nonexistent \
+                PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 pkg-config --libs moa-plugin) ||
+                fail "pkg-config --libs moa-plugin"
+        set -- $libs
+        if [ $# -eq 3 ] && [ "$(readlink -f "${1#-L}")" = "$(readlink -f "$root$libdir")" ] &&
+                [ "$2" = -lmoa-plugin-util ] && [ "$3" = -lm ]; then
+                ok "pkg-config --libs moa-plugin: $libs"
+        else
+                fail "pkg-config --libs gave '$libs', want -L$libdir -lmoa-plugin-util -lm in $root"
+        fi
         pdir=$(PKG_CONFIG_PATH="$root$libdir/pkgconfig" PKG_CONFIG_LIBDIR=/nonexistent \
                 pkg-config --variable=plugindir moa-plugin)
         [ "$pdir" = "$plugindir" ] && ok "pkg-config plugindir $pdir" || fail "pkg-config plugindir '$pdir'"
@@ -142,6 +159,30 @@ if command -v pkg-config >/dev/null 2>&1; then
                         cat "$tmp/cc.log"
                         fail "example plugin does not compile against the installed header"
                 fi
+        fi
+        # a skeleton from the installed moactl, built by its Makefile with
+        # only the installed SDK, checked and loaded by the installed moad
+        if command -v make >/dev/null 2>&1 && command -v "$cc" >/dev/null 2>&1; then
+                if "$root$bindir/moactl" plugin new skel --dir "$tmp" >"$tmp/skel.log" 2>&1 &&
+                        PKG_CONFIG_PATH="$root$libdir/pkgconfig" PKG_CONFIG_LIBDIR=/nonexistent \
+                                make -C "$tmp/skel" CC="$cc" CFLAGS="-O2 -Wall -Wextra -Werror" \
+                                >>"$tmp/skel.log" 2>&1; then
+                        ok "moactl plugin new skeleton builds with the installed SDK"
+                else
+                        cat "$tmp/skel.log"
+                        fail "the skeleton does not build with the installed SDK"
+                fi
+                if grep -q -e "$src" -e "$build" "$tmp/skel.log"; then
+                        fail "the skeleton build used the source or build tree: $(grep -e "$src" -e "$build" "$tmp/skel.log")"
+                fi
+                if out=$("$root$sbindir/moad" --check-plugin "$tmp/skel/skel.so" 2>&1) &&
+                        echo "$out" | grep -q "plugin skel 0.1.0 (ABI .*): descriptor OK"; then
+                        ok "the installed moad loads the skeleton: $(echo "$out" | head -n 1)"
+                else
+                        fail "the installed moad does not load the skeleton: $out"
+                fi
+        else
+                echo "make or $cc not installed: SKIPPING the skeleton build with the installed SDK"
         fi
 else
         echo "pkg-config not installed: pkg-config checks skipped"
@@ -227,6 +268,29 @@ fi
 if grep -q -e "ERROR: AddressSanitizer" -e "runtime error:" -e LeakSanitizer "$tmp/moad.log"; then
         cat "$tmp/moad.log"
         fail "sanitizer report from the installed moad"
+fi
+
+# ---- cmake --install --prefix P: every file under P (staged in a DESTDIR,
+# so a directory configured outside the prefix cannot touch the machine) ----
+staged=/opt/moad-staged-prefix
+if DESTDIR=$tmp/stage cmake --install "$build" --prefix "$staged" >"$tmp/install-prefix.log" 2>&1; then
+        outside=$(cd "$tmp/stage" && find . -type f | sed 's#^\.##' | while read -r f; do
+                case $f in "$staged"/*) ;; "$confdir"/*) case $confdir in "$prefix"/*) echo "$f" ;; esac ;; *) echo "$f" ;; esac
+        done)
+        n=$(find "$tmp/stage$staged" -type f | wc -l)
+        [ -z "$outside" ] && ok "cmake --install --prefix $staged: $n files, every one under it" ||
+                fail "cmake --install --prefix put files outside the prefix: $outside"
+        for f in sbin/moad bin/moactl include/moa/plugin-util.h; do
+                [ -f "$tmp/stage$staged/$f" ] || fail "--prefix install has no $staged/$f"
+        done
+        case $confdir in
+        "$prefix"/*) [ -f "$tmp/stage$staged/${confdir#"$prefix"/}/moad.yaml" ] && ok "configuration under the staged prefix" ||
+                fail "no configuration under $staged" ;;
+        *) echo "note: $confdir is outside the prefix $prefix: it is installed there, not under $staged" ;;
+        esac
+else
+        cat "$tmp/install-prefix.log"
+        fail "cmake --install --prefix $staged"
 fi
 
 if [ $fails -ne 0 ]; then

@@ -53,7 +53,8 @@ add_executable(plugin-load ${CMAKE_CURRENT_SOURCE_DIR}/plugin-load.c)
 target_link_libraries(plugin-load PRIVATE moacore)
 add_test(NAME plugin-out-of-tree
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/plugin-out-of-tree.sh
-    ${CMAKE_BINARY_DIR}/plugins ${CMAKE_SOURCE_DIR}/plugins/example/example.c $<TARGET_FILE:plugin-load>)
+    ${CMAKE_BINARY_DIR}/plugins ${CMAKE_SOURCE_DIR}/plugins/example/example.c $<TARGET_FILE:plugin-load>
+    $<TARGET_FILE:moactl>)
 set_tests_properties(plugin-out-of-tree PROPERTIES LABELS unit TIMEOUT 120
   ENVIRONMENT "MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${CMAKE_BINARY_DIR}")
 

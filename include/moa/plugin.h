@@ -43,8 +43,8 @@
  * Threading: the host calls one instance from one thread at a time (the
  * daemon's event loop). Callbacks must not block: no network, no sleeping.
  *
- * Building out of tree:
- *   cc -shared -fPIC $(pkg-config --cflags moa-plugin) my.c -o my.so
+ * Building out of tree (--libs adds the helpers of <moa/plugin-util.h> and libm):
+ *   cc -shared -fPIC $(pkg-config --cflags moa-plugin) my.c -o my.so $(pkg-config --libs moa-plugin)
  */
 #ifndef MOA_PLUGIN_H
 #define MOA_PLUGIN_H
@@ -259,8 +259,10 @@ typedef struct MoaHost {
  *        negative errno and leave both out-parameters untouched (free what
  *        you allocated).
  *
- * @review: optional (NULL: answers pass unchanged). Post-process an
- *        agent's @answer before it is shown or aggregated: disclaimers,
+ * @review: optional (NULL: answers pass unchanged). Post-process the
+ *        final @answer before it is shown (it may end in a newline, as the
+ *        builtin provider's answers do: trim trailing blanks before
+ *        appending anything): disclaimers,
  *        redaction of personal data the plugin recognises, code fencing.
  *        Set *@ret_answer to a new string from host->alloc, or to NULL to
  *        keep @answer unchanged. Return 0 or a negative errno (the host

@@ -8,7 +8,15 @@
  *
  * Options: language (default language tag for fences, e.g. "c"),
  * fence (yes/no), plus the common max_passages, max_passage_chars, review. */
-#include "moa-plugin-util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <moa/plugin-util.h>
 
 static const char default_prompt[] =
         "You are a senior software engineer. Answer with correct, minimal, runnable code in fenced "

@@ -4,6 +4,9 @@
  *
  *   cc -shared -fPIC $(pkg-config --cflags moa-plugin) example.c -o cooking.so
  *
+ * (It needs nothing else; a plugin using <moa/plugin-util.h> adds
+ * $(pkg-config --libs moa-plugin).)
+ *
  * A "cooking" agent: scores queries by counting kitchen words, asks for a
  * recipe-style answer, lists its passages as numbered notes, and appends a
  * food-safety line to answers that mention raw meat or eggs. Read it with

@@ -9,7 +9,15 @@
  *
  * Options: currency (e.g. "EUR": answers use it), region, disclaimer
  * (yes/no), plus the common max_passages, max_passage_chars, review. */
-#include "moa-plugin-util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <moa/plugin-util.h>
 
 static const char default_prompt[] =
         "You are a prudent personal-finance and accounting information assistant. Explain concepts, "

@@ -7,7 +7,15 @@
  *
  * Options: score (0..0.5, default 0.05), plus the common max_passages,
  * max_passage_chars, review. */
-#include "moa-plugin-util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <moa/plugin-util.h>
 
 static const char default_prompt[] =
         "You are a helpful, concise general assistant. Answer directly, say when you are unsure, and "

@@ -7,7 +7,15 @@
  *
  * Options: jurisdiction (added to the system prompt), disclaimer (yes/no),
  * plus the common max_passages, max_passage_chars, review. */
-#include "moa-plugin-util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <moa/plugin-util.h>
 
 static const char default_prompt[] =
         "You are a careful legal information assistant. Explain the law in plain language, "

@@ -3,6 +3,7 @@ documented command line and added through agents.d, and broken plugins that
 are refused while the daemon keeps serving with the others."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -160,6 +161,130 @@ class Refusals(unittest.TestCase):
             self.assertEqual((m.returncode, m.stdout, m.stderr), (0, "moad: configuration reloaded\n", ""))
         finally:
             d.cleanup()
+
+
+class CheckPlugin(unittest.TestCase):
+    """moad --check-plugin: the descriptor and callbacks of one plugin, and its
+    routing precision and recall on a labelled file, read as a user would."""
+
+    def run_check(self, *args):
+        env = dict(os.environ, MOAD_PLUGIN_DIR=os.path.join(BUILD, "plugins"))
+        return subprocess.run([MOAD, "--check-plugin", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    def test_descriptor_and_callbacks(self):
+        p = self.run_check(os.path.join(BUILD, "plugins", "example.so"))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("example.so: plugin cooking 0.1.0 (ABI 1.", p.stdout)
+        self.assertIn("descriptor OK", p.stdout)
+        for what in ("an ordinary question", "an empty question", "invalid UTF-8", "a 64 KiB question"):
+            self.assertRegex(p.stdout, r"(?m)^ok: score\(\) on %s: " % what)
+        self.assertIn("ok: build_prompt() with 2 passages", p.stdout)
+        self.assertIn('ok: review("An answer to check.\\n")', p.stdout)
+
+    def test_refused(self):
+        for name, why in (("bad-major", "built for plugin ABI 2."), ("bad-nosym", "no entry symbol"),
+                          ("bad-init", "init failed: Permission denied")):
+            path = os.path.join(BUILD, "tests", "plugins", name + ".so")
+            p = self.run_check(path)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn("%s: refused: plugin %s: " % (path, path), p.stdout)
+            self.assertIn(why, p.stdout)
+        p = self.run_check("/nonexistent.so")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("/nonexistent.so: No such file or directory", p.stdout)
+
+    def test_labelled_questions(self):
+        data = os.path.join(SRC, "tests", "data", "plugins", "cooking.tsv")
+        tmp = tempfile.mkdtemp(prefix="moad-check-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        with open(os.path.join(tmp, "bread.md"), "w") as f:
+            f.write("# Bread\n\nKnead the dough, let it rise, then bake the bread in a hot oven.\n")
+        agent = os.path.join(tmp, "cooking.yaml")
+        with open(agent, "w") as f:
+            f.write("name: cooking\nplugin: cooking\nknowledge: [%s]\n" % os.path.join(tmp, "bread.md"))
+        p = self.run_check(os.path.join(BUILD, "plugins", "example.so"), "--agent-file", agent,
+                           "--queries", data, "--agents-dir", os.path.join(SRC, "agents.d"))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("6 agents: ", p.stdout)
+        # what the file says, counted here
+        labelled, lines = 0, {}
+        with open(data) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip() and not line.startswith("#"):
+                    labels = line.rstrip("\n").split("\t")[-2].split(",")
+                    labelled += "cooking" in labels
+                    lines[n] = labels
+        m = re.search(r"(?m)^cooking: precision ([0-9.]+) \((\d+) of (\d+) routed to it\), "
+                      r"recall ([0-9.]+) \((\d+) of (\d+) labelled cooking\)$", p.stdout)
+        self.assertIsNotNone(m, p.stdout)
+        prec, tp, routed, rec, tp2, total = m.groups()
+        self.assertEqual(int(total), labelled)
+        self.assertEqual(tp, tp2)
+        missed = re.findall(r"(?m)^  .*cooking\.tsv:(\d+): missed: ", p.stdout)
+        wrong = re.findall(r"(?m)^  .*cooking\.tsv:(\d+): wrongly routed here: ", p.stdout)
+        self.assertEqual(len(missed), labelled - int(tp))
+        self.assertEqual(len(wrong), int(routed) - int(tp))
+        for n in missed:
+            self.assertIn("cooking", lines[int(n)])
+        for n in wrong:
+            self.assertNotIn("cooking", lines[int(n)])
+        self.assertAlmostEqual(float(prec), int(tp) / int(routed), places=3)
+        self.assertAlmostEqual(float(rec), int(tp) / labelled, places=3)
+        self.assertGreater(int(tp), 0)
+        self.assertRegex(p.stdout, r"(?m)^all agents: micro precision [0-9.]+, recall [0-9.]+; exact routing "
+                                   r"[0-9.]+ \(\d+ of %d questions\)$" % len(lines))
+
+
+class Scaffold(unittest.TestCase):
+    """moactl plugin new writes a plugin that builds with the SDK, passes
+    its own `make check`, and answers through moad after a reload."""
+
+    def test_new_build_check_add_reload(self):
+        tmp = tempfile.mkdtemp(prefix="moad-scaffold-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        p = subprocess.run([MOACTL, "plugin", "new", "security", "--dir", tmp], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        d = os.path.join(tmp, "security")
+        for f in ("security.c", "Makefile", "security.yaml", "questions.tsv", "knowledge/security.md"):
+            self.assertIn(os.path.join(d, f), p.stdout)
+            self.assertTrue(os.path.isfile(os.path.join(d, f)), f)
+        # never overwrites
+        again = subprocess.run([MOACTL, "plugin", "new", "security", "--dir", tmp], capture_output=True,
+                               text=True)
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("File exists (nothing was overwritten)", again.stderr)
+        bad = subprocess.run([MOACTL, "plugin", "new", "9lives"], capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 2)
+
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD, "plugins"),
+                   MOAD_PLUGIN_DIR=os.path.join(BUILD, "plugins"))
+        b = subprocess.run(["make", "CFLAGS=-O2 -Wall -Wextra -Werror"], cwd=d, env=env, capture_output=True,
+                           text=True)
+        self.assertEqual(b.returncode, 0, b.stdout + b.stderr)
+        c = subprocess.run(["make", "check", "MOAD=" + MOAD], cwd=d, env=env,
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(c.returncode, 0, c.stdout + c.stderr)
+        self.assertIn("plugin security 0.1.0", c.stdout)
+        self.assertRegex(c.stdout, r"(?m)^security: precision [0-9.]+ .* recall ")
+
+        ad = agents_dir({})
+        self.addCleanup(shutil.rmtree, ad, True)
+        dmn = Daemon(agents_dir=ad)
+        try:
+            shutil.copy(os.path.join(d, "security.yaml"), ad)
+            st, _, j = dmn.json("POST", "/v1/moa/reload")
+            self.assertEqual((st, j["refused"]), (200, []), j)
+            agents = {a["name"]: a for a in dmn.json("GET", "/v1/moa/agents")[2]["agents"]}
+            self.assertEqual((agents["security"]["plugin"], agents["security"]["version"]), ("security", "0.1.0"))
+            self.assertGreater(agents["security"]["documents"], 0)
+            st, _, data = dmn.chat("What does the security expert say about this?", model="security")
+            self.assertEqual(st, 200, data)
+            text = json.loads(data)["choices"][0]["message"]["content"]
+            self.assertTrue(text.endswith("\n\nThis answer is general information from the security expert."),
+                            text)
+        finally:
+            dmn.cleanup()
 
 
 def cflags():

@@ -38,7 +38,7 @@ static int32_t versioned_build_prompt(void *state, const char *query, const MoaK
 static int32_t versioned_review(void *state, const char *answer, char **ret_answer) {
         static const char sig[] = " [versioned " VERSIONED_VERSION "]";
         size_t n = strlen(answer);
-        while (n > 0 && answer[n - 1] == '\n') /* the host's answer ends in a newline */
+        while (n > 0 && answer[n - 1] == '\n') /* answers often end in a newline */
                 n--;
         const MoaHost *host = state;
         char *r = host->alloc(n + sizeof sig);

@@ -1,49 +1,28 @@
 /* SPDX-License-Identifier: MIT */
-/* moa-plugin-util.h — header-only helpers shared by the shipped plugins
- * (they must not link the daemon): text normalisation with accent folding,
- * a data-driven lexicon scorer (weighted phrases, prefixes, other-sense
- * penalties and co-occurrence rules), a small string builder that hands
- * its result over through the host allocator, and redaction of personal
- * data (e-mail, phone, card numbers with Luhn check, IBAN, secrets).
- *
- * Everything is static inline so a plugin pays only for what it uses. */
-#ifndef MOA_PLUGIN_UTIL_H
-#define MOA_PLUGIN_UTIL_H
-
+/* plugin-util.c — libmoa-plugin-util, the helpers of <moa/plugin-util.h>
+ * (documented there), linked statically into plugins. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <moa/plugin.h>
+#include <moa/plugin-util.h>
 
-/* Bounds on what the scorer looks at: a query longer than this is scored on
- * its first MU_MAX_TEXT bytes (routing needs the gist, not the whole text). */
-#define MU_MAX_TEXT 8192u
-#define MU_MAX_WORDS 1024u
-#define MU_MAX_PATTERN_WORDS 8u
+unsigned mu_version(void) {
+        return MOA_PLUGIN_UTIL_VERSION_MAJOR * 1000u + MOA_PLUGIN_UTIL_VERSION_MINOR;
+}
 
-/* ---------------------------------------------------------------------- */
-/* String builder (plain malloc; mu_buf_to_host copies into host memory).  */
-
-typedef struct MuBuf {
-        char *s;
-        size_t len, cap;
-        int oom;
-} MuBuf;
-
-static inline void mu_buf_free(MuBuf *b) {
+void mu_buf_free(MuBuf *b) {
         free(b->s);
         b->s = NULL;
         b->len = b->cap = 0;
 }
 
-static inline int mu_buf_reserve(MuBuf *b, size_t extra) {
+int mu_buf_reserve(MuBuf *b, size_t extra) {
         if (b->oom)
                 return -ENOMEM;
         if (b->len + extra + 1 <= b->cap)
@@ -61,7 +40,7 @@ static inline int mu_buf_reserve(MuBuf *b, size_t extra) {
         return 0;
 }
 
-static inline void mu_buf_add_n(MuBuf *b, const char *s, size_t n) {
+void mu_buf_add_n(MuBuf *b, const char *s, size_t n) {
         if (mu_buf_reserve(b, n) < 0)
                 return;
         memcpy(b->s + b->len, s, n);
@@ -69,11 +48,11 @@ static inline void mu_buf_add_n(MuBuf *b, const char *s, size_t n) {
         b->s[b->len] = 0;
 }
 
-static inline void mu_buf_add(MuBuf *b, const char *s) {
+void mu_buf_add(MuBuf *b, const char *s) {
         mu_buf_add_n(b, s, strlen(s));
 }
 
-__attribute__((format(printf, 2, 3))) static inline void mu_buf_printf(MuBuf *b, const char *fmt, ...) {
+void mu_buf_printf(MuBuf *b, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         int n = vsnprintf(NULL, 0, fmt, ap);
@@ -86,8 +65,7 @@ __attribute__((format(printf, 2, 3))) static inline void mu_buf_printf(MuBuf *b,
         b->len += (size_t) n;
 }
 
-/* Copy the buffer into memory from host->alloc; NULL on OOM. */
-static inline char *mu_buf_to_host(const MoaHost *host, const MuBuf *b) {
+char *mu_buf_to_host(const MoaHost *host, const MuBuf *b) {
         if (b->oom)
                 return NULL;
         char *r = host->alloc((uint64_t) b->len + 1);
@@ -99,17 +77,13 @@ static inline char *mu_buf_to_host(const MoaHost *host, const MuBuf *b) {
         return r;
 }
 
-/* Drop trailing blanks (spaces, tabs, newlines). */
-static inline void mu_buf_rtrim(MuBuf *b) {
+void mu_buf_rtrim(MuBuf *b) {
         while (b->len > 0 &&
                (b->s[b->len - 1] == '\n' || b->s[b->len - 1] == ' ' || b->s[b->len - 1] == '\t'))
                 b->s[--b->len] = 0;
 }
 
-/* Finish a review: hand @b's text to the host in *@ret_answer (host memory)
- * and free @b. Returns 0, or -ENOMEM (nothing set) when building or
- * copying ran out of memory. */
-static inline int mu_buf_finish(const MoaHost *host, MuBuf *b, char **ret_answer) {
+int mu_buf_finish(const MoaHost *host, MuBuf *b, char **ret_answer) {
         char *r = b->oom ? NULL : mu_buf_to_host(host, b);
 
         mu_buf_free(b);
@@ -119,8 +93,7 @@ static inline int mu_buf_finish(const MoaHost *host, MuBuf *b, char **ret_answer
         return 0;
 }
 
-/* Copy the reason into the host buffer, truncating on a UTF-8 boundary. */
-static inline void mu_set_reason(char *reason, uint32_t size, const char *s) {
+void mu_set_reason(char *reason, uint32_t size, const char *s) {
         if (!reason || size == 0)
                 return;
         size_t n = strlen(s);
@@ -133,12 +106,7 @@ static inline void mu_set_reason(char *reason, uint32_t size, const char *s) {
         reason[n] = 0;
 }
 
-/* ---------------------------------------------------------------------- */
-/* Normalisation: lower case, Latin accents folded (é->e, ß->ss, œ->oe),   */
-/* punctuation to spaces. '_', '+', '#' stay word characters (c++, c#,     */
-/* snake_case are signals). Other non-ASCII bytes are kept as letters.     */
-
-static inline const char *mu_fold_c3(unsigned char c) {
+static const char *mu_fold_c3(unsigned char c) {
         /* second byte of U+00C0..U+00FF, upper and lower case */
         static const char *const tab[64] = {
                 "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i",  "i",
@@ -151,13 +119,11 @@ static inline const char *mu_fold_c3(unsigned char c) {
         return tab[c - 0x80];
 }
 
-static inline int mu_is_word_byte(unsigned char c) {
+static int mu_is_word_byte(unsigned char c) {
         return isalnum(c) || c == '_' || c == '+' || c == '#' || c >= 0x80;
 }
 
-/* Returns a malloc'ed normalised copy of (at most MU_MAX_TEXT bytes of) @s,
- * words separated by single spaces. NULL on OOM. */
-static inline char *mu_normalize(const char *s) {
+char *mu_normalize(const char *s) {
         size_t n = strnlen(s, MU_MAX_TEXT);
         char *out = malloc(n * 2 + 2);
         if (!out)
@@ -205,17 +171,7 @@ static inline char *mu_normalize(const char *s) {
         return out;
 }
 
-/* ---------------------------------------------------------------------- */
-/* Tokenised text.                                                         */
-
-typedef struct MuText {
-        char *norm; /* normalised text (owned) */
-        const char *word[MU_MAX_WORDS];
-        uint16_t wlen[MU_MAX_WORDS];
-        unsigned n;
-} MuText;
-
-static inline int mu_text_init(MuText *t, const char *s) {
+int mu_text_init(MuText *t, const char *s) {
         memset(t, 0, sizeof(*t));
         t->norm = mu_normalize(s ? s : "");
         if (!t->norm)
@@ -234,7 +190,7 @@ static inline int mu_text_init(MuText *t, const char *s) {
         return 0;
 }
 
-static inline void mu_text_done(MuText *t) {
+void mu_text_done(MuText *t) {
         free(t->norm);
         t->norm = NULL;
         t->n = 0;
@@ -244,8 +200,8 @@ static inline void mu_text_done(MuText *t) {
  * (space-separated words, a trailing '*' on a word = prefix) in @t at word
  * position >= @from. Returns the 1-based word position of the match (its
  * length in *ret_len), 0 if none. */
-static inline unsigned mu_match_one_from(const MuText *t, const char *p, size_t plen, unsigned from,
-                                         unsigned *ret_len) {
+static unsigned mu_match_one_from(const MuText *t, const char *p, size_t plen, unsigned from,
+                                  unsigned *ret_len) {
         const char *pw[MU_MAX_PATTERN_WORDS];
         size_t pl[MU_MAX_PATTERN_WORDS];
         unsigned np = 0;
@@ -285,8 +241,7 @@ static inline unsigned mu_match_one_from(const MuText *t, const char *p, size_t 
         return 0;
 }
 
-/* Pattern with '|' alternatives; returns 1 if any alternative occurs. */
-static inline int mu_match(const MuText *t, const char *pattern) {
+int mu_match(const MuText *t, const char *pattern) {
         const char *p = pattern;
         for (;;) {
                 const char *bar = strchr(p, '|');
@@ -299,13 +254,8 @@ static inline int mu_match(const MuText *t, const char *pattern) {
         }
 }
 
-/* Like mu_match(), but only a match none of whose words is already set in
- * @claimed counts; the words of the first such match are then claimed and
- * returned as [*ret_start, *ret_start + *ret_len). So one word of the text
- * feeds at most one positive rule (no double counting of "doctor" by the
- * English and the Spanish rule). */
-static inline int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed,
-                                 unsigned *ret_start, unsigned *ret_len) {
+int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed, unsigned *ret_start,
+                   unsigned *ret_len) {
         const char *p = pattern;
         for (;;) {
                 const char *bar = strchr(p, '|');
@@ -331,42 +281,19 @@ static inline int mu_match_claim(const MuText *t, const char *pattern, unsigned 
         }
 }
 
-/**
- * struct MuLex - one lexicon rule.
- * @pattern: normalised words (ASCII, lower case, accents folded), phrases
- *           allowed, '*' suffix = prefix, '|' = alternatives.
- * @weight:  added to the evidence when @pattern occurs (once per rule);
- *           negative for other senses ("river bank" for finance).
- * @with:    NULL, or a pattern that must also occur anywhere in the text
- *           for the rule to apply (co-occurrence: "bank" + "river").
- * @label:   for negative rules, the other sense the reason names (NULL:
- *           the pattern); positive rules show the words they matched.
- */
-typedef struct MuLex {
-        const char *pattern;
-        double weight;
-        const char *with;
-        const char *label;
-} MuLex;
-
-/* Evidence -> [0,1]. @scale is the evidence giving 1 - 1/e (~0.63). */
-static inline double mu_squash(double evidence, double scale) {
+double mu_squash(double evidence, double scale) {
         if (!(evidence > 0))
                 return 0.0;
         return 1.0 - exp(-evidence / scale);
 }
 
-/* Signed evidence -> [-1,1]: mu_squash() of its size with its sign. A
- * negative result says other-sense rules outweighed the domain's terms
- * (plugin ABI 1.1: the router counts it against the agent). */
-static inline double mu_squash_signed(double evidence, double scale) {
+double mu_squash_signed(double evidence, double scale) {
         if (evidence < 0)
                 return -mu_squash(-evidence, scale);
         return mu_squash(evidence, scale);
 }
 
-/* Append text words [start, start+len) of @t to @b. */
-static inline void mu_buf_add_words(MuBuf *b, const MuText *t, unsigned start, unsigned len) {
+void mu_buf_add_words(MuBuf *b, const MuText *t, unsigned start, unsigned len) {
         for (unsigned k = 0; k < len; k++) {
                 if (k)
                         mu_buf_add(b, " ");
@@ -374,15 +301,7 @@ static inline void mu_buf_add_words(MuBuf *b, const MuText *t, unsigned start, u
         }
 }
 
-/**
- * mu_lex_score() - sum the weights of every rule of @lex (@n rules) that
- * fires on @t (a positive rule fires only on words no earlier positive rule
- * used, so put strong rules first); fill @reason with the matched words of
- * the strongest positive rules and any other-sense label. Returns the raw
- * evidence (may be negative).
- */
-static inline double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, char *reason,
-                                  uint32_t reason_size) {
+double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, char *reason, uint32_t reason_size) {
         unsigned char claimed[MU_MAX_WORDS];
         double sum = 0;
         MuBuf pos = {0}, neg = {0};
@@ -426,16 +345,13 @@ static inline double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, c
         return sum;
 }
 
-/* ---------------------------------------------------------------------- */
-/* Host option helpers.                                                    */
-
-static inline const char *mu_option(const MoaHost *host, MoaHostContext *ctx, const char *key) {
+const char *mu_option(const MoaHost *host, MoaHostContext *ctx, const char *key) {
         if (!MOA_HOST_HAS(host, config_get))
                 return NULL;
         return host->config_get(ctx, key);
 }
 
-static inline int mu_option_bool(const MoaHost *host, MoaHostContext *ctx, const char *key, int def) {
+int mu_option_bool(const MoaHost *host, MoaHostContext *ctx, const char *key, int def) {
         const char *v = mu_option(host, ctx, key);
         if (!v)
                 return def;
@@ -446,8 +362,7 @@ static inline int mu_option_bool(const MoaHost *host, MoaHostContext *ctx, const
         return def;
 }
 
-static inline long mu_option_long(const MoaHost *host, MoaHostContext *ctx, const char *key, long def,
-                                  long lo, long hi) {
+long mu_option_long(const MoaHost *host, MoaHostContext *ctx, const char *key, long def, long lo, long hi) {
         const char *v = mu_option(host, ctx, key);
         if (!v || !*v)
                 return def;
@@ -459,8 +374,7 @@ static inline long mu_option_long(const MoaHost *host, MoaHostContext *ctx, cons
         return r;
 }
 
-__attribute__((format(printf, 4, 5))) static inline void mu_log(const MoaHost *host, MoaHostContext *ctx,
-                                                                int level, const char *fmt, ...) {
+void mu_log(const MoaHost *host, MoaHostContext *ctx, int level, const char *fmt, ...) {
         if (!MOA_HOST_HAS(host, log))
                 return;
         char msg[512];
@@ -471,11 +385,7 @@ __attribute__((format(printf, 4, 5))) static inline void mu_log(const MoaHost *h
         host->log(ctx, level, msg);
 }
 
-/* ---------------------------------------------------------------------- */
-/* Context formatting shared by the domain plugins: numbered passages with  */
-/* their citation, each cut to @max_chars (on a UTF-8 boundary).           */
-
-static inline void mu_add_clipped(MuBuf *b, const char *s, size_t max_chars) {
+void mu_add_clipped(MuBuf *b, const char *s, size_t max_chars) {
         size_t n = strlen(s);
         if (n > max_chars) {
                 n = max_chars;
@@ -487,16 +397,12 @@ static inline void mu_add_clipped(MuBuf *b, const char *s, size_t max_chars) {
                 mu_buf_add_n(b, s, n);
 }
 
-/* ---------------------------------------------------------------------- */
-/* Redaction. Each function scans @s and appends to @out, replacing what it */
-/* recognises with @tag; returns how many items it replaced.               */
-
-static inline int mu_is_email_char(unsigned char c) {
+static int mu_is_email_char(unsigned char c) {
         return isalnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '%';
 }
 
 /* Length of an e-mail address starting at @s (local@domain.tld), 0 if none. */
-static inline size_t mu_email_at(const char *s, const char *start) {
+static size_t mu_email_at(const char *s, const char *start) {
         if (s > start && mu_is_email_char((unsigned char) s[-1]))
                 return 0;
         size_t i = 0;
@@ -519,7 +425,7 @@ static inline size_t mu_email_at(const char *s, const char *start) {
 
 /* Length of a digit run with separators (space, '-', '.', '/', '(', ')')
  * starting at @s; *ret_digits gets the digit count. */
-static inline size_t mu_digit_run(const char *s, unsigned *ret_digits, char *digits, size_t max) {
+static size_t mu_digit_run(const char *s, unsigned *ret_digits, char *digits, size_t max) {
         size_t i = 0, nd = 0, last_digit_end = 0;
         if (s[0] == '+')
                 i++;
@@ -540,7 +446,7 @@ static inline size_t mu_digit_run(const char *s, unsigned *ret_digits, char *dig
         return last_digit_end;
 }
 
-static inline int mu_luhn(const char *d, unsigned n) {
+static int mu_luhn(const char *d, unsigned n) {
         unsigned sum = 0;
         for (unsigned i = 0; i < n; i++) {
                 unsigned v = (unsigned) (d[n - 1 - i] - '0');
@@ -556,7 +462,7 @@ static inline int mu_luhn(const char *d, unsigned n) {
 
 /* IBAN: two letters, two digits, 11..30 alphanumerics (spaces allowed in
  * groups of four), mod-97 == 1. Returns its length at @s or 0. */
-static inline size_t mu_iban_at(const char *s, const char *start) {
+static size_t mu_iban_at(const char *s, const char *start) {
         if (s > start && isalnum((unsigned char) s[-1]))
                 return 0;
         if (!isupper((unsigned char) s[0]) || !isupper((unsigned char) s[1]) ||
@@ -589,22 +495,7 @@ static inline size_t mu_iban_at(const char *s, const char *start) {
         return rem == 1 ? end : 0;
 }
 
-enum {
-        MU_REDACT_EMAIL = 1u << 0,
-        MU_REDACT_PHONE = 1u << 1,
-        MU_REDACT_CARD = 1u << 2,
-        MU_REDACT_IBAN = 1u << 3,
-        MU_REDACT_SSN = 1u << 4,
-};
-
-/**
- * mu_redact() - copy @s to @out replacing personal data selected by @what
- * (MU_REDACT_*): e-mail addresses, phone numbers (9..15 digits, or 8 after a
- * leading '+', with separators), payment card numbers (13..19 digits passing
- * Luhn), IBANs (mod-97), US SSNs (ddd-dd-dddd). Returns the number of
- * replacements.
- */
-static inline unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
+unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
         unsigned n = 0;
         const char *p = s;
         while (*p) {
@@ -665,23 +556,8 @@ static inline unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
         return n;
 }
 
-/* ---------------------------------------------------------------------- */
-/* Per-instance state shared by the shipped plugins: embed MuState first   */
-/* in the plugin's own state struct.                                       */
-
-typedef struct MuState {
-        const MoaHost *host;
-        MoaHostContext *ctx;
-        const MoaAgentInfo *info;
-        const char *prompt;         /* configured prompt or the plugin's default */
-        unsigned max_passages;      /* option max_passages, 1..32, default 5 */
-        unsigned max_passage_chars; /* option max_passage_chars, 200..8000, default 1200 */
-        int review;                 /* option review: yes/no, default yes */
-} MuState;
-
-/* Fill @s from the host and options; the plugin's init calls this first. */
-static inline int mu_state_setup(MuState *s, const MoaHost *host, MoaHostContext *ctx,
-                                 const MoaAgentInfo *info, const char *default_prompt) {
+int mu_state_setup(MuState *s, const MoaHost *host, MoaHostContext *ctx, const MoaAgentInfo *info,
+                   const char *default_prompt) {
         if (!host || !MOA_HOST_HAS(host, alloc) || !MOA_HOST_HAS(host, free) || !info)
                 return -EINVAL;
         s->host = host;
@@ -694,10 +570,7 @@ static inline int mu_state_setup(MuState *s, const MoaHost *host, MoaHostContext
         return 0;
 }
 
-/* Hand two builders to the host as (system, context); frees both builders.
- * An empty context becomes NULL. */
-static inline int32_t mu_return_prompt(const MuState *s, MuBuf *sys, MuBuf *ctx, char **ret_system,
-                                       char **ret_context) {
+int32_t mu_return_prompt(const MuState *s, MuBuf *sys, MuBuf *ctx, char **ret_system, char **ret_context) {
         int32_t r = 0;
         char *a = NULL, *b = NULL;
         if (sys->oom || ctx->oom) {
@@ -725,12 +598,7 @@ out:
         return r;
 }
 
-/* ---------------------------------------------------------------------- */
-/* Language guess for localised disclaimers: counts function words.        */
-
-enum { MU_LANG_EN, MU_LANG_DE, MU_LANG_FR, MU_LANG_ES };
-
-static inline int mu_detect_lang(const char *s) {
+int mu_detect_lang(const char *s) {
         static const char *const words[4] = {
                 "the|and|is|are|of|to|what|how|my|can|i|you|it|for",
                 "der|die|das|und|ist|ich|nicht|ein|eine|mit|wie|was|mein|meine|kann|fur|bei|zu",
@@ -764,8 +632,7 @@ static inline int mu_detect_lang(const char *s) {
         return best;
 }
 
-/* Does @hay contain @needle, ASCII case-insensitively? */
-static inline int mu_contains_ci(const char *hay, const char *needle) {
+int mu_contains_ci(const char *hay, const char *needle) {
         size_t n = strlen(needle);
         for (const char *p = hay; *p; p++)
                 if (strncasecmp(p, needle, n) == 0)
@@ -773,16 +640,11 @@ static inline int mu_contains_ci(const char *hay, const char *needle) {
         return 0;
 }
 
-/* Append a notice (disclaimer) in @answer's language, on its own paragraph,
- * unless @answer already carries it in any language: @markers and
- * @notices are indexed by MU_LANG_*. */
-static inline void mu_append_notice(MuBuf *out, const char *answer, const char *const markers[4],
-                                    const char *const notices[4]) {
+void mu_append_notice(MuBuf *out, const char *answer, const char *const markers[4],
+                      const char *const notices[4]) {
         for (int i = 0; i < 4; i++)
                 if (mu_contains_ci(answer, markers[i]))
                         return;
         mu_buf_rtrim(out);
         mu_buf_printf(out, "\n\n%s", notices[mu_detect_lang(answer)]);
 }
-
-#endif /* MOA_PLUGIN_UTIL_H */
