@@ -14,6 +14,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "kb.h"
 #include "log.h"
 #include "util.h"
 #include "yaml-tree.h"
@@ -870,6 +871,12 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
                         r = get_u64(ctx, v, p, 1, CONFIG_MAX_MS, &l->shutdown_timeout_ms);
                 else if (streq(key, "max_ingest_bytes"))
                         r = get_u64(ctx, v, p, 1, 1ULL << 34, &l->max_ingest_bytes);
+                else if (streq(key, "max_ask_documents"))
+                        r = get_unsigned(ctx, v, p, 1, 256, &l->max_ask_documents);
+                else if (streq(key, "max_ask_document_bytes"))
+                        r = get_u64(ctx, v, p, 1, KB_MAX_DOCUMENT_BYTES, &l->max_ask_document_bytes);
+                else if (streq(key, "max_ask_bytes"))
+                        r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->max_ask_bytes);
                 else
                         r = unknown_key(ctx, k, "limits");
                 if (r < 0)
@@ -1269,6 +1276,9 @@ static int config_set_defaults(Config *c) {
                 .idle_timeout_ms = 30000,
                 .shutdown_timeout_ms = 10000,
                 .max_ingest_bytes = 16777216,
+                .max_ask_documents = 16,
+                .max_ask_document_bytes = 1048576,
+                .max_ask_bytes = 4194304,
         };
         if ((r = replace_str(&c->socket_path, "/run/moad/moad.sock")) < 0 ||
             (r = replace_str(&c->default_pipeline, "moa")) < 0 ||

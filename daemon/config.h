@@ -123,6 +123,10 @@ typedef struct LimitsConfig {
         uint64_t idle_timeout_ms; /* HTTP connection idle timeout */
         uint64_t shutdown_timeout_ms;
         uint64_t max_ingest_bytes;
+        /* documents attached to one chat request (moa.documents) */
+        unsigned max_ask_documents;
+        uint64_t max_ask_document_bytes;
+        uint64_t max_ask_bytes; /* all of them; the chat body may exceed max_body_bytes by this */
 } LimitsConfig;
 
 /* Who may use an endpoint class, by peer credentials (SO_PEERCRED) on the

@@ -18,6 +18,7 @@
 #include "agents.h"
 #include "chat-response.h"
 #include "citations.h"
+#include "docs-index.h"
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +29,10 @@
 #include "util.h"
 
 #define ENGINE_HITS_PER_AGENT 5u
+/* Of those, at most this many from the documents attached to the request
+ * (the rest from the agent's knowledge base, so an answer about a file can
+ * be checked against what the agent knows). */
+#define ENGINE_DOC_HITS_PER_AGENT 3u
 
 typedef struct Engine {
         sd_event *event;
@@ -107,7 +112,9 @@ struct EngineRun {
          * chunk), for the answer's citations (strings owned). */
         CitePassage *passages;
         size_t n_passages;
-        int model_wrote; /* a call ran on a provider other than the builtin one */
+        int model_wrote;     /* a call ran on a provider other than the builtin one */
+        Kb *docs;            /* the request's attached documents, indexed in memory; NULL if none */
+        DocsIndex *docs_job; /* indexing them, on a thread */
 
         json_t *trace_layers;
         json_t *warnings;
@@ -234,7 +241,7 @@ static void passages_clear(EngineRun *run) {
  * plugin's @context carries (a plugin may show fewer than it was given).
  * The first layer to show a passage keeps its number. */
 static int passages_add(EngineRun *run, const char *agent, const KbHit *hits, size_t n_hits,
-                        const char *context, int attached) {
+                        size_t n_attached, const char *context) {
         for (size_t i = 0; i < n_hits && i < CITATIONS_MAX; i++) {
                 char mark[16];
                 size_t k;
@@ -260,7 +267,7 @@ static int passages_add(EngineRun *run, const char *agent, const KbHit *hits, si
                                    .source = strdup(hits[i].source ? hits[i].source : ""),
                                    .chunk = hits[i].chunk,
                                    .text = strdup(hits[i].text ? hits[i].text : ""),
-                                   .attached = attached};
+                                   .attached = i < n_attached};
                 run->n_passages++;
                 if (!n->agent || !n->title || !n->source || !n->text)
                         return -ENOMEM;
@@ -273,6 +280,8 @@ static void run_free(EngineRun *run) {
                 return;
         calls_clear(run);
         passages_clear(run);
+        docs_index_cancel(run->docs_job);
+        kb_close(run->docs);
         refs_clear(run);
         route_result_done(&run->route);
         for (size_t i = 0; i < run->n_sel; i++)
@@ -541,6 +550,46 @@ static char *render_references(EngineRun *run) {
         return out;
 }
 
+/* An agent's passages for @query: the best chunks of the request's
+ * attached documents first (at most ENGINE_DOC_HITS_PER_AGENT), then of its
+ * knowledge base (only the documents moa.doc_filter names, if it names
+ * any), ENGINE_HITS_PER_AGENT in all. *ret_n_attached: how many of the
+ * first hits are attached ones. A failed search is no passages. */
+static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit **ret_hits, size_t *ret_n,
+                          size_t *ret_n_attached) {
+        const ChatRequest *chat = run->spec.chat;
+        KbHit *dh = NULL, *kh = NULL, *all;
+        size_t nd = 0, nk = 0;
+
+        if (run->docs && kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
+                nd = 0;
+        if (agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
+                            (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk) < 0)
+                nk = 0;
+        *ret_n_attached = nd;
+        if (nd == 0 || nk == 0) {
+                *ret_hits = nd ? dh : kh;
+                *ret_n = nd ? nd : nk;
+                if (nd)
+                        kb_hits_free(kh, nk);
+                return 0;
+        }
+        all = calloc(nd + nk, sizeof *all);
+        if (!all) {
+                kb_hits_free(dh, nd);
+                kb_hits_free(kh, nk);
+                return -ENOMEM;
+        }
+        /* the strings move; the arrays are freed empty */
+        memcpy(all, dh, nd * sizeof *all);
+        memcpy(all + nd, kh, nk * sizeof *all);
+        free(dh);
+        free(kh);
+        *ret_hits = all;
+        *ret_n = nd + nk;
+        return 0;
+}
+
 static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         _cleanup_free_ char *refs = NULL;
         /* Only a lone final agent streams: parallel answers would interleave.
@@ -561,6 +610,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 AgentCall *c = &run->calls[i];
                 Selected *s = &run->sel[i];
                 _cleanup_free_ char *system = NULL, *context = NULL, *grounded = NULL, *full = NULL;
+                size_t n_attached = 0;
 
                 c->run = run;
                 c->a = s->a;
@@ -580,7 +630,9 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         c->error = strdup("provider not found");
                         continue;
                 }
-                (void) agent_search(s->a, run->query, ENGINE_HITS_PER_AGENT, &c->hits, &c->n_hits);
+                r = agent_retrieve(run, s->a, run->query, &c->hits, &c->n_hits, &n_attached);
+                if (r < 0)
+                        return r;
                 r = plugin_agent_build_prompt(agent_plugin(s->a), run->query, c->hits, c->n_hits, &system,
                                               &context);
                 if (r < 0) {
@@ -593,7 +645,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 grounded = prompt_context(context);
                 if (!grounded)
                         return -ENOMEM;
-                if (passages_add(run, agent_name(s->a), c->hits, c->n_hits, context, 0) < 0)
+                if (passages_add(run, agent_name(s->a), c->hits, c->n_hits, n_attached, context) < 0)
                         return -ENOMEM;
                 if (layer->role == LAYER_REFINE)
                         full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
@@ -912,6 +964,11 @@ static void start_next_layer(EngineRun *run) {
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         EngineRun *run = userdata;
 
+        if (run->docs_job) {
+                run_finish(run, -ETIMEDOUT, 504, "upstream_error", "timeout",
+                           "the deadline passed while the attached documents were indexed");
+                return 0;
+        }
         warn(run, "pipeline deadline reached in layer %zu", run->layer + 1);
         run->deadline_hit = 1;
         for (size_t i = 0; i < run->n_calls; i++) {
@@ -1010,6 +1067,20 @@ static int build_layers(EngineRun *run) {
         return 0;
 }
 
+static void on_docs_indexed(void *userdata, int r, Kb *kb) {
+        EngineRun *run = userdata;
+
+        run->docs_job = NULL;
+        if (r < 0) {
+                log_full(LOG_LEVEL_WARNING, r, run->spec.request_id,
+                         "cannot index the attached documents: %s", strerror(-r));
+                run_finish(run, r, 500, "server_error", NULL, "cannot index the attached documents");
+                return;
+        }
+        run->docs = kb;
+        start_next_layer(run);
+}
+
 static int on_start(sd_event_source *s, void *userdata) {
         EngineRun *run = userdata;
         int r;
@@ -1023,6 +1094,14 @@ static int on_start(sd_event_source *s, void *userdata) {
                            r == -ENOENT ? "no_agent" : NULL,
                            r == -ENOENT ? "no agent is available to answer (plugins failed to load?)"
                                         : "routing failed");
+                return 0;
+        }
+        /* The attached documents are indexed on a thread, then the layers start. */
+        if (run->spec.chat->n_documents > 0) {
+                r = docs_index_start(run->engine->event, run->spec.chat->documents,
+                                     run->spec.chat->n_documents, on_docs_indexed, run, &run->docs_job);
+                if (r < 0)
+                        run_finish(run, r, 500, "server_error", NULL, "cannot index the attached documents");
                 return 0;
         }
         start_next_layer(run);

@@ -367,7 +367,8 @@ int main(int argc, char **argv) {
         log_set_max_level(level);
 
         HttpServerOptions hopts = {
-                .max_body_bytes = MAX(cfg->limits.max_body_bytes, cfg->limits.max_ingest_bytes),
+                .max_body_bytes = MAX(cfg->limits.max_body_bytes + cfg->limits.max_ask_bytes,
+                                      cfg->limits.max_ingest_bytes),
                 .max_connections = cfg->limits.max_connections,
                 .idle_timeout_sec = (unsigned) MAX(cfg->limits.idle_timeout_ms / 1000, 1),
                 .on_complete = metrics_observe_request,
