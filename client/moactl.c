@@ -26,6 +26,7 @@ static const Command commands[] = {
         {"reload", cmd_reload, 0},
         {"metrics", cmd_metrics, 0},
         {"batch", cmd_batch, 1},
+        {"review", cmd_review, 1},
         {"docs", cmd_documents, 0}, /* the name issue 10 uses */
 };
 
@@ -44,6 +45,9 @@ static void help(void) {
                "Commands:\n"
                "  ask QUESTION|-             Ask a question (\"-\": from stdin); streams the answer\n"
                "  ask -f FILE... QUESTION    Ask about files (context for this question only, not stored)\n"
+               "  review --agents A,B FILE...\n"
+               "                             The agents review the files: one report of findings with\n"
+               "                             severity and citations (see 'moactl review --help')\n"
 
                "  route QUESTION|-           Show how the router scores the agents, without asking them\n"
                "  models                     List the models (pipelines and agents) moad serves\n"

@@ -122,6 +122,8 @@ static json_t *moa_extension(const ChatRequest *chat, const EngineResult *res) {
         if (o)
                 json_object_set_new(o, "citations",
                                     res->citations ? json_copy(res->citations) : json_array());
+        if (o && res->findings)
+                json_object_set_new(o, "findings", json_copy(res->findings));
         return o;
 }
 

@@ -303,6 +303,13 @@ static int parse_moa(json_t *moa, const LimitsConfig *limits, ChatRequest *r, Ch
         int k = parse_documents(json_object_get(moa, "documents"), limits, r, err);
         if (k < 0)
                 return k;
+        v = json_object_get(moa, "review");
+        if (v && !json_is_boolean(v))
+                return fail(err, 400, "moa.review", "invalid_type", "'moa.review' must be a boolean");
+        r->review = json_is_true(v);
+        if (r->review && r->n_documents == 0)
+                return fail(err, 400, "moa.review", "review_needs_documents",
+                            "'moa.review' needs the documents to review in 'moa.documents'");
         return parse_doc_filter(json_object_get(moa, "doc_filter"), r, err);
 }
 

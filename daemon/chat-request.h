@@ -40,6 +40,7 @@ typedef struct ChatRequest {
         ChatDocument *documents; /* moa.documents */
         size_t n_documents;
         size_t documents_bytes; /* their text, in total */
+        int review;             /* moa.review: the agents review the documents (needs some) */
         char **doc_filter;      /* moa.doc_filter: title globs the knowledge search keeps */
         size_t n_doc_filter;
 } ChatRequest;

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "plugin-host.h"
 #include "prompts.h"
+#include "review.h"
 #include "route-json.h"
 #include "router.h"
 #include "util.h"
@@ -63,6 +64,8 @@ typedef struct AgentCall {
         unsigned attempts;
         KbHit *hits;
         size_t n_hits;
+        size_t n_attached; /* the first hits are of the request's attached documents */
+        char *focus;       /* moa.review: the agent's terms found in the documents */
         /* what the call sends, kept for fallbacks */
         json_t *messages;
         ProviderTask task;
@@ -205,6 +208,7 @@ static void calls_clear(EngineRun *run) {
                 free(c->error);
                 json_decref(c->messages);
                 kb_hits_free(c->hits, c->n_hits);
+                free(c->focus);
         }
         free(run->calls);
         run->calls = NULL;
@@ -336,7 +340,7 @@ static char *selected_names(EngineRun *run) {
 static void run_finish(EngineRun *run, int error, unsigned status, const char *type, const char *code,
                        const char *message) {
         _cleanup_free_ char *agents = selected_names(run);
-        _cleanup_(json_decrefp) json_t *citations = NULL;
+        _cleanup_(json_decrefp) json_t *citations = NULL, *findings = NULL;
         json_t *trace = NULL;
         EngineResult res = {
                 .error = error,
@@ -362,6 +366,17 @@ static void run_finish(EngineRun *run, int error, unsigned status, const char *t
         if (error == 0) {
                 citations = citations_build(run->final, run->passages, run->n_passages, !run->model_wrote);
                 res.citations = citations;
+        }
+        if (error == 0 && run->spec.chat->review) {
+                size_t i;
+                json_t *f;
+                findings = review_findings(run->final);
+                /* one agent answered alone: its findings are its own */
+                json_array_foreach(findings, i, f) if (run->n_sel == 1 &&
+                                                       json_array_size(json_object_get(f, "agents")) == 0)
+                        json_array_append_new(json_object_get(f, "agents"),
+                                              json_string(agent_name(run->sel[0].a)));
+                res.findings = findings;
         }
         run->cb.on_done(run->userdata, &res);
         json_decref(trace);
@@ -488,6 +503,9 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .kb = c->kb,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
+                .review = chat->review,
+                .focus = c->focus,
+                .n_attached = c->n_attached,
         };
         return provider_call_start(c->provider, &req, &call_callbacks, c, &c->call);
 }
@@ -556,12 +574,21 @@ static char *render_references(EngineRun *run) {
  * any), ENGINE_HITS_PER_AGENT in all. *ret_n_attached: how many of the
  * first hits are attached ones. A failed search is no passages. */
 static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit **ret_hits, size_t *ret_n,
-                          size_t *ret_n_attached) {
+                          size_t *ret_n_attached, char **ret_focus) {
         const ChatRequest *chat = run->spec.chat;
         KbHit *dh = NULL, *kh = NULL, *all;
         size_t nd = 0, nk = 0;
 
-        if (run->docs && kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
+        if (chat->review) {
+                /* A review: the chunks the agent's plugin scores highest, and
+                 * its knowledge searched for the terms it found in them. */
+                int r = review_pick(agent_plugin(a), chat->documents, chat->n_documents,
+                                    ENGINE_DOC_HITS_PER_AGENT, &dh, &nd, ret_focus);
+                if (r < 0)
+                        return r;
+                if (!isempty(*ret_focus))
+                        query = *ret_focus;
+        } else if (run->docs && kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
                 nd = 0;
         if (agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
                             (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk) < 0)
@@ -630,9 +657,10 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         c->error = strdup("provider not found");
                         continue;
                 }
-                r = agent_retrieve(run, s->a, run->query, &c->hits, &c->n_hits, &n_attached);
+                r = agent_retrieve(run, s->a, run->query, &c->hits, &c->n_hits, &n_attached, &c->focus);
                 if (r < 0)
                         return r;
+                c->n_attached = n_attached;
                 r = plugin_agent_build_prompt(agent_plugin(s->a), run->query, c->hits, c->n_hits, &system,
                                               &context);
                 if (r < 0) {
@@ -652,6 +680,13 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                                              PROMPT_REFINE_DEFAULT, system, grounded, refs);
                 else
                         full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, grounded, NULL);
+                if (full && run->spec.chat->review) {
+                        char *n = NULL;
+                        if (asprintf(&n, "%s\n\n%s", full, PROMPT_REVIEW_RULES) < 0)
+                                n = NULL;
+                        free(full);
+                        full = n;
+                }
                 if (!full)
                         return -ENOMEM;
                 r = call_start(run, c,
@@ -704,8 +739,10 @@ static int start_aggregate_layer(EngineRun *run, const LayerConfig *layer) {
         c->provider = p ? p : engine_provider(e, "builtin");
         c->provider_chain_head = c->provider->name;
 
-        system = prompt_render(run->spec.pipeline ? run->spec.pipeline->aggregate_template : NULL,
-                               PROMPT_AGGREGATE_DEFAULT, NULL, NULL, refs);
+        system = run->spec.chat->review
+                         ? prompt_render(PROMPT_REVIEW_AGGREGATE, NULL, NULL, NULL, refs)
+                         : prompt_render(run->spec.pipeline ? run->spec.pipeline->aggregate_template : NULL,
+                                         PROMPT_AGGREGATE_DEFAULT, NULL, NULL, refs);
         if (!system)
                 return -ENOMEM;
         r = call_start(run, c, PROVIDER_TASK_AGGREGATE, system, run->spec.stream, model);
@@ -1064,6 +1101,15 @@ static int build_layers(EngineRun *run) {
                 run->layers[want - 1] = run->layers[run->n_layers - 1];
                 run->n_layers = want;
         }
+        if (run->spec.chat->review) {
+                /* A review: the agents' findings, then one merge; refining
+                 * findings against each other adds nothing to a list. */
+                size_t k = 0;
+                for (size_t i = 0; i < run->n_layers; i++)
+                        if (run->layers[i].role != LAYER_REFINE || i == 0)
+                                run->layers[k++] = run->layers[i];
+                run->n_layers = k;
+        }
         return 0;
 }
 
@@ -1097,7 +1143,7 @@ static int on_start(sd_event_source *s, void *userdata) {
                 return 0;
         }
         /* The attached documents are indexed on a thread, then the layers start. */
-        if (run->spec.chat->n_documents > 0) {
+        if (run->spec.chat->n_documents > 0 && !run->spec.chat->review) {
                 r = docs_index_start(run->engine->event, run->spec.chat->documents,
                                      run->spec.chat->n_documents, on_docs_indexed, run, &run->docs_job);
                 if (r < 0)
