@@ -12,6 +12,7 @@ import tempfile
 import unittest
 
 from moadtest import MOACTL, Daemon, DaemonTestCase
+from test_citations import stop_checked
 from test_engine import Mock, agents_dir
 
 CONTRACT = """# Service agreement
@@ -191,7 +192,7 @@ class ModelPrompt(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.cleanup()
+        stop_checked(cls.d)
         cls.mock.stop()
         shutil.rmtree(cls.agents, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import subprocess
 import unittest
 
 from moadtest import MOACTL, SRC, Daemon, DaemonTestCase
+from test_citations import stop_checked
 from test_engine import Mock, agents_dir
 
 CONTRACT_PATH = os.path.join(SRC, "docs", "examples", "service-agreement.md")
@@ -153,7 +154,7 @@ pipelines:
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.cleanup()
+        stop_checked(cls.d)
         cls.mock.stop()
         shutil.rmtree(cls.agents, ignore_errors=True)
 
@@ -186,7 +187,7 @@ class ModelAgentPrompt(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.cleanup()
+        stop_checked(cls.d)
         cls.mock.stop()
         shutil.rmtree(cls.agents, ignore_errors=True)
 
