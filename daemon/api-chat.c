@@ -111,7 +111,7 @@ static void on_progress(void *userdata, json_t *event) {
 /* The "moa" extension object of a response: trace, warnings and the
  * citations; present when the request had a "moa" object or moad has
  * warnings to report. */
-static json_t *moa_extension(const ChatRequest *chat, const EngineResult *res) {
+json_t *chat_moa_extension(const ChatRequest *chat, const EngineResult *res) {
         json_t *o;
 
         if (!chat->has_moa && !res->trace && (!res->warnings || json_array_size(res->warnings) == 0))
@@ -152,7 +152,7 @@ static void reply_done(ChatJob *j, const EngineResult *res) {
                 return;
         }
 
-        moa = moa_extension(j->chat, res);
+        moa = chat_moa_extension(j->chat, res);
         if (!j->chat->stream) {
                 json_t *o = chat_completion_new(j->id, j->chat->model, j->created, res->content,
                                                 res->finish_reason, &res->usage);
@@ -228,6 +228,37 @@ void api_chat_drain_queue(Server *s) {
         }
 }
 
+int chat_resolve_spec(const Config *cfg, const ChatRequest *chat, EngineRunSpec *spec,
+                      ChatRequestError *err) {
+        spec->chat = chat;
+        spec->stream = chat->stream;
+        spec->pipeline = config_find_pipeline(cfg, chat->model);
+        if (!spec->pipeline) {
+                const AgentConfig *a = config_find_agent(cfg, chat->model);
+                if (!a || !a->enabled) {
+                        *err = (ChatRequestError){
+                                .status = 404, .param = "model", .code = "model_not_found"};
+                        snprintf(err->message, sizeof err->message,
+                                 "The model '%.128s' does not exist: use a pipeline (see GET /v1/models) "
+                                 "or an agent name",
+                                 chat->model);
+                        return -EINVAL;
+                }
+                spec->agent = a->name;
+        }
+        for (size_t i = 0; i < chat->n_agents; i++) {
+                const AgentConfig *a = config_find_agent(cfg, chat->agents[i]);
+                if (!a || !a->enabled) {
+                        *err = (ChatRequestError){
+                                .status = 400, .param = "moa.agents", .code = "agent_not_found"};
+                        snprintf(err->message, sizeof err->message, "unknown agent '%.128s' in moa.agents",
+                                 chat->agents[i]);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 void api_chat_completions(Server *s, HttpRequest *req) {
         const LimitsConfig *limits = &s->runtime->config->limits;
         ChatRequestError err;
@@ -282,32 +313,12 @@ void api_chat_completions(Server *s, HttpRequest *req) {
         j->created = (int64_t) time(NULL);
         snprintf(j->id, sizeof j->id, "chatcmpl-%s", http_request_id(req));
 
-        const Config *cfg = j->rt->config;
         j->spec.request_id = http_request_id(req);
-        j->spec.chat = chat;
-        j->spec.stream = chat->stream;
-        j->spec.pipeline = config_find_pipeline(cfg, chat->model);
-        if (!j->spec.pipeline) {
-                const AgentConfig *a = config_find_agent(cfg, chat->model);
-                if (!a || !a->enabled) {
-                        http_reply_error(
-                                req, 404, "invalid_request_error", "model", "model_not_found",
-                                "The model '%.128s' does not exist: use a pipeline (see GET /v1/models) "
-                                "or an agent name",
-                                chat->model);
-                        job_free(j);
-                        return;
-                }
-                j->spec.agent = a->name;
-        }
-        for (size_t i = 0; i < chat->n_agents; i++) {
-                const AgentConfig *a = config_find_agent(cfg, chat->agents[i]);
-                if (!a || !a->enabled) {
-                        http_reply_error(req, 400, "invalid_request_error", "moa.agents", "agent_not_found",
-                                         "unknown agent '%.128s' in moa.agents", chat->agents[i]);
-                        job_free(j);
-                        return;
-                }
+        if (chat_resolve_spec(j->rt->config, chat, &j->spec, &err) < 0) {
+                http_reply_error(req, err.status, "invalid_request_error", err.param, err.code, "%s",
+                                 err.message);
+                job_free(j);
+                return;
         }
 
         http_request_set_abort(req, on_abort, j);

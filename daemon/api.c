@@ -467,6 +467,9 @@ static void api_documents(Server *s, HttpRequest *req, const char *rest) {
                 reply_method_not_allowed(req, "GET, POST");
 }
 
+/* 200 {"status": "reloaded"} when every enabled agent loaded; 207
+ * {"status": "partial"} when the new configuration is active without some
+ * (docs/api.md). Both list the refused agents. */
 static void api_reload(Server *s, HttpRequest *req) {
         _cleanup_free_ char *err = NULL;
         int r = server_reload(s, &err);
@@ -477,9 +480,15 @@ static void api_reload(Server *s, HttpRequest *req) {
                                  err ? err : strerror(-r));
                 return;
         }
-        http_reply_json(req, 200,
-                        json_pack("{s:s,s:I}", "status", "reloaded", "generation",
-                                  (json_int_t) s->runtime->generation));
+        const AgentRefusals *rs = agents_refused(s->runtime->agents);
+        json_t *refused = json_array();
+        for (size_t i = 0; i < rs->n; i++)
+                json_array_append_new(refused, json_pack("{s:s,s:s?,s:s}", "agent", rs->v[i].agent, "file",
+                                                         rs->v[i].file, "reason", rs->v[i].reason));
+        http_reply_json(req, rs->n ? 207 : 200,
+                        json_pack("{s:s,s:I,s:i,s:o}", "status", rs->n ? "partial" : "reloaded",
+                                  "generation", (json_int_t) s->runtime->generation, "agents",
+                                  (int) agents_count(s->runtime->agents), "refused", refused));
 }
 
 static void api_status(Server *s, HttpRequest *req) {
@@ -556,6 +565,17 @@ void api_handle(HttpRequest *req, void *userdata) {
                              streq(method, "GET") || streq(method, "HEAD") ? ACCESS_ASK : ACCESS_ADMIN))
                         return;
                 api_documents(s, req, path + 15);
+                return;
+        }
+        /* The Files and Batches API: ask class; the job's owner or admin beyond. */
+        if (strncmp(path, "/v1/files", 9) == 0 && (path[9] == 0 || path[9] == '/')) {
+                if (allowed(s, req, ACCESS_ASK))
+                        api_files(s, req, path + 9);
+                return;
+        }
+        if (strncmp(path, "/v1/batches", 11) == 0 && (path[11] == 0 || path[11] == '/')) {
+                if (allowed(s, req, ACCESS_ASK))
+                        api_batches(s, req, path + 11);
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {

@@ -885,6 +885,53 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
         return 0;
 }
 
+/* One row per key of the jobs: section. */
+typedef struct JobsKey {
+        const char *name;
+        uint64_t min, max;
+        size_t offset;
+        int is_u64; /* else unsigned */
+} JobsKey;
+
+static const JobsKey jobs_keys[] = {
+        {"concurrency", 1, 64, offsetof(JobsConfig, concurrency), 0},
+        {"max_upload_bytes", 1, 1ULL << 30, offsetof(JobsConfig, max_upload_bytes), 1},
+        {"max_lines", 1, 1000000, offsetof(JobsConfig, max_lines), 0},
+        {"max_line_bytes", 64, 1ULL << 30, offsetof(JobsConfig, max_line_bytes), 1},
+        {"max_files", 1, 1000000, offsetof(JobsConfig, max_files), 0},
+};
+
+static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
+        const YamlNode *k, *v;
+        int r;
+
+        if (yaml_node_is_null(m))
+                return 0;
+        r = expect_kind(ctx, m, YAML_TREE_MAPPING, "jobs");
+        if (r < 0)
+                return r;
+        FOREACH_PAIR(m, k, v) {
+                _cleanup_free_ char *p = path_join_key("jobs", k->value);
+                const JobsKey *key = NULL;
+
+                if (!p)
+                        return -ENOMEM;
+                for (size_t i = 0; i < ELEMENTSOF(jobs_keys); i++)
+                        if (streq(k->value, jobs_keys[i].name))
+                                key = &jobs_keys[i];
+                if (!key)
+                        r = unknown_key(ctx, k, "jobs");
+                else if (key->is_u64)
+                        r = get_u64(ctx, v, p, key->min, key->max, (uint64_t *) ((char *) jc + key->offset));
+                else
+                        r = get_unsigned(ctx, v, p, (unsigned) key->min, (unsigned) key->max,
+                                         (unsigned *) ((char *) jc + key->offset));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static void provider_config_init(ProviderConfig *p) {
         *p = (ProviderConfig){
                 .type = PROVIDER_BUILTIN, .temperature = -1, .max_retries = CONFIG_DEFAULT_MAX_RETRIES};
@@ -1280,6 +1327,13 @@ static int config_set_defaults(Config *c) {
                 .max_ask_document_bytes = 1048576,
                 .max_ask_bytes = 4194304,
         };
+        c->jobs = (JobsConfig){
+                .concurrency = 2,
+                .max_upload_bytes = 16777216,
+                .max_lines = 10000,
+                .max_line_bytes = 1048576,
+                .max_files = 1000,
+        };
         if ((r = replace_str(&c->socket_path, "/run/moad/moad.sock")) < 0 ||
             (r = replace_str(&c->default_pipeline, "moa")) < 0 ||
             (r = replace_str(&c->router.fallback, "general")) < 0)
@@ -1364,6 +1418,8 @@ static int parse_main(Ctx *ctx, const YamlNode *root, Config *c, Marks *marks) {
                         r = parse_router(ctx, v, &c->router);
                 else if (streq(key, "limits"))
                         r = parse_limits(ctx, v, &c->limits);
+                else if (streq(key, "jobs"))
+                        r = parse_jobs(ctx, v, &c->jobs);
                 else if (streq(key, "access"))
                         r = parse_access(ctx, v, &c->access);
                 else if (streq(key, "providers"))

@@ -129,6 +129,15 @@ typedef struct LimitsConfig {
         uint64_t max_ask_bytes; /* all of them; the chat body may exceed max_body_bytes by this */
 } LimitsConfig;
 
+/* Batch jobs (the Files and Batches API, daemon/jobs.c). */
+typedef struct JobsConfig {
+        unsigned concurrency;      /* batch lines in flight at once, over all batches */
+        uint64_t max_upload_bytes; /* one uploaded file */
+        unsigned max_lines;        /* requests in one batch input file */
+        uint64_t max_line_bytes;   /* one line of a batch input file */
+        unsigned max_files;        /* uploaded files kept at once */
+} JobsConfig;
+
 /* Who may use an endpoint class, by peer credentials (SO_PEERCRED) on the
  * Unix socket. Names are resolved when the config is loaded. A rule with no
  * users and no groups is "unset": ask is then open to every peer that can
@@ -165,6 +174,7 @@ typedef struct Config {
         size_t n_agents;
         RouterConfig router;
         LimitsConfig limits;
+        JobsConfig jobs;
         AccessConfig access;
 } Config;
 

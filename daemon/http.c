@@ -357,6 +357,48 @@ const char *http_request_header(HttpRequest *r, const char *name) {
         return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
+const char *http_request_query(HttpRequest *r, const char *name) {
+        return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct FormParse {
+        HttpFormFieldFn fn;
+        void *userdata;
+        int error;
+} FormParse;
+
+static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *filename, const char *content_type,
+                                     const char *transfer_encoding, const char *data, uint64_t off,
+                                     size_t size) {
+        FormParse *f = cls;
+        int r = f->fn(f->userdata, key, filename, data, off, size);
+
+        if (r < 0) {
+                f->error = r;
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
+int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata) {
+        FormParse f = {.fn = fn, .userdata = userdata};
+        struct MHD_PostProcessor *pp;
+        enum MHD_Result ok;
+
+        /* NULL when the Content-Type is neither form type (or lacks a boundary). */
+        pp = MHD_create_post_processor(r->conn, 64 * 1024, on_form_field, &f);
+        if (!pp)
+                return -EMEDIUMTYPE;
+        ok = MHD_post_process(pp, r->body ? r->body : "", r->body_len);
+        /* MHD_NO from destroy: the body ended inside a part. */
+        if (MHD_destroy_post_processor(pp) != MHD_YES && ok == MHD_YES && !f.error)
+                return -EBADMSG;
+        if (f.error)
+                return f.error;
+        return ok == MHD_YES ? 0 : -EBADMSG;
+}
+
 const char *http_request_body(HttpRequest *r, size_t *ret_len) {
         if (ret_len)
                 *ret_len = r->body_len;
@@ -593,12 +635,22 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- driving MHD from sd-event ---- */
 
+static void listener_schedule_run(HttpListener *l) {
+        (void) sd_event_source_set_enabled(l->run, SD_EVENT_ONESHOT);
+}
+
 static void listener_arm_timer(HttpListener *l) {
         MHD_UNSIGNED_LONG_LONG timeout_ms;
         uint64_t now;
 
         if (MHD_get_timeout(l->mhd, &timeout_ms) != MHD_YES) {
                 (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+                return;
+        }
+        /* 0: MHD has work now (e.g. after a response): a defer source runs
+         * it without the timerfd re-arm, wake-up and read of a timer. */
+        if (timeout_ms == 0) {
+                listener_schedule_run(l);
                 return;
         }
         (void) sd_event_now(l->server->event, CLOCK_MONOTONIC, &now);
@@ -636,10 +688,6 @@ static int on_mhd_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_mhd_defer(sd_event_source *s, void *userdata) {
         listener_run(userdata);
         return 0;
-}
-
-static void listener_schedule_run(HttpListener *l) {
-        (void) sd_event_source_set_enabled(l->run, SD_EVENT_ONESHOT);
 }
 
 static HttpListener *listener_free(HttpListener *l) {

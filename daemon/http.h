@@ -68,6 +68,23 @@ const char *http_request_id(HttpRequest *r);
 /** http_request_header() - a request header (case-insensitive), or NULL. */
 const char *http_request_header(HttpRequest *r, const char *name);
 const char *http_request_body(HttpRequest *r, size_t *ret_len);
+/** http_request_query() - a query-string argument (decoded), or NULL. */
+const char *http_request_query(HttpRequest *r, const char *name);
+
+/* One piece of a form field: @off is where @data goes in the field's value
+ * (large values arrive in several pieces). Return < 0 to stop parsing. */
+typedef int (*HttpFormFieldFn)(void *userdata, const char *key, const char *filename, const char *data,
+                               uint64_t off, size_t size);
+
+/**
+ * http_request_parse_form() - run the (already received) body through
+ * libmicrohttpd's post processor: multipart/form-data or
+ * application/x-www-form-urlencoded, as the Content-Type says. Returns 0,
+ * -EMEDIUMTYPE for another type, -EBADMSG for a malformed body, or the
+ * callback's negative return.
+ */
+int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata);
+
 /** http_request_peer() - SO_PEERCRED of a unix-socket peer; -ENODATA on TCP. */
 int http_request_peer(HttpRequest *r, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
 /**

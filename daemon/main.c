@@ -13,6 +13,7 @@
 #include "agents.h"
 #include "build-config.h"
 #include "ingest.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -308,6 +309,54 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* --check-config: parse the configuration, then load every enabled agent's
+ * plugin and run its init on the agent's real options (and unload it), as
+ * a start would, without opening knowledge bases or serving. The log says
+ * why each refused agent was refused; stdout lists them once more. */
+static int check_config(const Args *args) {
+        _cleanup_free_ char *err = NULL;
+        AgentRefusals refused = {};
+        Config *c = NULL;
+        size_t loaded = 0, enabled = 0;
+        int r;
+
+        /* by default not every "loaded plugin" line, only what is wrong */
+        int level = args->log_level ? log_level_from_string(args->log_level) : LOG_LEVEL_WARNING;
+        if (level < 0) {
+                fprintf(stderr, "moad: unknown log level '%s'\n", args->log_level);
+                return 2;
+        }
+        log_set_max_level(level);
+        r = config_load(args->config, args->agents_dir, &c, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : strerror(-r));
+                return 1;
+        }
+        r = agents_check_plugins(c, &refused, &loaded);
+        if (r < 0) {
+                fprintf(stderr, "moad: cannot check the agents: %s\n", strerror(-r));
+                config_free(c);
+                return 1;
+        }
+        for (size_t i = 0; i < c->n_agents; i++)
+                enabled += c->agents[i].enabled && !isempty(c->agents[i].name);
+        for (size_t i = 0; i < refused.n; i++)
+                printf("%s: agent %s refused: %s\n", refused.v[i].file ? refused.v[i].file : "(agents)",
+                       refused.v[i].agent, refused.v[i].reason);
+        if (refused.n > 0)
+                printf("%s: configuration has errors: %zu of %zu enabled agents refused\n",
+                       args->config ? args->config : "(defaults)", refused.n, enabled);
+        else
+                printf("%s: configuration OK (%zu agents, %zu pipelines, %zu providers; %zu agents loaded "
+                       "and initialised)\n",
+                       args->config ? args->config : "(defaults)", c->n_agents, c->n_pipelines,
+                       c->n_providers, loaded);
+        r = refused.n > 0 ? 1 : 0;
+        agent_refusals_done(&refused);
+        config_free(c);
+        return r;
+}
+
 int main(int argc, char **argv) {
         Args args = {};
         _cleanup_free_ char *err = NULL;
@@ -328,19 +377,8 @@ int main(int argc, char **argv) {
         server.upstream_override = args.upstream ? strdup(args.upstream) : NULL;
         server.start_usec = now_usec();
 
-        if (args.check_config) {
-                Config *c = NULL;
-                r = config_load(args.config, args.agents_dir, &c, &err);
-                if (r < 0) {
-                        fprintf(stderr, "%s\n", err ? err : strerror(-r));
-                        return 1;
-                }
-                printf("%s: configuration OK (%zu agents, %zu pipelines, %zu providers)\n",
-                       args.config ? args.config : "(defaults)", c->n_agents, c->n_pipelines,
-                       c->n_providers);
-                config_free(c);
-                return 0;
-        }
+        if (args.check_config)
+                return check_config(&args);
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -367,8 +405,11 @@ int main(int argc, char **argv) {
         log_set_max_level(level);
 
         HttpServerOptions hopts = {
-                .max_body_bytes = MAX(cfg->limits.max_body_bytes + cfg->limits.max_ask_bytes,
-                                      cfg->limits.max_ingest_bytes),
+                /* an upload's multipart framing comes on top of the file; a
+                 * chat request may carry attached documents (max_ask_bytes) */
+                .max_body_bytes = MAX(MAX(cfg->limits.max_body_bytes + cfg->limits.max_ask_bytes,
+                                          cfg->limits.max_ingest_bytes),
+                                      cfg->jobs.max_upload_bytes + 64 * 1024),
                 .max_connections = cfg->limits.max_connections,
                 .idle_timeout_sec = (unsigned) MAX(cfg->limits.idle_timeout_ms / 1000, 1),
                 .on_complete = metrics_observe_request,
@@ -382,6 +423,12 @@ int main(int argc, char **argv) {
         r = ingest_worker_new(server.event, &server.ingest);
         if (r < 0) {
                 log_error_errno(r, "cannot start the ingest worker");
+                goto out;
+        }
+
+        r = jobs_new(&server, &server.jobs);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the jobs database in %s", cfg->state_dir);
                 goto out;
         }
 
@@ -408,6 +455,7 @@ int main(int argc, char **argv) {
                 log_error_errno(r, "event loop failed");
 out:
         server.http = http_server_free(server.http);
+        server.jobs = jobs_free(server.jobs);
         server.ingest = ingest_worker_free(server.ingest);
         shutdown_timer = sd_event_source_disable_unref(shutdown_timer);
         status_timer = sd_event_source_disable_unref(status_timer);

@@ -11,6 +11,7 @@
 #include "http.h"
 
 typedef struct IngestWorker IngestWorker;
+typedef struct Jobs Jobs;
 
 typedef enum ServerState {
         SERVER_STARTING,
@@ -37,6 +38,7 @@ typedef struct Server {
         HttpServer *http;
         Runtime *runtime;
         IngestWorker *ingest;
+        Jobs *jobs; /* batches (jobs.c) */
         ServerState state;
         uint64_t start_usec;
         uint64_t generation;
@@ -86,3 +88,32 @@ void api_handle(HttpRequest *req, void *userdata);
 void api_chat_completions(Server *s, HttpRequest *req);
 /** api_chat_drain_queue() - start queued chat jobs while slots are free. */
 void api_chat_drain_queue(Server *s);
+/**
+ * chat_resolve_spec() - the pipeline or agent @chat->model names and its
+ * pinned agents, checked against @cfg, into @spec (which keeps pointers into
+ * @cfg and @chat). Returns 0, or -EINVAL with the 404/400 in @err.
+ */
+int chat_resolve_spec(const Config *cfg, const ChatRequest *chat, EngineRunSpec *spec,
+                      ChatRequestError *err);
+/**
+ * chat_moa_extension() - a response's "moa" object (trace, warnings,
+ * citations) or NULL when @chat had no "moa" object and there is nothing
+ * to report.
+ */
+json_t *chat_moa_extension(const ChatRequest *chat, const EngineResult *res);
+
+/* api-files.c, api-batches.c: the Files and Batches API. */
+void api_files(Server *s, HttpRequest *req, const char *rest);
+void api_batches(Server *s, HttpRequest *req, const char *rest);
+/**
+ * api_job_owner() - who a job belongs to: "uid:N" on the Unix socket, "tcp"
+ * on the TCP listener (its one bearer token is one identity).
+ */
+void api_job_owner(HttpRequest *req, char *buf, size_t size);
+/**
+ * api_job_allowed() - may @req touch a job of @owner? Its own, or any with
+ * admin rights. Otherwise answers 403 and returns 0.
+ */
+int api_job_allowed(Server *s, HttpRequest *req, const char *owner);
+/** api_job_is_admin() - does @req have admin rights (to see every job)? */
+int api_job_is_admin(Server *s, HttpRequest *req);

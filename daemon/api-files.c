@@ -1,0 +1,318 @@
+/* api-files.c — OpenAI's Files API for batch input and output:
+ * POST /v1/files (multipart/form-data, purpose "batch", parsed with
+ * libmicrohttpd's post processor), GET /v1/files, GET/DELETE
+ * /v1/files/{id}, GET /v1/files/{id}/content. Also who owns a job and who
+ * may touch it, shared with api-batches.c. */
+#include <time.h>
+
+#include "access.h"
+#include "batch-input.h"
+#include "jobs.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#define FILE_MAX_NAME 255u
+#define FILE_MAX_PURPOSE 32u
+
+void api_job_owner(HttpRequest *req, char *buf, size_t size) {
+        uid_t uid;
+
+        if (http_request_peer(req, &uid, NULL, NULL) >= 0)
+                snprintf(buf, size, "uid:%u", (unsigned) uid);
+        else
+                snprintf(buf, size, "tcp");
+}
+
+int api_job_is_admin(Server *s, HttpRequest *req) {
+        char reason[256];
+
+        return access_check(&s->runtime->config->access, s->runtime->bearer_token, req, ACCESS_ADMIN, reason,
+                            sizeof reason) >= 0;
+}
+
+int api_job_allowed(Server *s, HttpRequest *req, const char *owner) {
+        char me[64];
+
+        api_job_owner(req, me, sizeof me);
+        if (streq_ptr(owner, me) || api_job_is_admin(s, req))
+                return 1;
+        log_full(LOG_LEVEL_WARNING, 0, http_request_id(req), "access denied to %s %s: job of %s, caller %s",
+                 http_request_method(req), http_request_path(req), owner ? owner : "?", me);
+        http_reply_error(req, 403, "permission_error", NULL, "forbidden",
+                         "not allowed: this job belongs to another user (admin rights needed)");
+        return 0;
+}
+
+static json_t *file_object(const json_t *row) {
+        return json_pack("{s:O,s:s,s:O,s:O,s:O,s:O,s:s,s:n}", "id", json_object_get(row, "id"), "object",
+                         "file", "bytes", json_object_get(row, "bytes"), "created_at",
+                         json_object_get(row, "created_at"), "filename", json_object_get(row, "filename"),
+                         "purpose", json_object_get(row, "purpose"), "status", "processed",
+                         "status_details");
+}
+
+static void reply_store_error(HttpRequest *req, int r, const char *what) {
+        http_reply_error(req, 500, "server_error", NULL, NULL, "cannot %s: %s", what, strerror(-r));
+}
+
+/* ---- upload ---- */
+
+typedef struct Upload {
+        uint64_t max_bytes;
+        char *data;
+        size_t len, cap;
+        int have_file;
+        char filename[FILE_MAX_NAME + 1];
+        char purpose[FILE_MAX_PURPOSE + 1];
+        int purpose_too_long;
+} Upload;
+
+static int upload_append(Upload *u, const char *data, size_t size) {
+        if (u->len + size > u->max_bytes)
+                return -E2BIG;
+        if (u->len + size + 1 > u->cap) {
+                size_t cap = MAX(u->cap * 2, u->len + size + 1);
+                char *p = realloc(u->data, MIN(cap, u->max_bytes + 1));
+                if (!p)
+                        return -ENOMEM;
+                u->data = p;
+                u->cap = MIN(cap, u->max_bytes + 1);
+        }
+        memcpy(u->data + u->len, data, size);
+        u->len += size;
+        u->data[u->len] = 0;
+        return 0;
+}
+
+/* jansson refuses strings that are not UTF-8: the name must go into JSON. */
+static int name_ok(const char *name) {
+        json_t *j;
+
+        if (isempty(name) || strlen(name) > FILE_MAX_NAME || !(j = json_string(name)))
+                return 0;
+        json_decref(j);
+        return 1;
+}
+
+static int on_field(void *userdata, const char *key, const char *filename, const char *data, uint64_t off,
+                    size_t size) {
+        Upload *u = userdata;
+
+        if (streq_ptr(key, "file")) {
+                if (!u->have_file) {
+                        u->have_file = 1;
+                        snprintf(u->filename, sizeof u->filename, "%s",
+                                 name_ok(filename) ? filename : "upload.jsonl");
+                }
+                return size > 0 ? upload_append(u, data, size) : 0;
+        }
+        if (streq_ptr(key, "purpose")) {
+                size_t have = strlen(u->purpose);
+                if (off + size > FILE_MAX_PURPOSE || have + size > FILE_MAX_PURPOSE) {
+                        u->purpose_too_long = 1;
+                        return 0;
+                }
+                memcpy(u->purpose + have, data, size);
+                u->purpose[have + size] = 0;
+        }
+        return 0; /* other fields (e.g. expires_after) are ignored, as unknown JSON fields are */
+}
+
+static void files_create(Server *s, HttpRequest *req) {
+        const JobsConfig *jc = &s->runtime->config->jobs;
+        JobsStore *st = jobs_store(s->jobs);
+        Upload u = {.max_bytes = jc->max_upload_bytes};
+        _cleanup_free_ char *data = NULL;
+        json_auto_t *row = NULL;
+        char id[64], owner[64], err[512];
+        unsigned count;
+        long lines;
+        int r;
+
+        r = http_request_parse_form(req, on_field, &u);
+        data = u.data;
+        if (r == -EMEDIUMTYPE) {
+                http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                 "Content-Type must be multipart/form-data with the fields 'file' and "
+                                 "'purpose'");
+                return;
+        }
+        if (r == -E2BIG) {
+                http_reply_error(req, 413, "invalid_request_error", "file", "file_too_large",
+                                 "the file exceeds jobs.max_upload_bytes (%llu bytes)",
+                                 (unsigned long long) jc->max_upload_bytes);
+                return;
+        }
+        if (r < 0) {
+                http_reply_error(req, r == -ENOMEM ? 500 : 400, "invalid_request_error", NULL, NULL,
+                                 "cannot read the form: %s",
+                                 r == -EBADMSG ? "malformed body" : strerror(-r));
+                return;
+        }
+        if (!u.have_file) {
+                http_reply_error(req, 400, "invalid_request_error", "file", NULL,
+                                 "the form needs a 'file' field");
+                return;
+        }
+        if (u.purpose_too_long || !streq(u.purpose, "batch")) {
+                http_reply_error(req, 400, "invalid_request_error", "purpose", NULL,
+                                 "'purpose' must be 'batch' (the only purpose moad stores files for)");
+                return;
+        }
+        lines = batch_input_check(u.data ? u.data : "", u.len, jc->max_lines, jc->max_line_bytes, err,
+                                  sizeof err);
+        if (lines < 0) {
+                http_reply_error(req,
+                                 lines == -E2BIG    ? 413
+                                 : lines == -ENOMEM ? 500
+                                                    : 400,
+                                 "invalid_request_error", "file", "invalid_batch_file", "%.200s: %s",
+                                 u.filename, err[0] ? err : strerror((int) -lines));
+                return;
+        }
+        r = jobs_store_file_count(st, &count);
+        if (r < 0)
+                return reply_store_error(req, r, "count files");
+        if (count >= jc->max_files) {
+                http_reply_error(req, 400, "invalid_request_error", NULL, "too_many_files",
+                                 "%u files are stored already (jobs.max_files): delete some first", count);
+                return;
+        }
+        api_job_owner(req, owner, sizeof owner);
+        jobs_make_id("file-", id, sizeof id);
+        r = jobs_store_file_add(st, id, owner, u.filename, "batch", u.data ? u.data : "", u.len,
+                                (int64_t) time(NULL));
+        if (r < 0)
+                return reply_store_error(req, r, "store the file");
+        r = jobs_store_file_get(st, id, &row);
+        if (r < 0)
+                return reply_store_error(req, r, "read the file back");
+        log_full(LOG_LEVEL_INFO, 0, http_request_id(req), "file %s stored for %s: %zu bytes, %ld requests",
+                 id, owner, u.len, lines);
+        http_reply_json(req, 200, file_object(row));
+}
+
+/* ---- the rest ---- */
+
+static void files_list(Server *s, HttpRequest *req) {
+        json_auto_t *rows = NULL;
+        json_t *data = json_array(), *v;
+        char owner[64];
+        size_t i;
+        int r;
+
+        api_job_owner(req, owner, sizeof owner);
+        r = jobs_store_file_list(jobs_store(s->jobs), api_job_is_admin(s, req) ? NULL : owner, &rows);
+        if (r < 0) {
+                json_decref(data);
+                return reply_store_error(req, r, "list files");
+        }
+        json_array_foreach(rows, i, v) json_array_append_new(data, file_object(v));
+        http_reply_json(req, 200, json_pack("{s:s,s:o,s:b}", "object", "list", "data", data, "has_more", 0));
+}
+
+/* The file row of @id if the caller may see it; otherwise answered. */
+static json_t *file_lookup(Server *s, HttpRequest *req, const char *id) {
+        json_t *row = NULL;
+        int r = jobs_store_file_get(jobs_store(s->jobs), id, &row);
+
+        if (r == -ENOENT) {
+                http_reply_error(req, 404, "invalid_request_error", "file_id", "file_not_found",
+                                 "No such file: '%.100s'", id);
+                return NULL;
+        }
+        if (r < 0) {
+                reply_store_error(req, r, "read the file");
+                return NULL;
+        }
+        if (!api_job_allowed(s, req, json_string_value(json_object_get(row, "owner")))) {
+                json_decref(row);
+                return NULL;
+        }
+        return row;
+}
+
+static void file_content(Server *s, HttpRequest *req, const char *id) {
+        json_auto_t *row = file_lookup(s, req, id);
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+        int r;
+
+        if (!row)
+                return;
+        r = jobs_store_file_content(jobs_store(s->jobs), id, &data, &len);
+        if (r < 0)
+                return reply_store_error(req, r, "read the file");
+        http_reply(req, 200, "application/jsonl", data, len, NULL, NULL);
+}
+
+static void file_delete(Server *s, HttpRequest *req, const char *id) {
+        json_auto_t *row = file_lookup(s, req, id);
+        int r;
+
+        if (!row)
+                return;
+        r = jobs_store_file_delete(jobs_store(s->jobs), id);
+        if (r == -EBUSY) {
+                http_reply_error(req, 409, "invalid_request_error", "file_id", "file_in_use",
+                                 "file %.100s is the input of a batch that has not ended; cancel it first",
+                                 id);
+                return;
+        }
+        if (r < 0 && r != -ENOENT)
+                return reply_store_error(req, r, "delete the file");
+        http_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "id", id, "object", "file", "deleted", 1));
+}
+
+static void reply_405(HttpRequest *req, const char *allow) {
+        http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
+                         "method %s not allowed here; use %s", http_request_method(req), allow);
+}
+
+/* @rest: what follows "/v1/files" in the path. */
+void api_files(Server *s, HttpRequest *req, const char *rest) {
+        const char *method = http_request_method(req);
+        int get = streq(method, "GET") || streq(method, "HEAD");
+        char id[65];
+        size_t n;
+
+        if (!s->jobs) {
+                http_reply_error(req, 503, "server_error", NULL, NULL, "jobs are not available");
+                return;
+        }
+        if (*rest == 0) {
+                if (streq(method, "POST"))
+                        files_create(s, req);
+                else if (get)
+                        files_list(s, req);
+                else
+                        reply_405(req, "GET, POST");
+                return;
+        }
+        n = strcspn(rest + 1, "/");
+        if (rest[0] != '/' || n == 0 || n >= sizeof id) {
+                http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such file");
+                return;
+        }
+        memcpy(id, rest + 1, n);
+        id[n] = 0;
+        rest += 1 + n;
+        if (streq(rest, "/content")) {
+                if (get)
+                        file_content(s, req, id);
+                else
+                        reply_405(req, "GET");
+        } else if (*rest == 0) {
+                json_t *row;
+                if (streq(method, "DELETE"))
+                        file_delete(s, req, id);
+                else if (!get)
+                        reply_405(req, "GET, DELETE");
+                else if ((row = file_lookup(s, req, id))) {
+                        http_reply_json(req, 200, file_object(row));
+                        json_decref(row);
+                }
+        } else
+                http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such endpoint");
+}

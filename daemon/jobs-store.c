@@ -1,0 +1,550 @@
+/* jobs-store.c — see jobs-store.h. One connection, used on the loop. */
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include "jobs-store.h"
+#include "log.h"
+#include "util.h"
+
+#define JOBS_SCHEMA_VERSION 1
+#define JOBS_BUSY_TIMEOUT_MS 1000
+
+struct JobsStore {
+        sqlite3 *db;
+};
+
+static const char schema[] =
+        "CREATE TABLE IF NOT EXISTS files ("
+        " id TEXT PRIMARY KEY, owner TEXT NOT NULL, filename TEXT NOT NULL, purpose TEXT NOT NULL,"
+        " bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+        " content BLOB,"               /* an upload; NULL for a batch's output or error file */
+        " batch_id TEXT, ok INTEGER);" /* output (1) or error (0) file of batch_id */
+        "CREATE TABLE IF NOT EXISTS batches ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL,"
+        " input_file_id TEXT NOT NULL, endpoint TEXT NOT NULL, completion_window TEXT NOT NULL,"
+        " metadata TEXT, errors TEXT, status TEXT NOT NULL, total INTEGER NOT NULL,"
+        " created_at INTEGER NOT NULL, expires_at INTEGER, in_progress_at INTEGER,"
+        " finalizing_at INTEGER, completed_at INTEGER, failed_at INTEGER, expired_at INTEGER,"
+        " cancelling_at INTEGER, cancelled_at INTEGER, output_file_id TEXT, error_file_id TEXT);"
+        "CREATE TABLE IF NOT EXISTS results ("
+        " batch_id TEXT NOT NULL, line INTEGER NOT NULL, ok INTEGER NOT NULL, output TEXT NOT NULL,"
+        " PRIMARY KEY (batch_id, line)) WITHOUT ROWID;"
+        "PRAGMA user_version = 1;";
+
+/* Statuses after which a batch never changes again. */
+#define FINAL_STATUSES "('completed','failed','cancelled','expired')"
+
+static int sql_error(JobsStore *st, int rc, const char *what) {
+        log_warning("jobs.db: %s: %s", what, sqlite3_errmsg(st->db));
+        return rc == SQLITE_NOMEM  ? -ENOMEM
+               : rc == SQLITE_BUSY ? -EBUSY
+               : rc == SQLITE_FULL ? -ENOSPC
+                                   : -EIO;
+}
+
+static int exec(JobsStore *st, const char *sql) {
+        int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+        return rc == SQLITE_OK ? 0 : sql_error(st, rc, sql);
+}
+
+static int prepare(JobsStore *st, const char *sql, sqlite3_stmt **ret) {
+        int rc = sqlite3_prepare_v2(st->db, sql, -1, ret, NULL);
+        return rc == SQLITE_OK ? 0 : sql_error(st, rc, "prepare");
+}
+
+static inline void finalizep(sqlite3_stmt **s) {
+        sqlite3_finalize(*s);
+}
+#define _cleanup_stmt_ _cleanup_(finalizep)
+
+/* Binds @n text parameters (NULL binds NULL) from ?1. */
+static void bind_texts(sqlite3_stmt *s, size_t n, const char *const *v) {
+        for (size_t i = 0; i < n; i++)
+                sqlite3_bind_text(s, (int) i + 1, v[i], -1, SQLITE_STATIC);
+}
+
+/* Runs a statement that returns no rows. */
+static int step_done(JobsStore *st, sqlite3_stmt *s) {
+        int rc = sqlite3_step(s);
+        return rc == SQLITE_DONE ? 0 : rc == SQLITE_CONSTRAINT ? -EEXIST : sql_error(st, rc, "step");
+}
+
+/* The current row as {column: value}; blobs are left out. */
+static json_t *row_json(sqlite3_stmt *s) {
+        json_t *o = json_object();
+
+        for (int i = 0; o && i < sqlite3_column_count(s); i++) {
+                const char *name = sqlite3_column_name(s, i);
+                json_t *v;
+
+                switch (sqlite3_column_type(s, i)) {
+                case SQLITE_INTEGER:
+                        v = json_integer(sqlite3_column_int64(s, i));
+                        break;
+                case SQLITE_TEXT:
+                        v = json_stringn((const char *) sqlite3_column_text(s, i),
+                                         (size_t) sqlite3_column_bytes(s, i));
+                        break;
+                case SQLITE_NULL:
+                        v = json_null();
+                        break;
+                default:
+                        continue;
+                }
+                if (json_object_set_new(o, name, v ? v : json_null()) < 0)
+                        o = (json_decref(o), NULL);
+        }
+        return o;
+}
+
+/* Every row of @s appended to a new array. */
+static int rows_json(JobsStore *st, sqlite3_stmt *s, json_t **ret) {
+        json_auto_t *arr = json_array();
+        int rc;
+
+        if (!arr)
+                return -ENOMEM;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+                if (json_array_append_new(arr, row_json(s)) < 0)
+                        return -ENOMEM;
+        if (rc != SQLITE_DONE)
+                return sql_error(st, rc, "step");
+        *ret = TAKE_PTR(arr);
+        return 0;
+}
+
+static int one_row(JobsStore *st, sqlite3_stmt *s, json_t **ret) {
+        int rc = sqlite3_step(s);
+
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        if (rc != SQLITE_ROW)
+                return sql_error(st, rc, "step");
+        *ret = row_json(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int jobs_store_open(const char *dir, JobsStore **ret) {
+        _cleanup_free_ char *path = NULL;
+        JobsStore *st;
+        int rc, r;
+
+        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        if (asprintf(&path, "%s/jobs.db", dir) < 0)
+                return -ENOMEM;
+        st = calloc(1, sizeof *st);
+        if (!st)
+                return -ENOMEM;
+        rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+        if (rc != SQLITE_OK) {
+                log_error("cannot open %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+                jobs_store_close(st);
+                return -EIO;
+        }
+        sqlite3_busy_timeout(st->db, JOBS_BUSY_TIMEOUT_MS);
+        /* NORMAL: a commit survives a crash of moad (not of the machine)
+         * without an fsync per answered line. */
+        r = exec(st, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
+        if (r >= 0)
+                r = exec(st, schema);
+        if (r < 0) {
+                jobs_store_close(st);
+                return r;
+        }
+        *ret = st;
+        return 0;
+}
+
+JobsStore *jobs_store_close(JobsStore *st) {
+        if (!st)
+                return NULL;
+        sqlite3_close(st->db);
+        free(st);
+        return NULL;
+}
+
+int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const char *filename,
+                        const char *purpose, const char *content, size_t len, int64_t created_at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st,
+                        "INSERT INTO files (id, owner, filename, purpose, bytes, created_at, content) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 4, (const char *[]){id, owner, filename, purpose});
+        sqlite3_bind_int64(s, 5, (sqlite3_int64) len);
+        sqlite3_bind_int64(s, 6, created_at);
+        sqlite3_bind_blob64(s, 7, content, len, SQLITE_STATIC);
+        return step_done(st, s);
+}
+
+int jobs_store_file_get(JobsStore *st, const char *id, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st,
+                        "SELECT id, owner, filename, purpose, bytes, created_at, batch_id, ok FROM files "
+                        "WHERE id = ?1",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &id);
+        return one_row(st, s, ret);
+}
+
+/* The result lines of a batch with @ok, each followed by a newline. */
+static int results_concat(JobsStore *st, const char *batch_id, int ok, char **ret, size_t *ret_len) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 0;
+        int rc, r;
+
+        r = prepare(st, "SELECT output FROM results WHERE batch_id = ?1 AND ok = ?2 ORDER BY line", &s);
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &batch_id);
+        sqlite3_bind_int(s, 2, ok);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                size_t n = (size_t) sqlite3_column_bytes(s, 0);
+                if (len + n + 2 > cap) {
+                        size_t ncap = MAX(cap * 2, len + n + 2);
+                        char *p = realloc(buf, ncap);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        cap = ncap;
+                }
+                memcpy(buf + len, sqlite3_column_text(s, 0), n);
+                len += n;
+                buf[len++] = '\n';
+        }
+        if (rc != SQLITE_DONE)
+                return sql_error(st, rc, "step");
+        if (!buf && !(buf = calloc(1, 1)))
+                return -ENOMEM;
+        buf[len] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int jobs_store_file_content(JobsStore *st, const char *id, char **ret, size_t *ret_len) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        char *buf;
+        size_t n;
+        int rc, r;
+
+        r = prepare(st, "SELECT content, batch_id, ok FROM files WHERE id = ?1", &s);
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &id);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        if (rc != SQLITE_ROW)
+                return sql_error(st, rc, "step");
+        if (sqlite3_column_type(s, 1) == SQLITE_TEXT) {
+                _cleanup_free_ char *batch = strdup((const char *) sqlite3_column_text(s, 1));
+                int ok = sqlite3_column_int(s, 2);
+                if (!batch)
+                        return -ENOMEM;
+                sqlite3_finalize(TAKE_PTR(s));
+                return results_concat(st, batch, ok, ret, ret_len);
+        }
+        n = (size_t) sqlite3_column_bytes(s, 0);
+        buf = malloc(n + 1);
+        if (!buf)
+                return -ENOMEM;
+        if (n > 0)
+                memcpy(buf, sqlite3_column_blob(s, 0), n);
+        buf[n] = 0;
+        *ret = buf;
+        *ret_len = n;
+        return 0;
+}
+
+int jobs_store_file_delete(JobsStore *st, const char *id) {
+        _cleanup_stmt_ sqlite3_stmt *busy = NULL, *del = NULL;
+        int r, rc;
+
+        r = prepare(st, "SELECT 1 FROM batches WHERE input_file_id = ?1 AND status NOT IN " FINAL_STATUSES,
+                    &busy);
+        if (r < 0)
+                return r;
+        bind_texts(busy, 1, &id);
+        rc = sqlite3_step(busy);
+        if (rc == SQLITE_ROW)
+                return -EBUSY;
+        if (rc != SQLITE_DONE)
+                return sql_error(st, rc, "step");
+        r = prepare(st, "DELETE FROM files WHERE id = ?1", &del);
+        if (r < 0)
+                return r;
+        bind_texts(del, 1, &id);
+        r = step_done(st, del);
+        if (r < 0)
+                return r;
+        return sqlite3_changes(st->db) > 0 ? 0 : -ENOENT;
+}
+
+int jobs_store_file_list(JobsStore *st, const char *owner, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st,
+                        "SELECT id, owner, filename, purpose, bytes, created_at, batch_id, ok FROM files "
+                        "WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, rowid DESC",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &owner);
+        return rows_json(st, s, ret);
+}
+
+int jobs_store_file_count(JobsStore *st, unsigned *ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st, "SELECT COUNT(*) FROM files WHERE batch_id IS NULL", &s), rc;
+
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW)
+                return sql_error(st, rc, "step");
+        *ret = (unsigned) sqlite3_column_int64(s, 0);
+        return 0;
+}
+
+int jobs_store_batch_add(JobsStore *st, const char *id, const char *owner, const char *input_file_id,
+                         const char *endpoint, const char *completion_window, const char *metadata_json,
+                         long total, int64_t created_at, int64_t expires_at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st,
+                        "INSERT INTO batches (id, owner, input_file_id, endpoint, completion_window, "
+                        "metadata, status, total, created_at, expires_at) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'validating', ?7, ?8, ?9)",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 6,
+                   (const char *[]){id, owner, input_file_id, endpoint, completion_window, metadata_json});
+        sqlite3_bind_int64(s, 7, total);
+        sqlite3_bind_int64(s, 8, created_at);
+        sqlite3_bind_int64(s, 9, expires_at);
+        return step_done(st, s);
+}
+
+#define BATCH_COLUMNS                                                                                       \
+        "b.id, b.owner, b.input_file_id, b.endpoint, b.completion_window, b.metadata, b.errors, "           \
+        "b.status, b.total, b.created_at, b.expires_at, b.in_progress_at, b.finalizing_at, "                \
+        "b.completed_at, b.failed_at, b.expired_at, b.cancelling_at, b.cancelled_at, "                      \
+        "b.output_file_id, b.error_file_id, "                                                               \
+        "(SELECT COUNT(*) FROM results r WHERE r.batch_id = b.id AND r.ok = 1) AS completed, "              \
+        "(SELECT COUNT(*) FROM results r WHERE r.batch_id = b.id AND r.ok = 0) AS failed"
+
+/* "metadata" and "errors" are stored as JSON text: hand them back parsed. */
+static void batch_row_fix(json_t *row) {
+        static const char *const keys[] = {"metadata", "errors"};
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const char *t = json_string_value(json_object_get(row, keys[i]));
+                if (t)
+                        json_object_set_new(row, keys[i], json_loads(t, 0, NULL) ?: json_null());
+        }
+}
+
+int jobs_store_batch_get(JobsStore *st, const char *id, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st, "SELECT " BATCH_COLUMNS " FROM batches b WHERE b.id = ?1", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &id);
+        r = one_row(st, s, ret);
+        if (r >= 0)
+                batch_row_fix(*ret);
+        return r;
+}
+
+int jobs_store_batch_list(JobsStore *st, const char *owner, const char *after, unsigned limit, json_t **ret,
+                          int *ret_more) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        json_t *arr = NULL, *v;
+        size_t i;
+        int r = prepare(st,
+                        "SELECT " BATCH_COLUMNS " FROM batches b WHERE (?1 IS NULL OR b.owner = ?1) AND "
+                        "(?2 IS NULL OR b.seq < (SELECT seq FROM batches WHERE id = ?2)) "
+                        "ORDER BY b.seq DESC LIMIT ?3",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 2, (const char *[]){owner, after});
+        sqlite3_bind_int64(s, 3, (sqlite3_int64) limit + 1);
+        r = rows_json(st, s, &arr);
+        if (r < 0)
+                return r;
+        *ret_more = json_array_size(arr) > limit;
+        if (*ret_more)
+                json_array_remove(arr, limit);
+        json_array_foreach(arr, i, v) batch_row_fix(v);
+        *ret = arr;
+        return 0;
+}
+
+int jobs_store_batch_unfinished(JobsStore *st, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        json_t *rows = NULL, *ids, *v;
+        size_t i;
+        int r = prepare(st, "SELECT id FROM batches WHERE status NOT IN " FINAL_STATUSES " ORDER BY seq",
+                        &s);
+
+        if (r < 0)
+                return r;
+        r = rows_json(st, s, &rows);
+        if (r < 0)
+                return r;
+        ids = json_array();
+        json_array_foreach(rows, i, v) json_array_append(ids, json_object_get(v, "id"));
+        json_decref(rows);
+        if (!ids)
+                return -ENOMEM;
+        *ret = ids;
+        return 0;
+}
+
+/* The *_at columns a caller may name (they go into the SQL text). */
+static int at_column_valid(const char *c) {
+        static const char *const cols[] = {"in_progress_at", "finalizing_at", "completed_at", "failed_at",
+                                           "expired_at",     "cancelling_at", "cancelled_at"};
+
+        for (size_t i = 0; c && i < ELEMENTSOF(cols); i++)
+                if (streq(c, cols[i]))
+                        return 1;
+        return 0;
+}
+
+int jobs_store_batch_set_status(JobsStore *st, const char *id, const char *status, const char *at_column,
+                                int64_t at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ char *sql = NULL;
+        int r;
+
+        if (at_column && !at_column_valid(at_column))
+                return -EINVAL;
+        if (asprintf(&sql, "UPDATE batches SET status = ?2%s%s%s WHERE id = ?1", at_column ? ", " : "",
+                     at_column ?: "", at_column ? " = ?3" : "") < 0)
+                return -ENOMEM;
+        r = prepare(st, sql, &s);
+        if (r < 0)
+                return r;
+        bind_texts(s, 2, (const char *[]){id, status});
+        if (at_column)
+                sqlite3_bind_int64(s, 3, at);
+        return step_done(st, s);
+}
+
+int jobs_store_batch_fail(JobsStore *st, const char *id, const char *code, const char *message, int64_t at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        json_auto_t *e =
+                json_pack("{s:s,s:[{s:s,s:s}]}", "object", "list", "data", "code", code, "message", message);
+        _cleanup_free_ char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        int r;
+
+        if (!text)
+                return -ENOMEM;
+        r = prepare(st, "UPDATE batches SET status = 'failed', failed_at = ?3, errors = ?2 WHERE id = ?1",
+                    &s);
+        if (r < 0)
+                return r;
+        bind_texts(s, 2, (const char *[]){id, text});
+        sqlite3_bind_int64(s, 3, at);
+        return step_done(st, s);
+}
+
+static int batch_finish_tx(JobsStore *st, const char *id, const char *status, const char *at_column,
+                           const char *output_id, const char *error_id, int64_t at) {
+        static const char *const add_file =
+                "INSERT INTO files (id, owner, filename, purpose, bytes, created_at, batch_id, ok) "
+                "SELECT ?2, b.owner, b.id || CASE ?3 WHEN 1 THEN '_output.jsonl' ELSE '_error.jsonl' END, "
+                " 'batch_output', "
+                " COALESCE((SELECT SUM(LENGTH(CAST(output AS BLOB)) + 1) FROM results r "
+                "  WHERE r.batch_id = b.id AND r.ok = ?3), 0), ?4, b.id, ?3 FROM batches b "
+                "WHERE b.id = ?1 AND EXISTS (SELECT 1 FROM results r WHERE r.batch_id = b.id AND r.ok = ?3)";
+        const char *ids[2] = {output_id, error_id};
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r;
+
+        for (int k = 0; k < 2; k++) {
+                r = prepare(st, add_file, &s);
+                if (r < 0)
+                        return r;
+                bind_texts(s, 2, (const char *[]){id, ids[k]});
+                sqlite3_bind_int(s, 3, k == 0);
+                sqlite3_bind_int64(s, 4, at);
+                r = step_done(st, s);
+                if (r < 0)
+                        return r;
+                sqlite3_finalize(TAKE_PTR(s));
+        }
+        r = prepare(st,
+                    "UPDATE batches SET output_file_id = (SELECT id FROM files WHERE id = ?2), "
+                    "error_file_id = (SELECT id FROM files WHERE id = ?3) WHERE id = ?1",
+                    &s);
+        if (r < 0)
+                return r;
+        bind_texts(s, 3, (const char *[]){id, output_id, error_id});
+        r = step_done(st, s);
+        if (r < 0)
+                return r;
+        return jobs_store_batch_set_status(st, id, status, at_column, at);
+}
+
+int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
+                            const char *output_id, const char *error_id, int64_t at) {
+        int r = exec(st, "BEGIN IMMEDIATE");
+
+        if (r < 0)
+                return r;
+        r = batch_finish_tx(st, id, status, at_column, output_id, error_id, at);
+        if (r < 0) {
+                (void) exec(st, "ROLLBACK");
+                return r;
+        }
+        return exec(st, "COMMIT");
+}
+
+int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st, "INSERT INTO results (batch_id, line, ok, output) VALUES (?1, ?2, ?3, ?4)", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &batch_id);
+        sqlite3_bind_int64(s, 2, line);
+        sqlite3_bind_int(s, 3, ok);
+        sqlite3_bind_text(s, 4, output, -1, SQLITE_STATIC);
+        return step_done(st, s);
+}
+
+long jobs_store_results_done(JobsStore *st, const char *batch_id, uint8_t *done, size_t n) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        long count = 0;
+        int rc, r = prepare(st, "SELECT line FROM results WHERE batch_id = ?1", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &batch_id);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                sqlite3_int64 line = sqlite3_column_int64(s, 0);
+                if (line >= 0 && (uint64_t) line < n && !done[line]) {
+                        done[line] = 1;
+                        count++;
+                }
+        }
+        if (rc != SQLITE_DONE)
+                return sql_error(st, rc, "step");
+        return count;
+}

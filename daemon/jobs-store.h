@@ -1,0 +1,115 @@
+/* jobs-store.h — persistence of the Files and Batches API: one SQLite
+ * database (jobs.db, WAL) in the daemon's state directory, next to the
+ * knowledge bases. Holds uploaded files, batches and one row per answered
+ * batch line, committed as the line completes, so a restart resumes a
+ * batch without asking a finished line again. Used on the loop: every
+ * statement is short (one row, or one upload bounded by jobs.max_upload_bytes).
+ * Rows come back as JSON objects keyed by column name. */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct JobsStore JobsStore;
+
+/** jobs_store_open() - open or create @dir/jobs.db. Returns 0 or -errno. */
+int jobs_store_open(const char *dir, JobsStore **ret);
+
+/** jobs_store_close() - NULL ok; returns NULL. */
+JobsStore *jobs_store_close(JobsStore *st);
+
+/* ---- files ---- */
+
+/**
+ * jobs_store_file_add() - store an uploaded file (@content copied).
+ * Returns 0 or -errno.
+ */
+int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const char *filename,
+                        const char *purpose, const char *content, size_t len, int64_t created_at);
+
+/**
+ * jobs_store_file_get() - the file's row {id, owner, filename, purpose,
+ * bytes, created_at, batch_id, ok} (a new reference); -ENOENT.
+ */
+int jobs_store_file_get(JobsStore *st, const char *id, json_t **ret);
+
+/**
+ * jobs_store_file_content() - the bytes of a file: an upload as stored, a
+ * batch's output (ok 1) or error file (ok 0) assembled from its result
+ * lines in input order. *@ret is malloc'ed (NUL-terminated). -ENOENT.
+ */
+int jobs_store_file_content(JobsStore *st, const char *id, char **ret, size_t *ret_len);
+
+/**
+ * jobs_store_file_delete() - -ENOENT, or -EBUSY while a batch that is not
+ * finished reads it.
+ */
+int jobs_store_file_delete(JobsStore *st, const char *id);
+
+/** jobs_store_file_list() - file rows, newest first; @owner NULL: all. */
+int jobs_store_file_list(JobsStore *st, const char *owner, json_t **ret);
+
+/** jobs_store_file_count() - uploaded files kept (outputs not counted). */
+int jobs_store_file_count(JobsStore *st, unsigned *ret);
+
+/* ---- batches ---- */
+
+/** jobs_store_batch_add() - a new batch in status "validating" (queued). */
+int jobs_store_batch_add(JobsStore *st, const char *id, const char *owner, const char *input_file_id,
+                         const char *endpoint, const char *completion_window, const char *metadata_json,
+                         long total, int64_t created_at, int64_t expires_at);
+
+/**
+ * jobs_store_batch_get() - the batch's row with "completed" and "failed"
+ * counted from its results, and "errors" and "metadata" parsed. -ENOENT.
+ */
+int jobs_store_batch_get(JobsStore *st, const char *id, json_t **ret);
+
+/**
+ * jobs_store_batch_list() - batch rows newest first, at most @limit, only
+ * those created before @after (a batch id; NULL: from the newest), only
+ * @owner's (NULL: all). *@ret_more is set when more follow.
+ */
+int jobs_store_batch_list(JobsStore *st, const char *owner, const char *after, unsigned limit, json_t **ret,
+                          int *ret_more);
+
+/**
+ * jobs_store_batch_unfinished() - ids of batches not in a final state, oldest
+ * first (an array of strings), for the runner at start.
+ */
+int jobs_store_batch_unfinished(JobsStore *st, json_t **ret);
+
+/**
+ * jobs_store_batch_set_status() - set the status and, when @at_column is
+ * not NULL (one of the *_at columns), that timestamp.
+ */
+int jobs_store_batch_set_status(JobsStore *st, const char *id, const char *status, const char *at_column,
+                                int64_t at);
+
+/**
+ * jobs_store_batch_fail() - status "failed" with one error {code, message}.
+ */
+int jobs_store_batch_fail(JobsStore *st, const char *id, const char *code, const char *message, int64_t at);
+
+/**
+ * jobs_store_batch_finish() - in one transaction: the output and error
+ * files (only those with lines), named by @output_id and @error_id, and the
+ * final @status ("completed" or "cancelled") with its timestamp column.
+ */
+int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
+                            const char *output_id, const char *error_id, int64_t at);
+
+/* ---- results ---- */
+
+/**
+ * jobs_store_result_add() - the output line of request @line (0-based) of
+ * a batch, committed at once. A line already stored is kept (-EEXIST).
+ */
+int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output);
+
+/**
+ * jobs_store_results_done() - mark in @done (@n bytes, one per line) the
+ * lines of the batch that already have a result. Returns how many.
+ */
+long jobs_store_results_done(JobsStore *st, const char *batch_id, uint8_t *done, size_t n);

@@ -1,0 +1,473 @@
+/* jobs.c — see jobs.h. Batches are served oldest first; a batch's input
+ * file is read into memory only when the runner reaches it. A line runs
+ * like a non-streamed chat completion (chat_request_parse, the same spec,
+ * engine_run_start) and its output line is what POST /v1/chat/completions
+ * would have answered, wrapped in the Batch API's output format. */
+#include <sys/random.h>
+#include <time.h>
+
+#include "batch-input.h"
+#include "chat-response.h"
+#include "jobs.h"
+#include "log.h"
+#include "util.h"
+
+/* When interactive requests wait for a slot, look again after this long. */
+#define JOBS_YIELD_USEC (100 * USEC_PER_MSEC)
+
+typedef struct ActiveBatch ActiveBatch;
+typedef struct LineRun LineRun;
+
+struct ActiveBatch {
+        char *id;
+        int loaded;
+        char *input;
+        size_t input_len;
+        BatchLine *lines;
+        size_t n_lines;
+        uint8_t *done; /* one per line: its result is stored */
+        size_t next;   /* the next line to look at */
+        unsigned inflight;
+        ActiveBatch *next_batch;
+};
+
+struct LineRun {
+        Jobs *jobs;
+        ActiveBatch *batch;
+        size_t index;
+        Runtime *rt;
+        ChatRequest *chat;
+        EngineRunSpec spec;
+        EngineRun *run;
+        char *custom_id;
+        int64_t created;
+        char request_id[96];
+        LineRun *prev, *next;
+};
+
+struct Jobs {
+        Server *server;
+        JobsStore *store;
+        ActiveBatch *head;
+        LineRun *runs;
+        unsigned inflight;
+        sd_event_source *timer;
+};
+
+void jobs_make_id(const char *prefix, char *buf, size_t size) {
+        uint8_t bytes[12];
+        size_t o;
+
+        if (getrandom(bytes, sizeof bytes, 0) != (ssize_t) sizeof bytes) {
+                uint64_t t = now_usec() ^ ((uint64_t) getpid() << 32);
+                for (size_t i = 0; i < sizeof bytes; i++)
+                        bytes[i] = (uint8_t) (t >> (8 * (i % 8))) ^ (uint8_t) (i * 131);
+        }
+        snprintf(buf, size, "%s", prefix);
+        o = strlen(buf);
+        for (size_t i = 0; i < sizeof bytes && o + 2 < size; i++, o += 2)
+                snprintf(buf + o, size - o, "%02x", bytes[i]);
+}
+
+static ActiveBatch *batch_free(ActiveBatch *b) {
+        if (!b)
+                return NULL;
+        free(b->id);
+        free(b->input);
+        free(b->lines);
+        free(b->done);
+        free(b);
+        return NULL;
+}
+
+static void batch_unlink(Jobs *j, ActiveBatch *b) {
+        for (ActiveBatch **p = &j->head; *p; p = &(*p)->next_batch)
+                if (*p == b) {
+                        *p = b->next_batch;
+                        return;
+                }
+}
+
+static LineRun *line_free(LineRun *l) {
+        if (!l)
+                return NULL;
+        engine_run_cancel(l->run);
+        chat_request_free(l->chat);
+        runtime_unref(l->rt);
+        free(l->custom_id);
+        free(l);
+        return NULL;
+}
+
+/* Takes @l out of the runner's books (it is no longer in flight). */
+static void line_detach(Jobs *j, LineRun *l) {
+        if (l->prev)
+                l->prev->next = l->next;
+        else
+                j->runs = l->next;
+        if (l->next)
+                l->next->prev = l->prev;
+        l->batch->inflight--;
+        j->inflight--;
+}
+
+static void schedule(Jobs *j, uint64_t delay) {
+        uint64_t now;
+
+        (void) sd_event_now(j->server->event, CLOCK_MONOTONIC, &now);
+        (void) sd_event_source_set_time(j->timer, now + delay);
+        (void) sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
+}
+
+/* Stores the output line of request @index: @response is the HTTP answer
+ * the request would have had ({status_code, request_id, body}). */
+static void record(Jobs *j, ActiveBatch *b, size_t index, const char *custom_id, unsigned status,
+                   const char *request_id, json_t *body) {
+        _cleanup_free_ char *text = NULL;
+        json_auto_t *o = NULL;
+        char id[160];
+        int r;
+
+        snprintf(id, sizeof id, "batch_req_%s_%zu", b->id + strlen("batch_"), index);
+        o = json_pack("{s:s,s:s,s:{s:i,s:s,s:o},s:n}", "id", id, "custom_id", custom_id, "response",
+                      "status_code", (int) status, "request_id", request_id, "body",
+                      body ? body
+                           : json_pack("{s:{s:s,s:s}}", "error", "message", "out of memory", "type",
+                                       "server_error"),
+                      "error");
+        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        r = text ? jobs_store_result_add(j->store, b->id, (long) index, status == 200, text) : -ENOMEM;
+        if (r < 0 && r != -EEXIST)
+                log_error_errno(r, "batch %s: cannot store the result of line %zu", b->id, index + 1);
+        b->done[index] = 1;
+}
+
+static json_t *error_body(const char *type, const char *param, const char *code, const char *message) {
+        return json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", message, "type", type, "param",
+                         param, "code", code);
+}
+
+static void finish(Jobs *j, ActiveBatch *b, int cancelled) {
+        char out_id[64], err_id[64];
+        int64_t now = (int64_t) time(NULL);
+        int r;
+
+        jobs_make_id("file-", out_id, sizeof out_id);
+        jobs_make_id("file-", err_id, sizeof err_id);
+        if (!cancelled)
+                (void) jobs_store_batch_set_status(j->store, b->id, "finalizing", "finalizing_at", now);
+        r = jobs_store_batch_finish(j->store, b->id, cancelled ? "cancelled" : "completed",
+                                    cancelled ? "cancelled_at" : "completed_at", out_id, err_id, now);
+        if (r < 0)
+                log_error_errno(r, "batch %s: cannot store its end", b->id);
+        else
+                log_info("batch %s %s", b->id, cancelled ? "cancelled" : "completed");
+        batch_unlink(j, b);
+        batch_free(b);
+}
+
+static int add_line(void *userdata, const BatchLine *line) {
+        ActiveBatch *b = userdata;
+
+        b->lines[b->n_lines++] = *line;
+        return 0;
+}
+
+static int count_line(void *userdata, const BatchLine *line) {
+        (*(size_t *) userdata)++;
+        return 0;
+}
+
+/* Reads the batch's input file and the lines already answered. A batch
+ * that cannot run is ended here (failed, or finished when nothing is left
+ * or it was being cancelled); returns 0 if @b is ready to run, else < 0
+ * (and @b is freed). */
+static int batch_load(Jobs *j, ActiveBatch *b) {
+        json_auto_t *row = NULL;
+        const char *status = NULL, *input_id = NULL;
+        size_t n = 0;
+        long done;
+        int r;
+
+        r = jobs_store_batch_get(j->store, b->id, &row);
+        if (r < 0)
+                goto gone;
+        status = json_string_value(json_object_get(row, "status"));
+        input_id = json_string_value(json_object_get(row, "input_file_id"));
+        if (!status || !input_id) {
+                r = -EBADMSG;
+                goto gone;
+        }
+        if (streq(status, "cancelling")) {
+                finish(j, b, 1);
+                return -ECANCELED;
+        }
+        r = jobs_store_file_content(j->store, input_id, &b->input, &b->input_len);
+        if (r < 0) {
+                (void) jobs_store_batch_fail(j->store, b->id, "input_file_missing",
+                                             "the input file cannot be read", (int64_t) time(NULL));
+                log_warning("batch %s failed: input file %s: %s", b->id, input_id, strerror(-r));
+                goto gone;
+        }
+        (void) batch_input_walk(b->input, b->input_len, count_line, &n);
+        b->lines = calloc(MAX(n, 1u), sizeof *b->lines);
+        b->done = calloc(MAX(n, 1u), 1);
+        if (!b->lines || !b->done) {
+                r = -ENOMEM;
+                goto gone;
+        }
+        (void) batch_input_walk(b->input, b->input_len, add_line, b);
+        done = jobs_store_results_done(j->store, b->id, b->done, b->n_lines);
+        if (done < 0) {
+                r = (int) done;
+                goto gone;
+        }
+        if (streq(status, "validating"))
+                (void) jobs_store_batch_set_status(j->store, b->id, "in_progress", "in_progress_at",
+                                                   (int64_t) time(NULL));
+        if (done > 0)
+                log_info("batch %s: resuming, %ld of %zu lines already answered", b->id, done, b->n_lines);
+        b->loaded = 1;
+        return 0;
+gone:
+        if (r != -ENOENT)
+                log_error_errno(r, "batch %s cannot be loaded", b->id);
+        batch_unlink(j, b);
+        batch_free(b);
+        return r;
+}
+
+static void on_line_done(void *userdata, const EngineResult *res) {
+        LineRun *l = userdata;
+        Jobs *j = l->jobs;
+        ActiveBatch *b = l->batch;
+        json_t *body;
+
+        l->run = NULL;
+        line_detach(j, l);
+        if (res->error)
+                record(j, b, l->index, l->custom_id, res->http_status ? res->http_status : 500,
+                       l->request_id,
+                       error_body(res->error_type ? res->error_type : "server_error", NULL, res->error_code,
+                                  res->error_message ? res->error_message : "pipeline failed"));
+        else {
+                json_t *moa = chat_moa_extension(l->chat, res);
+                char id[128];
+
+                snprintf(id, sizeof id, "chatcmpl-%s", l->request_id);
+                body = chat_completion_new(id, l->chat->model, l->created, res->content, res->finish_reason,
+                                           &res->usage);
+                if (body && moa)
+                        json_object_set_new(body, "moa", moa);
+                else
+                        json_decref(moa);
+                record(j, b, l->index, l->custom_id, 200, l->request_id, body);
+        }
+        line_free(l);
+        schedule(j, 0);
+}
+
+/* Starts request @index of @b, or records at once why it cannot run. */
+static void line_start(Jobs *j, ActiveBatch *b, size_t index) {
+        static const EngineCallbacks callbacks = {.on_done = on_line_done};
+        Runtime *rt = j->server->runtime;
+        _cleanup_free_ char *text = NULL, *custom_id = NULL;
+        json_auto_t *body = NULL;
+        ChatRequestError err = {};
+        char request_id[96];
+        LineRun *l;
+        int r;
+
+        snprintf(request_id, sizeof request_id, "%.40s-%zu", b->id, index + 1);
+        r = batch_line_parse(&b->lines[index], &custom_id, &body);
+        if (r == -EINVAL) {
+                record(j, b, index, "", 400, request_id,
+                       error_body("invalid_request_error", NULL, "invalid_line",
+                                  "not a batch request line"));
+                return;
+        }
+        text = r >= 0 ? json_dumps(body, JSON_COMPACT) : NULL;
+        l = text ? calloc(1, sizeof *l) : NULL;
+        if (!l) {
+                log_error("batch %s: out of memory starting line %zu", b->id, index + 1);
+                return; /* not recorded: asked again after a restart */
+        }
+        r = chat_request_parse(text, strlen(text), &rt->config->limits, &l->chat, &err);
+        if (r >= 0 && !l->chat->model && !(l->chat->model = strdup(rt->config->default_pipeline)))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = chat_resolve_spec(rt->config, l->chat, &l->spec, &err);
+        if (r < 0) {
+                if (r == -ENOMEM)
+                        err = (ChatRequestError){.status = 500, .message = "out of memory"};
+                record(j, b, index, custom_id, err.status ? err.status : 400, request_id,
+                       error_body(r == -ENOMEM ? "server_error" : "invalid_request_error", err.param,
+                                  err.code, err.message));
+                line_free(l);
+                return;
+        }
+        l->jobs = j;
+        l->batch = b;
+        l->index = index;
+        l->rt = runtime_ref(rt);
+        l->custom_id = TAKE_PTR(custom_id);
+        l->created = (int64_t) time(NULL);
+        snprintf(l->request_id, sizeof l->request_id, "%s", request_id);
+        l->spec.request_id = l->request_id;
+        l->spec.stream = 0;
+        r = engine_run_start(rt->engine, &l->spec, &callbacks, l, &l->run);
+        if (r < 0) {
+                record(j, b, index, l->custom_id, 500, request_id,
+                       error_body("server_error", NULL, NULL, "cannot start the pipeline"));
+                line_free(l);
+                return;
+        }
+        l->next = j->runs;
+        if (j->runs)
+                j->runs->prev = l;
+        j->runs = l;
+        b->inflight++;
+        j->inflight++;
+}
+
+/* The next line of @b that has no result yet, or n_lines. */
+static size_t next_undone(ActiveBatch *b) {
+        while (b->next < b->n_lines && b->done[b->next])
+                b->next++;
+        return b->next;
+}
+
+static void run(Jobs *j) {
+        Server *s = j->server;
+        unsigned max = s->runtime->config->jobs.concurrency;
+        ActiveBatch *b, *nb;
+
+        if (s->state == SERVER_DRAINING)
+                return;
+        for (b = j->head; b && j->inflight < max; b = nb) {
+                nb = b->next_batch;
+                if (!b->loaded && batch_load(j, b) < 0)
+                        continue;
+                while (j->inflight < max && next_undone(b) < b->n_lines) {
+                        /* Interactive requests first: wait while any is queued. */
+                        if (s->queued > 0) {
+                                schedule(j, JOBS_YIELD_USEC);
+                                return;
+                        }
+                        line_start(j, b, b->next++);
+                }
+        }
+        for (b = j->head; b; b = nb) {
+                nb = b->next_batch;
+                if (b->loaded && b->inflight == 0 && next_undone(b) >= b->n_lines)
+                        finish(j, b, 0);
+        }
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        run(userdata);
+        return 0;
+}
+
+int jobs_submit(Jobs *j, const char *batch_id) {
+        ActiveBatch *b = calloc(1, sizeof *b), **p;
+
+        if (!b || !(b->id = strdup(batch_id))) {
+                free(b);
+                return -ENOMEM;
+        }
+        for (p = &j->head; *p; p = &(*p)->next_batch)
+                ;
+        *p = b;
+        schedule(j, 0);
+        return 0;
+}
+
+int jobs_cancel(Jobs *j, const char *batch_id) {
+        json_auto_t *row = NULL;
+        ActiveBatch *b;
+        int r;
+
+        for (b = j->head; b; b = b->next_batch)
+                if (streq(b->id, batch_id))
+                        break;
+        if (!b) {
+                r = jobs_store_batch_get(j->store, batch_id, &row);
+                return r < 0 ? r : -EALREADY;
+        }
+        (void) jobs_store_batch_set_status(j->store, b->id, "cancelling", "cancelling_at",
+                                           (int64_t) time(NULL));
+        for (LineRun *l = j->runs, *next; l; l = next) {
+                next = l->next;
+                if (l->batch != b)
+                        continue;
+                line_detach(j, l);
+                line_free(l);
+        }
+        finish(j, b, 1);
+        schedule(j, 0);
+        return 0;
+}
+
+int jobs_new(Server *s, Jobs **ret) {
+        json_auto_t *ids = NULL;
+        json_t *v;
+        size_t i;
+        Jobs *j;
+        int r;
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        j->server = s;
+        r = jobs_store_open(s->runtime->config->state_dir, &j->store);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time(s->event, &j->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_timer, j);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(j->timer, "jobs-runner");
+        (void) sd_event_source_set_enabled(j->timer, SD_EVENT_OFF);
+        r = jobs_store_batch_unfinished(j->store, &ids);
+        if (r < 0)
+                goto fail;
+        json_array_foreach(ids, i, v) {
+                r = jobs_submit(j, json_string_value(v));
+                if (r < 0)
+                        goto fail;
+        }
+        if (json_array_size(ids) > 0)
+                log_info("jobs: %zu unfinished batch(es) queued again", json_array_size(ids));
+        *ret = j;
+        return 0;
+fail:
+        jobs_free(j);
+        return r;
+}
+
+Jobs *jobs_free(Jobs *j) {
+        if (!j)
+                return NULL;
+        while (j->runs) {
+                LineRun *l = j->runs;
+                line_detach(j, l);
+                line_free(l);
+        }
+        while (j->head) {
+                ActiveBatch *b = j->head;
+                j->head = b->next_batch;
+                batch_free(b);
+        }
+        j->timer = sd_event_source_disable_unref(j->timer);
+        jobs_store_close(j->store);
+        free(j);
+        return NULL;
+}
+
+JobsStore *jobs_store(Jobs *j) {
+        return j->store;
+}
+
+unsigned jobs_inflight(Jobs *j) {
+        return j ? j->inflight : 0;
+}

@@ -1,0 +1,398 @@
+"""Jobs on the server: OpenAI's Files and Batches API against the real
+daemon. Upload a JSONL file (multipart/form-data, as the SDKs send it),
+create a batch, poll it, read the output and error files; the limits and
+their 4xx answers; cancelling; who may touch whose job; and a daemon
+killed (SIGKILL) in the middle of a batch, restarted on the same state
+directory, finishing it without asking a finished line again."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+
+from moadtest import Daemon, DaemonTestCase
+from test_engine import Mock
+
+ENDPOINT = "/v1/chat/completions"
+
+
+def line(custom_id, question, model="moa", **extra):
+    body = {"model": model, "messages": [{"role": "user", "content": question}]}
+    body.update(extra)
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body})
+
+
+def multipart(fields, files):
+    """A multipart/form-data body as the OpenAI SDKs send it."""
+    b = "moadtest" + uuid.uuid4().hex
+    out = b""
+    for k, v in fields.items():
+        out += ("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (b, k, v)).encode()
+    for k, (name, data) in files.items():
+        out += ("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n" % (b, k, name)).encode() + data + b"\r\n"
+    out += ("--%s--\r\n" % b).encode()
+    return out, "multipart/form-data; boundary=" + b
+
+
+class JobsClient:
+    def upload(self, data, purpose="batch", name="in.jsonl"):
+        body, ctype = multipart({"purpose": purpose}, {"file": (name, data)})
+        st, _, r = self.d.request("POST", "/v1/files", body, {"Content-Type": ctype})
+        return st, json.loads(r)
+
+    def upload_ok(self, lines):
+        st, f = self.upload(("\n".join(lines) + "\n").encode())
+        self.assertEqual(st, 200, f)
+        return f
+
+    def create(self, file_id, **extra):
+        body = {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"}
+        body.update(extra)
+        st, _, b = self.d.json("POST", "/v1/batches", body)
+        return st, b
+
+    def batch(self, batch_id):
+        st, _, b = self.d.json("GET", "/v1/batches/" + batch_id)
+        self.assertEqual(st, 200, b)
+        return b
+
+    def wait(self, batch_id, until=("completed", "failed", "cancelled"), timeout=60, cond=None):
+        end = time.time() + timeout
+        while time.time() < end:
+            b = self.batch(batch_id)
+            if (cond and cond(b)) or (not cond and b["status"] in until):
+                return b
+            time.sleep(0.05)
+        self.fail("batch %s did not get there: %r" % (batch_id, b))
+
+    def content(self, file_id):
+        st, h, data = self.d.request("GET", "/v1/files/%s/content" % file_id)
+        self.assertEqual(st, 200, data)
+        return [json.loads(l) for l in data.decode().splitlines()]
+
+
+class Batches(DaemonTestCase, JobsClient):
+    """The builtin provider: answers are deterministic, so a batch line can
+    be compared with the same question asked on /v1/chat/completions."""
+    config = ("jobs:\n  max_upload_bytes: 65536\n  max_lines: 20\n  max_line_bytes: 4096\n"
+              "  max_files: 40\n")
+
+    def test_batch_round_trip(self):
+        """Each line is answered as /v1/chat/completions answers it; a line
+        the engine refuses lands in the error file with its status."""
+        questions = {"legal": "What does a non-compete clause restrict?",
+                     "medical": "What is the usual adult dose of ibuprofen?"}
+        lines = [line(k, q) for k, q in questions.items()]
+        lines.append(line("nomodel", "Anything?", model="no-such-model"))
+        f = self.upload_ok(lines)
+        self.assertEqual(f["object"], "file")
+        self.assertEqual(f["purpose"], "batch")
+        self.assertEqual(f["filename"], "in.jsonl")
+        self.assertEqual(f["bytes"], len(("\n".join(lines) + "\n").encode()))
+        st, b = self.create(f["id"], metadata={"team": "legal"})
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["object"], "batch")
+        self.assertEqual(b["endpoint"], ENDPOINT)
+        self.assertEqual(b["input_file_id"], f["id"])
+        self.assertEqual(b["metadata"], {"team": "legal"})
+        self.assertEqual(b["request_counts"]["total"], 3)
+        self.assertEqual(b["expires_at"] - b["created_at"], 24 * 3600)
+        b = self.wait(b["id"])
+        self.assertEqual(b["status"], "completed")
+        self.assertEqual(b["request_counts"], {"total": 3, "completed": 2, "failed": 1})
+        for k in ("in_progress_at", "finalizing_at", "completed_at"):
+            self.assertIsInstance(b[k], int, k)
+
+        out = self.content(b["output_file_id"])
+        self.assertEqual([o["custom_id"] for o in out], ["legal", "medical"])
+        for o in out:
+            self.assertEqual(o["response"]["status_code"], 200)
+            self.assertIsNone(o["error"])
+            self.assertTrue(o["id"].startswith("batch_req_"))
+            body = o["response"]["body"]
+            self.assertEqual(body["object"], "chat.completion")
+            st, _, direct = self.d.json("POST", ENDPOINT, {"model": "moa", "messages": [
+                {"role": "user", "content": questions[o["custom_id"]]}]})
+            self.assertEqual(st, 200)
+            self.assertEqual(body["choices"][0]["message"]["content"], direct["choices"][0]["message"]["content"])
+        err = self.content(b["error_file_id"])
+        self.assertEqual(len(err), 1)
+        self.assertEqual(err[0]["custom_id"], "nomodel")
+        self.assertEqual(err[0]["response"]["status_code"], 404)
+        self.assertEqual(err[0]["response"]["body"]["error"]["code"], "model_not_found")
+
+        # the output files are files too
+        st, _, of = self.d.json("GET", "/v1/files/" + b["output_file_id"])
+        self.assertEqual(st, 200)
+        self.assertEqual(of["purpose"], "batch_output")
+        st, _, raw = self.d.request("GET", "/v1/files/%s/content" % b["output_file_id"])
+        self.assertEqual(of["bytes"], len(raw))
+        # a finished batch cannot be cancelled
+        st, _, e = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
+        self.assertEqual(st, 409, e)
+        self.assertEqual(e["error"]["code"], "batch_ended")
+
+    def test_bodies_are_validated_per_line(self):
+        """A body the chat endpoint would refuse is that line's 400, not the
+        batch's failure; "stream" is dropped (a batch line is answered whole)."""
+        f = self.upload_ok([line("bad", "x", messages=[]), line("streamed", "What is GDPR?", stream=True)])
+        st, b = self.create(f["id"])
+        b = self.wait(b["id"])
+        self.assertEqual(b["request_counts"], {"total": 2, "completed": 1, "failed": 1})
+        err = self.content(b["error_file_id"])
+        self.assertEqual(err[0]["custom_id"], "bad")
+        self.assertEqual(err[0]["response"]["status_code"], 400)
+        self.assertIn("messages", err[0]["response"]["body"]["error"]["message"])
+        out = self.content(b["output_file_id"])
+        self.assertEqual(out[0]["response"]["body"]["object"], "chat.completion")
+
+    def test_upload_limits_and_format(self):
+        """Files that cannot be a batch are refused whole, naming the line."""
+        good = line("a", "hello")
+        cases = [
+            ((good + "\n" + "{not json\n").encode(), 400, "line 2: not JSON"),
+            ((good + "\n" + line("a", "again") + "\n").encode(), 400, "custom_id \"a\" already used on line 1"),
+            (json.dumps({"custom_id": "u", "method": "POST", "url": "/v1/embeddings", "body": {}}).encode(),
+             400, "\"url\" must be \"/v1/chat/completions\""),
+            (json.dumps({"custom_id": "m", "method": "GET", "url": ENDPOINT, "body": {}}).encode(), 400,
+             "\"method\" must be \"POST\""),
+            (b"\n\n", 400, "no request lines"),
+            (("\n".join(line("l%d" % i, "q") for i in range(21))).encode(), 413, "line 21: more than 20 requests"),
+            (line("long", "x" * 5000).encode(), 413, "line 1: longer than 4096 bytes"),
+            (b"x" * 70000, 413, "exceeds jobs.max_upload_bytes (65536 bytes)"),
+        ]
+        for data, status, message in cases:
+            st, e = self.upload(data)
+            self.assertEqual(st, status, (message, e))
+            self.assertIn(message, e["error"]["message"])
+        st, e = self.upload(good.encode(), purpose="fine-tune")
+        self.assertEqual(st, 400)
+        self.assertEqual(e["error"]["param"], "purpose")
+        st, _, r = self.d.request("POST", "/v1/files", good.encode(), {"Content-Type": "application/json"})
+        self.assertEqual(st, 415, r)
+        body, ctype = multipart({"purpose": "batch"}, {})
+        st, _, r = self.d.request("POST", "/v1/files", body, {"Content-Type": ctype})
+        self.assertEqual(st, 400)
+        self.assertIn("'file' field", json.loads(r)["error"]["message"])
+        # a byte order mark and CRLF line ends are fine
+        st, f = self.upload(b"\xef\xbb\xbf" + good.encode() + b"\r\n\r\n")
+        self.assertEqual(st, 200, f)
+
+    def test_batch_create_errors(self):
+        f = self.upload_ok([line("a", "hello")])
+        for extra, status, param in [({"input_file_id": "file-nope"}, 404, "input_file_id"),
+                                     ({"endpoint": "/v1/embeddings"}, 400, "endpoint"),
+                                     ({"completion_window": "1h"}, 400, "completion_window"),
+                                     ({"metadata": {"k": 5}}, 400, "metadata")]:
+            st, e = self.create(f["id"], **extra)
+            self.assertEqual(st, status, e)
+            self.assertEqual(e["error"]["param"], param)
+        st, _, e = self.d.json("GET", "/v1/batches/batch_nope")
+        self.assertEqual(st, 404)
+        st, _, e = self.d.json("GET", "/v1/files/file-nope/content")
+        self.assertEqual(st, 404)
+        st, _, e = self.d.json("GET", "/v1/batches?limit=0")
+        self.assertEqual(st, 400)
+
+    def test_list_and_delete(self):
+        f = self.upload_ok([line("a", "hello")])
+        ids = [self.create(f["id"])[1]["id"] for _ in range(3)]
+        for i in ids:
+            self.wait(i)
+        st, _, page = self.d.json("GET", "/v1/batches?limit=2")
+        self.assertEqual(st, 200)
+        self.assertEqual(page["object"], "list")
+        self.assertEqual([b["id"] for b in page["data"]], ids[::-1][:2])
+        self.assertTrue(page["has_more"])
+        st, _, rest = self.d.json("GET", "/v1/batches?limit=2&after=" + page["last_id"])
+        self.assertEqual(rest["data"][0]["id"], ids[0])
+        st, _, files = self.d.json("GET", "/v1/files")
+        self.assertIn(f["id"], [x["id"] for x in files["data"]])
+        st, _, r = self.d.json("DELETE", "/v1/files/" + f["id"])
+        self.assertEqual((st, r), (200, {"id": f["id"], "object": "file", "deleted": True}))
+        st, _, r = self.d.json("GET", "/v1/files/" + f["id"])
+        self.assertEqual(st, 404)
+        st, _, r = self.d.json("DELETE", "/v1/files/" + f["id"])
+        self.assertEqual(st, 404)
+
+
+class SlowUpstream(unittest.TestCase, JobsClient):
+    """Every agent on the mock upstream, 300 ms per answer; lines name one
+    agent, so each line is one upstream call."""
+    model = "fixed-300"
+    concurrency = 1
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = Mock()
+        cls.d = Daemon(config="jobs:\n  concurrency: %d\n" % cls.concurrency,
+                       env={"OPENAI_BASE_URL": cls.mock.url, "OPENAI_MODEL": cls.model, "OPENAI_API_KEY": "sk-test"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+        cls.mock.stop()
+
+    def calls(self):
+        return self.mock.stats()["calls"].get(self.model, 0)
+
+    def test_cancel(self):
+        """Cancelling stops the batch: the line in flight is dropped, no
+        further line is asked, and the lines answered so far are kept."""
+        self.mock.reset()
+        f = self.upload_ok([line("c%d" % i, "question %d" % i, model="general") for i in range(8)])
+        st, b = self.create(f["id"])
+        self.wait(b["id"], cond=lambda x: x["request_counts"]["completed"] >= 1)
+        st, _, e = self.d.json("DELETE", "/v1/files/" + f["id"])
+        self.assertEqual(st, 409, e)
+        self.assertEqual(e["error"]["code"], "file_in_use")
+        st, _, c = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
+        self.assertEqual(st, 200, c)
+        self.assertEqual(c["status"], "cancelled")
+        self.assertIsInstance(c["cancelling_at"], int)
+        self.assertIsInstance(c["cancelled_at"], int)
+        done = c["request_counts"]["completed"]
+        self.assertGreaterEqual(done, 1)
+        self.assertLess(done, 8)
+        asked = self.calls()
+        self.assertLessEqual(asked, done + 1)  # at most the one in flight besides
+        out = self.content(c["output_file_id"])
+        self.assertEqual(len(out), done)
+        self.assertEqual([o["custom_id"] for o in out], ["c%d" % i for i in range(done)])
+        time.sleep(0.7)  # longer than a line takes: a runner that went on would have asked again
+        self.assertEqual(self.calls(), asked)
+        self.assertEqual(self.batch(b["id"])["status"], "cancelled")
+        st, _, e = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
+        self.assertEqual(st, 409)
+
+
+class Restart(unittest.TestCase, JobsClient):
+    """SIGKILL in the middle of a batch; the restarted daemon finishes it."""
+    model = "fixed-300"
+
+    def test_sigkill_and_resume(self):
+        mock = Mock()
+        env = {"OPENAI_BASE_URL": mock.url, "OPENAI_MODEL": self.model, "OPENAI_API_KEY": "sk-test"}
+        config = "jobs:\n  concurrency: 2\n"
+        n = 12
+        self.d = Daemon(config=config, env=env)
+        first = self.d
+        try:
+            f = self.upload_ok([line("r%d" % i, "question %d" % i, model="general") for i in range(n)])
+            st, queued = self.create(self.upload_ok([line("q", "later", model="general")])["id"])
+            st, b = self.create(f["id"])
+            self.assertEqual(st, 200, b)
+            # the first batch is small: let it finish, then kill during the second
+            self.wait(queued["id"])
+            mid = self.wait(b["id"], cond=lambda x: x["request_counts"]["completed"] >= 3)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            done_before = mid["request_counts"]["completed"]
+            calls_before = mock.stats()["calls"][self.model]
+
+            self.d = Daemon(config=config, env=env, args=("--state-dir", first.state))
+            try:
+                after = self.batch(b["id"])
+                self.assertGreaterEqual(after["request_counts"]["completed"], done_before)
+                self.assertEqual(self.batch(queued["id"])["status"], "completed")
+                end = self.wait(b["id"])
+                self.assertEqual(end["status"], "completed")
+                self.assertEqual(end["request_counts"], {"total": n, "completed": n, "failed": 0})
+                out = self.content(end["output_file_id"])
+                self.assertEqual(sorted(o["custom_id"] for o in out), sorted("r%d" % i for i in range(n)))
+                for o in out:
+                    self.assertEqual(o["response"]["status_code"], 200)
+                    self.assertIn("fixed answer", o["response"]["body"]["choices"][0]["message"]["content"])
+                # Every line asked once, except those in flight at the kill
+                # (at most jobs.concurrency): finished lines are not asked again.
+                calls = mock.stats()["calls"][self.model]
+                self.assertGreaterEqual(calls, n + 1)
+                self.assertLessEqual(calls, n + 1 + 2)
+                self.assertLessEqual(calls_before, n + 1)
+                self.assertIn("resuming", self.d.read_log())
+            finally:
+                self.d.cleanup()
+        finally:
+            first.log.close()
+            shutil.rmtree(first.dir, ignore_errors=True)
+            mock.stop()
+
+
+CLIENT = r"""
+import http.client, json, socket, sys
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])
+c = C("localhost", timeout=30)
+method, path, ctype = sys.argv[2], sys.argv[3], sys.argv[4]
+body = sys.stdin.buffer.read() or None
+c.request(method, path, body=body, headers={"Content-Type": ctype} if body else {})
+r = c.getresponse()
+sys.stdout.write("%d %s" % (r.status, r.read().decode()))
+"""
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv to act as another uid")
+class Owners(unittest.TestCase, JobsClient):
+    """Creating files and batches is an ask right; another user's job can be
+    read or cancelled only with admin rights (root here)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = Mock()
+        cls.d = Daemon(config="jobs:\n  concurrency: 1\n",
+                       env={"OPENAI_BASE_URL": cls.mock.url, "OPENAI_MODEL": "fixed-300", "OPENAI_API_KEY": "x"})
+        os.chmod(cls.d.dir, 0o755)
+        os.chmod(cls.d.socket, 0o666)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+        cls.mock.stop()
+
+    def as_user(self, uid, method, path, body=b"", ctype="application/json"):
+        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+               sys.executable, "-c", CLIENT, self.d.socket, method, path, ctype]
+        p = subprocess.run(cmd, input=body, capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        status, _, text = p.stdout.decode().partition(" ")
+        return int(status), json.loads(text) if text else None
+
+    def test_owner_and_admin(self):
+        nobody = 65534
+        data = ("\n".join(line("n%d" % i, "q %d" % i, model="general") for i in range(30)) + "\n").encode()
+        body, ctype = multipart({"purpose": "batch"}, {"file": ("n.jsonl", data)})
+        st, f = self.as_user(nobody, "POST", "/v1/files", body, ctype)
+        self.assertEqual(st, 200, f)
+        req = json.dumps({"input_file_id": f["id"], "endpoint": ENDPOINT, "completion_window": "24h"}).encode()
+        st, b = self.as_user(nobody, "POST", "/v1/batches", req)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["moa_owner"], "uid:%d" % nobody)
+        # root's batch: nobody may neither see nor cancel it
+        mine = self.upload_ok([line("r", "q", model="general")] * 1)
+        st, rb = self.create(mine["id"])
+        for method, path in [("GET", "/v1/batches/" + rb["id"]), ("POST", "/v1/batches/%s/cancel" % rb["id"]),
+                             ("GET", "/v1/files/%s/content" % mine["id"]), ("DELETE", "/v1/files/" + mine["id"])]:
+            st, e = self.as_user(nobody, method, path)
+            self.assertEqual(st, 403, (method, path, e))
+        st, _ = self.as_user(nobody, "POST", "/v1/batches", json.dumps(
+            {"input_file_id": mine["id"], "endpoint": ENDPOINT, "completion_window": "24h"}).encode())
+        self.assertEqual(st, 403)
+        st, listing = self.as_user(nobody, "GET", "/v1/batches")
+        self.assertEqual([x["id"] for x in listing["data"]], [b["id"]])
+        # nobody's own batch: nobody may cancel it, and root (admin) may too
+        st, c = self.as_user(nobody, "GET", "/v1/batches/" + b["id"])
+        self.assertEqual(st, 200)
+        st, _, c = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
+        self.assertEqual(st, 200, c)
+        self.assertEqual(c["status"], "cancelled")
+        self.assertIn("access denied to GET /v1/batches/%s" % rb["id"], self.d.read_log())
+
+
+if __name__ == "__main__":
+    unittest.main()
