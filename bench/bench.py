@@ -873,7 +873,7 @@ def main():
     args.levels = [1, 16, 128, 256]
     if args.smoke:
         args.levels = [1, 16]
-        args.budget, args.max_run_s, args.rounds = 45, 3, 1
+        args.budget, args.max_run_s, args.rounds = 200, 30, 1  # generous: CI may run it under ASan on a busy machine
         args.n_overhead, args.n_overhead_default = {1: 20, 16: 64}, 64
         args.n_healthz, args.n_builtin, args.n_cap = 50, 20, 50
         args.n_pipe1, args.n_pipe16, args.n_ttft, args.n_ttft_pipe = 2, 16, 5, 2

@@ -19,4 +19,4 @@ find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_test(NAME bench-smoke
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/bench.py --smoke --no-write
                  --build ${CMAKE_BINARY_DIR})
-set_tests_properties(bench-smoke PROPERTIES LABELS bench TIMEOUT 120)
+set_tests_properties(bench-smoke PROPERTIES LABELS bench TIMEOUT 300)
