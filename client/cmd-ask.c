@@ -18,10 +18,13 @@ static void ask_state_done(AskState *s) {
         json_decref(s->usage);
 }
 
-static json_t *build_request(const Moactl *m, const char *question, int stream) {
+/* The request, or NULL with *ret_code set (a file could not be attached,
+ * or out of memory). */
+static json_t *build_request(const Moactl *m, const char *question, int stream, int *ret_code) {
         _cleanup_(json_decrefp) json_t *req = NULL;
         json_t *moa;
 
+        *ret_code = MOACTL_EXIT_FAILED;
         req = json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", m->model, "messages", "role", "user",
                         "content", question, "stream", stream);
         if (!req)
@@ -35,6 +38,10 @@ static json_t *build_request(const Moactl *m, const char *question, int stream) 
                 return NULL;
         if (m->trace && json_object_set_new(moa, "trace", json_true()) < 0)
                 return NULL;
+        *ret_code = ask_attach(moa, m->files, m->n_files, m->docs, m->n_docs);
+        if (*ret_code != MOACTL_EXIT_OK)
+                return NULL;
+        *ret_code = MOACTL_EXIT_FAILED;
         if (m->n_agents > 0) {
                 json_t *agents = json_array();
 
@@ -300,6 +307,9 @@ int cmd_ask(const Moactl *m, int argc, char **argv) {
 
         if (argc != 1)
                 return usage_error("ask needs exactly one question (or \"-\" to read it from stdin)");
+        for (size_t i = 0; i < m->n_files; i++)
+                if (streq(argv[0], "-") && streq(m->files[i], "-"))
+                        return usage_error("the question and a file cannot both come from standard input");
         r = read_question(argv[0], &question);
         if (r == -EILSEQ)
                 return usage_error("the question is not UTF-8 text");
@@ -310,7 +320,11 @@ int cmd_ask(const Moactl *m, int argc, char **argv) {
         if (isempty(question))
                 return usage_error("the question is empty");
 
-        req = build_request(m, question, !m->json);
+        req = build_request(m, question, !m->json, &code);
+        if (!req && code != MOACTL_EXIT_FAILED)
+                return code;
+        if (!req && (m->n_files > 0 || m->n_docs > 0))
+                return code; /* the reason is printed */
         body = req ? json_dumps(req, JSON_COMPACT) : NULL;
         if (!body) {
                 fputs("moactl: out of memory\n", stderr);

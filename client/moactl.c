@@ -27,6 +27,7 @@ static const Command commands[] = {
         {"metrics", cmd_metrics, 0},
         {"batch", cmd_batch, 1},
         {"plugin", cmd_plugin, 1},
+        {"review", cmd_review, 1},
         {"docs", cmd_documents, 0}, /* the name issue 10 uses */
 };
 
@@ -44,6 +45,11 @@ static void help(void) {
                "\n"
                "Commands:\n"
                "  ask QUESTION|-             Ask a question (\"-\": from stdin); streams the answer\n"
+               "  ask -f FILE... QUESTION    Ask about files (context for this question only, not stored)\n"
+               "  review --agents A,B FILE...\n"
+               "                             The agents review the files: one report of findings with\n"
+               "                             severity and citations (see 'moactl review --help')\n"
+
                "  route QUESTION|-           Show how the router scores the agents, without asking them\n"
                "  models                     List the models (pipelines and agents) moad serves\n"
                "  agents                     List the agents\n"
@@ -70,6 +76,8 @@ static void help(void) {
                "  -m, --model NAME    pipeline or agent that answers \"ask\" (default: %s)\n"
                "  -a, --agent NAME    ask: pin this agent (repeatable); ingest/documents/delete: the agent\n"
                "  -t, --trace         ask: then show route, layers, agents, weights and latency\n"
+               "  -f, --file FILE     ask: about FILE (repeatable; \"-\": stdin; text, HTML, PDF, .gz)\n"
+               "      --doc TITLE     ask: search only these knowledge documents (repeatable; globs)\n"
                "  -j, --json          print the daemon's JSON reply as is\n"
                "      --timeout SEC   give up after SEC seconds (0: never; default 300 for ask,\n"
                "                      600 per file for ingest, 30 otherwise)\n"
@@ -128,6 +136,7 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
                 ARG_EXCLUDE,
                 ARG_SYNC,
                 ARG_DRY_RUN,
+                ARG_DOC,
         };
         static const struct option options[] = {
                 {"socket", required_argument, NULL, 's'},
@@ -145,12 +154,14 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
                 {"exclude", required_argument, NULL, ARG_EXCLUDE},
                 {"sync", required_argument, NULL, ARG_SYNC},
                 {"dry-run", no_argument, NULL, ARG_DRY_RUN},
+                {"file", required_argument, NULL, 'f'},
+                {"doc", required_argument, NULL, ARG_DOC},
                 {},
         };
         int c;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, in_order ? "+:s:m:a:tjhr" : ":s:m:a:tjhr", options, NULL)) >=
+        while ((c = getopt_long(argc, argv, in_order ? "+:s:m:a:f:tjhr" : ":s:m:a:f:tjhr", options, NULL)) >=
                0) {
                 if (c == 'r' || (c >= ARG_BASE && c <= ARG_DRY_RUN)) {
                         int r = ingest_option(&m->ingest, c == 'r' ? 'r' : c - ARG_BASE, optarg);
@@ -177,6 +188,20 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
                         if (!utf8_valid(optarg, strlen(optarg)))
                                 return usage_error("--agent needs a name (UTF-8)");
                         m->agents[m->n_agents++] = optarg;
+                        break;
+                case 'f':
+                        if (m->n_files >= MOACTL_MAX_ASK_FILES)
+                                return usage_error("at most %d files (-f)", MOACTL_MAX_ASK_FILES);
+                        if (isempty(optarg))
+                                return usage_error("-f needs a file name (or - for standard input)");
+                        m->files[m->n_files++] = optarg;
+                        break;
+                case ARG_DOC:
+                        if (m->n_docs >= MOACTL_MAX_DOC_FILTERS)
+                                return usage_error("at most %d --doc options", MOACTL_MAX_DOC_FILTERS);
+                        if (isempty(optarg))
+                                return usage_error("--doc needs a document title or pattern");
+                        m->docs[m->n_docs++] = optarg;
                         break;
                 case 't':
                         m->trace = 1;
@@ -238,6 +263,8 @@ int main(int argc, char **argv) {
                 return usage_error("unknown command \"%s\"", argv[optind]);
         if (m.ingest.given && cmd->run != cmd_ingest)
                 return usage_error("%s is an option of ingest only", m.ingest.given);
+        if ((m.n_files > 0 || m.n_docs > 0) && cmd->run != cmd_ask)
+                return usage_error("%s is an option of ask only", m.n_files > 0 ? "-f" : "--doc");
         if (ctl_global_init() < 0) {
                 fputs("moactl: cannot initialise libcurl\n", stderr);
                 return MOACTL_EXIT_FAILED;

@@ -28,6 +28,12 @@ enum {
 /* Upper bound of one file given to "ingest" (the daemon has its own limit). */
 #define MOACTL_MAX_INGEST_FILE (64U * 1024U * 1024U)
 #define MOACTL_MAX_AGENTS 64
+/* Files attached to one question ("ask -f", "review"): moactl's own hard
+ * bounds; moad's limits.max_ask_* (smaller by default) are checked by moad. */
+#define MOACTL_MAX_ASK_FILES 256
+#define MOACTL_MAX_ASK_FILE (16U * 1024U * 1024U)
+#define MOACTL_MAX_DOC_FILTERS 32
+#define MOACTL_MAX_TITLE_BYTES 512
 #define MOACTL_MAX_GLOBS 64
 
 /* The options only "ingest" takes (cmd-docs.c). They are parsed with the
@@ -54,6 +60,10 @@ typedef struct Moactl {
         int json;
         int trace;
         IngestOpts ingest;
+        const char *files[MOACTL_MAX_ASK_FILES]; /* ask -f FILE ("-": stdin) */
+        size_t n_files;
+        const char *docs[MOACTL_MAX_DOC_FILTERS]; /* ask --doc TITLE (globs) */
+        size_t n_docs;
 } Moactl;
 
 /* One finished HTTP exchange. */
@@ -190,6 +200,8 @@ int cmd_metrics(const Moactl *m, int argc, char **argv);
 int cmd_ingest(const Moactl *m, int argc, char **argv);
 int cmd_documents(const Moactl *m, int argc, char **argv); /* also "docs" */
 int cmd_delete(const Moactl *m, int argc, char **argv);
+/* review parses the options after its name itself: argv[-1] is "review". */
+int cmd_review(const Moactl *m, int argc, char **argv);
 /* batch parses the options after its name itself: argv[-1] is "batch". */
 int cmd_batch(const Moactl *m, int argc, char **argv);
 int cmd_plugin(const Moactl *m, int argc, char **argv);
@@ -201,6 +213,15 @@ int cmd_plugin(const Moactl *m, int argc, char **argv);
  * argument, -E2BIG past MOACTL_MAX_GLOBS patterns.
  */
 int ingest_option(IngestOpts *o, int which, const char *arg);
+
+/**
+ * ask_attach() - read, convert and put @files (paths, "-" for stdin at most
+ * once) into @moa's "documents" ({title: the path as given, source: its
+ * absolute path, text}) and @docs into its "doc_filter". Prints why a file
+ * cannot be attached. Returns a MOACTL_EXIT_* code.
+ */
+int ask_attach(json_t *moa, const char *const *files, size_t n_files, const char *const *docs,
+               size_t n_docs);
 
 /** usage_error() - print "moactl: <message>" and a hint; returns MOACTL_EXIT_USAGE. */
 int usage_error(const char *fmt, ...) _printf_(1, 2);

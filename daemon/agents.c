@@ -730,6 +730,16 @@ int agent_search(Agent *a, const char *query, unsigned limit, KbHit **ret_hits, 
         return kb_search(a->kb, query, MIN(limit, AGENTS_MAX_SEARCH_HITS), ret_hits, ret_n);
 }
 
+int agent_search_in(Agent *a, const char *query, unsigned limit, const char *const *titles, size_t n_titles,
+                    KbHit **ret_hits, size_t *ret_n) {
+        if (!a || !query || !ret_hits || !ret_n)
+                return -EINVAL;
+        if (!a->kb)
+                return -ENOTSUP;
+        return kb_search_in(a->kb, query, MIN(limit, AGENTS_MAX_SEARCH_HITS), titles, n_titles, ret_hits,
+                            ret_n);
+}
+
 const char *agent_name(const Agent *a) {
         return a ? a->name : NULL;
 }

@@ -122,6 +122,9 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
  * -errno.
  */
 int agent_search(Agent *a, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
+/** agent_search_in() - agent_search() in the documents matching @titles (kb_search_in()). */
+int agent_search_in(Agent *a, const char *query, unsigned limit, const char *const *titles, size_t n_titles,
+                    KbHit **ret_hits, size_t *ret_n);
 
 /** agent_name() - the agent's configured name. */
 const char *agent_name(const Agent *a);

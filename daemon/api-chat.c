@@ -122,6 +122,8 @@ json_t *chat_moa_extension(const ChatRequest *chat, const EngineResult *res) {
         if (o)
                 json_object_set_new(o, "citations",
                                     res->citations ? json_copy(res->citations) : json_array());
+        if (o && res->findings)
+                json_object_set_new(o, "findings", json_copy(res->findings));
         return o;
 }
 
@@ -267,14 +269,24 @@ void api_chat_completions(Server *s, HttpRequest *req) {
         int r;
 
         body = http_request_body(req, &len);
-        /* The HTTP layer admits bodies up to the ingest limit; chat has its own. */
-        if (len > limits->max_body_bytes) {
+        /* The HTTP layer admits bodies up to the ingest limit; chat has its
+         * own, larger by max_ask_bytes for a request with attached documents. */
+        if (len > limits->max_body_bytes + limits->max_ask_bytes) {
+                http_reply_error(req, 413, "invalid_request_error", NULL, "body_too_large",
+                                 "request body exceeds the limit of %llu bytes (with documents)",
+                                 (unsigned long long) (limits->max_body_bytes + limits->max_ask_bytes));
+                return;
+        }
+        r = chat_request_parse(body, len, limits, &chat, &err);
+        /* Only attached documents may take a body past max_body_bytes. */
+        if (len > limits->max_body_bytes && r != -ENOMEM &&
+            (r < 0 ? err.status != 413 : chat->n_documents == 0)) {
+                chat = chat_request_free(chat);
                 http_reply_error(req, 413, "invalid_request_error", NULL, "body_too_large",
                                  "request body exceeds the limit of %llu bytes",
                                  (unsigned long long) limits->max_body_bytes);
                 return;
         }
-        r = chat_request_parse(body, len, limits, &chat, &err);
         if (r == -ENOMEM) {
                 http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
                 return;

@@ -573,6 +573,9 @@ static uint64_t endpoint_body_limit(Server *s, const char *method, const char *p
                 return streq(method, "POST") ? l->max_ingest_bytes : API_SMALL_BODY;
         if (strncmp(path, "/v1/models/", 11) == 0)
                 return API_SMALL_BODY;
+        /* a question may carry attached documents (moa.documents) */
+        if (streq(path, "/v1/chat/completions") && streq(method, "POST"))
+                return l->max_body_bytes + l->max_ask_bytes;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++)
                 if (streq(routes[i].path, path))
                         return routes[i].post && routes[i].json_body && streq(method, "POST")

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "chat-request.h"
+#include "kb.h"
 #include "util.h"
 
 static int fail(ChatRequestError *err, unsigned status, const char *param, const char *code, const char *fmt,
@@ -33,6 +34,15 @@ ChatRequest *chat_request_free(ChatRequest *r) {
         for (size_t i = 0; i < r->n_agents; i++)
                 free(r->agents[i]);
         free(r->agents);
+        for (size_t i = 0; i < r->n_documents; i++) {
+                free(r->documents[i].title);
+                free(r->documents[i].source);
+                free(r->documents[i].text);
+        }
+        free(r->documents);
+        for (size_t i = 0; i < r->n_doc_filter; i++)
+                free(r->doc_filter[i]);
+        free(r->doc_filter);
         free(r);
         return NULL;
 }
@@ -151,7 +161,94 @@ static int parse_messages(json_t *msgs, const LimitsConfig *limits, ChatRequest 
         return 0;
 }
 
-static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
+/* moa.documents: [{title, text, source?}], bounded in count, per document
+ * and in total; titles as for ingest. */
+static int parse_documents(json_t *docs, const LimitsConfig *limits, ChatRequest *r, ChatRequestError *err) {
+        size_t i;
+        json_t *d;
+
+        if (!docs || json_is_null(docs))
+                return 0;
+        if (!json_is_array(docs))
+                return fail(err, 400, "moa.documents", "invalid_type",
+                            "'moa.documents' must be an array of {title, text}");
+        if (json_array_size(docs) > limits->max_ask_documents)
+                return fail(err, 400, "moa.documents", "too_many_documents",
+                            "'moa.documents' has %zu documents, more than limits.max_ask_documents (%u)",
+                            json_array_size(docs), limits->max_ask_documents);
+        r->documents = calloc(json_array_size(docs) + 1, sizeof *r->documents);
+        if (!r->documents)
+                return -ENOMEM;
+        json_array_foreach(docs, i, d) {
+                json_t *title = json_object_get(d, "title"), *text = json_object_get(d, "text"),
+                       *source = json_object_get(d, "source");
+                ChatDocument *doc = &r->documents[r->n_documents];
+
+                if (!json_is_object(d) || !json_is_string(title) || json_string_length(title) == 0 ||
+                    json_string_length(title) > KB_MAX_TITLE_BYTES ||
+                    strlen(json_string_value(title)) != json_string_length(title))
+                        return fail(err, 400, "moa.documents", "invalid_value",
+                                    "'moa.documents[%zu].title' must be a string of 1..%u bytes", i,
+                                    KB_MAX_TITLE_BYTES);
+                if (!json_is_string(text) || json_string_length(text) == 0)
+                        return fail(err, 400, "moa.documents", "invalid_value",
+                                    "'moa.documents[%zu].text' must be a non-empty string", i);
+                if (source && !json_is_null(source) &&
+                    (!json_is_string(source) || json_string_length(source) > CHAT_MAX_DOC_SOURCE_BYTES))
+                        return fail(err, 400, "moa.documents", "invalid_value",
+                                    "'moa.documents[%zu].source' must be a string of at most %u bytes", i,
+                                    CHAT_MAX_DOC_SOURCE_BYTES);
+                if (json_string_length(text) > limits->max_ask_document_bytes)
+                        return fail(err, 413, "moa.documents", "document_too_large",
+                                    "document '%.128s' has %zu bytes, more than "
+                                    "limits.max_ask_document_bytes (%llu)",
+                                    json_string_value(title), json_string_length(text),
+                                    (unsigned long long) limits->max_ask_document_bytes);
+                r->documents_bytes += json_string_length(text);
+                if (r->documents_bytes > limits->max_ask_bytes)
+                        return fail(err, 413, "moa.documents", "documents_too_large",
+                                    "the attached documents have more than limits.max_ask_bytes (%llu) "
+                                    "bytes in total",
+                                    (unsigned long long) limits->max_ask_bytes);
+                doc->title = strdup(json_string_value(title));
+                doc->source = strdup(json_is_string(source) ? json_string_value(source) : "");
+                doc->text = strndup(json_string_value(text), json_string_length(text));
+                doc->len = json_string_length(text);
+                r->n_documents++;
+                if (!doc->title || !doc->source || !doc->text)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int parse_doc_filter(json_t *f, ChatRequest *r, ChatRequestError *err) {
+        size_t i;
+        json_t *g;
+
+        if (!f || json_is_null(f))
+                return 0;
+        if (!json_is_array(f) || json_array_size(f) > CHAT_MAX_DOC_FILTERS)
+                return fail(err, 400, "moa.doc_filter", "invalid_type",
+                            "'moa.doc_filter' must be an array of at most %u title patterns",
+                            CHAT_MAX_DOC_FILTERS);
+        r->doc_filter = calloc(json_array_size(f) + 1, sizeof(char *));
+        if (!r->doc_filter)
+                return -ENOMEM;
+        json_array_foreach(f, i, g) {
+                if (!json_is_string(g) || json_string_length(g) == 0 ||
+                    json_string_length(g) > KB_MAX_TITLE_BYTES ||
+                    strlen(json_string_value(g)) != json_string_length(g))
+                        return fail(err, 400, "moa.doc_filter", "invalid_value",
+                                    "'moa.doc_filter[%zu]' must be a title or glob of 1..%u bytes", i,
+                                    KB_MAX_TITLE_BYTES);
+                r->doc_filter[r->n_doc_filter] = strdup(json_string_value(g));
+                if (!r->doc_filter[r->n_doc_filter++])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int parse_moa(json_t *moa, const LimitsConfig *limits, ChatRequest *r, ChatRequestError *err) {
         json_t *agents, *v;
 
         if (!moa || json_is_null(moa))
@@ -203,7 +300,17 @@ static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
                                     "'moa.layers' must be an integer 1..8");
                 r->layers = (unsigned) json_integer_value(v);
         }
-        return 0;
+        int k = parse_documents(json_object_get(moa, "documents"), limits, r, err);
+        if (k < 0)
+                return k;
+        v = json_object_get(moa, "review");
+        if (v && !json_is_boolean(v))
+                return fail(err, 400, "moa.review", "invalid_type", "'moa.review' must be a boolean");
+        r->review = json_is_true(v);
+        if (r->review && r->n_documents == 0)
+                return fail(err, 400, "moa.review", "review_needs_documents",
+                            "'moa.review' needs the documents to review in 'moa.documents'");
+        return parse_doc_filter(json_object_get(moa, "doc_filter"), r, err);
 }
 
 int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits, ChatRequest **ret,
@@ -281,7 +388,7 @@ int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits,
         if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
                 return fail(err, 400, "n", "unsupported_value", "only 'n': 1 is supported");
 
-        k = parse_moa(json_object_get(root, "moa"), r, err);
+        k = parse_moa(json_object_get(root, "moa"), limits, r, err);
         if (k < 0)
                 return k;
 

@@ -12,6 +12,15 @@ typedef struct ChatMessage {
         char *content; /* text; array-of-parts content is joined */
 } ChatMessage;
 
+/* A document attached to one request (moa.documents): context for this
+ * question only, never stored. */
+typedef struct ChatDocument {
+        char *title;
+        char *source; /* "" when not given */
+        char *text;
+        size_t len;
+} ChatDocument;
+
 typedef struct ChatRequest {
         char *model; /* NULL when the request named none (use the default pipeline) */
         ChatMessage *messages;
@@ -24,10 +33,16 @@ typedef struct ChatRequest {
         int has_moa;   /* the request had a "moa" object: the reply carries one */
         char **agents; /* pinned agents */
         size_t n_agents;
-        int trace;         /* moa.trace */
-        int trace_content; /* moa.trace_content: include each agent's text */
-        int progress;      /* moa.progress: stream a moa.progress event per finished call */
-        unsigned layers;   /* moa.layers: 0 = pipeline's own */
+        int trace;               /* moa.trace */
+        int trace_content;       /* moa.trace_content: include each agent's text */
+        int progress;            /* moa.progress: stream a moa.progress event per finished call */
+        unsigned layers;         /* moa.layers: 0 = pipeline's own */
+        ChatDocument *documents; /* moa.documents */
+        size_t n_documents;
+        size_t documents_bytes; /* their text, in total */
+        int review;             /* moa.review: the agents review the documents (needs some) */
+        char **doc_filter;      /* moa.doc_filter: title globs the knowledge search keeps */
+        size_t n_doc_filter;
 } ChatRequest;
 
 /* Why a request was refused: HTTP status and the OpenAI error fields. */
@@ -39,12 +54,16 @@ typedef struct ChatRequestError {
 } ChatRequestError;
 
 #define CHAT_MAX_PINNED_AGENTS 32u
+#define CHAT_MAX_DOC_FILTERS 32u
+#define CHAT_MAX_DOC_SOURCE_BYTES 4096u
 
 /**
  * chat_request_parse() - parse and validate @body (@len bytes, not
  * necessarily NUL-terminated) under @limits. Unknown top-level fields are
  * ignored (as OpenAI-compatible servers do); known fields must have the
- * right type and range. Returns 0 and *ret, or -EINVAL with @err filled.
+ * right type and range. moa.documents is bounded by @limits' max_ask_*
+ * (400 too many, 413 too large). Returns 0 and *ret, or -EINVAL with @err
+ * filled.
  */
 int chat_request_parse(const char *body, size_t len, const LimitsConfig *limits, ChatRequest **ret,
                        ChatRequestError *err);

@@ -163,6 +163,25 @@ static size_t marker_group(const char *s, size_t len, size_t i, unsigned *nums, 
         return k + 1;
 }
 
+/* The quote: the text before the marker, or its longest tail that starts
+ * a word and is in the passage (a review line's "- [high] (legal) " or
+ * "Knowledge: " label is not part of what it quotes); NULL when no tail of
+ * three words or more is. */
+static const char *quote_tail(const char *q, const char *text) {
+        size_t words = 1;
+
+        for (const char *p = q; *p; p++)
+                words += *p == ' ';
+        for (const char *p = q; p && *p && words >= 3; words--) {
+                if (citation_quote_in(p, text))
+                        return p;
+                p = strchr(p, ' ');
+                if (p)
+                        p++;
+        }
+        return NULL;
+}
+
 static int quoted(json_t *a, const char *body, size_t len, const SourceLine *src, size_t n_src) {
         size_t start = 0;
 
@@ -189,7 +208,7 @@ static int quoted(json_t *a, const char *body, size_t len, const SourceLine *src
                         const CitePassage *p = source_passage(src, n_src, nums[k]);
                         if (!p)
                                 continue;
-                        if (append(a, nums[k], p, citation_quote_in(q, p->text) ? q : NULL) < 0)
+                        if (append(a, nums[k], p, quote_tail(q, p->text)) < 0)
                                 return -ENOMEM;
                 }
                 start = end;

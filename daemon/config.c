@@ -14,6 +14,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "kb.h"
 #include "log.h"
 #include "util.h"
 #include "yaml-tree.h"
@@ -881,6 +882,12 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
                         r = get_u64(ctx, v, p, 100, CONFIG_MAX_MS, &l->header_timeout_ms);
                 else if (streq(key, "min_body_rate"))
                         r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->min_body_rate);
+                else if (streq(key, "max_ask_documents"))
+                        r = get_unsigned(ctx, v, p, 1, 256, &l->max_ask_documents);
+                else if (streq(key, "max_ask_document_bytes"))
+                        r = get_u64(ctx, v, p, 1, KB_MAX_DOCUMENT_BYTES, &l->max_ask_document_bytes);
+                else if (streq(key, "max_ask_bytes"))
+                        r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->max_ask_bytes);
                 else
                         r = unknown_key(ctx, k, "limits");
                 if (r < 0)
@@ -1331,6 +1338,9 @@ static int config_set_defaults(Config *c) {
                 .max_connections_per_peer = 256,
                 .header_timeout_ms = 10000,
                 .min_body_rate = 1024,
+                .max_ask_documents = 16,
+                .max_ask_document_bytes = 1048576,
+                .max_ask_bytes = 4194304,
         };
         c->jobs = (JobsConfig){
                 .concurrency = 2,

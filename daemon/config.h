@@ -127,6 +127,10 @@ typedef struct LimitsConfig {
         unsigned max_connections_per_peer; /* per uid (Unix socket) or address (TCP) */
         uint64_t header_timeout_ms;        /* a request's whole header block */
         uint64_t min_body_rate;            /* bytes/s, averaged after header_timeout_ms of grace */
+        /* documents attached to one chat request (moa.documents) */
+        unsigned max_ask_documents;
+        uint64_t max_ask_document_bytes;
+        uint64_t max_ask_bytes; /* all of them; the chat body may exceed max_body_bytes by this */
 } LimitsConfig;
 
 /* Batch jobs (the Files and Batches API, daemon/jobs.c). */

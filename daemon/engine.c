@@ -18,17 +18,23 @@
 #include "agents.h"
 #include "chat-response.h"
 #include "citations.h"
+#include "docs-index.h"
 #include "engine.h"
 #include "stream-review.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin-host.h"
 #include "prompts.h"
+#include "review.h"
 #include "route-json.h"
 #include "router.h"
 #include "util.h"
 
 #define ENGINE_HITS_PER_AGENT 5u
+/* Of those, at most this many from the documents attached to the request
+ * (the rest from the agent's knowledge base, so an answer about a file can
+ * be checked against what the agent knows). */
+#define ENGINE_DOC_HITS_PER_AGENT 3u
 
 typedef struct Engine {
         sd_event *event;
@@ -59,6 +65,8 @@ typedef struct AgentCall {
         unsigned attempts;
         KbHit *hits;
         size_t n_hits;
+        size_t n_attached; /* the first hits are of the request's attached documents */
+        char *focus;       /* moa.review: the agent's terms found in the documents */
         /* what the call sends, kept for fallbacks */
         json_t *messages;
         ProviderTask task;
@@ -108,7 +116,9 @@ struct EngineRun {
          * chunk), for the answer's citations (strings owned). */
         CitePassage *passages;
         size_t n_passages;
-        int model_wrote; /* a call ran on a provider other than the builtin one */
+        int model_wrote;     /* a call ran on a provider other than the builtin one */
+        Kb *docs;            /* the request's attached documents, indexed in memory; NULL if none */
+        DocsIndex *docs_job; /* indexing them, on a thread */
 
         json_t *trace_layers;
         json_t *warnings;
@@ -200,6 +210,7 @@ static void calls_clear(EngineRun *run) {
                 free(c->error);
                 json_decref(c->messages);
                 kb_hits_free(c->hits, c->n_hits);
+                free(c->focus);
         }
         free(run->calls);
         run->calls = NULL;
@@ -236,7 +247,7 @@ static void passages_clear(EngineRun *run) {
  * plugin's @context carries (a plugin may show fewer than it was given).
  * The first layer to show a passage keeps its number. */
 static int passages_add(EngineRun *run, const char *agent, const KbHit *hits, size_t n_hits,
-                        const char *context, int attached) {
+                        size_t n_attached, const char *context) {
         for (size_t i = 0; i < n_hits && i < CITATIONS_MAX; i++) {
                 char mark[16];
                 size_t k;
@@ -262,7 +273,7 @@ static int passages_add(EngineRun *run, const char *agent, const KbHit *hits, si
                                    .source = strdup(hits[i].source ? hits[i].source : ""),
                                    .chunk = hits[i].chunk,
                                    .text = strdup(hits[i].text ? hits[i].text : ""),
-                                   .attached = attached};
+                                   .attached = i < n_attached};
                 run->n_passages++;
                 if (!n->agent || !n->title || !n->source || !n->text)
                         return -ENOMEM;
@@ -275,6 +286,8 @@ static void run_free(EngineRun *run) {
                 return;
         calls_clear(run);
         passages_clear(run);
+        docs_index_cancel(run->docs_job);
+        kb_close(run->docs);
         refs_clear(run);
         route_result_done(&run->route);
         for (size_t i = 0; i < run->n_sel; i++)
@@ -330,7 +343,7 @@ static char *selected_names(EngineRun *run) {
 static void run_finish(EngineRun *run, int error, unsigned status, const char *type, const char *code,
                        const char *message) {
         _cleanup_free_ char *agents = selected_names(run);
-        _cleanup_(json_decrefp) json_t *citations = NULL;
+        _cleanup_(json_decrefp) json_t *citations = NULL, *findings = NULL;
         json_t *trace = NULL;
         EngineResult res = {
                 .error = error,
@@ -356,6 +369,17 @@ static void run_finish(EngineRun *run, int error, unsigned status, const char *t
         if (error == 0) {
                 citations = citations_build(run->final, run->passages, run->n_passages, !run->model_wrote);
                 res.citations = citations;
+        }
+        if (error == 0 && run->spec.chat->review) {
+                size_t i;
+                json_t *f;
+                findings = review_findings(run->final);
+                /* one agent answered alone: its findings are its own */
+                json_array_foreach(findings, i, f) if (run->n_sel == 1 &&
+                                                       json_array_size(json_object_get(f, "agents")) == 0)
+                        json_array_append_new(json_object_get(f, "agents"),
+                                              json_string(agent_name(run->sel[0].a)));
+                res.findings = findings;
         }
         run->cb.on_done(run->userdata, &res);
         json_decref(trace);
@@ -518,6 +542,9 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .kb = c->kb,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
+                .review = chat->review,
+                .focus = c->focus,
+                .n_attached = c->n_attached,
         };
         return provider_call_start(c->provider, &req, &call_callbacks, c, &c->call);
 }
@@ -583,6 +610,55 @@ static char *render_references(EngineRun *run) {
         return out;
 }
 
+/* An agent's passages for @query: the best chunks of the request's
+ * attached documents first (at most ENGINE_DOC_HITS_PER_AGENT), then of its
+ * knowledge base (only the documents moa.doc_filter names, if it names
+ * any), ENGINE_HITS_PER_AGENT in all. *ret_n_attached: how many of the
+ * first hits are attached ones. A failed search is no passages. */
+static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit **ret_hits, size_t *ret_n,
+                          size_t *ret_n_attached, char **ret_focus) {
+        const ChatRequest *chat = run->spec.chat;
+        KbHit *dh = NULL, *kh = NULL, *all;
+        size_t nd = 0, nk = 0;
+
+        if (chat->review) {
+                /* A review: the chunks the agent's plugin scores highest, and
+                 * its knowledge searched for the terms it found in them. */
+                int r = review_pick(agent_plugin(a), chat->documents, chat->n_documents,
+                                    ENGINE_DOC_HITS_PER_AGENT, &dh, &nd, ret_focus);
+                if (r < 0)
+                        return r;
+                if (!isempty(*ret_focus))
+                        query = *ret_focus;
+        } else if (run->docs && kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
+                nd = 0;
+        if (agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
+                            (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk) < 0)
+                nk = 0;
+        *ret_n_attached = nd;
+        if (nd == 0 || nk == 0) {
+                *ret_hits = nd ? dh : kh;
+                *ret_n = nd ? nd : nk;
+                if (nd)
+                        kb_hits_free(kh, nk);
+                return 0;
+        }
+        all = calloc(nd + nk, sizeof *all);
+        if (!all) {
+                kb_hits_free(dh, nd);
+                kb_hits_free(kh, nk);
+                return -ENOMEM;
+        }
+        /* the strings move; the arrays are freed empty */
+        memcpy(all, dh, nd * sizeof *all);
+        memcpy(all + nd, kh, nk * sizeof *all);
+        free(dh);
+        free(kh);
+        *ret_hits = all;
+        *ret_n = nd + nk;
+        return 0;
+}
+
 static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         _cleanup_free_ char *refs = NULL;
         /* Only a lone final agent streams: parallel answers would interleave.
@@ -603,6 +679,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 AgentCall *c = &run->calls[i];
                 Selected *s = &run->sel[i];
                 _cleanup_free_ char *system = NULL, *context = NULL, *grounded = NULL, *full = NULL;
+                size_t n_attached = 0;
 
                 c->run = run;
                 c->a = s->a;
@@ -622,7 +699,10 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         c->error = strdup("provider not found");
                         continue;
                 }
-                (void) agent_search(s->a, run->query, ENGINE_HITS_PER_AGENT, &c->hits, &c->n_hits);
+                r = agent_retrieve(run, s->a, run->query, &c->hits, &c->n_hits, &n_attached, &c->focus);
+                if (r < 0)
+                        return r;
+                c->n_attached = n_attached;
                 r = plugin_agent_build_prompt(agent_plugin(s->a), run->query, c->hits, c->n_hits, &system,
                                               &context);
                 if (r < 0) {
@@ -635,13 +715,20 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 grounded = prompt_context(context);
                 if (!grounded)
                         return -ENOMEM;
-                if (passages_add(run, agent_name(s->a), c->hits, c->n_hits, context, 0) < 0)
+                if (passages_add(run, agent_name(s->a), c->hits, c->n_hits, n_attached, context) < 0)
                         return -ENOMEM;
                 if (layer->role == LAYER_REFINE)
                         full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
                                              PROMPT_REFINE_DEFAULT, system, grounded, refs);
                 else
                         full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, grounded, NULL);
+                if (full && run->spec.chat->review) {
+                        char *n = NULL;
+                        if (asprintf(&n, "%s\n\n%s", full, PROMPT_REVIEW_RULES) < 0)
+                                n = NULL;
+                        free(full);
+                        full = n;
+                }
                 if (!full)
                         return -ENOMEM;
                 r = call_start(run, c,
@@ -694,8 +781,10 @@ static int start_aggregate_layer(EngineRun *run, const LayerConfig *layer) {
         c->provider = p ? p : engine_provider(e, "builtin");
         c->provider_chain_head = c->provider->name;
 
-        system = prompt_render(run->spec.pipeline ? run->spec.pipeline->aggregate_template : NULL,
-                               PROMPT_AGGREGATE_DEFAULT, NULL, NULL, refs);
+        system = run->spec.chat->review
+                         ? prompt_render(PROMPT_REVIEW_AGGREGATE, NULL, NULL, NULL, refs)
+                         : prompt_render(run->spec.pipeline ? run->spec.pipeline->aggregate_template : NULL,
+                                         PROMPT_AGGREGATE_DEFAULT, NULL, NULL, refs);
         if (!system)
                 return -ENOMEM;
         r = call_start(run, c, PROVIDER_TASK_AGGREGATE, system, run->spec.stream, model);
@@ -958,6 +1047,11 @@ static void start_next_layer(EngineRun *run) {
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         EngineRun *run = userdata;
 
+        if (run->docs_job) {
+                run_finish(run, -ETIMEDOUT, 504, "upstream_error", "timeout",
+                           "the deadline passed while the attached documents were indexed");
+                return 0;
+        }
         warn(run, "pipeline deadline reached in layer %zu", run->layer + 1);
         run->deadline_hit = 1;
         for (size_t i = 0; i < run->n_calls; i++) {
@@ -1053,7 +1147,30 @@ static int build_layers(EngineRun *run) {
                 run->layers[want - 1] = run->layers[run->n_layers - 1];
                 run->n_layers = want;
         }
+        if (run->spec.chat->review) {
+                /* A review: the agents' findings, then one merge; refining
+                 * findings against each other adds nothing to a list. */
+                size_t k = 0;
+                for (size_t i = 0; i < run->n_layers; i++)
+                        if (run->layers[i].role != LAYER_REFINE || i == 0)
+                                run->layers[k++] = run->layers[i];
+                run->n_layers = k;
+        }
         return 0;
+}
+
+static void on_docs_indexed(void *userdata, int r, Kb *kb) {
+        EngineRun *run = userdata;
+
+        run->docs_job = NULL;
+        if (r < 0) {
+                log_full(LOG_LEVEL_WARNING, r, run->spec.request_id,
+                         "cannot index the attached documents: %s", strerror(-r));
+                run_finish(run, r, 500, "server_error", NULL, "cannot index the attached documents");
+                return;
+        }
+        run->docs = kb;
+        start_next_layer(run);
 }
 
 static int on_start(sd_event_source *s, void *userdata) {
@@ -1069,6 +1186,14 @@ static int on_start(sd_event_source *s, void *userdata) {
                            r == -ENOENT ? "no_agent" : NULL,
                            r == -ENOENT ? "no agent is available to answer (plugins failed to load?)"
                                         : "routing failed");
+                return 0;
+        }
+        /* The attached documents are indexed on a thread, then the layers start. */
+        if (run->spec.chat->n_documents > 0 && !run->spec.chat->review) {
+                r = docs_index_start(run->engine->event, run->spec.chat->documents,
+                                     run->spec.chat->n_documents, on_docs_indexed, run, &run->docs_job);
+                if (r < 0)
+                        run_finish(run, r, 500, "server_error", NULL, "cannot index the attached documents");
                 return 0;
         }
         start_next_layer(run);

@@ -34,6 +34,7 @@ typedef struct EngineResult {
         json_t *trace;        /* borrowed, NULL unless the request asked */
         json_t *warnings;     /* borrowed array of strings, may be empty */
         json_t *citations;    /* borrowed array (citations.h), NULL on error */
+        json_t *findings;     /* borrowed array (review.h), NULL unless a review */
         const char *agents;   /* selected agents, comma-separated, for logs */
         int streamed;         /* on_delta was called at least once */
         uint64_t layers_usec; /* time spent inside layers, waiting on providers */

@@ -1798,3 +1798,322 @@ out:
         sent_list_done(&l);
         return result;
 }
+
+/* ---- reviews ------------------------------------------------------------ */
+
+#define EX_MAX_FOCUS 16u
+#define EX_MAX_FINDINGS 8u
+#define EX_DEFAULT_FINDINGS 4u
+
+/* ", "-separated focus phrases → up to EX_MAX_FOCUS NUL-terminated copies
+ * in @buf (of @size bytes). Returns their count. */
+static size_t focus_split(const char *focus, char *buf, size_t size, const char **out) {
+        size_t n = 0, o = 0;
+
+        for (const char *p = focus ? focus : ""; *p && n < EX_MAX_FOCUS;) {
+                size_t l = strcspn(p, ",");
+                while (l > 0 && is_space_b((unsigned char) *p))
+                        p++, l--;
+                size_t e = l;
+                while (e > 0 && is_space_b((unsigned char) p[e - 1]))
+                        e--;
+                if (e >= 2 && o + e + 1 <= size) {
+                        memcpy(buf + o, p, e);
+                        buf[o + e] = 0;
+                        out[n++] = buf + o;
+                        o += e + 1;
+                }
+                p += l;
+                if (*p == ',')
+                        p++;
+        }
+        return n;
+}
+
+/* How many of the focus phrases @s holds (whole words, any case), as a
+ * bit set in *ret_mask. */
+static unsigned focus_count(const char *s, const char *const *focus, size_t n, uint32_t *ret_mask) {
+        unsigned c = 0;
+        uint32_t mask = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t fl = strlen(focus[i]);
+                for (const char *p = strcasestr(s, focus[i]); p; p = strcasestr(p + 1, focus[i])) {
+                        int before = p == s || !isalnum((unsigned char) p[-1]);
+                        int after = !isalnum((unsigned char) p[fl]) ||
+                                    (p[fl] == 's' && !isalnum((unsigned char) p[fl + 1]));
+                        if (before && after) {
+                                c++;
+                                mask |= 1u << i;
+                                break;
+                        }
+                }
+        }
+        *ret_mask = mask;
+        return c;
+}
+
+static const char *severity_of(unsigned terms) {
+        return terms >= 3 ? "high" : terms == 2 ? "medium" : "low";
+}
+
+/**
+ * extract_review() - see extract.h.
+ */
+char *extract_review(const char *focus, const KbHit *hits, size_t n_hits, size_t n_attached,
+                     const ExtractOptions *opts) {
+        unsigned max_findings = opts && opts->max_sentences ? MIN(opts->max_sentences, EX_MAX_FINDINGS)
+                                                            : EX_DEFAULT_FINDINGS;
+        char fbuf[1024];
+        const char *fv[EX_MAX_FOCUS];
+        size_t nf = focus_split(focus, fbuf, sizeof fbuf, fv);
+        char *buf = NULL, *result = NULL;
+        size_t buf_len = 0;
+        SentList l = {.v = calloc(EX_MAX_SENTENCES, sizeof(Sent))};
+        Sent *sel[EX_MAX_FINDINGS];
+        unsigned counts[EX_MAX_FINDINGS];
+        size_t n_sel = 0;
+        FILE *f;
+
+        n_hits = hits ? MIN(n_hits, (size_t) EX_MAX_HITS) : 0;
+        n_attached = MIN(n_attached, n_hits);
+        if (!l.v)
+                return NULL;
+        f = open_memstream(&buf, &buf_len);
+        if (!f) {
+                free(l.v);
+                return NULL;
+        }
+        for (size_t h = 0; h < n_hits; h++) {
+                const char *t = hits[h].text ?: "";
+                if (split_into(&l, t, strlen(t), (unsigned) h, (unsigned) h, 0, 4) < 0)
+                        goto out;
+        }
+        /* Findings: the attached sentences holding the most focus phrases,
+         * in document order among equals; near-duplicates once. */
+        for (unsigned want = (unsigned) nf; want >= 1 && n_sel < max_findings; want--)
+                for (size_t i = 0; i < l.n && n_sel < max_findings; i++) {
+                        Sent *s = &l.v[i];
+                        uint32_t mask;
+                        int dup = 0;
+                        if (s->src >= n_attached || s->selected ||
+                            focus_count(s->text, fv, nf, &mask) != want)
+                                continue;
+                        for (size_t j = 0; j < n_sel && !dup; j++)
+                                dup = jaccard(s->set, s->n_set, sel[j]->set, sel[j]->n_set) >=
+                                      EX_DUP_SIMILARITY;
+                        if (dup)
+                                continue;
+                        s->selected = 1;
+                        counts[n_sel] = want;
+                        sel[n_sel++] = s;
+                }
+        if (n_sel == 0) {
+                fputs("The ", f);
+                (void) fput_clean(f, opts && opts->agent ? opts->agent : "agent's");
+                fputs(" review found no passage of the attached documents in its field.", f);
+                result = finish_stream(f, &buf);
+                f = NULL;
+                goto out;
+        }
+
+        unsigned cite_of_hit[EX_MAX_HITS] = {}, cited_hit[EX_MAX_HITS], n_cited = 0;
+        for (size_t i = 0; i < n_sel; i++) {
+                Sent *s = sel[i], *kb = NULL;
+                uint32_t fmask, m;
+                unsigned best = 0;
+
+                (void) focus_count(s->text, fv, nf, &fmask);
+                /* the knowledge sentence sharing most of the finding's phrases */
+                for (size_t j = 0; j < l.n; j++) {
+                        Sent *k = &l.v[j];
+                        if (k->src < n_attached)
+                                continue;
+                        (void) focus_count(k->text, fv, nf, &m);
+                        unsigned c = (unsigned) __builtin_popcount(m & fmask);
+                        if (c > best) {
+                                best = c;
+                                kb = k;
+                        }
+                }
+                fprintf(f, "- [%s] ", severity_of(counts[i]));
+                if (!cite_of_hit[s->src]) {
+                        cited_hit[n_cited] = s->src;
+                        cite_of_hit[s->src] = ++n_cited;
+                }
+                print_cited(f, s->text, &cite_of_hit[s->src], 1);
+                if (kb) {
+                        if (!cite_of_hit[kb->src]) {
+                                cited_hit[n_cited] = kb->src;
+                                cite_of_hit[kb->src] = ++n_cited;
+                        }
+                        fputs(" Knowledge: ", f);
+                        print_cited(f, kb->text, &cite_of_hit[kb->src], 1);
+                }
+                fputc('\n', f);
+        }
+        fputs("\nSources:\n", f);
+        for (unsigned c = 0; c < n_cited; c++) {
+                fprintf(f, "[%u] ", c + 1);
+                if (fput_clean(f, hits[cited_hit[c]].title) < 0)
+                        goto out;
+                fprintf(f, ", chunk %u\n", hits[cited_hit[c]].chunk);
+        }
+        result = finish_stream(f, &buf);
+        f = NULL;
+out:
+        if (f) {
+                fclose(f);
+                free(buf);
+        }
+        sent_list_done(&l);
+        return result;
+}
+
+typedef struct Finding {
+        const char *line; /* after "- [sev] ", to the end of the line (not NUL-terminated) */
+        size_t len;
+        int sev; /* 0 high, 1 medium, 2 low */
+        size_t prop;
+        char agents[256];
+} Finding;
+
+static int sev_rank(const char *s, size_t *ret_len) {
+        static const char *const names[] = {"[high] ", "[medium] ", "[low] "};
+        for (int i = 0; i < 3; i++)
+                if (strncmp(s, names[i], strlen(names[i])) == 0) {
+                        *ret_len = strlen(names[i]);
+                        return i;
+                }
+        return -1;
+}
+
+/* Print @line (@len bytes) with each " [n]" marker renumbered through the
+ * merged sources list @gs (line text per number of @p). */
+static int print_renumbered(FILE *f, const char *line, size_t len, const Prop *p, char **gs, size_t *n_gs) {
+        for (size_t i = 0; i < len; i++) {
+                if (line[i] == '[' && i > 0 && line[i - 1] == ' ') {
+                        size_t k = i + 1;
+                        unsigned v = 0;
+                        while (k < len && k - i <= 4 && isdigit((unsigned char) line[k]))
+                                v = v * 10 + (unsigned) (line[k++] - '0');
+                        const SourceRef *src =
+                                k > i + 1 && k < len && line[k] == ']' ? source_of(p, v) : NULL;
+                        if (src) {
+                                _cleanup_free_ char *g = NULL;
+                                if (src->attributed || !*p->agent)
+                                        g = strdup(src->text);
+                                else if (asprintf(&g, "%s (%.*s)", src->text, (int) strcspn(p->agent, "#"),
+                                                  p->agent) < 0)
+                                        g = NULL;
+                                if (!g)
+                                        return -ENOMEM;
+                                size_t n = 0;
+                                while (n < *n_gs && !streq(gs[n], g))
+                                        n++;
+                                if (n == *n_gs) {
+                                        if (*n_gs >= EX_MAX_SOURCES)
+                                                return -E2BIG;
+                                        gs[(*n_gs)++] = TAKE_PTR(g);
+                                }
+                                fprintf(f, "[%zu]", n + 1);
+                                i = k;
+                                continue;
+                        }
+                }
+                fputc(line[i], f);
+        }
+        return 0;
+}
+
+/**
+ * extract_review_merge() - see extract.h.
+ */
+char *extract_review_merge(const ExtractProposal *props, size_t n) {
+        Prop *ps = calloc(EX_MAX_PROPOSALS, sizeof(Prop));
+        Finding *fs = calloc(EX_MAX_PROPOSALS * EX_MAX_FINDINGS, sizeof(Finding));
+        char *gs[EX_MAX_SOURCES] = {}, *buf = NULL, *result = NULL;
+        size_t n_fs = 0, n_gs = 0, buf_len = 0;
+        FILE *f = NULL;
+
+        n = props ? MIN(n, (size_t) EX_MAX_PROPOSALS) : 0;
+        if (!ps || !fs)
+                goto out;
+        for (size_t i = 0; i < n; i++) {
+                const char *t = props[i].text ?: "";
+                size_t len = strnlen(t, EX_MAX_PROPOSAL_BYTES), so = find_sources(t, len);
+                ps[i].agent = props[i].agent ?: "";
+                if (so < len && parse_sources(&ps[i], t + so, len - so) < 0)
+                        goto out;
+                for (size_t k = 0; k < so && n_fs < EX_MAX_PROPOSALS * EX_MAX_FINDINGS;) {
+                        size_t e = k, sl;
+                        while (e < so && t[e] != '\n')
+                                e++;
+                        int sev =
+                                e - k > 2 && t[k] == '-' && t[k + 1] == ' ' ? sev_rank(t + k + 2, &sl) : -1;
+                        if (sev >= 0) {
+                                Finding *x = &fs[n_fs];
+                                *x = (Finding){.line = t + k + 2 + sl,
+                                               .len = e - k - 2 - sl,
+                                               .sev = sev,
+                                               .prop = i};
+                                snprintf(x->agents, sizeof x->agents, "%.*s",
+                                         (int) strcspn(ps[i].agent, "#"), ps[i].agent);
+                                /* the same finding from another agent: one line naming both */
+                                size_t d = 0;
+                                while (d < n_fs &&
+                                       !(fs[d].len == x->len && memcmp(fs[d].line, x->line, x->len) == 0))
+                                        d++;
+                                if (d < n_fs) {
+                                        char who[sizeof x->agents];
+                                        memcpy(who, x->agents, sizeof who);
+                                        size_t al = strlen(fs[d].agents);
+                                        if (!strstr(fs[d].agents, who))
+                                                snprintf(fs[d].agents + al, sizeof fs[d].agents - al, ", %s",
+                                                         who);
+                                        fs[d].sev = MIN(fs[d].sev, sev);
+                                } else
+                                        n_fs++;
+                        }
+                        k = e + 1;
+                }
+        }
+        f = open_memstream(&buf, &buf_len);
+        if (!f)
+                goto out;
+        if (n_fs == 0) {
+                fputs("None of the reviewing agents found a passage of the attached documents in its field.",
+                      f);
+                result = finish_stream(f, &buf);
+                f = NULL;
+                goto out;
+        }
+        for (int sev = 0; sev < 3; sev++)
+                for (size_t i = 0; i < n_fs; i++) {
+                        if (fs[i].sev != sev)
+                                continue;
+                        fprintf(f, "- [%s] (%s) ", severity_of(3 - (unsigned) sev), fs[i].agents);
+                        if (print_renumbered(f, fs[i].line, fs[i].len, &ps[fs[i].prop], gs, &n_gs) < 0)
+                                goto out;
+                        fputc('\n', f);
+                }
+        fputs("\nSources:\n", f);
+        for (size_t g = 0; g < n_gs; g++)
+                fprintf(f, "[%zu] %s\n", g + 1, gs[g]);
+        result = finish_stream(f, &buf);
+        f = NULL;
+out:
+        if (f) {
+                fclose(f);
+                free(buf);
+        }
+        for (size_t g = 0; g < n_gs; g++)
+                free(gs[g]);
+        if (ps)
+                for (size_t i = 0; i < n; i++)
+                        for (size_t k = 0; k < ps[i].n_src; k++)
+                                free(ps[i].src[k].text);
+        free(ps);
+        free(fs);
+        return result;
+}

@@ -58,3 +58,30 @@ typedef struct ExtractProposal {
  */
 char *extract_aggregate(const char *query, const ExtractProposal *props, size_t n,
                         const ExtractOptions *opts);
+
+/**
+ * extract_review() - the builtin's review of attached documents for one
+ * agent: @hits' first @n_attached are passages of the attached documents,
+ * the rest of the agent's knowledge base; @focus the agent's domain phrases
+ * found in the documents, ", "-separated (its plugin's lexicon terms). The
+ * findings are the attached sentences holding the most focus phrases (at
+ * most @opts->max_sentences, default 4, at most 8), one per line:
+ * "- [high|medium|low] <sentence> [n]." where the severity is only how many
+ * focus phrases the sentence holds (3+, 2, 1) — not a judgement of risk —
+ * followed, when a knowledge sentence shares one of its phrases, by
+ * " Knowledge: <sentence> [m]."; then a "Sources:" list as
+ * extract_answer()'s. Quoted verbatim. Returns a malloc'ed string (NULL on
+ * OOM).
+ */
+char *extract_review(const char *focus, const KbHit *hits, size_t n_hits, size_t n_attached,
+                     const ExtractOptions *opts);
+
+/**
+ * extract_review_merge() - the builtin aggregator of reviews: every
+ * "- [severity] ..." finding line of @props (extract_review()'s format), the
+ * same finding from several agents once, high first, each line naming its
+ * agents ("- [high] (legal, finance) ..."), citations renumbered into one
+ * "Sources:" list "[n] title, chunk k (agent)". Returns a malloc'ed string
+ * (NULL on OOM).
+ */
+char *extract_review_merge(const ExtractProposal *props, size_t n);

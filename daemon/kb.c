@@ -800,11 +800,42 @@ static int candidate_cmp(const void *a, const void *b) {
 /* The best kb_rank_params.candidates (at least @limit) chunks by weighted
  * bm25, each scored bm25 times its moa_rank() bonus, in score order.
  * Returns the count (>= 0) with *ret, or -errno. */
-static int search_candidates(Kb *kb, const char *expr, unsigned limit, Candidate **ret) {
+static int search_candidates(Kb *kb, const char *expr, unsigned limit, const char *const *titles,
+                             size_t n_titles, Candidate **ret) {
         const KbRankParams *p = &kb_rank_params;
         unsigned want = MAX(limit, MAX(p->candidates, 1u));
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *filtered = NULL;
 
-        if (!kb->search) {
+        if (n_titles > 0) {
+                /* Only chunks of documents whose title matches a glob: one
+                 * statement per search (the pattern count varies). */
+                _cleanup_free_ char *sql = strdup(
+                        "SELECT rowid, moa_rank(chunks_fts, 0, ?3, ?4, ?5, ?6, ?7), "
+                        "moa_rank(chunks_fts, 1, ?3, ?4, ?5, ?6, ?7) "
+                        "FROM chunks_fts WHERE chunks_fts MATCH ?1 AND rowid IN (SELECT c.id FROM chunks c "
+                        "JOIN documents d ON d.id = c.doc_id WHERE 0");
+                for (size_t i = 0; sql && i < n_titles; i++) {
+                        char *n = NULL;
+                        if (asprintf(&n, "%s OR d.title GLOB ?%zu", sql, i + 8) < 0)
+                                n = NULL;
+                        free(sql);
+                        sql = n;
+                }
+                char *n = NULL;
+                if (sql && asprintf(&n, "%s) ORDER BY 2 DESC, 1 LIMIT ?2", sql) < 0)
+                        n = NULL;
+                free(sql);
+                sql = n;
+                if (!sql)
+                        return -ENOMEM;
+                int rc = sqlite3_prepare_v2(kb->db, sql, -1, &filtered, NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+                for (size_t i = 0; i < n_titles; i++)
+                        sqlite3_bind_text(filtered, (int) i + 8, titles[i], -1, SQLITE_STATIC);
+        } else if (!kb->search) {
                 int rc = sqlite3_prepare_v3(kb->db,
                                             "SELECT rowid, moa_rank(chunks_fts, 0, ?3, ?4, ?5, ?6, ?7), "
                                             "moa_rank(chunks_fts, 1, ?3, ?4, ?5, ?6, ?7) "
@@ -816,7 +847,7 @@ static int search_candidates(Kb *kb, const char *expr, unsigned limit, Candidate
                         return errno_from_sqlite(rc);
                 }
         }
-        _reset_stmt_ sqlite3_stmt *st = kb->search;
+        _reset_stmt_ sqlite3_stmt *st = filtered ? filtered : kb->search;
         sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, (int) want);
         sqlite3_bind_double(st, 3, p->w_body);
@@ -889,7 +920,8 @@ static int fetch_hit(Kb *kb, const Candidate *c, const char *expr, int snippets,
  * chunk id. Both run in one read transaction, so a writer committing in
  * between cannot make them disagree.
  */
-static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit **ret_hits, size_t *ret_n) {
+static int search(Kb *kb, const char *query, unsigned limit, int snippets, const char *const *titles,
+                  size_t n_titles, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret_hits || !ret_n)
                 return -EINVAL;
 
@@ -924,7 +956,7 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit
         _cleanup_free_ Candidate *c = NULL;
         KbHit *hits = NULL;
         size_t n = 0;
-        r = search_candidates(kb, expr, limit, &c);
+        r = search_candidates(kb, expr, limit, titles, n_titles, &c);
         if (r > 0) {
                 size_t nc = (size_t) r;
                 hits = calloc(MIN(nc, (size_t) limit), sizeof(KbHit));
@@ -965,12 +997,20 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, KbHit
  * -errno (database errors only, never for the query's content).
  */
 int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
-        return search(kb, query, limit, 1, ret_hits, ret_n);
+        return search(kb, query, limit, 1, NULL, 0, ret_hits, ret_n);
+}
+
+/** kb_search_in() - kb_search() in the documents whose title matches one of @titles. */
+int kb_search_in(Kb *kb, const char *query, unsigned limit, const char *const *titles, size_t n_titles,
+                 KbHit **ret_hits, size_t *ret_n) {
+        if (n_titles > KB_MAX_TITLE_FILTERS || (n_titles > 0 && !titles))
+                return -EINVAL;
+        return search(kb, query, limit, 1, titles, n_titles, ret_hits, ret_n);
 }
 
 /** kb_search_texts() - kb_search() with every snippet "". */
 int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
-        return search(kb, query, limit, 0, ret_hits, ret_n);
+        return search(kb, query, limit, 0, NULL, 0, ret_hits, ret_n);
 }
 
 /* ---- for kb-vocab.c -------------------------------------------------------- */

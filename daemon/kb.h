@@ -139,6 +139,17 @@ int kb_count(Kb *kb);
  */
 int kb_search(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n);
 
+#define KB_MAX_TITLE_FILTERS 32u
+
+/**
+ * kb_search_in() - kb_search() restricted to the documents whose title
+ * matches one of the @n_titles (at most KB_MAX_TITLE_FILTERS) SQLite GLOB
+ * patterns @titles ("*", "?", "[...]", case-sensitive; a plain title matches
+ * itself). @n_titles 0 searches everything. -EINVAL for too many.
+ */
+int kb_search_in(Kb *kb, const char *query, unsigned limit, const char *const *titles, size_t n_titles,
+                 KbHit **ret_hits, size_t *ret_n);
+
 /**
  * kb_search_texts() - kb_search() without snippets (each hit's snippet is
  * ""): for callers that only read the chunk texts, such as the router's

@@ -458,8 +458,10 @@ int main(int argc, char **argv) {
         log_set_max_level(level);
 
         HttpServerOptions hopts = {
-                /* an upload's multipart framing comes on top of the file */
-                .max_body_bytes = MAX(MAX(cfg->limits.max_body_bytes, cfg->limits.max_ingest_bytes),
+                /* an upload's multipart framing comes on top of the file; a
+                 * chat request may carry attached documents (max_ask_bytes) */
+                .max_body_bytes = MAX(MAX(cfg->limits.max_body_bytes + cfg->limits.max_ask_bytes,
+                                          cfg->limits.max_ingest_bytes),
                                       cfg->jobs.max_upload_bytes + 64 * 1024),
                 .max_body_total = cfg->limits.max_body_total_bytes,
                 .max_connections = cfg->limits.max_connections,

@@ -49,6 +49,21 @@
         "unrelated to it: do not use those. If no response answers the question, say so plainly instead "   \
         "of composing an answer from unrelated material."
 
+/* Reviews (moa.review): what each agent is told after its context, and the
+ * aggregator's template. The line format is what review_findings() parses. */
+#define PROMPT_REVIEW_RULES                                                                                 \
+        "Review the attached documents (the passages marked as theirs above) from your specialty only. "    \
+        "Write each finding on its own line, exactly as \"- [high] finding [n]\", \"- [medium] finding "    \
+        "[n]\" or \"- [low] finding [n]\", where the severity is how much the issue matters to the reader " \
+        "and [n] cites the passage it rests on (the document's, and your knowledge's where it applies). "   \
+        "No other text."
+#define PROMPT_REVIEW_AGGREGATE                                                                             \
+        "You have been provided with the findings of specialist agents reviewing the same documents, "      \
+        "ordered by weight. Merge them into one report: one finding per line, exactly as \"- [severity] "   \
+        "(agent) finding [n]\" with the severity high, medium or low and the agent (or agents, comma-"      \
+        "separated) who found it; the same finding once; high first; keep each finding's citations. No "    \
+        "other text.\n\nFindings from agents:\n{references}"
+
 /**
  * prompt_context() - an agent's retrieved @context (as its plugin formatted
  * it; NULL or empty when nothing matched) followed by PROMPT_CONTEXT_RULES,

@@ -96,6 +96,10 @@ static char *compose(const ProviderRequest *req) {
                             .has_word = req->kb ? kb_has_word : NULL,
                             .has_word_userdata = req->kb};
 
+        if (req->review)
+                return req->task == PROVIDER_TASK_PROPOSE
+                               ? extract_review(req->focus, req->hits, req->n_hits, req->n_attached, &o)
+                               : extract_review_merge(req->refs, req->n_refs);
         switch (req->task) {
         case PROVIDER_TASK_PROPOSE:
                 o.max_sentences = BUILTIN_PROPOSE_SENTENCES;

@@ -48,6 +48,11 @@ typedef struct ProviderRequest {
         Kb *kb;                /* that knowledge base, asked whether it has a word at all; may be NULL */
         const ExtractProposal *refs;
         size_t n_refs;
+        /* moa.review: propose = review the first @n_attached hits (the
+         * attached documents) for @focus, aggregate = merge the reviews. */
+        int review;
+        const char *focus;
+        size_t n_attached;
 } ProviderRequest;
 
 typedef struct ProviderResult {

@@ -3,3 +3,6 @@ moa_unit_test(test-citations ${CMAKE_CURRENT_LIST_DIR}/test-citations.c)
 # moa_integration_test() is defined in core.cmake, which may be included
 # after this file: defer the calls to the end of the directory.
 cmake_language(DEFER CALL moa_integration_test citations)
+cmake_language(DEFER CALL moa_integration_test documents)
+cmake_language(DEFER CALL moa_integration_test review)
+moa_unit_test(test-review ${CMAKE_CURRENT_LIST_DIR}/test-review.c)

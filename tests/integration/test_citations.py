@@ -22,6 +22,15 @@ claim twice the quux deposit when the landlord misses that deadline.
 """
 
 
+def stop_checked(d):
+    """Stop @d and fail on a non-zero exit or a sanitizer report in its log."""
+    rc = d.stop()
+    log = d.read_log()
+    shutil.rmtree(d.dir, ignore_errors=True)
+    if rc != 0 or "AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+        raise AssertionError("moad exit %s:\n%s" % (rc, log[-5000:]))
+
+
 def ws(s):
     return re.sub(r"\s+", " ", s)
 
@@ -144,7 +153,7 @@ class Model(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.cleanup()
+        stop_checked(cls.d)
         cls.mock.stop()
         shutil.rmtree(cls.agents, ignore_errors=True)
 
