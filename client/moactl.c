@@ -26,6 +26,7 @@ static const Command commands[] = {
         {"reload", cmd_reload, 0},
         {"metrics", cmd_metrics, 0},
         {"batch", cmd_batch, 1},
+        {"jobs", cmd_jobs, 0},
         {"docs", cmd_documents, 0}, /* the name issue 10 uses */
 };
 
@@ -60,6 +61,8 @@ static void help(void) {
                "  metrics                    Print the Prometheus metrics\n"
                "  batch IN -o OUT            Ask every line of a file (JSONL or one question per line);\n"
                "                             see 'moactl batch --help'\n"
+               "  batch --server IN -o OUT   The same as a job run by moad (survives moactl and restarts)\n"
+               "  jobs [show ID|cancel ID]   List moad's batch jobs, show one, or cancel one\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"

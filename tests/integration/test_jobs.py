@@ -14,7 +14,7 @@ import time
 import unittest
 import uuid
 
-from moadtest import Daemon, DaemonTestCase
+from moadtest import MOACTL, Daemon, DaemonTestCase
 from test_engine import Mock
 
 ENDPOINT = "/v1/chat/completions"
@@ -40,6 +40,11 @@ def multipart(fields, files):
 
 
 class JobsClient:
+    def moactl(self, *args):
+        p = subprocess.run([MOACTL, "--socket", self.d.socket] + list(args), capture_output=True, text=True,
+                           timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
     def upload(self, data, purpose="batch", name="in.jsonl"):
         body, ctype = multipart({"purpose": purpose}, {"file": (name, data)})
         st, _, r = self.d.request("POST", "/v1/files", body, {"Content-Type": ctype})
@@ -221,6 +226,69 @@ class Batches(DaemonTestCase, JobsClient):
         self.assertEqual(st, 404)
 
 
+    def test_moactl_batch_server(self):
+        """moactl batch --server: plain questions (blank lines keep their
+        numbers), the same answers as the local moactl batch, exit 0; the
+        job is then listed and shown."""
+        tmp = self.d.dir
+        src = os.path.join(tmp, "questions.txt")
+        with open(src, "w") as f:
+            f.write("What does a non-compete clause restrict?\n\nHow does compound interest work?\n")
+        out, local = os.path.join(tmp, "server.jsonl"), os.path.join(tmp, "local.jsonl")
+        rc, _, err = self.moactl("batch", "--server", src, "-o", out)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("submitted (2 requests)", err)
+        self.assertRegex(err, r"batch batch_[0-9a-f]+: completed, 2 of 2 done")
+        rc, _, err = self.moactl("batch", src, "-o", local)
+        self.assertEqual(rc, 0, err)
+        with open(out) as f:
+            server = {o["custom_id"]: o for o in map(json.loads, f)}
+        with open(local) as f:
+            client = {o["custom_id"]: o for o in map(json.loads, f)}
+        self.assertEqual(sorted(server), ["line-1", "line-3"])
+        self.assertEqual(sorted(client), sorted(server))
+        for k in server:
+            self.assertEqual(server[k]["response"]["body"]["choices"][0]["message"]["content"],
+                             client[k]["response"]["body"]["choices"][0]["message"]["content"])
+        batch_id = server["line-1"]["id"][len("batch_req_"):].rsplit("_", 1)[0]
+        rc, listing, err = self.moactl("jobs")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(listing, r"batch_%s\s+completed\s+2/2\s+0\s" % batch_id)
+        rc, show, err = self.moactl("jobs", "show", "batch_" + batch_id)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("requests:       2 total, 2 answered, 0 failed", show)
+        rc, _, err = self.moactl("jobs", "cancel", "batch_" + batch_id)
+        self.assertEqual(rc, 1)
+        self.assertIn("has already ended (completed)", err)
+        # OUT is never overwritten
+        rc, _, err = self.moactl("batch", "--server", src, "-o", out)
+        self.assertEqual(rc, 2)
+        self.assertIn("exists", err)
+
+    def test_moactl_batch_server_failures(self):
+        tmp = self.d.dir
+        src = os.path.join(tmp, "partial.jsonl")
+        with open(src, "w") as f:
+            f.write(line("ok", "What is GDPR?") + "\n" + line("bad", "x", model="no-such-model") + "\n")
+        out = os.path.join(tmp, "partial.out")
+        rc, _, err = self.moactl("batch", "--server", "-q", src, "-o", out)
+        self.assertEqual(rc, 6, err)
+        self.assertEqual(err, "")
+        with open(out) as f:
+            got = {o["custom_id"]: o["response"]["status_code"] for o in map(json.loads, f)}
+        self.assertEqual(got, {"ok": 200, "bad": 404})
+        dup = os.path.join(tmp, "dup.jsonl")
+        with open(dup, "w") as f:
+            f.write(line("a", "x") + "\n\n" + line("a", "y") + "\n")
+        rc, _, err = self.moactl("batch", "--server", dup, "-o", os.path.join(tmp, "dup.out"))
+        self.assertEqual(rc, 1)
+        self.assertIn("line 3: custom_id \"a\" already used on line 1", err)
+        self.assertFalse(os.path.exists(os.path.join(tmp, "dup.out")))
+        for args in (["jobs", "bogus"], ["jobs", "show"], ["batch", "--server", "--resume", dup, "-o", "x"]):
+            rc, _, err = self.moactl(*args)
+            self.assertEqual(rc, 2, (args, err))
+
+
 class SlowUpstream(unittest.TestCase, JobsClient):
     """Every agent on the mock upstream, 300 ms per answer; lines name one
     agent, so each line is one upstream call."""
@@ -269,6 +337,15 @@ class SlowUpstream(unittest.TestCase, JobsClient):
         self.assertEqual(self.batch(b["id"])["status"], "cancelled")
         st, _, e = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
         self.assertEqual(st, 409)
+
+    def test_moactl_jobs_cancel(self):
+        f = self.upload_ok([line("m%d" % i, "question %d" % i, model="general") for i in range(8)])
+        st, b = self.create(f["id"])
+        self.wait(b["id"], cond=lambda x: x["status"] == "in_progress")
+        rc, out, err = self.moactl("jobs", "cancel", b["id"])
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^cancelled %s: \d of 8 requests answered, 0 failed\n$" % b["id"])
+        self.assertEqual(self.batch(b["id"])["status"], "cancelled")
 
 
 class Restart(unittest.TestCase, JobsClient):
