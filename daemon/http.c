@@ -381,6 +381,34 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
         return MHD_YES;
 }
 
+/* The bytes of a multipart body up to its close delimiter "--BOUNDARY--"
+ * and the line end after it. What follows is the epilogue, which RFC 2046
+ * says to ignore, but MHD 0.9.75's post processor reports the body as
+ * incomplete when there is any (the OpenAI Node SDK sends one "\r\n"). */
+static size_t multipart_len(HttpRequest *r) {
+        const char *ct = http_request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), *b;
+        char delim[80 + 5];
+        size_t n, dn, len = r->body_len;
+
+        b = ct ? strcasestr(ct, "boundary=") : NULL;
+        if (!b || !r->body)
+                return len;
+        b += strlen("boundary=");
+        if (*b == '"')
+                b++;
+        n = strcspn(b, "\";, \t");
+        if (n == 0 || n > 70) /* RFC 2046: 1 to 70 characters */
+                return len;
+        dn = (size_t) snprintf(delim, sizeof delim, "--%.*s--", (int) n, b);
+        for (size_t end = len; end >= dn; end--)
+                if (memcmp(r->body + end - dn, delim, dn) == 0) {
+                        if (end + 2 <= len && memcmp(r->body + end, "\r\n", 2) == 0)
+                                end += 2;
+                        return end;
+                }
+        return len;
+}
+
 int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata) {
         FormParse f = {.fn = fn, .userdata = userdata};
         struct MHD_PostProcessor *pp;
@@ -390,7 +418,7 @@ int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata) 
         pp = MHD_create_post_processor(r->conn, 64 * 1024, on_form_field, &f);
         if (!pp)
                 return -EMEDIUMTYPE;
-        ok = MHD_post_process(pp, r->body ? r->body : "", r->body_len);
+        ok = MHD_post_process(pp, r->body ? r->body : "", multipart_len(r));
         /* MHD_NO from destroy: the body ended inside a part. */
         if (MHD_destroy_post_processor(pp) != MHD_YES && ok == MHD_YES && !f.error)
                 return -EBADMSG;

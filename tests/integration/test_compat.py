@@ -2,7 +2,8 @@
 SDK (`openai` on npm, the exact version pinned in tests/compat/package.json)
 runs tests/compat/openai-sdk.mjs against the real daemon on a TCP listener
 (models, plain and streamed completions, headers, error classes, extra body
-fields, keep-alive). The test itself stays offline: the SDK is installed
+fields, keep-alive, and the Batch API: files.create, batches.create,
+retrieve, list and cancel, files.content and files.del). The test itself stays offline: the SDK is installed
 beforehand by `npm ci` in tests/compat (.ci/run does it when npm exists).
 Skipped, with the reason, when Node.js or the SDK is missing."""
 import json

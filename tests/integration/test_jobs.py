@@ -184,6 +184,15 @@ class Batches(DaemonTestCase, JobsClient):
         st, _, r = self.d.request("POST", "/v1/files", body, {"Content-Type": ctype})
         self.assertEqual(st, 400)
         self.assertIn("'file' field", json.loads(r)["error"]["message"])
+        # an epilogue after the close delimiter (the Node SDK sends "\r\n") is
+        # ignored; a body cut before it is malformed
+        body, ctype = multipart({"purpose": "batch"}, {"file": ("e.jsonl", good.encode())})
+        st, _, r = self.d.request("POST", "/v1/files", body + b"\r\n", {"Content-Type": ctype})
+        self.assertEqual(st, 200, r)
+        self.assertEqual(json.loads(r)["bytes"], len(good))
+        st, _, r = self.d.request("POST", "/v1/files", body[:-30], {"Content-Type": ctype})
+        self.assertEqual(st, 400, r)
+        self.assertIn("malformed body", json.loads(r)["error"]["message"])
         # a byte order mark and CRLF line ends are fine
         st, f = self.upload(b"\xef\xbb\xbf" + good.encode() + b"\r\n\r\n")
         self.assertEqual(st, 200, f)
