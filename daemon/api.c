@@ -565,7 +565,12 @@ void api_handle(HttpRequest *req, void *userdata) {
                 return;
         }
         if (strncmp(path, "/v1/batches", 11) == 0 && (path[11] == 0 || path[11] == '/')) {
-                if (allowed(s, req, ACCESS_ASK))
+                if (!allowed(s, req, ACCESS_ASK))
+                        return;
+                if (streq(method, "POST") && path[11] == 0 && !content_type_is_json(req))
+                        http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                         "Content-Type must be application/json");
+                else
                         api_batches(s, req, path + 11);
                 return;
         }

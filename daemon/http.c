@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "http-form.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -51,6 +52,9 @@ struct HttpRequest {
 
         char *body;
         size_t body_len, body_cap;
+        HttpForm *form; /* a multipart/form-data body, decoded as it arrives instead */
+        uint64_t form_bytes;
+        int form_error;
         int too_large;
         int dispatched;
         int in_handler;
@@ -361,70 +365,13 @@ const char *http_request_query(HttpRequest *r, const char *name) {
         return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-typedef struct FormParse {
-        HttpFormFieldFn fn;
-        void *userdata;
-        int error;
-} FormParse;
-
-static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *filename, const char *content_type,
-                                     const char *transfer_encoding, const char *data, uint64_t off,
-                                     size_t size) {
-        FormParse *f = cls;
-        int r = f->fn(f->userdata, key, filename, data, off, size);
-
-        if (r < 0) {
-                f->error = r;
-                return MHD_NO;
-        }
-        return MHD_YES;
-}
-
-/* The bytes of a multipart body up to its close delimiter "--BOUNDARY--"
- * and the line end after it. What follows is the epilogue, which RFC 2046
- * says to ignore, but MHD 0.9.75's post processor reports the body as
- * incomplete when there is any (the OpenAI Node SDK sends one "\r\n"). */
-static size_t multipart_len(HttpRequest *r) {
-        const char *ct = http_request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), *b;
-        char delim[80 + 5];
-        size_t n, dn, len = r->body_len;
-
-        b = ct ? strcasestr(ct, "boundary=") : NULL;
-        if (!b || !r->body)
-                return len;
-        b += strlen("boundary=");
-        if (*b == '"')
-                b++;
-        n = strcspn(b, "\";, \t");
-        if (n == 0 || n > 70) /* RFC 2046: 1 to 70 characters */
-                return len;
-        dn = (size_t) snprintf(delim, sizeof delim, "--%.*s--", (int) n, b);
-        for (size_t end = len; end >= dn; end--)
-                if (memcmp(r->body + end - dn, delim, dn) == 0) {
-                        if (end + 2 <= len && memcmp(r->body + end, "\r\n", 2) == 0)
-                                end += 2;
-                        return end;
-                }
-        return len;
-}
-
-int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata) {
-        FormParse f = {.fn = fn, .userdata = userdata};
-        struct MHD_PostProcessor *pp;
-        enum MHD_Result ok;
-
-        /* NULL when the Content-Type is neither form type (or lacks a boundary). */
-        pp = MHD_create_post_processor(r->conn, 64 * 1024, on_form_field, &f);
-        if (!pp)
+int http_request_form(HttpRequest *r, HttpForm **ret) {
+        if (!r->form)
                 return -EMEDIUMTYPE;
-        ok = MHD_post_process(pp, r->body ? r->body : "", multipart_len(r));
-        /* MHD_NO from destroy: the body ended inside a part. */
-        if (MHD_destroy_post_processor(pp) != MHD_YES && ok == MHD_YES && !f.error)
-                return -EBADMSG;
-        if (f.error)
-                return f.error;
-        return ok == MHD_YES ? 0 : -EBADMSG;
+        if (r->form_error < 0)
+                return r->form_error;
+        *ret = r->form;
+        return 0;
 }
 
 const char *http_request_body(HttpRequest *r, size_t *ret_len) {
@@ -530,6 +477,7 @@ static void request_free(HttpRequest *r) {
                 MHD_destroy_response(r->pending);
         free(r->path);
         free(r->body);
+        http_form_free(r->form);
         free(r->out);
         free(r->log_pipeline);
         free(r->log_agents);
@@ -571,6 +519,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                         if (errno || *end || n > s->opts.max_body_bytes)
                                 r->too_large = 1;
                 }
+                if (!r->too_large)
+                        r->form = http_form_new(conn);
                 if (r->too_large) {
                         r->in_handler = 1;
                         http_reply_error(r, 413, "invalid_request_error", NULL, "body_too_large",
@@ -592,6 +542,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 *upload_data_size = 0;
                 if (r->too_large || r->dispatched)
                         return MHD_YES;
+                if (r->form) {
+                        r->form_bytes += n;
+                        if (r->form_bytes > s->opts.max_body_bytes) {
+                                r->too_large = 1;
+                                r->form = http_form_free(r->form);
+                        } else
+                                (void) http_form_feed(r->form, upload_data,
+                                                      n); /* an error stays in the form */
+                        return MHD_YES;
+                }
                 if (r->body_len + n > s->opts.max_body_bytes) {
                         r->too_large = 1; /* chunked upload without length: keep draining */
                         free(r->body);
@@ -621,8 +581,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                         http_reply_error(r, 413, "invalid_request_error", NULL, "body_too_large",
                                          "request body exceeds the limit of %llu bytes",
                                          (unsigned long long) s->opts.max_body_bytes);
-                else
+                else {
+                        if (r->form)
+                                r->form_error = http_form_finish(r->form);
                         s->handler(r, s->userdata);
+                }
                 r->in_handler = 0;
         }
 

@@ -206,6 +206,8 @@ class Batches(DaemonTestCase, JobsClient):
             st, e = self.create(f["id"], **extra)
             self.assertEqual(st, status, e)
             self.assertEqual(e["error"]["param"], param)
+        st, _, e = self.d.request("POST", "/v1/batches", b"input_file_id=x", {"Content-Type": "text/plain"})
+        self.assertEqual(st, 415)
         st, _, e = self.d.json("GET", "/v1/batches/batch_nope")
         self.assertEqual(st, 404)
         st, _, e = self.d.json("GET", "/v1/files/file-nope/content")
