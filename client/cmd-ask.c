@@ -28,9 +28,8 @@ static json_t *build_request(const Moactl *m, const char *question, int stream) 
                 return NULL;
         if (stream && json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1)) < 0)
                 return NULL;
-        if (m->n_agents == 0 && !m->trace)
-                return TAKE_PTR(req);
 
+        /* Always a "moa" object: the reply then carries moa.citations. */
         moa = json_object();
         if (!moa || json_object_set_new(req, "moa", moa) < 0)
                 return NULL;
@@ -216,6 +215,36 @@ static void print_warnings(const json_t *moa) {
         }
 }
 
+/* The numbered sources of moa.citations, once per number and agent (a
+ * passage quoted twice is listed once), with the file each came from. */
+static void print_citations(const json_t *moa) {
+        json_t *cites = json_object_get(moa, "citations"), *c;
+        size_t i, n = 0;
+
+        json_array_foreach(cites, i, c) {
+                long long num = json_int(c, "number", 0);
+                const char *agent = json_str(c, "agent", "?"), *src = json_str(c, "source", "");
+                int seen = 0;
+                char line[2048];
+
+                for (size_t k = 0; k < i && !seen; k++) {
+                        json_t *o = json_array_get(cites, k);
+                        seen = json_int(o, "number", 0) == num && streq(json_str(o, "agent", "?"), agent);
+                }
+                if (seen)
+                        continue;
+                if (n++ == 0)
+                        fputs("\nSources:\n", stdout);
+                snprintf(line, sizeof line, "[%lld] %s: %s, chunk %lld%s%s%s\n", num, agent,
+                         json_str(c, "document", "?"), json_int(c, "chunk", 0),
+                         json_is_true(json_object_get(c, "attached")) ? " (attached)"
+                         : *src                                       ? " - "
+                                                                      : "",
+                         json_is_true(json_object_get(c, "attached")) ? "" : src, "");
+                print_sanitized(stdout, line, strlen(line));
+        }
+}
+
 static void print_trace(const json_t *trace, const json_t *usage) {
         json_t *v;
 
@@ -298,6 +327,7 @@ int cmd_ask(const Moactl *m, int argc, char **argv) {
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
         print_warnings(st.trace);
+        print_citations(st.trace);
         if (m->trace)
                 print_trace(st.trace, st.usage);
         return MOACTL_EXIT_OK;

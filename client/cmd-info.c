@@ -309,11 +309,32 @@ int cmd_reload(const Moactl *m, int argc, char **argv) {
         code = ctl_call_json(m, "POST", "/v1/moa/reload", "{}", info_timeout(m), &reply, &root);
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
+        /* 207: the new configuration is active, but without the agents listed */
+        json_t *refused = json_object_get(root, "refused");
+        size_t n = json_is_array(refused) ? json_array_size(refused) : 0;
         if (m->json)
                 print_raw(&reply);
-        else
+        else if (n == 0)
                 puts("moad: configuration reloaded");
-        return MOACTL_EXIT_OK;
+        else
+                printf("moad: configuration reloaded without %zu refused agent(s)\n", n);
+        for (size_t i = 0; i < n; i++) {
+                json_t *r = json_array_get(refused, i);
+                const char *agent = json_string_value(json_object_get(r, "agent"));
+                const char *file = json_string_value(json_object_get(r, "file"));
+                const char *why = json_string_value(json_object_get(r, "reason"));
+                fputs("moactl: agent ", stderr);
+                print_sanitized(stderr, agent ? agent : "?", strlen(agent ? agent : "?"));
+                if (file) {
+                        fputs(" (", stderr);
+                        print_sanitized(stderr, file, strlen(file));
+                        fputc(')', stderr);
+                }
+                fputs(" refused: ", stderr);
+                print_sanitized(stderr, why ? why : "?", strlen(why ? why : "?"));
+                fputc('\n', stderr);
+        }
+        return n || reply.status == 207 ? MOACTL_EXIT_PARTIAL : MOACTL_EXIT_OK;
 }
 
 int cmd_metrics(const Moactl *m, int argc, char **argv) {

@@ -17,7 +17,8 @@ enum {
         MOACTL_EXIT_CONNECT = 3,  /* cannot connect to the daemon's socket */
         MOACTL_EXIT_PROTOCOL = 4, /* the reply was not what the API promises */
         MOACTL_EXIT_TIMEOUT = 5,  /* --timeout expired */
-        MOACTL_EXIT_PARTIAL = 6,  /* batch: some lines failed; the output is complete */
+        MOACTL_EXIT_PARTIAL =
+                6, /* batch: some lines failed (the output is complete); reload: agents refused */
 };
 
 #define MOACTL_DEFAULT_SOCKET "/run/moad/moad.sock"

@@ -30,6 +30,7 @@ struct Agent {
 struct AgentSet {
         Agent **agents;
         size_t n;
+        AgentRefusals refused; /* enabled agents that could not be loaded, and why */
         RouterConfig router;
         Terms *terms;
         Classifier *model; /* label i = agents[i]; NULL if nothing to learn from */
@@ -114,6 +115,7 @@ AgentSet *agents_free(AgentSet *s) {
         for (size_t i = 0; i < s->n; i++)
                 agent_free(s->agents[i]);
         free(s->agents);
+        agent_refusals_done(&s->refused);
         free(s->router.fallback);
         classifier_free(s->model);
         terms_free(s->terms);
@@ -122,6 +124,42 @@ AgentSet *agents_free(AgentSet *s) {
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(AgentSet *, agents_free);
+
+void agent_refusals_done(AgentRefusals *r) {
+        for (size_t i = 0; r && i < r->n; i++) {
+                free(r->v[i].agent);
+                free(r->v[i].file);
+                free(r->v[i].reason);
+        }
+        if (r) {
+                free(r->v);
+                *r = (AgentRefusals){};
+        }
+}
+
+/* Record that @agent (defined in @file, may be NULL) was refused for
+ * @reason (taken over; NULL: strerror(-@error)), and log it. */
+static int refusals_add(AgentRefusals *rs, const char *agent, const char *file, char *reason, int error) {
+        _cleanup_free_ char *why = reason;
+        AgentRefusal *v;
+
+        if (!why && asprintf(&why, "%s", strerror(error < 0 ? -error : EINVAL)) < 0)
+                return -ENOMEM;
+        log_error("agent %s: not available: %s; the daemon continues with the other agents", agent, why);
+        v = realloc(rs->v, (rs->n + 1) * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        rs->v = v;
+        v[rs->n] = (AgentRefusal){.agent = strdup(agent), .file = file ? strdup(file) : NULL, .reason = why};
+        if (!v[rs->n].agent || (file && !v[rs->n].file)) {
+                free(v[rs->n].agent);
+                free(v[rs->n].file);
+                return -ENOMEM;
+        }
+        why = NULL;
+        rs->n++;
+        return 0;
+}
 
 /* mkdir -p with mode 0750 for the directories it creates. */
 static int mkdir_p(const char *path) {
@@ -167,7 +205,7 @@ static int plugin_path(const Config *cfg, const AgentConfig *ac, char **ret) {
         return 0;
 }
 
-static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac) {
+static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac, char **ret_why) {
         _cleanup_free_ char *dir = NULL;
         int r;
 
@@ -175,21 +213,24 @@ static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac) {
                 return -ENOMEM;
         r = mkdir_p(dir);
         if (r < 0)
-                return log_error_errno(r, "agent %s: skipped: cannot create knowledge directory %s", a->name,
-                                       dir);
+                return asprintf(ret_why, "cannot create knowledge directory %s: %s", dir, strerror(-r)) < 0
+                               ? -ENOMEM
+                               : r;
         if (asprintf(&a->kb_path, "%s/%s.db", dir, a->name) < 0) {
                 a->kb_path = NULL;
                 return -ENOMEM;
         }
         r = kb_open(a->kb_path, 0, &a->kb);
         if (r < 0)
-                return log_error_errno(r, "agent %s: skipped: cannot open knowledge base %s", a->name,
-                                       a->kb_path);
+                return asprintf(ret_why, "cannot open knowledge base %s: %s", a->kb_path, strerror(-r)) < 0
+                               ? -ENOMEM
+                               : r;
 
         int n = kb_count(a->kb);
         if (n < 0)
-                return log_error_errno(n, "agent %s: skipped: cannot read knowledge base %s", a->name,
-                                       a->kb_path);
+                return asprintf(ret_why, "cannot read knowledge base %s: %s", a->kb_path, strerror(-n)) < 0
+                               ? -ENOMEM
+                               : n;
         if (n > 0 || ac->n_knowledge == 0)
                 return 0;
 
@@ -207,7 +248,8 @@ static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac) {
         return 0;
 }
 
-static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret) {
+/* On a refusal returns -errno and the reason in *ret_why (may stay NULL). */
+static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret, char **ret_why) {
         _cleanup_(agent_freep) Agent *a = NULL;
         _cleanup_free_ char *path = NULL;
         int r;
@@ -228,7 +270,7 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret) {
                 return r;
 
         /* Knowledge first, so a plugin may search from its first callback. */
-        r = agent_open_kb(cfg, a, ac);
+        r = agent_open_kb(cfg, a, ac, ret_why);
         if (r < 0)
                 return r;
 
@@ -243,9 +285,9 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret) {
                 .kb_search = kb_search_cb,
                 .kb_userdata = a,
         };
-        r = plugin_agent_load(&spec, &a->plugin);
+        r = plugin_agent_load(&spec, &a->plugin, ret_why);
         if (r < 0)
-                return r; /* plugin_agent_load logged why */
+                return r;
 
         *ret = TAKE_PTR(a);
         return 0;
@@ -379,16 +421,20 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
                 if (!ac->enabled || isempty(ac->name))
                         continue;
                 if (agents_find(s, ac->name)) {
-                        log_error("agent %s: skipped: defined twice (%s)", ac->name,
-                                  ac->file ? ac->file : "?");
+                        char *why = strdup("defined twice");
+                        if (!why || refusals_add(&s->refused, ac->name, ac->file, why, 0) < 0)
+                                return -ENOMEM;
                         continue;
                 }
-                int r = agent_new(cfg, ac, &a);
-                if (r == -ENOMEM)
+                char *why = NULL;
+                int r = agent_new(cfg, ac, &a, &why);
+                if (r == -ENOMEM) {
+                        free(why);
                         return r;
+                }
                 if (r < 0) {
-                        log_error("agent %s: not available; the daemon continues with the other agents",
-                                  ac->name);
+                        if (refusals_add(&s->refused, ac->name, ac->file, why, r) < 0)
+                                return -ENOMEM;
                         continue;
                 }
                 s->agents[s->n++] = a;
@@ -405,6 +451,59 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
                         "router fallback agent '%s' is not loaded; the best-scoring agent is used instead",
                         s->router.fallback);
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+const AgentRefusals *agents_refused(const AgentSet *s) {
+        return s ? &s->refused : NULL;
+}
+
+int agents_check_plugins(const Config *cfg, AgentRefusals *ret, size_t *ret_loaded) {
+        size_t loaded = 0;
+
+        if (!cfg || !ret || !ret_loaded)
+                return -EINVAL;
+        for (size_t i = 0; i < cfg->n_agents; i++) {
+                const AgentConfig *ac = &cfg->agents[i];
+                _cleanup_free_ char *path = NULL;
+                PluginAgent *p = NULL;
+                char *why = NULL;
+                int dup = 0, r;
+
+                if (!ac->enabled || isempty(ac->name))
+                        continue;
+                for (size_t k = 0; k < i; k++)
+                        dup = dup || (cfg->agents[k].enabled && streq_ptr(cfg->agents[k].name, ac->name));
+                if (dup) {
+                        why = strdup("defined twice");
+                        if (!why || refusals_add(ret, ac->name, ac->file, why, 0) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                r = plugin_path(cfg, ac, &path);
+                if (r < 0)
+                        return r;
+                PluginAgentSpec spec = {
+                        .path = path,
+                        .name = ac->name,
+                        .prompt = ac->prompt,
+                        .description = ac->description,
+                        .weight = isnan(ac->weight) || ac->weight < 0 ? 0 : ac->weight,
+                        .options = ac->options,
+                        .n_options = ac->n_options,
+                };
+                r = plugin_agent_load(&spec, &p, &why);
+                if (r == -ENOMEM && !why)
+                        return r;
+                if (r < 0) {
+                        if (refusals_add(ret, ac->name, ac->file, why, r) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                plugin_agent_free(p);
+                loaded++;
+        }
+        *ret_loaded = loaded;
         return 0;
 }
 

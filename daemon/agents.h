@@ -18,6 +18,27 @@
 typedef struct Agent Agent;
 typedef struct AgentSet AgentSet;
 
+/**
+ * struct AgentRefusal - an enabled agent that could not be loaded.
+ * @agent:  its name.
+ * @file:   the agents.d file defining it, or NULL.
+ * @reason: why, one line (e.g. "init failed: Invalid argument").
+ */
+typedef struct AgentRefusal {
+        char *agent;
+        char *file;
+        char *reason;
+} AgentRefusal;
+
+/** struct AgentRefusals - a list of refusals (@n entries in @v). */
+typedef struct AgentRefusals {
+        AgentRefusal *v;
+        size_t n;
+} AgentRefusals;
+
+/** agent_refusals_done() - free the entries and empty @r. NULL ok. */
+void agent_refusals_done(AgentRefusals *r);
+
 /* Query terms agents_route() weighs for the knowledge evidence. */
 #define AGENTS_EVIDENCE_TERMS 32u
 /* How often an agent's term statistics are re-read after its knowledge changed. */
@@ -48,6 +69,24 @@ int agents_new(const Config *cfg, AgentSet **ret);
  * @prev stays valid and must outlive nothing: shared parts are counted.
  */
 int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret);
+
+/**
+ * agents_refused() - the enabled agents of the configuration that the set
+ * could not load, each with its reason (each was also logged as an
+ * error). Borrowed from @s; never NULL for a non-NULL @s.
+ */
+const AgentRefusals *agents_refused(const AgentSet *s);
+
+/**
+ * agents_check_plugins() - what `moad --check-config` does with agents:
+ * for every enabled agent of @cfg, load its plugin, check its ABI and run
+ * its init on the agent's real configuration, then unload it again. No
+ * knowledge base is opened (a plugin's kb_search answers -ENOTSUP, as
+ * plugin.h documents for init). Fills the empty *@ret with the refused
+ * agents and sets *@ret_loaded to the number that loaded. Returns 0 or
+ * -ENOMEM.
+ */
+int agents_check_plugins(const Config *cfg, AgentRefusals *ret, size_t *ret_loaded);
 
 /** agents_free() - unload every plugin, close every database. NULL ok; returns NULL. */
 AgentSet *agents_free(AgentSet *s);

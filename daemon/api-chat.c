@@ -108,15 +108,20 @@ static void on_progress(void *userdata, json_t *event) {
         stream_send(j, json_incref(event));
 }
 
-/* The "moa" extension object of a response: trace and warnings. */
-json_t *chat_moa_extension(const EngineResult *res) {
+/* The "moa" extension object of a response: trace, warnings and the
+ * citations; present when the request had a "moa" object or moad has
+ * warnings to report. */
+json_t *chat_moa_extension(const ChatRequest *chat, const EngineResult *res) {
         json_t *o;
 
-        if (!res->trace && (!res->warnings || json_array_size(res->warnings) == 0))
+        if (!chat->has_moa && !res->trace && (!res->warnings || json_array_size(res->warnings) == 0))
                 return NULL;
         o = res->trace ? json_deep_copy(res->trace) : json_object();
         if (o && res->warnings && json_array_size(res->warnings) > 0)
                 json_object_set(o, "warnings", res->warnings);
+        if (o)
+                json_object_set_new(o, "citations",
+                                    res->citations ? json_copy(res->citations) : json_array());
         return o;
 }
 
@@ -145,7 +150,7 @@ static void reply_done(ChatJob *j, const EngineResult *res) {
                 return;
         }
 
-        moa = chat_moa_extension(res);
+        moa = chat_moa_extension(j->chat, res);
         if (!j->chat->stream) {
                 json_t *o = chat_completion_new(j->id, j->chat->model, j->created, res->content,
                                                 res->finish_reason, &res->usage);

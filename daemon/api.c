@@ -467,6 +467,9 @@ static void api_documents(Server *s, HttpRequest *req, const char *rest) {
                 reply_method_not_allowed(req, "GET, POST");
 }
 
+/* 200 {"status": "reloaded"} when every enabled agent loaded; 207
+ * {"status": "partial"} when the new configuration is active without some
+ * (docs/api.md). Both list the refused agents. */
 static void api_reload(Server *s, HttpRequest *req) {
         _cleanup_free_ char *err = NULL;
         int r = server_reload(s, &err);
@@ -477,9 +480,15 @@ static void api_reload(Server *s, HttpRequest *req) {
                                  err ? err : strerror(-r));
                 return;
         }
-        http_reply_json(req, 200,
-                        json_pack("{s:s,s:I}", "status", "reloaded", "generation",
-                                  (json_int_t) s->runtime->generation));
+        const AgentRefusals *rs = agents_refused(s->runtime->agents);
+        json_t *refused = json_array();
+        for (size_t i = 0; i < rs->n; i++)
+                json_array_append_new(refused, json_pack("{s:s,s:s?,s:s}", "agent", rs->v[i].agent, "file",
+                                                         rs->v[i].file, "reason", rs->v[i].reason));
+        http_reply_json(req, rs->n ? 207 : 200,
+                        json_pack("{s:s,s:I,s:i,s:o}", "status", rs->n ? "partial" : "reloaded",
+                                  "generation", (json_int_t) s->runtime->generation, "agents",
+                                  (int) agents_count(s->runtime->agents), "refused", refused));
 }
 
 static void api_status(Server *s, HttpRequest *req) {

@@ -158,6 +158,7 @@ static int parse_moa(json_t *moa, ChatRequest *r, ChatRequestError *err) {
                 return 0;
         if (!json_is_object(moa))
                 return fail(err, 400, "moa", "invalid_type", "'moa' must be an object");
+        r->has_moa = 1;
 
         agents = json_object_get(moa, "agents");
         if (agents && !json_is_null(agents)) {

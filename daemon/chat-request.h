@@ -21,6 +21,7 @@ typedef struct ChatRequest {
         double temperature; /* < 0: unset */
         int64_t max_tokens; /* <= 0: unset */
         /* moa extension */
+        int has_moa;   /* the request had a "moa" object: the reply carries one */
         char **agents; /* pinned agents */
         size_t n_agents;
         int trace;         /* moa.trace */

@@ -33,6 +33,7 @@ struct CurlGlue {
         CURLM *multi;
         char *description;
         sd_event_source *timer;
+        sd_event_source *kick; /* curl's 0 ms timeouts: a defer, no timerfd re-arm */
         sd_event_source *drain;
         CurlGlueIo *ios;
         CurlGlueXfer *xfers;
@@ -118,6 +119,10 @@ static int glue_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int glue_on_kick(sd_event_source *s, void *userdata) {
+        return glue_on_timer(s, 0, userdata);
+}
+
 static void glue_io_free(CurlGlue *g, CurlGlueIo *io) {
         if (io->prev)
                 io->prev->next = io->next;
@@ -177,20 +182,34 @@ static int glue_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userdata
         return 0;
 }
 
-/* curl asks to be called back after @timeout_ms (-1: never). We only arm a
- * one-shot timer here; calling curl from inside this callback is forbidden. */
+/* curl asks to be called back after @timeout_ms (-1: never); each call
+ * replaces the previous one. We only arm a source here: calling curl from
+ * inside this callback is forbidden.
+ *
+ * Every change of the earliest timer costs sd-event a timerfd_settime, and
+ * curl moves its timer several times per transfer. So a 0 ms timeout (the
+ * kick of a new transfer) runs from a defer source, and a timeout of a
+ * second or more (connect and transfer timeouts) gets 250 ms of slack, which
+ * lets sd-event put it on a 250 ms grid shared with the other long timers. */
 static int glue_timer_cb(CURLM *multi, long timeout_ms, void *userdata) {
         CurlGlue *g = userdata;
         uint64_t now, usec;
 
-        if (timeout_ms < 0)
-                return sd_event_source_set_enabled(g->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
-
-        if (sd_event_now(g->event, CLOCK_MONOTONIC, &now) < 0)
+        if (timeout_ms <= 0) {
+                if (sd_event_source_set_enabled(g->timer, SD_EVENT_OFF) < 0)
+                        return -1;
+                return sd_event_source_set_enabled(g->kick,
+                                                   timeout_ms == 0 ? SD_EVENT_ONESHOT : SD_EVENT_OFF) < 0
+                               ? -1
+                               : 0;
+        }
+        if (sd_event_source_set_enabled(g->kick, SD_EVENT_OFF) < 0 ||
+            sd_event_now(g->event, CLOCK_MONOTONIC, &now) < 0)
                 return -1;
         /* Round up so we never wake before curl's deadline and spin. */
-        usec = now + (uint64_t) timeout_ms * USEC_PER_MSEC + (timeout_ms > 0 ? USEC_PER_MSEC - 1 : 0);
-        if (sd_event_source_set_time(g->timer, usec) < 0 ||
+        usec = now + (uint64_t) timeout_ms * USEC_PER_MSEC + USEC_PER_MSEC - 1;
+        if (sd_event_source_set_time_accuracy(g->timer, timeout_ms >= 1000 ? 250 * USEC_PER_MSEC : 1) < 0 ||
+            sd_event_source_set_time(g->timer, usec) < 0 ||
             sd_event_source_set_enabled(g->timer, SD_EVENT_ONESHOT) < 0)
                 return -1;
         return 0;
@@ -213,11 +232,14 @@ int curl_glue_new(sd_event *e, const char *description, CurlGlue **ret) {
         /* Accuracy 1 us: the default (0 = 250 ms of coalescing slack) would
          * delay curl's short timeouts, e.g. the 0 ms kick of a new transfer. */
         if (sd_event_add_time(e, &g->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, glue_on_timer, g) < 0 ||
+            sd_event_add_defer(e, &g->kick, glue_on_kick, g) < 0 ||
             sd_event_add_defer(e, &g->drain, glue_on_drain, g) < 0)
                 goto fail_nomem;
         (void) sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(g->kick, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(g->drain, SD_EVENT_OFF);
         glue_set_description(g, g->timer, "timer");
+        glue_set_description(g, g->kick, "kick");
         glue_set_description(g, g->drain, "drain");
 
         if (curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, glue_socket_cb) != CURLM_OK ||
@@ -250,6 +272,7 @@ CurlGlue *curl_glue_free(CurlGlue *g) {
         while (g->ios)
                 glue_io_free(g, g->ios);
         sd_event_source_disable_unref(g->timer);
+        sd_event_source_disable_unref(g->kick);
         sd_event_source_disable_unref(g->drain);
         sd_event_unref(g->event);
         free(g->description);

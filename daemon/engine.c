@@ -17,6 +17,7 @@
 
 #include "agents.h"
 #include "chat-response.h"
+#include "citations.h"
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
@@ -101,6 +102,12 @@ struct EngineRun {
         char **ref_texts;
         char **ref_agents;
         size_t n_refs;
+
+        /* Every passage an agent's prompt showed, once per (agent, document,
+         * chunk), for the answer's citations (strings owned). */
+        CitePassage *passages;
+        size_t n_passages;
+        int model_wrote; /* a call ran on a provider other than the builtin one */
 
         json_t *trace_layers;
         json_t *warnings;
@@ -210,10 +217,62 @@ static void refs_clear(EngineRun *run) {
         run->n_refs = 0;
 }
 
+static void passages_clear(EngineRun *run) {
+        for (size_t i = 0; i < run->n_passages; i++) {
+                CitePassage *p = &run->passages[i];
+                free((char *) p->agent);
+                free((char *) p->title);
+                free((char *) p->source);
+                free((char *) p->text);
+        }
+        free(run->passages);
+        run->passages = NULL;
+        run->n_passages = 0;
+}
+
+/* Remember the hits @agent's prompt showed: those whose number "[n]" the
+ * plugin's @context carries (a plugin may show fewer than it was given).
+ * The first layer to show a passage keeps its number. */
+static int passages_add(EngineRun *run, const char *agent, const KbHit *hits, size_t n_hits,
+                        const char *context, int attached) {
+        for (size_t i = 0; i < n_hits && i < CITATIONS_MAX; i++) {
+                char mark[16];
+                size_t k;
+
+                snprintf(mark, sizeof mark, "[%zu]", i + 1);
+                if (!context || !strstr(context, mark))
+                        continue;
+                for (k = 0; k < run->n_passages; k++)
+                        if (streq(run->passages[k].agent, agent) &&
+                            streq(run->passages[k].title, hits[i].title) &&
+                            run->passages[k].chunk == hits[i].chunk)
+                                break;
+                if (k < run->n_passages || run->n_passages >= CITATIONS_MAX)
+                        continue;
+                CitePassage *n = reallocarray(run->passages, run->n_passages + 1, sizeof *n);
+                if (!n)
+                        return -ENOMEM;
+                run->passages = n;
+                n = &run->passages[run->n_passages];
+                *n = (CitePassage){.agent = strdup(agent),
+                                   .number = (unsigned) i + 1,
+                                   .title = strdup(hits[i].title),
+                                   .source = strdup(hits[i].source ? hits[i].source : ""),
+                                   .chunk = hits[i].chunk,
+                                   .text = strdup(hits[i].text ? hits[i].text : ""),
+                                   .attached = attached};
+                run->n_passages++;
+                if (!n->agent || !n->title || !n->source || !n->text)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static void run_free(EngineRun *run) {
         if (!run)
                 return;
         calls_clear(run);
+        passages_clear(run);
         refs_clear(run);
         route_result_done(&run->route);
         for (size_t i = 0; i < run->n_sel; i++)
@@ -268,6 +327,7 @@ static char *selected_names(EngineRun *run) {
 static void run_finish(EngineRun *run, int error, unsigned status, const char *type, const char *code,
                        const char *message) {
         _cleanup_free_ char *agents = selected_names(run);
+        _cleanup_(json_decrefp) json_t *citations = NULL;
         json_t *trace = NULL;
         EngineResult res = {
                 .error = error,
@@ -289,6 +349,10 @@ static void run_finish(EngineRun *run, int error, unsigned status, const char *t
                                   run->trace_layers, "pipeline",
                                   run->spec.pipeline ? run->spec.pipeline->name : run->spec.agent);
                 res.trace = trace;
+        }
+        if (error == 0) {
+                citations = citations_build(run->final, run->passages, run->n_passages, !run->model_wrote);
+                res.citations = citations;
         }
         run->cb.on_done(run->userdata, &res);
         json_decref(trace);
@@ -394,6 +458,9 @@ static const ProviderCallbacks call_callbacks = {.on_delta = on_call_delta, .on_
 /* (Re)issue c's call on c->provider with the stored messages and task. */
 static int call_issue(EngineRun *run, AgentCall *c) {
         const ChatRequest *chat = run->spec.chat;
+
+        if (!streq(c->provider->ops->type, "builtin"))
+                run->model_wrote = 1;
         ProviderRequest req = {
                 .request_id = run->spec.request_id,
                 .agent = c->agent,
@@ -525,6 +592,8 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                  * plugin's prompt and the template say. */
                 grounded = prompt_context(context);
                 if (!grounded)
+                        return -ENOMEM;
+                if (passages_add(run, agent_name(s->a), c->hits, c->n_hits, context, 0) < 0)
                         return -ENOMEM;
                 if (layer->role == LAYER_REFINE)
                         full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,

@@ -33,6 +33,7 @@ typedef struct EngineResult {
         ProviderUsage usage;  /* sum over every call of the request */
         json_t *trace;        /* borrowed, NULL unless the request asked */
         json_t *warnings;     /* borrowed array of strings, may be empty */
+        json_t *citations;    /* borrowed array (citations.h), NULL on error */
         const char *agents;   /* selected agents, comma-separated, for logs */
         int streamed;         /* on_delta was called at least once */
         uint64_t layers_usec; /* time spent inside layers, waiting on providers */

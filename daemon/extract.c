@@ -585,8 +585,11 @@ static int is_run_in_heading(const char *s, size_t len) {
         return inner == NULL;
 }
 
-/* Clean one raw span: collapse whitespace, drop Markdown markers and "**",
- * optionally pull out " [n]" citations into @cites. Returns a malloc'ed
+/* Clean one raw span: collapse whitespace, drop the block markers that
+ * start a line ("#", ">", "- ", "1. "), optionally pull out " [n]"
+ * citations into @cites. Everything else is kept byte for byte (emphasis
+ * too), so a quoted sentence is found verbatim in its chunk once runs of
+ * white space are read as one space (see citations.h). Returns a malloc'ed
  * string ("" if nothing is left) or NULL on OOM; *ret_heading is 1 for a
  * Markdown heading, 2 for a table row (neither is an answer sentence). */
 static char *clean_sentence(const char *s, size_t len, int parse_cites, unsigned *cites, unsigned *n_cites,
@@ -621,8 +624,6 @@ static char *clean_sentence(const char *s, size_t len, int parse_cites, unsigned
                 if (is_space_b(c)) {
                         if (o > 0 && out[o - 1] != ' ')
                                 out[o++] = ' ';
-                } else if (c == '*' && i + 1 < len && s[i + 1] == '*') {
-                        i++;
                 } else if (parse_cites && c == '[' && (o == 0 || !isalnum((unsigned char) out[o - 1]))) {
                         size_t k = i + 1;
                         unsigned v = 0;
@@ -664,7 +665,8 @@ static char *clean_sentence(const char *s, size_t len, int parse_cites, unsigned
         while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == ';' || out[o - 1] == ','))
                 o--;
         /* "word ." left behind by a removed citation */
-        if (o >= 2 && out[o - 2] == ' ' && (out[o - 1] == '.' || out[o - 1] == '!' || out[o - 1] == '?')) {
+        if (parse_cites && o >= 2 && out[o - 2] == ' ' &&
+            (out[o - 1] == '.' || out[o - 1] == '!' || out[o - 1] == '?')) {
                 out[o - 2] = out[o - 1];
                 o--;
         }

@@ -626,12 +626,22 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- driving MHD from sd-event ---- */
 
+static void listener_schedule_run(HttpListener *l) {
+        (void) sd_event_source_set_enabled(l->run, SD_EVENT_ONESHOT);
+}
+
 static void listener_arm_timer(HttpListener *l) {
         MHD_UNSIGNED_LONG_LONG timeout_ms;
         uint64_t now;
 
         if (MHD_get_timeout(l->mhd, &timeout_ms) != MHD_YES) {
                 (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+                return;
+        }
+        /* 0: MHD has work now (e.g. after a response): a defer source runs
+         * it without the timerfd re-arm, wake-up and read of a timer. */
+        if (timeout_ms == 0) {
+                listener_schedule_run(l);
                 return;
         }
         (void) sd_event_now(l->server->event, CLOCK_MONOTONIC, &now);
@@ -669,10 +679,6 @@ static int on_mhd_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_mhd_defer(sd_event_source *s, void *userdata) {
         listener_run(userdata);
         return 0;
-}
-
-static void listener_schedule_run(HttpListener *l) {
-        (void) sd_event_source_set_enabled(l->run, SD_EVENT_ONESHOT);
 }
 
 static HttpListener *listener_free(HttpListener *l) {

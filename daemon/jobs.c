@@ -332,7 +332,7 @@ static void on_line_done(void *userdata, const EngineResult *res) {
                        error_body(res->error_type ? res->error_type : "server_error", NULL, res->error_code,
                                   res->error_message ? res->error_message : "pipeline failed"));
         else {
-                json_t *moa = chat_moa_extension(res);
+                json_t *moa = chat_moa_extension(l->chat, res);
                 char id[128];
 
                 snprintf(id, sizeof id, "chatcmpl-%s", l->request_id);

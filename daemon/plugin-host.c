@@ -2,7 +2,6 @@
  * dlopen + descriptor checks (refusing with one clear line), the host
  * service table (allocator, logging, config look-up, knowledge-base search)
  * and the wrappers the daemon calls. */
-#include <dlfcn.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -11,6 +10,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin-host.h"
+#include "plugin-module.h"
 
 struct MoaHostContext {
         PluginAgent *agent;
@@ -18,10 +18,11 @@ struct MoaHostContext {
 
 struct PluginAgent {
         MoaHostContext ctx;
-        void *dl;
+        PluginModule *module; /* NULL for the generic expert */
         const MoaPlugin *desc;
         void *state;
         int initialised;
+        int fresh; /* the module was loaded for this agent (not shared) */
 
         char *path;
         char *name;
@@ -164,8 +165,7 @@ PluginAgent *plugin_agent_free(PluginAgent *a) {
                 return NULL;
         if (a->initialised && a->desc && a->desc->fini)
                 a->desc->fini(a->state);
-        if (a->dl)
-                dlclose(a->dl);
+        plugin_module_unref(a->module);
         for (size_t i = 0; i < a->n_options; i++) {
                 free(a->keys[i]);
                 free(a->values[i]);
@@ -222,72 +222,68 @@ static int copy_spec(PluginAgent *a, const PluginAgentSpec *spec) {
         return 0;
 }
 
-/* The descriptor checks, in the order plugin.h documents. Logs the refusal. */
-static int check_descriptor(const PluginAgent *a, const MoaPlugin *d) {
+/* Set *ret_error (may be NULL) to a malloc'ed reason; returns @r. */
+static _printf_(3, 4) int refuse(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r;
+}
+
+/* The descriptor checks, in the order plugin.h documents. */
+static int check_descriptor(const MoaPlugin *d, char **ret_error) {
         if (d->abi_major != MOA_PLUGIN_ABI_MAJOR)
-                return log_error_errno(-EPROTO,
-                                       "agent %s: refusing plugin %s: built for plugin ABI %u.%u, this host "
-                                       "speaks %u.%u (major must match)",
-                                       a->name, a->path, (unsigned) d->abi_major, (unsigned) d->abi_minor,
-                                       MOA_PLUGIN_ABI_MAJOR, MOA_PLUGIN_ABI_MINOR);
+                return refuse(ret_error, -EPROTO,
+                              "built for plugin ABI %u.%u, this host speaks %u.%u (major must match)",
+                              (unsigned) d->abi_major, (unsigned) d->abi_minor, MOA_PLUGIN_ABI_MAJOR,
+                              MOA_PLUGIN_ABI_MINOR);
         if (d->size < MOA_PLUGIN_MIN_SIZE)
-                return log_error_errno(
-                        -ENOEXEC,
-                        "agent %s: refusing plugin %s: descriptor is %u bytes, ABI %u needs at "
-                        "least %u",
-                        a->name, a->path, (unsigned) d->size, MOA_PLUGIN_ABI_MAJOR,
-                        (unsigned) MOA_PLUGIN_MIN_SIZE);
+                return refuse(ret_error, -ENOEXEC, "descriptor is %u bytes, ABI %u needs at least %u",
+                              (unsigned) d->size, MOA_PLUGIN_ABI_MAJOR, (unsigned) MOA_PLUGIN_MIN_SIZE);
         if (!d->signature || !streq(d->signature, MOA_PLUGIN_SIGNATURE))
-                return log_error_errno(-EPROTO,
-                                       "agent %s: refusing plugin %s: build signature \"%.64s\" does not "
-                                       "match the host's \"%s\"",
-                                       a->name, a->path, d->signature ? d->signature : "(null)",
-                                       MOA_PLUGIN_SIGNATURE);
+                return refuse(ret_error, -EPROTO,
+                              "build signature \"%.64s\" does not match the host's \"%s\"",
+                              d->signature ? d->signature : "(null)", MOA_PLUGIN_SIGNATURE);
         if (isempty(d->name) || strnlen(d->name, 65) > 64)
-                return log_error_errno(-EINVAL, "agent %s: refusing plugin %s: descriptor has no valid name",
-                                       a->name, a->path);
+                return refuse(ret_error, -EINVAL, "descriptor has no valid name");
         if (!d->score || !d->build_prompt)
-                return log_error_errno(-EINVAL,
-                                       "agent %s: refusing plugin %s (%s): required callback %s is NULL",
-                                       a->name, a->path, d->name, !d->score ? "score" : "build_prompt");
+                return refuse(ret_error, -EINVAL, "required callback %s is NULL",
+                              !d->score ? "score" : "build_prompt");
         return 0;
 }
 
-/* dlopen a->path and check its descriptor; sets a->dl and a->desc. Logs the refusal. */
-static int plugin_open(PluginAgent *a) {
-        int r;
+/* Load a->path (a private copy of it, see plugin-module.h) and check its
+ * descriptor; sets a->module and a->desc. */
+static int plugin_open(PluginAgent *a, char **ret_error) {
+        int r, fresh = 0;
 
-        if (access(a->path, F_OK) < 0)
-                return log_error_errno(-errno, "agent %s: refusing plugin %s", a->name, a->path);
-
-        (void) dlerror();
-        a->dl = dlopen(a->path, RTLD_NOW | RTLD_LOCAL);
-        if (!a->dl) {
-                const char *e = dlerror();
-                return log_error_errno(-ENOEXEC, "agent %s: refusing plugin %s: dlopen failed: %s", a->name,
-                                       a->path, e ? e : "unknown error");
-        }
-
-        (void) dlerror();
-        void *sym = dlsym(a->dl, MOA_PLUGIN_ENTRY_SYMBOL);
+        r = plugin_module_open(a->path, &a->module, &fresh, ret_error);
+        if (r < 0)
+                return r;
+        void *sym = plugin_module_sym(a->module, MOA_PLUGIN_ENTRY_SYMBOL);
         if (!sym)
-                return log_error_errno(-ENOEXEC, "agent %s: refusing plugin %s: no entry symbol %s", a->name,
-                                       a->path, MOA_PLUGIN_ENTRY_SYMBOL);
+                return refuse(ret_error, -ENOEXEC, "no entry symbol %s", MOA_PLUGIN_ENTRY_SYMBOL);
         MoaPluginEntryFunc entry;
         memcpy(&entry, &sym, sizeof(entry)); /* object pointer to function pointer, POSIX-sanctioned */
         const MoaPlugin *d = entry();
         if (!d)
-                return log_error_errno(-ENOEXEC, "agent %s: refusing plugin %s: %s returned NULL", a->name,
-                                       a->path, MOA_PLUGIN_ENTRY_SYMBOL);
-        r = check_descriptor(a, d);
+                return refuse(ret_error, -ENOEXEC, "%s returned NULL", MOA_PLUGIN_ENTRY_SYMBOL);
+        r = check_descriptor(d, ret_error);
         if (r < 0)
                 return r;
         a->desc = d;
+        a->fresh = fresh;
         return 0;
 }
 
-int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
+int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret, char **ret_error) {
         _cleanup_(plugin_agent_freep) PluginAgent *a = NULL;
+        _cleanup_free_ char *why = NULL;
         int r;
 
         if (!spec || (spec->path && !*spec->path) || isempty(spec->name) || !ret)
@@ -302,9 +298,9 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
                 return r;
 
         if (spec->path) {
-                r = plugin_open(a);
+                r = plugin_open(a, &why);
                 if (r < 0)
-                        return r;
+                        goto refused;
         } else
                 a->desc = plugin_generic_descriptor();
 
@@ -314,8 +310,8 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
                 if (r < 0) {
                         if (r < -4095)
                                 r = -EIO;
-                        return log_error_errno(r, "agent %s: refusing plugin %s (%s): init failed", a->name,
-                                               a->path, d->name);
+                        refuse(&why, r, "%s init failed: %s", d->name, strerror(-r));
+                        goto refused;
                 }
                 if (r > 0)
                         log_warning("agent %s: plugin %s init returned %d, treating as success", a->name,
@@ -323,10 +319,19 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret) {
         }
         a->initialised = 1;
 
-        log_info("agent %s: loaded plugin %s %s (ABI %u.%u) from %s", a->name, d->name,
-                 d->version ? d->version : "", (unsigned) d->abi_major, (unsigned) d->abi_minor, a->path);
+        log_info("agent %s: loaded plugin %s %s (ABI %u.%u) from %s%s", a->name, d->name,
+                 d->version ? d->version : "", (unsigned) d->abi_major, (unsigned) d->abi_minor, a->path,
+                 spec->path && a->fresh ? " (a private copy)" : "");
         *ret = TAKE_PTR(a);
         return 0;
+
+refused:
+        if (r == -ENOMEM && !why)
+                return r;
+        log_error_errno(r, "agent %s: refusing plugin %s: %s", a->name, a->path, why ? why : strerror(-r));
+        if (ret_error && asprintf(ret_error, "plugin %s: %s", a->path, why ? why : strerror(-r)) < 0)
+                *ret_error = NULL;
+        return r;
 }
 
 /* ---- calls ------------------------------------------------------------ */

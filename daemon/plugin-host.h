@@ -53,16 +53,18 @@ typedef struct PluginAgentSpec {
 #define PLUGIN_MAX_OUTPUT_BYTES (4u * 1024u * 1024u)
 
 /**
- * plugin_agent_load() - dlopen @spec->path, look up MOA_PLUGIN_ENTRY_SYMBOL,
- * check ABI major, descriptor size, build signature, name and required
- * callbacks, then call the plugin's init. Any refusal logs one error line
- * naming the agent, the file and the reason, and returns a negative errno:
- * -ENOENT (file missing), -ENOEXEC (not loadable / no entry symbol /
- * bad descriptor), -EPROTO (ABI major or signature mismatch), -EINVAL
- * (missing required callback or name), or init's own error.
- * On success *@ret is a new agent (free with plugin_agent_free()).
+ * plugin_agent_load() - load @spec->path (a private copy of it when the
+ * file changed since it was last loaded, see plugin-module.h), look up
+ * MOA_PLUGIN_ENTRY_SYMBOL, check ABI major, descriptor size, build
+ * signature, name and required callbacks, then call the plugin's init.
+ * Any refusal logs one error line naming the agent, the file and the
+ * reason, sets *@ret_error (may be NULL) to that reason (malloc'ed) and
+ * returns a negative errno: -ENOENT (file missing), -ENOEXEC (not loadable
+ * / no entry symbol / bad descriptor), -EPROTO (ABI major or signature
+ * mismatch), -EINVAL (missing required callback or name), or init's own
+ * error. On success *@ret is a new agent (free with plugin_agent_free()).
  */
-int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret);
+int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret, char **ret_error);
 
 /** plugin_generic_descriptor() - the generic expert's descriptor (plugin-generic.c). */
 const struct MoaPlugin *plugin_generic_descriptor(void);
@@ -70,7 +72,8 @@ const struct MoaPlugin *plugin_generic_descriptor(void);
 /** PLUGIN_GENERIC_PATH - what plugin_agent_path() says for the generic expert. */
 #define PLUGIN_GENERIC_PATH "(built-in generic expert)"
 
-/** plugin_agent_free() - call fini, dlclose, free. NULL is a no-op. Returns NULL. */
+/** plugin_agent_free() - call fini, drop the module (dlclosed with its last user), free. NULL is a no-op.
+ * Returns NULL. */
 PluginAgent *plugin_agent_free(PluginAgent *a);
 
 /**

@@ -199,7 +199,20 @@ int server_reload(Server *s, char **ret_error) {
         /* In-flight requests keep their reference to the old runtime. */
         runtime_unref(s->runtime);
         s->runtime = rt;
-        log_info("configuration reloaded (generation %llu, %zu agents)", (unsigned long long) rt->generation,
-                 agents_count(rt->agents));
+        const AgentRefusals *rs = agents_refused(rt->agents);
+        if (rs->n == 0) {
+                log_info("configuration reloaded (generation %llu, %zu agents)",
+                         (unsigned long long) rt->generation, agents_count(rt->agents));
+                return 0;
+        }
+        char names[512] = "";
+        for (size_t i = 0, o = 0; i < rs->n && o < sizeof names; i++) {
+                int m = snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "", rs->v[i].agent);
+                if (m < 0)
+                        break;
+                o += (size_t) m;
+        }
+        log_warning("configuration reloaded (generation %llu, %zu agents) without %zu refused agent(s): %s",
+                    (unsigned long long) rt->generation, agents_count(rt->agents), rs->n, names);
         return 0;
 }

@@ -95,8 +95,12 @@ void api_chat_drain_queue(Server *s);
  */
 int chat_resolve_spec(const Config *cfg, const ChatRequest *chat, EngineRunSpec *spec,
                       ChatRequestError *err);
-/** chat_moa_extension() - a response's "moa" object (trace, warnings) or NULL. */
-json_t *chat_moa_extension(const EngineResult *res);
+/**
+ * chat_moa_extension() - a response's "moa" object (trace, warnings,
+ * citations) or NULL when @chat had no "moa" object and there is nothing
+ * to report.
+ */
+json_t *chat_moa_extension(const ChatRequest *chat, const EngineResult *res);
 
 /* api-files.c, api-batches.c: the Files and Batches API. */
 void api_files(Server *s, HttpRequest *req, const char *rest);

@@ -1,7 +1,6 @@
 # bench.cmake — builds bench/moabench, the load generator of the benchmark
-# harness (bench/run.sh). Not a test: nothing is registered with CTest, so
-# no timing ever gates a build (benchmarks are run by hand, see
-# docs/performance.md). Output: <builddir>/bench/moabench.
+# harness (bench/run.sh), and registers bench-smoke. No timing ever gates a
+# build: benchmarks are run by hand (docs/performance.md). Output: <builddir>/bench/moabench.
 add_executable(moabench ${CMAKE_SOURCE_DIR}/bench/moabench.c)
 target_compile_definitions(moabench PRIVATE _GNU_SOURCE)
 target_link_libraries(moabench PRIVATE PkgConfig::CURL)
@@ -12,3 +11,12 @@ set_target_properties(moabench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINAR
 add_executable(route-cost ${CMAKE_SOURCE_DIR}/bench/route-cost.c)
 target_link_libraries(route-cost PRIVATE moacore)
 set_target_properties(route-cost PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+
+# bench-smoke: about 10 s of every benchmark scenario with tiny counts. It
+# checks that the harness runs (each scenario answers, nothing skipped); the
+# figures it prints mean nothing and nothing is compared with a time.
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+add_test(NAME bench-smoke
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/bench.py --smoke --no-write
+                 --build ${CMAKE_BINARY_DIR})
+set_tests_properties(bench-smoke PROPERTIES LABELS bench TIMEOUT 120)

@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
         }
         log_setup(LOG_LEVEL_INFO, 0);
         PluginAgentSpec spec = {.path = argv[1], .name = "oot", .weight = 1.0};
-        r = plugin_agent_load(&spec, &a);
+        r = plugin_agent_load(&spec, &a, NULL);
         if (r < 0) {
                 fprintf(stderr, "load failed: %s\n", strerror(-r));
                 return 1;

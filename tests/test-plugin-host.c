@@ -12,6 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin-host.h"
+#include "plugin-module.h"
 #include <moa/plugin.h>
 
 static PluginAgent *load(const char *path, const char *name, const KeyValue *opts, size_t n_opts,
@@ -19,7 +20,7 @@ static PluginAgent *load(const char *path, const char *name, const KeyValue *opt
         PluginAgent *a = NULL;
         PluginAgentSpec spec = {
                 .path = path, .name = name, .weight = 1, .options = opts, .n_options = n_opts};
-        *ret_r = plugin_agent_load(&spec, &a);
+        *ret_r = plugin_agent_load(&spec, &a, NULL);
         return a;
 }
 
@@ -100,20 +101,93 @@ START_TEST(test_abi_1_0_score) {
         PluginAgent *a = NULL;
         PluginAgentSpec spec = {.path = TEST_PLUGIN_DIR "/abi-1-0.so", .name = "old"};
         double s = 1;
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), 0);
         ck_assert_int_eq(plugin_agent_score(a, "anything", &s, NULL), 0);
         ck_assert(s == 0.0);
         plugin_agent_free(a);
 }
 END_TEST
 
+/* Overwrite @dst in place (same inode, truncated) with the bytes of @src. */
+static void overwrite(const char *src, const char *dst) {
+        char buf[65536];
+        size_t n;
+        FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+        ck_assert_ptr_nonnull(in);
+        ck_assert_ptr_nonnull(out);
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+                ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+        fclose(in);
+        ck_assert_int_eq(fclose(out), 0);
+}
+
+/* Agents of an unchanged file share one loaded copy; a file changed in
+ * place is loaded afresh beside the old copy, which keeps working for its
+ * agents and is unloaded with the last of them. */
+START_TEST(test_module_private_copy) {
+        char dir[] = "/tmp/moad-module-XXXXXX", path[128];
+        PluginAgent *a = NULL, *b = NULL, *c = NULL;
+        struct stat st1, st2;
+        double s = 0;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/p.so", dir);
+        overwrite(SHIPPED_PLUGIN_DIR "/legal.so", path);
+        unsigned n0 = plugin_module_count();
+        PluginAgentSpec spec = {.path = path, .name = "a"};
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), 0);
+        spec.name = "b";
+        ck_assert_int_eq(plugin_agent_load(&spec, &b, NULL), 0);
+        ck_assert_uint_eq(plugin_module_count(), n0 + 1);
+
+        ck_assert_int_eq(stat(path, &st1), 0);
+        overwrite(SHIPPED_PLUGIN_DIR "/finance.so", path);
+        ck_assert_int_eq(stat(path, &st2), 0);
+        ck_assert(st1.st_ino == st2.st_ino); /* really in place */
+        spec.name = "c";
+        ck_assert_int_eq(plugin_agent_load(&spec, &c, NULL), 0);
+        ck_assert_uint_eq(plugin_module_count(), n0 + 2);
+        ck_assert_str_eq(plugin_agent_plugin_name(a), "legal");
+        ck_assert_str_eq(plugin_agent_plugin_name(c), "finance");
+        /* the old copy still runs, although its file was overwritten */
+        ck_assert_int_eq(plugin_agent_score(a, "Is this non-compete clause enforceable?", &s, NULL), 0);
+        ck_assert(s > 0);
+
+        plugin_agent_free(a);
+        ck_assert_uint_eq(plugin_module_count(), n0 + 2);
+        plugin_agent_free(b);
+        ck_assert_uint_eq(plugin_module_count(), n0 + 1);
+        plugin_agent_free(c);
+        ck_assert_uint_eq(plugin_module_count(), n0);
+        unlink(path);
+        rmdir(dir);
+}
+END_TEST
+
+/* A refusal's reason names the plugin file and says why. */
+START_TEST(test_refusal_reason) {
+        PluginAgent *a = NULL;
+        char *why = NULL;
+        PluginAgentSpec spec = {.path = "/nonexistent/x.so", .name = "x"};
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, &why), -ENOENT);
+        ck_assert_str_eq(why, "plugin /nonexistent/x.so: No such file or directory");
+        free(why);
+        why = NULL;
+        spec.path = TEST_PLUGIN_DIR "/bad-major.so";
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, &why), -EPROTO);
+        ck_assert_ptr_nonnull(strstr(why, "bad-major.so: built for plugin ABI 2."));
+        free(why);
+        ck_assert_ptr_null(a);
+}
+END_TEST
+
 START_TEST(test_refuse_bad_spec) {
         PluginAgent *a = NULL;
         PluginAgentSpec spec = {.path = "", .name = "x"};
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), -EINVAL);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), -EINVAL);
         spec.path = "/x.so";
         spec.name = "";
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), -EINVAL);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), -EINVAL);
         ck_assert_ptr_null(a);
 }
 END_TEST
@@ -163,7 +237,7 @@ START_TEST(test_probe_services) {
                                 .kb_userdata = (void *) "doc"};
 
         /* A descriptor of a later minor (larger, minor+1) is accepted. */
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), 0);
         ck_assert_str_eq(plugin_agent_name(a), "myagent");
         ck_assert_str_eq(plugin_agent_plugin_name(a), "probe");
         ck_assert_str_eq(plugin_agent_version(a), "9.9");
@@ -230,7 +304,7 @@ START_TEST(test_probe_services) {
         spec.name = "second";
         spec.kb_search = failing_search;
         spec.prompt = NULL;
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), 0);
         ck_assert_int_eq(plugin_agent_build_prompt(a, "q", NULL, 0, &sys, &ctx), 0);
         ck_assert_str_eq(sys, "(none)|0|");
         ck_assert_str_eq(ctx, "search error -5");
@@ -240,7 +314,7 @@ START_TEST(test_probe_services) {
 
         /* no search service at all: -ENOTSUP */
         spec.kb_search = NULL;
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), 0);
         ck_assert_int_eq(plugin_agent_build_prompt(a, "q", NULL, 0, &sys, &ctx), 0);
         ck_assert_str_eq(ctx, "search error -95");
         free(sys);
@@ -464,7 +538,7 @@ START_TEST(test_configured_prompt_and_options) {
                                 .weight = 1,
                                 .options = opts,
                                 .n_options = 1};
-        ck_assert_int_eq(plugin_agent_load(&spec, &a), 0);
+        ck_assert_int_eq(plugin_agent_load(&spec, &a, NULL), 0);
         char *sys = NULL, *ctx = NULL;
         ck_assert_int_eq(plugin_agent_build_prompt(a, "Kaution", NULL, 0, &sys, &ctx), 0);
         ck_assert(strncmp(sys, "Du bist Juristin.", 17) == 0);
@@ -525,6 +599,8 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_abi_1_0_score);
         tcase_add_test(tc, test_probe_services);
         tcase_add_test(tc, test_one_so_two_agents);
+        tcase_add_test(tc, test_module_private_copy);
+        tcase_add_test(tc, test_refusal_reason);
         suite_add_tcase(s, tc);
         tc = tcase_create("shipped");
         tcase_add_test(tc, test_shipped_load_and_describe);

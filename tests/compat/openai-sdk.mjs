@@ -31,6 +31,8 @@ function check(cond, what) {
   if (!cond) throw new Mismatch(what);
 }
 const show = (v) => JSON.stringify(v)?.slice(0, 400);
+// An error's headers: a fetch Headers object in SDK 5, a plain object in 4.
+const header = (h, name) => (typeof h?.get === "function" ? h.get(name) : h?.[name]);
 const question = "Can my landlord keep the deposit after I move out?";
 const messages = [{ role: "user", content: question }];
 
@@ -107,7 +109,7 @@ const checks = [
       client.chat.completions.create({ model: "nope", messages }), "model nope");
     check(e.message.includes("nope"), `message does not name the model: ${show(e.message)}`);
     check(e.error?.message?.includes("nope"), `error.message does not name the model: ${show(e.error)}`);
-    check(e.headers?.["x-request-id"], "404 has no x-request-id header");
+    check(header(e.headers, "x-request-id"), "404 has no x-request-id header");
     return e.message;
   }],
 

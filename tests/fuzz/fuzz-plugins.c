@@ -30,7 +30,7 @@ static void load(void) {
                 snprintf(path, sizeof(path), "%s/%s.so", SHIPPED_PLUGIN_DIR, names[i]);
                 PluginAgentSpec spec = {
                         .path = streq(names[i], "generic") ? NULL : path, .name = names[i], .weight = 1};
-                if (plugin_agent_load(&spec, &agents[i]) < 0)
+                if (plugin_agent_load(&spec, &agents[i], NULL) < 0)
                         abort();
         }
         static const ClassifierSample samples[] = {

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import unittest
 
-from moadtest import Daemon, UnixHTTPConnection
+from moadtest import Daemon, UnixHTTPConnection, cannot_run
 
 CLIENT = r"""
 import http.client, json, socket, sys
@@ -24,7 +24,6 @@ print(c.getresponse().status)
 """
 
 NOBODY = 65534
-ROOT_ONLY = os.geteuid() == 0 and shutil.which("setpriv")
 
 
 def free_port():
@@ -35,27 +34,67 @@ def free_port():
     return p
 
 
-@unittest.skipUnless(ROOT_ONLY, "needs root and setpriv to act as another uid")
+def as_nobody(argv, cwd):
+    """Runs argv as NOBODY (no groups) in cwd; returns the CompletedProcess."""
+    cmd = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"] + argv
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def unprivileged_runner():
+    """A directory that NOBODY can reach, holding the client script, and a
+    Python interpreter that NOBODY can run: ((python, dir), None), or
+    (None, reason). The clone may sit in root's mode-700 home directory
+    (and Python in ~/.pyenv), so nothing is run from there: the client is
+    copied to a fresh mode-755 directory under /tmp and the interpreter is
+    the first candidate NOBODY can really start."""
+    if os.geteuid() != 0:
+        return None, "needs root to act as another uid (running as uid %d)" % os.geteuid()
+    if not shutil.which("setpriv"):
+        return None, "needs setpriv (package util-linux) to act as another uid"
+    base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    d = tempfile.mkdtemp(prefix="moad-access-", dir=base)
+    os.chmod(d, 0o755)
+    with open(os.path.join(d, "client.py"), "w") as f:
+        f.write(CLIENT)
+    os.chmod(os.path.join(d, "client.py"), 0o644)
+    tried = []
+    for py in dict.fromkeys([sys.executable, "/usr/bin/python3", shutil.which("python3") or ""]):
+        if not py:
+            continue
+        p = as_nobody([py, "-c", "print('ok')"], d)
+        if p.returncode == 0 and p.stdout.strip() == "ok":
+            return (py, d), None
+        tried.append("%s: %s" % (py, (p.stderr.strip() or "exit %d" % p.returncode)[-200:]))
+    shutil.rmtree(d, ignore_errors=True)
+    return None, "uid %d cannot start Python from %s (%s)" % (NOBODY, d, "; ".join(tried))
+
+
 class PeerCredentials(unittest.TestCase):
+    """Clients run as NOBODY against a daemon whose socket lives in a
+    mode-755 directory of our own: never skipped quietly (see cannot_run)."""
     config = None
 
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(config=cls.config)
-        os.chmod(cls.d.dir, 0o755)
+        runner, why = unprivileged_runner()
+        if not runner:
+            cannot_run(why)
+        cls.python, cls.dir = runner
+        cls.d = Daemon(config=cls.config, socket_path=os.path.join(cls.dir, "moad.sock"))
         os.chmod(cls.d.socket, 0o666)
 
     @classmethod
     def tearDownClass(cls):
         cls.d.cleanup()
+        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def as_user(self, uid, method, path, body=None, groups=None):
         cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid]
         cmd += ["--groups=%s" % ",".join(map(str, groups))] if groups else ["--clear-groups"]
-        cmd += [sys.executable, "-c", CLIENT, self.d.socket, method, path]
+        cmd += [self.python, os.path.join(self.dir, "client.py"), self.d.socket, method, path]
         if body is not None:
             cmd.append(json.dumps(body))
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=self.dir)
         self.assertEqual(p.returncode, 0, p.stderr)
         return int(p.stdout.strip())
 

@@ -3,9 +3,11 @@ SDK (`openai` on npm, the exact version pinned in tests/compat/package.json)
 runs tests/compat/openai-sdk.mjs against the real daemon on a TCP listener
 (models, plain and streamed completions, headers, error classes, extra body
 fields, keep-alive, and the Batch API: files.create, batches.create,
-retrieve, list and cancel, files.content and files.del). The test itself stays offline: the SDK is installed
-beforehand by `npm ci` in tests/compat (.ci/run does it when npm exists).
-Skipped, with the reason, when Node.js or the SDK is missing."""
+retrieve, list and cancel, files.content and files.del). The test itself
+stays offline: the SDK is installed beforehand by `npm ci` in tests/compat
+(.ci/run installs Debian's nodejs and npm and does it). When Node.js or the
+SDK is missing the test is skipped with the reason on a developer's machine
+and fails under CI (CI=true)."""
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from moadtest import SRC, Daemon, DaemonTestCase
+from moadtest import SRC, Daemon, DaemonTestCase, cannot_run
 
 COMPAT = os.path.join(SRC, "tests", "compat")
 SCRIPT = os.path.join(COMPAT, "openai-sdk.mjs")
@@ -78,7 +80,7 @@ class OpenAINodeSDK(DaemonTestCase):
     def setUpClass(cls):
         why = ensure_sdk()
         if why:
-            raise unittest.SkipTest(why)
+            cannot_run(why)
         # The port may be taken between free_port() and moad's bind: retry.
         for attempt in range(3):
             cls.port = free_port()
