@@ -167,7 +167,7 @@ const checks = [
     return `${batch.id}: ${out.length} lines, output ${batch.output_file_id}`;
   }],
 
-  ["Batch API: batches.cancel, files.del", async () => {
+  ["Batch API: batches.cancel, files.delete", async () => {
     // Many lines, so that the cancel arrives long before the last is answered.
     const n = 400;
     const jsonl = Array.from({ length: n }, (_, i) => JSON.stringify({ custom_id: `q${i}`, method: "POST",
@@ -178,9 +178,9 @@ const checks = [
     check(cancelled.id === batch.id && cancelled.status === "cancelled", `batches.cancel(): ${show(cancelled)}`);
     check(cancelled.request_counts.completed < n, `cancel came after every line: ${show(cancelled.request_counts)}`);
     await expectError(OpenAI.ConflictError, 409, client.batches.cancel(batch.id), "batches.cancel() again");
-    const del = await client.files.del(file.id);
-    check(del.id === file.id && del.deleted === true, `files.del(): ${show(del)}`);
-    await expectError(OpenAI.NotFoundError, 404, client.files.retrieve(file.id), "files.retrieve() after files.del()");
+    const del = await client.files.delete(file.id);
+    check(del.id === file.id && del.deleted === true, `files.delete(): ${show(del)}`);
+    await expectError(OpenAI.NotFoundError, 404, client.files.retrieve(file.id), "files.retrieve() after files.delete()");
     return `cancelled after ${cancelled.request_counts.completed} of ${n} lines`;
   }],
 
