@@ -39,6 +39,18 @@ def multipart(fields, files):
     return out, "multipart/form-data; boundary=" + b
 
 
+def finish(d):
+    """Stop a daemon like DaemonTestCase does: it must exit 0 and its log
+    must hold no sanitizer report."""
+    rc = d.stop()
+    log = d.read_log()
+    shutil.rmtree(d.dir, ignore_errors=True)
+    if rc != 0:
+        raise AssertionError("moad exited %s at shutdown:\n%s" % (rc, log[-4000:]))
+    if "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+        raise AssertionError("sanitizer report in the daemon log:\n" + log[-6000:])
+
+
 class JobsClient:
     def moactl(self, *args):
         p = subprocess.run([MOACTL, "--socket", self.d.socket] + list(args), capture_output=True, text=True,
@@ -314,8 +326,10 @@ class SlowUpstream(unittest.TestCase, JobsClient):
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.cleanup()
-        cls.mock.stop()
+        try:
+            finish(cls.d)
+        finally:
+            cls.mock.stop()
 
     def calls(self):
         return self.mock.stats()["calls"].get(self.model, 0)
@@ -404,7 +418,7 @@ class Restart(unittest.TestCase, JobsClient):
                 self.assertLessEqual(calls_before, n + 1)
                 self.assertIn("resuming", self.d.read_log())
             finally:
-                self.d.cleanup()
+                finish(self.d)
         finally:
             first.log.close()
             shutil.rmtree(first.dir, ignore_errors=True)
@@ -440,8 +454,10 @@ class Owners(unittest.TestCase, JobsClient):
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.cleanup()
-        cls.mock.stop()
+        try:
+            finish(cls.d)
+        finally:
+            cls.mock.stop()
 
     def as_user(self, uid, method, path, body=b"", ctype="application/json"):
         cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
