@@ -10,12 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 import uuid
 
 from moadtest import MOACTL, Daemon, DaemonTestCase
-from test_engine import Mock
+from test_engine import Mock, agents_dir
 
 ENDPOINT = "/v1/chat/completions"
 
@@ -371,6 +372,59 @@ class SlowUpstream(unittest.TestCase, JobsClient):
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"^cancelled %s: \d of 8 requests answered, 0 failed\n$" % b["id"])
         self.assertEqual(self.batch(b["id"])["status"], "cancelled")
+
+
+class Priority(unittest.TestCase, JobsClient):
+    """Interactive requests first: while one waits in the admission queue
+    no batch line starts; the batch goes on once the queue is empty."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = Mock()
+        cls.agents = agents_dir({"legal": "fixed-1500", "general": "fixed-20"})
+        config = ("providers:\n  - name: mock\n    type: openai\n    base_url: %s\n    model: echo\n"
+                  "    max_retries: 0\nlimits:\n  max_inflight: 1\n  max_queue: 8\njobs:\n  concurrency: 2\n"
+                  % cls.mock.url)
+        cls.d = Daemon(config=config, agents_dir=cls.agents)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            finish(cls.d)
+        finally:
+            cls.mock.stop()
+            shutil.rmtree(cls.agents, ignore_errors=True)
+
+    def status(self):
+        st, _, s = self.d.json("GET", "/v1/moa/status")
+        self.assertEqual(st, 200)
+        return s
+
+    def test_batch_waits_for_queued_questions(self):
+        ask = lambda: self.d.chat("What is a tort?", model="legal")
+        slow = [threading.Thread(target=ask) for _ in range(2)]
+        slow[0].start()
+        end = time.time() + 10
+        while self.mock.stats()["calls"].get("fixed-1500", 0) < 1 and time.time() < end:
+            time.sleep(0.01)
+        slow[1].start()  # the one slot is taken: this one waits in the queue
+        while self.status()["queued"] < 1 and time.time() < end:
+            time.sleep(0.01)
+        self.assertEqual(self.status()["queued"], 1)
+        f = self.upload_ok([line("b%d" % i, "question %d" % i, model="general") for i in range(4)])
+        st, b = self.create(f["id"])
+        self.assertEqual(st, 200, b)
+        time.sleep(0.5)  # 25 times what a line takes: a runner that did not wait would be done
+        held = self.mock.stats()["calls"].get("fixed-20", 0)
+        still_queued = self.status()["queued"]
+        self.assertEqual(still_queued, 1, "the interactive request left the queue too early for this check")
+        self.assertEqual(held, 0)
+        self.assertEqual(self.batch(b["id"])["request_counts"]["completed"], 0)
+        for t in slow:
+            t.join(30)
+        done = self.wait(b["id"])
+        self.assertEqual(done["request_counts"], {"total": 4, "completed": 4, "failed": 0})
+        self.assertEqual(self.mock.stats()["calls"]["fixed-20"], 4)
 
 
 class Restart(unittest.TestCase, JobsClient):
