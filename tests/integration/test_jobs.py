@@ -317,7 +317,7 @@ class SlowUpstream(unittest.TestCase, JobsClient):
     """Every agent on the mock upstream, 300 ms per answer; lines name one
     agent, so each line is one upstream call."""
     model = "fixed-300"
-    concurrency = 1
+    concurrency = 2
 
     @classmethod
     def setUpClass(cls):
@@ -354,15 +354,37 @@ class SlowUpstream(unittest.TestCase, JobsClient):
         self.assertGreaterEqual(done, 1)
         self.assertLess(done, 8)
         asked = self.calls()
-        self.assertLessEqual(asked, done + 1)  # at most the one in flight besides
+        self.assertLessEqual(asked, done + self.concurrency)  # and at most the ones in flight
         out = self.content(c["output_file_id"])
         self.assertEqual(len(out), done)
-        self.assertEqual([o["custom_id"] for o in out], ["c%d" % i for i in range(done)])
+        got = [o["custom_id"] for o in out]
+        self.assertEqual(got, sorted(got, key=lambda c: int(c[1:])))  # input order
+        self.assertTrue(set(got) <= {"c%d" % i for i in range(8)}, got)
         time.sleep(0.7)  # longer than a line takes: a runner that went on would have asked again
         self.assertEqual(self.calls(), asked)
         self.assertEqual(self.batch(b["id"])["status"], "cancelled")
         st, _, e = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
         self.assertEqual(st, 409)
+
+    def test_concurrency_bound(self):
+        """jobs.concurrency lines at a time over all batches: the lines in
+        flight, sampled while two batches run, reach the bound and never
+        pass it."""
+        self.mock.reset()
+        ids = []
+        for k in range(2):
+            f = self.upload_ok([line("k%d-%d" % (k, i), "q %d" % i, model="general") for i in range(4)])
+            ids.append(self.create(f["id"])[1]["id"])
+        seen = set()
+        end = time.time() + 60
+        while time.time() < end:
+            st, _, s = self.d.json("GET", "/v1/moa/status")
+            seen.add(s["batch_inflight"])
+            if all(self.batch(i)["status"] == "completed" for i in ids):
+                break
+            time.sleep(0.03)
+        self.assertEqual(max(seen), self.concurrency, seen)
+        self.assertEqual(self.calls(), 8)
 
     def test_moactl_jobs_cancel(self):
         f = self.upload_ok([line("m%d" % i, "question %d" % i, model="general") for i in range(8)])
