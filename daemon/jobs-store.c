@@ -1,4 +1,5 @@
 /* jobs-store.c — see jobs-store.h. One connection, used on the loop. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -216,6 +217,41 @@ int jobs_file_write(const char *path, const char *data, size_t len) {
         if (r < 0)
                 (void) unlink(tmp);
         return r;
+}
+
+int jobs_store_sweep_files(JobsStore *st) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        DIR *d;
+        struct dirent *de;
+        int n = 0, r;
+
+        r = prepare(st, "SELECT 1 FROM files WHERE id = ?1", &s);
+        if (r < 0)
+                return r;
+        d = opendir(st->files_dir);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                int rc;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                sqlite3_reset(s);
+                sqlite3_bind_text(s, 1, de->d_name, -1, SQLITE_TRANSIENT);
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW)
+                        continue;
+                if (rc != SQLITE_DONE) {
+                        r = sql_error(st, rc, "step");
+                        break;
+                }
+                /* A "*.tmp" never finished; a file without a row was written
+                 * but moad stopped before the row was added. */
+                if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                        n++;
+        }
+        closedir(d);
+        return r < 0 ? r : n;
 }
 
 int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const char *filename,

@@ -35,6 +35,12 @@ char *jobs_store_file_path(JobsStore *st, const char *id);
 int jobs_file_write(const char *path, const char *data, size_t len);
 
 /**
+ * jobs_store_sweep_files() - remove what an interrupted upload left in
+ * jobs-files/ (a file without a row). Returns how many, or -errno.
+ */
+int jobs_store_sweep_files(JobsStore *st);
+
+/**
  * jobs_store_file_add() - the row of an upload whose bytes are already at
  * jobs_store_file_path(). Returns 0 or -errno.
  */

@@ -509,6 +509,9 @@ int jobs_new(Server *s, Jobs **ret) {
         r = jobs_worker_new(s->event, &j->worker);
         if (r < 0)
                 goto fail;
+        r = jobs_store_sweep_files(j->store);
+        if (r > 0)
+                log_info("jobs: removed %d file(s) of interrupted uploads", r);
         r = sd_event_add_time(s->event, &j->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_timer, j);
         if (r < 0)
                 goto fail;

@@ -473,7 +473,15 @@ class Restart(unittest.TestCase, JobsClient):
             done_before = mid["request_counts"]["completed"]
             calls_before = mock.stats()["calls"][self.model]
 
+            # what an upload interrupted by the kill could leave behind
+            stray = [os.path.join(first.state, "jobs-files", n) for n in ("file-0123456789abcdef01234567.tmp",
+                                                                          "file-0123456789abcdef01234567")]
+            for p in stray:
+                with open(p, "w") as fh:
+                    fh.write("partial")
             self.d = Daemon(config=config, env=env, args=("--state-dir", first.state))
+            self.assertEqual([p for p in stray if os.path.exists(p)], [])
+            self.assertTrue(os.path.exists(os.path.join(first.state, "jobs-files", f["id"])))
             try:
                 after = self.batch(b["id"])
                 self.assertGreaterEqual(after["request_counts"]["completed"], done_before)
