@@ -44,6 +44,8 @@ typedef struct BatchOptions {
         unsigned attempts;
         int resume;
         int quiet;
+        int server;     /* --server: run as a job of moad (cmd-jobs.c) */
+        int local_only; /* an option --server has no use for was given */
 } BatchOptions;
 
 /* One input line turned into a request body, or into why it cannot be one. */
@@ -949,6 +951,8 @@ static void batch_help(void) {
                "  -s, --socket PATH   moad's socket\n"
                "      --timeout SEC   give up on one attempt after SEC seconds (default %ld)\n"
                "  -q, --quiet         no progress and no per-line errors on stderr\n"
+               "      --server        let moad run it as a job (Batches API): it survives moactl\n"
+               "                      and daemon restarts; moactl uploads IN, waits and writes OUT\n"
                "  -h, --help          show this help\n"
                "\n"
                "Exit status: 0 every line answered, 6 some lines failed (OUT is still complete),\n"
@@ -971,7 +975,7 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *ret) {
 
 /* Returns -1 to go on, else the exit code. */
 static int batch_parse_argv(const Moactl *m, int argc, char **argv, BatchOptions *o) {
-        enum { ARG_RESUME = 0x100, ARG_CSV, ARG_ATTEMPTS, ARG_TIMEOUT };
+        enum { ARG_RESUME = 0x100, ARG_CSV, ARG_ATTEMPTS, ARG_TIMEOUT, ARG_SERVER };
         static const struct option options[] = {
                 {"output", required_argument, NULL, 'o'},
                 {"jobs", required_argument, NULL, 'j'},
@@ -982,6 +986,7 @@ static int batch_parse_argv(const Moactl *m, int argc, char **argv, BatchOptions
                 {"socket", required_argument, NULL, 's'},
                 {"timeout", required_argument, NULL, ARG_TIMEOUT},
                 {"quiet", no_argument, NULL, 'q'},
+                {"server", no_argument, NULL, ARG_SERVER},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -1013,19 +1018,26 @@ static int batch_parse_argv(const Moactl *m, int argc, char **argv, BatchOptions
                         if (parse_uint(optarg, 1, BATCH_MAX_JOBS, &o->jobs) < 0)
                                 return usage_error("--jobs needs a number from 1 to %u: %s", BATCH_MAX_JOBS,
                                                    optarg);
+                        o->local_only = 1;
                         break;
                 case ARG_RESUME:
                         o->resume = 1;
+                        o->local_only = 1;
                         break;
                 case ARG_CSV:
                         if (isempty(optarg))
                                 return usage_error("--csv needs a file name");
                         o->csv = optarg;
+                        o->local_only = 1;
                         break;
                 case ARG_ATTEMPTS:
                         if (parse_uint(optarg, 1, BATCH_MAX_ATTEMPTS, &o->attempts) < 0)
                                 return usage_error("--attempts needs a number from 1 to %u: %s",
                                                    BATCH_MAX_ATTEMPTS, optarg);
+                        o->local_only = 1;
+                        break;
+                case ARG_SERVER:
+                        o->server = 1;
                         break;
                 case 'm':
                         if (isempty(optarg) || !utf8_valid(optarg, strlen(optarg)))
@@ -1067,6 +1079,9 @@ static int batch_parse_argv(const Moactl *m, int argc, char **argv, BatchOptions
                 return usage_error("socket path too long: %s", o->socket_path);
         if (streq(o->input, o->output) || (o->csv && (streq(o->csv, o->output) || streq(o->csv, o->input))))
                 return usage_error("IN, OUT and --csv must be different files");
+        if (o->server && o->local_only)
+                return usage_error("--server takes no -j, --resume, --csv or --attempts (moad runs the job; "
+                                   "see jobs.concurrency)");
         return -1;
 }
 
@@ -1104,6 +1119,13 @@ int cmd_batch(const Moactl *m, int argc, char **argv) {
         code = batch_parse_argv(m, argc, argv, &b.opt);
         if (code >= 0)
                 return code;
+        if (b.opt.server) {
+                Moactl sm = *m;
+
+                sm.socket_path = b.opt.socket_path;
+                sm.timeout_sec = b.opt.timeout_sec;
+                return batch_on_server(&sm, b.opt.input, b.opt.output, b.opt.model, b.opt.quiet);
+        }
 
         b.in.f = fopen(b.opt.input, "re");
         if (!b.in.f) {

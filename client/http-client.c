@@ -18,6 +18,7 @@
 
 typedef struct Transfer {
         CURL *curl;
+        curl_mime *mime; /* a multipart/form-data upload instead of a JSON body */
         Reply *reply;
         size_t cap;   /* allocated size of reply->body */
         int overflow; /* the reply passed MOACTL_MAX_RESPONSE */
@@ -288,11 +289,13 @@ static int transfer_run(const Moactl *m, const char *method, const char *path, c
         (void) curl_easy_setopt(t->curl, CURLOPT_WRITEDATA, t);
         (void) curl_easy_setopt(t->curl, CURLOPT_HEADERFUNCTION, on_header);
         (void) curl_easy_setopt(t->curl, CURLOPT_HEADERDATA, r);
+        if (t->mime)
+                (void) curl_easy_setopt(t->curl, CURLOPT_MIMEPOST, t->mime);
         if (body) {
                 (void) curl_easy_setopt(t->curl, CURLOPT_POSTFIELDS, body);
                 (void) curl_easy_setopt(t->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(body));
         }
-        if (!streq(method, body ? "POST" : "GET"))
+        if (!streq(method, body || t->mime ? "POST" : "GET"))
                 (void) curl_easy_setopt(t->curl, CURLOPT_CUSTOMREQUEST, method);
 
         cc = curl_easy_perform(t->curl);
@@ -366,6 +369,32 @@ int ctl_call(const Moactl *m, const char *method, const char *path, const char *
 
         *reply = (Reply){};
         code = transfer_run(m, method, path, body, timeout_sec, &t);
+        if (code != MOACTL_EXIT_OK)
+                return code;
+        return check_status(reply);
+}
+
+int ctl_upload(const Moactl *m, const char *path, const char *purpose, const char *filename,
+               const char *data, size_t len, long timeout_sec, Reply *reply) {
+        Transfer t = {.reply = reply};
+        curl_mimepart *part;
+        int code = MOACTL_EXIT_OK;
+
+        *reply = (Reply){};
+        t.mime = curl_mime_init(NULL);
+        /* The easy handle is made later: parts are bound to it only at perform. */
+        part = t.mime ? curl_mime_addpart(t.mime) : NULL;
+        if (!part || curl_mime_name(part, "purpose") != CURLE_OK ||
+            curl_mime_data(part, purpose, CURL_ZERO_TERMINATED) != CURLE_OK ||
+            !(part = curl_mime_addpart(t.mime)) || curl_mime_name(part, "file") != CURLE_OK ||
+            curl_mime_filename(part, filename) != CURLE_OK || curl_mime_data(part, data, len) != CURLE_OK ||
+            curl_mime_type(part, "application/jsonl") != CURLE_OK) {
+                set_error(reply, "out of memory");
+                code = MOACTL_EXIT_FAILED;
+        }
+        if (code == MOACTL_EXIT_OK)
+                code = transfer_run(m, "POST", path, NULL, timeout_sec, &t);
+        curl_mime_free(t.mime);
         if (code != MOACTL_EXIT_OK)
                 return code;
         return check_status(reply);

@@ -28,6 +28,7 @@ static const Command commands[] = {
         {"batch", cmd_batch, 1},
         {"plugin", cmd_plugin, 1},
         {"review", cmd_review, 1},
+        {"jobs", cmd_jobs, 0},
         {"docs", cmd_documents, 0}, /* the name issue 10 uses */
 };
 
@@ -70,6 +71,8 @@ static void help(void) {
                "  plugin new NAME [--dir DIR]\n"
                "                             Write a plugin skeleton in DIR/NAME (C file, Makefile,\n"
                "                             agents.d file, knowledge folder, labelled questions)\n"
+               "  batch --server IN -o OUT   The same as a job run by moad (survives moactl and restarts)\n"
+               "  jobs [show ID|cancel ID]   List moad's batch jobs, show one, or cancel one\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"

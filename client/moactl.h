@@ -112,6 +112,14 @@ int ctl_stream(const Moactl *m, const char *path, const char *body, long timeout
                void *userdata, Reply *reply);
 
 /**
+ * ctl_upload() - POST a multipart/form-data form to @path: the field
+ * "purpose" and the field "file" holding @len bytes of @data named
+ * @filename, as the OpenAI SDKs upload files. Returns like ctl_call().
+ */
+int ctl_upload(const Moactl *m, const char *path, const char *purpose, const char *filename,
+               const char *data, size_t len, long timeout_sec, Reply *reply);
+
+/**
  * reply_json() - parse a successful reply's body as a JSON object into
  * *@ret (new reference). Returns MOACTL_EXIT_OK, or MOACTL_EXIT_PROTOCOL
  * with reply->error set.
@@ -205,6 +213,15 @@ int cmd_review(const Moactl *m, int argc, char **argv);
 /* batch parses the options after its name itself: argv[-1] is "batch". */
 int cmd_batch(const Moactl *m, int argc, char **argv);
 int cmd_plugin(const Moactl *m, int argc, char **argv);
+int cmd_jobs(const Moactl *m, int argc, char **argv);
+
+/**
+ * batch_on_server() - "moactl batch --server": upload @input, create a
+ * batch, wait for it (progress on stderr unless @quiet) and write its
+ * output and error lines to @output. @model fills plain-question lines.
+ * Returns a MOACTL_EXIT_* code (6 when some lines failed).
+ */
+int batch_on_server(const Moactl *m, const char *input, const char *output, const char *model, int quiet);
 
 /**
  * ingest_option() - store one of ingest's options in @o: @which is 'r' or

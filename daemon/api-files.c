@@ -7,6 +7,8 @@
 
 #include "access.h"
 #include "batch-input.h"
+#include "http-form.h"
+#include "jobs-worker.h"
 #include "jobs.h"
 #include "log.h"
 #include "server.h"
@@ -58,31 +60,26 @@ static void reply_store_error(HttpRequest *req, int r, const char *what) {
 
 /* ---- upload ---- */
 
+/* One upload on its way through the jobs worker: the file is checked and
+ * written there, the row is added and the answer sent on the loop. */
 typedef struct Upload {
-        uint64_t max_bytes;
-        char *data;
-        size_t len, cap;
-        int have_file;
-        char filename[FILE_MAX_NAME + 1];
-        char purpose[FILE_MAX_PURPOSE + 1];
-        int purpose_too_long;
+        Server *server;
+        HttpRequest *req; /* NULL once the client has gone */
+        char *data;       /* the file, taken over from the form */
+        size_t len;
+        unsigned max_lines;
+        uint64_t max_line_bytes;
+        char *path;
+        long lines;
+        int written;
+        char id[64], owner[64], filename[FILE_MAX_NAME + 1];
+        char err[512];
 } Upload;
 
-static int upload_append(Upload *u, const char *data, size_t size) {
-        if (u->len + size > u->max_bytes)
-                return -E2BIG;
-        if (u->len + size + 1 > u->cap) {
-                size_t cap = MAX(u->cap * 2, u->len + size + 1);
-                char *p = realloc(u->data, MIN(cap, u->max_bytes + 1));
-                if (!p)
-                        return -ENOMEM;
-                u->data = p;
-                u->cap = MIN(cap, u->max_bytes + 1);
-        }
-        memcpy(u->data + u->len, data, size);
-        u->len += size;
-        u->data[u->len] = 0;
-        return 0;
+static void upload_free(Upload *u) {
+        free(u->data);
+        free(u->path);
+        free(u);
 }
 
 /* jansson refuses strings that are not UTF-8: the name must go into JSON. */
@@ -95,83 +92,105 @@ static int name_ok(const char *name) {
         return 1;
 }
 
-static int on_field(void *userdata, const char *key, const char *filename, const char *data, uint64_t off,
-                    size_t size) {
+/* On the worker: the whole file checked, then written. */
+static int upload_work(void *userdata) {
+        Upload *u = userdata;
+        long n = batch_input_check(u->data ? u->data : "", u->len, u->max_lines, u->max_line_bytes, u->err,
+                                   sizeof u->err);
+        int r = n < 0 ? (int) n : jobs_file_write(u->path, u->data ? u->data : "", u->len);
+
+        if (n >= 0 && r < 0)
+                snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
+        if (r >= 0) {
+                u->lines = n;
+                u->written = 1;
+        }
+        u->data = mfree(u->data); /* a large free, off the loop too */
+        return r;
+}
+
+static void upload_abort(HttpRequest *req, void *userdata) {
         Upload *u = userdata;
 
-        if (streq_ptr(key, "file")) {
-                if (!u->have_file) {
-                        u->have_file = 1;
-                        snprintf(u->filename, sizeof u->filename, "%s",
-                                 name_ok(filename) ? filename : "upload.jsonl");
-                }
-                return size > 0 ? upload_append(u, data, size) : 0;
+        u->req = NULL;
+}
+
+static void upload_done(void *userdata, int result) {
+        Upload *u = userdata;
+        JobsStore *st = u->server->jobs ? jobs_store(u->server->jobs) : NULL;
+        json_auto_t *row = NULL;
+        int r = result;
+
+        if (u->req)
+                http_request_set_abort(u->req, NULL, NULL);
+        if (r >= 0 && u->req && st) {
+                r = jobs_store_file_add(st, u->id, u->owner, u->filename, "batch", u->len, u->lines,
+                                        (int64_t) time(NULL));
+                if (r >= 0)
+                        r = jobs_store_file_get(st, u->id, &row);
+                if (r < 0)
+                        snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
         }
-        if (streq_ptr(key, "purpose")) {
-                size_t have = strlen(u->purpose);
-                if (off + size > FILE_MAX_PURPOSE || have + size > FILE_MAX_PURPOSE) {
-                        u->purpose_too_long = 1;
-                        return 0;
-                }
-                memcpy(u->purpose + have, data, size);
-                u->purpose[have + size] = 0;
-        }
-        return 0; /* other fields (e.g. expires_after) are ignored, as unknown JSON fields are */
+        if ((r < 0 || !u->req || !row) && u->written && unlink(u->path) < 0 && errno != ENOENT)
+                log_warning("jobs: cannot remove %s: %m", u->path);
+        if (u->req && row) {
+                log_full(LOG_LEVEL_INFO, 0, http_request_id(u->req),
+                         "file %s stored for %s: %zu bytes, %ld requests", u->id, u->owner, u->len,
+                         u->lines);
+                http_reply_json(u->req, 200, file_object(row));
+        } else if (u->req && (r == -EINVAL || r == -E2BIG))
+                http_reply_error(u->req, r == -E2BIG ? 413 : 400, "invalid_request_error", "file",
+                                 "invalid_batch_file", "%.200s: %s", u->filename, u->err);
+        else if (u->req)
+                http_reply_error(u->req, r == -ECANCELED ? 503 : 500, "server_error", NULL, NULL, "%s",
+                                 r == -ECANCELED ? "moad is stopping"
+                                 : u->err[0]     ? u->err
+                                                 : strerror(-r));
+        upload_free(u);
 }
 
 static void files_create(Server *s, HttpRequest *req) {
         const JobsConfig *jc = &s->runtime->config->jobs;
-        JobsStore *st = jobs_store(s->jobs);
-        Upload u = {.max_bytes = jc->max_upload_bytes};
-        _cleanup_free_ char *data = NULL;
-        json_auto_t *row = NULL;
-        char id[64], owner[64], err[512];
+        HttpFormField *file, *purpose;
+        HttpForm *form = NULL;
         unsigned count;
-        long lines;
+        Upload *u;
         int r;
 
-        r = http_request_parse_form(req, on_field, &u);
-        data = u.data;
+        r = http_request_form(req, &form);
         if (r == -EMEDIUMTYPE) {
                 http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
                                  "Content-Type must be multipart/form-data with the fields 'file' and "
                                  "'purpose'");
                 return;
         }
-        if (r == -E2BIG) {
+        if (r < 0) {
+                http_reply_error(req, r == -ENOMEM ? 500 : 400, "invalid_request_error", NULL, NULL,
+                                 "cannot read the form: %s",
+                                 r == -EBADMSG ? "malformed body"
+                                 : r == -E2BIG ? "too many fields"
+                                               : strerror(-r));
+                return;
+        }
+        file = http_form_get(form, "file");
+        purpose = http_form_get(form, "purpose");
+        if (!file) {
+                http_reply_error(req, 400, "invalid_request_error", "file", NULL,
+                                 "the form needs a 'file' field");
+                return;
+        }
+        if (!purpose || !purpose->data || !streq(purpose->data, "batch")) {
+                http_reply_error(req, 400, "invalid_request_error", "purpose", NULL,
+                                 "'purpose' must be 'batch' (the only purpose moad stores files for)");
+                return;
+        }
+        if (file->len > jc->max_upload_bytes) {
                 http_reply_error(req, 413, "invalid_request_error", "file", "file_too_large",
                                  "the file exceeds jobs.max_upload_bytes (%llu bytes)",
                                  (unsigned long long) jc->max_upload_bytes);
                 return;
         }
-        if (r < 0) {
-                http_reply_error(req, r == -ENOMEM ? 500 : 400, "invalid_request_error", NULL, NULL,
-                                 "cannot read the form: %s",
-                                 r == -EBADMSG ? "malformed body" : strerror(-r));
-                return;
-        }
-        if (!u.have_file) {
-                http_reply_error(req, 400, "invalid_request_error", "file", NULL,
-                                 "the form needs a 'file' field");
-                return;
-        }
-        if (u.purpose_too_long || !streq(u.purpose, "batch")) {
-                http_reply_error(req, 400, "invalid_request_error", "purpose", NULL,
-                                 "'purpose' must be 'batch' (the only purpose moad stores files for)");
-                return;
-        }
-        lines = batch_input_check(u.data ? u.data : "", u.len, jc->max_lines, jc->max_line_bytes, err,
-                                  sizeof err);
-        if (lines < 0) {
-                http_reply_error(req,
-                                 lines == -E2BIG    ? 413
-                                 : lines == -ENOMEM ? 500
-                                                    : 400,
-                                 "invalid_request_error", "file", "invalid_batch_file", "%.200s: %s",
-                                 u.filename, err[0] ? err : strerror((int) -lines));
-                return;
-        }
-        r = jobs_store_file_count(st, &count);
+        r = jobs_store_file_count(jobs_store(s->jobs), &count);
         if (r < 0)
                 return reply_store_error(req, r, "count files");
         if (count >= jc->max_files) {
@@ -179,18 +198,27 @@ static void files_create(Server *s, HttpRequest *req) {
                                  "%u files are stored already (jobs.max_files): delete some first", count);
                 return;
         }
-        api_job_owner(req, owner, sizeof owner);
-        jobs_make_id("file-", id, sizeof id);
-        r = jobs_store_file_add(st, id, owner, u.filename, "batch", u.data ? u.data : "", u.len,
-                                (int64_t) time(NULL));
-        if (r < 0)
+
+        u = calloc(1, sizeof *u);
+        if (!u)
+                return reply_store_error(req, -ENOMEM, "store the file");
+        u->server = s;
+        u->req = req;
+        u->data = TAKE_PTR(file->data);
+        u->len = file->len;
+        u->max_lines = jc->max_lines;
+        u->max_line_bytes = jc->max_line_bytes;
+        jobs_make_id("file-", u->id, sizeof u->id);
+        api_job_owner(req, u->owner, sizeof u->owner);
+        snprintf(u->filename, sizeof u->filename, "%s",
+                 name_ok(file->filename) ? file->filename : "upload.jsonl");
+        u->path = jobs_store_file_path(jobs_store(s->jobs), u->id);
+        r = u->path ? jobs_worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u) : -ENOMEM;
+        if (r < 0) {
+                upload_free(u);
                 return reply_store_error(req, r, "store the file");
-        r = jobs_store_file_get(st, id, &row);
-        if (r < 0)
-                return reply_store_error(req, r, "read the file back");
-        log_full(LOG_LEVEL_INFO, 0, http_request_id(req), "file %s stored for %s: %zu bytes, %ld requests",
-                 id, owner, u.len, lines);
-        http_reply_json(req, 200, file_object(row));
+        }
+        http_request_set_abort(req, upload_abort, u);
 }
 
 /* ---- the rest ---- */

@@ -8,6 +8,7 @@
 #include "access.h"
 #include "agents.h"
 #include "ingest.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin-host.h"
@@ -498,14 +499,15 @@ static void api_status(Server *s, HttpRequest *req) {
         for (size_t i = 0; i < c->n_pipelines; i++)
                 json_array_append_new(pipes, json_string(c->pipelines[i].name));
         http_reply_json(req, 200,
-                        json_pack("{s:s,s:s,s:I,s:i,s:i,s:I,s:i,s:o,s:I,s:i}", "version", MOAD_VERSION,
+                        json_pack("{s:s,s:s,s:I,s:i,s:i,s:I,s:i,s:o,s:I,s:i,s:i}", "version", MOAD_VERSION,
                                   "state", state_name(s->state), "uptime_s",
                                   (json_int_t) ((now_usec() - s->start_usec) / USEC_PER_SEC), "inflight",
                                   (int) s->inflight, "queued", (int) s->queued, "requests_total",
                                   (json_int_t) s->requests_total, "agents",
                                   (int) agents_count(s->runtime->agents), "pipelines", pipes, "generation",
                                   (json_int_t) s->runtime->generation, "ingest_pending",
-                                  (int) ingest_worker_pending(s->ingest)));
+                                  (int) ingest_worker_pending(s->ingest), "batch_inflight",
+                                  (int) jobs_inflight(s->jobs)));
 }
 
 typedef struct Route {
@@ -623,7 +625,12 @@ void api_handle(HttpRequest *req, void *userdata) {
                 return;
         }
         if (strncmp(path, "/v1/batches", 11) == 0 && (path[11] == 0 || path[11] == '/')) {
-                if (allowed(s, req, ACCESS_ASK))
+                if (!allowed(s, req, ACCESS_ASK))
+                        return;
+                if (streq(method, "POST") && path[11] == 0 && !content_type_is_json(req))
+                        http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                         "Content-Type must be application/json");
+                else
                         api_batches(s, req, path + 11);
                 return;
         }

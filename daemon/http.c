@@ -26,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "http-form.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -101,6 +102,9 @@ struct HttpRequest {
         uint64_t body_limit;    /* this request's own limit (admit hook) */
         uint64_t body_reserved; /* counted in server->body_reserved */
         uint64_t drained;       /* bytes thrown away after too_large */
+        HttpForm *form;         /* a multipart/form-data body, decoded as it arrives instead */
+        uint64_t form_bytes;
+        int form_error;
         int too_large;
         int dispatched;
         int in_handler;
@@ -411,42 +415,13 @@ const char *http_request_query(HttpRequest *r, const char *name) {
         return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-typedef struct FormParse {
-        HttpFormFieldFn fn;
-        void *userdata;
-        int error;
-} FormParse;
-
-static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *filename, const char *content_type,
-                                     const char *transfer_encoding, const char *data, uint64_t off,
-                                     size_t size) {
-        FormParse *f = cls;
-        int r = f->fn(f->userdata, key, filename, data, off, size);
-
-        if (r < 0) {
-                f->error = r;
-                return MHD_NO;
-        }
-        return MHD_YES;
-}
-
-int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata) {
-        FormParse f = {.fn = fn, .userdata = userdata};
-        struct MHD_PostProcessor *pp;
-        enum MHD_Result ok;
-
-        /* NULL when the Content-Type is neither form type (or lacks a boundary). */
-        pp = MHD_create_post_processor(r->conn, 64 * 1024, on_form_field, &f);
-        if (!pp)
+int http_request_form(HttpRequest *r, HttpForm **ret) {
+        if (!r->form)
                 return -EMEDIUMTYPE;
-        ok = MHD_post_process(pp, r->body ? r->body : "", r->body_len);
-        /* MHD_NO from destroy: the body ended inside a part. */
-        if (MHD_destroy_post_processor(pp) != MHD_YES && ok == MHD_YES && !f.error)
-                return -EBADMSG;
-        if (f.error)
-                return f.error;
-        return ok == MHD_YES ? 0 : -EBADMSG;
+        if (r->form_error < 0)
+                return r->form_error;
+        *ret = r->form;
+        return 0;
 }
 
 const char *http_request_body(HttpRequest *r, size_t *ret_len) {
@@ -786,6 +761,7 @@ static void request_free(HttpRequest *r) {
                 MHD_destroy_response(r->pending);
         free(r->path);
         free(r->body);
+        http_form_free(r->form);
         free(r->out);
         free(r->log_pipeline);
         free(r->log_agents);
@@ -895,6 +871,16 @@ static enum MHD_Result request_body(HttpRequest *r, const char *data, size_t n) 
                 r->drained += n;
                 return r->drained > HTTP_DRAIN_MAX ? MHD_NO : MHD_YES;
         }
+        if (r->form) { /* decoded, not buffered here */
+                r->form_bytes += n;
+                if (r->form_bytes > r->body_limit) {
+                        r->too_large = 1;
+                        r->drained = n;
+                        r->form = http_form_free(r->form);
+                } else
+                        (void) http_form_feed(r->form, data, n); /* an error stays in the form */
+                return MHD_YES;
+        }
         if (r->body_len + n > r->body_limit) {
                 r->too_large = 1; /* chunked upload without length: drain a little, then 413 */
                 r->drained = n;
@@ -943,7 +929,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 if (!r)
                         return MHD_NO;
                 *con_cls = r;
-                return request_begin(r);
+                enum MHD_Result res = request_begin(r);
+                /* an upload (multipart/form-data) is decoded as it arrives */
+                if (!r->pending && !r->dispatched)
+                        r->form = http_form_new(conn);
+                return res;
         }
 
         if (r->gone)
@@ -966,8 +956,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                         http_reply_error(r, 413, "invalid_request_error", NULL, "body_too_large",
                                          "request body exceeds this endpoint's limit of %llu bytes",
                                          (unsigned long long) r->body_limit);
-                else
+                else {
+                        if (r->form)
+                                r->form_error = http_form_finish(r->form);
                         s->handler(r, s->userdata);
+                }
                 r->in_handler = 0;
         }
 

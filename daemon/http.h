@@ -82,19 +82,14 @@ const char *http_request_body(HttpRequest *r, size_t *ret_len);
 /** http_request_query() - a query-string argument (decoded), or NULL. */
 const char *http_request_query(HttpRequest *r, const char *name);
 
-/* One piece of a form field: @off is where @data goes in the field's value
- * (large values arrive in several pieces). Return < 0 to stop parsing. */
-typedef int (*HttpFormFieldFn)(void *userdata, const char *key, const char *filename, const char *data,
-                               uint64_t off, size_t size);
-
+typedef struct HttpForm HttpForm;
 /**
- * http_request_parse_form() - run the (already received) body through
- * libmicrohttpd's post processor: multipart/form-data or
- * application/x-www-form-urlencoded, as the Content-Type says. Returns 0,
- * -EMEDIUMTYPE for another type, -EBADMSG for a malformed body, or the
- * callback's negative return.
+ * http_request_form() - the decoded multipart/form-data body (see
+ * http-form.h; valid for the request's lifetime; fields may be taken over).
+ * -EMEDIUMTYPE when the body is not one, or the decoding error (-EBADMSG a
+ * malformed body, -E2BIG too many fields, -ENOMEM).
  */
-int http_request_parse_form(HttpRequest *r, HttpFormFieldFn fn, void *userdata);
+int http_request_form(HttpRequest *r, HttpForm **ret);
 
 /** http_request_peer() - SO_PEERCRED of a unix-socket peer; -ENODATA on TCP. */
 int http_request_peer(HttpRequest *r, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);

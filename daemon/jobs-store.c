@@ -1,7 +1,10 @@
 /* jobs-store.c — see jobs-store.h. One connection, used on the loop. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include "file-read.h"
 #include "jobs-store.h"
 #include "log.h"
 #include "util.h"
@@ -9,15 +12,19 @@
 #define JOBS_SCHEMA_VERSION 1
 #define JOBS_BUSY_TIMEOUT_MS 1000
 
+#define JOBS_FILES_DIR "jobs-files"
+#define JOBS_MAX_FILE (1ULL << 30) /* the largest jobs.max_upload_bytes */
+
 struct JobsStore {
         sqlite3 *db;
+        char *files_dir; /* uploaded files, one per id */
 };
 
 static const char schema[] =
         "CREATE TABLE IF NOT EXISTS files ("
         " id TEXT PRIMARY KEY, owner TEXT NOT NULL, filename TEXT NOT NULL, purpose TEXT NOT NULL,"
         " bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,"
-        " content BLOB,"               /* an upload; NULL for a batch's output or error file */
+        " lines INTEGER,"              /* an upload's request lines; its bytes are in jobs-files/<id> */
         " batch_id TEXT, ok INTEGER);" /* output (1) or error (0) file of batch_id */
         "CREATE TABLE IF NOT EXISTS batches ("
         " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL,"
@@ -136,6 +143,15 @@ int jobs_store_open(const char *dir, JobsStore **ret) {
         st = calloc(1, sizeof *st);
         if (!st)
                 return -ENOMEM;
+        if (asprintf(&st->files_dir, "%s/" JOBS_FILES_DIR, dir) < 0) {
+                free(st);
+                return -ENOMEM;
+        }
+        if (mkdir(st->files_dir, 0750) < 0 && errno != EEXIST) {
+                r = -errno;
+                jobs_store_close(st);
+                return r;
+        }
         rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
         if (rc != SQLITE_OK) {
@@ -161,32 +177,105 @@ JobsStore *jobs_store_close(JobsStore *st) {
         if (!st)
                 return NULL;
         sqlite3_close(st->db);
+        free(st->files_dir);
         free(st);
         return NULL;
 }
 
+char *jobs_store_file_path(JobsStore *st, const char *id) {
+        char *p;
+
+        return asprintf(&p, "%s/%s", st->files_dir, id) < 0 ? NULL : p;
+}
+
+int jobs_file_write(const char *path, const char *data, size_t len) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t off = 0;
+        int r = 0;
+
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        if (fd < 0)
+                return -errno;
+        while (off < len) {
+                ssize_t k = write(fd, data + off, len - off);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                off += (size_t) k;
+        }
+        /* On disk before the row that names it is committed. */
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}
+
+int jobs_store_sweep_files(JobsStore *st) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        DIR *d;
+        struct dirent *de;
+        int n = 0, r;
+
+        r = prepare(st, "SELECT 1 FROM files WHERE id = ?1", &s);
+        if (r < 0)
+                return r;
+        d = opendir(st->files_dir);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                int rc;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                sqlite3_reset(s);
+                sqlite3_bind_text(s, 1, de->d_name, -1, SQLITE_TRANSIENT);
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW)
+                        continue;
+                if (rc != SQLITE_DONE) {
+                        r = sql_error(st, rc, "step");
+                        break;
+                }
+                /* A "*.tmp" never finished; a file without a row was written
+                 * but moad stopped before the row was added. */
+                if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                        n++;
+        }
+        closedir(d);
+        return r < 0 ? r : n;
+}
+
 int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const char *filename,
-                        const char *purpose, const char *content, size_t len, int64_t created_at) {
+                        const char *purpose, uint64_t bytes, long lines, int64_t created_at) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
-                        "INSERT INTO files (id, owner, filename, purpose, bytes, created_at, content) "
+                        "INSERT INTO files (id, owner, filename, purpose, bytes, created_at, lines) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         &s);
 
         if (r < 0)
                 return r;
         bind_texts(s, 4, (const char *[]){id, owner, filename, purpose});
-        sqlite3_bind_int64(s, 5, (sqlite3_int64) len);
+        sqlite3_bind_int64(s, 5, (sqlite3_int64) bytes);
         sqlite3_bind_int64(s, 6, created_at);
-        sqlite3_bind_blob64(s, 7, content, len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, lines);
         return step_done(st, s);
 }
 
 int jobs_store_file_get(JobsStore *st, const char *id, json_t **ret) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
-                        "SELECT id, owner, filename, purpose, bytes, created_at, batch_id, ok FROM files "
-                        "WHERE id = ?1",
+                        "SELECT id, owner, filename, purpose, bytes, created_at, lines, batch_id, ok "
+                        "FROM files WHERE id = ?1",
                         &s);
 
         if (r < 0)
@@ -233,11 +322,10 @@ static int results_concat(JobsStore *st, const char *batch_id, int ok, char **re
 
 int jobs_store_file_content(JobsStore *st, const char *id, char **ret, size_t *ret_len) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
-        char *buf;
-        size_t n;
+        _cleanup_free_ char *path = NULL;
         int rc, r;
 
-        r = prepare(st, "SELECT content, batch_id, ok FROM files WHERE id = ?1", &s);
+        r = prepare(st, "SELECT batch_id, ok FROM files WHERE id = ?1", &s);
         if (r < 0)
                 return r;
         bind_texts(s, 1, &id);
@@ -246,28 +334,26 @@ int jobs_store_file_content(JobsStore *st, const char *id, char **ret, size_t *r
                 return -ENOENT;
         if (rc != SQLITE_ROW)
                 return sql_error(st, rc, "step");
-        if (sqlite3_column_type(s, 1) == SQLITE_TEXT) {
-                _cleanup_free_ char *batch = strdup((const char *) sqlite3_column_text(s, 1));
-                int ok = sqlite3_column_int(s, 2);
+        if (sqlite3_column_type(s, 0) == SQLITE_TEXT) {
+                _cleanup_free_ char *batch = strdup((const char *) sqlite3_column_text(s, 0));
+                int ok = sqlite3_column_int(s, 1);
                 if (!batch)
                         return -ENOMEM;
                 sqlite3_finalize(TAKE_PTR(s));
                 return results_concat(st, batch, ok, ret, ret_len);
         }
-        n = (size_t) sqlite3_column_bytes(s, 0);
-        buf = malloc(n + 1);
-        if (!buf)
+        path = jobs_store_file_path(st, id);
+        if (!path)
                 return -ENOMEM;
-        if (n > 0)
-                memcpy(buf, sqlite3_column_blob(s, 0), n);
-        buf[n] = 0;
-        *ret = buf;
-        *ret_len = n;
-        return 0;
+        r = text_read_file(path, JOBS_MAX_FILE, ret, ret_len);
+        if (r < 0)
+                log_warning("jobs: cannot read %s: %s", path, strerror(-r));
+        return r;
 }
 
 int jobs_store_file_delete(JobsStore *st, const char *id) {
         _cleanup_stmt_ sqlite3_stmt *busy = NULL, *del = NULL;
+        _cleanup_free_ char *path = NULL;
         int r, rc;
 
         r = prepare(st, "SELECT 1 FROM batches WHERE input_file_id = ?1 AND status NOT IN " FINAL_STATUSES,
@@ -287,14 +373,19 @@ int jobs_store_file_delete(JobsStore *st, const char *id) {
         r = step_done(st, del);
         if (r < 0)
                 return r;
-        return sqlite3_changes(st->db) > 0 ? 0 : -ENOENT;
+        if (sqlite3_changes(st->db) == 0)
+                return -ENOENT;
+        path = jobs_store_file_path(st, id);
+        if (path && unlink(path) < 0 && errno != ENOENT)
+                log_warning("jobs: cannot remove %s: %m", path);
+        return 0;
 }
 
 int jobs_store_file_list(JobsStore *st, const char *owner, json_t **ret) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
-                        "SELECT id, owner, filename, purpose, bytes, created_at, batch_id, ok FROM files "
-                        "WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, rowid DESC",
+                        "SELECT id, owner, filename, purpose, bytes, created_at, lines, batch_id, ok "
+                        "FROM files WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, rowid DESC",
                         &s);
 
         if (r < 0)

@@ -1,9 +1,10 @@
 /* jobs-store.h — persistence of the Files and Batches API: one SQLite
  * database (jobs.db, WAL) in the daemon's state directory, next to the
- * knowledge bases. Holds uploaded files, batches and one row per answered
- * batch line, committed as the line completes, so a restart resumes a
- * batch without asking a finished line again. Used on the loop: every
- * statement is short (one row, or one upload bounded by jobs.max_upload_bytes).
+ * knowledge bases, with the rows of uploaded files (their bytes are files
+ * in jobs-files/, written by the jobs worker), batches, and one row per
+ * answered batch line, committed as the line completes, so a restart
+ * resumes a batch without asking a finished line again. Used on the loop:
+ * every write is one short statement on a few rows.
  * Rows come back as JSON objects keyed by column name. */
 #pragma once
 
@@ -22,20 +23,38 @@ JobsStore *jobs_store_close(JobsStore *st);
 /* ---- files ---- */
 
 /**
- * jobs_store_file_add() - store an uploaded file (@content copied).
- * Returns 0 or -errno.
+ * jobs_store_file_path() - where the bytes of upload @id live
+ * (<dir>/jobs-files/@id). Malloc'ed; NULL on OOM.
+ */
+char *jobs_store_file_path(JobsStore *st, const char *id);
+
+/**
+ * jobs_file_write() - write @len bytes to @path (through @path.tmp, synced
+ * and renamed). No store needed: safe on any thread. Returns 0 or -errno.
+ */
+int jobs_file_write(const char *path, const char *data, size_t len);
+
+/**
+ * jobs_store_sweep_files() - remove what an interrupted upload left in
+ * jobs-files/ (a file without a row). Returns how many, or -errno.
+ */
+int jobs_store_sweep_files(JobsStore *st);
+
+/**
+ * jobs_store_file_add() - the row of an upload whose bytes are already at
+ * jobs_store_file_path(). Returns 0 or -errno.
  */
 int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const char *filename,
-                        const char *purpose, const char *content, size_t len, int64_t created_at);
+                        const char *purpose, uint64_t bytes, long lines, int64_t created_at);
 
 /**
  * jobs_store_file_get() - the file's row {id, owner, filename, purpose,
- * bytes, created_at, batch_id, ok} (a new reference); -ENOENT.
+ * bytes, created_at, lines, batch_id, ok} (a new reference); -ENOENT.
  */
 int jobs_store_file_get(JobsStore *st, const char *id, json_t **ret);
 
 /**
- * jobs_store_file_content() - the bytes of a file: an upload as stored, a
+ * jobs_store_file_content() - the bytes of a file: an upload read back, a
  * batch's output (ok 1) or error file (ok 0) assembled from its result
  * lines in input order. *@ret is malloc'ed (NUL-terminated). -ENOENT.
  */

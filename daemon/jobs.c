@@ -8,9 +8,14 @@
 
 #include "batch-input.h"
 #include "chat-response.h"
+#include "file-read.h"
+#include "jobs-worker.h"
 #include "jobs.h"
 #include "log.h"
 #include "util.h"
+
+/* The largest input file (jobs.max_upload_bytes is at most this). */
+#define JOBS_MAX_INPUT (1u << 30)
 
 /* When interactive requests wait for a slot, look again after this long. */
 #define JOBS_YIELD_USEC (100 * USEC_PER_MSEC)
@@ -20,6 +25,7 @@ typedef struct LineRun LineRun;
 
 struct ActiveBatch {
         char *id;
+        int loading; /* its input is being read on the worker */
         int loaded;
         char *input;
         size_t input_len;
@@ -48,6 +54,7 @@ struct LineRun {
 struct Jobs {
         Server *server;
         JobsStore *store;
+        JobsWorker *worker;
         ActiveBatch *head;
         LineRun *runs;
         unsigned inflight;
@@ -166,10 +173,29 @@ static void finish(Jobs *j, ActiveBatch *b, int cancelled) {
         batch_free(b);
 }
 
-static int add_line(void *userdata, const BatchLine *line) {
-        ActiveBatch *b = userdata;
+/* Reading a batch's input file and finding its lines, on the jobs worker. */
+typedef struct LoadTask {
+        Jobs *jobs;
+        char *batch_id;
+        char *path;
+        char *input;
+        size_t input_len;
+        BatchLine *lines;
+        size_t n_lines;
+} LoadTask;
 
-        b->lines[b->n_lines++] = *line;
+static void load_task_free(LoadTask *t) {
+        free(t->batch_id);
+        free(t->path);
+        free(t->input);
+        free(t->lines);
+        free(t);
+}
+
+static int add_line(void *userdata, const BatchLine *line) {
+        LoadTask *t = userdata;
+
+        t->lines[t->n_lines++] = *line;
         return 0;
 }
 
@@ -178,15 +204,85 @@ static int count_line(void *userdata, const BatchLine *line) {
         return 0;
 }
 
-/* Reads the batch's input file and the lines already answered. A batch
- * that cannot run is ended here (failed, or finished when nothing is left
- * or it was being cancelled); returns 0 if @b is ready to run, else < 0
- * (and @b is freed). */
+static int load_work(void *userdata) {
+        LoadTask *t = userdata;
+        size_t n = 0;
+        int r = text_read_file(t->path, JOBS_MAX_INPUT, &t->input, &t->input_len);
+
+        if (r < 0)
+                return r;
+        (void) batch_input_walk(t->input, t->input_len, count_line, &n);
+        t->lines = calloc(MAX(n, 1u), sizeof *t->lines);
+        if (!t->lines)
+                return -ENOMEM;
+        (void) batch_input_walk(t->input, t->input_len, add_line, t);
+        return 0;
+}
+
+static ActiveBatch *batch_find(Jobs *j, const char *id) {
+        for (ActiveBatch *b = j->head; b; b = b->next_batch)
+                if (streq(b->id, id))
+                        return b;
+        return NULL;
+}
+
+static void batch_drop(Jobs *j, ActiveBatch *b) {
+        batch_unlink(j, b);
+        batch_free(b);
+}
+
+/* On the loop: the input is read; mark the lines already answered. */
+static void load_done(void *userdata, int result) {
+        LoadTask *t = userdata;
+        Jobs *j = t->jobs;
+        ActiveBatch *b = batch_find(j, t->batch_id);
+        json_auto_t *row = NULL;
+        const char *status;
+        long done;
+
+        /* Cancelled meanwhile, or moad is stopping (the batch stays unfinished in jobs.db). */
+        if (!b || result == -ECANCELED) {
+                load_task_free(t);
+                return;
+        }
+        b->loading = 0;
+        if (result < 0) {
+                (void) jobs_store_batch_fail(j->store, b->id, "input_file_missing",
+                                             "the input file cannot be read", (int64_t) time(NULL));
+                log_warning("batch %s failed: %s: %s", b->id, t->path, strerror(-result));
+                batch_drop(j, b);
+                load_task_free(t);
+                return;
+        }
+        b->input = TAKE_PTR(t->input);
+        b->input_len = t->input_len;
+        b->lines = TAKE_PTR(t->lines);
+        b->n_lines = t->n_lines;
+        load_task_free(t);
+        b->done = calloc(MAX(b->n_lines, 1u), 1);
+        done = b->done ? jobs_store_results_done(j->store, b->id, b->done, b->n_lines) : -ENOMEM;
+        if (done < 0) {
+                log_error_errno((int) done, "batch %s cannot be loaded", b->id);
+                batch_drop(j, b);
+                return;
+        }
+        if (jobs_store_batch_get(j->store, b->id, &row) >= 0 &&
+            (status = json_string_value(json_object_get(row, "status"))) && streq(status, "validating"))
+                (void) jobs_store_batch_set_status(j->store, b->id, "in_progress", "in_progress_at",
+                                                   (int64_t) time(NULL));
+        if (done > 0)
+                log_info("batch %s: resuming, %ld of %zu lines already answered", b->id, done, b->n_lines);
+        b->loaded = 1;
+        schedule(j, 0);
+}
+
+/* Starts reading the batch's input on the worker. A batch that cannot
+ * run is ended here (it was being cancelled, or is gone); returns 0 while
+ * @b is loading, else < 0 (and @b is freed). */
 static int batch_load(Jobs *j, ActiveBatch *b) {
         json_auto_t *row = NULL;
-        const char *status = NULL, *input_id = NULL;
-        size_t n = 0;
-        long done;
+        const char *status, *input_id;
+        LoadTask *t = NULL;
         int r;
 
         r = jobs_store_batch_get(j->store, b->id, &row);
@@ -202,38 +298,23 @@ static int batch_load(Jobs *j, ActiveBatch *b) {
                 finish(j, b, 1);
                 return -ECANCELED;
         }
-        r = jobs_store_file_content(j->store, input_id, &b->input, &b->input_len);
-        if (r < 0) {
-                (void) jobs_store_batch_fail(j->store, b->id, "input_file_missing",
-                                             "the input file cannot be read", (int64_t) time(NULL));
-                log_warning("batch %s failed: input file %s: %s", b->id, input_id, strerror(-r));
-                goto gone;
-        }
-        (void) batch_input_walk(b->input, b->input_len, count_line, &n);
-        b->lines = calloc(MAX(n, 1u), sizeof *b->lines);
-        b->done = calloc(MAX(n, 1u), 1);
-        if (!b->lines || !b->done) {
+        t = calloc(1, sizeof *t);
+        if (!t || !(t->batch_id = strdup(b->id)) || !(t->path = jobs_store_file_path(j->store, input_id))) {
                 r = -ENOMEM;
                 goto gone;
         }
-        (void) batch_input_walk(b->input, b->input_len, add_line, b);
-        done = jobs_store_results_done(j->store, b->id, b->done, b->n_lines);
-        if (done < 0) {
-                r = (int) done;
+        t->jobs = j;
+        r = jobs_worker_submit(j->worker, load_work, load_done, t);
+        if (r < 0)
                 goto gone;
-        }
-        if (streq(status, "validating"))
-                (void) jobs_store_batch_set_status(j->store, b->id, "in_progress", "in_progress_at",
-                                                   (int64_t) time(NULL));
-        if (done > 0)
-                log_info("batch %s: resuming, %ld of %zu lines already answered", b->id, done, b->n_lines);
-        b->loaded = 1;
+        b->loading = 1;
         return 0;
 gone:
+        if (t)
+                load_task_free(t);
         if (r != -ENOENT)
                 log_error_errno(r, "batch %s cannot be loaded", b->id);
-        batch_unlink(j, b);
-        batch_free(b);
+        batch_drop(j, b);
         return r;
 }
 
@@ -346,7 +427,9 @@ static void run(Jobs *j) {
                 return;
         for (b = j->head; b && j->inflight < max; b = nb) {
                 nb = b->next_batch;
-                if (!b->loaded && batch_load(j, b) < 0)
+                if (b->loading || (!b->loaded && batch_load(j, b) < 0))
+                        continue;
+                if (!b->loaded)
                         continue;
                 while (j->inflight < max && next_undone(b) < b->n_lines) {
                         /* Interactive requests first: wait while any is queued. */
@@ -423,6 +506,12 @@ int jobs_new(Server *s, Jobs **ret) {
         r = jobs_store_open(s->runtime->config->state_dir, &j->store);
         if (r < 0)
                 goto fail;
+        r = jobs_worker_new(s->event, &j->worker);
+        if (r < 0)
+                goto fail;
+        r = jobs_store_sweep_files(j->store);
+        if (r > 0)
+                log_info("jobs: removed %d file(s) of interrupted uploads", r);
         r = sd_event_add_time(s->event, &j->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_timer, j);
         if (r < 0)
                 goto fail;
@@ -459,6 +548,8 @@ Jobs *jobs_free(Jobs *j) {
                 batch_free(b);
         }
         j->timer = sd_event_source_disable_unref(j->timer);
+        /* before the store: cancelled tasks' callbacks may look at it */
+        j->worker = jobs_worker_free(j->worker);
         jobs_store_close(j->store);
         free(j);
         return NULL;
@@ -466,6 +557,10 @@ Jobs *jobs_free(Jobs *j) {
 
 JobsStore *jobs_store(Jobs *j) {
         return j->store;
+}
+
+JobsWorker *jobs_worker(Jobs *j) {
+        return j->worker;
 }
 
 unsigned jobs_inflight(Jobs *j) {

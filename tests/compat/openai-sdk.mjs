@@ -8,7 +8,7 @@
 // Run by tests/integration/test_compat.py against a daemon on the builtin
 // (deterministic, offline) provider.
 import diagnostics_channel from "node:diagnostics_channel";
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 import { VERSION as sdkVersion } from "openai/version";
 
 const [baseURL, model = "moa"] = process.argv.slice(2);
@@ -130,6 +130,58 @@ const checks = [
       `moa.layers malformed: ${show(layers)}`);
     check(r.choices[0].message.content === state.answer, "the trace changed the answer");
     return `${layers.length} layers: ${layers.map((l) => l.map((c) => c.agent).join("+")).join(" -> ")}`;
+  }],
+
+  ["Batch API: files.create, batches.create/retrieve/list, files.content", async () => {
+    const ids = ["first", "second"];
+    const jsonl = ids.map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions",
+      body: { model, messages } })).join("\n") + "\n";
+    const file = await client.files.create({ file: await toFile(Buffer.from(jsonl), "questions.jsonl"), purpose: "batch" });
+    check(file.object === "file" && file.id.startsWith("file-"), `files.create(): ${show(file)}`);
+    check(file.purpose === "batch" && file.bytes === Buffer.byteLength(jsonl) && file.filename === "questions.jsonl",
+      `files.create() fields: ${show(file)}`);
+    const again = await client.files.retrieve(file.id);
+    check(again.id === file.id && again.bytes === file.bytes, `files.retrieve(): ${show(again)}`);
+    let batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions",
+      completion_window: "24h", metadata: { suite: "compat" } });
+    check(batch.object === "batch" && batch.id.startsWith("batch_"), `batches.create(): ${show(batch)}`);
+    check(batch.request_counts?.total === 2 && batch.metadata?.suite === "compat", `batches.create(): ${show(batch)}`);
+    for (let i = 0; i < 600 && !["completed", "failed", "cancelled", "expired"].includes(batch.status); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      batch = await client.batches.retrieve(batch.id);
+    }
+    check(batch.status === "completed", `batches.retrieve(): ${show(batch)}`);
+    check(batch.request_counts.completed === 2 && batch.request_counts.failed === 0, `counts: ${show(batch.request_counts)}`);
+    const text = await (await client.files.content(batch.output_file_id)).text();
+    const out = text.trim().split("\n").map((l) => JSON.parse(l));
+    check(out.map((o) => o.custom_id).join() === ids.join(), `output custom_ids: ${show(out.map((o) => o.custom_id))}`);
+    for (const o of out) {
+      check(o.response?.status_code === 200 && o.error === null, `output line: ${show(o)}`);
+      check(o.response.body.choices[0].message.content === state.answer,
+        `batch answer differs from the chat answer: ${show(o.response.body.choices[0].message.content)}`);
+    }
+    const listed = [];
+    for await (const b of client.batches.list({ limit: 10 })) listed.push(b.id);
+    check(listed.includes(batch.id), `batches.list(): ${show(listed)}`);
+    await expectError(OpenAI.NotFoundError, 404, client.batches.retrieve("batch_nope"), 'batches.retrieve("batch_nope")');
+    return `${batch.id}: ${out.length} lines, output ${batch.output_file_id}`;
+  }],
+
+  ["Batch API: batches.cancel, files.delete", async () => {
+    // Many lines, so that the cancel arrives long before the last is answered.
+    const n = 400;
+    const jsonl = Array.from({ length: n }, (_, i) => JSON.stringify({ custom_id: `q${i}`, method: "POST",
+      url: "/v1/chat/completions", body: { model, messages: [{ role: "user", content: `${question} (${i})` }] } })).join("\n");
+    const file = await client.files.create({ file: await toFile(Buffer.from(jsonl), "many.jsonl"), purpose: "batch" });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    const cancelled = await client.batches.cancel(batch.id);
+    check(cancelled.id === batch.id && cancelled.status === "cancelled", `batches.cancel(): ${show(cancelled)}`);
+    check(cancelled.request_counts.completed < n, `cancel came after every line: ${show(cancelled.request_counts)}`);
+    await expectError(OpenAI.ConflictError, 409, client.batches.cancel(batch.id), "batches.cancel() again");
+    const del = await client.files.delete(file.id);
+    check(del.id === file.id && del.deleted === true, `files.delete(): ${show(del)}`);
+    await expectError(OpenAI.NotFoundError, 404, client.files.retrieve(file.id), "files.retrieve() after files.delete()");
+    return `cancelled after ${cancelled.request_counts.completed} of ${n} lines`;
   }],
 
   ["20 sequential requests on kept-alive connections", async () => {

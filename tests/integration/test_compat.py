@@ -2,10 +2,12 @@
 SDK (`openai` on npm, the exact version pinned in tests/compat/package.json)
 runs tests/compat/openai-sdk.mjs against the real daemon on a TCP listener
 (models, plain and streamed completions, headers, error classes, extra body
-fields, keep-alive). The test itself stays offline: the SDK is installed
-beforehand by `npm ci` in tests/compat (.ci/run installs Debian's nodejs and
-npm and does it). When Node.js or the SDK is missing the test is skipped with
-the reason on a developer's machine and fails under CI (CI=true)."""
+fields, keep-alive, and the Batch API: files.create, batches.create,
+retrieve, list and cancel, files.content and files.delete). The test itself
+stays offline: the SDK is installed beforehand by `npm ci` in tests/compat
+(.ci/run installs Debian's nodejs and npm and does it). When Node.js or the
+SDK is missing the test is skipped with the reason on a developer's machine
+and fails under CI (CI=true)."""
 import json
 import os
 import shutil
