@@ -85,7 +85,7 @@ def closed_by_server(s, timeout=20):
 
 class EarlyAnswers(DaemonTestCase):
     """Decided from the header block: no body byte is sent by the client."""
-    config = ("limits:\n  max_body_bytes: 65536\n  max_ingest_bytes: 1048576\n"
+    config = ("limits:\n  max_body_bytes: 65536\n  max_ask_bytes: 65536\n  max_ingest_bytes: 1048576\n"
               "access:\n  admin:\n    users: [0]\n")
 
     def test_body_limit_is_the_endpoints_own(self):
@@ -94,11 +94,12 @@ class EarlyAnswers(DaemonTestCase):
         self.assertEqual(st, 413)
         self.assertIn("limit of 4096 bytes", json.loads(body)["error"]["message"])
         self.assertEqual(h.get("connection"), "close")
-        # chat has max_body_bytes, ingest max_ingest_bytes
+        # chat has max_body_bytes + max_ask_bytes (attached documents),
+        # ingest max_ingest_bytes
         st, _, body = head_only(self.d, "POST", "/v1/chat/completions",
                                 [("Content-Type", "application/json"), ("Content-Length", 2 * MIB)])
         self.assertEqual(st, 413)
-        self.assertIn("limit of 65536 bytes", json.loads(body)["error"]["message"])
+        self.assertIn("limit of 131072 bytes", json.loads(body)["error"]["message"])
         st, _, body = head_only(self.d, "POST", "/v1/moa/agents/legal/documents",
                                 [("Content-Type", "application/json"), ("Content-Length", MIB + 1)])
         self.assertEqual(st, 413)
