@@ -7,11 +7,28 @@
 #define ASK_DEFAULT_TIMEOUT_SEC 300L
 
 typedef struct AskState {
-        json_t *trace; /* the last "moa" object seen in the stream */
-        json_t *usage; /* the last "usage" object seen */
-        int wrote;     /* some content was printed */
-        char last;     /* the last byte printed */
+        json_t *trace;            /* the last "moa" object seen in the stream */
+        json_t *usage;            /* the last "usage" object seen */
+        int wrote;                /* some content was printed */
+        char last;                /* the last byte printed */
+        char tail[16];            /* the last bytes printed, to see a heading across chunks */
+        int answer_lists_sources; /* the answer has its own "Sources:" list */
 } AskState;
+
+/* Remember whether the answer itself ends in a numbered Sources list (the
+ * builtin provider's do), so the citations do not print a second one. */
+static void note_content(AskState *s, const char *content) {
+        size_t tl = strlen(s->tail), n = strlen(content);
+        char buf[sizeof s->tail + 64];
+
+        for (size_t off = 0; off < n && !s->answer_lists_sources; off += 48) {
+                size_t k = n - off < 48 ? n - off : 48;
+                snprintf(buf, sizeof buf, "%s%.*s", s->tail, (int) k, content + off);
+                s->answer_lists_sources = strstr(buf, "\nSources:\n") != NULL;
+                tl = strlen(buf);
+                snprintf(s->tail, sizeof s->tail, "%s", buf + (tl > 15 ? tl - 15 : 0));
+        }
+}
 
 static void ask_state_done(AskState *s) {
         json_decref(s->trace);
@@ -98,6 +115,7 @@ static int on_chunk(void *userdata, const char *data, size_t len, int done, Repl
                 fflush(stdout);
                 s->wrote = 1;
                 s->last = content[strlen(content) - 1];
+                note_content(s, content);
         }
 
         v = json_object_get(root, "usage");
@@ -223,8 +241,9 @@ static void print_warnings(const json_t *moa) {
 }
 
 /* The numbered sources of moa.citations, once per number and agent (a
- * passage quoted twice is listed once), with the file each came from. */
-static void print_citations(const json_t *moa) {
+ * passage quoted twice is listed once), with the file each came from.
+ * When the answer listed its sources itself, only the files are added. */
+static void print_citations(const json_t *moa, int answer_lists_sources) {
         json_t *cites = json_object_get(moa, "citations"), *c;
         size_t i, n = 0;
 
@@ -241,7 +260,15 @@ static void print_citations(const json_t *moa) {
                 if (seen)
                         continue;
                 if (n++ == 0)
-                        fputs("\nSources:\n", stdout);
+                        fputs(answer_lists_sources ? "\nFiles:\n" : "\nSources:\n", stdout);
+                if (answer_lists_sources) {
+                        int attached = json_is_true(json_object_get(c, "attached"));
+                        snprintf(line, sizeof line, "[%lld] %s%s\n", num,
+                                 attached || !*src ? json_str(c, "document", "?") : src,
+                                 attached ? " (attached)" : "");
+                        print_sanitized(stdout, line, strlen(line));
+                        continue;
+                }
                 snprintf(line, sizeof line, "[%lld] %s: %s, chunk %lld%s%s%s\n", num, agent,
                          json_str(c, "document", "?"), json_int(c, "chunk", 0),
                          json_is_true(json_object_get(c, "attached")) ? " (attached)"
@@ -341,7 +368,7 @@ int cmd_ask(const Moactl *m, int argc, char **argv) {
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
         print_warnings(st.trace);
-        print_citations(st.trace);
+        print_citations(st.trace, st.answer_lists_sources);
         if (m->trace)
                 print_trace(st.trace, st.usage);
         return MOACTL_EXIT_OK;

@@ -153,7 +153,8 @@ limits:
             # standard input, plain output with the Sources list
             r = self.moactl("-m", "legal", "ask", "-f", "-", q, stdin=CONTRACT)
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertRegex(r.stdout, r"\nSources:\n\[1\] legal: stdin, chunk \d+ \(attached\)\n")
+            self.assertRegex(r.stdout, r"\nSources:\n\[1\] stdin, chunk \d+\n")
+            self.assertRegex(r.stdout, r"\nFiles:\n\[1\] stdin \(attached\)\n")
             # refused before sending, saying which file and why
             r = self.moactl("ask", "-f", os.path.join(tmp, "bin"), q)
             self.assertEqual(r.returncode, 1)
