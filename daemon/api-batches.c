@@ -54,10 +54,6 @@ static json_t *batch_object(const json_t *row) {
         return o;
 }
 
-static void reply_store_error(HttpRequest *req, int r, const char *what) {
-        http_reply_error(req, 500, "server_error", NULL, NULL, "cannot %s: %s", what, strerror(-r));
-}
-
 /* Up to 16 string pairs, bounded like OpenAI's. NULL @m is fine. */
 static int metadata_valid(const json_t *m) {
         const char *k;
@@ -135,7 +131,7 @@ static void batches_create(Server *s, HttpRequest *req) {
                 return;
         }
         if (r < 0)
-                return reply_store_error(req, r, "read the input file");
+                return api_reply_store_error(req, r, "read the input file");
         if (!api_job_allowed(s, req, json_string_value(json_object_get(file, "owner"))))
                 return;
         purpose = json_string_value(json_object_get(file, "purpose"));
@@ -148,7 +144,7 @@ static void batches_create(Server *s, HttpRequest *req) {
         /* Checked and counted when it was uploaded. */
         total = (long) json_integer_value(json_object_get(file, "lines"));
         if (metadata && !json_is_null(metadata) && !(meta = json_dumps(metadata, JSON_COMPACT)))
-                return reply_store_error(req, -ENOMEM, "store the batch");
+                return api_reply_store_error(req, -ENOMEM, "store the batch");
 
         api_job_owner(req, owner, sizeof owner);
         jobs_make_id("batch_", id, sizeof id);
@@ -160,7 +156,7 @@ static void batches_create(Server *s, HttpRequest *req) {
         if (r >= 0)
                 r = jobs_store_batch_get(st, id, &row);
         if (r < 0)
-                return reply_store_error(req, r, "store the batch");
+                return api_reply_store_error(req, r, "store the batch");
         log_full(LOG_LEVEL_INFO, 0, http_request_id(req), "batch %s of %s queued: %ld requests from %s", id,
                  owner, total, input_id);
         http_reply_json(req, 200, batch_object(row));
@@ -188,7 +184,7 @@ static void batches_list(Server *s, HttpRequest *req) {
         r = jobs_store_batch_list(jobs_store(s->jobs), api_job_is_admin(s, req) ? NULL : owner,
                                   isempty(after) ? NULL : after, (unsigned) limit, &rows, &more);
         if (r < 0)
-                return reply_store_error(req, r, "list batches");
+                return api_reply_store_error(req, r, "list batches");
         data = json_array();
         json_array_foreach(rows, i, v) json_array_append_new(data, batch_object(v));
         http_reply_json(req, 200,
@@ -204,20 +200,7 @@ static json_t *batch_lookup(Server *s, HttpRequest *req, const char *id) {
         json_t *row = NULL;
         int r = jobs_store_batch_get(jobs_store(s->jobs), id, &row);
 
-        if (r == -ENOENT) {
-                http_reply_error(req, 404, "invalid_request_error", "batch_id", "batch_not_found",
-                                 "No such batch: '%.100s'", id);
-                return NULL;
-        }
-        if (r < 0) {
-                reply_store_error(req, r, "read the batch");
-                return NULL;
-        }
-        if (!api_job_allowed(s, req, json_string_value(json_object_get(row, "owner")))) {
-                json_decref(row);
-                return NULL;
-        }
-        return row;
+        return api_job_row(s, req, "batch", id, r, row);
 }
 
 static void batch_cancel(Server *s, HttpRequest *req, const char *id) {
@@ -236,7 +219,7 @@ static void batch_cancel(Server *s, HttpRequest *req, const char *id) {
         if (r >= 0)
                 r = jobs_store_batch_get(jobs_store(s->jobs), id, &after);
         if (r < 0)
-                return reply_store_error(req, r, "cancel the batch");
+                return api_reply_store_error(req, r, "cancel the batch");
         log_full(LOG_LEVEL_INFO, 0, http_request_id(req), "batch %s cancelled", id);
         http_reply_json(req, 200, batch_object(after));
 }

@@ -54,8 +54,30 @@ static json_t *file_object(const json_t *row) {
                          "status_details");
 }
 
-static void reply_store_error(HttpRequest *req, int r, const char *what) {
+void api_reply_store_error(HttpRequest *req, int r, const char *what) {
         http_reply_error(req, 500, "server_error", NULL, NULL, "cannot %s: %s", what, strerror(-r));
+}
+
+json_t *api_job_row(Server *s, HttpRequest *req, const char *kind, const char *id, int r, json_t *row) {
+        char param[16], code[32], what[32];
+
+        snprintf(param, sizeof param, "%s_id", kind);
+        snprintf(code, sizeof code, "%s_not_found", kind);
+        snprintf(what, sizeof what, "read the %s", kind);
+        if (r == -ENOENT) {
+                http_reply_error(req, 404, "invalid_request_error", param, code, "No such %s: '%.100s'",
+                                 kind, id);
+                return NULL;
+        }
+        if (r < 0) {
+                api_reply_store_error(req, r, what);
+                return NULL;
+        }
+        if (!api_job_allowed(s, req, json_string_value(json_object_get(row, "owner")))) {
+                json_decref(row);
+                return NULL;
+        }
+        return row;
 }
 
 /* ---- upload ---- */
@@ -192,7 +214,7 @@ static void files_create(Server *s, HttpRequest *req) {
         }
         r = jobs_store_file_count(jobs_store(s->jobs), &count);
         if (r < 0)
-                return reply_store_error(req, r, "count files");
+                return api_reply_store_error(req, r, "count files");
         if (count >= jc->max_files) {
                 http_reply_error(req, 400, "invalid_request_error", NULL, "too_many_files",
                                  "%u files are stored already (jobs.max_files): delete some first", count);
@@ -201,7 +223,7 @@ static void files_create(Server *s, HttpRequest *req) {
 
         u = calloc(1, sizeof *u);
         if (!u)
-                return reply_store_error(req, -ENOMEM, "store the file");
+                return api_reply_store_error(req, -ENOMEM, "store the file");
         u->server = s;
         u->req = req;
         u->data = TAKE_PTR(file->data);
@@ -216,7 +238,7 @@ static void files_create(Server *s, HttpRequest *req) {
         r = u->path ? jobs_worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u) : -ENOMEM;
         if (r < 0) {
                 upload_free(u);
-                return reply_store_error(req, r, "store the file");
+                return api_reply_store_error(req, r, "store the file");
         }
         http_request_set_abort(req, upload_abort, u);
 }
@@ -234,7 +256,7 @@ static void files_list(Server *s, HttpRequest *req) {
         r = jobs_store_file_list(jobs_store(s->jobs), api_job_is_admin(s, req) ? NULL : owner, &rows);
         if (r < 0) {
                 json_decref(data);
-                return reply_store_error(req, r, "list files");
+                return api_reply_store_error(req, r, "list files");
         }
         json_array_foreach(rows, i, v) json_array_append_new(data, file_object(v));
         http_reply_json(req, 200, json_pack("{s:s,s:o,s:b}", "object", "list", "data", data, "has_more", 0));
@@ -245,20 +267,7 @@ static json_t *file_lookup(Server *s, HttpRequest *req, const char *id) {
         json_t *row = NULL;
         int r = jobs_store_file_get(jobs_store(s->jobs), id, &row);
 
-        if (r == -ENOENT) {
-                http_reply_error(req, 404, "invalid_request_error", "file_id", "file_not_found",
-                                 "No such file: '%.100s'", id);
-                return NULL;
-        }
-        if (r < 0) {
-                reply_store_error(req, r, "read the file");
-                return NULL;
-        }
-        if (!api_job_allowed(s, req, json_string_value(json_object_get(row, "owner")))) {
-                json_decref(row);
-                return NULL;
-        }
-        return row;
+        return api_job_row(s, req, "file", id, r, row);
 }
 
 static void file_content(Server *s, HttpRequest *req, const char *id) {
@@ -271,7 +280,7 @@ static void file_content(Server *s, HttpRequest *req, const char *id) {
                 return;
         r = jobs_store_file_content(jobs_store(s->jobs), id, &data, &len);
         if (r < 0)
-                return reply_store_error(req, r, "read the file");
+                return api_reply_store_error(req, r, "read the file");
         http_reply(req, 200, "application/jsonl", data, len, NULL, NULL);
 }
 
@@ -289,7 +298,7 @@ static void file_delete(Server *s, HttpRequest *req, const char *id) {
                 return;
         }
         if (r < 0 && r != -ENOENT)
-                return reply_store_error(req, r, "delete the file");
+                return api_reply_store_error(req, r, "delete the file");
         http_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "id", id, "object", "file", "deleted", 1));
 }
 

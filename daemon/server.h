@@ -121,5 +121,13 @@ void api_job_owner(HttpRequest *req, char *buf, size_t size);
  * admin rights. Otherwise answers 403 and returns 0.
  */
 int api_job_allowed(Server *s, HttpRequest *req, const char *owner);
+/**
+ * api_job_row() - the row a store look-up of the @kind ("batch" or "file")
+ * @id gave (@r, @row), if @req may see it. Otherwise answers 404, 500 or 403,
+ * releases @row and returns NULL.
+ */
+json_t *api_job_row(Server *s, HttpRequest *req, const char *kind, const char *id, int r, json_t *row);
+/** api_reply_store_error() - 500 "cannot @what: <errno text>". */
+void api_reply_store_error(HttpRequest *req, int r, const char *what);
 /** api_job_is_admin() - does @req have admin rights (to see every job)? */
 int api_job_is_admin(Server *s, HttpRequest *req);
