@@ -38,6 +38,7 @@
 #define EX_MMR_LAMBDA 0.7
 #define EX_MIN_RELATIVE_COVERAGE 0.4 /* of the best sentence's query coverage */
 #define EX_DUP_SIMILARITY 0.75       /* at or above: a near-duplicate, never both */
+#define EX_BACK_REFERENCE_FACTOR 0.8 /* score of a sentence opening with "This", "However", ... */
 #define EX_MIN_RELATIVE_SCORE 0.3    /* of the best score: weaker sentences are padding */
 
 /* The relevance floor: a sentence must cover at least this share of the
@@ -1240,6 +1241,23 @@ static void print_not_found(FILE *f, const Query *q, const ExtractOptions *opts)
         fputc('.', f);
 }
 
+/* Does @t open with a word that points back at a sentence we do not show
+ * ("This is why ...", "However, ...")? Out of its paragraph such a sentence
+ * reads as an answer to something else. */
+static int opens_with_back_reference(const char *t) {
+        static const char *const openers[] = {"This",  "That", "These",   "Those",     "It",   "They",
+                                              "Their", "Such", "However", "Therefore", "Thus", "Also",
+                                              "But",   "So",   "Then",    "Otherwise", "Hence"};
+        while (*t == '*' || *t == '_' || *t == '"' || *t == '(' || *t == ' ')
+                t++;
+        for (size_t i = 0; i < ELEMENTSOF(openers); i++) {
+                size_t n = strlen(openers[i]);
+                if (strncmp(t, openers[i], n) == 0 && (t[n] == ' ' || t[n] == ','))
+                        return 1;
+        }
+        return 0;
+}
+
 /**
  * extract_answer() - the sentences of @hits that answer @query, best first,
  * cited; or one sentence saying the knowledge base has nothing on it.
@@ -1253,8 +1271,9 @@ static void print_not_found(FILE *f, const Query *q, const ExtractOptions *opts)
  * for word; a modifier only counts in documents that also have its head.
  * A sentence is eligible only with relevance >= 0.45 and one of the key
  * terms (the most informative words). Eligible sentences are ranked by
- * relevance x (1 + 0.25 x normalised bm25) x (1 + 0.05 x hit prior) and
- * taken best first, skipping near-duplicates and sentences covering under
+ * relevance x (1 + 0.25 x normalised bm25) x (1 + 0.05 x hit prior), x 0.8
+ * for a sentence opening with a back reference ("This is why", "However"),
+ * and taken best first, skipping near-duplicates and sentences covering under
  * 40% of the best one's share, up to @opts->max_sentences (0: 3, at most
  * 20) and @opts->max_words words in total (0: 200), cut at sentence
  * boundaries. Each has "[n]"; a "Sources:" list "[n] title, chunk k"
@@ -1342,6 +1361,8 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;
                 double bm = max_bm25 > 0 ? s->score / max_bm25 : 0;
                 s->score = s->rel * (1.0 + 0.25 * bm) * (1.0 + 0.05 * prior);
+                if (opens_with_back_reference(s->text))
+                        s->score *= EX_BACK_REFERENCE_FACTOR;
                 best_cov = MAX(best_cov, s->cov);
                 order[n_ok++] = s;
         }

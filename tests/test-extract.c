@@ -241,6 +241,21 @@ START_TEST(test_answer_phrase_counts_more) {
 }
 END_TEST
 
+START_TEST(test_answer_back_reference_not_first) {
+        /* Two sentences as relevant; the one that opens with "This is why"
+         * points at a sentence the answer does not show: the other leads. */
+        static const char t[] =
+                "This is why GPL code cannot go into a proprietary product that is distributed. "
+                "Rest of the page about something else entirely.";
+        static const char u[] =
+                "GPL code cannot go into a proprietary product that is distributed without source.";
+        KbHit hits[] = {hit("a.md", 0, 2.0, t), hit("b.md", 0, 1.0, u)};
+        char *out = answer("Can GPL code go into a proprietary product?", hits, 2, 2);
+        ck_assert_msg(strncmp(out, "GPL code cannot go", 18) == 0, "%s", out);
+        free(out);
+}
+END_TEST
+
 START_TEST(test_answer_not_found) {
         /* the relevant document was deleted: what is left shares common
          * words with the question, and must not be served as an answer */
@@ -714,6 +729,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_best_first_and_determinism);
         tcase_add_test(tc, test_answer_floor_ambiguous_word);
         tcase_add_test(tc, test_answer_phrase_counts_more);
+        tcase_add_test(tc, test_answer_back_reference_not_first);
         tcase_add_test(tc, test_answer_not_found);
         tcase_add_test(tc, test_answer_clauses);
         tcase_add_test(tc, test_answer_modifier_known_elsewhere);
