@@ -1509,6 +1509,13 @@ static int parse_agent(Ctx *ctx, const YamlNode *root, Config *c, AgentConfig *a
                 if (streq(key, "name")) {
                         name_node = v;
                         r = get_name(ctx, v, key, &a->name);
+                        /* an agent's name is also a model id, a path segment
+                         * and a metric label: the plugins' rule */
+                        if (r >= 0 && a->name &&
+                            a->name[strspn(a->name, "abcdefghijklmnopqrstuvwxyz0123456789_-")])
+                                r = fail_at(ctx, v, -EINVAL,
+                                            "invalid agent name '%s' (1-%u characters of a-z 0-9 _ -)",
+                                            a->name, CONFIG_MAX_NAME);
                 } else if (streq(key, "plugin")) {
                         r = get_string(ctx, v, key, 0, &a->plugin);
                         /* A path (not a bare name) is relative to the agent file. */

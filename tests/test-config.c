@@ -773,6 +773,11 @@ START_TEST(test_agent_errors) {
                            "starting with '.')");
         expect_agent_error("name: a\nplugin: a\nname: b\n",
                            "3:1: duplicate key 'name' (first defined at line 1)");
+        /* an agent name is a model id, a path segment and a metric label */
+        expect_agent_error("name: Legal\nplugin: a\n",
+                           "1:7: invalid agent name 'Legal' (1-64 characters of a-z 0-9 _ -)");
+        expect_agent_error("name: legal.v2\nplugin: a\n",
+                           "1:7: invalid agent name 'legal.v2' (1-64 characters of a-z 0-9 _ -)");
 }
 END_TEST
 
