@@ -1241,6 +1241,26 @@ static void print_not_found(FILE *f, const Query *q, const ExtractOptions *opts)
         fputc('.', f);
 }
 
+/* "\nSources:\n[n] title, chunk k" for the hits in citation order (the
+ * format citations.c reads back). */
+static int print_hit_sources(FILE *f, const KbHit *hits, const unsigned *cited_hit, unsigned n_cited) {
+        fputs("\nSources:\n", f);
+        for (unsigned c = 0; c < n_cited; c++) {
+                fprintf(f, "[%u] ", c + 1);
+                if (fput_clean(f, hits[cited_hit[c]].title) < 0)
+                        return -1;
+                fprintf(f, ", chunk %u\n", hits[cited_hit[c]].chunk);
+        }
+        return 0;
+}
+
+/* "\nSources:\n[n] source" for renumbered sources. */
+static void print_sources(FILE *f, char *const *gs, size_t n_gs) {
+        fputs("\nSources:\n", f);
+        for (size_t g = 0; g < n_gs; g++)
+                fprintf(f, "[%zu] %s\n", g + 1, gs[g]);
+}
+
 /* Does @t open with a word that points back at a sentence we do not show
  * ("This is why ...", "However, ...")? Out of its paragraph such a sentence
  * reads as an answer to something else. */
@@ -1409,13 +1429,9 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                         fputc(' ', f);
                 print_words(f, order[i]->text, max_words, &cite_of_hit[h], 1);
         }
-        fputs("\n\nSources:\n", f);
-        for (unsigned c = 0; c < n_cited; c++) {
-                fprintf(f, "[%u] ", c + 1);
-                if (fput_clean(f, hits[cited_hit[c]].title) < 0)
-                        goto out;
-                fprintf(f, ", chunk %u\n", hits[cited_hit[c]].chunk);
-        }
+        fputc('\n', f);
+        if (print_hit_sources(f, hits, cited_hit, n_cited) < 0)
+                goto out;
         result = finish_stream(f, &buf);
         f = NULL;
 
@@ -1789,9 +1805,8 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
                 print_words(f, s->text, max_words, out_cites, n_out);
         }
         if (n_gs > 0) {
-                fputs("\n\nSources:\n", f);
-                for (size_t g = 0; g < n_gs; g++)
-                        fprintf(f, "[%zu] %s\n", g + 1, gs[g]);
+                fputc('\n', f);
+                print_sources(f, gs, n_gs);
         }
         for (size_t g = 0; g < n_gs; g++)
                 free(gs[g]);
@@ -1973,13 +1988,8 @@ char *extract_review(const char *focus, const KbHit *hits, size_t n_hits, size_t
                 }
                 fputc('\n', f);
         }
-        fputs("\nSources:\n", f);
-        for (unsigned c = 0; c < n_cited; c++) {
-                fprintf(f, "[%u] ", c + 1);
-                if (fput_clean(f, hits[cited_hit[c]].title) < 0)
-                        goto out;
-                fprintf(f, ", chunk %u\n", hits[cited_hit[c]].chunk);
-        }
+        if (print_hit_sources(f, hits, cited_hit, n_cited) < 0)
+                goto out;
         result = finish_stream(f, &buf);
         f = NULL;
 out:
@@ -2118,9 +2128,7 @@ char *extract_review_merge(const ExtractProposal *props, size_t n) {
                                 goto out;
                         fputc('\n', f);
                 }
-        fputs("\nSources:\n", f);
-        for (size_t g = 0; g < n_gs; g++)
-                fprintf(f, "[%zu] %s\n", g + 1, gs[g]);
+        print_sources(f, gs, n_gs);
         result = finish_stream(f, &buf);
         f = NULL;
 out:
