@@ -20,6 +20,8 @@ import tempfile
 import time
 import unittest
 
+from reachable import reachable  # tests/reachable.py
+
 MOACTL = MOAD = AGENTS_DIR = None
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 
@@ -342,7 +344,7 @@ class MoactlDaemonTest(unittest.TestCase):
         os.chmod(self.dir, 0o755)
         os.chmod(self.sock, 0o666)
         env = dict(os.environ, MOAD_SOCKET=self.sock, ASAN_OPTIONS="exitcode=86:detect_leaks=1")
-        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", _reachable(MOACTL)]
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", reachable(MOACTL)]
         p = subprocess.run(nobody + ["models"], capture_output=True, env=env, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         p = subprocess.run(nobody + ["reload"], capture_output=True, env=env, timeout=60)
@@ -368,32 +370,6 @@ class MoactlDaemonTest(unittest.TestCase):
         rc, _, err = self.moactl("health")
         self.assertEqual(rc, 3)
         self.assertIn("moad is not running (no socket at %s)" % self.sock, err)
-
-
-def _parents(path):
-    path = os.path.dirname(os.path.abspath(path))
-    while True:
-        yield path
-        if path == "/":
-            return
-        path = os.path.dirname(path)
-
-
-def _reachable(path):
-    """@path itself when every user can run it, else a copy in a fresh
-    mode-755 directory under /tmp: the clone may sit in root's mode-700 home
-    directory, and the access tests must run wherever it is. The copy's
-    directory is removed at exit."""
-    if os.access(path, os.X_OK) and all(os.stat(d).st_mode & 0o001 for d in _parents(path)):
-        return path
-    import atexit
-    d = tempfile.mkdtemp(prefix="moactl-bin-", dir="/tmp")
-    atexit.register(shutil.rmtree, d, True)
-    os.chmod(d, 0o755)
-    copy = os.path.join(d, os.path.basename(path))
-    shutil.copy2(path, copy)
-    os.chmod(copy, 0o755)
-    return copy
 
 
 if __name__ == "__main__":

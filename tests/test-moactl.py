@@ -18,6 +18,8 @@ import tempfile
 import time
 import unittest
 
+from reachable import reachable  # tests/reachable.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MOACTL = None
 
@@ -175,7 +177,7 @@ class MoactlTest(unittest.TestCase):
                 if not setpriv:
                     self.skipTest("root without setpriv: cannot drop privileges")
                 prefix = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups")
-                rc, _, err = run("health", sock=path, prefix=prefix, moactl=_reachable(MOACTL))
+                rc, _, err = run("health", sock=path, prefix=prefix, moactl=reachable(MOACTL))
             else:
                 rc, _, err = run("health", sock=path)
         finally:
@@ -510,32 +512,6 @@ class MoactlTest(unittest.TestCase):
         rc, _, err = self.moactl("ingest", "--agent", "legal", f, f, sock=os.path.join(self.dir, "absent.sock"))
         self.assertEqual(rc, 3)
         self.assertIn("moad is not running", err)
-
-
-def _parents(path):
-    path = os.path.dirname(os.path.abspath(path))
-    while True:
-        yield path
-        if path == "/":
-            return
-        path = os.path.dirname(path)
-
-
-def _reachable(path):
-    """@path itself when every user can run it, else a copy in a fresh
-    mode-755 directory under /tmp: the clone may sit in root's mode-700 home
-    directory, and the access tests must run wherever it is. The copy's
-    directory is removed at exit."""
-    if os.access(path, os.X_OK) and all(os.stat(d).st_mode & 0o001 for d in _parents(path)):
-        return path
-    import atexit
-    d = tempfile.mkdtemp(prefix="moactl-bin-", dir="/tmp")
-    atexit.register(shutil.rmtree, d, True)
-    os.chmod(d, 0o755)
-    copy = os.path.join(d, os.path.basename(path))
-    shutil.copy2(path, copy)
-    os.chmod(copy, 0o755)
-    return copy
 
 
 if __name__ == "__main__":
