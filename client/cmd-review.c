@@ -106,15 +106,11 @@ static int parse_options(const Moactl *m, int argc, char **argv, ReviewOpts *o) 
                         else
                                 return usage_error("--format is markdown or json, not %s", optarg);
                         break;
-                case ARG_TIMEOUT: {
-                        char *end;
-                        errno = 0;
-                        long t = strtol(optarg, &end, 10);
-                        if (errno || *end || end == optarg || t < 0 || t > 7L * 24 * 3600)
-                                return usage_error("--timeout needs a number of seconds: %s", optarg);
-                        o->timeout_sec = t;
+                case ARG_TIMEOUT:
+                        if (parse_timeout(optarg, &o->timeout_sec) < 0)
+                                return usage_error("--timeout needs a number of seconds (0 to 604800): %s",
+                                                   optarg);
                         break;
-                }
                 case 'h':
                         review_help();
                         return MOACTL_EXIT_OK;

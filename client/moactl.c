@@ -115,7 +115,7 @@ int usage_error(const char *fmt, ...) {
         return MOACTL_EXIT_USAGE;
 }
 
-static int parse_timeout(const char *s, long *ret) {
+int parse_timeout(const char *s, long *ret) {
         char *end;
         long v;
 

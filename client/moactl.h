@@ -240,6 +240,9 @@ int ingest_option(IngestOpts *o, int which, const char *arg);
 int ask_attach(json_t *moa, const char *const *files, size_t n_files, const char *const *docs,
                size_t n_docs);
 
+/** parse_timeout() - a --timeout value: whole seconds, 0 to 604800 (a week); 0 or -EINVAL. */
+int parse_timeout(const char *s, long *ret);
+
 /** usage_error() - print "moactl: <message>" and a hint; returns MOACTL_EXIT_USAGE. */
 int usage_error(const char *fmt, ...) _printf_(1, 2);
 
