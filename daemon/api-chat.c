@@ -269,8 +269,8 @@ void api_chat_completions(Server *s, HttpRequest *req) {
         int r;
 
         body = http_request_body(req, &len);
-        /* The HTTP layer admits bodies up to the ingest limit; chat has its
-         * own, larger by max_ask_bytes for a request with attached documents. */
+        /* api_admit() bounded the body by this sum already; checked again
+         * against the runtime in force now (a reload may have lowered it). */
         if (len > limits->max_body_bytes + limits->max_ask_bytes) {
                 http_reply_error(req, 413, "invalid_request_error", NULL, "body_too_large",
                                  "request body exceeds the limit of %llu bytes (with documents)",
