@@ -764,6 +764,10 @@ Kb *agent_kb(Agent *a) {
         return a ? a->kb : NULL;
 }
 
+const KbVocab *agent_vocab(const Agent *a) {
+        return a ? a->vocab : NULL;
+}
+
 const char *agent_kb_path(const Agent *a) {
         return a ? a->kb_path : NULL;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "kb-vocab.h"
 #include "kb.h"
 #include "plugin-host.h"
 #include "router.h"
@@ -138,6 +139,10 @@ const char *agent_provider(const Agent *a);
 const char *agent_model(const Agent *a);
 /** agent_kb() - its knowledge base handle (never NULL for a loaded agent). */
 Kb *agent_kb(Agent *a);
+/** agent_vocab() - its knowledge base's term statistics as last read (they
+ * may lag the database by a few seconds), or NULL if not read yet; valid
+ * until the loop next runs. */
+const KbVocab *agent_vocab(const Agent *a);
 /** agent_kb_path() - the path of its knowledge database (for ingest workers). */
 const char *agent_kb_path(const Agent *a);
 /** agent_doc_count() - documents in its knowledge base now, or -errno. */
