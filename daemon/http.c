@@ -993,7 +993,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         request_free(r);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+/* _printf_: the format comes from MHD; tells clang's -Wformat=2 so. */
+_printf_(2, 0) static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
 
         vsnprintf(buf, sizeof buf, fmt, ap);
