@@ -347,6 +347,8 @@ int http_stream_write(HttpRequest *r, const char *data, size_t len) {
                 return -EPIPE;
         if (!r->streaming || r->stream_done)
                 return -EINVAL;
+        if (len == 0) /* nothing to queue; r->out may still be NULL (found by fuzz-http-head) */
+                return 0;
         /* The bound is on what the client has not read yet, not on the
          * total: a long stream to a reader that keeps up never hits it. */
         if (r->out_len - r->out_off + len > r->server->opts.max_stream_buffer) {
