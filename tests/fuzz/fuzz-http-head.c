@@ -14,8 +14,10 @@
  * around it, which is where the issue's findings were.
  *
  * The first input byte picks the listener (bit 0: TCP), the peer (bit 1:
- * uid 65534 when run as root) and when the client half-closes (bit 2: at
- * once, else when the server has gone idle); the rest is sent verbatim.
+ * uid 65534 when run as root), when the client half-closes (bit 2: at
+ * once, else when the server has gone idle) and whether another client
+ * holds most of the daemon-wide body budget meanwhile (bit 3); the rest is
+ * sent verbatim.
  * The request handler answers at once, later from a defer source (a path
  * containing "later"), or streamed ("stream"). Beyond "no crash, no leak"
  * it checks that every answer starts with an HTTP/1.x status line, that a
@@ -254,19 +256,40 @@ static int loop_once(uint64_t usec) {
         return r;
 }
 
+/* A second client holding most of the body bytes the server may buffer at
+ * once (an upload it never finishes): the ceiling is one upload, 69632, so
+ * 65000 of the 69633 leave room for small bodies only and the input's
+ * request meets the daemon-wide budget (503). Returns its fd, or -1. */
+static int hold_body_budget(void) {
+        static const char head[] = "POST /v1/files HTTP/1.1\r\nHost: moad\r\n"
+                                   "Content-Length: 65000\r\n\r\npartial";
+        int fd = client_connect(0, 0);
+
+        if (fd < 0)
+                return -1;
+        check(send(fd, head, sizeof head - 1, MSG_NOSIGNAL) == (ssize_t) (sizeof head - 1), "send the hold");
+        while (loop_once(0) > 0)
+                ;
+        return fd;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char reply[4096];
         size_t reply_len = 0, sent = 0;
-        int fd, half_closed = 0, early, idle = 0;
+        int fd, hold, half_closed = 0, early, idle = 0;
         uint64_t deadline;
 
         if (size < 1 || size > FUZZ_MAX_INPUT)
                 return 0;
         setup_once();
         early = data[0] & 4;
+        hold = data[0] & 8 ? hold_body_budget() : -1;
         fd = client_connect(data[0] & 1, data[0] & 2);
-        if (fd < 0)
+        if (fd < 0) {
+                if (hold >= 0)
+                        close(hold);
                 return 0;
+        }
         data++;
         size--;
 
@@ -314,6 +337,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         (void) loop_once(USEC_PER_MSEC);
         }
         close(fd);
+        if (hold >= 0)
+                close(hold);
 
         if (reply_len > 0)
                 check(reply_len >= 12 && memcmp(reply, "HTTP/1.", 7) == 0 && reply[8] == ' ',
