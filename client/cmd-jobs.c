@@ -99,7 +99,8 @@ static void batch_print(const json_t *b) {
                 const char *label, *key;
         } times[] = {{"created:", "created_at"},     {"in progress:", "in_progress_at"},
                      {"completed:", "completed_at"}, {"cancelled:", "cancelled_at"},
-                     {"failed:", "failed_at"},       {"expires:", "expires_at"}};
+                     {"failed:", "failed_at"},       {"expired:", "expired_at"},
+                     {"expires:", "expires_at"}};
         const json_t *c = json_object_get(b, "request_counts");
         const json_t *errors = json_object_get(json_object_get(b, "errors"), "data");
         char buf[128];

@@ -910,6 +910,7 @@ static const JobsKey jobs_keys[] = {
         {"max_lines", 1, 1000000, offsetof(JobsConfig, max_lines), 0},
         {"max_line_bytes", 64, 1ULL << 30, offsetof(JobsConfig, max_line_bytes), 1},
         {"max_files", 1, 1000000, offsetof(JobsConfig, max_files), 0},
+        {"batch_window_seconds", 1, 86400, offsetof(JobsConfig, batch_window_seconds), 0},
 };
 
 static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
@@ -1348,6 +1349,7 @@ static int config_set_defaults(Config *c) {
                 .max_lines = 10000,
                 .max_line_bytes = 1048576,
                 .max_files = 1000,
+                .batch_window_seconds = 86400,
         };
         if ((r = replace_str(&c->socket_path, "/run/moad/moad.sock")) < 0 ||
             (r = replace_str(&c->default_pipeline, "moa")) < 0 ||

@@ -135,11 +135,12 @@ typedef struct LimitsConfig {
 
 /* Batch jobs (the Files and Batches API, daemon/jobs.c). */
 typedef struct JobsConfig {
-        unsigned concurrency;      /* batch lines in flight at once, over all batches */
-        uint64_t max_upload_bytes; /* one uploaded file */
-        unsigned max_lines;        /* requests in one batch input file */
-        uint64_t max_line_bytes;   /* one line of a batch input file */
-        unsigned max_files;        /* uploaded files kept at once */
+        unsigned concurrency;          /* batch lines in flight at once, over all batches */
+        uint64_t max_upload_bytes;     /* one uploaded file */
+        unsigned max_lines;            /* requests in one batch input file */
+        uint64_t max_line_bytes;       /* one line of a batch input file */
+        unsigned max_files;            /* uploaded files kept at once */
+        unsigned batch_window_seconds; /* a batch's completion window ("24h"), then it expires */
 } JobsConfig;
 
 /* Who may use an endpoint class, by peer credentials (SO_PEERCRED) on the

@@ -593,18 +593,48 @@ static int batch_finish_tx(JobsStore *st, const char *id, const char *status, co
         return jobs_store_batch_set_status(st, id, status, at_column, at);
 }
 
-int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
-                            const char *output_id, const char *error_id, int64_t at) {
-        int r = exec(st, "BEGIN IMMEDIATE");
-
-        if (r < 0)
-                return r;
-        r = batch_finish_tx(st, id, status, at_column, output_id, error_id, at);
+/* Ends the transaction "BEGIN IMMEDIATE" opened: commits when @r (what
+ * ran inside) is >= 0, else rolls back and returns @r. */
+static int tx_end(JobsStore *st, int r) {
         if (r < 0) {
                 (void) exec(st, "ROLLBACK");
                 return r;
         }
         return exec(st, "COMMIT");
+}
+
+int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
+                            const char *output_id, const char *error_id, int64_t at) {
+        int r = exec(st, "BEGIN IMMEDIATE");
+
+        return r < 0 ? r : tx_end(st, batch_finish_tx(st, id, status, at_column, output_id, error_id, at));
+}
+
+static int batch_expire_tx(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
+                           const char *output_id, const char *error_id, int64_t at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(
+                st, "INSERT OR IGNORE INTO results (batch_id, line, ok, output) VALUES (?1, ?2, 0, ?3)", &s);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                sqlite3_reset(s);
+                bind_texts(s, 1, &id);
+                sqlite3_bind_int64(s, 2, lines[i]);
+                sqlite3_bind_text(s, 3, outputs[i], -1, SQLITE_STATIC);
+                r = step_done(st, s);
+                if (r < 0)
+                        return r;
+        }
+        return batch_finish_tx(st, id, "expired", "expired_at", output_id, error_id, at);
+}
+
+int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
+                            const char *output_id, const char *error_id, int64_t at) {
+        int r = exec(st, "BEGIN IMMEDIATE");
+
+        return r < 0 ? r : tx_end(st, batch_expire_tx(st, id, lines, outputs, n, output_id, error_id, at));
 }
 
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output) {

@@ -119,6 +119,15 @@ int jobs_store_batch_fail(JobsStore *st, const char *id, const char *code, const
 int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
                             const char *output_id, const char *error_id, int64_t at);
 
+/**
+ * jobs_store_batch_expire() - in one transaction: the @n error lines
+ * @outputs for the unfinished lines @lines (0-based; a line already stored
+ * is kept), the output and error files as jobs_store_batch_finish() makes
+ * them, and status "expired" with expired_at @at.
+ */
+int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
+                            const char *output_id, const char *error_id, int64_t at);
+
 /* ---- results ---- */
 
 /**

@@ -219,6 +219,14 @@ class Batches(DaemonTestCase, JobsClient):
             st, e = self.create(f["id"], **extra)
             self.assertEqual(st, status, e)
             self.assertEqual(e["error"]["param"], param)
+        # OpenAI accepts only "24h", and answers others like this.
+        for window in ("48h", 24):
+            st, e = self.create(f["id"], completion_window=window)
+            self.assertEqual(st, 400, e)
+            self.assertEqual(e["error"], {"message": "Invalid value: '%s'. Supported values are: '24h'." %
+                                          (window if isinstance(window, str) else "null"),
+                                          "type": "invalid_request_error", "param": "completion_window",
+                                          "code": "invalid_value"})
         st, _, e = self.d.request("POST", "/v1/batches", b"input_file_id=x", {"Content-Type": "text/plain"})
         self.assertEqual(st, 415)
         st, _, e = self.d.json("GET", "/v1/batches/batch_nope")
@@ -507,6 +515,101 @@ class Restart(unittest.TestCase, JobsClient):
             first.log.close()
             shutil.rmtree(first.dir, ignore_errors=True)
             mock.stop()
+
+
+class Expiry(unittest.TestCase, JobsClient):
+    """jobs.batch_window_seconds shortens the completion window ("24h"):
+    a batch not finished in it ends "expired", its answered lines in the
+    output file and every other line in the error file as OpenAI writes
+    them (code batch_expired), also when moad was down as the window ended."""
+    model = "fixed-300"
+    n = 20  # 20 lines one at a time at 300 ms each: far longer than the window
+
+    def setUp(self):
+        self.mock = Mock()
+        self.env = {"OPENAI_BASE_URL": self.mock.url, "OPENAI_MODEL": self.model, "OPENAI_API_KEY": "sk-test"}
+
+    def tearDown(self):
+        self.mock.stop()
+
+    def calls(self):
+        return self.mock.stats()["calls"].get(self.model, 0)
+
+    def check_expired(self, b, answered_at_least):
+        """The batch ended expired: answered lines kept, the rest expired."""
+        self.assertEqual(b["status"], "expired")
+        self.assertIsInstance(b["expired_at"], int)
+        self.assertGreaterEqual(b["expired_at"], b["expires_at"])
+        counts = b["request_counts"]
+        self.assertGreaterEqual(counts["completed"], answered_at_least)
+        self.assertLess(counts["completed"], self.n)
+        self.assertEqual(counts["completed"] + counts["failed"], self.n)
+        out = self.content(b["output_file_id"])
+        self.assertEqual(len(out), counts["completed"])
+        for o in out:
+            self.assertEqual(o["response"]["status_code"], 200)
+            self.assertIn("fixed answer", o["response"]["body"]["choices"][0]["message"]["content"])
+        errs = self.content(b["error_file_id"])
+        self.assertEqual(len(errs), counts["failed"])
+        for e in errs:
+            self.assertTrue(e["id"].startswith("batch_req_"))
+            self.assertIsNone(e["response"])
+            self.assertEqual(e["error"], {"code": "batch_expired", "message": "This request could not be "
+                                          "executed before the completion window expired."})
+        ids = [o["custom_id"] for o in out] + [e["custom_id"] for e in errs]
+        self.assertEqual(sorted(ids), sorted("x%d" % i for i in range(self.n)))
+        return counts["completed"]
+
+    def test_expires_while_running(self):
+        self.d = Daemon(config="jobs:\n  concurrency: 1\n  batch_window_seconds: 2\n", env=self.env)
+        try:
+            f = self.upload_ok([line("x%d" % i, "question %d" % i, model="general") for i in range(self.n)])
+            st, b = self.create(f["id"])
+            self.assertEqual(st, 200, b)
+            self.assertEqual(b["completion_window"], "24h")
+            self.assertEqual(b["expires_at"] - b["created_at"], 2)
+            b = self.wait(b["id"], until=("completed", "expired", "failed", "cancelled"))
+            done = self.check_expired(b, 1)
+            # Nothing is asked after the expiry but what was in flight then.
+            asked = self.calls()
+            self.assertLessEqual(asked, done + 1)
+            time.sleep(0.7)  # longer than a line takes: a runner that went on would have asked again
+            self.assertEqual(self.calls(), asked)
+            st, _, e = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
+            self.assertEqual(st, 409, e)
+            rc, out, err = self.moactl("jobs", "show", b["id"])
+            self.assertEqual(rc, 0, err)
+            self.assertIn("status:         expired\n", out)
+            self.assertRegex(out, r"requests: +%d total, %d answered, %d failed\n" % (self.n, done, self.n - done))
+            self.assertRegex(out, r"expired: +\d{4}-\d\d-\d\d [\d:]{8} UTC\n")
+        finally:
+            finish(self.d)
+
+    def test_expires_while_moad_is_down(self):
+        config = "jobs:\n  concurrency: 1\n  batch_window_seconds: 3\n"
+        first = self.d = Daemon(config=config, env=self.env)
+        try:
+            f = self.upload_ok([line("x%d" % i, "question %d" % i, model="general") for i in range(self.n)])
+            st, b = self.create(f["id"])
+            self.assertEqual(st, 200, b)
+            mid = self.wait(b["id"], cond=lambda x: x["request_counts"]["completed"] >= 1)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            asked = self.calls()
+            # Down until the window is over (by the wall clock, as expires_at is).
+            while time.time() < b["expires_at"] + 1:
+                time.sleep(0.1)
+            self.d = Daemon(config=config, env=self.env, args=("--state-dir", first.state))
+            try:
+                end = self.wait(b["id"], until=("completed", "expired", "failed", "cancelled"))
+                self.check_expired(end, mid["request_counts"]["completed"])
+                self.assertEqual(self.calls(), asked)  # no line was asked after the restart
+                self.assertIn("batch %s expired" % b["id"], self.d.read_log())
+            finally:
+                finish(self.d)
+        finally:
+            first.log.close()
+            shutil.rmtree(first.dir, ignore_errors=True)
 
 
 CLIENT = r"""
