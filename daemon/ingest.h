@@ -1,4 +1,4 @@
-/* ingest.h — background ingest: one worker thread with its own SQLite
+/* ingest.h — background ingest: one worker thread (worker.h) with its own SQLite
  * connection per job, so the event loop never waits for a long write; the
  * completion callback runs on the loop. Also the synchronous file/directory
  * ingest used at start-up for the shipped sample knowledge. */

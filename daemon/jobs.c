@@ -9,10 +9,10 @@
 #include "batch-input.h"
 #include "chat-response.h"
 #include "file-read.h"
-#include "jobs-worker.h"
 #include "jobs.h"
 #include "log.h"
 #include "util.h"
+#include "worker.h"
 
 /* The largest input file (jobs.max_upload_bytes is at most this). */
 #define JOBS_MAX_INPUT (1u << 30)
@@ -55,7 +55,7 @@ struct LineRun {
 struct Jobs {
         Server *server;
         JobsStore *store;
-        JobsWorker *worker;
+        Worker *worker;
         ActiveBatch *head;
         LineRun *runs;
         unsigned inflight;
@@ -391,7 +391,7 @@ static int batch_load(Jobs *j, ActiveBatch *b) {
                 goto gone;
         }
         t->jobs = j;
-        r = jobs_worker_submit(j->worker, load_work, load_done, t);
+        r = worker_submit(j->worker, load_work, load_done, t, NULL);
         if (r < 0)
                 goto gone;
         b->loading = 1;
@@ -623,7 +623,7 @@ int jobs_new(Server *s, Jobs **ret) {
         r = jobs_store_open(s->runtime->config->state_dir, &j->store);
         if (r < 0)
                 goto fail;
-        r = jobs_worker_new(s->event, &j->worker);
+        r = worker_new(s->event, "jobs-worker-done", 0, &j->worker);
         if (r < 0)
                 goto fail;
         r = jobs_store_sweep_files(j->store);
@@ -672,7 +672,7 @@ Jobs *jobs_free(Jobs *j) {
         j->timer = sd_event_source_disable_unref(j->timer);
         j->expiry = sd_event_source_disable_unref(j->expiry);
         /* before the store: cancelled tasks' callbacks may look at it */
-        j->worker = jobs_worker_free(j->worker);
+        j->worker = worker_free(j->worker);
         jobs_store_close(j->store);
         free(j);
         return NULL;
@@ -682,7 +682,7 @@ JobsStore *jobs_store(Jobs *j) {
         return j->store;
 }
 
-JobsWorker *jobs_worker(Jobs *j) {
+Worker *jobs_worker(Jobs *j) {
         return j->worker;
 }
 
