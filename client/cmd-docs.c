@@ -33,8 +33,8 @@ static int one_agent(const Moactl *m, const char *cmd, char **ret_escaped) {
 
 /* Stores one of ingest's options (see moactl.h). */
 int ingest_option(IngestOpts *o, int which, const char *arg) {
-        static const char *const names[] = {"--base",    "--title", "--include",
-                                            "--exclude", "--sync",  "--dry-run"};
+        static const char *const names[] = {"--base", "--title",   "--include", "--exclude",
+                                            "--sync", "--dry-run", "--server"};
 
         if (which != 'r' && (which < 0 || (size_t) which >= ELEMENTSOF(names)))
                 return -EINVAL;
@@ -42,6 +42,10 @@ int ingest_option(IngestOpts *o, int which, const char *arg) {
                 o->given = which == 'r' ? "-r" : names[which];
         if (which == 'r') {
                 o->recursive = 1;
+                return 0;
+        }
+        if (which == 6) {
+                o->server = 1;
                 return 0;
         }
         if (which != 5 && isempty(arg))
@@ -635,6 +639,12 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                 return code;
         if (o->sync && argc > 0)
                 return usage_error("ingest --sync DIR takes no further FILE");
+        if (o->server) {
+                if (!o->sync || o->base || o->title || o->n_include + o->n_exclude > 0 || o->dry_run)
+                        return usage_error("--server goes with --sync DIR alone (no --base, --title, "
+                                           "--include, --exclude or --dry-run)");
+                return ingest_on_server(m, m->agents[0], o->sync);
+        }
         if (!o->sync && argc < 1)
                 return usage_error("ingest needs at least one FILE or DIR (or --sync DIR)");
         if (o->title) {

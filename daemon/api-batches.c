@@ -1,6 +1,7 @@
 /* api-batches.c — OpenAI's Batches API: POST /v1/batches, GET /v1/batches,
  * GET /v1/batches/{id}, POST /v1/batches/{id}/cancel. Validation and the
- * response shapes; the work is jobs.c's. */
+ * response shapes; the work is jobs.c's. Also the routing of that shape
+ * of job collection, which the ingest jobs share (api_job_routes()). */
 #include <time.h>
 
 #include "batch-input.h"
@@ -227,8 +228,7 @@ static void batch_cancel(Server *s, HttpRequest *req, const char *id) {
         http_reply_json(req, 200, batch_object(after));
 }
 
-/* @rest: what follows "/v1/batches" in the path. */
-void api_batches(Server *s, HttpRequest *req, const char *rest) {
+void api_job_routes(Server *s, HttpRequest *req, const char *rest, const ApiJobRoutes *routes) {
         const char *method = http_request_method(req);
         int get = streq(method, "GET") || streq(method, "HEAD");
         char id[65];
@@ -240,9 +240,9 @@ void api_batches(Server *s, HttpRequest *req, const char *rest) {
         }
         if (*rest == 0) {
                 if (streq(method, "POST"))
-                        batches_create(s, req);
+                        routes->create(s, req);
                 else if (get)
-                        batches_list(s, req);
+                        routes->list(s, req);
                 else
                         http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                          "use GET or POST");
@@ -250,7 +250,8 @@ void api_batches(Server *s, HttpRequest *req, const char *rest) {
         }
         n = strcspn(rest + 1, "/");
         if (rest[0] != '/' || n == 0 || n >= sizeof id) {
-                http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such batch");
+                http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such %s",
+                                 routes->what);
                 return;
         }
         memcpy(id, rest + 1, n);
@@ -258,19 +259,38 @@ void api_batches(Server *s, HttpRequest *req, const char *rest) {
         rest += 1 + n;
         if (streq(rest, "/cancel")) {
                 if (streq(method, "POST"))
-                        batch_cancel(s, req, id);
+                        routes->cancel(s, req, id);
                 else
                         http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                          "use POST");
         } else if (*rest == 0) {
-                json_t *row;
-                if (!get)
+                if (get)
+                        routes->get(s, req, id);
+                else
                         http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                          "use GET");
-                else if ((row = batch_lookup(s, req, id))) {
-                        http_reply_json(req, 200, batch_object(row));
-                        json_decref(row);
-                }
         } else
                 http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such endpoint");
+}
+
+static void batch_get(Server *s, HttpRequest *req, const char *id) {
+        json_t *row = batch_lookup(s, req, id);
+
+        if (row) {
+                http_reply_json(req, 200, batch_object(row));
+                json_decref(row);
+        }
+}
+
+/* @rest: what follows "/v1/batches" in the path. */
+void api_batches(Server *s, HttpRequest *req, const char *rest) {
+        static const ApiJobRoutes routes = {
+                .what = "batch",
+                .create = batches_create,
+                .list = batches_list,
+                .get = batch_get,
+                .cancel = batch_cancel,
+        };
+
+        api_job_routes(s, req, rest, &routes);
 }

@@ -9,6 +9,7 @@
 #include "batch-input.h"
 #include "chat-response.h"
 #include "file-read.h"
+#include "jobs-ingest.h"
 #include "jobs.h"
 #include "log.h"
 #include "util.h"
@@ -56,6 +57,7 @@ struct Jobs {
         Server *server;
         JobsStore *store;
         Worker *worker;
+        IngestJobs *ingest; /* server-side ingest jobs, on the same worker */
         ActiveBatch *head;
         LineRun *runs;
         unsigned inflight;
@@ -626,6 +628,9 @@ int jobs_new(Server *s, Jobs **ret) {
         r = worker_new(s->event, "jobs-worker-done", 0, &j->worker);
         if (r < 0)
                 goto fail;
+        r = ingest_jobs_new(s, j->store, j->worker, &j->ingest);
+        if (r < 0)
+                goto fail;
         r = jobs_store_sweep_files(j->store);
         if (r > 0)
                 log_info("jobs: removed %d file(s) of interrupted uploads", r);
@@ -673,6 +678,7 @@ Jobs *jobs_free(Jobs *j) {
         j->expiry = sd_event_source_disable_unref(j->expiry);
         /* before the store: cancelled tasks' callbacks may look at it */
         j->worker = worker_free(j->worker);
+        j->ingest = ingest_jobs_free(j->ingest); /* after the worker: its tasks point into it */
         jobs_store_close(j->store);
         free(j);
         return NULL;
@@ -688,4 +694,8 @@ Worker *jobs_worker(Jobs *j) {
 
 unsigned jobs_inflight(Jobs *j) {
         return j ? j->inflight : 0;
+}
+
+IngestJobs *jobs_ingest(Jobs *j) {
+        return j->ingest;
 }

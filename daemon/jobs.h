@@ -28,6 +28,10 @@ typedef struct Worker Worker;
 /** jobs_worker() - the thread for slow work (uploads, reading inputs). */
 Worker *jobs_worker(Jobs *j);
 
+typedef struct IngestJobs IngestJobs;
+/** jobs_ingest() - the server-side ingest jobs (jobs-ingest.h). */
+IngestJobs *jobs_ingest(Jobs *j);
+
 /** jobs_submit() - queue a batch just stored (status "validating"). */
 int jobs_submit(Jobs *j, const char *batch_id);
 
