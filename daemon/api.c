@@ -575,6 +575,8 @@ static uint64_t endpoint_body_limit(Server *s, const char *method, const char *p
                 return streq(method, "POST") ? l->max_ingest_bytes : API_SMALL_BODY;
         if (strncmp(path, "/v1/models/", 11) == 0)
                 return API_SMALL_BODY;
+        if (strncmp(path, "/v1/moa/ingest-jobs", 19) == 0) /* an agent and a path of up to 4095 bytes */
+                return 2 * API_SMALL_BODY;
         /* a question may carry attached documents (moa.documents) */
         if (streq(path, "/v1/chat/completions") && streq(method, "POST"))
                 return l->max_body_bytes + l->max_ask_bytes;
@@ -632,6 +634,15 @@ void api_handle(HttpRequest *req, void *userdata) {
                                          "Content-Type must be application/json");
                 else
                         api_batches(s, req, path + 11);
+                return;
+        }
+        /* Server-side ingest: creating one needs admin (checked there). */
+        if (strncmp(path, "/v1/moa/ingest-jobs", 19) == 0 && (path[19] == 0 || path[19] == '/')) {
+                if (streq(method, "POST") && path[19] == 0 && !content_type_is_json(req))
+                        http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                         "Content-Type must be application/json");
+                else
+                        api_ingest_jobs(s, req, path + 19);
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {

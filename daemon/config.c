@@ -29,6 +29,7 @@
 /* Retries are the one provider number where 0 is meaningful ("never retry"). */
 #define CONFIG_DEFAULT_MAX_RETRIES 2u
 #define CONFIG_MAX_KNOWLEDGE 1024u
+#define CONFIG_MAX_INGEST_ROOTS 64u
 #define CONFIG_MAX_OPTIONS 256u
 #define CONFIG_MAX_NAME 64u
 #define CONFIG_MAX_EXAMPLES 10000u          /* per agent, inline and from the file together */
@@ -152,6 +153,7 @@ Config *config_free(Config *c) {
                 agent_config_done(&c->agents[i]);
         free(c->agents);
         free(c->router.fallback);
+        strv_free_n(c->jobs.ingest_roots, c->jobs.n_ingest_roots);
         free(c->access.ask.uids);
         free(c->access.ask.gids);
         free(c->access.admin.uids);
@@ -910,6 +912,7 @@ static const JobsKey jobs_keys[] = {
         {"max_lines", 1, 1000000, offsetof(JobsConfig, max_lines), 0},
         {"max_line_bytes", 64, 1ULL << 30, offsetof(JobsConfig, max_line_bytes), 1},
         {"max_files", 1, 1000000, offsetof(JobsConfig, max_files), 0},
+        {"batch_window_seconds", 1, 86400, offsetof(JobsConfig, batch_window_seconds), 0},
 };
 
 static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
@@ -930,7 +933,13 @@ static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
                 for (size_t i = 0; i < ELEMENTSOF(jobs_keys); i++)
                         if (streq(k->value, jobs_keys[i].name))
                                 key = &jobs_keys[i];
-                if (!key)
+                if (streq(k->value, "ingest_roots")) {
+                        strv_free_n(jc->ingest_roots, jc->n_ingest_roots);
+                        jc->ingest_roots = NULL;
+                        jc->n_ingest_roots = 0;
+                        r = get_string_list(ctx, v, p, CONFIG_MAX_INGEST_ROOTS, ctx->dir, 0,
+                                            &jc->ingest_roots, &jc->n_ingest_roots);
+                } else if (!key)
                         r = unknown_key(ctx, k, "jobs");
                 else if (key->is_u64)
                         r = get_u64(ctx, v, p, key->min, key->max, (uint64_t *) ((char *) jc + key->offset));
@@ -1348,6 +1357,7 @@ static int config_set_defaults(Config *c) {
                 .max_lines = 10000,
                 .max_line_bytes = 1048576,
                 .max_files = 1000,
+                .batch_window_seconds = 86400,
         };
         if ((r = replace_str(&c->socket_path, "/run/moad/moad.sock")) < 0 ||
             (r = replace_str(&c->default_pipeline, "moa")) < 0 ||
