@@ -400,8 +400,42 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
                                   "max_title_bytes", (int) KB_MAX_TITLE_BYTES));
 }
 
-/* @title comes from the path, which libmicrohttpd already percent-decoded. */
+static void on_delete_done(void *userdata, int result) {
+        IngestCall *c = userdata;
+        _cleanup_(json_decrefp) json_t *err = NULL;
+        _cleanup_free_ char *body = NULL;
+
+        http_request_set_abort(c->req, NULL, NULL);
+        if (result == -ENOENT)
+                http_reply_error(c->req, 404, "not_found_error", "title", "document_not_found",
+                                 "agent %s has no document '%.200s'", c->agent, c->title);
+        else if (result == -EBUSY) {
+                /* Another writer held the database past SQLite's busy timeout:
+                 * nothing was deleted, and trying again later is the remedy. */
+                err = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message",
+                                "the knowledge base is busy (another write holds it); nothing was deleted, "
+                                "try again",
+                                "type", "server_error", "param", "code", "database_busy");
+                body = err ? json_dumps(err, JSON_COMPACT) : NULL;
+                http_reply(c->req, 503, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After",
+                           "1");
+        } else if (result < 0)
+                http_reply_error(c->req, 500, "server_error", NULL, NULL,
+                                 "cannot delete '%.200s' from %s: %s", c->title, c->agent,
+                                 strerror(-result));
+        else {
+                log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "deleted '%s' from %s", c->title,
+                         c->agent);
+                http_reply_json(c->req, 200, json_pack("{s:b,s:s}", "deleted", 1, "title", c->title));
+        }
+        ingest_call_free(c);
+}
+
+/* @title comes from the path, which libmicrohttpd already percent-decoded.
+ * The delete is a write: it runs on the ingest worker, behind any ingest
+ * before it, and the request answers when it is done. */
 static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const char *title) {
+        IngestCall *c;
         int r;
 
         if (isempty(title) || strlen(title) > KB_MAX_TITLE_BYTES) {
@@ -409,17 +443,28 @@ static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const ch
                                  "bad document title in URL");
                 return;
         }
-        r = kb_delete(agent_kb(a), title);
-        if (r == -ENOENT) {
-                http_reply_error(req, 404, "not_found_error", "title", "document_not_found",
-                                 "agent %s has no document '%.200s'", agent_name(a), title);
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
                 return;
         }
+        c->req = req;
+        c->rt = runtime_ref(s->runtime);
+        c->agent = strdup(agent_name(a));
+        c->title = strdup(title);
+        if (!c->agent || !c->title) {
+                ingest_call_free(c);
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        r = ingest_submit_delete(s->ingest, agent_kb_path(a), title, on_delete_done, c, &c->job);
         if (r < 0) {
-                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot delete: %s", strerror(-r));
+                ingest_call_free(c);
+                http_reply_error(req, r == -EBUSY ? 429 : 500, "server_error", NULL, NULL,
+                                 "cannot delete: %s", strerror(-r));
                 return;
         }
-        http_reply_json(req, 200, json_pack("{s:b,s:s}", "deleted", 1, "title", title));
+        http_request_set_abort(req, on_ingest_abort, c);
 }
 
 /* /v1/moa/agents/{name}/documents[/{title}] */
