@@ -11,7 +11,9 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "plugin-call.h"
 #include "plugin-host.h"
+#include "route-job.h"
 #include "route-json.h"
 #include "router.h"
 #include "server.h"
@@ -134,11 +136,55 @@ static int parse_route_query(Server *s, HttpRequest *req, char **ret, const char
         return -EINVAL;
 }
 
+typedef struct RouteCall {
+        HttpRequest *req;
+        Runtime *rt;
+        RouteJob *job;
+        char *query;
+} RouteCall;
+
+static void route_call_free(RouteCall *c) {
+        route_job_cancel(c->job);
+        runtime_unref(c->rt);
+        free(c->query);
+        free(c);
+}
+
+static void on_route_abort(HttpRequest *req, void *userdata) {
+        route_call_free(userdata);
+}
+
+static void on_routed(void *userdata, int r, RouteResult *rr) {
+        RouteCall *c = userdata;
+        json_t *agents, *selected;
+
+        c->job = NULL;
+        http_request_set_abort(c->req, NULL, NULL);
+        if (r < 0) {
+                http_reply_error(c->req, 500, "server_error", NULL, NULL, "routing failed: %s",
+                                 strerror(-r));
+                route_call_free(c);
+                return;
+        }
+        agents = json_array();
+        selected = json_array();
+        for (size_t i = 0; i < rr->n; i++) {
+                RouteChoice *ch = &rr->choices[i];
+                json_array_append_new(agents, route_choice_json(ch));
+                if (ch->selected)
+                        json_array_append_new(selected, json_string(ch->name));
+        }
+        http_reply_json(
+                c->req, 200,
+                json_pack("{s:s,s:o,s:o}", "query", c->query, "agents", agents, "selected", selected));
+        route_call_free(c);
+}
+
+/* The plugins score on their threads (route-job.h); the answer follows. */
 static void api_route(Server *s, HttpRequest *req) {
         _cleanup_free_ char *query = NULL;
-        RouteResult rr = ROUTE_RESULT_INIT;
         const char *err = NULL;
-        json_t *agents, *selected;
+        RouteCall *c;
         int r;
 
         r = parse_route_query(s, req, &query, &err);
@@ -150,22 +196,22 @@ static void api_route(Server *s, HttpRequest *req) {
                                  "invalid_request_error", "query", NULL, "%s", err ? err : "out of memory");
                 return;
         }
-        r = agents_route(s->runtime->agents, query, NULL, 0, 1, &rr);
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        c->req = req;
+        c->rt = runtime_ref(s->runtime);
+        c->query = TAKE_PTR(query);
+        PluginBudget budget = plugin_budget_from_limits(&c->rt->config->limits);
+        r = route_job_start(s->event, &budget, c->rt->agents, c->query, NULL, 0, 1, on_routed, c, &c->job);
         if (r < 0) {
+                route_call_free(c);
                 http_reply_error(req, 500, "server_error", NULL, NULL, "routing failed: %s", strerror(-r));
                 return;
         }
-        agents = json_array();
-        selected = json_array();
-        for (size_t i = 0; i < rr.n; i++) {
-                RouteChoice *c = &rr.choices[i];
-                json_array_append_new(agents, route_choice_json(c));
-                if (c->selected)
-                        json_array_append_new(selected, json_string(c->name));
-        }
-        route_result_done(&rr);
-        http_reply_json(req, 200,
-                        json_pack("{s:s,s:o,s:o}", "query", query, "agents", agents, "selected", selected));
+        http_request_set_abort(req, on_route_abort, c);
 }
 
 static void api_agents(Server *s, HttpRequest *req) {
@@ -175,12 +221,14 @@ static void api_agents(Server *s, HttpRequest *req) {
         for (size_t i = 0; i < agents_count(set); i++) {
                 Agent *a = agents_get(set, i);
                 PluginAgent *p = agent_plugin(a);
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i}", "name",
-                                                     agent_name(a), "plugin", plugin_agent_plugin_name(p),
-                                                     "version", plugin_agent_version(p), "description",
-                                                     plugin_agent_description(p), "weight", agent_weight(a),
-                                                     "provider", agent_provider(a), "model", agent_model(a),
-                                                     "documents", agent_doc_count(a)));
+                json_array_append_new(
+                        arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i,s:{s:b,s:i,s:b}}", "name",
+                                       agent_name(a), "plugin", plugin_agent_plugin_name(p), "version",
+                                       plugin_agent_version(p), "description", plugin_agent_description(p),
+                                       "weight", agent_weight(a), "provider", agent_provider(a), "model",
+                                       agent_model(a), "documents", agent_doc_count(a), "plugin_state",
+                                       "quarantined", plugin_agent_quarantined(p), "timeouts",
+                                       (int) plugin_agent_timeouts(p), "stuck", plugin_agent_stuck(p)));
         }
         http_reply_json(req, 200, json_pack("{s:o}", "agents", arr));
 }
