@@ -118,6 +118,32 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                  RouteResult *ret);
 
 /**
+ * struct AgentScore - an agent's plugin score computed elsewhere (on the
+ * plugin's thread, plugin-call.h), for agents_route_scored().
+ * @score:  the plugin's score (0 when it failed or ran over its budget).
+ * @reason: shown in the route, borrowed; may be NULL.
+ * @skip:   leave the agent out (quarantined): routed with weight 0, so it is
+ *          selected only when pinned.
+ */
+typedef struct AgentScore {
+        double score;
+        const char *reason;
+        int skip;
+} AgentScore;
+
+/** agents_route_wanted() - whether agents_route() asks agent @i's plugin to
+ * score (every agent, or only the pinned ones). */
+int agents_route_wanted(AgentSet *s, size_t i, const char *const *pinned, size_t n_pinned);
+
+/**
+ * agents_route_scored() - agents_route() with the plugin scores given in
+ * @given (one per agent, set order; read for the wanted agents only)
+ * instead of calling the plugins here. @given NULL: agents_route().
+ */
+int agents_route_scored(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+                        int explain, const AgentScore *given, RouteResult *ret);
+
+/**
  * agent_search() - the best @limit (<= AGENTS_MAX_SEARCH_HITS) chunks of the
  * agent's knowledge base for @query; free with kb_hits_free(). Returns 0 or
  * -errno.

@@ -890,6 +890,14 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
                         r = get_u64(ctx, v, p, 1, KB_MAX_DOCUMENT_BYTES, &l->max_ask_document_bytes);
                 else if (streq(key, "max_ask_bytes"))
                         r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->max_ask_bytes);
+                else if (streq(key, "plugin_score_ms"))
+                        r = get_u64(ctx, v, p, 1, 60000, &l->plugin_score_ms);
+                else if (streq(key, "plugin_call_ms"))
+                        r = get_u64(ctx, v, p, 1, 60000, &l->plugin_call_ms);
+                else if (streq(key, "plugin_max_timeouts"))
+                        r = get_unsigned(ctx, v, p, 1, 1000000, &l->plugin_max_timeouts);
+                else if (streq(key, "plugin_max_stuck"))
+                        r = get_unsigned(ctx, v, p, 1, 1024, &l->plugin_max_stuck);
                 else
                         r = unknown_key(ctx, k, "limits");
                 if (r < 0)
@@ -1350,6 +1358,10 @@ static int config_set_defaults(Config *c) {
                 .max_ask_documents = 16,
                 .max_ask_document_bytes = 1048576,
                 .max_ask_bytes = 4194304,
+                .plugin_score_ms = 250,
+                .plugin_call_ms = 1000,
+                .plugin_max_timeouts = 3,
+                .plugin_max_stuck = 16,
         };
         c->jobs = (JobsConfig){
                 .concurrency = 2,

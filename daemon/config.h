@@ -131,6 +131,11 @@ typedef struct LimitsConfig {
         unsigned max_ask_documents;
         uint64_t max_ask_document_bytes;
         uint64_t max_ask_bytes; /* all of them; the chat body may exceed max_body_bytes by this */
+        /* plugin callbacks (plugin-call.h) */
+        uint64_t plugin_score_ms;     /* score() budget */
+        uint64_t plugin_call_ms;      /* build_prompt() and review() budget */
+        unsigned plugin_max_timeouts; /* offences before quarantine */
+        unsigned plugin_max_stuck;    /* threads past their budget before every call is refused */
 } LimitsConfig;
 
 /* Batch jobs (the Files and Batches API, daemon/jobs.c). */
