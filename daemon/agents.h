@@ -72,6 +72,13 @@ int agents_new(const Config *cfg, AgentSet **ret);
 int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret);
 
 /**
+ * agents_knowledge_check() - whether every agent's knowledge store answers
+ * now (kb_check(); a PostgreSQL handle reconnects if it must). Returns 0,
+ * or the first -errno.
+ */
+int agents_knowledge_check(const AgentSet *s);
+
+/**
  * agents_refused() - the enabled agents of the configuration that the set
  * could not load, each with its reason (each was also logged as an
  * error). Borrowed from @s; never NULL for a non-NULL @s.

@@ -51,7 +51,13 @@ static const char *state_name(ServerState st) {
         return st == SERVER_READY ? "ready" : st == SERVER_DRAINING ? "draining" : "starting";
 }
 
+/* Not ready while a knowledge database (PostgreSQL) does not answer:
+ * asking it here is also how a lost connection is made again. */
 static void api_readyz(Server *s, HttpRequest *req) {
+        if (s->state == SERVER_READY && agents_knowledge_check(s->runtime->agents) < 0) {
+                http_reply_json(req, 503, json_pack("{s:s}", "status", "knowledge unavailable"));
+                return;
+        }
         http_reply_json(req, s->state == SERVER_READY ? 200 : 503,
                         json_pack("{s:s}", "status", state_name(s->state)));
 }
@@ -265,9 +271,10 @@ static void on_ingest_done(void *userdata, int result) {
         http_request_set_abort(c->req, NULL, NULL);
         if (result < 0)
                 http_reply_error(c->req,
-                                 result == -E2BIG    ? 413
-                                 : result == -EINVAL ? 400
-                                                     : 500,
+                                 result == -E2BIG         ? 413
+                                 : result == -EINVAL      ? 400
+                                 : kb_unavailable(result) ? 503
+                                                          : 500,
                                  result == -E2BIG || result == -EINVAL ? "invalid_request_error"
                                                                        : "server_error",
                                  NULL, NULL, "ingest of '%.200s' into %s failed: %s", c->title, c->agent,
@@ -436,8 +443,9 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
 
         if (r < 0) {
                 json_decref(arr);
-                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot list documents: %s",
-                                 strerror(-r));
+                http_reply_error(req, kb_unavailable(r) ? 503 : 500, "server_error", NULL, NULL,
+                                 "cannot list documents: %s%s", strerror(-r),
+                                 kb_unavailable(r) ? " (the knowledge database is unavailable)" : "");
                 return;
         }
         /* The limits let a client refuse a file before sending it. */
@@ -468,7 +476,7 @@ static void on_delete_done(void *userdata, int result) {
                 http_reply(c->req, 503, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After",
                            "1");
         } else if (result < 0)
-                http_reply_error(c->req, 500, "server_error", NULL, NULL,
+                http_reply_error(c->req, kb_unavailable(result) ? 503 : 500, "server_error", NULL, NULL,
                                  "cannot delete '%.200s' from %s: %s", c->title, c->agent,
                                  strerror(-result));
         else {

@@ -81,6 +81,7 @@ typedef struct AgentConfig {
         char *prompt;     /* overrides the plugin's default system prompt */
         char **knowledge; /* files/directories ingested when the KB is empty */
         size_t n_knowledge;
+        char *language; /* text-search configuration (PostgreSQL backend); NULL: english */
         int enabled;
         KeyValue *options; /* free-form plugin options (config look-up) */
         size_t n_options;
@@ -172,6 +173,20 @@ typedef struct AccessConfig {
         const char *tcp_admin_token;
 } AccessConfig;
 
+typedef enum KnowledgeBackend {
+        KNOWLEDGE_SQLITE,     /* one database file per agent under state_dir/kb */
+        KNOWLEDGE_POSTGRESQL, /* one shared database (kb-pg.c) */
+} KnowledgeBackend;
+
+/* Where the knowledge bases live (moad.yaml knowledge:). */
+typedef struct KnowledgeConfig {
+        KnowledgeBackend backend;
+        char *conninfo;      /* libpq connection string or URI ("service=NAME"); never a password */
+        char *password_file; /* the password alone, or NULL: PGPASSFILE / ~/.pgpass */
+        unsigned connect_timeout_s;
+        unsigned statement_timeout_ms;
+} KnowledgeConfig;
+
 typedef struct Config {
         char *file; /* moad.yaml path, NULL if defaults only */
         char *socket_path;
@@ -194,6 +209,7 @@ typedef struct Config {
         LimitsConfig limits;
         JobsConfig jobs;
         AccessConfig access;
+        KnowledgeConfig knowledge;
 } Config;
 
 /**
