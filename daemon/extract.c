@@ -1409,12 +1409,11 @@ static void print_sources(FILE *f, char *const *gs, size_t n_gs) {
  * explains ...")? It tells a reader what the source is about, and answers
  * nothing: never part of an answer. */
 static int describes_its_document(const char *t) {
-        static const char *const subjects[] = {"This page ",    "This document ", "This guide ",
-                                               "This section ", "This article ",  "This chapter ",
-                                               "This leaflet ", "This note ",     "This file "};
-        static const char *const verbs[] = {"covers ",     "describes ",       "explains ", "lists ",
-                                            "sets out ",   "outlines ",        "is about ", "summarises ",
-                                            "summarizes ", "gives an overview"};
+        static const char *const subjects[] = {
+                "This page ",    "This document ", "This guide ", "This section ", "This article ",
+                "This chapter ", "This leaflet ",  "This note ",  "This file ",    "This overview "};
+        static const char *const verbs[] = {"covers ",   "describes ",  "explains ",   "lists ", "sets out ",
+                                            "outlines ", "summarises ", "summarizes ", "gives ", "is "};
         size_t n = 0;
         for (size_t i = 0; i < ELEMENTSOF(subjects) && !n; i++)
                 if (strncmp(t, subjects[i], strlen(subjects[i])) == 0)
