@@ -45,7 +45,13 @@
 #define EX_MIN_RELATIVE_COVERAGE 0.75 /* of the best sentence's query coverage */
 #define EX_DUP_SIMILARITY 0.75        /* at or above: a near-duplicate, never both */
 #define EX_BACK_REFERENCE_FACTOR 0.8  /* score of a sentence opening with "This", "However", ... */
-#define EX_MIN_RELATIVE_SCORE 0.3     /* of the best score: weaker sentences are padding */
+/* A question asking what something is: a sentence that passes the floor,
+ * opens with its subject and says what it is ranks before the others, and
+ * is kept even when another sentence covers more of the question's words
+ * (cmp_score_desc, defines_subject). */
+#define EX_DEFINITION_LEAD 4u     /* content words at most before "is a", "means", ":" */
+#define EX_DEFINITION_BYTES 80u   /* ... found within this many bytes */
+#define EX_MIN_RELATIVE_SCORE 0.3 /* of the best score: weaker sentences are padding */
 
 /* The relevance floor: a sentence must cover at least this share of the
  * question's weight (query phrases matched word for word count on top),
@@ -107,6 +113,7 @@ typedef struct Sent {
         int pass;   /* above the relevance floor, for the question or one of its parts */
         double score;
         int selected;
+        int defines; /* opens with the subject of a "What is X?" question and says what it is */
 } Sent;
 
 #define EX_MAX_HEADINGS 128u
@@ -1334,6 +1341,8 @@ static void print_key_terms(FILE *f, const Query *q) {
 
 static int cmp_score_desc(const void *a, const void *b) {
         const Sent *x = *(Sent *const *) a, *y = *(Sent *const *) b;
+        if (x->defines != y->defines) /* asked what X is: what says so comes first */
+                return x->defines ? -1 : 1;
         if (x->score != y->score)
                 return x->score > y->score ? -1 : 1;
         if (x->src != y->src)
@@ -1424,6 +1433,61 @@ static int describes_its_document(const char *t) {
                 if (strncmp(t + n, verbs[i], strlen(verbs[i])) == 0)
                         return 1;
         return 0;
+}
+
+/* Does @query ask what something is ("What is an index fund?", "What
+ * does HTTP 404 mean?", "Define ...", "Was ist ...", "Qu'est-ce que ...")? */
+static int asks_definition(const char *query) {
+        static const char *const openers[] = {"what is ",  "what's ",        "whats ",      "what are ",
+                                              "define ",   "definition of ", "meaning of ", "was ist ",
+                                              "was sind ", "qu'est-ce ",     "que es ",     "qué es "};
+        while (*query == ' ' || *query == '*' || *query == '"')
+                query++;
+        for (size_t i = 0; i < ELEMENTSOF(openers); i++)
+                if (strncasecmp(query, openers[i], strlen(openers[i])) == 0)
+                        return 1;
+        return strncasecmp(query, "what does ", 10) == 0 && strcasestr(query, " mean") != NULL;
+}
+
+/* Does @s define the question's subject: it says what it is early
+ * ("An index fund is an ...", "404 Not Found: ...", "Inflation is the
+ * rate ..."), and what stands before that is at most EX_DEFINITION_LEAD
+ * content words, opening with a word of the question and holding every
+ * key term? */
+static int defines_subject(const Query *q, const Sent *s) {
+        static const char *const copulas[] = {" is a ",    " is an ", " is the ",    " are a ", " are an ",
+                                              " are the ", " means ", " refers to ", ": "};
+        _cleanup_free_ Word *w = NULL;
+        size_t n = 0, head = 0;
+        char buf[EX_DEFINITION_BYTES + 1];
+        char *end = NULL;
+
+        snprintf(buf, sizeof buf, "%s", s->text);
+        for (char *p = buf; *p; p++)
+                if (*p == '*')
+                        *p = ' '; /* "**404 Not Found**: ..." */
+        for (size_t i = 0; i < ELEMENTSOF(copulas); i++) {
+                char *p = strstr(buf, copulas[i]);
+                if (p && (!end || p < end))
+                        end = p;
+        }
+        if (!end)
+                return 0;
+        *end = 0;
+        if (words_scan(buf, 0, EX_DEFINITION_LEAD + 1, &w, &n) <= 0 || n > EX_DEFINITION_LEAD ||
+            term_index(q, w[0].h) < 0)
+                return 0;
+        for (size_t t = 0; t < q->n; t++) {
+                if (!q->key[t])
+                        continue;
+                int found = 0;
+                for (size_t i = 0; i < n && !found; i++)
+                        found = w[i].h == q->term[t];
+                if (!found)
+                        return 0;
+                head++;
+        }
+        return head > 0;
 }
 
 /* Does @t open with a word that points back at a sentence we do not show
@@ -1541,6 +1605,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 goto out;
         size_t n_ok = 0;
         double best_cov = 0;
+        int definition = asks_definition(q.clean);
         for (size_t i = 0; i < l.n; i++) {
                 Sent *s = &l.v[i];
                 if (!sent_passes(s) || describes_its_document(s->text))
@@ -1550,6 +1615,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 s->score = s->rel * (1.0 + 0.25 * bm) * (1.0 + 0.05 * prior);
                 if (opens_with_back_reference(s->text))
                         s->score *= EX_BACK_REFERENCE_FACTOR;
+                s->defines = definition && defines_subject(&q, s);
                 best_cov = MAX(best_cov, s->cov);
                 order[n_ok++] = s;
         }
@@ -1561,7 +1627,8 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 /* Matching clearly less of the question than the best
                  * sentence is padding, unless it is from the documents the
                  * question is about. */
-                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov && !(opts && s->src < opts->n_attached))
+                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov && !s->defines &&
+                    !(opts && s->src < opts->n_attached))
                         continue;
                 int dup = 0;
                 for (size_t j = 0; j < n_sel && !dup; j++)

@@ -809,6 +809,32 @@ START_TEST(test_answer_relative_cutoff_spares_attached) {
 }
 END_TEST
 
+/* "What is X?": the sentence that opens with X and says what it is leads,
+ * ahead of one that covers as many words in passing. */
+START_TEST(test_answer_definition_first) {
+        static const char fund[] = "Index funds are available as mutual funds and as exchange-traded funds. "
+                                   "An index fund is an investment fund that aims to track a market index.";
+        static const char js[] = "The fetch API does not reject on HTTP error statuses such as 404 or 500.";
+        static const char codes[] =
+                "# HTTP status codes\n\n**404 Not Found**: the server has no resource at "
+                "this URL. **500 Internal Server Error**: the server failed.";
+        KbHit h1[] = {hit("funds.md", 0, 2.0, fund)};
+        char *out = answer("What is an index fund?", h1, 1, 3);
+        ck_assert_msg(strncmp(out, "An index fund is an investment fund", 35) == 0, "%s", out);
+        free(out);
+        KbHit h2[] = {hit("js.md", 0, 3.0, js), hit("codes.md", 0, 2.0, codes)};
+        out = answer("What does HTTP 404 mean?", h2, 2, 3);
+        ck_assert_msg(strncmp(out, "**404 Not Found**: the server", 29) == 0 ||
+                              strncmp(out, "404 Not Found: the server", 25) == 0,
+                      "%s", out);
+        free(out);
+        /* not a definition question: no such preference */
+        out = answer("Are index funds available as ETFs?", h1, 1, 3);
+        ck_assert_msg(strncmp(out, "Index funds are available", 25) == 0, "%s", out);
+        free(out);
+}
+END_TEST
+
 static Suite *extract_suite(void) {
         Suite *s = suite_create("extract");
         TCase *tc = tcase_create("core");
@@ -830,6 +856,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_long_question_kb_statistics);
         tcase_add_test(tc, test_answer_skips_self_description);
         tcase_add_test(tc, test_answer_relative_cutoff_spares_attached);
+        tcase_add_test(tc, test_answer_definition_first);
         tcase_add_test(tc, test_aggregate_agreement_raises);
         tcase_add_test(tc, test_aggregate_weight_matters);
         tcase_add_test(tc, test_aggregate_no_duplicates);
