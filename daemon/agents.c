@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "classifier.h"
 #include "ingest.h"
+#include "kb-pg.h"
 #include "kb-vocab.h"
 #include "log.h"
 #include "route-model.h"
@@ -257,10 +258,49 @@ static int seed_new_kb(Agent *a, const AgentConfig *ac, const char *dir) {
         return 0;
 }
 
+/* The PostgreSQL backend: one shared database, no files to seed into
+ * first; an empty agent is seeded in place (each document is its own
+ * transaction, and a second instance seeding at once replaces the same
+ * titles). */
+static int agent_open_kb_pg(Agent *a, const AgentConfig *ac, char **ret_why) {
+        int r;
+
+        a->kb_path = kb_pg_locator(a->name, ac->language);
+        if (!a->kb_path)
+                return -ENOMEM;
+        r = kb_open(a->kb_path, 0, &a->kb);
+        if (r < 0)
+                return asprintf(ret_why, "cannot open knowledge base %s: %s", a->kb_path, strerror(-r)) < 0
+                               ? -ENOMEM
+                               : r;
+        int n = kb_count(a->kb);
+        if (kb_unavailable(n)) {
+                /* loaded all the same: its handle connects again on every
+                 * call, and /readyz says "not ready" until it answers */
+                log_error("agent %s: knowledge database unavailable (%s); the agent's knowledge answers 503 "
+                          "until it is back%s",
+                          a->name, strerror(-n),
+                          ac->n_knowledge > 0
+                                  ? ", and its sample knowledge is seeded at the next start or reload"
+                                  : "");
+                return 0;
+        }
+        if (n < 0)
+                return asprintf(ret_why, "cannot read knowledge base %s: %s", a->kb_path, strerror(-n)) < 0
+                               ? -ENOMEM
+                               : n;
+        if (n == 0 && ac->n_knowledge > 0)
+                log_info("agent %s: seeded knowledge base %s with %d document(s)", a->name, a->kb_path,
+                         seed_into(a->kb, a, ac));
+        return 0;
+}
+
 static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac, char **ret_why) {
         _cleanup_free_ char *dir = NULL;
         int r;
 
+        if (cfg->knowledge.backend == KNOWLEDGE_POSTGRESQL)
+                return agent_open_kb_pg(a, ac, ret_why);
         if (asprintf(&dir, "%s/kb", isempty(cfg->state_dir) ? MOAD_STATE_DIR : cfg->state_dir) < 0)
                 return -ENOMEM;
         r = mkdir_p(dir);
@@ -449,6 +489,15 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
 
         if (!cfg || !ret)
                 return -EINVAL;
+        if (cfg->knowledge.backend == KNOWLEDGE_POSTGRESQL) {
+                /* for every handle opened from now on, on any thread */
+                KbPgConfig pc = {.conninfo = cfg->knowledge.conninfo,
+                                 .password_file = cfg->knowledge.password_file,
+                                 .connect_timeout_s = cfg->knowledge.connect_timeout_s,
+                                 .statement_timeout_ms = cfg->knowledge.statement_timeout_ms};
+                if (kb_pg_configure(&pc) < 0)
+                        return -ENOMEM;
+        }
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -499,6 +548,15 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
                         "router fallback agent '%s' is not loaded; the best-scoring agent is used instead",
                         s->router.fallback);
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int agents_knowledge_check(const AgentSet *s) {
+        for (size_t i = 0; s && i < s->n; i++) {
+                int r = s->agents[i]->kb ? kb_check(s->agents[i]->kb) : 0;
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -777,6 +835,10 @@ const char *agent_model(const Agent *a) {
 
 Kb *agent_kb(Agent *a) {
         return a ? a->kb : NULL;
+}
+
+const KbVocab *agent_vocab(const Agent *a) {
+        return a ? a->vocab : NULL;
 }
 
 const char *agent_kb_path(const Agent *a) {

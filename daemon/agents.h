@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "kb-vocab.h"
 #include "kb.h"
 #include "plugin-host.h"
 #include "router.h"
@@ -69,6 +70,13 @@ int agents_new(const Config *cfg, AgentSet **ret);
  * @prev stays valid and must outlive nothing: shared parts are counted.
  */
 int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret);
+
+/**
+ * agents_knowledge_check() - whether every agent's knowledge store answers
+ * now (kb_check(); a PostgreSQL handle reconnects if it must). Returns 0,
+ * or the first -errno.
+ */
+int agents_knowledge_check(const AgentSet *s);
 
 /**
  * agents_refused() - the enabled agents of the configuration that the set
@@ -164,6 +172,10 @@ const char *agent_provider(const Agent *a);
 const char *agent_model(const Agent *a);
 /** agent_kb() - its knowledge base handle (never NULL for a loaded agent). */
 Kb *agent_kb(Agent *a);
+/** agent_vocab() - its knowledge base's term statistics as last read (they
+ * may lag the database by a few seconds), or NULL if not read yet; valid
+ * until the loop next runs. */
+const KbVocab *agent_vocab(const Agent *a);
 /** agent_kb_path() - the path of its knowledge database (for ingest workers). */
 const char *agent_kb_path(const Agent *a);
 /** agent_doc_count() - documents in its knowledge base now, or -errno. */

@@ -51,7 +51,13 @@ static const char *state_name(ServerState st) {
         return st == SERVER_READY ? "ready" : st == SERVER_DRAINING ? "draining" : "starting";
 }
 
+/* Not ready while a knowledge database (PostgreSQL) does not answer:
+ * asking it here is also how a lost connection is made again. */
 static void api_readyz(Server *s, HttpRequest *req) {
+        if (s->state == SERVER_READY && agents_knowledge_check(s->runtime->agents) < 0) {
+                http_reply_json(req, 503, json_pack("{s:s}", "status", "knowledge unavailable"));
+                return;
+        }
         http_reply_json(req, s->state == SERVER_READY ? 200 : 503,
                         json_pack("{s:s}", "status", state_name(s->state)));
 }
@@ -280,9 +286,10 @@ static void on_ingest_done(void *userdata, int result) {
                 reply_database_busy(c->req, "ingested");
         else if (result < 0)
                 http_reply_error(c->req,
-                                 result == -E2BIG    ? 413
-                                 : result == -EINVAL ? 400
-                                                     : 500,
+                                 result == -E2BIG         ? 413
+                                 : result == -EINVAL      ? 400
+                                 : kb_unavailable(result) ? 503
+                                                          : 500,
                                  result == -E2BIG || result == -EINVAL ? "invalid_request_error"
                                                                        : "server_error",
                                  NULL, NULL, "ingest of '%.200s' into %s failed: %s", c->title, c->agent,
@@ -451,8 +458,9 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
 
         if (r < 0) {
                 json_decref(arr);
-                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot list documents: %s",
-                                 strerror(-r));
+                http_reply_error(req, kb_unavailable(r) ? 503 : 500, "server_error", NULL, NULL,
+                                 "cannot list documents: %s%s", strerror(-r),
+                                 kb_unavailable(r) ? " (the knowledge database is unavailable)" : "");
                 return;
         }
         /* The limits let a client refuse a file before sending it. */
@@ -473,7 +481,7 @@ static void on_delete_done(void *userdata, int result) {
         else if (result == -EBUSY)
                 reply_database_busy(c->req, "deleted");
         else if (result < 0)
-                http_reply_error(c->req, 500, "server_error", NULL, NULL,
+                http_reply_error(c->req, kb_unavailable(result) ? 503 : 500, "server_error", NULL, NULL,
                                  "cannot delete '%.200s' from %s: %s", c->title, c->agent,
                                  strerror(-result));
         else {
@@ -673,6 +681,8 @@ static uint64_t endpoint_body_limit(Server *s, const char *method, const char *p
                 return streq(method, "POST") ? l->max_ingest_bytes : API_SMALL_BODY;
         if (strncmp(path, "/v1/models/", 11) == 0)
                 return API_SMALL_BODY;
+        if (strncmp(path, "/v1/moa/ingest-jobs", 19) == 0) /* an agent and a path of up to 4095 bytes */
+                return 2 * API_SMALL_BODY;
         /* a question may carry attached documents (moa.documents) */
         if (streq(path, "/v1/chat/completions") && streq(method, "POST"))
                 return l->max_body_bytes + l->max_ask_bytes;
@@ -730,6 +740,15 @@ void api_handle(HttpRequest *req, void *userdata) {
                                          "Content-Type must be application/json");
                 else
                         api_batches(s, req, path + 11);
+                return;
+        }
+        /* Server-side ingest: creating one needs admin (checked there). */
+        if (strncmp(path, "/v1/moa/ingest-jobs", 19) == 0 && (path[19] == 0 || path[19] == '/')) {
+                if (streq(method, "POST") && path[19] == 0 && !content_type_is_json(req))
+                        http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                         "Content-Type must be application/json");
+                else
+                        api_ingest_jobs(s, req, path + 19);
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {

@@ -711,6 +711,7 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .knowledge = c->knowledge,
                 .n_documents = c->n_documents,
                 .kb = c->kb,
+                .vocab = c->a ? agent_vocab(c->a) : NULL,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
                 .review = chat->review,
