@@ -265,11 +265,26 @@ static void on_ingest_abort(HttpRequest *req, void *userdata) {
         ingest_call_free(c);
 }
 
+/* Another writer held the database past SQLite's busy timeout: nothing
+ * was written, and trying again later is the remedy. */
+static void reply_database_busy(HttpRequest *req, const char *what) {
+        _cleanup_(json_decrefp) json_t *err = NULL;
+        _cleanup_free_ char *body = NULL;
+
+        err = json_pack("{s:{s:s++,s:s,s:n,s:s}}", "error", "message",
+                        "the knowledge base is busy (another write holds it); nothing was ", what,
+                        ", try again", "type", "server_error", "param", "code", "database_busy");
+        body = err ? json_dumps(err, JSON_COMPACT) : NULL;
+        http_reply(req, 503, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After", "1");
+}
+
 static void on_ingest_done(void *userdata, int result) {
         IngestCall *c = userdata;
 
         http_request_set_abort(c->req, NULL, NULL);
-        if (result < 0)
+        if (result == -EBUSY)
+                reply_database_busy(c->req, "ingested");
+        else if (result < 0)
                 http_reply_error(c->req,
                                  result == -E2BIG         ? 413
                                  : result == -EINVAL      ? 400
@@ -458,24 +473,14 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
 
 static void on_delete_done(void *userdata, int result) {
         IngestCall *c = userdata;
-        _cleanup_(json_decrefp) json_t *err = NULL;
-        _cleanup_free_ char *body = NULL;
 
         http_request_set_abort(c->req, NULL, NULL);
         if (result == -ENOENT)
                 http_reply_error(c->req, 404, "not_found_error", "title", "document_not_found",
                                  "agent %s has no document '%.200s'", c->agent, c->title);
-        else if (result == -EBUSY) {
-                /* Another writer held the database past SQLite's busy timeout:
-                 * nothing was deleted, and trying again later is the remedy. */
-                err = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message",
-                                "the knowledge base is busy (another write holds it); nothing was deleted, "
-                                "try again",
-                                "type", "server_error", "param", "code", "database_busy");
-                body = err ? json_dumps(err, JSON_COMPACT) : NULL;
-                http_reply(c->req, 503, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After",
-                           "1");
-        } else if (result < 0)
+        else if (result == -EBUSY)
+                reply_database_busy(c->req, "deleted");
+        else if (result < 0)
                 http_reply_error(c->req, kb_unavailable(result) ? 503 : 500, "server_error", NULL, NULL,
                                  "cannot delete '%.200s' from %s: %s", c->title, c->agent,
                                  strerror(-result));

@@ -152,6 +152,10 @@ static void check_defaults_except_agents(const Config *c) {
         ck_assert_uint_eq(c->limits.max_connections_per_peer, 256);
         ck_assert_uint_eq(c->limits.header_timeout_ms, 10000);
         ck_assert_uint_eq(c->limits.min_body_rate, 1024);
+        ck_assert_uint_eq(c->limits.plugin_score_ms, 250);
+        ck_assert_uint_eq(c->limits.plugin_call_ms, 1000);
+        ck_assert_uint_eq(c->limits.plugin_max_timeouts, 3);
+        ck_assert_uint_eq(c->limits.plugin_max_stuck, 16);
 
         ck_assert_uint_eq(c->n_providers, 1);
         b = config_find_provider(c, "builtin");
@@ -531,6 +535,12 @@ START_TEST(test_error_types) {
         expect_main_error("limits:\n  max_messages: -3\n",
                           "2:17: 'limits.max_messages' must not be negative");
         expect_main_error("limits:\n  max_queue: 0\n", "2:14: 'limits.max_queue' must be at least 1, not 0");
+        expect_main_error("limits:\n  plugin_score_ms: 0\n",
+                          "2:20: 'limits.plugin_score_ms' must be at least 1, not 0");
+        expect_main_error("limits:\n  plugin_call_ms: 60001\n",
+                          "2:19: 'limits.plugin_call_ms' is out of range (at most 60000)");
+        expect_main_error("limits:\n  plugin_max_stuck: 1025\n",
+                          "2:21: 'limits.plugin_max_stuck' is out of range (at most 1024)");
         expect_main_error("limits:\n  request_timeout_ms: 99999999999999999999999\n",
                           "2:23: 'limits.request_timeout_ms' is out of range (at most 86400000)");
         expect_main_error("limits:\n  max_connections: 4294967296\n",

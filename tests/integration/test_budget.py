@@ -29,7 +29,8 @@ class DeleteOffLoop(DaemonTestCase):
         return os.path.join(self.d.state, "kb", agent + ".db")
 
     def ingest(self, title, text):
-        return self.d.json("POST", "/v1/moa/agents/legal/documents", {"title": title, "text": text})
+        st, h, data = self.d.request("POST", "/v1/moa/agents/legal/documents", {"title": title, "text": text})
+        return st, h, json.loads(data)
 
     def test_busy_database_gives_503_and_the_loop_keeps_answering(self):
         st, _, _ = self.ingest("busy.md", "A document about a quorx clause.")
@@ -38,6 +39,7 @@ class DeleteOffLoop(DaemonTestCase):
         db.execute("BEGIN IMMEDIATE")  # another writer holds the database
         try:
             t, out = in_thread(self.d.json, "DELETE", "/v1/moa/agents/legal/documents/busy.md")
+            ti, ing = in_thread(self.ingest, "other.md", "Another document.")
             time.sleep(0.3)
             started = time.monotonic()
             st, _, h = self.d.json("GET", "/healthz")
@@ -48,6 +50,7 @@ class DeleteOffLoop(DaemonTestCase):
             self.assertTrue(t.is_alive(), "the delete answered before /healthz: it did not wait for the lock")
             self.assertLess(took, 3.0)
             t.join(30)
+            ti.join(30)
         finally:
             db.execute("ROLLBACK")
             db.close()
@@ -55,7 +58,11 @@ class DeleteOffLoop(DaemonTestCase):
         self.assertEqual(st, 503, j)
         self.assertEqual(h.get("retry-after"), "1")
         self.assertEqual(j["error"]["code"], "database_busy")
-        self.assertIn("busy", j["error"]["message"])
+        self.assertIn("nothing was deleted", j["error"]["message"])
+        # an ingest meanwhile: the same answer
+        st, h, j = ing[0]
+        self.assertEqual((st, h.get("retry-after"), j["error"]["code"]), (503, "1", "database_busy"), j)
+        self.assertIn("nothing was ingested", j["error"]["message"])
         # nothing was deleted, and with the lock gone the delete succeeds
         st, _, j = self.d.json("DELETE", "/v1/moa/agents/legal/documents/busy.md")
         self.assertEqual((st, j), (200, {"deleted": True, "title": "busy.md"}))
