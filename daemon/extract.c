@@ -42,10 +42,10 @@
 #define EX_STRAY_UNKNOWN_SHARE 0.5
 #define EX_SHORT_QUESTION_TERMS 4u
 #define EX_MMR_LAMBDA 0.7
-#define EX_MIN_RELATIVE_COVERAGE 0.4 /* of the best sentence's query coverage */
-#define EX_DUP_SIMILARITY 0.75       /* at or above: a near-duplicate, never both */
-#define EX_BACK_REFERENCE_FACTOR 0.8 /* score of a sentence opening with "This", "However", ... */
-#define EX_MIN_RELATIVE_SCORE 0.3    /* of the best score: weaker sentences are padding */
+#define EX_MIN_RELATIVE_COVERAGE 0.75 /* of the best sentence's query coverage */
+#define EX_DUP_SIMILARITY 0.75        /* at or above: a near-duplicate, never both */
+#define EX_BACK_REFERENCE_FACTOR 0.8  /* score of a sentence opening with "This", "However", ... */
+#define EX_MIN_RELATIVE_SCORE 0.3     /* of the best score: weaker sentences are padding */
 
 /* The relevance floor: a sentence must cover at least this share of the
  * question's weight (query phrases matched word for word count on top),
@@ -1409,12 +1409,11 @@ static void print_sources(FILE *f, char *const *gs, size_t n_gs) {
  * explains ...")? It tells a reader what the source is about, and answers
  * nothing: never part of an answer. */
 static int describes_its_document(const char *t) {
-        static const char *const subjects[] = {"This page ",    "This document ", "This guide ",
-                                               "This section ", "This article ",  "This chapter ",
-                                               "This leaflet ", "This note ",     "This file "};
-        static const char *const verbs[] = {"covers ",     "describes ",       "explains ", "lists ",
-                                            "sets out ",   "outlines ",        "is about ", "summarises ",
-                                            "summarizes ", "gives an overview"};
+        static const char *const subjects[] = {
+                "This page ",    "This document ", "This guide ", "This section ", "This article ",
+                "This chapter ", "This leaflet ",  "This note ",  "This file ",    "This overview "};
+        static const char *const verbs[] = {"covers ",   "describes ",  "explains ",   "lists ", "sets out ",
+                                            "outlines ", "summarises ", "summarizes ", "gives ", "is "};
         size_t n = 0;
         for (size_t i = 0; i < ELEMENTSOF(subjects) && !n; i++)
                 if (strncmp(t, subjects[i], strlen(subjects[i])) == 0)
@@ -1559,9 +1558,10 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         size_t n_sel = 0, words = 0;
         for (size_t i = 0; i < n_ok && n_sel < max_sentences; i++) {
                 Sent *s = order[i];
-                /* Matching only a minor part of what the best sentence
-                 * matches is not an answer. */
-                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov)
+                /* Matching clearly less of the question than the best
+                 * sentence is padding, unless it is from the documents the
+                 * question is about. */
+                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov && !(opts && s->src < opts->n_attached))
                         continue;
                 int dup = 0;
                 for (size_t j = 0; j < n_sel && !dup; j++)

@@ -31,6 +31,10 @@ typedef struct ExtractOptions {
          * specific they are in that knowledge base. */
         int (*word_df)(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks);
         void *word_df_userdata;
+        /* The first @n_attached hits are of documents attached to the
+         * question: their relevant sentences are shown even when a
+         * knowledge-base sentence covers more of it. */
+        size_t n_attached;
 } ExtractOptions;
 
 /**

@@ -111,7 +111,8 @@ static char *compose(const ProviderRequest *req) {
                             .has_word = req->kb ? kb_has_word : NULL,
                             .has_word_userdata = req->kb,
                             .word_df = req->kb && req->vocab ? kb_word_df : NULL,
-                            .word_df_userdata = (void *) req};
+                            .word_df_userdata = (void *) req,
+                            .n_attached = req->n_attached};
 
         if (req->review)
                 return req->task == PROVIDER_TASK_PROPOSE

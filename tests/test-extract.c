@@ -790,6 +790,25 @@ START_TEST(test_answer_skips_self_description) {
 }
 END_TEST
 
+/* A sentence covering clearly less of the question than the best one is
+ * padding, unless it is from a document attached to the question. */
+START_TEST(test_answer_relative_cutoff_spares_attached) {
+        static const char contract[] = "Late payments carry interest at 8% per year above the base rate.";
+        static const char kb[] = "Businesses can charge statutory interest on late commercial payments.";
+        KbHit hits[] = {hit("contract.md", 0, 2.0, contract), hit("vat.md", 2, 3.0, kb)};
+        ExtractOptions o = {.max_sentences = 4};
+        char *out = extract_answer("What interest is charged on late payments?", hits, 2, &o);
+        ck_assert_msg(strncmp(out, "Businesses can charge", 21) == 0 && !strstr(out, "8% per year"), "%s",
+                      out);
+        free(out);
+        o.n_attached = 1;
+        out = extract_answer("What interest is charged on late payments?", hits, 2, &o);
+        ck_assert_msg(strstr(out, "8% per year") != NULL, "%s", out);
+        check_quotes(out, hits, 2);
+        free(out);
+}
+END_TEST
+
 static Suite *extract_suite(void) {
         Suite *s = suite_create("extract");
         TCase *tc = tcase_create("core");
@@ -810,6 +829,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_hostile_input);
         tcase_add_test(tc, test_answer_long_question_kb_statistics);
         tcase_add_test(tc, test_answer_skips_self_description);
+        tcase_add_test(tc, test_answer_relative_cutoff_spares_attached);
         tcase_add_test(tc, test_aggregate_agreement_raises);
         tcase_add_test(tc, test_aggregate_weight_matters);
         tcase_add_test(tc, test_aggregate_no_duplicates);
