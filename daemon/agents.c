@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "classifier.h"
 #include "ingest.h"
+#include "kb-pg.h"
 #include "kb-vocab.h"
 #include "log.h"
 #include "route-model.h"
@@ -181,11 +182,6 @@ static int mkdir_p(const char *path) {
         return 0;
 }
 
-static int kb_search_cb(void *userdata, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
-        Agent *a = userdata;
-        return agent_search(a, query, limit, ret_hits, ret_n);
-}
-
 /* NULL in *ret: no plugin, the generic expert. */
 static int plugin_path(const Config *cfg, const AgentConfig *ac, char **ret) {
         const char *plugin = ac->plugin;
@@ -262,10 +258,49 @@ static int seed_new_kb(Agent *a, const AgentConfig *ac, const char *dir) {
         return 0;
 }
 
+/* The PostgreSQL backend: one shared database, no files to seed into
+ * first; an empty agent is seeded in place (each document is its own
+ * transaction, and a second instance seeding at once replaces the same
+ * titles). */
+static int agent_open_kb_pg(Agent *a, const AgentConfig *ac, char **ret_why) {
+        int r;
+
+        a->kb_path = kb_pg_locator(a->name, ac->language);
+        if (!a->kb_path)
+                return -ENOMEM;
+        r = kb_open(a->kb_path, 0, &a->kb);
+        if (r < 0)
+                return asprintf(ret_why, "cannot open knowledge base %s: %s", a->kb_path, strerror(-r)) < 0
+                               ? -ENOMEM
+                               : r;
+        int n = kb_count(a->kb);
+        if (kb_unavailable(n)) {
+                /* loaded all the same: its handle connects again on every
+                 * call, and /readyz says "not ready" until it answers */
+                log_error("agent %s: knowledge database unavailable (%s); the agent's knowledge answers 503 "
+                          "until it is back%s",
+                          a->name, strerror(-n),
+                          ac->n_knowledge > 0
+                                  ? ", and its sample knowledge is seeded at the next start or reload"
+                                  : "");
+                return 0;
+        }
+        if (n < 0)
+                return asprintf(ret_why, "cannot read knowledge base %s: %s", a->kb_path, strerror(-n)) < 0
+                               ? -ENOMEM
+                               : n;
+        if (n == 0 && ac->n_knowledge > 0)
+                log_info("agent %s: seeded knowledge base %s with %d document(s)", a->name, a->kb_path,
+                         seed_into(a->kb, a, ac));
+        return 0;
+}
+
 static int agent_open_kb(const Config *cfg, Agent *a, const AgentConfig *ac, char **ret_why) {
         _cleanup_free_ char *dir = NULL;
         int r;
 
+        if (cfg->knowledge.backend == KNOWLEDGE_POSTGRESQL)
+                return agent_open_kb_pg(a, ac, ret_why);
         if (asprintf(&dir, "%s/kb", isempty(cfg->state_dir) ? MOAD_STATE_DIR : cfg->state_dir) < 0)
                 return -ENOMEM;
         r = mkdir_p(dir);
@@ -336,8 +371,7 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret, char
                 .weight = a->weight,
                 .options = ac->options,
                 .n_options = ac->n_options,
-                .kb_search = kb_search_cb,
-                .kb_userdata = a,
+                .kb_path = a->kb_path,
         };
         r = plugin_agent_load(&spec, &a->plugin, ret_why);
         if (r < 0)
@@ -455,6 +489,15 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
 
         if (!cfg || !ret)
                 return -EINVAL;
+        if (cfg->knowledge.backend == KNOWLEDGE_POSTGRESQL) {
+                /* for every handle opened from now on, on any thread */
+                KbPgConfig pc = {.conninfo = cfg->knowledge.conninfo,
+                                 .password_file = cfg->knowledge.password_file,
+                                 .connect_timeout_s = cfg->knowledge.connect_timeout_s,
+                                 .statement_timeout_ms = cfg->knowledge.statement_timeout_ms};
+                if (kb_pg_configure(&pc) < 0)
+                        return -ENOMEM;
+        }
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -505,6 +548,15 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
                         "router fallback agent '%s' is not loaded; the best-scoring agent is used instead",
                         s->router.fallback);
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int agents_knowledge_check(const AgentSet *s) {
+        for (size_t i = 0; s && i < s->n; i++) {
+                int r = s->agents[i]->kb ? kb_check(s->agents[i]->kb) : 0;
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -646,8 +698,22 @@ out:
         return r;
 }
 
+int agents_route_wanted(AgentSet *s, size_t i, const char *const *pinned, size_t n_pinned) {
+        if (!s || i >= s->n)
+                return 0;
+        for (size_t k = 0; k < n_pinned; k++)
+                if (pinned[k] && streq(pinned[k], s->agents[i]->name))
+                        return 1;
+        return n_pinned == 0;
+}
+
 int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, int explain,
                  RouteResult *ret) {
+        return agents_route_scored(s, query, pinned, n_pinned, explain, NULL, ret);
+}
+
+int agents_route_scored(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+                        int explain, const AgentScore *given, RouteResult *ret) {
         _cleanup_free_ RouterCandidate *cands = NULL;
         _cleanup_free_ char **reasons = NULL, **why = NULL;
         _cleanup_free_ ClassifierScore *learned = NULL;
@@ -678,14 +744,12 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
 
         for (size_t i = 0; i < s->n; i++) {
                 Agent *a = s->agents[i];
-                double score = 0;
-                int wanted = n_pinned == 0;
+                const char *reason;
+                double score = 0, weight = a->weight;
 
                 /* With pinned agents only their scores matter (for the weights):
                  * the others' plugins are not asked. */
-                for (size_t k = 0; !wanted && k < n_pinned; k++)
-                        wanted = pinned[k] && streq(pinned[k], a->name);
-                if (!wanted) {
+                if (!agents_route_wanted(s, i, pinned, n_pinned)) {
                         cands[i] = (RouterCandidate){.name = a->name,
                                                      .reason = "not scored: agents pinned",
                                                      .learned = NAN,
@@ -694,23 +758,32 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                         continue;
                 }
 
-                r = plugin_agent_score(a->plugin, query, &score, &reasons[i]);
-                if (r < 0) {
-                        log_warning_errno(r, "agent %s: score failed", a->name);
-                        score = 0;
-                        if (asprintf(&reasons[i], "score failed: %s", strerror(-r)) < 0)
-                                reasons[i] = NULL;
+                if (given) {
+                        /* scored on the plugin's thread; an agent left out gets weight 0 */
+                        score = given[i].score;
+                        reason = given[i].reason;
+                        if (given[i].skip)
+                                weight = 0;
+                } else {
+                        r = plugin_agent_score(a->plugin, query, &score, &reasons[i]);
+                        if (r < 0) {
+                                log_warning_errno(r, "agent %s: score failed", a->name);
+                                score = 0;
+                                if (asprintf(&reasons[i], "score failed: %s", strerror(-r)) < 0)
+                                        reasons[i] = NULL;
+                        }
+                        reason = reasons[i];
                 }
                 int has_model = learned && classifier_has_positives(s->model, i);
                 cands[i] = (RouterCandidate){
                         .name = a->name,
                         .plugin_score = score,
-                        .reason = reasons[i],
+                        .reason = reason,
                         .learned = has_model ? learned[i].p : NAN,
                         .learned_terms = has_model ? learned[i].terms : NULL,
                         .kb_evidence = ev[i],
                         .kb_terms = why[i],
-                        .weight = a->weight,
+                        .weight = weight,
                 };
         }
         r = router_route(&s->router, cands, s->n, pinned, n_pinned, ret);
@@ -762,6 +835,10 @@ const char *agent_model(const Agent *a) {
 
 Kb *agent_kb(Agent *a) {
         return a ? a->kb : NULL;
+}
+
+const KbVocab *agent_vocab(const Agent *a) {
+        return a ? a->vocab : NULL;
 }
 
 const char *agent_kb_path(const Agent *a) {

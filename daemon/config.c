@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <math.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "kb-pg.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
@@ -125,6 +127,7 @@ static void agent_config_done(AgentConfig *a) {
         free(a->model);
         free(a->prompt);
         free(a->description);
+        free(a->language);
         strv_free_n(a->examples, a->n_examples);
         strv_free_n(a->knowledge, a->n_knowledge);
         key_values_free(a->options, a->n_options);
@@ -142,6 +145,8 @@ Config *config_free(Config *c) {
         free(c->agents_dir);
         free(c->plugin_dir);
         free(c->state_dir);
+        free(c->knowledge.conninfo);
+        free(c->knowledge.password_file);
         free(c->default_pipeline);
         for (size_t i = 0; i < c->n_providers; i++)
                 provider_config_done(&c->providers[i]);
@@ -890,6 +895,14 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
                         r = get_u64(ctx, v, p, 1, KB_MAX_DOCUMENT_BYTES, &l->max_ask_document_bytes);
                 else if (streq(key, "max_ask_bytes"))
                         r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->max_ask_bytes);
+                else if (streq(key, "plugin_score_ms"))
+                        r = get_u64(ctx, v, p, 1, 60000, &l->plugin_score_ms);
+                else if (streq(key, "plugin_call_ms"))
+                        r = get_u64(ctx, v, p, 1, 60000, &l->plugin_call_ms);
+                else if (streq(key, "plugin_max_timeouts"))
+                        r = get_unsigned(ctx, v, p, 1, 1000000, &l->plugin_max_timeouts);
+                else if (streq(key, "plugin_max_stuck"))
+                        r = get_unsigned(ctx, v, p, 1, 1024, &l->plugin_max_stuck);
                 else
                         r = unknown_key(ctx, k, "limits");
                 if (r < 0)
@@ -949,6 +962,86 @@ static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
+
+/* A knowledge.conninfo libpq can parse and that holds no password: the
+ * password comes from password_file or PGPASSFILE, so it is never in the
+ * configuration or a log line. */
+static int check_conninfo(Ctx *ctx, const YamlNode *v, const char *conninfo) {
+        char *err = NULL;
+        PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+        int r = 0;
+
+        if (!opts) {
+                size_t n = err ? strcspn(err, "\n") : 0;
+                r = fail_at(ctx, v, -EINVAL, "invalid 'knowledge.conninfo': %.*s", (int) n,
+                            err ? err : "out of memory");
+                PQfreemem(err);
+                return r;
+        }
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+                if (streq(o->keyword, "password") && !isempty(o->val))
+                        r = fail_at(
+                                ctx, v, -EINVAL,
+                                "secrets are not allowed in the configuration: put the password in "
+                                "'knowledge.password_file' (or PGPASSFILE), not in 'knowledge.conninfo'");
+        PQconninfoFree(opts);
+        return r;
+}
+
+static int parse_knowledge(Ctx *ctx, const YamlNode *m, KnowledgeConfig *kc) {
+        const YamlNode *k, *v, *conninfo_node = NULL;
+        int r;
+
+        if (yaml_node_is_null(m))
+                return 0;
+        r = expect_kind(ctx, m, YAML_TREE_MAPPING, "knowledge");
+        if (r < 0)
+                return r;
+        FOREACH_PAIR(m, k, v) {
+                _cleanup_free_ char *p = path_join_key("knowledge", k->value);
+                const char *key = k->value;
+
+                if (!p)
+                        return -ENOMEM;
+                if (streq(key, "backend")) {
+                        if (yaml_node_is_null(v))
+                                r = 0;
+                        else if (v->kind == YAML_TREE_SCALAR && streq(v->value, "sqlite"))
+                                kc->backend = KNOWLEDGE_SQLITE;
+                        else if (v->kind == YAML_TREE_SCALAR && streq(v->value, "postgresql"))
+                                kc->backend = KNOWLEDGE_POSTGRESQL;
+                        else
+                                r = fail_at(ctx, v, -EINVAL,
+                                            "invalid value%s%s%s for '%s' (expected sqlite or postgresql)",
+                                            v->kind == YAML_TREE_SCALAR ? " '" : "",
+                                            v->kind == YAML_TREE_SCALAR ? v->value : "",
+                                            v->kind == YAML_TREE_SCALAR ? "'" : "", p);
+                } else if (streq(key, "conninfo")) {
+                        conninfo_node = v;
+                        r = get_string(ctx, v, p, 0, &kc->conninfo);
+                        if (r >= 0 && kc->conninfo && strlen(kc->conninfo) > KB_PG_MAX_CONNINFO)
+                                r = fail_at(ctx, v, -EINVAL, "'%s' is longer than %u bytes", p,
+                                            KB_PG_MAX_CONNINFO);
+                        if (r >= 0 && kc->conninfo)
+                                r = check_conninfo(ctx, v, kc->conninfo);
+                } else if (streq(key, "password_file"))
+                        r = get_path(ctx, v, p, ctx->dir, &kc->password_file);
+                else if (streq(key, "connect_timeout_s"))
+                        r = get_unsigned(ctx, v, p, 1, 300, &kc->connect_timeout_s);
+                else if (streq(key, "statement_timeout_ms"))
+                        r = get_unsigned(ctx, v, p, 100, 3600000, &kc->statement_timeout_ms);
+                else
+                        r = unknown_key(ctx, k, "knowledge");
+                if (r < 0)
+                        return r;
+        }
+        if (kc->backend == KNOWLEDGE_POSTGRESQL && !kc->conninfo)
+                return fail_at(ctx, conninfo_node ? conninfo_node : m, -EINVAL,
+                               "'knowledge.backend: postgresql' needs 'knowledge.conninfo' (a libpq "
+                               "connection string such as \"host=/run/postgresql dbname=moad\" or "
+                               "\"service=moad\")");
         return 0;
 }
 
@@ -1350,6 +1443,15 @@ static int config_set_defaults(Config *c) {
                 .max_ask_documents = 16,
                 .max_ask_document_bytes = 1048576,
                 .max_ask_bytes = 4194304,
+                .plugin_score_ms = 250,
+                .plugin_call_ms = 1000,
+                .plugin_max_timeouts = 3,
+                .plugin_max_stuck = 16,
+        };
+        c->knowledge = (KnowledgeConfig){
+                .backend = KNOWLEDGE_SQLITE,
+                .connect_timeout_s = KB_PG_DEFAULT_CONNECT_TIMEOUT_S,
+                .statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS,
         };
         c->jobs = (JobsConfig){
                 .concurrency = 2,
@@ -1445,6 +1547,8 @@ static int parse_main(Ctx *ctx, const YamlNode *root, Config *c, Marks *marks) {
                         r = parse_limits(ctx, v, &c->limits);
                 else if (streq(key, "jobs"))
                         r = parse_jobs(ctx, v, &c->jobs);
+                else if (streq(key, "knowledge"))
+                        r = parse_knowledge(ctx, v, &c->knowledge);
                 else if (streq(key, "access"))
                         r = parse_access(ctx, v, &c->access);
                 else if (streq(key, "providers"))
@@ -1563,7 +1667,14 @@ static int parse_agent(Ctx *ctx, const YamlNode *root, Config *c, AgentConfig *a
                                             &a->n_knowledge);
                 else if (streq(key, "enabled"))
                         r = get_bool(ctx, v, key, &a->enabled);
-                else if (streq(key, "options"))
+                else if (streq(key, "language")) {
+                        r = get_string(ctx, v, key, 0, &a->language);
+                        if (r >= 0 && a->language && !kb_pg_language_valid(a->language))
+                                r = fail_at(ctx, v, -EINVAL,
+                                            "invalid value '%s' for 'language' (expected english, german, "
+                                            "french, spanish or simple)",
+                                            a->language);
+                } else if (streq(key, "options"))
                         r = get_key_values(ctx, v, key, CONFIG_MAX_OPTIONS, &a->options, &a->n_options);
                 else
                         r = unknown_key(ctx, k, NULL);

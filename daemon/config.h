@@ -81,6 +81,7 @@ typedef struct AgentConfig {
         char *prompt;     /* overrides the plugin's default system prompt */
         char **knowledge; /* files/directories ingested when the KB is empty */
         size_t n_knowledge;
+        char *language; /* text-search configuration (PostgreSQL backend); NULL: english */
         int enabled;
         KeyValue *options; /* free-form plugin options (config look-up) */
         size_t n_options;
@@ -131,6 +132,11 @@ typedef struct LimitsConfig {
         unsigned max_ask_documents;
         uint64_t max_ask_document_bytes;
         uint64_t max_ask_bytes; /* all of them; the chat body may exceed max_body_bytes by this */
+        /* plugin callbacks (plugin-call.h) */
+        uint64_t plugin_score_ms;     /* score() budget */
+        uint64_t plugin_call_ms;      /* build_prompt() and review() budget */
+        unsigned plugin_max_timeouts; /* offences before quarantine */
+        unsigned plugin_max_stuck;    /* threads past their budget before every call is refused */
 } LimitsConfig;
 
 /* Batch jobs (the Files and Batches API, daemon/jobs.c). */
@@ -167,6 +173,20 @@ typedef struct AccessConfig {
         const char *tcp_admin_token;
 } AccessConfig;
 
+typedef enum KnowledgeBackend {
+        KNOWLEDGE_SQLITE,     /* one database file per agent under state_dir/kb */
+        KNOWLEDGE_POSTGRESQL, /* one shared database (kb-pg.c) */
+} KnowledgeBackend;
+
+/* Where the knowledge bases live (moad.yaml knowledge:). */
+typedef struct KnowledgeConfig {
+        KnowledgeBackend backend;
+        char *conninfo;      /* libpq connection string or URI ("service=NAME"); never a password */
+        char *password_file; /* the password alone, or NULL: PGPASSFILE / ~/.pgpass */
+        unsigned connect_timeout_s;
+        unsigned statement_timeout_ms;
+} KnowledgeConfig;
+
 typedef struct Config {
         char *file; /* moad.yaml path, NULL if defaults only */
         char *socket_path;
@@ -189,6 +209,7 @@ typedef struct Config {
         LimitsConfig limits;
         JobsConfig jobs;
         AccessConfig access;
+        KnowledgeConfig knowledge;
 } Config;
 
 /**

@@ -13,6 +13,7 @@ struct IngestWorker {
 
 struct IngestJob {
         WorkerTask *task;
+        int delete; /* remove @title instead of ingesting (no text) */
 
         char *db_path;
         char *title;
@@ -27,6 +28,8 @@ struct IngestJob {
         IngestDoneFn done;
         void *userdata;
 };
+
+static int job_queue(IngestWorker *w, IngestJob *j, IngestDoneFn done, void *userdata, IngestJob **ret);
 
 static IngestJob *job_free(IngestJob *j) {
         if (!j)
@@ -47,6 +50,13 @@ static int job_run(void *data) {
 
         if (r < 0) {
                 log_warning_errno(r, "ingest: cannot open %s", j->db_path);
+                return r;
+        }
+        if (j->delete) {
+                r = kb_delete(kb, j->title);
+                kb_close(kb);
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r, "ingest: deleting '%s' from %s failed", j->title, j->db_path);
                 return r;
         }
         r = kb_ingest_meta(kb, j->title, j->source, j->text, j->len, j->have_opts ? &j->opts : NULL,
@@ -151,6 +161,11 @@ int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, 
                 j->sha256[64] = 0;
                 j->meta.sha256 = j->sha256;
         }
+        return job_queue(w, j, done, userdata, ret);
+}
+
+/* Queue @j (taking it, freed on failure). */
+static int job_queue(IngestWorker *w, IngestJob *j, IngestDoneFn done, void *userdata, IngestJob **ret) {
         j->done = done;
         j->userdata = userdata;
 
@@ -162,6 +177,28 @@ int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, 
         if (ret)
                 *ret = j;
         return 0;
+}
+
+/**
+ * ingest_submit_delete() - queue the removal of @title from @db_path. See
+ * ingest.h.
+ */
+int ingest_submit_delete(IngestWorker *w, const char *db_path, const char *title, IngestDoneFn done,
+                         void *userdata, IngestJob **ret) {
+        if (!w || isempty(db_path) || isempty(title))
+                return -EINVAL;
+
+        IngestJob *j = calloc(1, sizeof(IngestJob));
+        if (!j)
+                return -ENOMEM;
+        j->delete = 1;
+        j->db_path = strdup(db_path);
+        j->title = strdup(title);
+        if (!j->db_path || !j->title) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        return job_queue(w, j, done, userdata, ret);
 }
 
 /**

@@ -1,4 +1,4 @@
-/* ingest.h — background ingest: one worker thread (worker.h) with its own SQLite
+/* ingest.h — background ingest (and deletes): one worker thread (worker.h) with its own SQLite
  * connection per job, so the event loop never waits for a long write; the
  * completion callback runs on the loop. Also the synchronous file/directory
  * ingest used at start-up for the shipped sample knowledge. */
@@ -53,6 +53,17 @@ int ingest_submit(IngestWorker *w, const char *db_path, const char *title, const
 int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, const char *source,
                        const char *text, size_t len, const KbChunkOpts *opts, const KbDocMeta *meta,
                        IngestDoneFn done, void *userdata, IngestJob **ret);
+
+/**
+ * ingest_submit_delete() - queue the removal of the document @title from the
+ * database at @db_path, on the same worker (so it waits for ingests before
+ * it instead of for SQLite's busy timeout on the loop). @done gets 0,
+ * -ENOENT (no such document), -EBUSY (the database stayed locked for the
+ * busy timeout) or another -errno. Same handle rules and errors as
+ * ingest_submit().
+ */
+int ingest_submit_delete(IngestWorker *w, const char *db_path, const char *title, IngestDoneFn done,
+                         void *userdata, IngestJob **ret);
 
 /**
  * ingest_job_cancel() - the job's callback will not be called. A queued job

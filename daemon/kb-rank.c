@@ -347,3 +347,89 @@ char *kb_rank_snippet(KbRank *r, const char *text, const char *expr) {
         out[o] = 0;
         return out;
 }
+
+/* ---- the bonus, from chunk text (for backends without FTS5 positions) ------ */
+
+/* Marks in @seen which query terms the tokens of @text hold; with @pos,
+ * also lists the text's matching token positions (up to MAX_POSITIONS). */
+static void bonus_scan(KbRank *r, const Terms *terms, const char *text, uint64_t *seen, int *pos, int *phr,
+                       int *ret_n_pos) {
+        _cleanup_free_ Token *w = malloc(sizeof(Token) * SNIPPET_MAX_WORDS);
+        Words ws = {.terms = terms, .w = w};
+        size_t len = strlen(text);
+        int n_pos = 0;
+
+        if (!w)
+                return;
+        (void) r->tok.xTokenize(r->inst, &ws, FTS5_TOKENIZE_DOCUMENT, text,
+                                (int) MIN(len, (size_t) INT32_MAX), text_token);
+        for (size_t k = 0; k < ws.n; k++) {
+                if (w[k].term < 0)
+                        continue;
+                *seen |= UINT64_C(1) << w[k].term;
+                if (pos && n_pos < (int) MAX_POSITIONS) {
+                        pos[n_pos] = (int) k;
+                        phr[n_pos++] = w[k].term;
+                }
+        }
+        if (ret_n_pos)
+                *ret_n_pos = n_pos;
+}
+
+/** kb_rank_bonus() - see kb-rank.h: moa_rank()'s bonus (what 1) computed
+ * from the texts with the same tokenizer, for the PostgreSQL backend. */
+double kb_rank_bonus(KbRank *r, const char *text, const char *heading, const char *expr, const double *idf,
+                     size_t n_idf, double w_cov, double w_prox, unsigned window) {
+        _cleanup_free_ Terms *terms = calloc(1, sizeof(Terms));
+        _cleanup_free_ int *pos = malloc(sizeof(int) * MAX_POSITIONS);
+        _cleanup_free_ int *phr = malloc(sizeof(int) * MAX_POSITIONS);
+        int n = 0, n_pos = 0;
+        uint64_t seen = 0;
+
+        if (!r || !terms || !pos || !phr || !text || !expr)
+                return 1.0;
+        for (const char *p = expr; n < (int) MIN(KB_MAX_QUERY_TERMS, MAX_PHRASES) && (p = strchr(p, '"'));) {
+                const char *q = strchr(p + 1, '"');
+                if (!q)
+                        break;
+                terms->current = n++;
+                (void) r->tok.xTokenize(r->inst, terms, FTS5_TOKENIZE_QUERY, p + 1, (int) (q - p - 1),
+                                        term_token);
+                p = q + 1;
+        }
+        if (n < 2)
+                return 1.0;
+        bonus_scan(r, terms, text, &seen, pos, phr, &n_pos);
+        if (heading)
+                bonus_scan(r, terms, heading, &seen, NULL, NULL, NULL);
+
+        double total = 0, cov = 0, best = 0, weight = 0;
+        unsigned count[MAX_PHRASES] = {0};
+        int distinct = 0;
+        for (int i = 0; i < n; i++) {
+                double x = (size_t) i < n_idf ? idf[i] : 1.0;
+                total += x;
+                if (seen & (UINT64_C(1) << i))
+                        cov += x;
+        }
+        for (int lo = 0, hi = 0; hi < n_pos; hi++) {
+                double x = (size_t) phr[hi] < n_idf ? idf[phr[hi]] : 1.0;
+                if (count[phr[hi]]++ == 0) {
+                        weight += x;
+                        distinct++;
+                }
+                while (pos[hi] - pos[lo] >= (int) MAX(window, 1u)) {
+                        double y = (size_t) phr[lo] < n_idf ? idf[phr[lo]] : 1.0;
+                        if (--count[phr[lo]] == 0) {
+                                weight -= y;
+                                distinct--;
+                        }
+                        lo++;
+                }
+                if (distinct >= 2 && weight > best)
+                        best = weight;
+        }
+        if (!(total > 0))
+                return 1.0;
+        return 1.0 + w_cov * CLAMP(cov / total, 0.0, 1.0) + w_prox * CLAMP(best / total, 0.0, 1.0);
+}

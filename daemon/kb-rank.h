@@ -64,3 +64,15 @@ KbRank *kb_rank_free(KbRank *r);
  * string, NULL on OOM.
  */
 char *kb_rank_snippet(KbRank *r, const char *text, const char *expr);
+
+/**
+ * kb_rank_bonus() - moa_rank()'s bonus factor for a chunk whose text and
+ * heading path (plus title) are given, rather than read from FTS5's
+ * positions: 1 + @w_cov * coverage + @w_prox * proximity over @window
+ * tokens of @text, each of @expr's quoted terms weighted by @idf (@n_idf
+ * entries, in the order of @expr; missing ones weigh 1). A one-term
+ * query gets 1. Used by the PostgreSQL backend, whose own rank has no
+ * such bonus.
+ */
+double kb_rank_bonus(KbRank *r, const char *text, const char *heading, const char *expr, const double *idf,
+                     size_t n_idf, double w_cov, double w_prox, unsigned window);

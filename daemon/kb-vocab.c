@@ -1,9 +1,12 @@
 /* kb-vocab.c — term statistics of a knowledge base read from its FTS5 index
- * (fts5vocab 'row': term, number of chunks), kept in an open-addressing hash
- * table, and query tokenising through the index's own tokenizer (FTS5's C
- * API), so that "licenses" is looked up as the stem the index stored. */
+ * (fts5vocab 'row': term, number of chunks) or, for a PostgreSQL handle,
+ * from ts_stat() over the agent's tsvectors (kb-pg.c), kept in an
+ * open-addressing hash table, and query tokenising through the index's own
+ * tokenizer (FTS5's C API, or to_tsvector with the agent's configuration),
+ * so that "licenses" is looked up as the stem the index stored. */
 #include <sqlite3.h>
 
+#include "kb-pg.h"
 #include "kb-vocab.h"
 #include "log.h"
 #include "terms.h"
@@ -131,6 +134,8 @@ static int64_t single_int(sqlite3 *db, const char *sql) {
  * write counter) change with every write to it, and only then: a
  * fingerprint of the content that any connection reads the same. */
 uint64_t kb_change_stamp(Kb *kb) {
+        if (kb_pg(kb))
+                return kb_pg_change_stamp(kb_pg(kb));
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
         sqlite3_stmt *st = NULL;
         uint64_t h = 14695981039346656037ULL;
@@ -154,17 +159,15 @@ uint64_t kb_change_stamp(Kb *kb) {
 }
 
 int64_t kb_chunk_count(Kb *kb) {
+        if (kb_pg(kb))
+                return kb_pg_chunk_count(kb_pg(kb));
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
         return db ? single_int(db, "SELECT count(*) FROM chunks") : -1;
 }
 
-/* One scan of @db's index into a new table stamped @stamp. */
-static int vocab_read(sqlite3 *db, uint64_t stamp, KbVocab **ret) {
-        _cleanup_(kb_vocab_freep) KbVocab *v = NULL;
-        sqlite3_stmt *st = NULL;
-        int r = 0, rc;
-
-        v = calloc(1, sizeof(*v));
+/* An empty table stamped @stamp. */
+static int vocab_new(uint64_t stamp, KbVocab **ret) {
+        _cleanup_(kb_vocab_freep) KbVocab *v = calloc(1, sizeof(*v));
         if (!v)
                 return -ENOMEM;
         v->n_ref = 1;
@@ -176,6 +179,40 @@ static int vocab_read(sqlite3 *db, uint64_t stamp, KbVocab **ret) {
         v->arena_len = 1;
         v->arena_cap = 4096;
         v->stamp = stamp;
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+static int vocab_add_cb(void *userdata, const char *term, size_t len, uint32_t df) {
+        return vocab_add(userdata, term, len, df);
+}
+
+/* The PostgreSQL backend's statistics into a new table stamped @stamp. */
+static int vocab_read_pg(Kb *kb, uint64_t stamp, KbVocab **ret) {
+        _cleanup_(kb_vocab_freep) KbVocab *v = NULL;
+        int r = vocab_new(stamp, &v);
+        if (r < 0)
+                return r;
+        int64_t n = kb_pg_chunk_count(kb_pg(kb));
+        if (n < 0)
+                return -EIO;
+        v->n_chunks = (uint32_t) MIN(n, (int64_t) UINT32_MAX);
+        r = kb_pg_vocab(kb_pg(kb), vocab_add_cb, v);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+/* One scan of @db's index into a new table stamped @stamp. */
+static int vocab_read(sqlite3 *db, uint64_t stamp, KbVocab **ret) {
+        _cleanup_(kb_vocab_freep) KbVocab *v = NULL;
+        sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = vocab_new(stamp, &v);
+        if (r < 0)
+                return r;
 
         int64_t n = single_int(db, "SELECT count(*) FROM chunks");
         if (n < 0)
@@ -212,6 +249,8 @@ static int vocab_read(sqlite3 *db, uint64_t stamp, KbVocab **ret) {
 }
 
 int kb_vocab_load(Kb *kb, KbVocab **ret) {
+        if (kb_pg(kb))
+                return ret ? vocab_read_pg(kb, kb_change_stamp(kb), ret) : -EINVAL;
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
         if (!db || !ret)
                 return -EINVAL;
@@ -219,6 +258,8 @@ int kb_vocab_load(Kb *kb, KbVocab **ret) {
 }
 
 const char *kb_file(Kb *kb) {
+        if (kb_pg(kb))
+                return kb_pg_locator_of(kb_pg(kb));
         sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
         const char *f = db ? sqlite3_db_filename(db, "main") : NULL;
         return f && *f ? f : NULL;
@@ -228,6 +269,14 @@ int kb_vocab_load_file(const char *path, uint64_t stamp, KbVocab **ret) {
         sqlite3 *db = NULL;
         if (!path || !ret)
                 return -EINVAL;
+        if (kb_pg_is_locator(path)) {
+                Kb *kb = NULL;
+                int r = kb_open(path, 1, &kb);
+                if (r >= 0)
+                        r = vocab_read_pg(kb, stamp, ret);
+                kb_close(kb);
+                return r;
+        }
         /* a connection of this thread's own: the loop keeps using kb's */
         int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
@@ -321,6 +370,8 @@ int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *r
         void *tok_ud = NULL;
         Fts5Tokenizer *t = NULL;
 
+        if (kb_pg(kb))
+                return kb_pg_query_terms(kb_pg(kb), query, max, ret, ret_n);
         if (!db || !query || !ret || !ret_n || max == 0)
                 return -EINVAL;
         fts5_api *api = kb_fts5_api(db);
@@ -358,6 +409,8 @@ int kb_sample_chunks(Kb *kb, size_t max, size_t max_chars, char ***ret, size_t *
         size_t n = 0;
         int r = 0, rc = SQLITE_DONE;
 
+        if (kb_pg(kb))
+                return kb_pg_sample_chunks(kb_pg(kb), max, max_chars, ret, ret_n);
         if (!db || !ret || !ret_n)
                 return -EINVAL;
         *ret = NULL;

@@ -73,8 +73,13 @@ struct fts5_api;
 /** kb_fts5_api() - the FTS5 C API of @db (SELECT fts5(?1)), NULL if absent. */
 struct fts5_api *kb_fts5_api(struct sqlite3 *db);
 
-/** kb_sqlite() - the handle's connection, for kb-vocab.c (defined in kb.c). */
+/** kb_sqlite() - the handle's connection, for kb-vocab.c (defined in kb.c);
+ * NULL for a PostgreSQL handle. */
 struct sqlite3 *kb_sqlite(Kb *kb);
+
+struct KbPg;
+/** kb_pg() - the handle's PostgreSQL backend (kb-pg.h), NULL for SQLite. */
+struct KbPg *kb_pg(Kb *kb);
 
 /**
  * kb_sample_chunks() - up to @max chunks spread evenly over @kb (one

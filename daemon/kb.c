@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "kb-chunk.h"
+#include "kb-pg.h"
 #include "kb-rank.h"
 #include "kb-text.h"
 #include "kb-vocab.h"
@@ -22,7 +23,12 @@
 #define KB_MAX_TOKEN_BYTES 128u
 #define KB_MAX_HITS 100u
 
+/* A Kb is either an SQLite database (db) or, opened with a "postgresql:"
+ * locator, a PostgreSQL connection (pg, kb-pg.c): every public function
+ * below hands a pg handle to its kb_pg_* half after the checks and the
+ * work both share (UTF-8 sanitising, chunking, the query's terms). */
 struct Kb {
+        KbPg *pg;
         sqlite3 *db;
         int read_only;
         KbRank *rank;
@@ -426,6 +432,15 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         if (!kb)
                 return -ENOMEM;
         kb->read_only = !!read_only;
+        if (kb_pg_is_locator(path)) {
+                int r = kb_pg_open(path, read_only, &kb->pg);
+                if (r < 0) {
+                        free(kb);
+                        return r;
+                }
+                *ret = kb;
+                return 0;
+        }
 
         int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                     SQLITE_OPEN_NOMUTEX;
@@ -492,6 +507,7 @@ fail:
 Kb *kb_close(Kb *kb) {
         if (!kb)
                 return NULL;
+        kb_pg_close(kb->pg);
         if (kb->search)
                 sqlite3_finalize(kb->search);
         if (kb->fetch)
@@ -653,6 +669,8 @@ int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *te
         if (n > INT32_MAX)
                 return -E2BIG;
 
+        if (kb->pg)
+                return kb_pg_ingest(kb->pg, t, src, clean, clen, &chunks, meta);
         r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
@@ -674,6 +692,8 @@ int kb_delete(Kb *kb, const char *title) {
                 return -EINVAL;
         if (kb->read_only)
                 return -EROFS;
+        if (kb->pg)
+                return kb_pg_delete(kb->pg, title);
 
         int r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
@@ -713,6 +733,8 @@ int kb_delete(Kb *kb, const char *title) {
 int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
         if (!kb || !cb)
                 return -EINVAL;
+        if (kb->pg)
+                return kb_pg_list(kb->pg, cb, userdata);
 
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r = kb_prepare(
@@ -754,6 +776,8 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
 int kb_count(Kb *kb) {
         if (!kb)
                 return -EINVAL;
+        if (kb->pg)
+                return kb_pg_count(kb->pg);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r = kb_prepare(kb, "SELECT count(*) FROM documents", &st);
         if (r < 0)
@@ -948,6 +972,8 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, const
                 return -ENOMEM;
         if (!*expr)
                 return 0;
+        if (kb->pg)
+                return kb_pg_search(kb->pg, expr, limit, snippets, titles, n_titles, ret_hits, ret_n);
 
         /* A read transaction of our own unless a caller's is open. */
         int own = sqlite3_get_autocommit(kb->db), r = own ? kb_exec(kb, "BEGIN") : 0;
@@ -1017,4 +1043,22 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
 
 sqlite3 *kb_sqlite(Kb *kb) {
         return kb ? kb->db : NULL;
+}
+
+KbPg *kb_pg(Kb *kb) {
+        return kb ? kb->pg : NULL;
+}
+
+/* ---- availability ----------------------------------------------------------- */
+
+/** kb_check() - see kb.h. */
+int kb_check(Kb *kb) {
+        if (!kb)
+                return -EINVAL;
+        return kb->pg ? kb_pg_check(kb->pg) : 0;
+}
+
+/** kb_unavailable() - see kb.h. */
+int kb_unavailable(int r) {
+        return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -ENOTCONN;
 }

@@ -160,6 +160,21 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
 void kb_hits_free(KbHit *hits, size_t n);
 
 /**
+ * kb_check() - whether @kb's store answers now: 0 for an SQLite handle; a
+ * PostgreSQL handle runs one trivial statement, connecting again first if
+ * its connection was lost. Returns 0 or -errno (see kb_unavailable()).
+ */
+int kb_check(Kb *kb);
+
+/**
+ * kb_unavailable() - whether the -errno @r of a kb_* call means that the
+ * knowledge database could not be reached or did not answer in time
+ * (PostgreSQL down, restarting, or over statement_timeout): the caller
+ * answers 503, not 500, and the next call tries again.
+ */
+int kb_unavailable(int r);
+
+/**
  * kb_chunk_sections() - cut @text into sections at its headings (Markdown
  * ATX, setext/reStructuredText underlines, numbered or "§"/"Section" lines)
  * and each section into chunks per @opts, each chunk knowing its heading

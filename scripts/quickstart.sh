@@ -18,7 +18,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get install -y -qq --no-install-recommends \
                 build-essential cmake pkg-config ca-certificates python3 \
                 libsystemd-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev \
-                libyaml-dev libsqlite3-dev libstemmer-dev zlib1g-dev check >/dev/null
+                libyaml-dev libsqlite3-dev libpq-dev libstemmer-dev zlib1g-dev check >/dev/null
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 
 #include "build-config.h"
+#include "kb-pg.h"
 #include "kb-rank.h"
 #include "kb.h"
 #include "log.h"
@@ -184,11 +185,20 @@ int main(int argc, char **argv) {
                 {"coverage", required_argument, NULL, 'C'},
                 {"proximity", required_argument, NULL, 'P'},
                 {"window", required_argument, NULL, 'W'},
+                {"pg-conninfo", required_argument, NULL, 'G'},
+                {"pg-password-file", required_argument, NULL, 'g'},
                 {},
         };
+        const char *pg_conninfo = NULL, *pg_password_file = NULL;
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
                 switch (c) {
+                case 'G':
+                        pg_conninfo = optarg;
+                        break;
+                case 'g':
+                        pg_password_file = optarg;
+                        break;
                 case 'd':
                         data = optarg;
                         break;
@@ -278,6 +288,13 @@ int main(int argc, char **argv) {
                 return 1;
         }
         snprintf(db, sizeof db, "%s/kb.db", dir);
+        if (pg_conninfo) {
+                /* the PostgreSQL backend: an agent of its own, removed at the end */
+                KbPgConfig pc = {.conninfo = pg_conninfo, .password_file = pg_password_file};
+                if (kb_pg_configure(&pc) < 0)
+                        return 1;
+                snprintf(db, sizeof db, KB_PG_PREFIX "reval-%ld:english", (long) getpid());
+        }
         Kb *kb = NULL;
         r = kb_open(db, 0, &kb);
         if (r < 0) {
@@ -421,8 +438,16 @@ int main(int argc, char **argv) {
                        (double) te / (double) (n_queries * MAX(rounds, 1u)), texts ? "_texts" : "",
                        (double) ce / (double) (n_queries * MAX(rounds, 1u)), n_queries * rounds);
 
+        if (pg_conninfo) {
+                (void) kb_delete(kb, manual);
+                for (size_t i = 0; i < ELEMENTSOF(distractors); i++)
+                        (void) kb_delete(kb, strrchr(distractors[i], '/') + 1);
+        }
         kb_close(kb);
-        rm_dir(dir, db);
+        if (pg_conninfo)
+                (void) rmdir(dir);
+        else
+                rm_dir(dir, db);
 
         if (bad) {
                 fprintf(stderr, "%u malformed line(s)\n", bad);

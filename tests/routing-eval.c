@@ -205,11 +205,13 @@ static void grid(const RouterConfig *base, Item *items, size_t n_items, AgentSet
 int main(int argc, char **argv) {
         const char *data = NULL, *agents_dir = MOAD_SOURCE_DIR "/agents.d",
                    *plugin_dir = MOAD_BUILD_DIR "/plugins";
-        const char *show = NULL;
+        const char *show = NULL, *pg_conninfo = NULL, *pg_password_file = NULL;
         double min_test = -1, threshold = -1, kb_weight = -1, learned_weight = -1, lexicon_weight = -1,
                bias = -100, floor_ = -1;
         int top_k = -1, no_kb = 0, no_examples = 0, do_grid = 0;
         static const struct option opts[] = {
+                {"pg-conninfo", required_argument, NULL, 'G'},
+                {"pg-password-file", required_argument, NULL, 'P'},
                 {"data", required_argument, NULL, 'd'},
                 {"agents-dir", required_argument, NULL, 'a'},
                 {"plugin-dir", required_argument, NULL, 'p'},
@@ -275,6 +277,12 @@ int main(int argc, char **argv) {
                 case 'm':
                         min_test = atof(optarg);
                         break;
+                case 'G':
+                        pg_conninfo = optarg;
+                        break;
+                case 'P':
+                        pg_password_file = optarg;
+                        break;
                 default:
                         return 2;
                 }
@@ -301,6 +309,14 @@ int main(int argc, char **argv) {
         cfg->plugin_dir = strdup(plugin_dir);
         free(cfg->state_dir);
         cfg->state_dir = strdup(state);
+        if (pg_conninfo) {
+                /* the PostgreSQL backend, on a database whose agents are empty (seeded here) */
+                cfg->knowledge.backend = KNOWLEDGE_POSTGRESQL;
+                cfg->knowledge.conninfo = strdup(pg_conninfo);
+                cfg->knowledge.password_file = pg_password_file ? strdup(pg_password_file) : NULL;
+                if (!cfg->knowledge.conninfo || (pg_password_file && !cfg->knowledge.password_file))
+                        return 1;
+        }
         for (size_t i = 0; i < cfg->n_agents; i++) {
                 if (no_kb)
                         cfg->agents[i].n_knowledge = 0; /* empty KBs */

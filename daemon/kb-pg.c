@@ -1,0 +1,954 @@
+/* kb-pg.c — the knowledge base in PostgreSQL (libpq): the shared schema
+ * (documents, chunks with a weighted tsvector under a GIN index, and a row
+ * per agent with its change counter and bm25 statistics), connecting with
+ * bounded timeouts and reconnecting on the next call after a failure,
+ * ingest and delete as one transaction each, and search: candidates by
+ * bm25 computed from the tsvectors' positions in SQL, reranked in C by
+ * kb-rank.c's coverage and proximity bonus and given kb-rank.c's
+ * snippets, so hits read the same as the SQLite backend's. Synchronous:
+ * see docs/knowledge.md. */
+#include <libpq-fe.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "file-read.h"
+#include "kb-pg.h"
+#include "kb-rank.h"
+#include "kb-text.h"
+#include "log.h"
+#include "strbuf.h"
+#include "terms.h"
+#include "util.h"
+
+#define KB_PG_MAX_PASSWORD_BYTES 1024u
+#define KB_PG_MAX_LOCATOR_BYTES 128u
+#define KB_PG_MAX_HITS 100u
+/* One statement's array parameter: a document's chunks (overlapping by a
+ * fraction, every byte escaped at worst) fit with room to spare. */
+#define KB_PG_MAX_ARRAY_BYTES ((size_t) KB_MAX_DOCUMENT_BYTES * 6)
+
+/* The crash test hook of kb.c: exit in the middle of the transaction. */
+extern unsigned kb_test_crash_after_chunks;
+
+struct KbPg {
+        PGconn *conn;
+        char *locator;
+        char *agent;
+        char *language;
+        int read_only;
+        int schema_ok; /* created (read-write) or found (read-only) on this database */
+        int down;      /* the last connection attempt failed: logged once, not per call */
+        sqlite3 *mem;  /* an in-memory SQLite connection, only for its FTS5 tokenizer */
+        KbRank *rank;  /* bonus and snippets as the SQLite backend computes them */
+};
+
+static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *config_conninfo, *config_password_file;
+static unsigned config_connect_timeout_s = KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
+static unsigned config_statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
+
+static const char *const languages[] = {"english", "german", "french", "spanish", "simple"};
+
+/*
+ * One advisory lock key for creating the schema (two instances starting
+ * at once would otherwise race on CREATE ... IF NOT EXISTS).
+ */
+static const char schema_sql[] =
+        "SELECT pg_advisory_xact_lock(7231000001);"
+        "CREATE TABLE IF NOT EXISTS moa_kb_agents ("
+        "  agent text PRIMARY KEY,"
+        "  stamp bigint NOT NULL DEFAULT 0,"
+        "  n_chunks bigint NOT NULL DEFAULT 0,"
+        "  tokens bigint NOT NULL DEFAULT 0);"
+        "CREATE TABLE IF NOT EXISTS moa_kb_documents ("
+        "  id bigserial PRIMARY KEY,"
+        "  agent text NOT NULL,"
+        "  title text NOT NULL,"
+        "  source text NOT NULL DEFAULT '',"
+        "  bytes bigint NOT NULL,"
+        "  n_chunks integer NOT NULL,"
+        "  ingested_at bigint NOT NULL,"
+        "  sha256 text NOT NULL DEFAULT '',"
+        "  file_bytes bigint,"
+        "  mtime bigint,"
+        "  UNIQUE (agent, title));"
+        "CREATE TABLE IF NOT EXISTS moa_kb_chunks ("
+        "  id bigserial PRIMARY KEY,"
+        "  doc_id bigint NOT NULL REFERENCES moa_kb_documents(id) ON DELETE CASCADE,"
+        "  agent text NOT NULL,"
+        "  idx integer NOT NULL,"
+        "  text text NOT NULL,"
+        "  heading text NOT NULL,"
+        "  tsv tsvector NOT NULL,"
+        "  n_tokens integer NOT NULL,"
+        "  UNIQUE (doc_id, idx));"
+        "CREATE INDEX IF NOT EXISTS moa_kb_chunks_tsv ON moa_kb_chunks USING gin (tsv);"
+        "CREATE INDEX IF NOT EXISTS moa_kb_chunks_agent ON moa_kb_chunks (agent, id);";
+
+/* ---- configuration and locators ------------------------------------------------ */
+
+int kb_pg_configure(const KbPgConfig *cfg) {
+        char *c = NULL, *p = NULL;
+
+        if (cfg && cfg->conninfo && !(c = strdup(cfg->conninfo)))
+                return -ENOMEM;
+        if (cfg && cfg->password_file && !(p = strdup(cfg->password_file))) {
+                free(c);
+                return -ENOMEM;
+        }
+        pthread_mutex_lock(&config_lock);
+        free(config_conninfo);
+        free(config_password_file);
+        config_conninfo = c;
+        config_password_file = p;
+        config_connect_timeout_s =
+                cfg && cfg->connect_timeout_s ? cfg->connect_timeout_s : KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
+        config_statement_timeout_ms = cfg && cfg->statement_timeout_ms ? cfg->statement_timeout_ms
+                                                                       : KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
+        pthread_mutex_unlock(&config_lock);
+        return 0;
+}
+
+int kb_pg_is_locator(const char *path) {
+        return path && strncmp(path, KB_PG_PREFIX, strlen(KB_PG_PREFIX)) == 0;
+}
+
+int kb_pg_language_valid(const char *language) {
+        for (size_t i = 0; language && i < ELEMENTSOF(languages); i++)
+                if (streq(language, languages[i]))
+                        return 1;
+        return 0;
+}
+
+/* An agent name as config.c allows it: a-z 0-9 _ -, 1-64 bytes. */
+static int agent_name_valid(const char *s, size_t n) {
+        if (n == 0 || n > 64)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+                      s[i] == '-'))
+                        return 0;
+        return 1;
+}
+
+char *kb_pg_locator(const char *agent, const char *language) {
+        char *s = NULL;
+
+        if (!agent || !agent_name_valid(agent, strlen(agent)))
+                return NULL;
+        if (!language)
+                language = "english";
+        if (!kb_pg_language_valid(language))
+                return NULL;
+        if (asprintf(&s, KB_PG_PREFIX "%s:%s", agent, language) < 0)
+                return NULL;
+        return s;
+}
+
+/* "postgresql:AGENT[:LANGUAGE]" into its parts. */
+static int parse_locator(const char *locator, char **ret_agent, char **ret_language) {
+        if (!kb_pg_is_locator(locator) || strlen(locator) > KB_PG_MAX_LOCATOR_BYTES)
+                return -EINVAL;
+        const char *a = locator + strlen(KB_PG_PREFIX), *colon = strchr(a, ':');
+        size_t n = colon ? (size_t) (colon - a) : strlen(a);
+        const char *lang = colon ? colon + 1 : "english";
+
+        if (!agent_name_valid(a, n) || !kb_pg_language_valid(lang))
+                return -EINVAL;
+        *ret_agent = strndup(a, n);
+        *ret_language = strdup(lang);
+        if (!*ret_agent || !*ret_language) {
+                free(*ret_agent);
+                free(*ret_language);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---- connection ----------------------------------------------------------------- */
+
+static void notice_ignore(void *arg, const char *message) {
+        (void) arg;
+        log_debug("kb: postgresql: %s", message);
+}
+
+/* The password file's first line (a credential file holds just the
+ * password). Never logged. */
+static int read_password(const char *path, char **ret) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r = text_read_file(path, KB_PG_MAX_PASSWORD_BYTES, &buf, &len);
+        if (r < 0)
+                return r;
+        buf[strcspn(buf, "\r\n")] = 0;
+        if (!*buf)
+                return -EINVAL;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static void password_free(char **p) {
+        if (*p) {
+                explicit_bzero(*p, strlen(*p));
+                free(*p);
+        }
+}
+
+/* SQLSTATE to -errno: the connection is gone, a timeout, or anything else. */
+static int pg_error(const PGresult *res, PGconn *conn) {
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+        if (!conn || PQstatus(conn) != CONNECTION_OK)
+                return -ECONNRESET;
+        if (!state)
+                return -EIO;
+        if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+                return -ECONNRESET;
+        if (streq(state, "57014"))
+                return -ETIMEDOUT;
+        if (streq(state, "53100"))
+                return -ENOSPC;
+        if (strncmp(state, "28", 2) == 0 || streq(state, "42501"))
+                return -EACCES;
+        return -EIO;
+}
+
+static int pg_schema(KbPg *pg, PGconn *c);
+
+static int pg_connect(KbPg *pg) {
+        _cleanup_free_ char *conninfo = NULL, *password_file = NULL;
+        _cleanup_(password_free) char *password = NULL;
+        char connect_timeout[16], statement[64];
+        unsigned statement_ms;
+        int r;
+
+        pthread_mutex_lock(&config_lock);
+        conninfo = config_conninfo ? strdup(config_conninfo) : NULL;
+        password_file = config_password_file ? strdup(config_password_file) : NULL;
+        snprintf(connect_timeout, sizeof(connect_timeout), "%u", config_connect_timeout_s);
+        statement_ms = config_statement_timeout_ms;
+        pthread_mutex_unlock(&config_lock);
+
+        if (!conninfo) {
+                log_error("kb: knowledge.backend is postgresql but no knowledge.conninfo is set");
+                return -ENOTCONN;
+        }
+        if (password_file) {
+                r = read_password(password_file, &password);
+                if (r < 0)
+                        return log_error_errno(r, "kb: cannot read the PostgreSQL password from %s",
+                                               password_file);
+        }
+        /* connect_timeout first, so the conninfo's own overrides it */
+        const char *keys[] = {"connect_timeout", "dbname", "application_name", password ? "password" : NULL,
+                              NULL};
+        const char *values[] = {connect_timeout, conninfo, "moad", password, NULL};
+        PGconn *c = PQconnectdbParams(keys, values, 1);
+        if (!c)
+                return -ENOMEM;
+        if (PQstatus(c) != CONNECTION_OK) {
+                /* libpq's message names the server, never the password */
+                const char *m = PQerrorMessage(c);
+                log_full(pg->down ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERR, 0, NULL,
+                         "kb: %s: cannot connect to PostgreSQL: %.*s", pg->locator, (int) strcspn(m, "\n"),
+                         m);
+                pg->down = 1;
+                PQfinish(c);
+                return -ECONNREFUSED;
+        }
+        PQsetNoticeProcessor(c, notice_ignore, NULL);
+        snprintf(statement, sizeof(statement), "SET statement_timeout = %u", statement_ms);
+        PGresult *res = PQexec(c, statement);
+        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(res, c);
+        PQclear(res);
+        if (r < 0) {
+                log_error("kb: PostgreSQL: cannot set statement_timeout: %s", PQerrorMessage(c));
+                PQfinish(c);
+                return r;
+        }
+        if (!pg->schema_ok) {
+                r = pg_schema(pg, c);
+                if (r < 0) {
+                        PQfinish(c);
+                        return r;
+                }
+                pg->schema_ok = 1;
+        }
+        if (pg->down)
+                log_info("kb: %s: connected to PostgreSQL again", pg->locator);
+        pg->down = 0;
+        pg->conn = c;
+        return 0;
+}
+
+/* A connection, made again if the last one broke (the server restarted or
+ * went away): every call after a failure tries once more. */
+static int pg_ensure(KbPg *pg) {
+        if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+                return 0;
+        if (pg->conn) {
+                log_info("kb: %s: the PostgreSQL connection was lost, reconnecting", pg->locator);
+                PQfinish(pg->conn);
+                pg->conn = NULL;
+        }
+        return pg_connect(pg);
+}
+
+/* Runs @sql with text parameters; a result of @want status in *ret, else
+ * -errno (logged at debug; the caller decides what the user sees). */
+static int pg_exec(KbPg *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
+                   PGresult **ret) {
+        int r = pg_ensure(pg);
+        if (r < 0)
+                return r;
+        PGresult *res = PQexecParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != want) {
+                r = pg_error(res, pg->conn);
+                log_debug("kb: %s: PostgreSQL: %s", pg->locator,
+                          res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+                PQclear(res);
+                if (r == -ECONNRESET) {
+                        PQfinish(pg->conn);
+                        pg->conn = NULL;
+                }
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
+static int pg_command(KbPg *pg, const char *sql, int n, const char *const *params) {
+        return pg_exec(pg, sql, n, params, PGRES_COMMAND_OK, NULL);
+}
+
+static void pg_rollback(KbPg *pg) {
+        if (pg->conn && PQtransactionStatus(pg->conn) != PQTRANS_IDLE) {
+                PGresult *res = PQexec(pg->conn, "ROLLBACK");
+                PQclear(res);
+        }
+}
+
+static void pqclearp(PGresult **r) {
+        PQclear(*r);
+}
+#define _cleanup_res_ _cleanup_(pqclearp)
+
+/* ---- open / close --------------------------------------------------------------- */
+
+KbPg *kb_pg_close(KbPg *pg) {
+        if (!pg)
+                return NULL;
+        if (pg->conn)
+                PQfinish(pg->conn);
+        kb_rank_free(pg->rank);
+        if (pg->mem)
+                sqlite3_close_v2(pg->mem);
+        free(pg->locator);
+        free(pg->agent);
+        free(pg->language);
+        free(pg);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(KbPg *, kb_pg_close);
+
+/* Creates the schema (read-write) or checks that it exists (read-only) on
+ * the new connection @c. */
+static int pg_schema(KbPg *pg, PGconn *c) {
+        int r;
+
+        if (pg->read_only) {
+                PGresult *res = PQexec(c, "SELECT to_regclass('moa_kb_chunks') IS NOT NULL");
+                r = PQresultStatus(res) != PGRES_TUPLES_OK ? pg_error(res, c)
+                    : !streq(PQgetvalue(res, 0, 0), "t")   ? -ENOMEDIUM
+                                                           : 0;
+                PQclear(res);
+                return r;
+        }
+        /* several statements: the simple query protocol, one transaction */
+        _cleanup_free_ char *sql = NULL;
+        if (asprintf(&sql, "BEGIN; %s COMMIT;", schema_sql) < 0)
+                return -ENOMEM;
+        PGresult *res = PQexec(c, sql);
+        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(res, c);
+        if (r < 0)
+                log_error("kb: %s: cannot create the knowledge schema: %s", pg->locator,
+                          PQresultErrorMessage(res));
+        PQclear(res);
+        if (PQtransactionStatus(c) != PQTRANS_IDLE)
+                PQclear(PQexec(c, "ROLLBACK"));
+        return r;
+}
+
+/* A server that cannot be reached does not fail the open: the handle
+ * connects on its first call and on every call after a failure, so an
+ * agent opened while the database is down works once it is back. */
+int kb_pg_open(const char *locator, int read_only, KbPg **ret) {
+        _cleanup_(kb_pg_closep) KbPg *pg = calloc(1, sizeof(KbPg));
+        int r;
+
+        if (!pg)
+                return -ENOMEM;
+        pg->read_only = !!read_only;
+        r = parse_locator(locator, &pg->agent, &pg->language);
+        if (r < 0)
+                return r;
+        if (!(pg->locator = strdup(locator)))
+                return -ENOMEM;
+        if (sqlite3_open_v2(":memory:", &pg->mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK)
+                return -ENOMEM;
+        r = kb_rank_new(pg->mem, &pg->rank);
+        if (r < 0)
+                return r;
+        r = pg_connect(pg);
+        if (r < 0 && r != -ECONNREFUSED)
+                return r;
+        *ret = TAKE_PTR(pg);
+        return 0;
+}
+
+int kb_pg_check(KbPg *pg) {
+        if (!pg)
+                return -EINVAL;
+        return pg_exec(pg, "SELECT 1", 0, NULL, PGRES_TUPLES_OK, NULL);
+}
+
+const char *kb_pg_locator_of(KbPg *pg) {
+        return pg ? pg->locator : NULL;
+}
+
+/* ---- ingest / delete ------------------------------------------------------------ */
+
+/* Appends @s (@n bytes) as a double-quoted element of a PostgreSQL array
+ * literal. */
+static int array_append(StrBuf *b, const char *s, size_t n) {
+        int r = strbuf_append(b, b->len ? ",\"" : "{\"", 2, KB_PG_MAX_ARRAY_BYTES);
+        for (size_t i = 0; r >= 0 && i < n;) {
+                size_t k = strcspn(s + i, "\"\\");
+                k = MIN(k, n - i);
+                r = strbuf_append(b, s + i, k, KB_PG_MAX_ARRAY_BYTES);
+                i += k;
+                if (r >= 0 && i < n) {
+                        char esc[2] = {'\\', s[i++]};
+                        r = strbuf_append(b, esc, 2, KB_PG_MAX_ARRAY_BYTES);
+                }
+        }
+        return r < 0 ? r : strbuf_append(b, "\"", 1, KB_PG_MAX_ARRAY_BYTES);
+}
+
+static int array_end(StrBuf *b) {
+        return strbuf_append(b, b->len ? "}" : "{}", b->len ? 1 : 2, KB_PG_MAX_ARRAY_BYTES);
+}
+
+/* After a change: the agent's change counter, and the chunk count and
+ * token total bm25 needs (its N and average length). */
+#define AGENT_STATS_SQL                                                                                     \
+        "UPDATE moa_kb_agents a SET stamp = a.stamp + 1, n_chunks = s.n, tokens = s.tokens FROM "           \
+        "(SELECT count(*) AS n, coalesce(sum(n_tokens), 0) AS tokens FROM moa_kb_chunks WHERE agent = $1) " \
+        "s "                                                                                                \
+        "WHERE a.agent = $1"
+
+static int ingest_locked(KbPg *pg, const char *title, const char *source, const char *text, size_t len,
+                         const KbChunks *c, const KbDocMeta *meta) {
+        _cleanup_(strbuf_done) StrBuf texts = {0}, headings = {0};
+        _cleanup_res_ PGresult *doc = NULL;
+        char bytes[24], n_chunks[24], now[24], file_bytes[24], mtime[24];
+        int r;
+
+        const char *lock[] = {pg->agent};
+        r = pg_exec(pg, "SELECT pg_advisory_xact_lock(hashtext('moa_kb:' || $1))", 1, lock, PGRES_TUPLES_OK,
+                    NULL);
+        if (r < 0)
+                return r;
+        r = pg_command(pg, "INSERT INTO moa_kb_agents (agent) VALUES ($1) ON CONFLICT DO NOTHING", 1, lock);
+        if (r < 0)
+                return r;
+        const char *del[] = {pg->agent, title};
+        r = pg_command(pg, "DELETE FROM moa_kb_documents WHERE agent = $1 AND title = $2", 2, del);
+        if (r < 0)
+                return r;
+
+        snprintf(bytes, sizeof(bytes), "%zu", len);
+        snprintf(n_chunks, sizeof(n_chunks), "%zu", c->n);
+        snprintf(now, sizeof(now), "%lld", (long long) time(NULL));
+        snprintf(file_bytes, sizeof(file_bytes), "%lld", (long long) (meta ? meta->file_bytes : -1));
+        snprintf(mtime, sizeof(mtime), "%lld", (long long) (meta ? meta->mtime : -1));
+        const char *ins[] = {pg->agent,
+                             title,
+                             source,
+                             bytes,
+                             n_chunks,
+                             now,
+                             meta && meta->sha256 ? meta->sha256 : "",
+                             meta && meta->file_bytes >= 0 ? file_bytes : NULL,
+                             meta && meta->mtime >= 0 ? mtime : NULL};
+        r = pg_exec(
+                pg,
+                "INSERT INTO moa_kb_documents (agent, title, source, bytes, n_chunks, ingested_at, sha256, "
+                "file_bytes, mtime) VALUES ($1, $2, $3, $4, $5, $6, lower($7), $8, $9) RETURNING id",
+                9, ins, PGRES_TUPLES_OK, &doc);
+        if (r < 0)
+                return r;
+
+        /* All chunks in one statement, as two arrays: one round trip. */
+        for (size_t i = 0; r >= 0 && i < c->n; i++) {
+                const char *h = c->headings + c->chunks[i].heading;
+                r = array_append(&texts, text + c->chunks[i].offset, c->chunks[i].len);
+                if (r >= 0)
+                        r = array_append(&headings, h, strlen(h));
+        }
+        if (r >= 0)
+                r = array_end(&texts);
+        if (r >= 0)
+                r = array_end(&headings);
+        if (r < 0)
+                return r;
+        const char *chunks[] = {PQgetvalue(doc, 0, 0), pg->agent, texts.p, headings.p, pg->language, title};
+        /* n_tokens: the indexed tokens (stop words are not), bm25's length */
+        r = pg_command(pg,
+                       "INSERT INTO moa_kb_chunks (doc_id, agent, idx, text, heading, tsv, n_tokens) "
+                       "SELECT $1, $2, v.i - 1, v.t, v.h, v.tsv, "
+                       "(SELECT coalesce(sum(array_length(x.positions, 1)), 0) FROM unnest(v.tsv) AS x) "
+                       "FROM (SELECT u.i, u.t, u.h, "
+                       "setweight(to_tsvector($5::regconfig, u.h || E'\\n' || $6), 'A') || "
+                       "setweight(to_tsvector($5::regconfig, u.t), 'D') AS tsv "
+                       "FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(t, h, i)) AS v",
+                       6, chunks);
+        if (r < 0)
+                return r;
+        if (kb_test_crash_after_chunks > 0 && c->n >= kb_test_crash_after_chunks)
+                _exit(77);
+        return pg_command(pg, AGENT_STATS_SQL, 1, lock);
+}
+
+int kb_pg_ingest(KbPg *pg, const char *title, const char *source, const char *text, size_t len,
+                 const KbChunks *chunks, const KbDocMeta *meta) {
+        if (!pg)
+                return -EINVAL;
+        if (pg->read_only)
+                return -EROFS;
+        int r = pg_command(pg, "BEGIN", 0, NULL);
+        if (r < 0)
+                return r;
+        r = ingest_locked(pg, title, source, text, len, chunks, meta);
+        if (r >= 0)
+                r = pg_command(pg, "COMMIT", 0, NULL);
+        if (r < 0) {
+                log_debug("kb: %s: ingest of '%s' rolled back", pg->locator, title);
+                pg_rollback(pg);
+                return r;
+        }
+        return (int) chunks->n;
+}
+
+int kb_pg_delete(KbPg *pg, const char *title) {
+        _cleanup_res_ PGresult *res = NULL;
+
+        if (!pg || isempty(title))
+                return -EINVAL;
+        if (pg->read_only)
+                return -EROFS;
+        const char *p[] = {pg->agent, title};
+        int r = pg_command(pg, "BEGIN", 0, NULL);
+        if (r >= 0)
+                r = pg_exec(pg, "SELECT pg_advisory_xact_lock(hashtext('moa_kb:' || $1))", 1, p,
+                            PGRES_TUPLES_OK, NULL);
+        if (r >= 0)
+                r = pg_exec(pg, "DELETE FROM moa_kb_documents WHERE agent = $1 AND title = $2 RETURNING id",
+                            2, p, PGRES_TUPLES_OK, &res);
+        if (r >= 0 && PQntuples(res) == 0)
+                r = -ENOENT;
+        if (r >= 0)
+                r = pg_command(pg, AGENT_STATS_SQL, 1, p);
+        if (r >= 0)
+                r = pg_command(pg, "COMMIT", 0, NULL);
+        if (r < 0)
+                pg_rollback(pg);
+        return r < 0 ? r : 0;
+}
+
+/* ---- listing -------------------------------------------------------------------- */
+
+static int64_t value_i64(const PGresult *res, int row, int col) {
+        return PQgetisnull(res, row, col) ? -1 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+int kb_pg_list(KbPg *pg, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
+        _cleanup_res_ PGresult *res = NULL;
+
+        if (!pg || !cb)
+                return -EINVAL;
+        const char *p[] = {pg->agent};
+        /* COLLATE "C": by bytes, as SQLite orders */
+        int r = pg_exec(pg,
+                        "SELECT title, source, n_chunks, bytes, ingested_at, sha256, file_bytes, mtime "
+                        "FROM moa_kb_documents WHERE agent = $1 ORDER BY title COLLATE \"C\"",
+                        1, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                KbDocInfo d = {
+                        .title = PQgetvalue(res, i, 0),
+                        .source = PQgetvalue(res, i, 1),
+                        .n_chunks = (unsigned) value_i64(res, i, 2),
+                        .bytes = (uint64_t) value_i64(res, i, 3),
+                        .ingested_at = value_i64(res, i, 4),
+                        .sha256 = PQgetvalue(res, i, 5),
+                        .file_bytes = value_i64(res, i, 6),
+                        .mtime = value_i64(res, i, 7),
+                };
+                r = cb(&d, userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int64_t single_i64(KbPg *pg, const char *sql) {
+        _cleanup_res_ PGresult *res = NULL;
+        const char *p[] = {pg->agent};
+        int r = pg_exec(pg, sql, 1, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        return PQntuples(res) > 0 ? value_i64(res, 0, 0) : 0;
+}
+
+int kb_pg_count(KbPg *pg) {
+        if (!pg)
+                return -EINVAL;
+        int64_t n = single_i64(pg, "SELECT count(*) FROM moa_kb_documents WHERE agent = $1");
+        return n < 0 ? (int) n : n > INT32_MAX ? INT32_MAX : (int) n;
+}
+
+int64_t kb_pg_chunk_count(KbPg *pg) {
+        if (!pg)
+                return -1;
+        int64_t n = single_i64(pg, "SELECT count(*) FROM moa_kb_chunks WHERE agent = $1");
+        return n < 0 ? -1 : n;
+}
+
+/* The agent's change counter (bumped by every committed ingest and
+ * delete, by any instance) mixed with its name: 0 only on error. */
+uint64_t kb_pg_change_stamp(KbPg *pg) {
+        if (!pg)
+                return 0;
+        int64_t s = single_i64(pg, "SELECT coalesce((SELECT stamp FROM moa_kb_agents WHERE agent = $1), 0)");
+        if (s < 0)
+                return 0;
+        uint64_t h = 14695981039346656037ULL;
+        for (const char *c = pg->agent; *c; c++)
+                h = (h ^ (unsigned char) *c) * 1099511628211ULL;
+        h = (h ^ (uint64_t) s) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+/* ---- search --------------------------------------------------------------------- */
+
+/* The quoted terms of a kb_fts_query() expression as an array literal. */
+static int expr_terms(const char *expr, StrBuf *b, size_t *ret_n) {
+        size_t n = 0;
+        int r = 0;
+        for (const char *p = expr; r >= 0 && (p = strchr(p, '"'));) {
+                const char *q = strchr(p + 1, '"');
+                if (!q)
+                        break;
+                r = array_append(b, p + 1, (size_t) (q - p - 1));
+                n++;
+                p = q + 1;
+        }
+        if (r >= 0)
+                r = array_end(b);
+        *ret_n = n;
+        return r;
+}
+
+/* A SQLite GLOB pattern as an anchored PostgreSQL regular expression. */
+static int glob_to_regex(const char *g, StrBuf *b) {
+        int r = strbuf_append(b, "^", 1, KB_PG_MAX_ARRAY_BYTES);
+        for (const char *s = g; r >= 0 && *s; s++) {
+                if (*s == '*')
+                        r = strbuf_append(b, ".*", 2, KB_PG_MAX_ARRAY_BYTES);
+                else if (*s == '?')
+                        r = strbuf_append(b, ".", 1, KB_PG_MAX_ARRAY_BYTES);
+                else if (*s == '[' && strchr(s + 2, ']')) {
+                        /* a class: "[^...]" negates in both; a ']' first is literal */
+                        const char *e = strchr(s + 2, ']');
+                        r = strbuf_append(b, "[", 1, KB_PG_MAX_ARRAY_BYTES);
+                        for (const char *k = s + 1; r >= 0 && k < e; k++)
+                                r = *k == '\\' ? strbuf_append(b, "\\\\", 2, KB_PG_MAX_ARRAY_BYTES)
+                                               : strbuf_append(b, k, 1, KB_PG_MAX_ARRAY_BYTES);
+                        if (r >= 0)
+                                r = strbuf_append(b, "]", 1, KB_PG_MAX_ARRAY_BYTES);
+                        s = e;
+                } else if (strchr(".^$|()[]{}+*?\\", *s)) {
+                        char esc[2] = {'\\', *s};
+                        r = strbuf_append(b, esc, 2, KB_PG_MAX_ARRAY_BYTES);
+                } else
+                        r = strbuf_append(b, s, 1, KB_PG_MAX_ARRAY_BYTES);
+        }
+        return r < 0 ? r : strbuf_append(b, "$", 1, KB_PG_MAX_ARRAY_BYTES);
+}
+
+/* idf of each term as FTS5's bm25 computes it, from the agent's chunks
+ * holding it: the weights of the coverage and proximity bonus. */
+static int term_idf(KbPg *pg, const char *terms, size_t n, double *idf) {
+        _cleanup_res_ PGresult *res = NULL;
+        const char *p[] = {pg->agent, pg->language, terms};
+        int r = pg_exec(pg,
+                        "SELECT (SELECT count(*) FROM moa_kb_chunks c WHERE c.agent = $1 "
+                        "AND c.tsv @@ plainto_tsquery($2::regconfig, u.t)), "
+                        "coalesce((SELECT n_chunks FROM moa_kb_agents WHERE agent = $1), 0) "
+                        "FROM unnest($3::text[]) WITH ORDINALITY AS u(t, i) ORDER BY u.i",
+                        3, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && i < (size_t) PQntuples(res); i++) {
+                double hits = (double) value_i64(res, (int) i, 0),
+                       rows = (double) value_i64(res, (int) i, 1);
+                double x = log((rows - hits + 0.5) / (hits + 0.5));
+                idf[i] = x > 1e-6 ? x : 1e-6;
+        }
+        return 0;
+}
+
+typedef struct PgCandidate {
+        int row;
+        int64_t id;
+        double score;
+} PgCandidate;
+
+static int pg_candidate_cmp(const void *a, const void *b) {
+        const PgCandidate *x = a, *y = b;
+        if (x->score != y->score)
+                return x->score > y->score ? -1 : 1;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
+                 size_t n_titles, KbHit **ret_hits, size_t *ret_n) {
+        const KbRankParams *rp = &kb_rank_params;
+        _cleanup_(strbuf_done) StrBuf terms = {0}, globs = {0};
+        _cleanup_res_ PGresult *res = NULL;
+        _cleanup_free_ PgCandidate *c = NULL;
+        double idf[KB_MAX_QUERY_TERMS];
+        char w_body[32], w_heading[32], want_s[16];
+        size_t n_terms = 0, n = 0;
+        int r;
+
+        if (!pg || !expr || !ret_hits || !ret_n)
+                return -EINVAL;
+        limit = MIN(limit, KB_PG_MAX_HITS);
+        r = expr_terms(expr, &terms, &n_terms);
+        if (r < 0)
+                return r;
+        if (n_terms == 0 || limit == 0)
+                return 0;
+        for (size_t i = 0; r >= 0 && i < n_titles; i++) {
+                _cleanup_(strbuf_done) StrBuf re = {0};
+                r = glob_to_regex(titles[i], &re);
+                if (r >= 0)
+                        r = array_append(&globs, re.p, re.len);
+        }
+        if (r >= 0)
+                r = array_end(&globs);
+        if (r < 0)
+                return r;
+
+        snprintf(w_body, sizeof(w_body), "%.9g", rp->w_body);
+        snprintf(w_heading, sizeof(w_heading), "%.9g", rp->w_heading);
+        unsigned want = MAX(limit, MAX(rp->candidates, 1u));
+        snprintf(want_s, sizeof(want_s), "%u", want);
+        const char *p[] = {pg->agent, pg->language, terms.p, w_body, want_s, n_titles > 0 ? globs.p : NULL,
+                           w_heading};
+        /* bm25 as FTS5 computes it (k1 1.2, b 0.75, idf clamped at 1e-6),
+         * from the tsvectors: a term's frequency is its positions, weighted
+         * by part (A heading and title, D text); df over the agent's chunks
+         * holding it (every such chunk matches the OR query); N, average
+         * length from moa_kb_agents. Titles filter after df, as in SQLite. */
+        r = pg_exec(pg,
+                    "WITH terms AS (SELECT DISTINCT x.lexeme FROM unnest($3::text[]) AS u(t), "
+                    "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
+                    "q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q FROM terms), "
+                    "m AS (SELECT c.id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
+                    "  WHERE c.agent = $1 AND c.tsv @@ q.q), "
+                    "tf AS (SELECT m.id, m.n_tokens, x.lexeme, "
+                    "  $4::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'D') + "
+                    "  $7::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'A') AS f "
+                    "  FROM m, unnest(m.tsv) AS x WHERE x.lexeme IN (SELECT lexeme FROM terms)), "
+                    "df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme), "
+                    "st AS (SELECT greatest(n_chunks, 1)::float8 AS n, "
+                    "  greatest(tokens::float8 / greatest(n_chunks, 1), 1) AS avgdl FROM moa_kb_agents "
+                    "  WHERE agent = $1), "
+                    "s AS (SELECT tf.id, sum(greatest(ln((st.n - df.n + 0.5) / (df.n + 0.5)), 1e-6) * "
+                    "  (tf.f * 2.2) / (tf.f + 1.2 * (0.25 + 0.75 * tf.n_tokens / st.avgdl))) AS bm25 "
+                    "  FROM tf JOIN df USING (lexeme), st GROUP BY tf.id) "
+                    "SELECT s.id, s.bm25, d.title, d.source, c.idx, c.text, c.heading "
+                    "FROM s JOIN moa_kb_chunks c ON c.id = s.id JOIN moa_kb_documents d ON d.id = c.doc_id "
+                    "WHERE $6::text[] IS NULL OR d.title ~ ANY($6::text[]) "
+                    "ORDER BY 2 DESC, 1 LIMIT $5::integer",
+                    7, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        int rows = PQntuples(res);
+        if (rows == 0)
+                return 0;
+        for (size_t i = 0; i < n_terms && i < ELEMENTSOF(idf); i++)
+                idf[i] = 1.0;
+        r = term_idf(pg, terms.p, MIN(n_terms, ELEMENTSOF(idf)), idf);
+        if (r < 0)
+                return r;
+
+        c = calloc((size_t) rows, sizeof(PgCandidate));
+        if (!c)
+                return -ENOMEM;
+        for (int i = 0; i < rows; i++) {
+                _cleanup_free_ char *heading = NULL;
+                if (asprintf(&heading, "%s\n%s", PQgetvalue(res, i, 6), PQgetvalue(res, i, 2)) < 0)
+                        return -ENOMEM;
+                double base = strtod(PQgetvalue(res, i, 1), NULL);
+                double bonus = kb_rank_bonus(pg->rank, PQgetvalue(res, i, 5), heading, expr, idf,
+                                             MIN(n_terms, ELEMENTSOF(idf)), rp->coverage, rp->proximity,
+                                             rp->window);
+                c[i] = (PgCandidate){.row = i,
+                                     .id = value_i64(res, i, 0),
+                                     .score = (base > 0 ? base : 1e-9) * (bonus >= 1 ? bonus : 1)};
+        }
+        qsort(c, (size_t) rows, sizeof(PgCandidate), pg_candidate_cmp);
+
+        size_t k = MIN((size_t) rows, (size_t) limit);
+        KbHit *hits = calloc(k, sizeof(KbHit));
+        if (!hits)
+                return -ENOMEM;
+        for (n = 0; n < k; n++) {
+                int row = c[n].row;
+                KbHit *h = &hits[n];
+                h->title = strdup(PQgetvalue(res, row, 2));
+                h->source = strdup(PQgetvalue(res, row, 3));
+                h->chunk = (unsigned) value_i64(res, row, 4);
+                h->score = c[n].score;
+                h->text = strdup(PQgetvalue(res, row, 5));
+                h->heading = strdup(PQgetvalue(res, row, 6));
+                h->snippet = !h->text   ? NULL
+                             : snippets ? kb_rank_snippet(pg->rank, h->text, expr)
+                                        : strdup("");
+                if (!h->title || !h->source || !h->text || !h->heading || !h->snippet) {
+                        kb_hits_free(hits, n + 1);
+                        return -ENOMEM;
+                }
+        }
+        *ret_hits = hits;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- routing evidence ----------------------------------------------------------- */
+
+int kb_pg_vocab(KbPg *pg, int (*add)(void *userdata, const char *term, size_t len, uint32_t df),
+                void *userdata) {
+        _cleanup_res_ PGresult *res = NULL;
+
+        if (!pg || !add)
+                return -EINVAL;
+        const char *p[] = {pg->agent};
+        /* ts_stat's ndoc: chunks holding the lexeme in any weight, as
+         * fts5vocab's 'row' table counts rows */
+        int r = pg_exec(
+                pg,
+                "SELECT word, ndoc FROM ts_stat(format('SELECT tsv FROM moa_kb_chunks WHERE agent = %L', "
+                "$1::text))",
+                1, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                int64_t df = value_i64(res, i, 1);
+                const char *t = PQgetvalue(res, i, 0);
+                if (df <= 0 || !*t)
+                        continue;
+                r = add(userdata, t, strlen(t), (uint32_t) MIN(df, (int64_t) UINT32_MAX));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int kb_pg_query_terms(KbPg *pg, const char *query, size_t max, char ***ret, size_t *ret_n) {
+        _cleanup_res_ PGresult *res = NULL;
+        size_t n = 0, ql;
+
+        if (!pg || !query || !ret || !ret_n || max == 0)
+                return -EINVAL;
+        _cleanup_free_ char *q = kb_utf8_sanitize(query, strnlen(query, KB_MAX_QUERY_BYTES), &ql);
+        if (!q)
+                return -ENOMEM;
+        const char *p[] = {pg->language, q};
+        /* the lexemes as the index stores them, first occurrence first */
+        int r = pg_exec(pg,
+                        "SELECT u.lexeme FROM unnest(to_tsvector($1::regconfig, $2)) AS u "
+                        "ORDER BY u.positions[1], u.lexeme",
+                        2, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        char **v = calloc(max, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (int i = 0; i < PQntuples(res) && n < max; i++) {
+                const char *t = PQgetvalue(res, i, 0);
+                if (strlen(t) < TERM_MAX_BYTES && terms_is_function_word(t))
+                        continue;
+                if (!(v[n] = strdup(t))) {
+                        strv_free_n(v, n);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, size_t *ret_n) {
+        _cleanup_res_ PGresult *res = NULL;
+        char max_s[24], chars_s[24];
+        size_t n = 0;
+
+        if (!pg || !ret || !ret_n)
+                return -EINVAL;
+        *ret = NULL;
+        *ret_n = 0;
+        if (max == 0)
+                return 0;
+        snprintf(max_s, sizeof(max_s), "%zu", max);
+        snprintf(chars_s, sizeof(chars_s), "%zu", MIN(max_chars, (size_t) INT32_MAX));
+        const char *p[] = {pg->agent, max_s, chars_s};
+        /* @max chunks spread evenly in id order: row rn is taken when
+         * rn * max / total reaches a new integer */
+        int r = pg_exec(
+                pg,
+                "WITH x AS (SELECT c.id, c.doc_id, row_number() OVER (ORDER BY c.id) - 1 AS rn, "
+                "count(*) OVER () AS total FROM moa_kb_chunks c WHERE c.agent = $1) "
+                "SELECT d.title || E'\\n' || substr(c.text, 1, $3::integer) FROM x "
+                "JOIN moa_kb_chunks c ON c.id = x.id JOIN moa_kb_documents d ON d.id = x.doc_id "
+                "WHERE x.total <= $2::bigint OR (x.rn * $2::bigint) % x.total < $2::bigint ORDER BY x.id",
+                3, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        size_t rows = MIN((size_t) PQntuples(res), max);
+        if (rows == 0)
+                return 0;
+        char **v = calloc(rows, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (n = 0; n < rows; n++)
+                if (!(v[n] = strdup(PQgetvalue(res, (int) n, 0)))) {
+                        strv_free_n(v, n);
+                        return -ENOMEM;
+                }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}

@@ -1,0 +1,69 @@
+/* kb-pg.h — the PostgreSQL backend of the knowledge base, internal to
+ * kb.c and kb-vocab.c, which dispatch to it when a Kb was opened with a
+ * "postgresql:AGENT[:LANGUAGE]" locator instead of a database file. Every
+ * agent's knowledge lives in the same three tables, keyed by agent name, so
+ * any number of moad instances on one database share it. libpq is used
+ * synchronously here, bounded by connect and statement timeouts. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb.h"
+
+#define KB_PG_PREFIX "postgresql:"
+#define KB_PG_MAX_CONNINFO 4096u
+#define KB_PG_DEFAULT_CONNECT_TIMEOUT_S 5u
+#define KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS 10000u
+
+typedef struct KbPg KbPg;
+
+/* Where the knowledge database is; set by the daemon from moad.yaml
+ * (knowledge:), read by every kb_open() of a locator, on any thread. */
+typedef struct KbPgConfig {
+        const char *conninfo;       /* libpq key=value string, URI or "service=NAME" */
+        const char *password_file;  /* a file holding only the password, or NULL (PGPASSFILE/.pgpass) */
+        unsigned connect_timeout_s; /* 0: default */
+        unsigned statement_timeout_ms;
+} KbPgConfig;
+
+/**
+ * kb_pg_configure() - copy @cfg as the process-wide connection settings
+ * (NULL: forget them). Later kb_open() calls use it; handles already open
+ * keep their connection. Returns 0 or -ENOMEM.
+ */
+int kb_pg_configure(const KbPgConfig *cfg);
+
+/** kb_pg_is_locator() - whether @path is a "postgresql:" locator. */
+int kb_pg_is_locator(const char *path);
+
+/**
+ * kb_pg_locator() - the locator of @agent's knowledge with text-search
+ * configuration @language (NULL: english). Returns a malloc'ed string, or
+ * NULL on OOM or an invalid name or language.
+ */
+char *kb_pg_locator(const char *agent, const char *language);
+
+/** kb_pg_language_valid() - whether @language is a configuration moad uses. */
+int kb_pg_language_valid(const char *language);
+
+/* The backend's halves of the kb.h and kb-vocab.h functions; same contracts. */
+int kb_pg_open(const char *locator, int read_only, KbPg **ret);
+KbPg *kb_pg_close(KbPg *pg);
+int kb_pg_ingest(KbPg *pg, const char *title, const char *source, const char *text, size_t len,
+                 const KbChunks *chunks, const KbDocMeta *meta);
+int kb_pg_delete(KbPg *pg, const char *title);
+int kb_pg_list(KbPg *pg, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata);
+int kb_pg_count(KbPg *pg);
+int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
+                 size_t n_titles, KbHit **ret_hits, size_t *ret_n);
+const char *kb_pg_locator_of(KbPg *pg);
+/* 0 if the server answers (connecting again if needed), else -errno. */
+int kb_pg_check(KbPg *pg);
+uint64_t kb_pg_change_stamp(KbPg *pg);
+int64_t kb_pg_chunk_count(KbPg *pg);
+/* Calls @add for every (term, chunks holding it) of the agent's index. */
+int kb_pg_vocab(KbPg *pg, int (*add)(void *userdata, const char *term, size_t len, uint32_t df),
+                void *userdata);
+int kb_pg_query_terms(KbPg *pg, const char *query, size_t max, char ***ret, size_t *ret_n);
+int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, size_t *ret_n);

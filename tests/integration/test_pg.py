@@ -1,0 +1,351 @@
+"""The PostgreSQL knowledge backend (knowledge.backend: postgresql), on a
+private server started for this suite (pgtest.py): the knowledge suite of
+test_knowledge.py run again on it, two moad instances sharing one
+database, and the password kept out of logs. Without PostgreSQL the suite
+is skipped, loudly (a failure under CI=true)."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import pgtest
+import test_knowledge
+from moadtest import BUILD, MOAD, SRC, Daemon, cannot_run
+
+PG = None
+
+
+def setUpModule():
+    global PG
+    PG = pgtest.PgServer()
+
+
+def tearDownModule():
+    if PG:
+        PG.stop()
+
+
+class OnPostgres:
+    """Mixed into a DaemonTestCase: its daemon keeps its knowledge in a new
+    database of its own on the suite's server."""
+
+    @classmethod
+    def setUpClass(cls):
+        db = "moa_" + cls.__name__.lower()
+        PG.createdb(db)
+        cls.db = db
+        cls.config = PG.config(db)
+        super().setUpClass()
+
+    def test_backend_is_postgresql(self):
+        """The documents this daemon lists are rows in PostgreSQL, and its
+        log never holds the password."""
+        rows = int(PG.psql("SELECT count(*) FROM moa_kb_documents WHERE agent = 'legal'", self.db))
+        st, _, j = self.d.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertEqual(st, 200)
+        self.assertGreater(rows, 0)
+        self.assertEqual(len(j["documents"]), rows)
+        self.assertNotIn(PG.password, self.d.read_log())
+        self.assertIn("postgresql:legal", self.d.read_log())
+
+
+class Documents(OnPostgres, test_knowledge.Documents):
+    pass
+
+
+class Relevance(OnPostgres, test_knowledge.Relevance):
+    pass
+
+
+ORBIX_DOC = """# Orbix lease rules
+
+Under the Orbix lease rules a tenant must give the landlord ninety days notice before moving out of an orbix
+flat. The orbix notice must be given in writing.
+"""
+
+
+class TwoInstances(unittest.TestCase):
+    """Two moad processes on one database: what one ingests the other
+    answers from at once, and a delete through either is seen by both."""
+
+    @classmethod
+    def setUpClass(cls):
+        PG.createdb("moa_two")
+        cfg = PG.config("moa_two")
+        cls.a = Daemon(config=cfg)
+        cls.b = Daemon(config=cfg)
+
+    @classmethod
+    def tearDownClass(cls):
+        for d in (cls.a, cls.b):
+            d.cleanup()
+
+    def ask(self, d, q):
+        st, _, data = d.chat(q, moa={"agents": ["legal"]})
+        self.assertEqual(st, 200, data)
+        return json.loads(data)["choices"][0]["message"]["content"]
+
+    def test_ingest_on_a_answer_on_b(self):
+        q = "How many days notice must a tenant give before leaving an orbix flat?"
+        self.assertNotIn("ninety days", self.ask(self.b, q))
+        st, _, j = self.a.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+        self.assertEqual(st, 200, j)
+        answer = self.ask(self.b, q)
+        self.assertIn("ninety days notice", answer)
+        self.assertIn("orbix.md", answer)
+        st, _, j = self.b.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertIn("orbix.md", [x["title"] for x in j["documents"]])
+        # deleted through B: gone for A
+        st, _, j = self.b.json("DELETE", "/v1/moa/agents/legal/documents/orbix.md")
+        self.assertEqual(st, 200, j)
+        self.assertNotIn("ninety days", self.ask(self.a, q))
+        st, _, j = self.a.json("DELETE", "/v1/moa/agents/legal/documents/orbix.md")
+        self.assertEqual(st, 404, j)
+
+    def test_agents_are_isolated(self):
+        """One database, one agent column: a document of legal is not in
+        code's knowledge."""
+        st, _, j = self.a.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "isolated.md", "text": ORBIX_DOC.replace("rbix", "rbaz"), "source": "t"})
+        self.assertEqual(st, 200, j)
+        try:
+            st, _, j = self.b.json("GET", "/v1/moa/agents/code/documents")
+            self.assertNotIn("isolated.md", [x["title"] for x in j["documents"]])
+            st, _, data = self.b.chat("How many days notice for an orbaz flat?", moa={"agents": ["code"]})
+            self.assertEqual(st, 200, data)
+            self.assertNotIn("isolated.md", json.loads(data)["choices"][0]["message"]["content"])
+        finally:
+            self.assertEqual(self.a.json("DELETE", "/v1/moa/agents/legal/documents/isolated.md")[0], 200)
+
+
+class Atomicity(unittest.TestCase):
+    """An ingest whose transaction fails half-way (its chunk statement over
+    statement_timeout, held back by a lock another session takes) leaves
+    nothing of the new version: a new title is absent, a replaced one keeps
+    its old version."""
+
+    @classmethod
+    def setUpClass(cls):
+        PG.createdb("moa_atomic")
+        cls.d = Daemon(config=PG.config("moa_atomic").replace("statement_timeout_ms: 10000",
+                                                             "statement_timeout_ms: 1000"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def ingest(self, title, text):
+        return self.d.json("POST", "/v1/moa/agents/legal/documents", {"title": title, "text": text, "source": "t"})
+
+    def locked(self):
+        """A session holding a SHARE lock on the chunks for 4 s: other
+        sessions can read them, but not insert or delete any."""
+        env = dict(os.environ, PGPASSWORD=PG.password)
+        p = subprocess.Popen([os.path.join(PG.bin, "psql"), "-X", "-q", "-d", PG.conninfo("moa_atomic"), "-c",
+                              "BEGIN; LOCK TABLE moa_kb_chunks IN SHARE MODE; SELECT pg_sleep(4); COMMIT;"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=env)
+        end = time.time() + 10
+        while time.time() < end:
+            if PG.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                       "WHERE c.relname = 'moa_kb_chunks' AND l.mode = 'ShareLock' AND l.granted",
+                       "moa_atomic") == "1":
+                return p
+            time.sleep(0.05)
+        p.kill()
+        self.fail("the lock was never taken: " + p.communicate()[0])
+
+    def rows(self, title):
+        return PG.psql("SELECT count(*) FROM moa_kb_documents d JOIN moa_kb_chunks c ON c.doc_id = d.id "
+                       "WHERE d.agent = 'legal' AND d.title = '%s'" % title, "moa_atomic")
+
+    def test_failed_ingest_leaves_nothing(self):
+        st, _, j = self.ingest("atom.md", ORBIX_DOC)
+        self.assertEqual(st, 200, j)
+        before = self.rows("atom.md")
+        p = self.locked()
+        try:
+            st, _, j = self.ingest("atom.md", ORBIX_DOC.replace("ninety", "thirty"))
+            self.assertEqual(st, 503, j)  # statement_timeout
+            st, _, j = self.ingest("new.md", "A new lease document about the orbix deposit.")
+            self.assertEqual(st, 503, j)
+        finally:
+            p.communicate(timeout=30)
+        self.assertEqual(self.rows("atom.md"), before)
+        self.assertEqual(self.rows("new.md"), "0")
+        st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+        answer = json.loads(data)["choices"][0]["message"]["content"]
+        self.assertIn("ninety days", answer)
+        self.assertNotIn("thirty days", answer)
+        # and the next ingest goes through
+        self.assertEqual(self.ingest("new.md", "A new lease document about the orbix deposit.")[0], 200)
+        self.assertNotEqual(self.rows("new.md"), "0")
+
+
+class NotWaitingDaemon(Daemon):
+    """A daemon that may start while its knowledge is unavailable: it waits
+    for any answer of /readyz, not for 200."""
+
+    def wait_ready(self, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("moad exited with %d:\n%s" % (self.proc.returncode, self.read_log()))
+            if os.path.exists(self.socket):
+                try:
+                    self.request("GET", "/readyz")
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("moad not answering:\n" + self.read_log())
+
+
+class Faults(unittest.TestCase):
+    """The database down at start, down mid-request and back: clear errors,
+    503s, never a hang or a crash, and recovery without a restart. A server
+    of its own, since it is stopped and started."""
+
+    def setUp(self):
+        self.pg = pgtest.PgServer()
+        self.pg.createdb("moa_faults")
+        self.d = None
+
+    def tearDown(self):
+        if self.d:
+            rc = self.d.stop()
+            log = self.d.read_log()
+            shutil.rmtree(self.d.dir, ignore_errors=True)
+            self.assertEqual(rc, 0, log[-3000:])
+            self.assertNotIn("Sanitizer", log)
+            self.assertNotIn(self.pg.password, log)
+        self.pg.stop()
+
+    def wait_status(self, want, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            st, _, j = self.d.json("GET", "/readyz")
+            if st == want:
+                return j
+            time.sleep(0.2)
+        self.fail("/readyz never answered %d:\n%s" % (want, self.d.read_log()[-3000:]))
+
+    def test_down_at_start_then_back(self):
+        self.pg.pg_ctl("stop")
+        self.d = NotWaitingDaemon(config=self.pg.config("moa_faults"))
+        j = self.wait_status(503)
+        self.assertEqual(j, {"status": "knowledge unavailable"})
+        log = self.d.read_log()
+        self.assertIn("cannot connect to PostgreSQL: connection to server on socket", log)
+        self.assertIn("agent legal: knowledge database unavailable", log)
+        st, _, j = self.d.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertEqual(st, 503, j)
+        self.assertIn("the knowledge database is unavailable", j["error"]["message"])
+        self.pg.pg_ctl("start")
+        self.wait_status(200)
+        st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+        self.assertEqual(st, 200, j)
+        st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+        self.assertIn("connected to PostgreSQL again", self.d.read_log())
+
+    def test_down_mid_request_then_back(self):
+        self.d = Daemon(config=self.pg.config("moa_faults"))
+        st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+        self.assertEqual(st, 200, j)
+        self.pg.pg_ctl("stop")
+        st, _, j = self.d.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertEqual(st, 503, j)
+        st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "other.md", "text": "Some lease text.", "source": "test"})
+        self.assertEqual(st, 503, j)
+        self.assertIn("ingest of 'other.md' into legal failed", j["error"]["message"])
+        st, _, j = self.d.json("DELETE", "/v1/moa/agents/legal/documents/orbix.md")
+        self.assertEqual(st, 503, j)
+        self.assertEqual(self.d.json("GET", "/readyz")[0], 503)
+        self.pg.pg_ctl("start")
+        self.wait_status(200)
+        st, _, j = self.d.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertEqual(st, 200, j)
+        titles = [x["title"] for x in j["documents"]]
+        self.assertIn("orbix.md", titles)
+        self.assertNotIn("other.md", titles)  # the failed ingest left nothing
+        st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+
+
+class Evaluations(unittest.TestCase):
+    """The project's evaluation sets on PostgreSQL, with the SQLite floors
+    (tests/knowledge.cmake, tests/plugins.cmake): retrieval recall@5 of
+    the Debian Policy questions, and routing accuracy."""
+
+    def run_eval(self, tool, *args):
+        exe = os.path.join(BUILD, "tests", tool)
+        if not os.access(exe, os.X_OK):
+            self.fail("%s is not built" % exe)
+        p = subprocess.run([exe] + list(args), capture_output=True, text=True, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return p.stdout
+
+    def test_retrieval(self):
+        manual = "/usr/share/doc/debian-policy/policy.txt.gz"
+        if not os.access(manual, os.R_OK):
+            cannot_run("the Debian Policy Manual is not installed (package debian-policy)")
+        PG.createdb("moa_retrieval")
+        out = self.run_eval("retrieval-eval", "--data", os.path.join(SRC, "tests/data/retrieval/policy-questions.tsv"),
+                            "--knowledge-dir", os.path.join(SRC, "agents.d/knowledge"), "--rounds", "0",
+                            "--pg-conninfo", PG.conninfo("moa_retrieval"), "--pg-password-file", PG.password_file,
+                            "--min-test-recall", "0.62")
+        self.assertRegex(out, r"test  n= 60  recall@5 0\.[6-9]")
+        # the evaluation removes what it ingested
+        self.assertEqual(PG.psql("SELECT count(*) FROM moa_kb_documents", "moa_retrieval"), "0")
+
+    def test_routing(self):
+        PG.createdb("moa_routing")
+        out = self.run_eval("routing-eval", "--data", os.path.join(SRC, "tests/data/routing-eval.tsv"),
+                            "--plugin-dir", os.path.join(BUILD, "plugins"), "--agents-dir", os.path.join(SRC, "agents.d"),
+                            "--pg-conninfo", PG.conninfo("moa_routing"), "--pg-password-file", PG.password_file,
+                            "--min-test-accuracy", "0.90")
+        self.assertIn("116 knowledge documents", out)
+        # the agents were seeded into PostgreSQL, not SQLite files
+        self.assertEqual(PG.psql("SELECT count(*) FROM moa_kb_documents", "moa_routing"), "116")
+
+
+class Config(unittest.TestCase):
+    """What a user sees of a bad knowledge: section."""
+
+    def start_fails(self, yaml):
+        """moad --check-config's complaint (stderr) about @yaml."""
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "moad.yaml")
+            with open(path, "w") as f:
+                f.write(yaml)
+            p = subprocess.run([MOAD, "--check-config", "--config", path], capture_output=True, text=True,
+                               timeout=30)
+        self.assertNotEqual(p.returncode, 0, yaml)
+        self.assertIn("moad.yaml:", p.stderr)
+        return p.stderr
+
+    def test_password_in_conninfo_is_refused(self):
+        msg = self.start_fails("knowledge:\n  backend: postgresql\n  conninfo: \"host=/tmp password=hunter2\"\n")
+        self.assertIn("put the password in 'knowledge.password_file'", msg)
+        self.assertNotIn("hunter2", msg)
+
+    def test_postgresql_needs_conninfo(self):
+        msg = self.start_fails("knowledge:\n  backend: postgresql\n")
+        self.assertIn("needs 'knowledge.conninfo'", msg)
+
+    def test_unknown_backend(self):
+        msg = self.start_fails("knowledge:\n  backend: mysql\n")
+        self.assertIn("invalid value 'mysql' for 'knowledge.backend' (expected sqlite or postgresql)", msg)
+
+
+if __name__ == "__main__":
+    unittest.main()

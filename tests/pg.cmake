@@ -1,0 +1,7 @@
+# The PostgreSQL knowledge backend (issue 14): tests/integration/test_pg.py
+# starts a private server (pgtest.py: initdb + pg_ctl, Unix socket only,
+# as an unprivileged user when run as root) and runs the knowledge suite,
+# two instances on one database and the fault cases against it. Without
+# the server binaries it is reported as skipped, with the reason; under
+# CI=true that is a failure.
+moa_integration_test(pg)
