@@ -37,19 +37,10 @@ int ingest_jobs_rows(const Moactl *m, Table *t, size_t *ret_n) {
         if (code != MOACTL_EXIT_OK)
                 return ctl_fail(&reply, code);
         json_array_foreach(json_object_get(root, "data"), i, v) {
-                char done[48], failed[24], created[32];
-                const char *cells[6];
+                char done[48];
 
                 snprintf(done, sizeof done, "%lld/%lld", files_done(v), json_int(v, "total", 0));
-                snprintf(failed, sizeof failed, "%lld", count(v, "refused") + count(v, "failed"));
-                jobs_fmt_time(created, sizeof created, v, "created_at");
-                cells[0] = json_str(v, "id", "?");
-                cells[1] = json_str(v, "status", "?");
-                cells[2] = done;
-                cells[3] = failed;
-                cells[4] = created;
-                cells[5] = json_str(v, "moa_owner", "-");
-                if (table_add(t, cells) < 0)
+                if (jobs_table_add(t, v, done, count(v, "refused") + count(v, "failed")) < 0)
                         return MOACTL_EXIT_FAILED;
                 (*ret_n)++;
         }

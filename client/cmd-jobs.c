@@ -41,6 +41,21 @@ static void fmt_counts(char *buf, size_t n, const json_t *batch) {
                  json_int(c, "total", 0));
 }
 
+int jobs_table_add(Table *t, const json_t *job, const char *done, long long failed) {
+        char failed_s[24], created[32];
+        const char *cells[6];
+
+        snprintf(failed_s, sizeof failed_s, "%lld", failed);
+        jobs_fmt_time(created, sizeof created, job, "created_at");
+        cells[0] = json_str(job, "id", "?");
+        cells[1] = json_str(job, "status", "?");
+        cells[2] = done;
+        cells[3] = failed_s;
+        cells[4] = created;
+        cells[5] = json_str(job, "moa_owner", "-");
+        return table_add(t, cells);
+}
+
 static int jobs_list(const Moactl *m) {
         static const char *const headers[] = {"ID", "STATUS", "DONE", "FAILED", "CREATED (UTC)", "OWNER"};
         _cleanup_(reply_done) Reply reply = {};
@@ -63,20 +78,11 @@ static int jobs_list(const Moactl *m) {
         if (!t)
                 return MOACTL_EXIT_FAILED;
         json_array_foreach(json_object_get(root, "data"), i, v) {
-                char done[48], failed[24], created[32];
-                const char *cells[ELEMENTSOF(headers)];
+                char done[48];
 
                 fmt_counts(done, sizeof done, v);
-                snprintf(failed, sizeof failed, "%lld",
-                         json_int(json_object_get(v, "request_counts"), "failed", 0));
-                jobs_fmt_time(created, sizeof created, v, "created_at");
-                cells[0] = json_str(v, "id", "?");
-                cells[1] = json_str(v, "status", "?");
-                cells[2] = done;
-                cells[3] = failed;
-                cells[4] = created;
-                cells[5] = json_str(v, "moa_owner", "-");
-                if (table_add(t, cells) < 0)
+                if (jobs_table_add(t, v, done, json_int(json_object_get(v, "request_counts"), "failed", 0)) <
+                    0)
                         return MOACTL_EXIT_FAILED;
         }
         code = ingest_jobs_rows(m, t, &n_ingest);

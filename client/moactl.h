@@ -241,6 +241,12 @@ int ingest_jobs_rows(const Moactl *m, Table *t, size_t *ret_n);
 /** ingest_job_show() - "moactl jobs show|cancel ID" of an ingest job. */
 int ingest_job_show(const Moactl *m, const char *id, int cancel);
 
+/**
+ * jobs_table_add() - one row of the "moactl jobs" table: @job's id and
+ * status, @done, @failed, its creation time and owner. 0 or -ENOMEM.
+ */
+int jobs_table_add(Table *t, const json_t *job, const char *done, long long failed);
+
 /** jobs_fmt_time() - "2026-12-03 08:00:00" (UTC) of the Unix time @o[@key], "-" for none. */
 void jobs_fmt_time(char *buf, size_t n, const json_t *o, const char *key);
 

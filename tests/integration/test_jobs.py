@@ -17,7 +17,7 @@ import time
 import unittest
 import uuid
 
-from moadtest import MOACTL, Daemon, DaemonTestCase
+from moadtest import BUILD, MOACTL, MOAD, Daemon, DaemonTestCase
 from test_engine import Mock, agents_dir
 
 ENDPOINT = "/v1/chat/completions"
@@ -665,6 +665,20 @@ class IngestJobs(unittest.TestCase, JobsClient):
         st, _, r = self.d.json("GET", "/v1/moa/agents/%s/documents" % agent)
         self.assertEqual(st, 200, r)
         return {d["title"]: d for d in r["documents"]}
+
+    def test_config_errors(self):
+        """The new jobs keys are checked when the configuration loads."""
+        cfg = os.path.join(self.top, "moad.yaml")
+        for config, words in (("jobs:\n  batch_window_seconds: 0\n", "jobs.batch_window_seconds"),
+                              ("jobs:\n  batch_window_seconds: 86401\n", "jobs.batch_window_seconds"),
+                              ("jobs:\n  ingest_roots: /srv\n", "jobs.ingest_roots")):
+            with open(cfg, "w") as f:
+                f.write(config)
+            p = subprocess.run([MOAD, "--config", cfg, "--check-config"], capture_output=True, text=True,
+                               timeout=60, env=dict(os.environ, MOAD_PLUGIN_DIR=os.path.join(BUILD, "plugins")))
+            self.assertNotEqual(p.returncode, 0, config)
+            self.assertIn(words, p.stderr, config)
+            self.assertIn("moad.yaml:2:", p.stderr, config)
 
     def test_off_without_roots(self):
         self.d = Daemon()
