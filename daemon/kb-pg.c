@@ -952,3 +952,41 @@ int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, siz
         *ret_n = n;
         return 0;
 }
+
+/* ---- moving documents ----------------------------------------------------------- */
+
+int kb_pg_document_chunks(KbPg *pg, const char *title, char ***ret_texts, char ***ret_headings,
+                          size_t *ret_n) {
+        _cleanup_res_ PGresult *res = NULL;
+
+        if (!pg || !title)
+                return -EINVAL;
+        const char *p[] = {pg->agent, title};
+        int r = pg_exec(
+                pg,
+                "SELECT c.text, c.heading FROM moa_kb_chunks c JOIN moa_kb_documents d ON d.id = c.doc_id "
+                "WHERE d.agent = $1 AND d.title = $2 ORDER BY c.idx",
+                2, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        size_t n = (size_t) PQntuples(res);
+        if (n == 0)
+                return -ENOENT;
+        char **t = calloc(n, sizeof(char *)), **h = calloc(n, sizeof(char *));
+        for (size_t i = 0; t && h && i < n; i++)
+                if (!(t[i] = strdup(PQgetvalue(res, (int) i, 0))) ||
+                    !(h[i] = strdup(PQgetvalue(res, (int) i, 1)))) {
+                        strv_free_n(t, n);
+                        strv_free_n(h, n);
+                        return -ENOMEM;
+                }
+        if (!t || !h) {
+                free(t);
+                free(h);
+                return -ENOMEM;
+        }
+        *ret_texts = t;
+        *ret_headings = h;
+        *ret_n = n;
+        return 0;
+}
