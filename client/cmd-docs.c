@@ -33,8 +33,8 @@ static int one_agent(const Moactl *m, const char *cmd, char **ret_escaped) {
 
 /* Stores one of ingest's options (see moactl.h). */
 int ingest_option(IngestOpts *o, int which, const char *arg) {
-        static const char *const names[] = {"--base",    "--title", "--include",
-                                            "--exclude", "--sync",  "--dry-run"};
+        static const char *const names[] = {"--base", "--title",   "--include", "--exclude",
+                                            "--sync", "--dry-run", "--server"};
 
         if (which != 'r' && (which < 0 || (size_t) which >= ELEMENTSOF(names)))
                 return -EINVAL;
@@ -42,6 +42,10 @@ int ingest_option(IngestOpts *o, int which, const char *arg) {
                 o->given = which == 'r' ? "-r" : names[which];
         if (which == 'r') {
                 o->recursive = 1;
+                return 0;
+        }
+        if (which == 6) {
+                o->server = 1;
                 return 0;
         }
         if (which != 5 && isempty(arg))
@@ -75,6 +79,7 @@ int ingest_option(IngestOpts *o, int which, const char *arg) {
 typedef struct KnownDoc {
         const char *title;
         const char *sha256; /* "" when unknown */
+        const char *source; /* "" when unknown */
 } KnownDoc;
 
 /* The agent's documents before this run, and the daemon's limits. */
@@ -136,7 +141,9 @@ static int known_load(const Moactl *m, const char *path, Known *ret) {
                 const char *t = json_str(v, "title", NULL);
                 if (!t)
                         continue;
-                k.docs[k.n++] = (KnownDoc){.title = t, .sha256 = json_str(v, "sha256", "")};
+                k.docs[k.n++] = (KnownDoc){.title = t,
+                                           .sha256 = json_str(v, "sha256", ""),
+                                           .source = json_str(v, "source", "")};
         }
         qsort(k.docs, k.n, sizeof(KnownDoc), known_cmp);
         *ret = k;
@@ -324,26 +331,159 @@ refuse:
         return MOACTL_EXIT_OK;
 }
 
-/* --sync: the documents under @prefix whose file is gone (and which the
- * filters would have taken: an excluded file's document stays). */
-static int sync_remove(IngestRun *run, IngestFiles *files, const IngestFilter *filter, const char *prefix) {
-        size_t plen = strlen(prefix);
+/* The files of this run that got a title, by path, to find a document's
+ * file from its source. */
+typedef struct ByPath {
+        const IngestFile **v;
+        size_t n;
+} ByPath;
 
+static int by_path_cmp(const void *a, const void *b) {
+        return strcmp((*(const IngestFile *const *) a)->path, (*(const IngestFile *const *) b)->path);
+}
+
+static int by_path_init(ByPath *bp, const IngestFiles *files) {
+        bp->v = calloc(files->n + 1, sizeof(*bp->v));
+        if (!bp->v)
+                return -ENOMEM;
+        for (size_t i = 0; i < files->n; i++)
+                if (files->files[i].title && !files->files[i].error)
+                        bp->v[bp->n++] = &files->files[i];
+        qsort(bp->v, bp->n, sizeof(*bp->v), by_path_cmp);
+        return 0;
+}
+
+static const IngestFile *by_path_find(const ByPath *bp, const char *path) {
+        IngestFile key = {.path = (char *) path};
+        const IngestFile *k = &key, **f;
+
+        f = bp->n > 0 ? bsearch(&k, bp->v, bp->n, sizeof(*bp->v), by_path_cmp) : NULL;
+        return f ? *f : NULL;
+}
+
+/* Whether @a and @b name one file relative to two different bases: one is
+ * the other with leading directories ("legal/tenancy.md", "tenancy.md").
+ * A title given with --title is not such a form and is left alone. */
+static int same_file_title(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b);
+
+        if (la == lb)
+                return 0;
+        if (la < lb)
+                return same_file_title(b, a);
+        return a[la - lb - 1] == '/' && streq(a + la - lb, b);
+}
+
+/* A document of the same file as @f under an older title (another base):
+ * the title moactl gave the file before its default base was the one
+ * directory argument, or the file name the daemon's seeding gave it. */
+static const IngestFile *older_title_of(const ByPath *bp, const KnownDoc *d) {
+        const IngestFile *f = isempty(d->source) ? NULL : by_path_find(bp, d->source);
+
+        return f && !streq(f->title, d->title) && same_file_title(f->title, d->title) ? f : NULL;
+}
+
+/* Without --sync: say which documents hold a file of this run under
+ * another title, so a knowledge base never keeps both silently. */
+static int note_older_titles(IngestRun *run, const IngestFiles *files) {
+        ByPath bp = {};
+        const char *agent = run->m->agents[0];
+
+        if (by_path_init(&bp, files) < 0)
+                return -ENOMEM;
         for (size_t i = 0; i < run->known.n; i++) {
-                const char *t = run->known.docs[i].title;
+                const KnownDoc *d = &run->known.docs[i];
+                const IngestFile *f = older_title_of(&bp, d);
+
+                if (!f)
+                        continue;
+                fputs("moactl: note: the documents ", stderr);
+                print_sanitized(stderr, d->title, strlen(d->title));
+                fputs(" and ", stderr);
+                print_sanitized(stderr, f->title, strlen(f->title));
+                fputs(" hold the same file; 'moactl ingest --sync DIR' keeps one title per file, "
+                      "'moactl delete --agent ",
+                      stderr);
+                print_sanitized(stderr, agent, strlen(agent));
+                fputs(" TITLE' removes one\n", stderr);
+        }
+        free(bp.v);
+        return 0;
+}
+
+/* Whether the absolute path @path lies below the directory @dir. */
+static int path_below(const char *dir, const char *path) {
+        size_t n = strlen(dir);
+
+        if (path[0] != '/')
+                return 0;
+        if (streq(dir, "/"))
+                return path[1] != 0;
+        return strncmp(path, dir, n) == 0 && path[n] == '/' && path[n + 1] != 0;
+}
+
+/* Why --sync removes document @d, or NULL to keep it. A document belongs
+ * to the synced directory @dir when its source lies below @dir (or, with
+ * no absolute source, when its title lies under @prefix, which is not ""),
+ * and it goes when its file is gone (unless the filters would have left
+ * the file out: an excluded file's document stays), or when this run
+ * ingested its file under another title. */
+static const char *sync_why(const KnownDoc *d, IngestFiles *files, const ByPath *bp,
+                            const IngestFilter *filter, const char *dir, const char *base,
+                            const char *prefix, char *buf, size_t size) {
+        const char *t = d->title, *rel_arg;
+        const IngestFile *f;
+        _cleanup_free_ char *rel = NULL;
+        struct stat st;
+
+        if (ingest_files_seen(files, t))
+                return NULL; /* its file is here: this run handled it, or the filters keep it out */
+        if (path_below(dir, d->source)) {
+                rel_arg = d->source + (streq(dir, "/") ? 1 : strlen(dir) + 1);
+                /* Hidden files are never walked; their documents came some other way. */
+                if (rel_arg[0] == '.' || strstr(rel_arg, "/."))
+                        return NULL;
+                f = older_title_of(bp, d);
+                if (f) {
+                        snprintf(buf, size, "now titled %s", f->title);
+                        return buf;
+                }
+                if (lstat(d->source, &st) == 0)
+                        return NULL; /* there, but not taken: filtered, refused, or another title */
+                if (path_relative(base, d->source, &rel) < 0)
+                        return NULL;
+                return ingest_filter_match(filter, rel, rel_arg) ? "file gone" : NULL;
+        }
+        if (d->source[0] == '/' || isempty(prefix) || strncmp(t, prefix, strlen(prefix)) != 0)
+                return NULL;
+        rel_arg = t + strlen(prefix);
+        if (rel_arg[0] == '.' || strstr(rel_arg, "/."))
+                return NULL;
+        return ingest_filter_match(filter, t, rel_arg) ? "file gone" : NULL;
+}
+
+/* --sync: remove the documents sync_why() names. */
+static int sync_remove(IngestRun *run, IngestFiles *files, const IngestFilter *filter, const char *dir,
+                       const char *base, const char *prefix) {
+        _cleanup_free_ const IngestFile **bpv = NULL;
+        ByPath bp = {};
+
+        if (by_path_init(&bp, files) < 0)
+                return MOACTL_EXIT_FAILED;
+        bpv = bp.v;
+        for (size_t i = 0; i < run->known.n; i++) {
+                const char *t = run->known.docs[i].title, *why;
                 _cleanup_(reply_done) Reply reply = {};
                 _cleanup_(json_decrefp) json_t *root = NULL;
                 _cleanup_free_ char *esc = NULL, *path = NULL;
+                char buf[INGEST_MAX_PATH + 32];
                 int code, r;
 
-                if (strncmp(t, prefix, plen) != 0 || ingest_files_seen(files, t) ||
-                    !ingest_filter_match(filter, t, t + plen))
-                        continue;
-                /* Hidden files are never walked; their documents came some other way. */
-                if (t[plen] == '.' || strstr(t + plen, "/."))
+                why = sync_why(&run->known.docs[i], files, &bp, filter, dir, base, prefix, buf, sizeof(buf));
+                if (!why)
                         continue;
                 if (run->m->ingest.dry_run) {
-                        plan("remove", t, NULL);
+                        plan("remove", t, why);
                         run->tally.removed++;
                         continue;
                 }
@@ -364,7 +504,7 @@ static int sync_remove(IngestRun *run, IngestFiles *files, const IngestFilter *f
                 }
                 if (run->m->json && code == MOACTL_EXIT_OK)
                         print_raw(&reply);
-                progress(0, 0, t, "removed (file gone)");
+                progress(0, 0, t, "removed (%s)", why);
                 run->tally.removed++;
         }
         return MOACTL_EXIT_OK;
@@ -413,10 +553,15 @@ static int option_dir(const char *opt, const char *arg, char **ret) {
         return MOACTL_EXIT_OK;
 }
 
-/* The base directory titles are relative to, and for --sync the title
- * prefix of the synced directory ("" when it is the base). */
-static int find_base(const IngestOpts *o, int argc, char **argv, char **ret_base, char **ret_prefix) {
+/* The base directory titles are relative to; for --sync also the synced
+ * directory and its title prefix ("" when it is the base). Without
+ * --base, one directory argument (or --sync DIR) is its own base, so its
+ * files are titled as moad titles the sample knowledge it seeds from a
+ * directory; several arguments share their common parent. */
+static int find_base(const IngestOpts *o, int argc, char **argv, char **ret_base, char **ret_sync,
+                     char **ret_prefix) {
         _cleanup_free_ char *base = NULL, *sync = NULL, *rel = NULL;
+        struct stat st;
         char **abs = NULL;
         size_t n = 0;
         int code = MOACTL_EXIT_OK, r;
@@ -430,12 +575,8 @@ static int find_base(const IngestOpts *o, int argc, char **argv, char **ret_base
                 code = option_dir("--sync", o->sync, &sync);
                 if (code != MOACTL_EXIT_OK)
                         return code;
-                if (!base) {
-                        const char *p[] = {sync};
-                        r = path_common_parent(p, 1, &base);
-                        if (r < 0)
-                                return MOACTL_EXIT_FAILED;
-                }
+                if (!base && !(base = strdup(sync)))
+                        return MOACTL_EXIT_FAILED;
                 if (streq(base, sync))
                         *ret_prefix = strdup("");
                 else {
@@ -448,7 +589,13 @@ static int find_base(const IngestOpts *o, int argc, char **argv, char **ret_base
                 if (!*ret_prefix)
                         return MOACTL_EXIT_FAILED;
                 *ret_base = TAKE_PTR(base);
+                *ret_sync = TAKE_PTR(sync);
                 return MOACTL_EXIT_OK;
+        }
+        if (!base && argc == 1 && !o->title) {
+                base = realpath(argv[0], NULL);
+                if (base && (stat(base, &st) < 0 || !S_ISDIR(st.st_mode)))
+                        base = mfree(base);
         }
         if (!base) {
                 abs = calloc((size_t) argc + 1, sizeof(char *));
@@ -476,7 +623,7 @@ static int find_base(const IngestOpts *o, int argc, char **argv, char **ret_base
 
 int cmd_ingest(const Moactl *m, int argc, char **argv) {
         const IngestOpts *o = &m->ingest;
-        _cleanup_free_ char *agent = NULL, *path = NULL, *base = NULL, *prefix = NULL;
+        _cleanup_free_ char *agent = NULL, *path = NULL, *base = NULL, *sync = NULL, *prefix = NULL;
         _cleanup_(ingest_files_done) IngestFiles files = {};
         IngestFilter filter = {.include = o->include,
                                .n_include = o->n_include,
@@ -492,6 +639,12 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                 return code;
         if (o->sync && argc > 0)
                 return usage_error("ingest --sync DIR takes no further FILE");
+        if (o->server) {
+                if (!o->sync || o->base || o->title || o->n_include + o->n_exclude > 0 || o->dry_run)
+                        return usage_error("--server goes with --sync DIR alone (no --base, --title, "
+                                           "--include, --exclude or --dry-run)");
+                return ingest_on_server(m, m->agents[0], o->sync);
+        }
         if (!o->sync && argc < 1)
                 return usage_error("ingest needs at least one FILE or DIR (or --sync DIR)");
         if (o->title) {
@@ -502,7 +655,7 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                 if (strlen(o->title) > 4096 || !utf8_valid(o->title, strlen(o->title)))
                         return usage_error("--title must be UTF-8 text");
         }
-        code = find_base(o, argc, argv, &base, &prefix);
+        code = find_base(o, argc, argv, &base, &sync, &prefix);
         if (code != MOACTL_EXIT_OK)
                 return code;
         if (asprintf(&path, "/v1/moa/agents/%s/documents", agent) < 0) {
@@ -544,10 +697,11 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                         return code;
         }
         if (o->sync) {
-                code = sync_remove(&run, &files, &filter, prefix);
+                code = sync_remove(&run, &files, &filter, sync, base, prefix);
                 if (code != MOACTL_EXIT_OK)
                         return code;
-        }
+        } else if (note_older_titles(&run, &files) < 0)
+                return MOACTL_EXIT_FAILED;
         print_summary(&run, m->agents[0]);
         return run.tally.refused + run.tally.failed > 0 ? MOACTL_EXIT_FAILED : MOACTL_EXIT_OK;
 }

@@ -1,6 +1,7 @@
 /* cmd-jobs.c — moad's batch jobs (the Batches API): "moactl jobs" lists
- * them, "jobs show ID" and "jobs cancel ID", and "moactl batch --server"
- * uploads a file, creates a batch, follows it and writes its output. */
+ * them (and the ingest jobs, cmd-ingest-jobs.c), "jobs show ID" and "jobs
+ * cancel ID", and "moactl batch --server" uploads a file, creates a batch,
+ * follows it and writes its output. */
 #include <fcntl.h>
 #include <libgen.h>
 #include <time.h>
@@ -19,8 +20,7 @@ static long jobs_timeout(const Moactl *m) {
         return m->timeout_sec >= 0 ? m->timeout_sec : JOBS_DEFAULT_TIMEOUT_SEC;
 }
 
-/* "2026-12-03 08:00" (UTC) of a Unix time, "-" for none. */
-static void fmt_time(char *buf, size_t n, const json_t *o, const char *key) {
+void jobs_fmt_time(char *buf, size_t n, const json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
         time_t t;
         struct tm tm;
@@ -47,8 +47,8 @@ static int jobs_list(const Moactl *m) {
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(table_freep) Table *t = NULL;
         char path[64];
+        size_t i, n_ingest = 0;
         json_t *v;
-        size_t i;
         int code;
 
         snprintf(path, sizeof path, "/v1/batches?limit=%d", JOBS_LIST_LIMIT);
@@ -69,7 +69,7 @@ static int jobs_list(const Moactl *m) {
                 fmt_counts(done, sizeof done, v);
                 snprintf(failed, sizeof failed, "%lld",
                          json_int(json_object_get(v, "request_counts"), "failed", 0));
-                fmt_time(created, sizeof created, v, "created_at");
+                jobs_fmt_time(created, sizeof created, v, "created_at");
                 cells[0] = json_str(v, "id", "?");
                 cells[1] = json_str(v, "status", "?");
                 cells[2] = done;
@@ -79,7 +79,10 @@ static int jobs_list(const Moactl *m) {
                 if (table_add(t, cells) < 0)
                         return MOACTL_EXIT_FAILED;
         }
-        if (json_array_size(json_object_get(root, "data")) == 0)
+        code = ingest_jobs_rows(m, t, &n_ingest);
+        if (code != MOACTL_EXIT_OK)
+                return code;
+        if (json_array_size(json_object_get(root, "data")) + n_ingest == 0)
                 fputs("no batch jobs\n", stdout);
         else
                 table_print(t, stdout, 0);
@@ -99,7 +102,8 @@ static void batch_print(const json_t *b) {
                 const char *label, *key;
         } times[] = {{"created:", "created_at"},     {"in progress:", "in_progress_at"},
                      {"completed:", "completed_at"}, {"cancelled:", "cancelled_at"},
-                     {"failed:", "failed_at"},       {"expires:", "expires_at"}};
+                     {"failed:", "failed_at"},       {"expired:", "expired_at"},
+                     {"expires:", "expires_at"}};
         const json_t *c = json_object_get(b, "request_counts");
         const json_t *errors = json_object_get(json_object_get(b, "errors"), "data");
         char buf[128];
@@ -118,7 +122,7 @@ static void batch_print(const json_t *b) {
         for (i = 0; i < ELEMENTSOF(times); i++) {
                 if (!json_is_integer(json_object_get(b, times[i].key)))
                         continue;
-                fmt_time(buf, sizeof buf, b, times[i].key);
+                jobs_fmt_time(buf, sizeof buf, b, times[i].key);
                 strncat(buf, " UTC", sizeof buf - strlen(buf) - 1);
                 show_field(times[i].label, buf);
         }
@@ -167,7 +171,9 @@ int cmd_jobs(const Moactl *m, int argc, char **argv) {
         if (argc == 0)
                 return jobs_list(m);
         if (argc == 2 && (streq(argv[0], "show") || streq(argv[0], "cancel")))
-                return jobs_show(m, argv[1], streq(argv[0], "cancel"));
+                return strncmp(argv[1], "ingest_", 7) == 0
+                               ? ingest_job_show(m, argv[1], streq(argv[0], "cancel"))
+                               : jobs_show(m, argv[1], streq(argv[0], "cancel"));
         if (argc >= 1 && (streq(argv[0], "show") || streq(argv[0], "cancel")))
                 return usage_error("jobs %s needs exactly one job id", argv[0]);
         return usage_error("jobs takes no operand, or 'show ID' or 'cancel ID'");

@@ -202,6 +202,7 @@ static void describe_connect_error(const char *path, long os_errno, Reply *r) {
 static void describe_http_error(Reply *r) {
         _cleanup_(json_decrefp) json_t *root = NULL;
         const char *msg = NULL, *type = NULL;
+        int by_rules = 0;
         char id[sizeof(r->request_id) + 16] = "";
 
         if (r->request_id[0])
@@ -214,13 +215,17 @@ static void describe_http_error(Reply *r) {
 
                 msg = json_str(err, "message", NULL);
                 type = json_str(err, "type", NULL);
+                /* Only the access rules' refusal gets the hint below, not
+                 * e.g. a path outside jobs.ingest_roots. */
+                by_rules = streq_ptr(json_str(err, "code", NULL), "forbidden");
         }
         if (msg)
                 set_error(r, "moad returned HTTP %ld: %s%s%s%s%s%s", r->status, msg, type ? " (" : "",
                           type ? type : "", type ? ")" : "", id,
-                          r->status == 403 ? "\n(moad's access rules refused this user: ingest, delete and "
-                                             "reload need root or access.admin, see moad.yaml(5))"
-                                           : "");
+                          r->status == 403 && by_rules
+                                  ? "\n(moad's access rules refused this user: ingest, delete and "
+                                    "reload need root or access.admin, see moad.yaml(5))"
+                                  : "");
         else
                 set_error(r, "moad returned HTTP %ld without an error message%s", r->status, id);
 }

@@ -57,8 +57,9 @@ static void help(void) {
                "  ingest --agent NAME FILE|DIR...\n"
                "                             Add files and directory trees to an agent's knowledge\n"
                "                             (text, Markdown, HTML, PDF, .gz; unchanged ones skipped)\n"
-               "  ingest --agent NAME --sync DIR\n"
-               "                             Make the agent's documents under DIR match DIR\n"
+               "  ingest --agent NAME --sync DIR [--server]\n"
+               "                             Make the agent's documents under DIR match DIR (--server:\n"
+               "                             moad reads DIR itself, as a job; see 'moactl jobs')\n"
                "  documents|docs --agent NAME\n"
                "                             List an agent's documents\n"
                "  delete --agent NAME TITLE  Delete one document of an agent\n"
@@ -72,7 +73,7 @@ static void help(void) {
                "                             Write a plugin skeleton in DIR/NAME (C file, Makefile,\n"
                "                             agents.d file, knowledge folder, labelled questions)\n"
                "  batch --server IN -o OUT   The same as a job run by moad (survives moactl and restarts)\n"
-               "  jobs [show ID|cancel ID]   List moad's batch jobs, show one, or cancel one\n"
+               "  jobs [show ID|cancel ID]   List moad's batch and ingest jobs, show one, or cancel one\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH   moad's socket (default: $MOAD_SOCKET, else %s)\n"
@@ -86,14 +87,16 @@ static void help(void) {
                "                      600 per file for ingest, 30 otherwise)\n"
                "\n"
                "Ingest options:\n"
-               "      --base DIR      titles are paths relative to DIR (default: the arguments'\n"
-               "                      common parent directory)\n"
+               "      --base DIR      titles are paths relative to DIR (default: the one DIR\n"
+               "                      argument, else the arguments' common parent directory)\n"
                "      --title TITLE   the title of the one FILE\n"
                "  -r, --recursive     walk directories (always done; accepted for clarity)\n"
                "      --include GLOB  only files whose relative path or name matches (repeatable)\n"
                "      --exclude GLOB  not files whose relative path or name matches (repeatable)\n"
                "      --sync DIR      add new, re-ingest changed, remove documents whose file is gone\n"
                "      --dry-run       print what ingest or --sync would do, change nothing\n"
+               "      --server        with --sync: moad syncs DIR itself as a job (admin; DIR must be\n"
+               "                      below moad's jobs.ingest_roots)\n"
                "\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n"
@@ -139,6 +142,7 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
                 ARG_EXCLUDE,
                 ARG_SYNC,
                 ARG_DRY_RUN,
+                ARG_SERVER,
                 ARG_DOC,
         };
         static const struct option options[] = {
@@ -157,6 +161,7 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
                 {"exclude", required_argument, NULL, ARG_EXCLUDE},
                 {"sync", required_argument, NULL, ARG_SYNC},
                 {"dry-run", no_argument, NULL, ARG_DRY_RUN},
+                {"server", no_argument, NULL, ARG_SERVER},
                 {"file", required_argument, NULL, 'f'},
                 {"doc", required_argument, NULL, ARG_DOC},
                 {},
@@ -166,7 +171,7 @@ static int parse_argv(int argc, char **argv, int in_order, Moactl *m) {
         opterr = 0;
         while ((c = getopt_long(argc, argv, in_order ? "+:s:m:a:f:tjhr" : ":s:m:a:f:tjhr", options, NULL)) >=
                0) {
-                if (c == 'r' || (c >= ARG_BASE && c <= ARG_DRY_RUN)) {
+                if (c == 'r' || (c >= ARG_BASE && c <= ARG_SERVER)) {
                         int r = ingest_option(&m->ingest, c == 'r' ? 'r' : c - ARG_BASE, optarg);
                         if (r >= 0)
                                 continue;

@@ -44,6 +44,7 @@ typedef struct IngestOpts {
         const char *sync;  /* --sync DIR */
         int recursive;     /* -r: directories are always walked; accepted for clarity */
         int dry_run;
+        int server; /* --server: with --sync, a job moad runs (cmd-jobs.c) */
         const char *include[MOACTL_MAX_GLOBS];
         size_t n_include;
         const char *exclude[MOACTL_MAX_GLOBS];
@@ -224,9 +225,29 @@ int cmd_jobs(const Moactl *m, int argc, char **argv);
 int batch_on_server(const Moactl *m, const char *input, const char *output, const char *model, int quiet);
 
 /**
+ * ingest_on_server() - "moactl ingest --sync DIR --server": have moad sync
+ * the directory @dir into @agent's knowledge as an ingest job, follow it
+ * and print its summary. Returns a MOACTL_EXIT_* code.
+ */
+int ingest_on_server(const Moactl *m, const char *agent, const char *dir);
+
+/**
+ * ingest_jobs_rows() - append moad's ingest jobs to the "moactl jobs" table
+ * @t (its columns), their number in @ret_n (0 from a moad without them).
+ * Returns a MOACTL_EXIT_* code.
+ */
+int ingest_jobs_rows(const Moactl *m, Table *t, size_t *ret_n);
+
+/** ingest_job_show() - "moactl jobs show|cancel ID" of an ingest job. */
+int ingest_job_show(const Moactl *m, const char *id, int cancel);
+
+/** jobs_fmt_time() - "2026-12-03 08:00:00" (UTC) of the Unix time @o[@key], "-" for none. */
+void jobs_fmt_time(char *buf, size_t n, const json_t *o, const char *key);
+
+/**
  * ingest_option() - store one of ingest's options in @o: @which is 'r' or
  * the index of the option in --base, --title, --include, --exclude,
- * --sync, --dry-run; @arg its argument. Returns 0, -EINVAL for an empty
+ * --sync, --dry-run, --server; @arg its argument. Returns 0, -EINVAL for an empty
  * argument, -E2BIG past MOACTL_MAX_GLOBS patterns.
  */
 int ingest_option(IngestOpts *o, int which, const char *arg);

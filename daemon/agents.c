@@ -182,11 +182,6 @@ static int mkdir_p(const char *path) {
         return 0;
 }
 
-static int kb_search_cb(void *userdata, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
-        Agent *a = userdata;
-        return agent_search(a, query, limit, ret_hits, ret_n);
-}
-
 /* NULL in *ret: no plugin, the generic expert. */
 static int plugin_path(const Config *cfg, const AgentConfig *ac, char **ret) {
         const char *plugin = ac->plugin;
@@ -376,8 +371,7 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret, char
                 .weight = a->weight,
                 .options = ac->options,
                 .n_options = ac->n_options,
-                .kb_search = kb_search_cb,
-                .kb_userdata = a,
+                .kb_path = a->kb_path,
         };
         r = plugin_agent_load(&spec, &a->plugin, ret_why);
         if (r < 0)
@@ -704,8 +698,22 @@ out:
         return r;
 }
 
+int agents_route_wanted(AgentSet *s, size_t i, const char *const *pinned, size_t n_pinned) {
+        if (!s || i >= s->n)
+                return 0;
+        for (size_t k = 0; k < n_pinned; k++)
+                if (pinned[k] && streq(pinned[k], s->agents[i]->name))
+                        return 1;
+        return n_pinned == 0;
+}
+
 int agents_route(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned, int explain,
                  RouteResult *ret) {
+        return agents_route_scored(s, query, pinned, n_pinned, explain, NULL, ret);
+}
+
+int agents_route_scored(AgentSet *s, const char *query, const char *const *pinned, size_t n_pinned,
+                        int explain, const AgentScore *given, RouteResult *ret) {
         _cleanup_free_ RouterCandidate *cands = NULL;
         _cleanup_free_ char **reasons = NULL, **why = NULL;
         _cleanup_free_ ClassifierScore *learned = NULL;
@@ -736,14 +744,12 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
 
         for (size_t i = 0; i < s->n; i++) {
                 Agent *a = s->agents[i];
-                double score = 0;
-                int wanted = n_pinned == 0;
+                const char *reason;
+                double score = 0, weight = a->weight;
 
                 /* With pinned agents only their scores matter (for the weights):
                  * the others' plugins are not asked. */
-                for (size_t k = 0; !wanted && k < n_pinned; k++)
-                        wanted = pinned[k] && streq(pinned[k], a->name);
-                if (!wanted) {
+                if (!agents_route_wanted(s, i, pinned, n_pinned)) {
                         cands[i] = (RouterCandidate){.name = a->name,
                                                      .reason = "not scored: agents pinned",
                                                      .learned = NAN,
@@ -752,23 +758,32 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
                         continue;
                 }
 
-                r = plugin_agent_score(a->plugin, query, &score, &reasons[i]);
-                if (r < 0) {
-                        log_warning_errno(r, "agent %s: score failed", a->name);
-                        score = 0;
-                        if (asprintf(&reasons[i], "score failed: %s", strerror(-r)) < 0)
-                                reasons[i] = NULL;
+                if (given) {
+                        /* scored on the plugin's thread; an agent left out gets weight 0 */
+                        score = given[i].score;
+                        reason = given[i].reason;
+                        if (given[i].skip)
+                                weight = 0;
+                } else {
+                        r = plugin_agent_score(a->plugin, query, &score, &reasons[i]);
+                        if (r < 0) {
+                                log_warning_errno(r, "agent %s: score failed", a->name);
+                                score = 0;
+                                if (asprintf(&reasons[i], "score failed: %s", strerror(-r)) < 0)
+                                        reasons[i] = NULL;
+                        }
+                        reason = reasons[i];
                 }
                 int has_model = learned && classifier_has_positives(s->model, i);
                 cands[i] = (RouterCandidate){
                         .name = a->name,
                         .plugin_score = score,
-                        .reason = reasons[i],
+                        .reason = reason,
                         .learned = has_model ? learned[i].p : NAN,
                         .learned_terms = has_model ? learned[i].terms : NULL,
                         .kb_evidence = ev[i],
                         .kb_terms = why[i],
-                        .weight = a->weight,
+                        .weight = weight,
                 };
         }
         r = router_route(&s->router, cands, s->n, pinned, n_pinned, ret);
@@ -820,6 +835,10 @@ const char *agent_model(const Agent *a) {
 
 Kb *agent_kb(Agent *a) {
         return a ? a->kb : NULL;
+}
+
+const KbVocab *agent_vocab(const Agent *a) {
+        return a ? a->vocab : NULL;
 }
 
 const char *agent_kb_path(const Agent *a) {

@@ -1,6 +1,7 @@
 /* api-batches.c — OpenAI's Batches API: POST /v1/batches, GET /v1/batches,
  * GET /v1/batches/{id}, POST /v1/batches/{id}/cancel. Validation and the
- * response shapes; the work is jobs.c's. */
+ * response shapes; the work is jobs.c's. Also the routing of that shape
+ * of job collection, which the ingest jobs share (api_job_routes()). */
 #include <time.h>
 
 #include "batch-input.h"
@@ -9,8 +10,9 @@
 #include "server.h"
 #include "util.h"
 
+/* The one completion window OpenAI accepts; how long it lasts here is
+ * jobs.batch_window_seconds (24 h unless shortened, e.g. for tests). */
 #define BATCH_WINDOW "24h"
-#define BATCH_WINDOW_SEC (24 * 3600)
 #define BATCH_MAX_METADATA_KEYS 16u
 #define BATCH_MAX_METADATA_KEY 64u
 #define BATCH_MAX_METADATA_VALUE 512u
@@ -113,8 +115,10 @@ static void batches_create(Server *s, HttpRequest *req) {
                 return;
         }
         if (!window || !streq(window, BATCH_WINDOW)) {
-                http_reply_error(req, 400, "invalid_request_error", "completion_window", NULL,
-                                 "'completion_window' must be '%s'", BATCH_WINDOW);
+                /* As OpenAI answers it. */
+                http_reply_error(req, 400, "invalid_request_error", "completion_window", "invalid_value",
+                                 "Invalid value: '%.32s'. Supported values are: '%s'.",
+                                 window ? window : "null", BATCH_WINDOW);
                 return;
         }
         if (!metadata_valid(metadata)) {
@@ -150,7 +154,7 @@ static void batches_create(Server *s, HttpRequest *req) {
         jobs_make_id("batch_", id, sizeof id);
         now = (int64_t) time(NULL);
         r = jobs_store_batch_add(st, id, owner, input_id, endpoint, window, meta, total, now,
-                                 now + BATCH_WINDOW_SEC);
+                                 now + (int64_t) s->runtime->config->jobs.batch_window_seconds);
         if (r >= 0)
                 r = jobs_submit(s->jobs, id);
         if (r >= 0)
@@ -224,8 +228,7 @@ static void batch_cancel(Server *s, HttpRequest *req, const char *id) {
         http_reply_json(req, 200, batch_object(after));
 }
 
-/* @rest: what follows "/v1/batches" in the path. */
-void api_batches(Server *s, HttpRequest *req, const char *rest) {
+void api_job_routes(Server *s, HttpRequest *req, const char *rest, const ApiJobRoutes *routes) {
         const char *method = http_request_method(req);
         int get = streq(method, "GET") || streq(method, "HEAD");
         char id[65];
@@ -237,9 +240,9 @@ void api_batches(Server *s, HttpRequest *req, const char *rest) {
         }
         if (*rest == 0) {
                 if (streq(method, "POST"))
-                        batches_create(s, req);
+                        routes->create(s, req);
                 else if (get)
-                        batches_list(s, req);
+                        routes->list(s, req);
                 else
                         http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                          "use GET or POST");
@@ -247,7 +250,8 @@ void api_batches(Server *s, HttpRequest *req, const char *rest) {
         }
         n = strcspn(rest + 1, "/");
         if (rest[0] != '/' || n == 0 || n >= sizeof id) {
-                http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such batch");
+                http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such %s",
+                                 routes->what);
                 return;
         }
         memcpy(id, rest + 1, n);
@@ -255,19 +259,38 @@ void api_batches(Server *s, HttpRequest *req, const char *rest) {
         rest += 1 + n;
         if (streq(rest, "/cancel")) {
                 if (streq(method, "POST"))
-                        batch_cancel(s, req, id);
+                        routes->cancel(s, req, id);
                 else
                         http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                          "use POST");
         } else if (*rest == 0) {
-                json_t *row;
-                if (!get)
+                if (get)
+                        routes->get(s, req, id);
+                else
                         http_reply_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                          "use GET");
-                else if ((row = batch_lookup(s, req, id))) {
-                        http_reply_json(req, 200, batch_object(row));
-                        json_decref(row);
-                }
         } else
                 http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such endpoint");
+}
+
+static void batch_get(Server *s, HttpRequest *req, const char *id) {
+        json_t *row = batch_lookup(s, req, id);
+
+        if (row) {
+                http_reply_json(req, 200, batch_object(row));
+                json_decref(row);
+        }
+}
+
+/* @rest: what follows "/v1/batches" in the path. */
+void api_batches(Server *s, HttpRequest *req, const char *rest) {
+        static const ApiJobRoutes routes = {
+                .what = "batch",
+                .create = batches_create,
+                .list = batches_list,
+                .get = batch_get,
+                .cancel = batch_cancel,
+        };
+
+        api_job_routes(s, req, rest, &routes);
 }

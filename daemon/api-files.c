@@ -8,11 +8,11 @@
 #include "access.h"
 #include "batch-input.h"
 #include "http-form.h"
-#include "jobs-worker.h"
 #include "jobs.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
+#include "worker.h"
 
 #define FILE_MAX_NAME 255u
 #define FILE_MAX_PURPOSE 32u
@@ -235,7 +235,7 @@ static void files_create(Server *s, HttpRequest *req) {
         snprintf(u->filename, sizeof u->filename, "%s",
                  name_ok(file->filename) ? file->filename : "upload.jsonl");
         u->path = jobs_store_file_path(jobs_store(s->jobs), u->id);
-        r = u->path ? jobs_worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u) : -ENOMEM;
+        r = u->path ? worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u, NULL) : -ENOMEM;
         if (r < 0) {
                 upload_free(u);
                 return api_reply_store_error(req, r, "store the file");

@@ -11,7 +11,9 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "plugin-call.h"
 #include "plugin-host.h"
+#include "route-job.h"
 #include "route-json.h"
 #include "router.h"
 #include "server.h"
@@ -140,11 +142,55 @@ static int parse_route_query(Server *s, HttpRequest *req, char **ret, const char
         return -EINVAL;
 }
 
+typedef struct RouteCall {
+        HttpRequest *req;
+        Runtime *rt;
+        RouteJob *job;
+        char *query;
+} RouteCall;
+
+static void route_call_free(RouteCall *c) {
+        route_job_cancel(c->job);
+        runtime_unref(c->rt);
+        free(c->query);
+        free(c);
+}
+
+static void on_route_abort(HttpRequest *req, void *userdata) {
+        route_call_free(userdata);
+}
+
+static void on_routed(void *userdata, int r, RouteResult *rr) {
+        RouteCall *c = userdata;
+        json_t *agents, *selected;
+
+        c->job = NULL;
+        http_request_set_abort(c->req, NULL, NULL);
+        if (r < 0) {
+                http_reply_error(c->req, 500, "server_error", NULL, NULL, "routing failed: %s",
+                                 strerror(-r));
+                route_call_free(c);
+                return;
+        }
+        agents = json_array();
+        selected = json_array();
+        for (size_t i = 0; i < rr->n; i++) {
+                RouteChoice *ch = &rr->choices[i];
+                json_array_append_new(agents, route_choice_json(ch));
+                if (ch->selected)
+                        json_array_append_new(selected, json_string(ch->name));
+        }
+        http_reply_json(
+                c->req, 200,
+                json_pack("{s:s,s:o,s:o}", "query", c->query, "agents", agents, "selected", selected));
+        route_call_free(c);
+}
+
+/* The plugins score on their threads (route-job.h); the answer follows. */
 static void api_route(Server *s, HttpRequest *req) {
         _cleanup_free_ char *query = NULL;
-        RouteResult rr = ROUTE_RESULT_INIT;
         const char *err = NULL;
-        json_t *agents, *selected;
+        RouteCall *c;
         int r;
 
         r = parse_route_query(s, req, &query, &err);
@@ -156,22 +202,22 @@ static void api_route(Server *s, HttpRequest *req) {
                                  "invalid_request_error", "query", NULL, "%s", err ? err : "out of memory");
                 return;
         }
-        r = agents_route(s->runtime->agents, query, NULL, 0, 1, &rr);
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        c->req = req;
+        c->rt = runtime_ref(s->runtime);
+        c->query = TAKE_PTR(query);
+        PluginBudget budget = plugin_budget_from_limits(&c->rt->config->limits);
+        r = route_job_start(s->event, &budget, c->rt->agents, c->query, NULL, 0, 1, on_routed, c, &c->job);
         if (r < 0) {
+                route_call_free(c);
                 http_reply_error(req, 500, "server_error", NULL, NULL, "routing failed: %s", strerror(-r));
                 return;
         }
-        agents = json_array();
-        selected = json_array();
-        for (size_t i = 0; i < rr.n; i++) {
-                RouteChoice *c = &rr.choices[i];
-                json_array_append_new(agents, route_choice_json(c));
-                if (c->selected)
-                        json_array_append_new(selected, json_string(c->name));
-        }
-        route_result_done(&rr);
-        http_reply_json(req, 200,
-                        json_pack("{s:s,s:o,s:o}", "query", query, "agents", agents, "selected", selected));
+        http_request_set_abort(req, on_route_abort, c);
 }
 
 static void api_agents(Server *s, HttpRequest *req) {
@@ -181,12 +227,14 @@ static void api_agents(Server *s, HttpRequest *req) {
         for (size_t i = 0; i < agents_count(set); i++) {
                 Agent *a = agents_get(set, i);
                 PluginAgent *p = agent_plugin(a);
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i}", "name",
-                                                     agent_name(a), "plugin", plugin_agent_plugin_name(p),
-                                                     "version", plugin_agent_version(p), "description",
-                                                     plugin_agent_description(p), "weight", agent_weight(a),
-                                                     "provider", agent_provider(a), "model", agent_model(a),
-                                                     "documents", agent_doc_count(a)));
+                json_array_append_new(
+                        arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i,s:{s:b,s:i,s:b}}", "name",
+                                       agent_name(a), "plugin", plugin_agent_plugin_name(p), "version",
+                                       plugin_agent_version(p), "description", plugin_agent_description(p),
+                                       "weight", agent_weight(a), "provider", agent_provider(a), "model",
+                                       agent_model(a), "documents", agent_doc_count(a), "plugin_state",
+                                       "quarantined", plugin_agent_quarantined(p), "timeouts",
+                                       (int) plugin_agent_timeouts(p), "stuck", plugin_agent_stuck(p)));
         }
         http_reply_json(req, 200, json_pack("{s:o}", "agents", arr));
 }
@@ -408,8 +456,42 @@ static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
                                   "max_title_bytes", (int) KB_MAX_TITLE_BYTES));
 }
 
-/* @title comes from the path, which libmicrohttpd already percent-decoded. */
+static void on_delete_done(void *userdata, int result) {
+        IngestCall *c = userdata;
+        _cleanup_(json_decrefp) json_t *err = NULL;
+        _cleanup_free_ char *body = NULL;
+
+        http_request_set_abort(c->req, NULL, NULL);
+        if (result == -ENOENT)
+                http_reply_error(c->req, 404, "not_found_error", "title", "document_not_found",
+                                 "agent %s has no document '%.200s'", c->agent, c->title);
+        else if (result == -EBUSY) {
+                /* Another writer held the database past SQLite's busy timeout:
+                 * nothing was deleted, and trying again later is the remedy. */
+                err = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message",
+                                "the knowledge base is busy (another write holds it); nothing was deleted, "
+                                "try again",
+                                "type", "server_error", "param", "code", "database_busy");
+                body = err ? json_dumps(err, JSON_COMPACT) : NULL;
+                http_reply(c->req, 503, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After",
+                           "1");
+        } else if (result < 0)
+                http_reply_error(c->req, kb_unavailable(result) ? 503 : 500, "server_error", NULL, NULL,
+                                 "cannot delete '%.200s' from %s: %s", c->title, c->agent,
+                                 strerror(-result));
+        else {
+                log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "deleted '%s' from %s", c->title,
+                         c->agent);
+                http_reply_json(c->req, 200, json_pack("{s:b,s:s}", "deleted", 1, "title", c->title));
+        }
+        ingest_call_free(c);
+}
+
+/* @title comes from the path, which libmicrohttpd already percent-decoded.
+ * The delete is a write: it runs on the ingest worker, behind any ingest
+ * before it, and the request answers when it is done. */
 static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const char *title) {
+        IngestCall *c;
         int r;
 
         if (isempty(title) || strlen(title) > KB_MAX_TITLE_BYTES) {
@@ -417,18 +499,28 @@ static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const ch
                                  "bad document title in URL");
                 return;
         }
-        r = kb_delete(agent_kb(a), title);
-        if (r == -ENOENT) {
-                http_reply_error(req, 404, "not_found_error", "title", "document_not_found",
-                                 "agent %s has no document '%.200s'", agent_name(a), title);
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
                 return;
         }
+        c->req = req;
+        c->rt = runtime_ref(s->runtime);
+        c->agent = strdup(agent_name(a));
+        c->title = strdup(title);
+        if (!c->agent || !c->title) {
+                ingest_call_free(c);
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        r = ingest_submit_delete(s->ingest, agent_kb_path(a), title, on_delete_done, c, &c->job);
         if (r < 0) {
-                http_reply_error(req, kb_unavailable(r) ? 503 : 500, "server_error", NULL, NULL,
+                ingest_call_free(c);
+                http_reply_error(req, r == -EBUSY ? 429 : 500, "server_error", NULL, NULL,
                                  "cannot delete: %s", strerror(-r));
                 return;
         }
-        http_reply_json(req, 200, json_pack("{s:b,s:s}", "deleted", 1, "title", title));
+        http_request_set_abort(req, on_ingest_abort, c);
 }
 
 /* /v1/moa/agents/{name}/documents[/{title}] */
@@ -584,6 +676,8 @@ static uint64_t endpoint_body_limit(Server *s, const char *method, const char *p
                 return streq(method, "POST") ? l->max_ingest_bytes : API_SMALL_BODY;
         if (strncmp(path, "/v1/models/", 11) == 0)
                 return API_SMALL_BODY;
+        if (strncmp(path, "/v1/moa/ingest-jobs", 19) == 0) /* an agent and a path of up to 4095 bytes */
+                return 2 * API_SMALL_BODY;
         /* a question may carry attached documents (moa.documents) */
         if (streq(path, "/v1/chat/completions") && streq(method, "POST"))
                 return l->max_body_bytes + l->max_ask_bytes;
@@ -641,6 +735,15 @@ void api_handle(HttpRequest *req, void *userdata) {
                                          "Content-Type must be application/json");
                 else
                         api_batches(s, req, path + 11);
+                return;
+        }
+        /* Server-side ingest: creating one needs admin (checked there). */
+        if (strncmp(path, "/v1/moa/ingest-jobs", 19) == 0 && (path[19] == 0 || path[19] == '/')) {
+                if (streq(method, "POST") && path[19] == 0 && !content_type_is_json(req))
+                        http_reply_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                                         "Content-Type must be application/json");
+                else
+                        api_ingest_jobs(s, req, path + 19);
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {

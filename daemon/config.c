@@ -31,6 +31,7 @@
 /* Retries are the one provider number where 0 is meaningful ("never retry"). */
 #define CONFIG_DEFAULT_MAX_RETRIES 2u
 #define CONFIG_MAX_KNOWLEDGE 1024u
+#define CONFIG_MAX_INGEST_ROOTS 64u
 #define CONFIG_MAX_OPTIONS 256u
 #define CONFIG_MAX_NAME 64u
 #define CONFIG_MAX_EXAMPLES 10000u          /* per agent, inline and from the file together */
@@ -157,6 +158,7 @@ Config *config_free(Config *c) {
                 agent_config_done(&c->agents[i]);
         free(c->agents);
         free(c->router.fallback);
+        strv_free_n(c->jobs.ingest_roots, c->jobs.n_ingest_roots);
         free(c->access.ask.uids);
         free(c->access.ask.gids);
         free(c->access.admin.uids);
@@ -893,6 +895,14 @@ static int parse_limits(Ctx *ctx, const YamlNode *m, LimitsConfig *l) {
                         r = get_u64(ctx, v, p, 1, KB_MAX_DOCUMENT_BYTES, &l->max_ask_document_bytes);
                 else if (streq(key, "max_ask_bytes"))
                         r = get_u64(ctx, v, p, 1, 1ULL << 30, &l->max_ask_bytes);
+                else if (streq(key, "plugin_score_ms"))
+                        r = get_u64(ctx, v, p, 1, 60000, &l->plugin_score_ms);
+                else if (streq(key, "plugin_call_ms"))
+                        r = get_u64(ctx, v, p, 1, 60000, &l->plugin_call_ms);
+                else if (streq(key, "plugin_max_timeouts"))
+                        r = get_unsigned(ctx, v, p, 1, 1000000, &l->plugin_max_timeouts);
+                else if (streq(key, "plugin_max_stuck"))
+                        r = get_unsigned(ctx, v, p, 1, 1024, &l->plugin_max_stuck);
                 else
                         r = unknown_key(ctx, k, "limits");
                 if (r < 0)
@@ -915,6 +925,7 @@ static const JobsKey jobs_keys[] = {
         {"max_lines", 1, 1000000, offsetof(JobsConfig, max_lines), 0},
         {"max_line_bytes", 64, 1ULL << 30, offsetof(JobsConfig, max_line_bytes), 1},
         {"max_files", 1, 1000000, offsetof(JobsConfig, max_files), 0},
+        {"batch_window_seconds", 1, 86400, offsetof(JobsConfig, batch_window_seconds), 0},
 };
 
 static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
@@ -935,7 +946,13 @@ static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
                 for (size_t i = 0; i < ELEMENTSOF(jobs_keys); i++)
                         if (streq(k->value, jobs_keys[i].name))
                                 key = &jobs_keys[i];
-                if (!key)
+                if (streq(k->value, "ingest_roots")) {
+                        strv_free_n(jc->ingest_roots, jc->n_ingest_roots);
+                        jc->ingest_roots = NULL;
+                        jc->n_ingest_roots = 0;
+                        r = get_string_list(ctx, v, p, CONFIG_MAX_INGEST_ROOTS, ctx->dir, 0,
+                                            &jc->ingest_roots, &jc->n_ingest_roots);
+                } else if (!key)
                         r = unknown_key(ctx, k, "jobs");
                 else if (key->is_u64)
                         r = get_u64(ctx, v, p, key->min, key->max, (uint64_t *) ((char *) jc + key->offset));
@@ -1426,6 +1443,10 @@ static int config_set_defaults(Config *c) {
                 .max_ask_documents = 16,
                 .max_ask_document_bytes = 1048576,
                 .max_ask_bytes = 4194304,
+                .plugin_score_ms = 250,
+                .plugin_call_ms = 1000,
+                .plugin_max_timeouts = 3,
+                .plugin_max_stuck = 16,
         };
         c->knowledge = (KnowledgeConfig){
                 .backend = KNOWLEDGE_SQLITE,
@@ -1438,6 +1459,7 @@ static int config_set_defaults(Config *c) {
                 .max_lines = 10000,
                 .max_line_bytes = 1048576,
                 .max_files = 1000,
+                .batch_window_seconds = 86400,
         };
         if ((r = replace_str(&c->socket_path, "/run/moad/moad.sock")) < 0 ||
             (r = replace_str(&c->default_pipeline, "moa")) < 0 ||

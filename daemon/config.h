@@ -132,15 +132,25 @@ typedef struct LimitsConfig {
         unsigned max_ask_documents;
         uint64_t max_ask_document_bytes;
         uint64_t max_ask_bytes; /* all of them; the chat body may exceed max_body_bytes by this */
+        /* plugin callbacks (plugin-call.h) */
+        uint64_t plugin_score_ms;     /* score() budget */
+        uint64_t plugin_call_ms;      /* build_prompt() and review() budget */
+        unsigned plugin_max_timeouts; /* offences before quarantine */
+        unsigned plugin_max_stuck;    /* threads past their budget before every call is refused */
 } LimitsConfig;
 
 /* Batch jobs (the Files and Batches API, daemon/jobs.c). */
 typedef struct JobsConfig {
-        unsigned concurrency;      /* batch lines in flight at once, over all batches */
-        uint64_t max_upload_bytes; /* one uploaded file */
-        unsigned max_lines;        /* requests in one batch input file */
-        uint64_t max_line_bytes;   /* one line of a batch input file */
-        unsigned max_files;        /* uploaded files kept at once */
+        unsigned concurrency;          /* batch lines in flight at once, over all batches */
+        uint64_t max_upload_bytes;     /* one uploaded file */
+        unsigned max_lines;            /* requests in one batch input file */
+        uint64_t max_line_bytes;       /* one line of a batch input file */
+        unsigned max_files;            /* uploaded files kept at once */
+        unsigned batch_window_seconds; /* a batch's completion window ("24h"), then it expires */
+        /* Directories below which an admin may have moad ingest/sync a
+         * directory itself (server-side ingest jobs); none: that is off. */
+        char **ingest_roots;
+        size_t n_ingest_roots;
 } JobsConfig;
 
 /* Who may use an endpoint class, by peer credentials (SO_PEERCRED) on the

@@ -12,7 +12,12 @@
  * Failure rules: no proposal at all → 502/504 naming agents and causes; a
  * failed refine layer keeps the previous answers (warning); a failed
  * aggregator returns the best-weighted answer (warning). Everything runs
- * on the loop; nothing here blocks except short FTS5 look-ups. */
+ * on the loop; nothing here blocks except short FTS5 look-ups. Plugin
+ * callbacks (score, build_prompt, review) run on their threads within a
+ * time budget (plugin-call.h) and the run goes on when they answer: an
+ * agent over budget is skipped for the run, and an answer whose review
+ * did not finish is never sent. */
+#include <assert.h>
 #include <math.h>
 
 #include "agents.h"
@@ -23,9 +28,11 @@
 #include "stream-review.h"
 #include "log.h"
 #include "metrics.h"
+#include "plugin-call.h"
 #include "plugin-host.h"
 #include "prompts.h"
 #include "review.h"
+#include "route-job.h"
 #include "route-json.h"
 #include "router.h"
 #include "util.h"
@@ -51,6 +58,7 @@ typedef struct AgentCall {
         Agent *a;    /* NULL for an aggregator that is not an agent */
         Provider *provider;
         ProviderCall *call;
+        PluginCall *pcall; /* its plugin building the prompt */
         double weight;
         double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
         const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
@@ -79,6 +87,7 @@ typedef struct AgentCall {
 
 typedef struct Selected {
         Agent *a;
+        int answered; /* its call answered in some layer (its review must run) */
         char *name;
         double score;       /* router score (1 when pinned or single agent) */
         double route_score; /* the router's own score even when pinned; 0: not routed */
@@ -102,6 +111,18 @@ struct EngineRun {
 
         AgentCall *calls;
         size_t n_calls, n_pending, n_ok;
+        char *layer_refs; /* the references block of a refine layer */
+        PluginBudget budget;
+        RouteJob *route_job;
+
+        /* the selected agents' reviews, one after the other (review_chain_start) */
+        PluginCall *chain_call;
+        size_t chain_idx;
+        char *chain_text;
+        void (*chain_done)(EngineRun *run, int r, char *text);
+        int chain_failed_agent; /* index in sel of the review that failed */
+        char *final_answer;     /* streaming: the answer, waiting for the reviews of its sentences */
+        int finishing;          /* the last layer ended: only reviews are left */
         uint64_t layer_start;
         uint64_t layer_deadline; /* this layer's end: its timeout or the pipeline deadline */
         int grace_armed;         /* quorum reached, stragglers have their grace period */
@@ -205,6 +226,7 @@ static void calls_clear(EngineRun *run) {
                 AgentCall *c = &run->calls[i];
                 if (c->call)
                         provider_call_cancel(c->provider, c->call);
+                plugin_call_cancel(c->pcall);
                 free(c->agent);
                 free(c->content);
                 free(c->error);
@@ -215,6 +237,8 @@ static void calls_clear(EngineRun *run) {
         free(run->calls);
         run->calls = NULL;
         run->n_calls = run->n_pending = run->n_ok = 0;
+        free(run->layer_refs);
+        run->layer_refs = NULL;
 }
 
 static void refs_clear(EngineRun *run) {
@@ -286,6 +310,10 @@ static void run_free(EngineRun *run) {
                 return;
         calls_clear(run);
         passages_clear(run);
+        route_job_cancel(run->route_job);
+        plugin_call_cancel(run->chain_call);
+        free(run->chain_text);
+        free(run->final_answer);
         docs_index_cancel(run->docs_job);
         kb_close(run->docs);
         refs_clear(run);
@@ -424,21 +452,95 @@ oom:
 static void layer_maybe_end(EngineRun *run);
 static int call_try_fallback(EngineRun *run, AgentCall *c);
 
-/* Every selected agent's plugin reviews @text in turn (disclaimers,
- * redaction, fencing); a review that fails leaves the text as it was. */
-static int review_chain(void *userdata, const char *text, char **ret) {
-        EngineRun *run = userdata;
-        char *t = strdup(text);
+/* ---- reviews ---- */
 
-        for (size_t i = 0; t && i < run->n_sel; i++) {
-                char *out = NULL;
-                if (plugin_agent_review(agent_plugin(run->sel[i].a), t, &out) >= 0 && out) {
-                        free(t);
-                        t = out;
-                }
+static void review_chain_next(EngineRun *run);
+
+/* Every selected agent's plugin reviews the text in turn (disclaimers,
+ * redaction, fencing), each on its plugin's thread; then @done(run, 0,
+ * text) with the reviewed text (malloc'd, the callee owns it). A review
+ * that returns an error leaves the text as it was (plugin.h). A review
+ * over its budget, or one that cannot be asked (quarantined or stuck) of
+ * an agent that answered, fails: @done(run, -ETIMEDOUT/-EPERM/-EBUSY,
+ * NULL), so that unreviewed text is never sent. */
+static int review_chain_start(EngineRun *run, const char *text, void (*done)(EngineRun *, int, char *)) {
+        assert(!run->chain_call && !run->chain_done);
+        free(run->chain_text);
+        run->chain_text = strdup(text);
+        if (!run->chain_text)
+                return -ENOMEM;
+        run->chain_idx = 0;
+        run->chain_done = done;
+        review_chain_next(run);
+        return 0;
+}
+
+static void review_chain_end(EngineRun *run, int r) {
+        void (*done)(EngineRun *, int, char *) = run->chain_done;
+        char *text = r < 0 ? NULL : TAKE_PTR(run->chain_text);
+
+        run->chain_done = NULL;
+        done(run, r, text);
+}
+
+static void on_chain_review(void *userdata, PluginCallResult *res) {
+        EngineRun *run = userdata;
+        size_t i = run->chain_idx - 1;
+
+        run->chain_call = NULL;
+        if (res->error == -EBUSY && !run->sel[i].answered) {
+                /* it waited behind its own stuck call; it gave nothing to review for */
+                review_chain_next(run);
+                return;
         }
-        *ret = t;
-        return t ? 0 : -ENOMEM;
+        if (res->error == -ETIMEDOUT || res->error == -EBUSY) {
+                run->chain_failed_agent = (int) i;
+                review_chain_end(run, res->error);
+                return;
+        }
+        if (res->error < 0)
+                log_full(LOG_LEVEL_WARNING, res->error, run->spec.request_id,
+                         "agent %s: review failed, the text stays as it was: %s", run->sel[i].name,
+                         strerror(-res->error));
+        else if (res->text) {
+                free(run->chain_text);
+                run->chain_text = TAKE_PTR(res->text);
+        }
+        review_chain_next(run);
+}
+
+static void review_chain_next(EngineRun *run) {
+        while (run->chain_idx < run->n_sel) {
+                size_t i = run->chain_idx++;
+                PluginAgent *p = agent_plugin(run->sel[i].a);
+                PluginCallInput in = {};
+                int r;
+
+                if (!plugin_agent_has_review(p))
+                        continue;
+                in.text = strdup(run->chain_text);
+                if (!in.text) {
+                        review_chain_end(run, -ENOMEM);
+                        return;
+                }
+                r = plugin_call_start(run->engine->event, &run->budget, p, PLUGIN_CB_REVIEW, &in,
+                                      on_chain_review, run, &run->chain_call);
+                if (r >= 0)
+                        return;
+                /* Not asked: fine for an agent that gave nothing to the answer. */
+                if ((r == -EPERM || r == -EBUSY || r == -EAGAIN) && !run->sel[i].answered)
+                        continue;
+                run->chain_failed_agent = (int) i;
+                review_chain_end(run, r);
+                return;
+        }
+        review_chain_end(run, 0);
+}
+
+/* The stream reviewer runs its reviews through review_chain_start(), step
+ * by step; this function is never called. */
+static int review_elsewhere(void *userdata, const char *text, char **ret) {
+        return -EOPNOTSUPP;
 }
 
 static int run_reviews(const EngineRun *run) {
@@ -455,15 +557,82 @@ static void send_delta(EngineRun *run, const char *text, size_t len) {
         run->cb.on_delta(run->userdata, text, len);
 }
 
+static void stream_review_kick(EngineRun *run);
+static void review_failed(EngineRun *run, int r);
+
+static void on_stream_step_reviewed(EngineRun *run, int r, char *text) {
+        _cleanup_free_ char *emit = NULL;
+
+        if (r < 0) {
+                review_failed(run, r);
+                return;
+        }
+        r = stream_review_apply(run->review, text, &emit);
+        free(text);
+        if (r < 0) {
+                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                return;
+        }
+        if (emit)
+                send_delta(run, emit, strlen(emit));
+        stream_review_kick(run);
+}
+
+static void on_stream_final_reviewed(EngineRun *run, int r, char *text) {
+        _cleanup_free_ char *emit = NULL, *full = NULL;
+
+        if (r < 0) {
+                review_failed(run, r);
+                return;
+        }
+        r = stream_review_finish_apply(run->review, text, &emit, &full);
+        free(text);
+        if (r < 0) {
+                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                return;
+        }
+        if (r > 0)
+                warn(run, "review changed text already streamed; the stream ends with what was reviewed");
+        send_delta(run, emit, strlen(emit));
+        run->streamed = 1;
+        free(run->final);
+        run->final = TAKE_PTR(full);
+        run_finish(run, 0, 200, NULL, NULL, NULL);
+}
+
+/* Streaming through the reviewer: one review at a time, of the sentences
+ * complete so far; once the answer is complete, the whole of it. */
+static void stream_review_kick(EngineRun *run) {
+        _cleanup_free_ char *upto = NULL;
+        int r;
+
+        if (run->chain_done)
+                return; /* a review is running; it kicks again when done */
+        r = stream_review_next_sentence(run->review, &upto);
+        if (r > 0)
+                r = review_chain_start(run, upto, on_stream_step_reviewed);
+        else if (r == 0 && run->final_answer) {
+                if (stream_review_wants_final(run->review))
+                        r = review_chain_start(run, run->final_answer, on_stream_final_reviewed);
+                else
+                        on_stream_final_reviewed(run, 0, NULL);
+        }
+        if (r < 0)
+                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+}
+
 static void on_call_delta(void *userdata, const char *text, size_t len) {
         AgentCall *c = userdata;
         EngineRun *run = c->run;
 
         run->streamed = 1;
         if (run->review) {
-                _cleanup_free_ char *emit = NULL;
-                if (stream_review_feed(run->review, text, len, &emit) >= 0 && emit)
-                        send_delta(run, emit, strlen(emit));
+                if (stream_review_append(run->review, text, len) < 0) {
+                        run_finish(run, -E2BIG, 500, "server_error", NULL,
+                                   "the answer is too long to review");
+                        return;
+                }
+                stream_review_kick(run);
                 return;
         }
         send_delta(run, text, len);
@@ -484,6 +653,8 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
                 c->state = 1;
                 c->content = strdup(res->content);
                 run->n_ok++;
+                if (c->a && run->layers[run->layer].role != LAYER_AGGREGATE)
+                        run->sel[c - run->calls].answered = 1;
         } else if (c->n_fallbacks_used < 8 && call_try_fallback(run, c) >= 0) {
                 c->n_fallbacks_used++;
                 free(c->error);
@@ -540,6 +711,7 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .knowledge = c->knowledge,
                 .n_documents = c->n_documents,
                 .kb = c->kb,
+                .vocab = c->a ? agent_vocab(c->a) : NULL,
                 .refs = run->refs,
                 .n_refs = run->n_refs,
                 .review = chat->review,
@@ -555,7 +727,7 @@ static int call_start(EngineRun *run, AgentCall *c, ProviderTask task, const cha
         if (!c->messages)
                 return -ENOMEM;
         if (stream && !run->review && run_reviews(run) &&
-            stream_review_new(review_chain, run, &run->review) < 0)
+            stream_review_new(review_elsewhere, run, &run->review) < 0)
                 return -ENOMEM;
         c->task = task;
         c->stream = stream;
@@ -610,27 +782,21 @@ static char *render_references(EngineRun *run) {
         return out;
 }
 
-/* An agent's passages for @query: the best chunks of the request's
+/* An agent's passages for @query (in a review: its focus terms, and the
+ * @nd chunks @dh its plugin picked, taken): the best chunks of the request's
  * attached documents first (at most ENGINE_DOC_HITS_PER_AGENT), then of its
  * knowledge base (only the documents moa.doc_filter names, if it names
  * any), ENGINE_HITS_PER_AGENT in all. *ret_n_attached: how many of the
  * first hits are attached ones. A failed search is no passages. */
-static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit **ret_hits, size_t *ret_n,
-                          size_t *ret_n_attached, char **ret_focus) {
+static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit *dh, size_t nd,
+                          KbHit **ret_hits, size_t *ret_n, size_t *ret_n_attached) {
         const ChatRequest *chat = run->spec.chat;
-        KbHit *dh = NULL, *kh = NULL, *all;
-        size_t nd = 0, nk = 0;
+        KbHit *kh = NULL, *all;
+        size_t nk = 0;
 
-        if (chat->review) {
-                /* A review: the chunks the agent's plugin scores highest, and
-                 * its knowledge searched for the terms it found in them. */
-                int r = review_pick(agent_plugin(a), chat->documents, chat->n_documents,
-                                    ENGINE_DOC_HITS_PER_AGENT, &dh, &nd, ret_focus);
-                if (r < 0)
-                        return r;
-                if (!isempty(*ret_focus))
-                        query = *ret_focus;
-        } else if (run->docs && kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
+        /* A review brings the chunks its plugin picked (pick_start()). */
+        if (!chat->review && run->docs &&
+            kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
                 nd = 0;
         if (agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
                             (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk) < 0)
@@ -659,16 +825,233 @@ static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit **r
         return 0;
 }
 
+/* A copy of @n hits for a plugin thread (the call's own may be freed
+ * while the thread still reads its copy). */
+static int hits_copy(const KbHit *h, size_t n, KbHit **ret) {
+        KbHit *c = n ? calloc(n, sizeof *c) : NULL;
+
+        if (n && !c)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                c[i] = (KbHit){.title = strdup(h[i].title ? h[i].title : ""),
+                               .source = strdup(h[i].source ? h[i].source : ""),
+                               .chunk = h[i].chunk,
+                               .score = h[i].score,
+                               .snippet = strdup(h[i].snippet ? h[i].snippet : ""),
+                               .text = strdup(h[i].text ? h[i].text : ""),
+                               .heading = strdup(h[i].heading ? h[i].heading : "")};
+                if (!c[i].title || !c[i].source || !c[i].snippet || !c[i].text || !c[i].heading) {
+                        kb_hits_free(c, i + 1);
+                        return -ENOMEM;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+/* Only a lone final agent streams: parallel answers would interleave.
+ * Otherwise the best one is sent whole when the layer ends. */
+static int layer_streams(const EngineRun *run) {
+        return run->layer + 1 == run->n_layers && run->spec.stream && run->n_sel == 1;
+}
+
+/* The rest of an agent's call once its plugin built @system and @context:
+ * the prompt, then the provider call. Returns 0 (started), -ENOMEM, or
+ * another -errno with c->state and c->error set (the call did not start). */
+static int call_prompt_ready(EngineRun *run, AgentCall *c, const char *system, const char *context) {
+        const LayerConfig *layer = &run->layers[run->layer];
+        _cleanup_free_ char *grounded = NULL, *full = NULL;
+        int r;
+
+        /* The grounding rules go with the context, whatever the
+         * plugin's prompt and the template say. */
+        grounded = prompt_context(context);
+        if (!grounded)
+                return -ENOMEM;
+        if (passages_add(run, agent_name(c->a), c->hits, c->n_hits, c->n_attached, context) < 0)
+                return -ENOMEM;
+        if (layer->role == LAYER_REFINE)
+                full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
+                                     PROMPT_REFINE_DEFAULT, system, grounded, run->layer_refs);
+        else
+                full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, grounded, NULL);
+        if (full && run->spec.chat->review) {
+                char *n = NULL;
+                if (asprintf(&n, "%s\n\n%s", full, PROMPT_REVIEW_RULES) < 0)
+                        n = NULL;
+                free(full);
+                full = n;
+        }
+        if (!full)
+                return -ENOMEM;
+        r = call_start(run, c, layer->role == LAYER_REFINE ? PROVIDER_TASK_REFINE : PROVIDER_TASK_PROPOSE,
+                       full, layer_streams(run), agent_model(c->a));
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                c->state = r;
+                c->error = strdup(r == -EBUSY ? "provider busy (queue full or circuit open)"
+                                              : "call could not start");
+        }
+        return r;
+}
+
+/* Why an agent's plugin gave no prompt (@r from the call or its start). */
+static const char *prompt_error(int r) {
+        return r == -ETIMEDOUT ? "plugin build_prompt over its time budget: the agent is skipped"
+               : r == -EPERM   ? "quarantined after repeated plugin timeouts: the agent is skipped"
+               : r == -EBUSY   ? "plugin stuck in an earlier call: the agent is skipped"
+               : r == -EAGAIN  ? "too many plugin threads are stuck: the agent is skipped"
+                               : "plugin could not build its prompt";
+}
+
+static void on_prompt_built(void *userdata, PluginCallResult *res) {
+        AgentCall *c = userdata;
+        EngineRun *run = c->run;
+        int r = res->error;
+
+        c->pcall = NULL;
+        if (r >= 0) {
+                r = call_prompt_ready(run, c, res->system, res->context);
+                if (r == -ENOMEM) {
+                        run_finish(run, r, 500, "server_error", NULL, "out of memory");
+                        return;
+                }
+                if (r >= 0)
+                        return; /* pending on, now with its provider */
+        } else {
+                c->state = r;
+                c->error = strdup(prompt_error(r));
+        }
+        c->end_usec = now_usec();
+        run->n_pending--;
+        layer_maybe_end(run);
+}
+
+/* Retrieval (@dh: chunks the plugin picked for a review, taken), then the
+ * plugin builds the prompt on its thread and on_prompt_built() goes on.
+ * Returns 0 (pending), -ENOMEM, or -errno with c->state and c->error set. */
+static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
+        const char *query = !isempty(c->focus) ? c->focus : run->query;
+        PluginCallInput in = {};
+        int r;
+
+        r = agent_retrieve(run, c->a, query, dh, nd, &c->hits, &c->n_hits, &c->n_attached);
+        if (r < 0)
+                return r;
+        in.text = strdup(run->query);
+        if (!in.text || hits_copy(c->hits, c->n_hits, &in.hits) < 0) {
+                free(in.text);
+                return -ENOMEM;
+        }
+        in.n_hits = c->n_hits;
+        r = plugin_call_start(run->engine->event, &run->budget, agent_plugin(c->a), PLUGIN_CB_BUILD_PROMPT,
+                              &in, on_prompt_built, c, &c->pcall);
+        if (r < 0 && r != -ENOMEM) {
+                c->state = r;
+                c->error = strdup(prompt_error(r));
+        }
+        return r;
+}
+
+/* A review (moa.review): the agent's plugin scores the chunks of the
+ * attached documents on its thread (review_pick()), with its own copy of
+ * them, within the build_prompt budget. */
+typedef struct PickJob {
+        ChatDocument *docs;
+        size_t n_docs;
+        KbHit *hits;
+        size_t n_hits;
+        char *focus;
+} PickJob;
+
+static void pick_job_free(void *p) {
+        PickJob *j = p;
+
+        for (size_t i = 0; i < j->n_docs; i++) {
+                free(j->docs[i].title);
+                free(j->docs[i].source);
+                free(j->docs[i].text);
+        }
+        free(j->docs);
+        kb_hits_free(j->hits, j->n_hits);
+        free(j->focus);
+        free(j);
+}
+
+static int pick_fn(PluginAgent *a, void *data) {
+        PickJob *j = data;
+        return review_pick(a, j->docs, j->n_docs, ENGINE_DOC_HITS_PER_AGENT, &j->hits, &j->n_hits,
+                           &j->focus);
+}
+
+static void on_picked(void *userdata, PluginCallResult *res) {
+        AgentCall *c = userdata;
+        EngineRun *run = c->run;
+        PickJob *j = res->data;
+        int r = res->error;
+
+        c->pcall = NULL;
+        if (r >= 0) {
+                c->focus = TAKE_PTR(j->focus);
+                r = call_retrieved(run, c, TAKE_PTR(j->hits), j->n_hits);
+                j->n_hits = 0;
+                if (r == -ENOMEM) {
+                        run_finish(run, r, 500, "server_error", NULL, "out of memory");
+                        return;
+                }
+                if (r >= 0)
+                        return; /* pending on, now with its prompt */
+        } else {
+                c->state = r;
+                c->error = strdup(prompt_error(r));
+        }
+        c->end_usec = now_usec();
+        run->n_pending--;
+        layer_maybe_end(run);
+}
+
+static int pick_start(EngineRun *run, AgentCall *c) {
+        const ChatRequest *chat = run->spec.chat;
+        PickJob *j = calloc(1, sizeof *j);
+        PluginCallInput in = {.fn = pick_fn, .data = j, .data_free = pick_job_free};
+        int r;
+
+        if (!j || !(j->docs = calloc(MAX(chat->n_documents, (size_t) 1), sizeof *j->docs))) {
+                free(j);
+                return -ENOMEM;
+        }
+        for (; j->n_docs < chat->n_documents; j->n_docs++) {
+                const ChatDocument *d = &chat->documents[j->n_docs];
+                ChatDocument *n = &j->docs[j->n_docs];
+                n->title = strdup(d->title);
+                n->source = strdup(d->source ? d->source : "");
+                n->text = malloc(d->len + 1);
+                n->len = d->len;
+                if (!n->title || !n->source || !n->text) {
+                        j->n_docs++;
+                        pick_job_free(j);
+                        return -ENOMEM;
+                }
+                memcpy(n->text, d->text, d->len);
+                n->text[d->len] = 0;
+        }
+        in.budget_usec = run->budget.usec[PLUGIN_CB_BUILD_PROMPT];
+        r = plugin_call_start(run->engine->event, &run->budget, agent_plugin(c->a), PLUGIN_CB_SCORE, &in,
+                              on_picked, c, &c->pcall);
+        if (r < 0 && r != -ENOMEM) {
+                c->state = r;
+                c->error = strdup(prompt_error(r));
+        }
+        return r;
+}
+
 static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
-        _cleanup_free_ char *refs = NULL;
-        /* Only a lone final agent streams: parallel answers would interleave.
-         * Otherwise the best one is sent whole when the layer ends. */
-        int stream = run->layer + 1 == run->n_layers && run->spec.stream && run->n_sel == 1;
         int r;
 
         if (layer->role == LAYER_REFINE) {
-                refs = render_references(run);
-                if (!refs)
+                run->layer_refs = render_references(run);
+                if (!run->layer_refs)
                         return -ENOMEM;
         }
         run->calls = calloc(run->n_sel, sizeof *run->calls);
@@ -678,8 +1061,6 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         for (size_t i = 0; i < run->n_sel; i++) {
                 AgentCall *c = &run->calls[i];
                 Selected *s = &run->sel[i];
-                _cleanup_free_ char *system = NULL, *context = NULL, *grounded = NULL, *full = NULL;
-                size_t n_attached = 0;
 
                 c->run = run;
                 c->a = s->a;
@@ -691,6 +1072,7 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 c->kb = agent_kb(s->a);
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
                 c->provider_chain_head = agent_provider(s->a);
+                c->start_usec = now_usec();
                 run->n_calls++;
                 if (!c->agent)
                         return -ENOMEM;
@@ -699,48 +1081,11 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                         c->error = strdup("provider not found");
                         continue;
                 }
-                r = agent_retrieve(run, s->a, run->query, &c->hits, &c->n_hits, &n_attached, &c->focus);
-                if (r < 0)
+                r = run->spec.chat->review ? pick_start(run, c) : call_retrieved(run, c, NULL, 0);
+                if (r == -ENOMEM)
                         return r;
-                c->n_attached = n_attached;
-                r = plugin_agent_build_prompt(agent_plugin(s->a), run->query, c->hits, c->n_hits, &system,
-                                              &context);
-                if (r < 0) {
-                        c->state = r;
-                        c->error = strdup("plugin could not build its prompt");
-                        continue;
-                }
-                /* The grounding rules go with the context, whatever the
-                 * plugin's prompt and the template say. */
-                grounded = prompt_context(context);
-                if (!grounded)
-                        return -ENOMEM;
-                if (passages_add(run, agent_name(s->a), c->hits, c->n_hits, n_attached, context) < 0)
-                        return -ENOMEM;
-                if (layer->role == LAYER_REFINE)
-                        full = prompt_render(run->spec.pipeline ? run->spec.pipeline->refine_template : NULL,
-                                             PROMPT_REFINE_DEFAULT, system, grounded, refs);
-                else
-                        full = prompt_render(NULL, PROMPT_PROPOSE_DEFAULT, system, grounded, NULL);
-                if (full && run->spec.chat->review) {
-                        char *n = NULL;
-                        if (asprintf(&n, "%s\n\n%s", full, PROMPT_REVIEW_RULES) < 0)
-                                n = NULL;
-                        free(full);
-                        full = n;
-                }
-                if (!full)
-                        return -ENOMEM;
-                r = call_start(run, c,
-                               layer->role == LAYER_REFINE ? PROVIDER_TASK_REFINE : PROVIDER_TASK_PROPOSE,
-                               full, stream, agent_model(s->a));
-                if (r < 0) {
-                        c->state = r;
-                        c->error = strdup(r == -EBUSY ? "provider busy (queue full or circuit open)"
-                                                      : "call could not start");
-                        continue;
-                }
-                run->n_pending++;
+                if (r >= 0)
+                        run->n_pending++;
         }
         return 0;
 }
@@ -892,42 +1237,72 @@ static void run_fail_no_answers(EngineRun *run) {
 
 static void start_next_layer(EngineRun *run);
 
-static void finish_with_answer(EngineRun *run, const char *answer) {
-        char *text = NULL;
+/* A review over its budget (or that could not be asked): the answer is
+ * withheld, never sent unreviewed. */
+static void review_failed(EngineRun *run, int r) {
+        char msg[512];
+        const char *agent = run->chain_failed_agent >= 0 && (size_t) run->chain_failed_agent < run->n_sel
+                                    ? run->sel[run->chain_failed_agent].name
+                                    : "?";
 
-        if (run->spec.stream && run->review) {
-                /* streamed through the reviewer: send what it still holds */
-                _cleanup_free_ char *emit = NULL;
-                int r = stream_review_finish(run->review, answer, &emit, &text);
-                if (r < 0) {
-                        run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
-                        return;
-                }
-                if (r > 0)
-                        warn(run,
-                             "review changed text already streamed; the stream ends with what was reviewed");
-                send_delta(run, emit, strlen(emit));
-        } else {
-                if (review_chain(run, answer, &text) < 0) {
-                        run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
-                        return;
-                }
-                if (run->spec.stream) {
-                        /* nothing was streamed (parallel answers) or no plugin reviews */
-                        size_t sl = strlen(answer);
-                        if (!run->streamed)
-                                send_delta(run, text, strlen(text));
-                        else if (strncmp(text, answer, sl) == 0 && run->streamed_len == sl)
-                                send_delta(run, text + sl, strlen(text + sl));
-                        else if (!streq(text, answer))
-                                warn(run, "review changed already streamed text; the stream shows the "
-                                          "unreviewed text");
-                }
+        if (r == -ENOMEM) {
+                run_finish(run, r, 500, "server_error", NULL, "out of memory");
+                return;
+        }
+        snprintf(msg, sizeof msg,
+                 "agent %s: the plugin's review %s; the answer is withheld rather than sent unreviewed",
+                 agent,
+                 r == -ETIMEDOUT ? "did not finish within its time budget"
+                 : r == -EPERM   ? "cannot run (the agent is quarantined)"
+                 : r == -EAGAIN  ? "cannot run (too many plugin threads are stuck)"
+                                 : "cannot run (the plugin is stuck in an earlier call)");
+        run_finish(run, r, r == -ETIMEDOUT ? 504 : 503, "server_error", "plugin_timeout", msg);
+}
+
+static void on_final_reviewed(EngineRun *run, int r, char *text) {
+        _cleanup_free_ char *answer = TAKE_PTR(run->final_answer);
+
+        if (r < 0) {
+                review_failed(run, r);
+                return;
+        }
+        if (run->spec.stream) {
+                /* nothing was streamed (parallel answers) or no plugin reviews */
+                size_t sl = strlen(answer);
+                if (!run->streamed)
+                        send_delta(run, text, strlen(text));
+                else if (strncmp(text, answer, sl) == 0 && run->streamed_len == sl)
+                        send_delta(run, text + sl, strlen(text + sl));
+                else if (!streq(text, answer))
+                        warn(run, "review changed already streamed text; the stream shows the "
+                                  "unreviewed text");
         }
         run->streamed = run->spec.stream;
         free(run->final);
         run->final = text;
         run_finish(run, 0, 200, NULL, NULL, NULL);
+}
+
+/* The last layer's answer: reviewed by the selected agents' plugins, then
+ * sent. From here on only reviews run (the deadline no longer ends layers). */
+static void finish_with_answer(EngineRun *run, const char *answer) {
+        int r;
+
+        run->finishing = 1;
+        free(run->final_answer);
+        run->final_answer = strdup(answer);
+        if (!run->final_answer) {
+                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                return;
+        }
+        if (run->spec.stream && run->review) {
+                /* streamed through the reviewer: send what it still holds */
+                stream_review_kick(run);
+                return;
+        }
+        r = review_chain_start(run, answer, on_final_reviewed);
+        if (r < 0)
+                run_finish(run, r, 500, "server_error", NULL, "out of memory");
 }
 
 static void layer_end(EngineRun *run) {
@@ -940,9 +1315,12 @@ static void layer_end(EngineRun *run) {
         /* Stragglers past quorum or deadline are cancelled. */
         for (size_t i = 0; i < run->n_calls; i++) {
                 AgentCall *c = &run->calls[i];
-                if (c->call) {
-                        provider_call_cancel(c->provider, c->call);
+                if (c->call || c->pcall) {
+                        if (c->call)
+                                provider_call_cancel(c->provider, c->call);
+                        plugin_call_cancel(c->pcall);
                         c->call = NULL;
+                        c->pcall = NULL;
                         c->end_usec = now_usec();
                         if (!c->error)
                                 c->error = strdup("cancelled: the layer ended without it");
@@ -1047,6 +1425,13 @@ static void start_next_layer(EngineRun *run) {
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         EngineRun *run = userdata;
 
+        if (run->finishing)
+                return 0; /* the answer is being reviewed, within the review's own budget */
+        if (run->route_job) {
+                run_finish(run, -ETIMEDOUT, 504, "upstream_error", "timeout",
+                           "the deadline passed while the agents were scored");
+                return 0;
+        }
         if (run->docs_job) {
                 run_finish(run, -ETIMEDOUT, 504, "upstream_error", "timeout",
                            "the deadline passed while the attached documents were indexed");
@@ -1056,7 +1441,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         run->deadline_hit = 1;
         for (size_t i = 0; i < run->n_calls; i++) {
                 AgentCall *c = &run->calls[i];
-                if (c->call && c->state == 0) {
+                if ((c->call || c->pcall) && c->state == 0) {
                         c->state = -ETIMEDOUT;
                         free(c->error);
                         c->error = strdup("timed out (pipeline deadline)");
@@ -1068,29 +1453,26 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- start ---- */
 
+/* A request for one agent: no routing. */
+static int select_agent(EngineRun *run) {
+        Agent *a = agents_find(run->engine->agents, run->spec.agent);
+
+        if (!a)
+                return -ENOENT;
+        run->sel = calloc(1, sizeof *run->sel);
+        if (!run->sel)
+                return -ENOMEM;
+        run->sel[0] =
+                (Selected){.a = a, .name = strdup(run->spec.agent), .score = 1, .weight = agent_weight(a)};
+        run->n_sel = 1;
+        return run->sel[0].name ? 0 : -ENOMEM;
+}
+
+/* The agents run->route selected. */
 static int select_agents(EngineRun *run) {
         Engine *e = run->engine;
-        const ChatRequest *chat = run->spec.chat;
         unsigned samples = run->spec.pipeline ? run->spec.pipeline->self_moa_samples : 0;
-        int r;
 
-        if (run->spec.agent) {
-                Agent *a = agents_find(e->agents, run->spec.agent);
-                if (!a)
-                        return -ENOENT;
-                run->sel = calloc(1, sizeof *run->sel);
-                if (!run->sel)
-                        return -ENOMEM;
-                run->sel[0] = (Selected){
-                        .a = a, .name = strdup(run->spec.agent), .score = 1, .weight = agent_weight(a)};
-                run->n_sel = 1;
-                return 0;
-        }
-
-        r = agents_route(e->agents, run->query, (const char *const *) chat->agents, chat->n_agents, 0,
-                         &run->route);
-        if (r < 0)
-                return r;
         run->sel = calloc(MAX(run->route.n_selected, 1) * MAX(samples, 1), sizeof *run->sel);
         if (!run->sel)
                 return -ENOMEM;
@@ -1173,20 +1555,48 @@ static void on_docs_indexed(void *userdata, int r, Kb *kb) {
         start_next_layer(run);
 }
 
+static void selected(EngineRun *run, int r);
+
+static void on_routed(void *userdata, int r, RouteResult *res) {
+        EngineRun *run = userdata;
+
+        run->route_job = NULL;
+        if (r >= 0) {
+                run->route = *res;
+                *res = (RouteResult) ROUTE_RESULT_INIT;
+                r = select_agents(run);
+        }
+        selected(run, r);
+}
+
 static int on_start(sd_event_source *s, void *userdata) {
         EngineRun *run = userdata;
+        const ChatRequest *chat = run->spec.chat;
         int r;
 
         run->start_source = sd_event_source_disable_unref(run->start_source);
         r = build_layers(run);
-        if (r >= 0)
-                r = select_agents(run);
+        if (r >= 0 && run->spec.agent)
+                r = select_agent(run);
+        else if (r >= 0) {
+                /* the plugins score on their threads; on_routed() goes on */
+                r = route_job_start(run->engine->event, &run->budget, run->engine->agents, run->query,
+                                    (const char *const *) chat->agents, chat->n_agents, 0, on_routed, run,
+                                    &run->route_job);
+                if (r >= 0)
+                        return 0;
+        }
+        selected(run, r);
+        return 0;
+}
+
+static void selected(EngineRun *run, int r) {
         if (r < 0) {
                 run_finish(run, r, r == -ENOENT ? 503 : 500, "server_error",
                            r == -ENOENT ? "no_agent" : NULL,
                            r == -ENOENT ? "no agent is available to answer (plugins failed to load?)"
                                         : "routing failed");
-                return 0;
+                return;
         }
         /* The attached documents are indexed on a thread, then the layers start. */
         if (run->spec.chat->n_documents > 0 && !run->spec.chat->review) {
@@ -1194,10 +1604,9 @@ static int on_start(sd_event_source *s, void *userdata) {
                                      run->spec.chat->n_documents, on_docs_indexed, run, &run->docs_job);
                 if (r < 0)
                         run_finish(run, r, 500, "server_error", NULL, "cannot index the attached documents");
-                return 0;
+                return;
         }
         start_next_layer(run);
-        return 0;
 }
 
 int engine_run_start(Engine *e, const EngineRunSpec *spec, const EngineCallbacks *cb, void *userdata,
@@ -1215,6 +1624,8 @@ int engine_run_start(Engine *e, const EngineRunSpec *spec, const EngineCallbacks
         run->cb = *cb;
         run->userdata = userdata;
         run->query = strdup(chat_request_query(spec->chat));
+        run->budget = plugin_budget_from_limits(&e->cfg->limits);
+        run->chain_failed_agent = -1;
         run->trace_layers = json_array();
         run->warnings = json_array();
         if (!run->query || !run->trace_layers || !run->warnings) {

@@ -10,7 +10,9 @@
  * deterministic, every loop bounded. Honest retrieval, not a language
  * model. */
 #include <ctype.h>
+#include <libstemmer.h>
 #include <math.h>
+#include <pthread.h>
 
 #include "extract.h"
 #include "kb-text.h"
@@ -35,6 +37,10 @@
 #define EX_MAX_WORDS 2000u
 
 #define EX_KNOWN_UNSEEN_SHARE 0.5 /* of its idf: a known word missing from the passages */
+/* Of its idf: a word the knowledge base never uses, in a question of more
+ * than EX_SHORT_QUESTION_TERMS terms. */
+#define EX_STRAY_UNKNOWN_SHARE 0.5
+#define EX_SHORT_QUESTION_TERMS 4u
 #define EX_MMR_LAMBDA 0.7
 #define EX_MIN_RELATIVE_COVERAGE 0.4 /* of the best sentence's query coverage */
 #define EX_DUP_SIMILARITY 0.75       /* at or above: a near-duplicate, never both */
@@ -44,6 +50,8 @@
 /* The relevance floor: a sentence must cover at least this share of the
  * question's weight (query phrases matched word for word count on top),
  * whatever the other candidates score. */
+/* Past this many weighed question words the floor falls (sent_relevance). */
+#define EX_FLOOR_TERMS 5.0
 #define EX_MIN_RELEVANCE 0.45
 /* Key terms: the informative words (not a modifier of another query word)
  * whose idf is at least this share of the most informative one's. */
@@ -135,9 +143,35 @@ static const char latin1_fold[65] = "aaaaaaaceeeeiiii"
                                     "aaaaaaaceeeeiiii"
                                     "dnooooo\0ouuuuyty";
 
-/* Crude English suffix stripping, the same on both sides of a comparison:
- * enough to match "pressures"/"pressure", "tested"/"test". */
-static size_t stem(char *w, size_t n) {
+/* Snowball's English stemmer, one per thread (extract runs on the loop and
+ * in workers), freed when the thread ends. */
+static pthread_key_t stemmer_key;
+static pthread_once_t stemmer_once = PTHREAD_ONCE_INIT;
+
+static void stemmer_free(void *p) {
+        sb_stemmer_delete(p);
+}
+
+static void stemmer_key_make(void) {
+        (void) pthread_key_create(&stemmer_key, stemmer_free);
+}
+
+static struct sb_stemmer *thread_stemmer(void) {
+        (void) pthread_once(&stemmer_once, stemmer_key_make);
+        struct sb_stemmer *st = pthread_getspecific(stemmer_key);
+        if (!st) {
+                st = sb_stemmer_new("english", "UTF_8");
+                if (st && pthread_setspecific(stemmer_key, st) != 0) {
+                        sb_stemmer_delete(st);
+                        st = NULL;
+                }
+        }
+        return st;
+}
+
+/* Crude English suffix stripping, when Snowball cannot be had: enough to
+ * match "pressures"/"pressure", "tested"/"test". */
+static size_t stem_crude(char *w, size_t n) {
         if (n > 6 && memcmp(w + n - 4, "ment", 4) == 0)
                 return n - 4;
         if (n > 6 && memcmp(w + n - 4, "ness", 4) == 0)
@@ -154,6 +188,25 @@ static size_t stem(char *w, size_t n) {
         }
         if (n > 3 && w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' && w[n - 2] != 'i')
                 return n - 1;
+        return n;
+}
+
+/* Stem @w (@n bytes, lower case) in place, the same on both sides of a
+ * comparison: Snowball's English stemmer ("protection" and "protected"
+ * are "protect"), and a noun's -ment or -ness, which Snowball keeps
+ * ("treatment" answers "treated"). Returns the new length. */
+static size_t stem(char *w, size_t n) {
+        struct sb_stemmer *st = thread_stemmer();
+        if (!st)
+                return stem_crude(w, n);
+        const sb_symbol *s = sb_stemmer_stem(st, (const sb_symbol *) w, (int) n);
+        int sl = s ? sb_stemmer_length(st) : 0;
+        if (sl <= 0 || (size_t) sl > n)
+                return stem_crude(w, n);
+        memcpy(w, s, (size_t) sl);
+        n = (size_t) sl;
+        if (n > 6 && (memcmp(w + n - 4, "ment", 4) == 0 || memcmp(w + n - 4, "ness", 4) == 0))
+                return n - 4;
         return n;
 }
 
@@ -194,17 +247,32 @@ static const char *const extra_stop_words[] = {
 
 /* Words that frame a question rather than say what it is about ("how does
  * X work", "what are the rules of X", "the difference between", German
- * "wie hoch", French "combien"): dropped from the query only. Sorted. */
+ * "wie hoch", French "combien"), and the small talk of a question told as
+ * a story ("I got worried", "someone said", "a bit", "two days ago",
+ * "dont" without its apostrophe): dropped from the query only. Sorted. */
 static const char *const framing_words[] = {
-        "actually", "advantages", "answer",  "basics",     "combien",     "compare",       "comparison",
-        "cons",     "detail",     "details", "difference", "differences", "disadvantages", "exactly",
-        "example",  "examples",   "go",      "goes",       "going",       "happen",        "happens",
-        "help",     "helps",      "hoch",    "info",       "information", "kind",          "kinds",
-        "know",     "lange",      "like",    "long",       "make",        "makes",         "making",
-        "need",     "needs",      "ok",      "okay",       "overview",    "pros",          "question",
-        "rule",     "rules",      "safe",    "said",       "say",         "says",          "thing",
-        "things",   "type",       "types",   "usually",    "viel",        "want",          "way",
-        "ways",     "work",       "works",
+        "actually",  "advantages", "ago",         "already",       "answer",     "anybody",   "anymore",
+        "anyone",    "anything",   "anyway",      "apparently",    "asked",      "basics",    "bit",
+        "bother",    "bothered",   "came",        "cant",          "combien",    "come",      "coming",
+        "compare",   "comparison", "cons",        "currently",     "definitely", "detail",    "details",
+        "didnt",     "difference", "differences", "disadvantages", "doesnt",     "dont",      "else",
+        "enough",    "ever",       "everybody",   "everyone",      "everything", "exactly",   "example",
+        "examples",  "gave",       "go",          "goes",          "going",      "gonna",     "got",
+        "gotten",    "guess",      "guy",         "guys",          "happen",     "happens",   "hasnt",
+        "havent",    "hello",      "help",        "helps",         "hey",        "hi",        "hoch",
+        "honestly",  "im",         "info",        "information",   "isnt",       "ive",       "kind",
+        "kinda",     "kinds",      "know",        "lange",         "lately",     "like",      "long",
+        "lot",       "lots",       "make",        "makes",         "making",     "maybe",     "meant",
+        "mentioned", "might",      "need",        "needs",         "obviously",  "oh",        "ok",
+        "okay",      "overview",   "perhaps",     "pretty",        "probably",   "pros",      "question",
+        "quite",     "rather",     "really",      "recently",      "rule",       "rules",     "safe",
+        "said",      "say",        "says",        "seem",          "seemed",     "seems",     "somebody",
+        "somehow",   "someone",    "something",   "somewhat",      "still",      "stuff",     "suppose",
+        "supposed",  "sure",       "thank",       "thanks",        "thats",      "theres",    "thing",
+        "things",    "think",      "thinking",    "thought",       "tried",      "trying",    "type",
+        "types",     "usually",    "viel",        "wanna",         "want",       "wanted",    "wants",
+        "way",       "ways",       "went",        "whats",         "wondered",   "wondering", "work",
+        "works",     "yeah",       "yes",         "yesterday",
 };
 
 typedef struct WordKey {
@@ -859,7 +927,8 @@ typedef struct Query {
         unsigned part[EX_MAX_QUERY_TERMS]; /* clause of the question it belongs to */
         unsigned n_parts;
         /* Weighed against the candidate sentences (query_weigh): */
-        double idf[EX_MAX_QUERY_TERMS];
+        double idf[EX_MAX_QUERY_TERMS];      /* how informative: the knowledge base's, else cidf */
+        double cidf[EX_MAX_QUERY_TERMS];     /* over the candidates: ranks them (bm25) */
         double weight[EX_MAX_QUERY_TERMS];   /* idf; a modifier's capped at its head's */
         int seen[EX_MAX_QUERY_TERMS];        /* in some candidate */
         uint64_t groups[EX_MAX_QUERY_TERMS]; /* documents or proposals containing it */
@@ -868,6 +937,8 @@ typedef struct Query {
         double part_total[EX_MAX_QUERY_TERMS];
         unsigned part_terms[EX_MAX_QUERY_TERMS];
         double total; /* sum of the weights */
+        double floor; /* the relevance a sentence needs (EX_MIN_RELEVANCE, lower for long questions) */
+        int missing;  /* a short question whose subject the knowledge base never uses */
 } Query;
 
 static void query_done(Query *q) {
@@ -972,7 +1043,8 @@ static int in_heading(const SentList *l, const Sent *s, uint32_t h) {
  * candidates are answers that already passed their own floor) a word no
  * candidate contains weighs nothing: whether a knowledge base lacks it was
  * for the proposer to judge. */
-static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known);
+static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known,
+                        const double *kb_idf, double kb_unseen_idf);
 
 /* Unseen words the knowledge base has elsewhere (opts->has_word): marked
  * in @known; returns how many. At most one look-up per term. */
@@ -1002,7 +1074,54 @@ static int query_known_unseen(const Query *q, const ExtractOptions *opts, int *k
         return n;
 }
 
-static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known) {
+/* How informative each term is in the whole knowledge base (opts->word_df):
+ * bm25's idf over its chunks, in @kb_idf (-1: not known). The candidates
+ * were retrieved for the question's subject, so over them the subject
+ * looks common and a stray word rare: the knowledge base's statistics say
+ * which words are specific. Returns the idf of a word in no chunk (0: no
+ * statistics). */
+static double query_kb_idf(const Query *q, const ExtractOptions *opts, double *kb_idf) {
+        double unseen = 0;
+        for (size_t t = 0; t < q->n; t++)
+                kb_idf[t] = -1;
+        if (!opts || !opts->word_df)
+                return 0;
+        for (size_t t = 0; t < q->n; t++) {
+                const Word *x = NULL;
+                for (size_t w = 0; w < q->n_words && !x; w++)
+                        if (q->words[w].h == q->term[t])
+                                x = &q->words[w];
+                char buf[64];
+                if (!x || x->len >= sizeof(buf))
+                        continue;
+                memcpy(buf, q->clean + x->off, x->len);
+                buf[x->len] = 0;
+                uint32_t df = 0, n = 0;
+                int r = opts->word_df(opts->word_df_userdata, buf, &df, &n);
+                /* as over the candidates, a small base counts as
+                 * EX_IDF_MIN_COLLECTION chunks */
+                double nc = MAX((double) n, EX_IDF_MIN_COLLECTION), d = (double) MIN(df, n);
+                if (r == 1)
+                        kb_idf[t] = 0; /* a function word the index does not keep */
+                else if (r == 0 && n > 0) {
+                        kb_idf[t] = log(1.0 + (nc - d + 0.5) / (d + 0.5));
+                        unseen = log(1.0 + (nc + 0.5) / 0.5);
+                }
+        }
+        return unseen;
+}
+
+/* Does term @t narrow a word the passages or the knowledge base have
+ * ("zorblax deposit")? */
+static int narrows_known(const Query *q, size_t t, const int *known) {
+        for (size_t k = 0; k < q->n_pairs; k++)
+                if (q->pair[k].a == t && (q->seen[q->pair[k].b] || (known && known[q->pair[k].b])))
+                        return 1;
+        return 0;
+}
+
+static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const int *known,
+                        const double *kb_idf, double kb_unseen_idf) {
         double n = MAX((double) l->n, EX_IDF_MIN_COLLECTION), max_key = 0;
         int any_head = 0;
 
@@ -1017,13 +1136,21 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
                                 q->groups[t] |= UINT64_C(1) << s->group;
                 }
                 q->seen[t] = df > 0;
-                q->idf[t] = log(1.0 + (n - (double) df + 0.5) / ((double) df + 0.5));
+                q->cidf[t] = q->idf[t] = log(1.0 + (n - (double) df + 0.5) / ((double) df + 0.5));
+                if (kb_idf && (kb_idf[t] == 0 || (kb_idf[t] > 0 && (q->seen[t] || (known && known[t])))))
+                        q->idf[t] = kb_idf[t];
+                else if (kb_idf && kb_unseen_idf > 0 && !q->seen[t])
+                        q->idf[t] = kb_unseen_idf;
                 any_head |= !q->modifier[t];
         }
         /* A modifier narrows its head: it cannot weigh more than the word it
          * narrows ("security" in "security deposit" is worth at most what
          * "deposit" is), unless no candidate has it at all. */
         q->total = 0;
+        q->missing = 0;
+        size_t n_content = 0; /* terms that are not function words of the index */
+        for (size_t t = 0; t < q->n; t++)
+                n_content += !kb_idf || kb_idf[t] != 0;
         for (size_t t = 0; t < q->n; t++) {
                 q->weight[t] = ignore_unseen && !q->seen[t] ? 0 : q->idf[t];
                 /* a word the knowledge base uses, only not in these
@@ -1031,6 +1158,16 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
                  * a missing nuance, not a missing subject */
                 if (!q->seen[t] && known && known[t])
                         q->weight[t] *= EX_KNOWN_UNSEEN_SHARE;
+                /* a word the knowledge base never uses: in a short question
+                 * narrowing a word it has, its missing subject ("the
+                 * zorblax deposit": no passage answers it); in a longer
+                 * one as likely the asker's story ("my uncle", "the shop") */
+                else if (!q->seen[t] && kb_idf && kb_idf[t] != 0) {
+                        if (n_content > EX_SHORT_QUESTION_TERMS)
+                                q->weight[t] *= EX_STRAY_UNKNOWN_SHARE;
+                        else if (narrows_known(q, t, known))
+                                q->missing = 1;
+                }
                 for (size_t k = 0; k < q->n_pairs && (q->seen[t] || (known && known[t])); k++)
                         if (q->pair[k].a == t)
                                 q->weight[t] = MIN(q->weight[t], q->idf[q->pair[k].b]);
@@ -1041,6 +1178,13 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
         for (size_t t = 0; t < q->n; t++)
                 q->key[t] = q->seen[t] && (!q->modifier[t] || !any_head) &&
                             q->idf[t] >= EX_KEY_IDF_SHARE * max_key;
+        /* One sentence rarely answers every word of a question told at
+         * length: past EX_FLOOR_TERMS weighed words, the share it must
+         * cover falls with the square root of their number. */
+        size_t n_weighed = 0;
+        for (size_t t = 0; t < q->n; t++)
+                n_weighed += q->weight[t] > 0;
+        q->floor = EX_MIN_RELEVANCE * sqrt(MIN(1.0, EX_FLOOR_TERMS / (double) MAX(n_weighed, (size_t) 1)));
 
         /* the same per clause */
         double part_max[EX_MAX_QUERY_TERMS] = {};
@@ -1105,8 +1249,8 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         s->cov = q->total > 0 ? covered / q->total : 0;
         s->rel = q->total > 0 ? s->cov + phrase / q->total : 0;
         s->key = key;
-        s->pass = key && s->rel >= EX_MIN_RELEVANCE - 1e-9;
-        for (size_t p = 0; q->n_parts > 1 && p < q->n_parts; p++) {
+        s->pass = key && s->rel >= q->floor - 1e-9 && !q->missing;
+        for (size_t p = 0; q->n_parts > 1 && !q->missing && p < q->n_parts; p++) {
                 double pt = q->part_total[p];
                 if (q->part_terms[p] < 2 || p_words[p] < 2 || !(pt > 0) || pt < 0.25 * q->total || !p_key[p])
                         continue;
@@ -1261,6 +1405,28 @@ static void print_sources(FILE *f, char *const *gs, size_t n_gs) {
                 fprintf(f, "[%zu] %s\n", g + 1, gs[g]);
 }
 
+/* Does @t describe its own document ("This page covers ...", "This guide
+ * explains ...")? It tells a reader what the source is about, and answers
+ * nothing: never part of an answer. */
+static int describes_its_document(const char *t) {
+        static const char *const subjects[] = {"This page ",    "This document ", "This guide ",
+                                               "This section ", "This article ",  "This chapter ",
+                                               "This leaflet ", "This note ",     "This file "};
+        static const char *const verbs[] = {"covers ",     "describes ",       "explains ", "lists ",
+                                            "sets out ",   "outlines ",        "is about ", "summarises ",
+                                            "summarizes ", "gives an overview"};
+        size_t n = 0;
+        for (size_t i = 0; i < ELEMENTSOF(subjects) && !n; i++)
+                if (strncmp(t, subjects[i], strlen(subjects[i])) == 0)
+                        n = strlen(subjects[i]);
+        if (!n)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (strncmp(t + n, verbs[i], strlen(verbs[i])) == 0)
+                        return 1;
+        return 0;
+}
+
 /* Does @t open with a word that points back at a sentence we do not show
  * ("This is why ...", "However, ...")? Out of its paragraph such a sentence
  * reads as an answer to something else. */
@@ -1340,9 +1506,11 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         if (query_parse(&q, query) < 0)
                 goto out;
         int known[EX_MAX_QUERY_TERMS] = {0};
-        query_weigh(&q, &l, 0, NULL);
-        if (query_known_unseen(&q, opts, known))
-                query_weigh(&q, &l, 0, known);
+        double kb_idf[EX_MAX_QUERY_TERMS];
+        double kb_unseen = query_kb_idf(&q, opts, kb_idf);
+        query_weigh(&q, &l, 0, NULL, NULL, 0);
+        query_known_unseen(&q, opts, known);
+        query_weigh(&q, &l, 0, known, kb_unseen > 0 ? kb_idf : NULL, kb_unseen);
 
         /* bm25 over the candidates ranks sentences of equal relevance */
         double avglen = 0, max_hit = 0, max_bm25 = 0;
@@ -1362,7 +1530,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                         if (tf == 0)
                                 continue;
                         double dl = (double) s->n_terms / avglen;
-                        sc += q.idf[t] * (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl));
+                        sc += q.cidf[t] * (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl));
                 }
                 s->score = sc;
                 max_bm25 = MAX(max_bm25, sc);
@@ -1376,7 +1544,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         double best_cov = 0;
         for (size_t i = 0; i < l.n; i++) {
                 Sent *s = &l.v[i];
-                if (!sent_passes(s))
+                if (!sent_passes(s) || describes_its_document(s->text))
                         continue;
                 double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;
                 double bm = max_bm25 > 0 ? s->score / max_bm25 : 0;
@@ -1685,7 +1853,7 @@ char *extract_aggregate(const char *query, const ExtractProposal *props, size_t 
         }
         if (query_parse(&q, query) < 0)
                 goto out;
-        query_weigh(&q, &l, 1, NULL);
+        query_weigh(&q, &l, 1, NULL, NULL, 0);
 
         if (l.n == 0) {
                 /* No sentences (answers like "Yes"): the heaviest usable

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kb.h"
 
@@ -23,6 +24,13 @@ typedef struct ExtractOptions {
          * as the word it narrows. */
         int (*has_word)(void *userdata, const char *word);
         void *has_word_userdata;
+        /* The knowledge base's statistics of @word (NULL: not known): in
+         * how many of its *@ret_chunks chunks it occurs. Returns 0, 1 when
+         * the index does not keep the word at all (a function word), or
+         * < 0 when it cannot say. They weigh the question's words by how
+         * specific they are in that knowledge base. */
+        int (*word_df)(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks);
+        void *word_df_userdata;
 } ExtractOptions;
 
 /**

@@ -347,6 +347,8 @@ int http_stream_write(HttpRequest *r, const char *data, size_t len) {
                 return -EPIPE;
         if (!r->streaming || r->stream_done)
                 return -EINVAL;
+        if (len == 0) /* nothing to queue; r->out may still be NULL (found by fuzz-http-head) */
+                return 0;
         /* The bound is on what the client has not read yet, not on the
          * total: a long stream to a reader that keeps up never hits it. */
         if (r->out_len - r->out_off + len > r->server->opts.max_stream_buffer) {
@@ -993,7 +995,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         request_free(r);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+/* _printf_: the format comes from MHD; tells clang's -Wformat=2 so. */
+_printf_(2, 0) static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char buf[512];
 
         vsnprintf(buf, sizeof buf, fmt, ap);

@@ -1,4 +1,4 @@
-/* ingest.h — background ingest: one worker thread with its own SQLite
+/* ingest.h — background ingest (and deletes): one worker thread (worker.h) with its own SQLite
  * connection per job, so the event loop never waits for a long write; the
  * completion callback runs on the loop. Also the synchronous file/directory
  * ingest used at start-up for the shipped sample knowledge. */
@@ -55,6 +55,17 @@ int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, 
                        IngestDoneFn done, void *userdata, IngestJob **ret);
 
 /**
+ * ingest_submit_delete() - queue the removal of the document @title from the
+ * database at @db_path, on the same worker (so it waits for ingests before
+ * it instead of for SQLite's busy timeout on the loop). @done gets 0,
+ * -ENOENT (no such document), -EBUSY (the database stayed locked for the
+ * busy timeout) or another -errno. Same handle rules and errors as
+ * ingest_submit().
+ */
+int ingest_submit_delete(IngestWorker *w, const char *db_path, const char *title, IngestDoneFn done,
+                         void *userdata, IngestJob **ret);
+
+/**
  * ingest_job_cancel() - the job's callback will not be called. A queued job
  * is dropped; a running one finishes (its transaction commits or not) but is
  * not reported. @job must not be used afterwards. NULL is a no-op.
@@ -71,7 +82,9 @@ unsigned ingest_worker_pending(IngestWorker *w);
  * kb_ingest_path() - synchronously ingest a file, or every regular *.md,
  * *.txt and *.text file of a directory in name order (not recursive; hidden
  * files and README.md skipped), into @kb. The title is the file name
- * without its directory, the source its path. Files over
+ * without its directory (as "moactl ingest DIR" titles a directory's
+ * files), the source its resolved path, and the file's sha256, size and
+ * mtime are stored as moactl stores them. Files over
  * KB_MAX_DOCUMENT_BYTES are refused (-E2BIG for a single file; in a
  * directory they, and empty files, are skipped with a warning). Returns 0 and the number of
  * documents ingested in @ret_docs (optional), or the first -errno.

@@ -36,6 +36,16 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS results ("
         " batch_id TEXT NOT NULL, line INTEGER NOT NULL, ok INTEGER NOT NULL, output TEXT NOT NULL,"
         " PRIMARY KEY (batch_id, line)) WITHOUT ROWID;"
+        /* Server-side ingest jobs (jobs-ingest.c) and each file's outcome,
+         * committed as it is acknowledged. */
+        "CREATE TABLE IF NOT EXISTS ingest_jobs ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL,"
+        " agent TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL, total INTEGER,"
+        " error TEXT, created_at INTEGER NOT NULL, in_progress_at INTEGER, completed_at INTEGER,"
+        " failed_at INTEGER, cancelled_at INTEGER);"
+        "CREATE TABLE IF NOT EXISTS ingest_files ("
+        " job_id TEXT NOT NULL, title TEXT NOT NULL, outcome TEXT NOT NULL,"
+        " PRIMARY KEY (job_id, title)) WITHOUT ROWID;"
         "PRAGMA user_version = 1;";
 
 /* Statuses after which a batch never changes again. */
@@ -593,18 +603,48 @@ static int batch_finish_tx(JobsStore *st, const char *id, const char *status, co
         return jobs_store_batch_set_status(st, id, status, at_column, at);
 }
 
-int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
-                            const char *output_id, const char *error_id, int64_t at) {
-        int r = exec(st, "BEGIN IMMEDIATE");
-
-        if (r < 0)
-                return r;
-        r = batch_finish_tx(st, id, status, at_column, output_id, error_id, at);
+/* Ends the transaction "BEGIN IMMEDIATE" opened: commits when @r (what
+ * ran inside) is >= 0, else rolls back and returns @r. */
+static int tx_end(JobsStore *st, int r) {
         if (r < 0) {
                 (void) exec(st, "ROLLBACK");
                 return r;
         }
         return exec(st, "COMMIT");
+}
+
+int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
+                            const char *output_id, const char *error_id, int64_t at) {
+        int r = exec(st, "BEGIN IMMEDIATE");
+
+        return r < 0 ? r : tx_end(st, batch_finish_tx(st, id, status, at_column, output_id, error_id, at));
+}
+
+static int batch_expire_tx(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
+                           const char *output_id, const char *error_id, int64_t at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(
+                st, "INSERT OR IGNORE INTO results (batch_id, line, ok, output) VALUES (?1, ?2, 0, ?3)", &s);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                sqlite3_reset(s);
+                bind_texts(s, 1, &id);
+                sqlite3_bind_int64(s, 2, lines[i]);
+                sqlite3_bind_text(s, 3, outputs[i], -1, SQLITE_STATIC);
+                r = step_done(st, s);
+                if (r < 0)
+                        return r;
+        }
+        return batch_finish_tx(st, id, "expired", "expired_at", output_id, error_id, at);
+}
+
+int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
+                            const char *output_id, const char *error_id, int64_t at) {
+        int r = exec(st, "BEGIN IMMEDIATE");
+
+        return r < 0 ? r : tx_end(st, batch_expire_tx(st, id, lines, outputs, n, output_id, error_id, at));
 }
 
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output) {
@@ -638,4 +678,126 @@ long jobs_store_results_done(JobsStore *st, const char *batch_id, uint8_t *done,
         if (rc != SQLITE_DONE)
                 return sql_error(st, rc, "step");
         return count;
+}
+
+/* ---- ingest jobs ---- */
+
+int jobs_store_ingest_add(JobsStore *st, const char *id, const char *owner, const char *agent,
+                          const char *path, int64_t created_at) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st,
+                        "INSERT INTO ingest_jobs (id, owner, agent, path, status, created_at) "
+                        "VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 4, (const char *[]){id, owner, agent, path});
+        sqlite3_bind_int64(s, 5, created_at);
+        return step_done(st, s);
+}
+
+#define INGEST_COLUMNS                                                                                      \
+        "j.id, j.owner, j.agent, j.path, j.status, j.total, j.error, j.created_at, j.in_progress_at, "      \
+        "j.completed_at, j.failed_at, j.cancelled_at, "                                                     \
+        "(SELECT COUNT(*) FROM ingest_files f WHERE f.job_id = j.id AND f.outcome = 'added') AS added, "    \
+        "(SELECT COUNT(*) FROM ingest_files f WHERE f.job_id = j.id AND f.outcome = 'replaced') "           \
+        "AS replaced, "                                                                                     \
+        "(SELECT COUNT(*) FROM ingest_files f WHERE f.job_id = j.id AND f.outcome = 'unchanged') "          \
+        "AS unchanged, "                                                                                    \
+        "(SELECT COUNT(*) FROM ingest_files f WHERE f.job_id = j.id AND f.outcome = 'removed') AS "         \
+        "removed, "                                                                                         \
+        "(SELECT COUNT(*) FROM ingest_files f WHERE f.job_id = j.id AND f.outcome = 'refused') AS "         \
+        "refused, "                                                                                         \
+        "(SELECT COUNT(*) FROM ingest_files f WHERE f.job_id = j.id AND f.outcome = 'failed') AS failed"
+
+int jobs_store_ingest_get(JobsStore *st, const char *id, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st, "SELECT " INGEST_COLUMNS " FROM ingest_jobs j WHERE j.id = ?1", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &id);
+        return one_row(st, s, ret);
+}
+
+int jobs_store_ingest_list(JobsStore *st, const char *owner, unsigned limit, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st,
+                        "SELECT " INGEST_COLUMNS " FROM ingest_jobs j WHERE ?1 IS NULL OR j.owner = ?1 "
+                        "ORDER BY j.seq DESC LIMIT ?2",
+                        &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &owner);
+        sqlite3_bind_int64(s, 2, limit);
+        return rows_json(st, s, ret);
+}
+
+int jobs_store_ingest_unfinished(JobsStore *st, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(
+                st, "SELECT id FROM ingest_jobs WHERE status IN ('queued', 'in_progress') ORDER BY seq", &s);
+
+        if (r < 0)
+                return r;
+        return rows_json(st, s, ret);
+}
+
+int jobs_store_ingest_set_status(JobsStore *st, const char *id, const char *status, const char *at_column,
+                                 int64_t at, const char *error) {
+        static const char *const cols[] = {"in_progress_at", "completed_at", "failed_at", "cancelled_at"};
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ char *sql = NULL;
+        int known = 0, r;
+
+        for (size_t i = 0; i < ELEMENTSOF(cols); i++)
+                known |= streq(at_column, cols[i]);
+        if (!known)
+                return -EINVAL;
+        if (asprintf(&sql,
+                     "UPDATE ingest_jobs SET status = ?2, %s = ?3, error = COALESCE(?4, error) "
+                     "WHERE id = ?1",
+                     at_column) < 0)
+                return -ENOMEM;
+        r = prepare(st, sql, &s);
+        if (r < 0)
+                return r;
+        bind_texts(s, 2, (const char *[]){id, status});
+        sqlite3_bind_int64(s, 3, at);
+        sqlite3_bind_text(s, 4, error, -1, SQLITE_STATIC);
+        return step_done(st, s);
+}
+
+int jobs_store_ingest_set_total(JobsStore *st, const char *id, long total) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st, "UPDATE ingest_jobs SET total = ?2 WHERE id = ?1", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &id);
+        sqlite3_bind_int64(s, 2, total);
+        return step_done(st, s);
+}
+
+int jobs_store_ingest_file_add(JobsStore *st, const char *id, const char *title, const char *outcome) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(
+                st, "INSERT OR IGNORE INTO ingest_files (job_id, title, outcome) VALUES (?1, ?2, ?3)", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 3, (const char *[]){id, title, outcome});
+        return step_done(st, s);
+}
+
+int jobs_store_ingest_files_done(JobsStore *st, const char *id, json_t **ret) {
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int r = prepare(st, "SELECT title FROM ingest_files WHERE job_id = ?1 ORDER BY title", &s);
+
+        if (r < 0)
+                return r;
+        bind_texts(s, 1, &id);
+        return rows_json(st, s, ret);
 }

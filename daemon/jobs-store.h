@@ -119,6 +119,15 @@ int jobs_store_batch_fail(JobsStore *st, const char *id, const char *code, const
 int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
                             const char *output_id, const char *error_id, int64_t at);
 
+/**
+ * jobs_store_batch_expire() - in one transaction: the @n error lines
+ * @outputs for the unfinished lines @lines (0-based; a line already stored
+ * is kept), the output and error files as jobs_store_batch_finish() makes
+ * them, and status "expired" with expired_at @at.
+ */
+int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
+                            const char *output_id, const char *error_id, int64_t at);
+
 /* ---- results ---- */
 
 /**
@@ -132,3 +141,42 @@ int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok
  * lines of the batch that already have a result. Returns how many.
  */
 long jobs_store_results_done(JobsStore *st, const char *batch_id, uint8_t *done, size_t n);
+
+/* ---- server-side ingest jobs (jobs-ingest.c) ---- */
+
+/** jobs_store_ingest_add() - a new ingest job of @agent on the directory @path, status "queued". */
+int jobs_store_ingest_add(JobsStore *st, const char *id, const char *owner, const char *agent,
+                          const char *path, int64_t created_at);
+
+/**
+ * jobs_store_ingest_get() - the job's row with its files counted by
+ * outcome ("added", "replaced", "unchanged", "removed", "refused",
+ * "failed"). -ENOENT.
+ */
+int jobs_store_ingest_get(JobsStore *st, const char *id, json_t **ret);
+
+/** jobs_store_ingest_list() - rows newest first, at most @limit, @owner's only (NULL: all). */
+int jobs_store_ingest_list(JobsStore *st, const char *owner, unsigned limit, json_t **ret);
+
+/** jobs_store_ingest_unfinished() - rows {id} of jobs queued or in progress, oldest first. */
+int jobs_store_ingest_unfinished(JobsStore *st, json_t **ret);
+
+/**
+ * jobs_store_ingest_set_status() - @status with the timestamp @at_column
+ * ("in_progress_at", "completed_at", "failed_at" or "cancelled_at") and,
+ * if not NULL, the @error message.
+ */
+int jobs_store_ingest_set_status(JobsStore *st, const char *id, const char *status, const char *at_column,
+                                 int64_t at, const char *error);
+
+/** jobs_store_ingest_set_total() - the number of files (and removals) the job found. */
+int jobs_store_ingest_set_total(JobsStore *st, const char *id, long total);
+
+/**
+ * jobs_store_ingest_file_add() - the acknowledged @outcome of the document
+ * @title, committed at once (a title already there is kept).
+ */
+int jobs_store_ingest_file_add(JobsStore *st, const char *id, const char *title, const char *outcome);
+
+/** jobs_store_ingest_files_done() - rows {title} the job acknowledged, by title. */
+int jobs_store_ingest_files_done(JobsStore *st, const char *id, json_t **ret);

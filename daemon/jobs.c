@@ -9,10 +9,11 @@
 #include "batch-input.h"
 #include "chat-response.h"
 #include "file-read.h"
-#include "jobs-worker.h"
+#include "jobs-ingest.h"
 #include "jobs.h"
 #include "log.h"
 #include "util.h"
+#include "worker.h"
 
 /* The largest input file (jobs.max_upload_bytes is at most this). */
 #define JOBS_MAX_INPUT (1u << 30)
@@ -34,6 +35,7 @@ struct ActiveBatch {
         uint8_t *done; /* one per line: its result is stored */
         size_t next;   /* the next line to look at */
         unsigned inflight;
+        int64_t expires_at; /* unix seconds; its unfinished lines then fail as batch_expired */
         ActiveBatch *next_batch;
 };
 
@@ -54,11 +56,13 @@ struct LineRun {
 struct Jobs {
         Server *server;
         JobsStore *store;
-        JobsWorker *worker;
+        Worker *worker;
+        IngestJobs *ingest; /* server-side ingest jobs, on the same worker */
         ActiveBatch *head;
         LineRun *runs;
         unsigned inflight;
         sd_event_source *timer;
+        sd_event_source *expiry; /* CLOCK_REALTIME: the earliest expires_at */
 };
 
 void jobs_make_id(const char *prefix, char *buf, size_t size) {
@@ -118,6 +122,19 @@ static void line_detach(Jobs *j, LineRun *l) {
         j->inflight--;
 }
 
+static void arm_expiry(Jobs *j);
+
+/* Cancels the lines of @b in flight; their results are never stored. */
+static void drop_lines(Jobs *j, ActiveBatch *b) {
+        for (LineRun *l = j->runs, *next; l; l = next) {
+                next = l->next;
+                if (l->batch != b)
+                        continue;
+                line_detach(j, l);
+                line_free(l);
+        }
+}
+
 static void schedule(Jobs *j, uint64_t delay) {
         uint64_t now;
 
@@ -169,6 +186,75 @@ static void finish(Jobs *j, ActiveBatch *b, int cancelled) {
                 log_error_errno(r, "batch %s: cannot store its end", b->id);
         else
                 log_info("batch %s %s", b->id, cancelled ? "cancelled" : "completed");
+        batch_unlink(j, b);
+        batch_free(b);
+}
+
+/* The next line of @b that has no result yet, or n_lines. */
+static size_t next_undone(ActiveBatch *b) {
+        while (b->next < b->n_lines && b->done[b->next])
+                b->next++;
+        return b->next;
+}
+
+/* Whether @b's completion window is over with work left: lines not
+ * started or in flight (a batch whose last line just ended completes). */
+static int batch_expired(ActiveBatch *b) {
+        if (b->expires_at <= 0 || (int64_t) time(NULL) < b->expires_at)
+                return 0;
+        return !b->loaded || b->inflight > 0 || next_undone(b) < b->n_lines;
+}
+
+/* The window is over: the lines in flight are cancelled, every line
+ * without a result gets an error line "batch_expired" (as OpenAI writes
+ * it), and the batch ends "expired" with the lines answered so far in its
+ * output file. @b must be loaded; it is freed. */
+static void expire(Jobs *j, ActiveBatch *b) {
+        static const char message[] =
+                "This request could not be executed before the completion window expired.";
+        char out_id[64], err_id[64], **outputs = NULL;
+        int64_t now = (int64_t) time(NULL);
+        long *lines = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        drop_lines(j, b);
+        outputs = calloc(MAX(b->n_lines, 1u), sizeof *outputs);
+        lines = calloc(MAX(b->n_lines, 1u), sizeof *lines);
+        if (!outputs || !lines)
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < b->n_lines; i++) {
+                _cleanup_free_ char *custom_id = NULL;
+                json_auto_t *body = NULL, *o = NULL;
+                char id[160];
+
+                if (b->done[i])
+                        continue;
+                (void) batch_line_parse(&b->lines[i], &custom_id, &body);
+                snprintf(id, sizeof id, "batch_req_%s_%zu", b->id + strlen("batch_"), i);
+                o = json_pack("{s:s,s:s,s:n,s:{s:s,s:s}}", "id", id, "custom_id", custom_id ?: "",
+                              "response", "error", "code", "batch_expired", "message", message);
+                outputs[n] = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (!outputs[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                lines[n++] = (long) i;
+        }
+        jobs_make_id("file-", out_id, sizeof out_id);
+        jobs_make_id("file-", err_id, sizeof err_id);
+        if (r >= 0)
+                r = jobs_store_batch_expire(j->store, b->id, lines, outputs, n, out_id, err_id, now);
+        /* On failure the batch stays unfinished in jobs.db: the next start
+         * finds it expired and tries again. */
+        if (r < 0)
+                log_error_errno(r, "batch %s: cannot store its expiry", b->id);
+        else
+                log_info("batch %s expired: %zu of %zu lines unfinished", b->id, n, b->n_lines);
+        for (size_t i = 0; outputs && i < n; i++)
+                free(outputs[i]);
+        free(outputs);
+        free(lines);
         batch_unlink(j, b);
         batch_free(b);
 }
@@ -273,6 +359,9 @@ static void load_done(void *userdata, int result) {
         if (done > 0)
                 log_info("batch %s: resuming, %ld of %zu lines already answered", b->id, done, b->n_lines);
         b->loaded = 1;
+        if (batch_expired(b))
+                expire(j, b); /* e.g. moad was down when its window ended */
+        arm_expiry(j);
         schedule(j, 0);
 }
 
@@ -304,7 +393,7 @@ static int batch_load(Jobs *j, ActiveBatch *b) {
                 goto gone;
         }
         t->jobs = j;
-        r = jobs_worker_submit(j->worker, load_work, load_done, t);
+        r = worker_submit(j->worker, load_work, load_done, t, NULL);
         if (r < 0)
                 goto gone;
         b->loading = 1;
@@ -411,13 +500,6 @@ static void line_start(Jobs *j, ActiveBatch *b, size_t index) {
         j->inflight++;
 }
 
-/* The next line of @b that has no result yet, or n_lines. */
-static size_t next_undone(ActiveBatch *b) {
-        while (b->next < b->n_lines && b->done[b->next])
-                b->next++;
-        return b->next;
-}
-
 static void run(Jobs *j) {
         Server *s = j->server;
         unsigned max = s->runtime->config->jobs.concurrency;
@@ -431,6 +513,10 @@ static void run(Jobs *j) {
                         continue;
                 if (!b->loaded)
                         continue;
+                if (batch_expired(b)) {
+                        expire(j, b);
+                        continue;
+                }
                 while (j->inflight < max && next_undone(b) < b->n_lines) {
                         /* Interactive requests first: wait while any is queued. */
                         if (s->queued > 0) {
@@ -452,16 +538,55 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* Arms the expiry timer for the earliest window end of the batches not
+ * being loaded (load_done() looks at those itself). */
+static void arm_expiry(Jobs *j) {
+        int64_t first = INT64_MAX;
+
+        for (ActiveBatch *b = j->head; b; b = b->next_batch)
+                if (!b->loading && b->expires_at > 0 && b->expires_at < first)
+                        first = b->expires_at;
+        if (first == INT64_MAX) {
+                (void) sd_event_source_set_enabled(j->expiry, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(j->expiry, (uint64_t) first * USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(j->expiry, SD_EVENT_ONESHOT);
+}
+
+/* A window ended: expire the batches whose window it was, reading the
+ * input of one that never started first (to name its lines). */
+static int on_expiry(sd_event_source *src, uint64_t usec, void *userdata) {
+        Jobs *j = userdata;
+
+        for (ActiveBatch *b = j->head, *nb; b; b = nb) {
+                nb = b->next_batch;
+                if (b->loading || !batch_expired(b))
+                        continue;
+                if (b->loaded)
+                        expire(j, b);
+                else
+                        (void) batch_load(j, b);
+        }
+        arm_expiry(j);
+        schedule(j, 0);
+        return 0;
+}
+
 int jobs_submit(Jobs *j, const char *batch_id) {
         ActiveBatch *b = calloc(1, sizeof *b), **p;
+        json_auto_t *row = NULL;
 
         if (!b || !(b->id = strdup(batch_id))) {
                 free(b);
                 return -ENOMEM;
         }
+        if (jobs_store_batch_get(j->store, batch_id, &row) >= 0)
+                b->expires_at = json_integer_value(json_object_get(row, "expires_at"));
         for (p = &j->head; *p; p = &(*p)->next_batch)
                 ;
         *p = b;
+        arm_expiry(j);
         schedule(j, 0);
         return 0;
 }
@@ -480,13 +605,7 @@ int jobs_cancel(Jobs *j, const char *batch_id) {
         }
         (void) jobs_store_batch_set_status(j->store, b->id, "cancelling", "cancelling_at",
                                            (int64_t) time(NULL));
-        for (LineRun *l = j->runs, *next; l; l = next) {
-                next = l->next;
-                if (l->batch != b)
-                        continue;
-                line_detach(j, l);
-                line_free(l);
-        }
+        drop_lines(j, b);
         finish(j, b, 1);
         schedule(j, 0);
         return 0;
@@ -506,7 +625,10 @@ int jobs_new(Server *s, Jobs **ret) {
         r = jobs_store_open(s->runtime->config->state_dir, &j->store);
         if (r < 0)
                 goto fail;
-        r = jobs_worker_new(s->event, &j->worker);
+        r = worker_new(s->event, "jobs-worker-done", 0, &j->worker);
+        if (r < 0)
+                goto fail;
+        r = ingest_jobs_new(s, j->store, j->worker, &j->ingest);
         if (r < 0)
                 goto fail;
         r = jobs_store_sweep_files(j->store);
@@ -517,6 +639,11 @@ int jobs_new(Server *s, Jobs **ret) {
                 goto fail;
         (void) sd_event_source_set_description(j->timer, "jobs-runner");
         (void) sd_event_source_set_enabled(j->timer, SD_EVENT_OFF);
+        r = sd_event_add_time(s->event, &j->expiry, CLOCK_REALTIME, UINT64_MAX, USEC_PER_SEC, on_expiry, j);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(j->expiry, "jobs-expiry");
+        (void) sd_event_source_set_enabled(j->expiry, SD_EVENT_OFF);
         r = jobs_store_batch_unfinished(j->store, &ids);
         if (r < 0)
                 goto fail;
@@ -548,8 +675,10 @@ Jobs *jobs_free(Jobs *j) {
                 batch_free(b);
         }
         j->timer = sd_event_source_disable_unref(j->timer);
+        j->expiry = sd_event_source_disable_unref(j->expiry);
         /* before the store: cancelled tasks' callbacks may look at it */
-        j->worker = jobs_worker_free(j->worker);
+        j->worker = worker_free(j->worker);
+        j->ingest = ingest_jobs_free(j->ingest); /* after the worker: its tasks point into it */
         jobs_store_close(j->store);
         free(j);
         return NULL;
@@ -559,10 +688,14 @@ JobsStore *jobs_store(Jobs *j) {
         return j->store;
 }
 
-JobsWorker *jobs_worker(Jobs *j) {
+Worker *jobs_worker(Jobs *j) {
         return j->worker;
 }
 
 unsigned jobs_inflight(Jobs *j) {
         return j ? j->inflight : 0;
+}
+
+IngestJobs *jobs_ingest(Jobs *j) {
+        return j->ingest;
 }

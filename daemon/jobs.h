@@ -24,9 +24,13 @@ Jobs *jobs_free(Jobs *j);
 /** jobs_store() - the database, for the HTTP endpoints. */
 JobsStore *jobs_store(Jobs *j);
 
-typedef struct JobsWorker JobsWorker;
+typedef struct Worker Worker;
 /** jobs_worker() - the thread for slow work (uploads, reading inputs). */
-JobsWorker *jobs_worker(Jobs *j);
+Worker *jobs_worker(Jobs *j);
+
+typedef struct IngestJobs IngestJobs;
+/** jobs_ingest() - the server-side ingest jobs (jobs-ingest.h). */
+IngestJobs *jobs_ingest(Jobs *j);
 
 /** jobs_submit() - queue a batch just stored (status "validating"). */
 int jobs_submit(Jobs *j, const char *batch_id);

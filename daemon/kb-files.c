@@ -8,22 +8,44 @@
 #include "file-read.h"
 #include "ingest.h"
 #include "log.h"
+#include "sha256.h"
 #include "util.h"
 
 #define KB_MAX_DIR_FILES 10000u
 
-/* Read a whole regular file of at most KB_MAX_DOCUMENT_BYTES. */
+/* Read a whole regular file of at most KB_MAX_DOCUMENT_BYTES. Its sha256,
+ * size and mtime are stored as moactl ingest stores them, so ingesting
+ * the same directory later finds these documents unchanged. */
 static int ingest_one_file(Kb *kb, const char *path, const KbChunkOpts *opts) {
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = NULL, *abs = NULL;
+        _cleanup_close_ int fd = -1;
+        KbDocMeta meta = KB_DOC_META_NONE;
+        char sha[65];
+        struct stat st;
         size_t len = 0;
-        int r = text_read_file(path, KB_MAX_DOCUMENT_BYTES, &text, &len);
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD;
+        r = text_read_fd(fd, KB_MAX_DOCUMENT_BYTES, &text, &len);
         if (r < 0)
                 return r == -EFBIG ? -E2BIG : r;
         const char *title = strrchr(path, '/');
         title = title ? title + 1 : path;
         if (isempty(title))
                 return -EINVAL;
-        return kb_ingest(kb, title, path, text, len, opts);
+        sha256_hex(text, len, sha);
+        meta.sha256 = sha;
+        meta.file_bytes = (int64_t) len;
+        /* The daemon takes no times before 1970, as for an upload. */
+        if (st.st_mtim.tv_sec >= 0)
+                meta.mtime = (int64_t) st.st_mtim.tv_sec;
+        /* The source as moactl names it (resolved), so the two agree. */
+        abs = realpath(path, NULL);
+        return kb_ingest_meta(kb, title, abs ?: path, text, len, opts, &meta);
 }
 
 static int has_knowledge_suffix(const char *name) {

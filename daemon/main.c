@@ -16,6 +16,7 @@
 #include "jobs.h"
 #include "kb-migrate.h"
 #include "log.h"
+#include "plugin-call.h"
 #include "metrics.h"
 #include "plugin-check.h"
 #include "server.h"
@@ -557,6 +558,7 @@ out:
         status_timer = sd_event_source_disable_unref(status_timer);
         server.runtime = runtime_unref(server.runtime);
         runtime_reap();
+        plugin_calls_shutdown(); /* a thread stuck in a plugin keeps its agent to the end */
         if (socket_created)
                 (void) unlink(socket_created);
         free(socket_created);

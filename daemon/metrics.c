@@ -6,6 +6,7 @@
 #include "agents.h"
 #include "ingest.h"
 #include "metrics.h"
+#include "plugin-call.h"
 #include "server.h"
 #include "util.h"
 
@@ -37,6 +38,7 @@ typedef struct Histogram {
 typedef struct AgentStats {
         char name[65];
         uint64_t calls, errors, prompt_tokens, completion_tokens;
+        uint64_t plugin_timeouts[_PLUGIN_CB_MAX];
         Histogram latency;
 } AgentStats;
 
@@ -102,6 +104,13 @@ void metrics_observe_call(const char *agent, int ok, uint64_t latency_usec, uint
         a->prompt_tokens += prompt_tokens;
         a->completion_tokens += completion_tokens;
         histogram_observe(&a->latency, buckets, (double) latency_usec / 1e6);
+}
+
+void metrics_observe_plugin_timeout(const char *agent, const char *callback) {
+        AgentStats *a = agent_stats(agent);
+        for (int cb = 0; cb < _PLUGIN_CB_MAX; cb++)
+                if (streq(callback, plugin_callback_name(cb)))
+                        a->plugin_timeouts[cb]++;
 }
 
 void metrics_observe_chat(const char *pipeline, unsigned status) {
@@ -242,6 +251,27 @@ void api_metrics(Server *s, HttpRequest *req) {
                         histogram_print(f, "moad_agent_call_duration_seconds", labels,
                                         &agents_stats[i].latency, buckets);
                 }
+        fputs("# HELP moad_plugin_timeouts_total Plugin callbacks that went over their time budget.\n"
+              "# TYPE moad_plugin_timeouts_total counter\n",
+              f);
+        for (size_t i = 0; i <= METRICS_MAX_AGENTS; i++)
+                for (int cb = 0; cb < _PLUGIN_CB_MAX; cb++)
+                        if (agents_stats[i].plugin_timeouts[cb])
+                                fprintf(f, "moad_plugin_timeouts_total{agent=\"%s\",callback=\"%s\"} %llu\n",
+                                        agents_stats[i].name, plugin_callback_name(cb),
+                                        (unsigned long long) agents_stats[i].plugin_timeouts[cb]);
+        fputs("# HELP moad_agent_quarantined Agents refused without a plugin call until the next reload "
+              "(1), after repeated plugin timeouts.\n# TYPE moad_agent_quarantined gauge\n",
+              f);
+        for (size_t i = 0; i < agents_count(s->runtime->agents); i++) {
+                Agent *a = agents_get(s->runtime->agents, i);
+                fprintf(f, "moad_agent_quarantined{agent=\"%s\"} %d\n", agent_name(a),
+                        plugin_agent_quarantined(agent_plugin(a)));
+        }
+        fprintf(f,
+                "# HELP moad_plugin_calls_stuck Threads still inside a plugin callback past its budget.\n"
+                "# TYPE moad_plugin_calls_stuck gauge\nmoad_plugin_calls_stuck %u\n",
+                plugin_calls_stuck());
         fputs("# HELP moad_time_to_first_token_seconds From request arrival to the first streamed token.\n"
               "# TYPE moad_time_to_first_token_seconds histogram\n",
               f);

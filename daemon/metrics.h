@@ -25,5 +25,9 @@ void metrics_observe_ttft(uint64_t usec);
  * (parsing, routing, prompts, delivery): what moad itself adds. */
 void metrics_observe_overhead(uint64_t usec);
 
+/** metrics_observe_plugin_timeout() - @agent's plugin @callback ("score",
+ * "build_prompt", "review") went over its time budget. */
+void metrics_observe_plugin_timeout(const char *agent, const char *callback);
+
 /** api_metrics() - GET /metrics. */
 void api_metrics(Server *s, HttpRequest *req);

@@ -3,6 +3,7 @@
  * service table (allocator, logging, config look-up, knowledge-base search)
  * and the wrappers the daemon calls. */
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 
 #include <moa/plugin.h>
@@ -19,6 +20,11 @@ struct MoaHostContext {
 
 struct PluginAgent {
         MoaHostContext ctx;
+        unsigned n_ref;
+        pthread_mutex_t lock; /* held by the thread inside the plugin */
+        PluginCallState calls;
+        char *kb_path;
+        Kb *kb;               /* read-only, for the kb_search service; used under @lock */
         PluginModule *module; /* NULL for the generic expert */
         const MoaPlugin *desc;
         void *state;
@@ -139,7 +145,7 @@ static int32_t host_kb_search(MoaHostContext *ctx, const char *query, uint32_t l
         if (!ctx || !ctx->agent || !query || !ret_hits || !ret_n)
                 return -EINVAL;
         PluginAgent *a = ctx->agent;
-        if (!a->kb_search)
+        if (!a->kb_search && !a->kb_path)
                 return -ENOTSUP;
         limit = MIN(limit, MOA_PLUGIN_MAX_HITS);
         if (limit == 0) {
@@ -149,7 +155,12 @@ static int32_t host_kb_search(MoaHostContext *ctx, const char *query, uint32_t l
         }
         KbHit *hits = NULL;
         size_t n = 0;
-        int r = a->kb_search(a->kb_userdata, query, limit, &hits, &n);
+        int r = 0;
+        if (a->kb_path && !a->kb)
+                r = kb_open(a->kb_path, 1, &a->kb);
+        if (r >= 0)
+                r = a->kb ? kb_search(a->kb, query, limit, &hits, &n)
+                          : a->kb_search(a->kb_userdata, query, limit, &hits, &n);
         if (r < 0)
                 return r;
         if (n == 0) {
@@ -197,12 +208,21 @@ static const MoaHost host_table = {
 
 /* ---- loading ---------------------------------------------------------- */
 
-PluginAgent *plugin_agent_free(PluginAgent *a) {
-        if (!a)
+PluginAgent *plugin_agent_ref(PluginAgent *a) {
+        if (a)
+                a->n_ref++;
+        return a;
+}
+
+PluginAgent *plugin_agent_unref(PluginAgent *a) {
+        if (!a || --a->n_ref > 0)
                 return NULL;
         if (a->initialised && a->desc && a->desc->fini)
                 a->desc->fini(a->state);
         plugin_module_unref(a->module);
+        kb_close(a->kb);
+        free(a->kb_path);
+        pthread_mutex_destroy(&a->lock);
         for (size_t i = 0; i < a->n_options; i++) {
                 free(a->keys[i]);
                 free(a->values[i]);
@@ -218,6 +238,14 @@ PluginAgent *plugin_agent_free(PluginAgent *a) {
         free(a->plugin_description);
         free(a);
         return NULL;
+}
+
+PluginAgent *plugin_agent_free(PluginAgent *a) {
+        return plugin_agent_unref(a);
+}
+
+PluginCallState *plugin_agent_call_state(PluginAgent *a) {
+        return &a->calls;
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PluginAgent *, plugin_agent_free);
@@ -256,6 +284,8 @@ static int copy_spec(PluginAgent *a, const PluginAgentSpec *spec) {
                 .n_options = (uint32_t) a->n_options,
                 .weight = spec->weight,
         };
+        if (spec->kb_path && !(a->kb_path = strdup(spec->kb_path)))
+                return -ENOMEM;
         a->kb_search = spec->kb_search;
         a->kb_userdata = spec->kb_userdata;
         return 0;
@@ -331,6 +361,8 @@ int plugin_agent_load(const PluginAgentSpec *spec, PluginAgent **ret, char **ret
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
+        a->n_ref = 1;
+        pthread_mutex_init(&a->lock, NULL);
         a->ctx.agent = a;
         r = copy_spec(a, spec);
         if (r < 0)
@@ -388,14 +420,26 @@ static int plugin_error(int32_t r) {
         return r < -4095 ? -EIO : r;
 }
 
+/* Enter the instance, or -EBUSY if another thread is in it. */
+static int enter(PluginAgent *a) {
+        return pthread_mutex_trylock(&a->lock) == 0 ? 0 : -EBUSY;
+}
+
+static void leave(PluginAgent *a) {
+        pthread_mutex_unlock(&a->lock);
+}
+
 int plugin_agent_score(PluginAgent *a, const char *query, double *ret_score, char **ret_reason) {
         char reason[MOA_PLUGIN_REASON_MAX];
         double s = 0;
 
         if (!a || !query || !ret_score)
                 return -EINVAL;
+        if (enter(a) < 0)
+                return -EBUSY;
         reason[0] = 0;
         int32_t r = a->desc->score(a->state, query, &s, reason, sizeof(reason));
+        leave(a);
         if (r < 0)
                 return plugin_error(r);
         reason[sizeof(reason) - 1] = 0;
@@ -429,7 +473,10 @@ int plugin_agent_build_prompt(PluginAgent *a, const char *query, const KbHit *hi
                 for (size_t i = 0; i < n_hits; i++)
                         fill_view(&view[i], &hits[i]);
         }
+        if (enter(a) < 0)
+                return -EBUSY;
         int32_t r = a->desc->build_prompt(a->state, query, view, (uint32_t) n_hits, &sys, &ctx);
+        leave(a);
         if (r < 0)
                 return plugin_error(r);
         if (!sys) {
@@ -464,7 +511,10 @@ int plugin_agent_review(PluginAgent *a, const char *answer, char **ret_answer) {
         if (!a || !answer || !ret_answer)
                 return -EINVAL;
         if (a->desc->review) {
+                if (enter(a) < 0)
+                        return -EBUSY;
                 int32_t r = a->desc->review(a->state, answer, &out);
+                leave(a);
                 if (r < 0)
                         return plugin_error(r);
                 if (out && strnlen(out, PLUGIN_MAX_OUTPUT_BYTES + 1) > PLUGIN_MAX_OUTPUT_BYTES) {

@@ -11,6 +11,24 @@
 #include "kb.h"
 
 typedef struct PluginAgent PluginAgent;
+typedef struct PluginCall PluginCall;
+
+/**
+ * struct PluginCallState - plugin-call.c's loop-side bookkeeping, kept with
+ * the agent so that a reload (new agents) starts it afresh.
+ * @running:     the call a thread is in (at most one per agent).
+ * @head, @tail: calls waiting for it, in order.
+ * @timeouts:    calls that went over their budget.
+ * @quarantined: refused without a call until the agent is freed.
+ * @stuck:       @running is past its budget.
+ */
+typedef struct PluginCallState {
+        PluginCall *running;
+        PluginCall *head, *tail;
+        unsigned timeouts;
+        int quarantined;
+        int stuck;
+} PluginCallState;
 
 /**
  * PluginKbSearchFunc - how the host's kb_search service reaches the agent's
@@ -32,8 +50,12 @@ typedef int (*PluginKbSearchFunc)(void *userdata, const char *query, unsigned li
  * @weight:    the agent's weight (passed to the plugin for information).
  * @options:   the agent's plugin options (key/value strings), may be NULL.
  * @n_options: number of @options (at most PLUGIN_MAX_OPTIONS are used).
- * @kb_search: implementation of the kb_search host service, or NULL
- *             (then the service returns -ENOTSUP).
+ * @kb_path:   the agent's knowledge database: the kb_search host service
+ *             searches it over a read-only connection of the agent's own,
+ *             opened at the first search (plugin callbacks run on threads;
+ *             the loop's connections are the loop's). NULL: @kb_search.
+ * @kb_search: implementation of the kb_search host service when @kb_path
+ *             is NULL, or NULL (then the service returns -ENOTSUP).
  * @kb_userdata: passed to @kb_search.
  */
 typedef struct PluginAgentSpec {
@@ -44,6 +66,7 @@ typedef struct PluginAgentSpec {
         double weight;
         const struct KeyValue *options;
         size_t n_options;
+        const char *kb_path;
         PluginKbSearchFunc kb_search;
         void *kb_userdata;
 } PluginAgentSpec;
@@ -72,9 +95,25 @@ const struct MoaPlugin *plugin_generic_descriptor(void);
 /** PLUGIN_GENERIC_PATH - what plugin_agent_path() says for the generic expert. */
 #define PLUGIN_GENERIC_PATH "(built-in generic expert)"
 
-/** plugin_agent_free() - call fini, drop the module (dlclosed with its last user), free. NULL is a no-op.
- * Returns NULL. */
+/** plugin_agent_ref() - one more reference (loop thread only). Returns @a. */
+PluginAgent *plugin_agent_ref(PluginAgent *a);
+
+/** plugin_agent_unref() - drop a reference; the last one calls fini, drops
+ * the module (dlclosed with its last user) and frees. A call running on a
+ * thread holds one, so the plugin's code stays while a thread is in it.
+ * NULL is a no-op. Returns NULL. */
+PluginAgent *plugin_agent_unref(PluginAgent *a);
+
+/** plugin_agent_free() - plugin_agent_unref() of the owner's reference. */
 PluginAgent *plugin_agent_free(PluginAgent *a);
+
+/** plugin_agent_call_state() - see struct PluginCallState. */
+PluginCallState *plugin_agent_call_state(PluginAgent *a);
+
+/* The callback wrappers below may run on any thread. One thread at a time
+ * is inside an instance (plugin.h): a wrapper called while another thread
+ * is in the plugin returns -EBUSY at once rather than wait (waiting on the
+ * loop for a stuck plugin would stall the daemon). */
 
 /**
  * plugin_agent_score() - the plugin's score for @query, clamped to [0,1],

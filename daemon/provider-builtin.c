@@ -90,11 +90,28 @@ static int kb_has_word(void *userdata, const char *word) {
         return n > 0;
 }
 
+/* In how many chunks of the knowledge base is @word, as its index
+ * tokenizes it? (ExtractOptions.word_df) */
+static int kb_word_df(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks) {
+        const ProviderRequest *req = userdata;
+        char **terms = NULL;
+        size_t n = 0;
+        int r = kb_query_terms(req->kb, word, 1, &terms, &n);
+        if (r < 0)
+                return r;
+        *ret_chunks = kb_vocab_chunks(req->vocab);
+        *ret_df = n > 0 ? kb_vocab_df(req->vocab, terms[0]) : 0;
+        strv_free_n(terms, n);
+        return n > 0 ? 0 : 1; /* 1: a function word the index does not keep */
+}
+
 static char *compose(const ProviderRequest *req) {
         ExtractOptions o = {.agent = req->knowledge,
                             .n_documents = req->n_documents,
                             .has_word = req->kb ? kb_has_word : NULL,
-                            .has_word_userdata = req->kb};
+                            .has_word_userdata = req->kb,
+                            .word_df = req->kb && req->vocab ? kb_word_df : NULL,
+                            .word_df_userdata = (void *) req};
 
         if (req->review)
                 return req->task == PROVIDER_TASK_PROPOSE

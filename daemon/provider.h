@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "extract.h"
+#include "kb-vocab.h"
 #include "kb.h"
 
 typedef struct Provider Provider;
@@ -46,6 +47,7 @@ typedef struct ProviderRequest {
         const char *knowledge; /* whose knowledge base @hits come from (agent name), may be NULL */
         int n_documents;       /* documents in it; <= 0: unknown or none (not named) */
         Kb *kb;                /* that knowledge base, asked whether it has a word at all; may be NULL */
+        const KbVocab *vocab;  /* its term statistics (how specific a word is there); may be NULL */
         const ExtractProposal *refs;
         size_t n_refs;
         /* moa.review: propose = review the first @n_attached hits (the

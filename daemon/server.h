@@ -108,9 +108,27 @@ int chat_resolve_spec(const Config *cfg, const ChatRequest *chat, EngineRunSpec 
  */
 json_t *chat_moa_extension(const ChatRequest *chat, const EngineResult *res);
 
-/* api-files.c, api-batches.c: the Files and Batches API. */
+/* api-files.c, api-batches.c: the Files and Batches API; api-ingest-jobs.c:
+ * server-side ingest jobs (jobs-ingest.h). */
 void api_files(Server *s, HttpRequest *req, const char *rest);
 void api_batches(Server *s, HttpRequest *req, const char *rest);
+void api_ingest_jobs(Server *s, HttpRequest *req, const char *rest);
+/* The handlers of a job collection (/v1/batches, /v1/moa/ingest-jobs). */
+typedef struct ApiJobRoutes {
+        const char *what; /* "batch": for "no such batch" */
+        void (*create)(Server *s, HttpRequest *req);
+        void (*list)(Server *s, HttpRequest *req);
+        void (*get)(Server *s, HttpRequest *req, const char *id);
+        void (*cancel)(Server *s, HttpRequest *req, const char *id);
+} ApiJobRoutes;
+
+/**
+ * api_job_routes() - route @rest, what follows a job collection's path:
+ * "" to create (POST) or list (GET), "/{id}" to get (GET), "/{id}/cancel"
+ * to cancel (POST); 404 and 405 otherwise, 503 without jobs
+ * (api-batches.c).
+ */
+void api_job_routes(Server *s, HttpRequest *req, const char *rest, const ApiJobRoutes *routes);
 /**
  * api_job_owner() - who a job belongs to: "uid:N" on the Unix socket, "tcp"
  * on the TCP listener (its one bearer token is one identity).

@@ -83,26 +83,19 @@ static long sent_offset(const StreamReview *s, const char *r) {
         return p ? (long) (p - r) : -1;
 }
 
-/* Review the complete sentences that arrived (the first @end bytes);
- * release what this review and the previous one agree on after `sent`. */
-static int review_step(StreamReview *s, size_t end, char **ret_emit) {
-        _cleanup_free_ char *upto = NULL;
-        char *r = NULL;
+/* Release what the review @r of the first `reviewed` bytes and the
+ * previous review agree on after `sent`. */
+int stream_review_apply(StreamReview *s, const char *r, char **ret_emit) {
         long off;
-        int k;
 
-        if (s->broken || !s->raw.p)
+        if (!s || !r || !ret_emit)
+                return -EINVAL;
+        *ret_emit = NULL;
+        if (s->broken)
                 return 0;
-        upto = strndup(s->raw.p, end);
-        if (!upto)
-                return -ENOMEM;
-        k = s->fn(s->userdata, upto, &r);
-        if (k < 0)
-                return k;
         off = sent_offset(s, r);
         if (off < 0) {
                 s->broken = 1;
-                free(r);
                 return 0;
         }
         const char *tail = r + off + s->sent.len;
@@ -110,29 +103,30 @@ static int review_step(StreamReview *s, size_t end, char **ret_emit) {
                 size_t n = common_prefix(s->pending, tail);
                 if (n > 0) {
                         *ret_emit = strndup(tail, n);
-                        if (!*ret_emit || strbuf_append(&s->sent, tail, n, STREAM_REVIEW_MAX_BYTES) < 0) {
-                                free(r);
+                        if (!*ret_emit || strbuf_append(&s->sent, tail, n, STREAM_REVIEW_MAX_BYTES) < 0)
                                 return -ENOMEM;
-                        }
                         tail += n;
                 }
         }
         free(s->pending);
         s->pending = strdup(tail);
-        free(r);
         return s->pending ? 0 : -ENOMEM;
 }
 
-int stream_review_feed(StreamReview *s, const char *text, size_t len, char **ret_emit) {
-        size_t from, end;
-        int r;
-
-        if (!s || (!text && len) || !ret_emit)
+int stream_review_append(StreamReview *s, const char *text, size_t len) {
+        if (!s || (!text && len))
                 return -EINVAL;
-        *ret_emit = NULL;
-        r = strbuf_append(&s->raw, text ? text : "", len, STREAM_REVIEW_MAX_BYTES);
-        if (r < 0)
-                return r;
+        return strbuf_append(&s->raw, text ? text : "", len, STREAM_REVIEW_MAX_BYTES);
+}
+
+int stream_review_next(StreamReview *s, char **ret_upto) {
+        size_t from, end;
+
+        if (!s || !ret_upto)
+                return -EINVAL;
+        *ret_upto = NULL;
+        if (s->broken || !s->raw.p)
+                return 0;
         /* a sentence end may straddle two deltas: look one byte back */
         from = s->checked > 0 ? s->checked - 1 : 0;
         s->checked = s->raw.len;
@@ -140,7 +134,58 @@ int stream_review_feed(StreamReview *s, const char *text, size_t len, char **ret
         if (end <= s->reviewed) /* the same text reviewed twice would confirm its suffix */
                 return 0;
         s->reviewed = end;
-        return review_step(s, end, ret_emit);
+        *ret_upto = strndup(s->raw.p, end);
+        return *ret_upto ? 1 : -ENOMEM;
+}
+
+int stream_review_next_sentence(StreamReview *s, char **ret_upto) {
+        if (!s || !ret_upto)
+                return -EINVAL;
+        *ret_upto = NULL;
+        if (s->broken || !s->raw.p)
+                return 0;
+        int words = 0; /* a step of blanks alone would review the same text twice */
+        for (size_t i = s->reviewed; i < s->raw.len; i++) {
+                char c = s->raw.p[i];
+                size_t end = 0;
+                if (!strchr(" \t\r\n", c))
+                        words = 1;
+                if (!words)
+                        continue;
+                if (c == '\n')
+                        end = i + 1;
+                else if ((c == '.' || c == '!' || c == '?') && i + 1 < s->raw.len &&
+                         (s->raw.p[i + 1] == ' ' || s->raw.p[i + 1] == '\n'))
+                        end = i + 2;
+                if (end) {
+                        s->reviewed = s->checked = end;
+                        *ret_upto = strndup(s->raw.p, end);
+                        return *ret_upto ? 1 : -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+int stream_review_feed(StreamReview *s, const char *text, size_t len, char **ret_emit) {
+        _cleanup_free_ char *upto = NULL, *r = NULL;
+        int k;
+
+        if (!s || (!text && len) || !ret_emit)
+                return -EINVAL;
+        *ret_emit = NULL;
+        k = stream_review_append(s, text, len);
+        if (k >= 0)
+                k = stream_review_next(s, &upto);
+        if (k <= 0)
+                return k;
+        k = s->fn(s->userdata, upto, &r);
+        if (k < 0)
+                return k;
+        return stream_review_apply(s, r, ret_emit);
+}
+
+int stream_review_wants_final(const StreamReview *s) {
+        return s && !s->broken;
 }
 
 /* @p without the white space around it (a new string). */
@@ -153,10 +198,8 @@ static char *trimmed(const char *p, size_t n) {
 }
 
 int stream_review_finish(StreamReview *s, const char *answer, char **ret_emit, char **ret_full) {
-        _cleanup_free_ char *r = NULL, *notice = NULL;
-        StrBuf emit = {}, full = {};
-        long off = -1;
-        int k, changed = 0;
+        _cleanup_free_ char *r = NULL;
+        int k;
 
         if (!s || !answer || !ret_emit || !ret_full)
                 return -EINVAL;
@@ -166,8 +209,20 @@ int stream_review_finish(StreamReview *s, const char *answer, char **ret_emit, c
                         r = strdup(answer); /* as the unstreamed path: a failed review changes nothing */
                 if (!r)
                         return -ENOMEM;
-                off = sent_offset(s, r);
         }
+        return stream_review_finish_apply(s, r, ret_emit, ret_full);
+}
+
+int stream_review_finish_apply(StreamReview *s, const char *r, char **ret_emit, char **ret_full) {
+        _cleanup_free_ char *notice = NULL;
+        StrBuf emit = {}, full = {};
+        long off = -1;
+        int changed = 0;
+
+        if (!s || !ret_emit || !ret_full || (!r && !s->broken))
+                return -EINVAL;
+        if (!s->broken)
+                off = sent_offset(s, r);
         if (off < 0)
                 changed = 1;
         else {

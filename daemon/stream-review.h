@@ -38,6 +38,24 @@ int stream_review_feed(StreamReview *s, const char *text, size_t len, char **ret
  */
 int stream_review_finish(StreamReview *s, const char *answer, char **ret_emit, char **ret_full);
 
+/* The same in steps, for a review that runs elsewhere (on a plugin thread):
+ * append what arrived; stream_review_next() says what to review now (1 and
+ * a malloc'd text, or 0 and NULL); stream_review_apply() takes the review
+ * of that text and gives what may be sent. At the end, when
+ * stream_review_wants_final(), review the whole answer and pass it to
+ * stream_review_finish_apply() (NULL when no review is wanted; the
+ * answer itself when the review failed). With stream_review_next() the
+ * results are feed/finish's. */
+int stream_review_append(StreamReview *s, const char *text, size_t len);
+int stream_review_next(StreamReview *s, char **ret_upto);
+/* stream_review_next() up to the first sentence end not yet reviewed rather
+ * than the last: text that arrived during a review is still released a
+ * sentence at a time. */
+int stream_review_next_sentence(StreamReview *s, char **ret_upto);
+int stream_review_apply(StreamReview *s, const char *reviewed, char **ret_emit);
+int stream_review_wants_final(const StreamReview *s);
+int stream_review_finish_apply(StreamReview *s, const char *reviewed, char **ret_emit, char **ret_full);
+
 /** stream_review_sent() - the reviewed text sent so far (owned by @s). */
 const char *stream_review_sent(const StreamReview *s);
 

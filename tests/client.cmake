@@ -15,7 +15,7 @@ set_tests_properties(test-client-output PROPERTIES LABELS unit TIMEOUT 60 ENVIRO
 
 # moactl's ingest helpers: SHA-256, gzip, encodings, HTML, titles and walks.
 add_executable(test-doc-text ${CMAKE_CURRENT_LIST_DIR}/test-doc-text.c
-  ${MOACTL_SRCDIR}/client/doc-text.c ${MOACTL_SRCDIR}/client/ingest-files.c ${MOACTL_SRCDIR}/client/sha256.c
+  ${MOACTL_SRCDIR}/client/doc-text.c ${MOACTL_SRCDIR}/daemon/ingest-files.c ${MOACTL_SRCDIR}/daemon/sha256.c
   ${MOACTL_SRCDIR}/client/file-text.c ${MOACTL_SRCDIR}/daemon/file-read.c)
 target_compile_definitions(test-doc-text PRIVATE _GNU_SOURCE)
 target_include_directories(test-doc-text PRIVATE ${MOACTL_SRCDIR}/client ${MOACTL_SRCDIR}/daemon)

@@ -4,7 +4,7 @@
 # Deliberately broken plugins (one ABI rule each) and a probe exercising
 # the host services, built like real plugins into tests/plugins/.
 set(MOA_TEST_PLUGIN_DIR ${CMAKE_BINARY_DIR}/tests/plugins)
-foreach(p bad-major bad-size bad-nosym bad-nullcb bad-init bad-signature bad-name bad-utf8 probe abi-1-0)
+foreach(p bad-major bad-size bad-nosym bad-nullcb bad-init bad-signature bad-name bad-utf8 probe abi-1-0 sleepy)
   add_library(test-plugin-${p} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/plugins/${p}.c)
   set_target_properties(test-plugin-${p} PROPERTIES PREFIX "" OUTPUT_NAME ${p}
     C_VISIBILITY_PRESET hidden LIBRARY_OUTPUT_DIRECTORY ${MOA_TEST_PLUGIN_DIR})

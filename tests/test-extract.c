@@ -721,6 +721,75 @@ START_TEST(test_aggregate_hostile) {
 }
 END_TEST
 
+/* A knowledge base of 300 chunks as word_df sees it: the words of the
+ * tenancy page are specific (few chunks), "one" is a function word the
+ * index drops, every other word is in no chunk. */
+static int tenancy_df(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks) {
+        static const struct {
+                const char *w;
+                uint32_t df;
+        } table[] = {{"landlord", 12}, {"deposit", 9}, {"protection", 25}, {"scheme", 15}, {"schemes", 15},
+                     {"months", 40},   {"two", 60},    {"time", 50},       {"limit", 30},  {"put", 20},
+                     {"moved", 5},     {"return", 20}, {"must", 80}};
+        (void) userdata;
+        *ret_chunks = 300;
+        if (strcasecmp(word, "one") == 0)
+                return 1;
+        *ret_df = 0;
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (strcasecmp(word, table[i].w) == 0)
+                        *ret_df = table[i].df;
+        return 0;
+}
+
+static int has_word_df(void *userdata, const char *word) {
+        uint32_t df = 0, n = 0;
+        return tenancy_df(userdata, word, &df, &n) == 0 && df > 0;
+}
+
+/* A question told at length: weighed over the retrieved passages, the
+ * words they share ("deposit") look common and the asker's story ("hasnt",
+ * "supposed") rare, so nothing passed the floor. The knowledge base's own
+ * statistics say which words are specific; "protection" finds "protected"
+ * (Snowball); a short question whose narrowing word the knowledge base
+ * never uses ("zorblax deposit") still has no answer. */
+START_TEST(test_answer_long_question_kb_statistics) {
+        static const char q[] =
+                "my landlord still hasnt put my deposit into one of those protection schemes "
+                "and I moved in about two months ago. is there a time limit he was "
+                "supposed to do it by?";
+        KbHit hits[] = {hit("tenancy.md", 1, 3.0, deposits)};
+        ExtractOptions o = {.agent = "legal", .n_documents = 6, .has_word = has_word_df};
+        char *out = extract_answer(q, hits, 1, &o);
+        ck_assert_msg(strncmp(out, "The legal knowledge base", 24) == 0, "%s", out);
+        free(out);
+
+        o.word_df = tenancy_df;
+        out = extract_answer(q, hits, 1, &o);
+        ck_assert_msg(strncmp(out, "In England, deposits must be protected", 38) == 0, "%s", out);
+        ck_assert_msg(strstr(out, "Rent increases") == NULL, "%s", out);
+        check_quotes(out, hits, 1);
+        free(out);
+
+        out = extract_answer("When must a landlord return the zorblax deposit?", hits, 1, &o);
+        ck_assert_str_eq(out,
+                         "The legal knowledge base (6 documents) has no passage about \"zorblax deposit\".");
+        free(out);
+}
+END_TEST
+
+/* "This page covers ..." says what the source is about: no answer. */
+START_TEST(test_answer_skips_self_description) {
+        static const char t[] = "Heart disease is common. This page covers chest pain, heart attacks and "
+                                "statins. A heart attack happens when a coronary artery is blocked.";
+        KbHit hits[] = {hit("heart.md", 0, 2.0, t)};
+        char *out = answer("What happens in a heart attack?", hits, 1, 3);
+        ck_assert_msg(strncmp(out, "A heart attack happens when", 27) == 0, "%s", out);
+        ck_assert_msg(strstr(out, "This page") == NULL, "%s", out);
+        free(out);
+}
+END_TEST
+
 static Suite *extract_suite(void) {
         Suite *s = suite_create("extract");
         TCase *tc = tcase_create("core");
@@ -739,6 +808,8 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_german_french);
         tcase_add_test(tc, test_answer_abbreviations);
         tcase_add_test(tc, test_answer_hostile_input);
+        tcase_add_test(tc, test_answer_long_question_kb_statistics);
+        tcase_add_test(tc, test_answer_skips_self_description);
         tcase_add_test(tc, test_aggregate_agreement_raises);
         tcase_add_test(tc, test_aggregate_weight_matters);
         tcase_add_test(tc, test_aggregate_no_duplicates);

@@ -257,18 +257,23 @@ class MoactlDaemonTest(unittest.TestCase):
         for name in ("a.md", "b.txt", "sub/c.md", "sub/skip.md", ".git/config.md"):
             with open(os.path.join(d, name), "w") as f:
                 f.write("Knowledge about zorbfilter %s.\n" % name)
+        # One directory argument is its own base: titles are relative to it.
         rc, out, err = self.moactl("ingest", "--agent", "finance", "--dry-run", "--include", "*.md",
                                    "--exclude", "sub/skip*", d)
-        self.assertEqual((rc, out), (0, "add kb/a.md\nadd kb/sub/c.md\n"), err)
+        self.assertEqual((rc, out), (0, "add a.md\nadd sub/c.md\n"), err)
         self.assertEqual(err, "dry run: finance: would add 2, replace 0, remove 0; 0 unchanged, 0 refused\n")
-        self.assertNotIn("kb/a.md", self.docs_json("finance"))
+        self.assertNotIn("a.md", self.docs_json("finance"))
         rc, out, err = self.moactl("ingest", "--agent", "finance", "--include", "*.md", "--exclude", "sub/skip*", d)
         self.assertEqual(rc, 0, err)
         docs = self.docs_json("finance")
-        self.assertIn("kb/a.md", docs)
-        self.assertIn("kb/sub/c.md", docs)
-        for t in ("kb/b.txt", "kb/sub/skip.md", "kb/.git/config.md"):
+        self.assertIn("a.md", docs)
+        self.assertIn("sub/c.md", docs)
+        for t in ("b.txt", "sub/skip.md", ".git/config.md", "kb/a.md"):
             self.assertNotIn(t, docs)
+        # Several arguments share their common parent as the base.
+        rc, out, err = self.moactl("ingest", "--agent", "finance", "--dry-run", "--include", "*.md", d,
+                                   os.path.join(d, "b.txt"))
+        self.assertEqual((rc, out), (0, "add kb/a.md\nadd kb/sub/c.md\nadd kb/sub/skip.md\nadd kb/b.txt\n"), err)
         # --title names a single file; a file from before 1970 has its mtime unknown.
         os.utime(os.path.join(d, "b.txt"), (-86400, -86400))
         rc, _, err = self.moactl("ingest", "--agent", "finance", "--title", "Zorb filter notes",
@@ -303,26 +308,73 @@ class MoactlDaemonTest(unittest.TestCase):
 
         rc, out, err = self.moactl("ingest", "--agent", "finance", "--sync", d, "--dry-run")
         self.assertEqual(rc, 0, err)
-        self.assertEqual(out, "add synced/deep/four.md\nreplace synced/one.md\nremove synced/deep/three.md\n")
+        self.assertEqual(out, "add deep/four.md\nreplace one.md\nremove deep/three.md: file gone\n")
         self.assertEqual(err, "dry run: finance: would add 1, replace 1, remove 1; 1 unchanged, 0 refused\n")
-        self.assertIn("synced/deep/three.md", self.docs_json("finance"))
+        self.assertIn("deep/three.md", self.docs_json("finance"))
 
         rc, _, err = self.moactl("ingest", "--agent", "finance", "--sync", d)
         self.assertEqual(rc, 0, err)
-        self.assertIn("synced/deep/three.md: removed (file gone)\n", err)
+        self.assertIn("deep/three.md: removed (file gone)\n", err)
         self.assertTrue(err.endswith("finance: 1 added, 1 replaced, 1 unchanged, 0 refused, 1 removed\n"), err)
         docs = self.docs_json("finance")
-        self.assertNotIn("synced/deep/three.md", docs)
-        for t in ("synced/one.md", "synced/two.md", "synced/deep/four.md", "outside.md"):
+        self.assertNotIn("deep/three.md", docs)
+        for t in ("one.md", "two.md", "deep/four.md", "outside.md"):
             self.assertIn(t, docs)
 
-        # Done: nothing more to do. --base moves the titles' root (and the
-        # scope of removals with it: only "deep/" here).
+        # Done: nothing more to do. --base keeps the titles' root when a
+        # subdirectory is synced (and removals stay inside it).
         rc, _, err = self.moactl("ingest", "--agent", "finance", "--sync", d)
         self.assertTrue(err.endswith("finance: 0 added, 0 replaced, 3 unchanged, 0 refused, 0 removed\n"), err)
-        rc, out, err = self.moactl("ingest", "--agent", "finance", "--base", os.path.dirname(d), "--sync",
+        rc, out, err = self.moactl("ingest", "--agent", "finance", "--base", d, "--sync",
                                    os.path.join(d, "deep"), "--dry-run")
         self.assertEqual((rc, out), (0, ""), err)
+        self.assertEqual(err, "dry run: finance: would add 0, replace 0, remove 0; 1 unchanged, 0 refused\n")
+
+    def test_ingest_sample_knowledge_after_seeding(self):
+        """moad seeds each agent with its sample directory; ingesting that
+        directory with moactl titles the files the same way and finds them
+        unchanged (same sha256), so each document is stored once. A base
+        holding them also under an older title (the parent as base) is told
+        so by ingest and cleaned by --sync."""
+        sample = os.path.join(AGENTS_DIR, "knowledge", "legal")
+        names = sorted(n for n in os.listdir(sample) if n.endswith(".md") and n != "README.md")
+        self.assertGreater(len(names), 5)
+        seeded = self.docs_json("legal")
+        for n in names:
+            self.assertIn(n, seeded)
+            with open(os.path.join(sample, n), "rb") as f:
+                self.assertEqual(seeded[n]["sha256"], hashlib.sha256(f.read()).hexdigest(), n)
+
+        rc, _, err = self.moactl("ingest", "--agent", "legal", sample + "/")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(err.endswith("legal: 0 added, 0 replaced, %d unchanged, 0 refused\n" % len(names)), err)
+        for i, n in enumerate(names):
+            self.assertIn("[%d/%d] %s: unchanged\n" % (i + 1, len(names), n), err)
+        rc, out, _ = self.moactl("docs", "--agent", "legal")
+        self.assertEqual(rc, 0)
+        titles = [l.split()[0] for l in out.splitlines()[1:]]
+        for n in names:
+            self.assertEqual(titles.count(n), 1, n)
+        self.assertEqual(len(titles), len(set(titles)))
+
+        # Both forms, as an older moactl left them: "legal/tenancy.md" too.
+        rc, _, err = self.moactl("ingest", "--agent", "legal", "--base", os.path.dirname(sample), sample)
+        self.assertTrue(err.endswith("legal: %d added, 0 replaced, 0 unchanged, 0 refused\n" % len(names)), err)
+        rc, _, err = self.moactl("ingest", "--agent", "legal", sample)
+        self.assertEqual(rc, 0, err)
+        for n in names:
+            self.assertIn("moactl: note: the documents legal/%s and %s hold the same file; 'moactl ingest "
+                          "--sync DIR' keeps one title per file, 'moactl delete --agent legal TITLE' removes "
+                          "one\n" % (n, n), err)
+        rc, out, err = self.moactl("ingest", "--agent", "legal", "--sync", sample, "--dry-run")
+        self.assertEqual((rc, out), (0, "".join("remove legal/%s: now titled %s\n" % (n, n) for n in names)), err)
+        rc, _, err = self.moactl("ingest", "--agent", "legal", "--sync", sample)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("legal/tenancy.md: removed (now titled tenancy.md)\n", err)
+        self.assertTrue(err.endswith("legal: 0 added, 0 replaced, %d unchanged, 0 refused, %d removed\n" %
+                                     (len(names), len(names))), err)
+        docs = self.docs_json("legal")
+        self.assertEqual(sorted(t for t in docs if t.endswith(".md")), sorted(t for t in seeded if t.endswith(".md")))
 
     def test_daemon_errors(self):
         rc, _, err = self.moactl("--model", "no-such-model", "ask", "hi")

@@ -40,8 +40,11 @@
  *     init, released in fini). One plugin .so can back several agents; each
  *     gets its own init/state/fini, so keep no mutable globals.
  *
- * Threading: the host calls one instance from one thread at a time (the
- * daemon's event loop). Callbacks must not block: no network, no sleeping.
+ * Threading: the host calls one instance from one thread at a time, but not
+ * always the same thread: score, build_prompt and review run on a host
+ * thread with a time budget (init and fini on the daemon's loop). Keep
+ * callbacks quick anyway: one over its budget is abandoned (the agent is
+ * skipped for that request) and repeated overruns quarantine the agent.
  *
  * Building out of tree (--libs adds the helpers of <moa/plugin-util.h> and libm):
  *   cc -shared -fPIC $(pkg-config --cflags moa-plugin) my.c -o my.so $(pkg-config --libs moa-plugin)

@@ -38,7 +38,7 @@ class ChatCompletions(DaemonTestCase):
         self.assertEqual(a, b)
 
     def test_stream(self):
-        st, h, data = self.d.chat("What are the symptoms of hypertension?", stream=True,
+        st, h, data = self.d.chat("What are the symptoms of a heart attack?", stream=True,
                                   stream_options={"include_usage": True})
         self.assertEqual(st, 200, data)
         self.assertTrue(h["content-type"].startswith("text/event-stream"))
@@ -64,7 +64,7 @@ class ChatCompletions(DaemonTestCase):
         # Same reviewed text as the non-streamed answer (medical's emergency
         # notice included); a notice that came after text was already sent
         # ends the stream instead of leading it.
-        j = json.loads(self.d.chat("What are the symptoms of hypertension?")[2])
+        j = json.loads(self.d.chat("What are the symptoms of a heart attack?")[2])
         whole = j["choices"][0]["message"]["content"]
         self.assertIn("If this is an emergency", whole)
         notice, rest = whole.split("\n\n", 1)

@@ -6,10 +6,12 @@ killed (SIGKILL) in the middle of a batch, restarted on the same state
 directory, finishing it without asking a finished line again."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -219,6 +221,14 @@ class Batches(DaemonTestCase, JobsClient):
             st, e = self.create(f["id"], **extra)
             self.assertEqual(st, status, e)
             self.assertEqual(e["error"]["param"], param)
+        # OpenAI accepts only "24h", and answers others like this.
+        for window in ("48h", 24):
+            st, e = self.create(f["id"], completion_window=window)
+            self.assertEqual(st, 400, e)
+            self.assertEqual(e["error"], {"message": "Invalid value: '%s'. Supported values are: '24h'." %
+                                          (window if isinstance(window, str) else "null"),
+                                          "type": "invalid_request_error", "param": "completion_window",
+                                          "code": "invalid_value"})
         st, _, e = self.d.request("POST", "/v1/batches", b"input_file_id=x", {"Content-Type": "text/plain"})
         self.assertEqual(st, 415)
         st, _, e = self.d.json("GET", "/v1/batches/batch_nope")
@@ -507,6 +517,297 @@ class Restart(unittest.TestCase, JobsClient):
             first.log.close()
             shutil.rmtree(first.dir, ignore_errors=True)
             mock.stop()
+
+
+class Expiry(unittest.TestCase, JobsClient):
+    """jobs.batch_window_seconds shortens the completion window ("24h"):
+    a batch not finished in it ends "expired", its answered lines in the
+    output file and every other line in the error file as OpenAI writes
+    them (code batch_expired), also when moad was down as the window ended."""
+    model = "fixed-300"
+    n = 20  # 20 lines one at a time at 300 ms each: far longer than the window
+
+    def setUp(self):
+        self.mock = Mock()
+        self.env = {"OPENAI_BASE_URL": self.mock.url, "OPENAI_MODEL": self.model, "OPENAI_API_KEY": "sk-test"}
+
+    def tearDown(self):
+        self.mock.stop()
+
+    def calls(self):
+        return self.mock.stats()["calls"].get(self.model, 0)
+
+    def check_expired(self, b, answered_at_least):
+        """The batch ended expired: answered lines kept, the rest expired."""
+        self.assertEqual(b["status"], "expired")
+        self.assertIsInstance(b["expired_at"], int)
+        self.assertGreaterEqual(b["expired_at"], b["expires_at"])
+        counts = b["request_counts"]
+        self.assertGreaterEqual(counts["completed"], answered_at_least)
+        self.assertLess(counts["completed"], self.n)
+        self.assertEqual(counts["completed"] + counts["failed"], self.n)
+        out = self.content(b["output_file_id"])
+        self.assertEqual(len(out), counts["completed"])
+        for o in out:
+            self.assertEqual(o["response"]["status_code"], 200)
+            self.assertIn("fixed answer", o["response"]["body"]["choices"][0]["message"]["content"])
+        errs = self.content(b["error_file_id"])
+        self.assertEqual(len(errs), counts["failed"])
+        for e in errs:
+            self.assertTrue(e["id"].startswith("batch_req_"))
+            self.assertIsNone(e["response"])
+            self.assertEqual(e["error"], {"code": "batch_expired", "message": "This request could not be "
+                                          "executed before the completion window expired."})
+        ids = [o["custom_id"] for o in out] + [e["custom_id"] for e in errs]
+        self.assertEqual(sorted(ids), sorted("x%d" % i for i in range(self.n)))
+        return counts["completed"]
+
+    def test_expires_while_running(self):
+        self.d = Daemon(config="jobs:\n  concurrency: 1\n  batch_window_seconds: 2\n", env=self.env)
+        try:
+            f = self.upload_ok([line("x%d" % i, "question %d" % i, model="general") for i in range(self.n)])
+            st, b = self.create(f["id"])
+            self.assertEqual(st, 200, b)
+            self.assertEqual(b["completion_window"], "24h")
+            self.assertEqual(b["expires_at"] - b["created_at"], 2)
+            b = self.wait(b["id"], until=("completed", "expired", "failed", "cancelled"))
+            done = self.check_expired(b, 1)
+            # Nothing is asked after the expiry but what was in flight then.
+            asked = self.calls()
+            self.assertLessEqual(asked, done + 1)
+            time.sleep(0.7)  # longer than a line takes: a runner that went on would have asked again
+            self.assertEqual(self.calls(), asked)
+            st, _, e = self.d.json("POST", "/v1/batches/%s/cancel" % b["id"])
+            self.assertEqual(st, 409, e)
+            rc, out, err = self.moactl("jobs", "show", b["id"])
+            self.assertEqual(rc, 0, err)
+            self.assertIn("status:         expired\n", out)
+            self.assertRegex(out, r"requests: +%d total, %d answered, %d failed\n" % (self.n, done, self.n - done))
+            self.assertRegex(out, r"expired: +\d{4}-\d\d-\d\d [\d:]{8} UTC\n")
+        finally:
+            finish(self.d)
+
+    def test_expires_while_moad_is_down(self):
+        config = "jobs:\n  concurrency: 1\n  batch_window_seconds: 3\n"
+        first = self.d = Daemon(config=config, env=self.env)
+        try:
+            f = self.upload_ok([line("x%d" % i, "question %d" % i, model="general") for i in range(self.n)])
+            st, b = self.create(f["id"])
+            self.assertEqual(st, 200, b)
+            mid = self.wait(b["id"], cond=lambda x: x["request_counts"]["completed"] >= 1)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            asked = self.calls()
+            # Down until the window is over (by the wall clock, as expires_at is).
+            while time.time() < b["expires_at"] + 1:
+                time.sleep(0.1)
+            self.d = Daemon(config=config, env=self.env, args=("--state-dir", first.state))
+            try:
+                end = self.wait(b["id"], until=("completed", "expired", "failed", "cancelled"))
+                self.check_expired(end, mid["request_counts"]["completed"])
+                self.assertEqual(self.calls(), asked)  # no line was asked after the restart
+                self.assertIn("batch %s expired" % b["id"], self.d.read_log())
+            finally:
+                finish(self.d)
+        finally:
+            first.log.close()
+            shutil.rmtree(first.dir, ignore_errors=True)
+
+
+class IngestJobs(unittest.TestCase, JobsClient):
+    """Server-side ingest/sync of a directory (POST /v1/moa/ingest-jobs,
+    moactl ingest --sync DIR --server): admin only, only below
+    jobs.ingest_roots (resolved: symlinks cannot escape), counts, cancel,
+    and a restart that goes on without redoing acknowledged files."""
+
+    def setUp(self):
+        self.top = tempfile.mkdtemp(prefix="moad-ingest-")
+        self.root = os.path.join(self.top, "root")
+        self.outside = os.path.join(self.top, "outside")
+        os.makedirs(os.path.join(self.root, "docs", "sub"))
+        os.makedirs(self.outside)
+        self.config = "jobs:\n  ingest_roots: [%s]\n" % self.root
+        self.d = None
+
+    def tearDown(self):
+        try:
+            if self.d:
+                finish(self.d)
+        finally:
+            shutil.rmtree(self.top, ignore_errors=True)
+
+    def write(self, rel, text, base=None):
+        path = os.path.join(base or self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb" if isinstance(text, bytes) else "w") as f:
+            f.write(text)
+        return path
+
+    def submit(self, path, agent="finance"):
+        st, _, j = self.d.json("POST", "/v1/moa/ingest-jobs", {"agent": agent, "path": path})
+        return st, j
+
+    def job(self, job_id):
+        st, _, j = self.d.json("GET", "/v1/moa/ingest-jobs/" + job_id)
+        self.assertEqual(st, 200, j)
+        return j
+
+    def wait_job(self, job_id, cond=None, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            j = self.job(job_id)
+            if (cond and cond(j)) or (not cond and j["status"] in ("completed", "failed", "cancelled")):
+                return j
+            time.sleep(0.05)
+        self.fail("ingest job %s did not get there: %r" % (job_id, j))
+
+    def docs(self, agent="finance"):
+        st, _, r = self.d.json("GET", "/v1/moa/agents/%s/documents" % agent)
+        self.assertEqual(st, 200, r)
+        return {d["title"]: d for d in r["documents"]}
+
+    def test_off_without_roots(self):
+        self.d = Daemon()
+        st, e = self.submit(self.root)
+        self.assertEqual(st, 403, e)
+        self.assertEqual(e["error"]["code"], "ingest_roots_unset")
+        self.assertIn("server-side ingest is off: jobs.ingest_roots in moad.yaml lists no directory", e["error"]["message"])
+
+    def test_sync_counts_and_confinement(self):
+        docs = os.path.join(self.root, "docs")
+        self.write("docs/a.md", "The zorbserver fee is five euros.\n")
+        self.write("docs/sub/b.md", "Deep zorbserver text.\n")
+        self.write("docs/gone.md", "Soon gone.\n")
+        self.write("docs/c.bin", b"bin\0ary")
+        secret = self.write("s.md", "Zorbsecret outside the roots.\n", base=self.outside)
+        os.symlink(secret, os.path.join(docs, "link.md"))
+        os.symlink(self.outside, os.path.join(self.root, "escape"))
+        self.d = Daemon(config=self.config)
+
+        # Outside the roots, also through a symlink: refused before anything runs.
+        for path in (self.outside, os.path.join(self.root, "escape"), self.top):
+            st, e = self.submit(path)
+            self.assertEqual(st, 403, (path, e))
+            self.assertEqual(e["error"]["code"], "path_not_allowed")
+        for body in ({"agent": "finance", "path": "docs"}, {"agent": "finance", "path": docs + "/a.md"}):
+            st, _, e = self.d.json("POST", "/v1/moa/ingest-jobs", body)
+            self.assertEqual(st, 400, e)
+        st, e = self.submit(docs, agent="no-such")
+        self.assertEqual(st, 404, e)
+        rc, _, err = self.moactl("ingest", "--agent", "finance", "--sync", self.outside, "--server")
+        self.assertEqual(rc, 1, err)
+        self.assertRegex(err, r"^moactl: moad returned HTTP 403: '%s' \(%s\) is not below a directory of "
+                              r"jobs.ingest_roots \(permission_error\) \[request [^]]+\]\n$" %
+                         (re.escape(self.outside), re.escape(os.path.realpath(self.outside))))
+
+        st, j = self.submit(docs)
+        self.assertEqual(st, 200, j)
+        self.assertEqual((j["object"], j["agent"], j["path"]), ("moa.ingest_job", "finance", os.path.realpath(docs)))
+        j = self.wait_job(j["id"])
+        self.assertEqual(j["status"], "completed", j)
+        self.assertEqual(j["total"], 5)
+        self.assertEqual(j["counts"], {"added": 3, "replaced": 0, "unchanged": 0, "removed": 0, "refused": 2,
+                                       "failed": 0})
+        have = self.docs()
+        for t in ("a.md", "sub/b.md", "gone.md"):
+            self.assertIn(t, have)
+            self.assertEqual(have[t]["source"], os.path.realpath(os.path.join(docs, t)))
+        self.assertNotIn("link.md", have)  # the symlink leads outside the roots
+        self.assertNotIn("c.bin", have)
+        log = self.d.read_log()
+        self.assertIn("refused link.md: resolves outside jobs.ingest_roots", log)
+        self.assertIn("refused c.bin: not UTF-8 text", log)
+
+        # Change one, remove one, add one: the next job syncs exactly that.
+        self.write("docs/a.md", "The zorbserver fee is six euros.\n")
+        os.unlink(os.path.join(docs, "gone.md"))
+        self.write("docs/new.md", "A new zorbserver file.\n")
+        rc, out, err = self.moactl("ingest", "--agent", "finance", "--sync", docs, "--server")
+        self.assertEqual(rc, 1, err)  # two files refused
+        self.assertRegex(err, r"^moactl: ingest job ingest_[0-9a-f]{24} submitted; 'moactl jobs show ingest_")
+        self.assertTrue(err.endswith("finance: 1 added, 1 replaced, 1 unchanged, 2 refused, 1 removed\n"), err)
+        have = self.docs()
+        self.assertNotIn("gone.md", have)
+        self.assertIn("new.md", have)
+        job_id = re.search(r"ingest_[0-9a-f]{24}", err).group(0)
+        rc, out, err = self.moactl("jobs")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"(?m)^%s +completed +5/5 +2 " % job_id)
+        rc, out, err = self.moactl("jobs", "show", job_id)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("directory:      %s\n" % os.path.realpath(docs), out)
+        self.assertIn("files:          5 of 5 done: finance: 1 added, 1 replaced, 1 unchanged, 2 refused, 1 removed\n",
+                      out)
+        st, _, e = self.d.json("POST", "/v1/moa/ingest-jobs/%s/cancel" % job_id)
+        self.assertEqual(st, 409, e)
+
+    def many(self, n):
+        docs = os.path.join(self.root, "docs")
+        for i in range(n):
+            self.write("docs/many/f%04d.md" % i, "File %d about zorbmany number %d.\n" % (i, i))
+        return docs
+
+    def test_cancel(self):
+        docs = self.many(1500)
+        self.d = Daemon(config=self.config)
+        st, j = self.submit(docs)
+        self.assertEqual(st, 200, j)
+        j = self.wait_job(j["id"], cond=lambda x: sum(x["counts"].values()) >= 1)
+        st, _, c = self.d.json("POST", "/v1/moa/ingest-jobs/%s/cancel" % j["id"])
+        self.assertEqual(st, 200, c)
+        self.assertEqual(c["status"], "cancelled")
+        self.assertIsInstance(c["cancelled_at"], int)
+        time.sleep(0.5)  # a runner that went on would add more
+        after = self.job(j["id"])
+        done = after["counts"]["added"]
+        self.assertGreaterEqual(done, 1)
+        self.assertLess(done, 1500)
+        self.assertEqual(after["status"], "cancelled")
+        time.sleep(0.5)
+        self.assertEqual(self.job(j["id"])["counts"]["added"], done)
+        self.assertEqual(len([t for t in self.docs() if t.startswith("many/")]), done)
+
+    def test_restart_resumes(self):
+        n = 1500
+        docs = self.many(n)
+        first = self.d = Daemon(config=self.config)
+        st, j = self.submit(docs)
+        self.assertEqual(st, 200, j)
+        mid = self.wait_job(j["id"], cond=lambda x: x["counts"]["added"] >= 20)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        try:
+            self.d = Daemon(config=self.config, args=("--state-dir", first.state))
+            end = self.wait_job(j["id"])
+            self.assertEqual(end["status"], "completed", end)
+            c = end["counts"]
+            # Each file once: what was acknowledged was not asked again; only
+            # a file read when moad died (ingested, not acknowledged) may
+            # come back as unchanged.
+            self.assertEqual(c["added"] + c["unchanged"], n, c)
+            self.assertLessEqual(c["unchanged"], 1, c)
+            m = re.search(r"ingest job %s: resuming, (\d+) file\(s\) acknowledged before" % j["id"],
+                          self.d.read_log())
+            self.assertTrue(m, self.d.read_log()[-3000:])
+            self.assertGreaterEqual(int(m.group(1)), mid["counts"]["added"])
+            self.assertEqual(len([t for t in self.docs() if t.startswith("many/")]), n)
+        finally:
+            first.log.close()
+            shutil.rmtree(first.dir, ignore_errors=True)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv to act as another uid")
+    def test_admin_only(self):
+        self.d = Daemon(config=self.config)
+        os.chmod(self.d.dir, 0o755)
+        os.chmod(self.d.socket, 0o666)
+        body = json.dumps({"agent": "finance", "path": self.root}).encode()
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", CLIENT,
+               self.d.socket, "POST", "/v1/moa/ingest-jobs", "application/json"]
+        p = subprocess.run(cmd, input=body, capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        status, _, text = p.stdout.decode().partition(" ")
+        self.assertEqual(int(status), 403, text)
+        self.assertIn("server-side ingest needs admin rights", json.loads(text)["error"]["message"])
 
 
 CLIENT = r"""

@@ -1,4 +1,4 @@
-/* ingest-files.h — which files "moactl ingest" reads and what each
+/* ingest-files.h — which files "moactl ingest" (or an ingest job) reads and what each
  * document is called: directory walks with --include/--exclude, and titles
  * that are paths relative to a base directory, so two files of the same
  * name in different directories never collide. */

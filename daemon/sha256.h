@@ -1,6 +1,7 @@
-/* sha256.h — SHA-256 (FIPS 180-4) for moactl's "is this file unchanged?"
- * check: a small self-contained implementation, so moactl needs no crypto
- * library for one digest per file. */
+/* sha256.h — SHA-256 (FIPS 180-4) for "is this file unchanged?": moactl
+ * ingest hashes each file, and moad hashes the sample knowledge it seeds,
+ * so both agree. Small and self-contained: no crypto library for one
+ * digest per file. */
 #pragma once
 
 #include <stddef.h>

@@ -1,4 +1,5 @@
-/* ingest-files.c — the files of one "moactl ingest" run and their titles:
+/* ingest-files.c — the files of one ingest run ("moactl ingest", or a
+ * server-side ingest job, jobs-ingest.c) and their titles:
  * arguments resolved with realpath(3), directories walked in name order
  * with bounds on count, depth and path length, --include/--exclude by
  * fnmatch(3), titles relative to the base directory. */

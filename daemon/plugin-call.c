@@ -1,0 +1,376 @@
+/* plugin-call.c — see plugin-call.h. One detached thread per call; the
+ * thread only reads the call's input and writes its result, then hands the
+ * call to the loop through a locked list and an eventfd. Everything else
+ * (queues, timers, offences, callbacks, freeing) happens on the loop. */
+#include <pthread.h>
+#include <sys/eventfd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "plugin-call.h"
+#include "util.h"
+
+struct PluginCall {
+        PluginCall *next; /* in its agent's queue, or in the done list */
+        PluginAgent *agent;
+        PluginCallback callback;
+        PluginCallInput in;
+        PluginCallResult res; /* written by the thread */
+        uint64_t started;     /* by the thread, under calls.lock: when it entered the plugin */
+        int finished;         /* by the thread, under calls.lock */
+        uint64_t submitted;
+        uint64_t budget_usec;
+        unsigned max_timeouts;
+        sd_event_source *timer;
+        PluginCallDone done; /* NULL once answered or cancelled */
+        void *userdata;
+        int running;     /* a thread is (or was) in it */
+        int over_budget; /* answered -ETIMEDOUT while its thread ran on */
+};
+
+static struct {
+        sd_event *event;
+        sd_event_source *source;
+        int efd;
+        pthread_mutex_t lock; /* guards done */
+        PluginCall *done;
+        unsigned live;  /* calls not yet freed */
+        unsigned stuck; /* threads past their budget */
+} calls = {.efd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static const char *const callback_names[_PLUGIN_CB_MAX] = {
+        [PLUGIN_CB_SCORE] = "score",
+        [PLUGIN_CB_BUILD_PROMPT] = "build_prompt",
+        [PLUGIN_CB_REVIEW] = "review",
+};
+
+const char *plugin_callback_name(PluginCallback cb) {
+        return cb >= 0 && cb < _PLUGIN_CB_MAX ? callback_names[cb] : "?";
+}
+
+PluginBudget plugin_budget_from_limits(const LimitsConfig *l) {
+        return (PluginBudget){
+                .usec = {[PLUGIN_CB_SCORE] = l->plugin_score_ms * USEC_PER_MSEC,
+                         [PLUGIN_CB_BUILD_PROMPT] = l->plugin_call_ms * USEC_PER_MSEC,
+                         [PLUGIN_CB_REVIEW] = l->plugin_call_ms * USEC_PER_MSEC},
+                .max_timeouts = l->plugin_max_timeouts,
+                .max_stuck = l->plugin_max_stuck,
+        };
+}
+
+static void call_free(PluginCall *c) {
+        sd_event_source_disable_unref(c->timer);
+        free(c->in.text);
+        kb_hits_free(c->in.hits, c->in.n_hits);
+        if (c->res.data && c->in.data_free)
+                c->in.data_free(c->res.data);
+        free(c->res.reason);
+        free(c->res.system);
+        free(c->res.context);
+        free(c->res.text);
+        plugin_agent_unref(c->agent); /* may unload the plugin: last */
+        calls.live--;
+        free(c);
+}
+
+/* ---- the thread ---- */
+
+static void *call_thread(void *p) {
+        PluginCall *c = p;
+        PluginCallResult *res = &c->res;
+        uint64_t one = 1;
+
+        pthread_mutex_lock(&calls.lock);
+        c->started = now_usec();
+        pthread_mutex_unlock(&calls.lock);
+
+        if (c->in.fn) {
+                res->error = c->in.fn(c->agent, c->in.data);
+                res->data = c->in.data;
+        } else if (c->callback == PLUGIN_CB_SCORE)
+                res->error = plugin_agent_score(c->agent, c->in.text, &res->score, &res->reason);
+        else if (c->callback == PLUGIN_CB_BUILD_PROMPT)
+                res->error = plugin_agent_build_prompt(c->agent, c->in.text, c->in.hits, c->in.n_hits,
+                                                       &res->system, &res->context);
+        else
+                res->error = plugin_agent_review(c->agent, c->in.text, &res->text);
+
+        pthread_mutex_lock(&calls.lock);
+        c->finished = 1;
+        c->next = calls.done;
+        calls.done = c;
+        pthread_mutex_unlock(&calls.lock);
+        /* c belongs to the loop from here on */
+        if (write(calls.efd, &one, sizeof one) < 0 && errno != EAGAIN)
+                log_warning_errno(-errno, "plugin calls: cannot signal a result");
+        return NULL;
+}
+
+static int on_budget(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void call_run(PluginCall *c) {
+        PluginCallState *st = plugin_agent_call_state(c->agent);
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        st->running = c;
+        c->running = 1;
+        /* The budget is the plugin's time: it starts when the call does
+         * (a call waiting behind another waits at most for that one's). */
+        r = sd_event_add_time_relative(calls.event, &c->timer, CLOCK_MONOTONIC, c->budget_usec, 1000,
+                                       on_budget, c);
+        if (r >= 0)
+                (void) sd_event_source_set_description(c->timer, "plugin-call-budget");
+        else
+                log_warning_errno(r, "agent %s: no budget timer for %s", plugin_agent_name(c->agent),
+                                  plugin_callback_name(c->callback));
+        r = -pthread_attr_init(&attr);
+        if (r >= 0) {
+                (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                r = -pthread_create(&t, &attr, call_thread, c);
+                pthread_attr_destroy(&attr);
+        }
+        if (r < 0) {
+                /* answered through the loop like any result */
+                log_warning_errno(r, "agent %s: cannot start a thread for %s", plugin_agent_name(c->agent),
+                                  plugin_callback_name(c->callback));
+                c->res.error = r;
+                uint64_t one = 1;
+                pthread_mutex_lock(&calls.lock);
+                c->finished = 1;
+                c->next = calls.done;
+                calls.done = c;
+                pthread_mutex_unlock(&calls.lock);
+                (void) !write(calls.efd, &one, sizeof one);
+        }
+}
+
+/* ---- the loop ---- */
+
+static void call_answer(PluginCall *c, PluginCallResult *res) {
+        PluginCallDone done = c->done;
+
+        c->done = NULL;
+        if (done)
+                done(c->userdata, res);
+}
+
+/* An answer that is not the thread's (timeout, refusal): nothing to take. */
+static void call_answer_error(PluginCall *c, int error) {
+        PluginCallResult res = {.error = error, .elapsed_usec = now_usec() - c->submitted};
+        call_answer(c, &res);
+}
+
+static PluginCall *queue_pop(PluginCallState *st) {
+        PluginCall *c = st->head;
+        if (c) {
+                st->head = c->next;
+                if (!st->head)
+                        st->tail = NULL;
+                c->next = NULL;
+        }
+        return c;
+}
+
+static void queue_kick(PluginCallState *st) {
+        if (!st->running && st->head)
+                call_run(queue_pop(st));
+}
+
+static int on_budget(sd_event_source *s, uint64_t usec, void *userdata) {
+        PluginCall *c = userdata;
+        PluginCallState *st = plugin_agent_call_state(c->agent);
+        const char *name = plugin_agent_name(c->agent), *cb = plugin_callback_name(c->callback);
+        uint64_t now = now_usec(), started, ms;
+        int finished;
+
+        pthread_mutex_lock(&calls.lock);
+        started = c->started;
+        finished = c->finished;
+        pthread_mutex_unlock(&calls.lock);
+        if (finished)
+                return 0; /* its result is on the way (the loop was late, not the plugin) */
+        if (started == 0 || now - started < c->budget_usec) {
+                /* the thread started late (a busy machine): the plugin's own time counts */
+                (void) sd_event_source_set_time(s, (started ? started : now) + c->budget_usec);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        ms = (now - started) / USEC_PER_MSEC;
+
+        c->over_budget = 1;
+        st->stuck = 1;
+        calls.stuck++;
+        st->timeouts++;
+        metrics_observe_plugin_timeout(name, cb);
+        log_warning("agent %s: plugin %s %s() is over its budget of %llu ms (%llu ms); the agent is skipped "
+                    "for this request (%u of %u timeouts)",
+                    name, plugin_agent_plugin_name(c->agent), cb,
+                    (unsigned long long) (c->budget_usec / USEC_PER_MSEC), (unsigned long long) ms,
+                    st->timeouts, c->max_timeouts);
+        if (!st->quarantined && st->timeouts >= c->max_timeouts) {
+                st->quarantined = 1;
+                log_error(
+                        "agent %s: quarantined after %u plugin timeouts: it is skipped without a call until "
+                        "the next reload",
+                        name, st->timeouts);
+        }
+        call_answer_error(c, -ETIMEDOUT);
+        /* Whoever waits behind it would wait for as long as the plugin sleeps. */
+        for (PluginCall *q; (q = queue_pop(st));) {
+                call_answer_error(q, -EBUSY);
+                call_free(q);
+        }
+        return 0;
+}
+
+static int on_results(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        PluginCall *list;
+        uint64_t v;
+
+        if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
+                log_warning_errno(-errno, "plugin calls: eventfd read failed");
+        pthread_mutex_lock(&calls.lock);
+        list = calls.done;
+        calls.done = NULL;
+        pthread_mutex_unlock(&calls.lock);
+
+        while (list) {
+                PluginCall *c = list;
+                PluginCallState *st = plugin_agent_call_state(c->agent);
+
+                list = c->next;
+                c->next = NULL;
+                c->timer = sd_event_source_disable_unref(c->timer);
+                c->res.elapsed_usec = now_usec() - c->submitted;
+                st->running = NULL;
+                if (c->over_budget) {
+                        calls.stuck--;
+                        st->stuck = 0;
+                        log_notice("agent %s: the late %s() returned after %llu ms; its result is dropped",
+                                   plugin_agent_name(c->agent), plugin_callback_name(c->callback),
+                                   (unsigned long long) (c->res.elapsed_usec / USEC_PER_MSEC));
+                } else
+                        call_answer(c, &c->res);
+                queue_kick(st);
+                call_free(c);
+        }
+        return 0;
+}
+
+static int calls_init(sd_event *e) {
+        int r;
+
+        if (calls.source)
+                return calls.event == e ? 0 : -EXDEV;
+        calls.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (calls.efd < 0)
+                return -errno;
+        r = sd_event_add_io(e, &calls.source, calls.efd, EPOLLIN, on_results, NULL);
+        if (r < 0) {
+                close(calls.efd);
+                calls.efd = -1;
+                return r;
+        }
+        (void) sd_event_source_set_description(calls.source, "plugin-call-done");
+        calls.event = sd_event_ref(e);
+        return 0;
+}
+
+void plugin_calls_shutdown(void) {
+        if (calls.live > 0 || !calls.source)
+                return;
+        calls.source = sd_event_source_disable_unref(calls.source);
+        close(calls.efd);
+        calls.efd = -1;
+        calls.event = sd_event_unref(calls.event);
+}
+
+static void input_done(PluginCallInput *in) {
+        free(in->text);
+        kb_hits_free(in->hits, in->n_hits);
+        if (in->data && in->data_free)
+                in->data_free(in->data);
+        *in = (PluginCallInput){};
+}
+
+int plugin_call_start(sd_event *e, const PluginBudget *budget, PluginAgent *a, PluginCallback cb,
+                      PluginCallInput *in, PluginCallDone done, void *userdata, PluginCall **ret) {
+        PluginCallState *st = plugin_agent_call_state(a);
+        PluginCall *c;
+        int r;
+
+        if (!e || !budget || !a || cb < 0 || cb >= _PLUGIN_CB_MAX || !in || !ret) {
+                if (in)
+                        input_done(in);
+                return -EINVAL;
+        }
+        if (st->quarantined || st->stuck || calls.stuck >= budget->max_stuck) {
+                input_done(in);
+                return st->quarantined ? -EPERM : st->stuck ? -EBUSY : -EAGAIN;
+        }
+        r = calls_init(e);
+        if (r < 0) {
+                input_done(in);
+                return r;
+        }
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                input_done(in);
+                return -ENOMEM;
+        }
+        calls.live++;
+        c->agent = plugin_agent_ref(a);
+        c->callback = cb;
+        c->in = *in;
+        *in = (PluginCallInput){};
+        c->submitted = now_usec();
+        c->budget_usec = c->in.budget_usec ? c->in.budget_usec : budget->usec[cb];
+        c->max_timeouts = budget->max_timeouts;
+        c->done = done;
+        c->userdata = userdata;
+        if (st->tail)
+                st->tail->next = c;
+        else
+                st->head = c;
+        st->tail = c;
+        queue_kick(st);
+        *ret = c;
+        return 0;
+}
+
+void plugin_call_cancel(PluginCall *c) {
+        PluginCallState *st;
+
+        if (!c)
+                return;
+        c->done = NULL;
+        if (c->running)
+                return; /* freed when its thread is done; the budget still counts */
+        st = plugin_agent_call_state(c->agent);
+        for (PluginCall **p = &st->head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        if (st->tail == c)
+                                st->tail = prev;
+                        break;
+                }
+        call_free(c);
+}
+
+int plugin_agent_quarantined(PluginAgent *a) {
+        return a && plugin_agent_call_state(a)->quarantined;
+}
+
+unsigned plugin_agent_timeouts(PluginAgent *a) {
+        return a ? plugin_agent_call_state(a)->timeouts : 0;
+}
+
+int plugin_agent_stuck(PluginAgent *a) {
+        return a && plugin_agent_call_state(a)->stuck;
+}
+
+unsigned plugin_calls_stuck(void) {
+        return calls.stuck;
+}
