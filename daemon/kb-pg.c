@@ -773,13 +773,15 @@ int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const
         r = pg_exec(pg,
                     "WITH terms AS (SELECT DISTINCT x.lexeme FROM unnest($3::text[]) AS u(t), "
                     "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
-                    "q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q FROM terms), "
+                    "q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q, array_agg(lexeme) "
+                    "AS a "
+                    "  FROM terms), "
                     "m AS (SELECT c.id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
                     "  WHERE c.agent = $1 AND c.tsv @@ q.q), "
                     "tf AS (SELECT m.id, m.n_tokens, x.lexeme, "
                     "  $4::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'D') + "
                     "  $7::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'A') AS f "
-                    "  FROM m, unnest(m.tsv) AS x WHERE x.lexeme IN (SELECT lexeme FROM terms)), "
+                    "  FROM q, m, unnest(m.tsv) AS x WHERE x.lexeme = ANY(q.a)), "
                     "df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme), "
                     "st AS (SELECT greatest(n_chunks, 1)::float8 AS n, "
                     "  greatest(tokens::float8 / greatest(n_chunks, 1), 1) AS avgdl FROM moa_kb_agents "
@@ -949,6 +951,44 @@ int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, siz
                         return -ENOMEM;
                 }
         *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- moving documents ----------------------------------------------------------- */
+
+int kb_pg_document_chunks(KbPg *pg, const char *title, char ***ret_texts, char ***ret_headings,
+                          size_t *ret_n) {
+        _cleanup_res_ PGresult *res = NULL;
+
+        if (!pg || !title)
+                return -EINVAL;
+        const char *p[] = {pg->agent, title};
+        int r = pg_exec(
+                pg,
+                "SELECT c.text, c.heading FROM moa_kb_chunks c JOIN moa_kb_documents d ON d.id = c.doc_id "
+                "WHERE d.agent = $1 AND d.title = $2 ORDER BY c.idx",
+                2, p, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        size_t n = (size_t) PQntuples(res);
+        if (n == 0)
+                return -ENOENT;
+        char **t = calloc(n, sizeof(char *)), **h = calloc(n, sizeof(char *));
+        for (size_t i = 0; t && h && i < n; i++)
+                if (!(t[i] = strdup(PQgetvalue(res, (int) i, 0))) ||
+                    !(h[i] = strdup(PQgetvalue(res, (int) i, 1)))) {
+                        strv_free_n(t, n);
+                        strv_free_n(h, n);
+                        return -ENOMEM;
+                }
+        if (!t || !h) {
+                free(t);
+                free(h);
+                return -ENOMEM;
+        }
+        *ret_texts = t;
+        *ret_headings = h;
         *ret_n = n;
         return 0;
 }

@@ -67,3 +67,5 @@ int kb_pg_vocab(KbPg *pg, int (*add)(void *userdata, const char *term, size_t le
                 void *userdata);
 int kb_pg_query_terms(KbPg *pg, const char *query, size_t max, char ***ret, size_t *ret_n);
 int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, size_t *ret_n);
+int kb_pg_document_chunks(KbPg *pg, const char *title, char ***ret_texts, char ***ret_headings,
+                          size_t *ret_n);

@@ -1049,6 +1049,123 @@ KbPg *kb_pg(Kb *kb) {
         return kb ? kb->pg : NULL;
 }
 
+/* ---- moving documents between backends ---------------------------------------- */
+
+/** kb_document_chunks() - see kb.h. */
+int kb_document_chunks(Kb *kb, const char *title, char ***ret_texts, char ***ret_headings, size_t *ret_n) {
+        if (!kb || isempty(title) || !ret_texts || !ret_headings || !ret_n)
+                return -EINVAL;
+        if (kb->pg)
+                return kb_pg_document_chunks(kb->pg, title, ret_texts, ret_headings, ret_n);
+
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r = kb_prepare(kb,
+                           "SELECT c.text, c.heading FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                           "WHERE d.title = ?1 ORDER BY c.idx",
+                           &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, title, -1, SQLITE_STATIC);
+        char **t = NULL, **h = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 16;
+                        char **nt = realloc(t, nc * sizeof(char *));
+                        if (nt)
+                                t = nt;
+                        char **nh = realloc(h, nc * sizeof(char *));
+                        if (nh)
+                                h = nh;
+                        if (!nt || !nh) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        cap = nc;
+                }
+                t[n] = strdup_col(st, 0);
+                h[n] = strdup_col(st, 1);
+                if (!t[n] || !h[n]) {
+                        free(t[n]);
+                        free(h[n]);
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        if (r >= 0 && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) ?: -EIO;
+        if (r >= 0 && n == 0)
+                r = -ENOENT;
+        if (r < 0) {
+                strv_free_n(t, n);
+                strv_free_n(h, n);
+                return r;
+        }
+        *ret_texts = t;
+        *ret_headings = h;
+        *ret_n = n;
+        return 0;
+}
+
+/** kb_ingest_chunks() - see kb.h: the chunks back to back in one text, so
+ * both backends' ingest takes them as if kb_chunk_sections() had cut them. */
+int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *const *headings, size_t n) {
+        if (!kb || !doc || isempty(doc->title) || strlen(doc->title) > KB_MAX_TITLE_BYTES || n == 0 ||
+            !texts || !headings || n > INT32_MAX)
+                return -EINVAL;
+        if (!isempty(doc->sha256) && !kb_sha256_valid(doc->sha256))
+                return -EINVAL;
+        if (kb->read_only)
+                return -EROFS;
+
+        KbChunks c = {.n = n};
+        size_t tl = 0, hl = 1;
+        for (size_t i = 0; i < n; i++) {
+                tl += strlen(texts[i]);
+                hl += strlen(headings[i]) + 1;
+        }
+        _cleanup_free_ char *text = malloc(tl + 1);
+        _cleanup_free_ KbChunk *chunks = calloc(n, sizeof(KbChunk));
+        _cleanup_free_ char *hs = malloc(hl);
+        if (!text || !chunks || !hs)
+                return -ENOMEM;
+        size_t to = 0, ho = 1;
+        hs[0] = 0;
+        for (size_t i = 0; i < n; i++) {
+                size_t a = strlen(texts[i]), b = strlen(headings[i]);
+                memcpy(text + to, texts[i], a);
+                chunks[i] = (KbChunk){.offset = to, .len = a, .heading = b ? ho : 0};
+                to += a;
+                if (b) {
+                        memcpy(hs + ho, headings[i], b + 1);
+                        ho += b + 1;
+                }
+        }
+        text[to] = 0;
+        c.chunks = chunks;
+        c.headings = hs;
+        c.headings_len = ho;
+        KbDocMeta meta = {.sha256 = doc->sha256, .file_bytes = doc->file_bytes, .mtime = doc->mtime};
+        const char *source = doc->source ?: "";
+
+        if (kb->pg)
+                return kb_pg_ingest(kb->pg, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
+        int r = kb_exec(kb, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = kb_ingest_locked(kb, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
+        if (r >= 0)
+                r = kb_exec(kb, "COMMIT");
+        if (r < 0) {
+                if (!sqlite3_get_autocommit(kb->db))
+                        (void) kb_exec(kb, "ROLLBACK");
+                return r;
+        }
+        return (int) n;
+}
+
 /* ---- availability ----------------------------------------------------------- */
 
 /** kb_check() - see kb.h. */

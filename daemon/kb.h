@@ -160,6 +160,24 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
 void kb_hits_free(KbHit *hits, size_t n);
 
 /**
+ * kb_document_chunks() - the stored chunks of document @title in order:
+ * their texts and heading paths, as two malloc'ed arrays of *@ret_n
+ * malloc'ed strings (free each with strv_free_n()). For moving knowledge
+ * between backends. Returns 0, -ENOENT if there is no such document, or
+ * -errno.
+ */
+int kb_document_chunks(Kb *kb, const char *title, char ***ret_texts, char ***ret_headings, size_t *ret_n);
+
+/**
+ * kb_ingest_chunks() - add or replace the document @doc->title with these
+ * @n chunks exactly as given (not cut again) and @doc's source, bytes,
+ * sha256, file size and mtime (its ingest time becomes now), in one
+ * transaction. For moving knowledge between backends. Returns @n, or
+ * -errno (-EINVAL as kb_ingest_meta() for a bad title, sha256 or no chunks).
+ */
+int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *const *headings, size_t n);
+
+/**
  * kb_check() - whether @kb's store answers now: 0 for an SQLite handle; a
  * PostgreSQL handle runs one trivial statement, connecting again first if
  * its connection was lost. Returns 0 or -errno (see kb_unavailable()).

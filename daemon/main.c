@@ -14,6 +14,7 @@
 #include "build-config.h"
 #include "ingest.h"
 #include "jobs.h"
+#include "kb-migrate.h"
 #include "log.h"
 #include "plugin-call.h"
 #include "metrics.h"
@@ -31,6 +32,7 @@ typedef struct Args {
         const char *upstream;
         const char *log_level;
         int check_config;
+        int migrate_knowledge;
         const char *check_plugin;
         const char *queries;
         const char *agent_file;
@@ -56,6 +58,9 @@ static void usage(FILE *f) {
                 "      --log-level LEVEL  err, warning, notice, info, debug\n"
                 "      --check-config     validate the configuration, load and init every agent's plugin,\n"
                 "                         and exit (0 valid, 1 invalid or an agent refused)\n"
+                "      --migrate-knowledge\n"
+                "                         copy every agent's knowledge from the other backend into\n"
+                "                         the configured one (knowledge.backend), check it, and exit\n"
                 "      --check-plugin FILE.so\n"
                 "                         load one plugin alone, validate its descriptor, call each\n"
                 "                         callback once, and exit (0 good, 1 refused or failing)\n"
@@ -76,6 +81,7 @@ static int parse_args(int argc, char **argv, Args *a) {
                 ARG_UPSTREAM,
                 ARG_LOG,
                 ARG_CHECK,
+                ARG_MIGRATE,
                 ARG_CHECK_PLUGIN,
                 ARG_QUERIES,
                 ARG_AGENT_FILE,
@@ -88,6 +94,7 @@ static int parse_args(int argc, char **argv, Args *a) {
                                              {"upstream", required_argument, NULL, ARG_UPSTREAM},
                                              {"log-level", required_argument, NULL, ARG_LOG},
                                              {"check-config", no_argument, NULL, ARG_CHECK},
+                                             {"migrate-knowledge", no_argument, NULL, ARG_MIGRATE},
                                              {"check-plugin", required_argument, NULL, ARG_CHECK_PLUGIN},
                                              {"queries", required_argument, NULL, ARG_QUERIES},
                                              {"agent-file", required_argument, NULL, ARG_AGENT_FILE},
@@ -118,6 +125,9 @@ static int parse_args(int argc, char **argv, Args *a) {
                         break;
                 case ARG_CHECK:
                         a->check_config = 1;
+                        break;
+                case ARG_MIGRATE:
+                        a->migrate_knowledge = 1;
                         break;
                 case ARG_CHECK_PLUGIN:
                         a->check_plugin = optarg;
@@ -399,6 +409,31 @@ static int check_config(const Args *args) {
         return r;
 }
 
+/* --migrate-knowledge: see kb_migrate(); 0 when everything was copied
+ * and checked, 1 otherwise. */
+static int migrate_knowledge(const Args *args) {
+        _cleanup_free_ char *err = NULL;
+        Config *c = NULL;
+        int r;
+
+        log_set_max_level(LOG_LEVEL_WARNING);
+        r = config_load(args->config, args->agents_dir, &c, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : strerror(-r));
+                return 1;
+        }
+        if (args->state_dir) {
+                free(c->state_dir);
+                if (!(c->state_dir = strdup(args->state_dir))) {
+                        config_free(c);
+                        return 1;
+                }
+        }
+        r = kb_migrate(c, stdout);
+        config_free(c);
+        return r < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
         Args args = {};
         _cleanup_free_ char *err = NULL;
@@ -421,6 +456,8 @@ int main(int argc, char **argv) {
 
         if (args.check_config)
                 return check_config(&args);
+        if (args.migrate_knowledge)
+                return migrate_knowledge(&args);
         if (args.check_plugin) {
                 PluginCheckOptions o = {
                         .plugin = args.check_plugin,

@@ -831,6 +831,74 @@ START_TEST(test_migrate_v1) {
 }
 END_TEST
 
+static int info_cb(const KbDocInfo *d, void *userdata) {
+        KbDocInfo *out = userdata;
+        *out = *d;
+        out->title = strdup(d->title);
+        out->source = strdup(d->source);
+        out->sha256 = strdup(d->sha256);
+        return 0;
+}
+
+/* kb_document_chunks() and kb_ingest_chunks(), what --migrate-knowledge
+ * moves documents with: the chunks arrive as they were cut, searchable,
+ * with the document's metadata. */
+START_TEST(test_move_chunks) {
+        Kb *a = open_kb(), *b = NULL;
+        char **t = NULL, **h = NULL, **t2 = NULL, **h2 = NULL;
+        size_t n = 0, n2 = 0;
+        KbChunkOpts small = {.chunk_size = 200, .overlap = 40};
+        KbDocMeta meta = {.sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                          .file_bytes = 777,
+                          .mtime = 1700000000};
+        int k = kb_ingest_meta(a, "bp", "/src/bp.md", doc_bp, strlen(doc_bp), &small, &meta);
+        ck_assert_int_gt(k, 1);
+        ck_assert_int_eq(kb_document_chunks(a, "bp", &t, &h, &n), 0);
+        ck_assert_uint_eq(n, (size_t) k);
+        ck_assert_int_eq(kb_document_chunks(a, "absent", &t2, &h2, &n2), -ENOENT);
+
+        ck_assert_int_eq(kb_open(":memory:", 0, &b), 0);
+        KbDocInfo d = {};
+        ck_assert_int_eq(kb_list(a, info_cb, &d), 0);
+        ck_assert_int_eq(kb_ingest_chunks(b, &d, t, h, n), (int) n);
+        ck_assert_int_eq(kb_ingest_chunks(b, &d, t, h, 0), -EINVAL);
+        KbDocInfo bad = d;
+        bad.sha256 = "xyz";
+        ck_assert_int_eq(kb_ingest_chunks(b, &bad, t, h, n), -EINVAL);
+
+        KbDocInfo e = {};
+        ck_assert_int_eq(kb_list(b, info_cb, &e), 0);
+        ck_assert_str_eq(e.title, "bp");
+        ck_assert_str_eq(e.source, "/src/bp.md");
+        ck_assert_str_eq(e.sha256, meta.sha256);
+        ck_assert_uint_eq(e.n_chunks, d.n_chunks);
+        ck_assert_uint_eq(e.bytes, d.bytes);
+        ck_assert_int_eq(e.file_bytes, 777);
+        ck_assert_int_eq(e.mtime, 1700000000);
+        ck_assert_int_eq(kb_document_chunks(b, "bp", &t2, &h2, &n2), 0);
+        ck_assert_uint_eq(n2, n);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_str_eq(t2[i], t[i]);
+                ck_assert_str_eq(h2[i], h[i]);
+        }
+        KbHit *hits = NULL;
+        size_t nh = 0;
+        ck_assert_int_eq(kb_search(b, "blood pressure", 3, &hits, &nh), 0);
+        ck_assert_uint_gt(nh, 0);
+        ck_assert_str_eq(hits[0].title, "bp");
+        kb_hits_free(hits, nh);
+
+        strv_free_n(t, n);
+        strv_free_n(h, n);
+        strv_free_n(t2, n2);
+        strv_free_n(h2, n2);
+        free((char *) d.title), free((char *) d.source), free((char *) d.sha256);
+        free((char *) e.title), free((char *) e.source), free((char *) e.sha256);
+        kb_close(b);
+        kb_close(a);
+}
+END_TEST
+
 static Suite *kb_suite(void) {
         Suite *s = suite_create("kb");
         TCase *tc = tcase_create("core");
@@ -854,6 +922,7 @@ static Suite *kb_suite(void) {
         tcase_add_test(tc, test_migrate_v2);
         tcase_add_test(tc, test_vocab_stamp);
         tcase_add_test(tc, test_sample_chunks);
+        tcase_add_test(tc, test_move_chunks);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -185,6 +185,79 @@ class Atomicity(unittest.TestCase):
         self.assertNotEqual(self.rows("new.md"), "0")
 
 
+class Migration(unittest.TestCase):
+    """moad --migrate-knowledge: SQLite to PostgreSQL and back, documents
+    counted and checked, and what a user then sees from the new backend."""
+
+    def migrate(self, config, state):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "moad.yaml")
+            with open(path, "w") as f:
+                f.write(config)
+            p = subprocess.run([MOAD, "--config", path, "--state-dir", state, "--migrate-knowledge"],
+                               capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertNotIn(PG.password, p.stdout + p.stderr)
+        return p.stdout
+
+    def legal_docs(self, d):
+        st, _, j = d.json("GET", "/v1/moa/agents/legal/documents")
+        self.assertEqual(st, 200, j)
+        return {x["title"]: x for x in j["documents"]}
+
+    def test_sqlite_to_postgresql_and_back(self):
+        sha = "cd" * 32
+        a = Daemon()  # SQLite, the default
+        try:
+            st, _, j = a.json("POST", "/v1/moa/agents/legal/documents",
+                              {"title": "orbix.md", "text": ORBIX_DOC, "source": "/srv/orbix.md", "sha256": sha,
+                               "size": len(ORBIX_DOC), "mtime": 1700000000})
+            self.assertEqual(st, 200, j)
+            before = self.legal_docs(a)
+        finally:
+            a.stop()
+        PG.createdb("moa_migrate")
+        out = self.migrate(PG.config("moa_migrate"), a.state)
+        self.assertIn("legal: %d documents copied from %s/kb/legal.db to postgresql:legal:english and checked"
+                      % (len(before), a.state), out)
+        self.assertEqual(int(PG.psql("SELECT count(*) FROM moa_kb_documents WHERE agent = 'legal'", "moa_migrate")),
+                         len(before))
+        b = Daemon(config=PG.config("moa_migrate"))
+        try:
+            after = self.legal_docs(b)
+            self.assertEqual(sorted(after), sorted(before))
+            for t in before:
+                self.assertEqual((after[t]["sha256"], after[t]["chunks"], after[t]["bytes"], after[t]["source"]),
+                                 (before[t]["sha256"], before[t]["chunks"], before[t]["bytes"], before[t]["source"]))
+            self.assertEqual(after["orbix.md"]["sha256"], sha)
+            st, _, data = b.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+            self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+        finally:
+            b.cleanup()
+        # and back, into a fresh state directory's SQLite files
+        back = tempfile.mkdtemp(prefix="moad-test-back-")
+        try:
+            out = self.migrate(PG.config("moa_migrate").replace("backend: postgresql", "backend: sqlite"), back)
+            self.assertIn("legal: %d documents copied from postgresql:legal:english to %s/kb/legal.db and checked"
+                          % (len(before), back), out)
+            c = Daemon(args=("--state-dir", back))
+            try:
+                self.assertEqual(sorted(self.legal_docs(c)), sorted(before))
+            finally:
+                c.stop()
+        finally:
+            shutil.rmtree(back, ignore_errors=True)
+            a.cleanup()
+
+    def test_needs_conninfo(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run([MOAD, "--state-dir", d, "--migrate-knowledge"], capture_output=True, text=True,
+                               timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--migrate-knowledge moves knowledge between SQLite and PostgreSQL: set knowledge.conninfo",
+                      p.stdout)
+
+
 class NotWaitingDaemon(Daemon):
     """A daemon that may start while its knowledge is unavailable: it waits
     for any answer of /readyz, not for 200."""
