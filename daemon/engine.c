@@ -905,27 +905,40 @@ static const char *prompt_error(int r) {
                                : "plugin could not build its prompt";
 }
 
+/* The call's plugin step is over and it is no longer pending. */
+static void call_end(EngineRun *run, AgentCall *c) {
+        c->end_usec = now_usec();
+        run->n_pending--;
+        layer_maybe_end(run);
+}
+
+/* After a plugin step, the call's next step was started: @r >= 0, it is
+ * pending on; -ENOMEM fails the run; another error (c->state and c->error
+ * set by that step) ends the call. */
+static void call_went_on(EngineRun *run, AgentCall *c, int r) {
+        if (r == -ENOMEM)
+                run_finish(run, r, 500, "server_error", NULL, "out of memory");
+        else if (r < 0)
+                call_end(run, c);
+}
+
+/* The plugin's step failed with @r (over budget, quarantined, refused). */
+static void call_plugin_failed(EngineRun *run, AgentCall *c, int r) {
+        c->state = r;
+        c->error = strdup(prompt_error(r));
+        call_end(run, c);
+}
+
 static void on_prompt_built(void *userdata, PluginCallResult *res) {
         AgentCall *c = userdata;
         EngineRun *run = c->run;
         int r = res->error;
 
         c->pcall = NULL;
-        if (r >= 0) {
-                r = call_prompt_ready(run, c, res->system, res->context);
-                if (r == -ENOMEM) {
-                        run_finish(run, r, 500, "server_error", NULL, "out of memory");
-                        return;
-                }
-                if (r >= 0)
-                        return; /* pending on, now with its provider */
-        } else {
-                c->state = r;
-                c->error = strdup(prompt_error(r));
-        }
-        c->end_usec = now_usec();
-        run->n_pending--;
-        layer_maybe_end(run);
+        if (r >= 0)
+                call_went_on(run, c, call_prompt_ready(run, c, res->system, res->context));
+        else
+                call_plugin_failed(run, c, r);
 }
 
 /* Retrieval (@dh: chunks the plugin picked for a review, taken), then the
@@ -996,19 +1009,9 @@ static void on_picked(void *userdata, PluginCallResult *res) {
                 c->focus = TAKE_PTR(j->focus);
                 r = call_retrieved(run, c, TAKE_PTR(j->hits), j->n_hits);
                 j->n_hits = 0;
-                if (r == -ENOMEM) {
-                        run_finish(run, r, 500, "server_error", NULL, "out of memory");
-                        return;
-                }
-                if (r >= 0)
-                        return; /* pending on, now with its prompt */
-        } else {
-                c->state = r;
-                c->error = strdup(prompt_error(r));
-        }
-        c->end_usec = now_usec();
-        run->n_pending--;
-        layer_maybe_end(run);
+                call_went_on(run, c, r);
+        } else
+                call_plugin_failed(run, c, r);
 }
 
 static int pick_start(EngineRun *run, AgentCall *c) {
