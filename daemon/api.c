@@ -295,6 +295,7 @@ static void on_ingest_done(void *userdata, int result) {
                                  NULL, NULL, "ingest of '%.200s' into %s failed: %s", c->title, c->agent,
                                  strerror(-result));
         else {
+                c->replaced = ingest_job_replaced(c->job);
                 log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "ingested '%s' into %s: %d chunks",
                          c->title, c->agent, result);
                 http_reply_json(c->req, 200,
@@ -302,11 +303,6 @@ static void on_ingest_done(void *userdata, int result) {
                                           "chunks", result, "replaced", c->replaced));
         }
         ingest_call_free(c);
-}
-
-static int has_title_cb(const KbDocInfo *doc, void *userdata) {
-        const char *title = userdata;
-        return streq(doc->title, title) ? 1 : 0;
 }
 
 /* Bounds of the optional file fields: a size up to 2^53 (exact in JSON
@@ -411,7 +407,6 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
         c->rt = runtime_ref(s->runtime);
         c->agent = strdup(agent_name(a));
         c->title = strdup(title);
-        c->replaced = kb_list(agent_kb(a), has_title_cb, (void *) title) == 1;
         if (!c->agent || !c->title) {
                 ingest_call_free(c);
                 http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");

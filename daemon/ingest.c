@@ -13,7 +13,8 @@ struct IngestWorker {
 
 struct IngestJob {
         WorkerTask *task;
-        int delete; /* remove @title instead of ingesting (no text) */
+        int delete;   /* remove @title instead of ingesting (no text) */
+        int replaced; /* a document of @title was there before this ingest */
 
         char *db_path;
         char *title;
@@ -59,6 +60,9 @@ static int job_run(void *data) {
                         log_warning_errno(r, "ingest: deleting '%s' from %s failed", j->title, j->db_path);
                 return r;
         }
+        /* Ingests run one at a time on this thread, so what is there now
+         * is what this one replaces (other moad processes aside). */
+        j->replaced = kb_has_document(kb, j->title) == 1;
         r = kb_ingest_meta(kb, j->title, j->source, j->text, j->len, j->have_opts ? &j->opts : NULL,
                            &j->meta);
         kb_close(kb);
@@ -199,6 +203,11 @@ int ingest_submit_delete(IngestWorker *w, const char *db_path, const char *title
                 return -ENOMEM;
         }
         return job_queue(w, j, done, userdata, ret);
+}
+
+/** ingest_job_replaced() - whether @job's ingest replaced a document. */
+int ingest_job_replaced(const IngestJob *job) {
+        return job && job->replaced;
 }
 
 /**

@@ -66,6 +66,13 @@ int ingest_submit_delete(IngestWorker *w, const char *db_path, const char *title
                          void *userdata, IngestJob **ret);
 
 /**
+ * ingest_job_replaced() - in the job's completion callback: whether its
+ * ingest replaced a document of the same title (decided on the worker, just
+ * before the write, so concurrent ingests of one title each say the truth).
+ */
+int ingest_job_replaced(const IngestJob *job);
+
+/**
  * ingest_job_cancel() - the job's callback will not be called. A queued job
  * is dropped; a running one finishes (its transaction commits or not) but is
  * not reported. @job must not be used afterwards. NULL is a no-op.

@@ -789,6 +789,29 @@ int kb_count(Kb *kb) {
         return c > INT32_MAX ? INT32_MAX : (int) c;
 }
 
+static int has_title_cb(const KbDocInfo *doc, void *userdata) {
+        return streq(doc->title, userdata) ? 1 : 0;
+}
+
+/** kb_has_document() - 1 if a document is titled @title, 0 if not, or -errno. */
+int kb_has_document(Kb *kb, const char *title) {
+        if (!kb || isempty(title))
+                return -EINVAL;
+        if (kb->pg) {
+                int r = kb_list(kb, has_title_cb, (void *) title);
+                return r < 0 ? r : r == 1;
+        }
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r = kb_prepare(kb, "SELECT 1 FROM documents WHERE title = ?1", &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, title, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                return 1;
+        return rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc) ?: -EIO;
+}
+
 /** kb_hits_free() - free @n hits returned by kb_search(); NULL is a no-op. */
 void kb_hits_free(KbHit *hits, size_t n) {
         if (!hits)

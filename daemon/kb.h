@@ -117,6 +117,9 @@ int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *te
 /** kb_sha256_valid() - whether @s is 64 hex digits (either case). */
 int kb_sha256_valid(const char *s);
 
+/** kb_has_document() - 1 if a document is titled @title, 0 if not, or -errno. */
+int kb_has_document(Kb *kb, const char *title);
+
 /** kb_delete() - remove a document. 0 if removed, -ENOENT if absent. */
 int kb_delete(Kb *kb, const char *title);
 

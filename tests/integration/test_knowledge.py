@@ -23,6 +23,29 @@ class Documents(DaemonTestCase):
         return self.d.json("POST", "/v1/moa/agents/%s/documents" % agent,
                            {"title": title, "text": text, "source": source})
 
+    def test_replaced_under_concurrency(self):
+        """Eight clients ingest one new title at once: exactly one adds it,
+        the other seven replace it (issue 12 item 7: 'replaced' was decided
+        on the loop before the queued write, so several said false)."""
+        results = []
+        lock = threading.Lock()
+
+        def one(i):
+            st, _, j = self.ingest("legal", "race.md", "Race document version %d about zorblax rules." % i)
+            with lock:
+                results.append((st, j))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual([st for st, _ in results], [200] * 8, results)
+        self.assertEqual(sorted(j["replaced"] for _, j in results), [False] + [True] * 7, results)
+        self.assertEqual(list(self.docs("legal")).count("race.md"), 1)
+        st, _, j = self.d.json("DELETE", "/v1/moa/agents/legal/documents/race.md")
+        self.assertEqual(st, 200, j)
+
     def docs(self, agent):
         st, _, j = self.d.json("GET", "/v1/moa/agents/%s/documents" % agent)
         self.assertEqual(st, 200)
