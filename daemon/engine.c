@@ -64,6 +64,7 @@ typedef struct AgentCall {
         const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
         int n_documents;       /* documents in it, <= 0 unknown or none */
         Kb *kb;                /* the agent's knowledge base (borrowed from the agent set) */
+        int kb_down;           /* failed: its knowledge database (PostgreSQL) did not answer */
         uint64_t start_usec, end_usec;
         int state; /* 0 pending, 1 ok, -errno failed */
         unsigned http_status;
@@ -787,7 +788,9 @@ static char *render_references(EngineRun *run) {
  * attached documents first (at most ENGINE_DOC_HITS_PER_AGENT), then of its
  * knowledge base (only the documents moa.doc_filter names, if it names
  * any), ENGINE_HITS_PER_AGENT in all. *ret_n_attached: how many of the
- * first hits are attached ones. A failed search is no passages. */
+ * first hits are attached ones. A failed search is no passages, except
+ * when the knowledge database does not answer (kb_unavailable(): -errno,
+ * @dh freed): "no passage" would be a false answer. */
 static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit *dh, size_t nd,
                           KbHit **ret_hits, size_t *ret_n, size_t *ret_n_attached) {
         const ChatRequest *chat = run->spec.chat;
@@ -798,8 +801,13 @@ static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit *dh
         if (!chat->review && run->docs &&
             kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
                 nd = 0;
-        if (agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
-                            (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk) < 0)
+        int r = agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
+                                (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk);
+        if (r < 0 && kb_unavailable(r)) {
+                kb_hits_free(dh, nd);
+                return r;
+        }
+        if (r < 0)
                 nk = 0;
         *ret_n_attached = nd;
         if (nd == 0 || nk == 0) {
@@ -950,6 +958,11 @@ static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
         int r;
 
         r = agent_retrieve(run, c->a, query, dh, nd, &c->hits, &c->n_hits, &c->n_attached);
+        if (r < 0 && r != -ENOMEM) {
+                c->state = r;
+                c->kb_down = kb_unavailable(r);
+                c->error = strdup(c->kb_down ? "its knowledge database is unavailable" : strerror(-r));
+        }
         if (r < 0)
                 return r;
         in.text = strdup(run->query);
@@ -1222,20 +1235,24 @@ static json_t *call_to_json(EngineRun *run, const AgentCall *c, const LayerConfi
 static void run_fail_no_answers(EngineRun *run) {
         char msg[1024];
         size_t off = 0;
-        int all_timeout = run->n_calls > 0;
+        int all_timeout = run->n_calls > 0, all_kb_down = run->n_calls > 0;
 
         off += (size_t) snprintf(msg, sizeof msg, "every agent failed:");
         for (size_t i = 0; i < run->n_calls && off < sizeof msg; i++) {
                 AgentCall *c = &run->calls[i];
                 if (c->state != -ETIMEDOUT && c->state != 0)
                         all_timeout = 0;
+                all_kb_down &= c->kb_down;
                 off += (size_t) snprintf(msg + off, sizeof msg - off, "%s %s: %s", i ? ";" : "", c->agent,
                                          c->state == 0 ? "timed out"
                                          : c->error    ? c->error
                                                        : "failed");
         }
-        run_finish(run, -EIO, all_timeout ? 504 : 502, "upstream_error",
-                   all_timeout ? "timeout" : "upstream_failed", msg);
+        if (all_kb_down) /* not the upstream's fault: the shared knowledge is down */
+                run_finish(run, -ECONNREFUSED, 503, "server_error", "knowledge_unavailable", msg);
+        else
+                run_finish(run, -EIO, all_timeout ? 504 : 502, "upstream_error",
+                           all_timeout ? "timeout" : "upstream_failed", msg);
 }
 
 static void start_next_layer(EngineRun *run);

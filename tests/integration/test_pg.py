@@ -341,6 +341,13 @@ class Faults(unittest.TestCase):
         self.assertIn("ingest of 'other.md' into legal failed", j["error"]["message"])
         st, _, j = self.d.json("DELETE", "/v1/moa/agents/legal/documents/orbix.md")
         self.assertEqual(st, 503, j)
+        # a question its knowledge cannot be searched for: 503, not a
+        # false "has no passage" answer
+        st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+        self.assertEqual(st, 503, data)
+        j = json.loads(data)
+        self.assertEqual(j["error"]["code"], "knowledge_unavailable", j)
+        self.assertIn("legal: its knowledge database is unavailable", j["error"]["message"])
         self.assertEqual(self.d.json("GET", "/readyz")[0], 503)
         self.pg.pg_ctl("start")
         self.wait_status(200)
