@@ -56,9 +56,9 @@
 /* The relevance floor: a sentence must cover at least this share of the
  * question's weight (query phrases matched word for word count on top),
  * whatever the other candidates score. */
-/* Past this many weighed question words the floor falls (sent_relevance). */
-#define EX_FLOOR_TERMS 5.0
 #define EX_MIN_RELEVANCE 0.45
+/* Past this many weighed question words the floor falls (query_weigh). */
+#define EX_FLOOR_TERMS 5.0
 /* Key terms: the informative words (not a modifier of another query word)
  * whose idf is at least this share of the most informative one's. */
 #define EX_KEY_IDF_SHARE 0.6
