@@ -257,6 +257,22 @@ static void ingest_call_free(IngestCall *c) {
         free(c);
 }
 
+/* The state of one document write for @req, or NULL after answering 500. */
+static IngestCall *ingest_call_new(Server *s, HttpRequest *req, Agent *a, const char *title) {
+        IngestCall *c = calloc(1, sizeof *c);
+        if (c) {
+                c->req = req;
+                c->rt = runtime_ref(s->runtime);
+                c->agent = strdup(agent_name(a));
+                c->title = strdup(title);
+                if (c->agent && c->title)
+                        return c;
+                ingest_call_free(c);
+        }
+        http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+        return NULL;
+}
+
 static void on_ingest_abort(HttpRequest *req, void *userdata) {
         IngestCall *c = userdata;
 
@@ -398,20 +414,9 @@ static void api_documents_post(Server *s, HttpRequest *req, Agent *a) {
                 return;
         }
 
-        c = calloc(1, sizeof *c);
-        if (!c) {
-                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+        c = ingest_call_new(s, req, a, title);
+        if (!c)
                 return;
-        }
-        c->req = req;
-        c->rt = runtime_ref(s->runtime);
-        c->agent = strdup(agent_name(a));
-        c->title = strdup(title);
-        if (!c->agent || !c->title) {
-                ingest_call_free(c);
-                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
-                return;
-        }
         r = ingest_submit_meta(s->ingest, agent_kb_path(a), title, source ? source : "", text,
                                json_string_length(json_object_get(j, "text")), NULL, &meta, on_ingest_done,
                                c, &c->job);
@@ -499,20 +504,9 @@ static void api_documents_delete(Server *s, HttpRequest *req, Agent *a, const ch
                                  "bad document title in URL");
                 return;
         }
-        c = calloc(1, sizeof *c);
-        if (!c) {
-                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+        c = ingest_call_new(s, req, a, title);
+        if (!c)
                 return;
-        }
-        c->req = req;
-        c->rt = runtime_ref(s->runtime);
-        c->agent = strdup(agent_name(a));
-        c->title = strdup(title);
-        if (!c->agent || !c->title) {
-                ingest_call_free(c);
-                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
-                return;
-        }
         r = ingest_submit_delete(s->ingest, agent_kb_path(a), title, on_delete_done, c, &c->job);
         if (r < 0) {
                 ingest_call_free(c);
