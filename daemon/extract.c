@@ -965,6 +965,7 @@ static char *finish_stream(FILE *f, char **buf) {
 typedef struct QueryPair {
         unsigned a, b; /* term indices */
         uint32_t bigram;
+        int key; /* word for word in a sentence, as good as a key term */
 } QueryPair;
 
 typedef struct Query {
@@ -1234,6 +1235,14 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
         for (size_t t = 0; t < q->n; t++)
                 q->key[t] = q->seen[t] && !q->digit[t] && (!q->modifier[t] || !any_head) &&
                             q->idf[t] >= EX_KEY_IDF_SHARE * max_key;
+        /* A phrase of the question found word for word is as specific as
+         * its most informative word: "502 Bad" in "**502 Bad Gateway**:
+         * ...", whose head ("page" of "502 Bad Gateway page") is elsewhere. */
+        for (size_t k = 0; k < q->n_pairs; k++) {
+                unsigned a = q->pair[k].a, b = q->pair[k].b;
+                q->pair[k].key = (!q->digit[a] && q->idf[a] >= EX_KEY_IDF_SHARE * max_key) ||
+                                 (!q->digit[b] && q->idf[b] >= EX_KEY_IDF_SHARE * max_key);
+        }
         /* One sentence rarely answers every word of a question told at
          * length: past EX_FLOOR_TERMS weighed words, the share it must
          * cover falls with the square root of their number. */
@@ -1298,6 +1307,7 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         for (size_t k = 0; k < q->n_pairs; k++)
                 if (set_has(s->bigrams, s->n_bigrams, q->pair[k].bigram)) {
                         double w = q->weight[q->pair[k].a] + q->weight[q->pair[k].b];
+                        key |= q->pair[k].key;
                         phrase += w;
                         if (q->part[q->pair[k].a] == q->part[q->pair[k].b])
                                 p_phrase[q->part[q->pair[k].a]] += w;

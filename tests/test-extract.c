@@ -312,6 +312,25 @@ START_TEST(test_answer_document_title_context) {
 }
 END_TEST
 
+/* A phrase of the question found word for word makes a sentence specific
+ * even when the phrase's last word ("page") is elsewhere: the question
+ * tells a story around "502 Bad Gateway". */
+START_TEST(test_answer_phrase_is_key) {
+        static const char codes[] = "**502 Bad Gateway**: a gateway or proxy received an invalid response "
+                                    "from the upstream server. **504 Gateway Timeout**: the upstream "
+                                    "server did not answer in time. A page can be cached by the browser.";
+        static const char other[] = "Hosting providers differ in price. Someone changed the settings of the "
+                                    "website since yesterday. Showing a page keeps users informed.";
+        KbHit hits[] = {hit("http-status-codes.md", 0, 3.0, codes), hit("hosting.md", 0, 2.0, other)};
+        char *out = answer("My website keeps showing a '502 Bad Gateway' page ever since the hosting guy "
+                           "changed something. What does that actually mean?",
+                           hits, 2, 3);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_nonnull(strstr(out, "a gateway or proxy received an invalid response"));
+        free(out);
+}
+END_TEST
+
 static int has_word_yes(void *userdata, const char *word) {
         return strcasecmp(word, userdata) == 0;
 }
@@ -872,6 +891,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_back_reference_not_first);
         tcase_add_test(tc, test_answer_not_found);
         tcase_add_test(tc, test_answer_document_title_context);
+        tcase_add_test(tc, test_answer_phrase_is_key);
         tcase_add_test(tc, test_answer_clauses);
         tcase_add_test(tc, test_answer_modifier_known_elsewhere);
         tcase_add_test(tc, test_answer_known_head_elsewhere);
