@@ -92,6 +92,27 @@ static int read_until(int fd, int cancel_fd, size_t max, uint64_t deadline, char
         return 0;
 }
 
+/* After the end of its output: waits until @pid has exited, without
+ * reaping it (its process group stays ours to kill), until @deadline or
+ * @cancel_fd. Killing it at once would race with its own exit and turn a
+ * success into SIGKILL. */
+static int wait_exited(pid_t pid, int cancel_fd, uint64_t deadline) {
+        for (;;) {
+                struct pollfd pfd = {.fd = cancel_fd, .events = POLLIN};
+                siginfo_t si = {};
+
+                if (waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno != EINTR)
+                        return -errno;
+                if (si.si_pid == pid)
+                        return 0;
+                if (now_usec() >= deadline)
+                        return -ETIME;
+                /* Converters exit right after their output: a short wait is rare. */
+                if (poll(&pfd, cancel_fd >= 0 ? 1 : 0, 10) > 0)
+                        return -ECANCELED;
+        }
+}
+
 /* A sealed memfd holding the @size bytes at @data, at offset 0. */
 static int memfd_of(const char *data, size_t size) {
         _cleanup_close_ int fd = -1;
@@ -149,6 +170,7 @@ int text_from_pdf(const char *data, size_t size, const ConvertLimits *lim, size_
         _cleanup_close_ int rfd = -1, in_fd = -1;
         int pipefd[2], status, r;
         size_t len = 0;
+        uint64_t deadline;
         pid_t pid;
 
         r = find_in_path("pdftotext", &exe);
@@ -171,13 +193,21 @@ int text_from_pdf(const char *data, size_t size, const ConvertLimits *lim, size_
         close(pipefd[1]);
         (void) setpgid(pid, pid); /* also here: no window before the child's own call */
 
-        r = read_until(rfd, l.cancel_fd, max, now_usec() + (uint64_t) l.timeout_sec * USEC_PER_SEC, ret,
-                       &len);
+        deadline = now_usec() + (uint64_t) l.timeout_sec * USEC_PER_SEC;
+        r = read_until(rfd, l.cancel_fd, max, deadline, ret, &len);
+        if (r >= 0) {
+                r = wait_exited(pid, l.cancel_fd, deadline);
+                if (r < 0)
+                        *ret = mfree(*ret);
+        }
         /* Whatever happened, nothing of the converter outlives this call. */
         (void) kill(-pid, SIGKILL);
         while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
+                if (errno != EINTR) {
+                        if (r >= 0)
+                                *ret = mfree(*ret);
                         return r < 0 ? r : -errno;
+                }
         if (r < 0)
                 return r;
         if (ret_len)
