@@ -2,11 +2,13 @@
  * started at its first call and joined when the agent is freed; the loop
  * hands it one call at a time (a mutex and a condition variable), the
  * thread only reads the call's input and writes its result, then hands the
- * call back through a locked list and one eventfd for all agents.
+ * call back through a lock-free list and one eventfd for all agents (the
+ * agents' threads finish together: a shared lock made them queue).
  * Everything else (queues, timers, offences, callbacks, freeing) happens on
  * the loop. A thread per call cost a clone, a stack mapping and an exit per
  * callback (about 0.1 ms each; docs/performance.md). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 
 #include "log.h"
@@ -19,9 +21,9 @@ struct PluginCall {
         PluginAgent *agent;
         PluginCallback callback;
         PluginCallInput in;
-        PluginCallResult res; /* written by the thread */
-        uint64_t started;     /* by the thread, under calls.lock: when it entered the plugin */
-        int finished;         /* by the thread, under calls.lock */
+        PluginCallResult res;     /* written by the thread */
+        _Atomic uint64_t started; /* by the thread: when it entered the plugin */
+        atomic_int finished;      /* by the thread, before it hands the call back */
         uint64_t submitted;
         uint64_t budget_usec;
         unsigned max_timeouts;
@@ -47,11 +49,10 @@ static struct {
         sd_event *event;
         sd_event_source *source;
         int efd;
-        pthread_mutex_t lock; /* guards done */
-        PluginCall *done;
-        unsigned live;  /* calls not yet freed */
-        unsigned stuck; /* threads past their budget */
-} calls = {.efd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+        _Atomic(PluginCall *) done; /* pushed by the threads, taken whole by the loop */
+        unsigned live;              /* calls not yet freed */
+        unsigned stuck;             /* threads past their budget */
+} calls = {.efd = -1};
 
 static const char *const callback_names[_PLUGIN_CB_MAX] = {
         [PLUGIN_CB_SCORE] = "score",
@@ -94,26 +95,23 @@ static void call_free(PluginCall *c) {
  * written only when the list was empty: the loop reads the eventfd before
  * it takes the list, so a non-empty list is already on its way. */
 static void call_publish(PluginCall *c) {
+        PluginCall *head = atomic_load_explicit(&calls.done, memory_order_relaxed);
         uint64_t one = 1;
-        int wake;
 
-        pthread_mutex_lock(&calls.lock);
-        c->finished = 1;
-        wake = !calls.done;
-        c->next = calls.done;
-        calls.done = c;
-        pthread_mutex_unlock(&calls.lock);
+        atomic_store_explicit(&c->finished, 1, memory_order_release);
+        do
+                c->next = head;
+        while (!atomic_compare_exchange_weak_explicit(&calls.done, &head, c, memory_order_release,
+                                                      memory_order_relaxed));
         /* c belongs to the loop from here on */
-        if (wake && write(calls.efd, &one, sizeof one) < 0 && errno != EAGAIN)
+        if (!head && write(calls.efd, &one, sizeof one) < 0 && errno != EAGAIN)
                 log_warning_errno(-errno, "plugin calls: cannot signal a result");
 }
 
 static void call_execute(PluginCall *c) {
         PluginCallResult *res = &c->res;
 
-        pthread_mutex_lock(&calls.lock);
-        c->started = now_usec();
-        pthread_mutex_unlock(&calls.lock);
+        atomic_store_explicit(&c->started, now_usec(), memory_order_relaxed);
 
         if (c->in.fn) {
                 res->error = c->in.fn(c->agent, c->in.data);
@@ -153,8 +151,8 @@ static void worker_release(PluginCallState *st) {
                 return;
         pthread_mutex_lock(&w->lock);
         w->quit = 1;
-        pthread_cond_signal(&w->wake);
         pthread_mutex_unlock(&w->lock);
+        pthread_cond_signal(&w->wake);
         /* Never long: no call of this agent is left (each holds a reference). */
         (void) pthread_join(w->thread, NULL);
         pthread_cond_destroy(&w->wake);
@@ -219,8 +217,9 @@ static void call_run(PluginCall *c) {
         }
         pthread_mutex_lock(&st->worker->lock);
         st->worker->call = c;
-        pthread_cond_signal(&st->worker->wake);
         pthread_mutex_unlock(&st->worker->lock);
+        /* after unlocking: woken under the lock, the thread would block on it */
+        pthread_cond_signal(&st->worker->wake);
 }
 
 /* ---- the loop ---- */
@@ -262,10 +261,8 @@ static int on_budget(sd_event_source *s, uint64_t usec, void *userdata) {
         uint64_t now = now_usec(), started, ms;
         int finished;
 
-        pthread_mutex_lock(&calls.lock);
-        started = c->started;
-        finished = c->finished;
-        pthread_mutex_unlock(&calls.lock);
+        finished = atomic_load_explicit(&c->finished, memory_order_acquire);
+        started = atomic_load_explicit(&c->started, memory_order_relaxed);
         if (finished)
                 return 0; /* its result is on the way (the loop was late, not the plugin) */
         if (started == 0 || now - started < c->budget_usec) {
@@ -308,10 +305,8 @@ static int on_results(sd_event_source *s, int fd, uint32_t revents, void *userda
 
         if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
                 log_warning_errno(-errno, "plugin calls: eventfd read failed");
-        pthread_mutex_lock(&calls.lock);
-        list = calls.done;
-        calls.done = NULL;
-        pthread_mutex_unlock(&calls.lock);
+        /* after the read: a call pushed since finds the list empty and writes again */
+        list = atomic_exchange_explicit(&calls.done, NULL, memory_order_acquire);
 
         while (list) {
                 PluginCall *c = list;

@@ -107,7 +107,7 @@ def plugin_threads(pid):
         try:
             with open(os.path.join(task, tid, "comm")) as f:
                 comm = f.read().strip()
-        except FileNotFoundError:  # the thread ended meanwhile
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
         if comm.startswith("plugin:"):
             out.setdefault(comm[len("plugin:"):], []).append(int(tid))
