@@ -2,18 +2,21 @@
  * root, walk, list the agent's documents), then one task per file, then
  * one per document to remove; the loop records every outcome and starts
  * the next task. The Kb handle of a job is used on the worker thread
- * only (its tasks run one after another there). */
+ * only (its tasks run one after another there). Files are converted by
+ * the code moactl uses (common/doc-text.c), on the worker; a running
+ * pdftotext is killed through the job's cancel eventfd. */
 #include <fcntl.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "agents.h"
+#include "doc-text.h"
 #include "file-read.h"
 #include "ingest-files.h"
 #include "jobs-ingest.h"
 #include "jobs.h"
-#include "kb-text.h"
 #include "kb.h"
 #include "log.h"
 #include "sha256.h"
@@ -30,6 +33,9 @@ typedef struct SyncRun {
         char **roots; /* a copy of jobs.ingest_roots when the job started */
         size_t n_roots;
         uint64_t max_bytes;
+        /* Written by the loop to stop a running converter (cancel, shutdown);
+         * polled by it on the worker. */
+        int cancel_fd;
         /* Set by the plan task. */
         char *dir, *root;
         Kb *kb;
@@ -73,6 +79,7 @@ static SyncRun *run_free(SyncRun *r) {
         if (!r)
                 return NULL;
         kb_close(r->kb);
+        closep(&r->cancel_fd);
         ingest_files_done(&r->files);
         for (size_t i = 0; i < r->n_known; i++) {
                 free(r->known[i].title);
@@ -195,17 +202,6 @@ static int plan_work(Task *t) {
         return 0;
 }
 
-/* Whether @len bytes are text the knowledge base takes as is: UTF-8, no NUL. */
-static int is_utf8_text(const char *s, size_t len) {
-        for (size_t i = 0; i < len;) {
-                size_t k = kb_utf8_valid_len((const unsigned char *) s + i, len - i);
-                if (k == 0 || s[i] == 0)
-                        return 0;
-                i += k;
-        }
-        return 1;
-}
-
 #define REFUSE(...)                                                                                         \
         do {                                                                                                \
                 snprintf(t->why, sizeof t->why, __VA_ARGS__);                                               \
@@ -213,17 +209,18 @@ static int is_utf8_text(const char *s, size_t len) {
                 return 0;                                                                                   \
         } while (0)
 
-/* On the worker: one file, as "moactl ingest" takes it, but only UTF-8 text. */
+/* On the worker: one file, converted and refused as "moactl ingest" does. */
 static int file_work(Task *t) {
         SyncRun *r = t->run;
         const IngestFile *f = &r->files.files[t->index];
-        _cleanup_free_ char *real = NULL, *data = NULL;
+        _cleanup_free_ char *real = NULL, *data = NULL, *text = NULL;
         _cleanup_close_ int fd = -1;
         KbDocMeta meta = KB_DOC_META_NONE;
+        ConvertLimits lim = CONVERT_LIMITS_DEFAULT;
         const KnownDoc *old;
-        char sha[65];
+        char sha[65], format[64];
         struct stat st;
-        size_t len = 0;
+        size_t len = 0, text_len = 0;
         int k;
 
         if (f->error)
@@ -251,20 +248,29 @@ static int file_work(Task *t) {
                 t->outcome = "unchanged";
                 return 0;
         }
-        if (len == 0)
-                REFUSE("empty");
-        if (!is_utf8_text(data, len))
-                REFUSE("not UTF-8 text (moactl ingest converts other formats)");
+        /* The name as walked (not the link's target) decides .gz/.html/.pdf, as in moactl. */
+        lim.cancel_fd = r->cancel_fd;
+        k = doc_text(f->path, data, len, r->max_bytes, &lim, &text, &text_len, format, sizeof format, t->why,
+                     sizeof t->why);
+        if (k == -ECANCELED)
+                return 0; /* the job was cancelled (or moad stops): nothing to record */
+        if (k < 0) {
+                t->outcome = k == -ENOMEM ? "failed" : "refused";
+                return 0;
+        }
+        data = mfree(data);
         meta.sha256 = sha;
         meta.file_bytes = (int64_t) len;
         if (st.st_mtim.tv_sec >= 0)
                 meta.mtime = (int64_t) st.st_mtim.tv_sec;
-        k = kb_ingest_meta(r->kb, f->title, real, data, len, NULL, &meta);
+        k = kb_ingest_meta(r->kb, f->title, real, text, text_len, NULL, &meta);
         if (k < 0) {
                 snprintf(t->why, sizeof t->why, "%s", strerror(-k));
                 t->outcome = "failed";
                 return 0;
         }
+        /* What was converted, for the log ("gzip, Latin-1, HTML"). */
+        snprintf(t->why, sizeof t->why, "%s", format);
         t->outcome = old ? "replaced" : "added";
         return 0;
 }
@@ -459,7 +465,7 @@ static void step(IngestJobs *ij) {
         SyncRun *r;
         Agent *a;
         char *id;
-        int k;
+        int k, efd_errno;
 
         while (!ij->run && ij->n_queue > 0) {
                 id = ij->queue[0];
@@ -474,6 +480,8 @@ static void step(IngestJobs *ij) {
                 }
                 r->owner = ij;
                 r->id = id;
+                r->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                efd_errno = r->cancel_fd < 0 ? errno : 0;
                 r->agent = strdup(json_string_value(json_object_get(row, "agent")) ?: "");
                 r->path = strdup(json_string_value(json_object_get(row, "path")) ?: "");
                 r->max_bytes = cfg->limits.max_ingest_bytes;
@@ -491,6 +499,10 @@ static void step(IngestJobs *ij) {
                 }
                 if (!r->agent || !r->path || !r->kb_path || !r->roots) {
                         end_run(ij, "failed", "failed_at", strerror(ENOMEM));
+                        return;
+                }
+                if (r->cancel_fd < 0) {
+                        end_run(ij, "failed", "failed_at", strerror(efd_errno));
                         return;
                 }
                 (void) jobs_store_ingest_set_status(ij->store, r->id, "in_progress", "in_progress_at",
@@ -515,6 +527,14 @@ int ingest_jobs_submit(IngestJobs *ij, const char *id) {
         ij->n_queue++;
         step(ij);
         return 0;
+}
+
+/* Kills a converter the running task may have started, now or when it starts. */
+static void stop_converter(SyncRun *r) {
+        uint64_t one = 1;
+
+        if (write(r->cancel_fd, &one, sizeof one) < 0)
+                log_error_errno(-errno, "ingest job %s: cannot stop its converter", r->id);
 }
 
 int ingest_jobs_cancel(IngestJobs *ij, const char *id) {
@@ -543,7 +563,14 @@ int ingest_jobs_cancel(IngestJobs *ij, const char *id) {
         ij->run->cancelled = 1;
         if (!ij->run->busy)
                 end_run(ij, NULL, NULL, NULL);
+        else
+                stop_converter(ij->run);
         return 0;
+}
+
+void ingest_jobs_stop(IngestJobs *ij) {
+        if (ij && ij->run)
+                stop_converter(ij->run);
 }
 
 int ingest_jobs_new(Server *s, JobsStore *st, Worker *w, IngestJobs **ret) {

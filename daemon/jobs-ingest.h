@@ -2,9 +2,11 @@
  * agent's knowledge itself ("moactl ingest --sync DIR --server"), as
  * "moactl ingest --sync" would: new files added, changed ones re-ingested
  * (by sha256), unchanged ones skipped, documents whose file is gone
- * removed. Only directories below jobs.ingest_roots, resolved, may be
- * read, so moad never reads for a client what the client could not name
- * there. One job runs at a time, one file per task of the jobs worker;
+ * removed; each file is converted (gzip, HTML, UTF-16, Latin-1, PDF) and
+ * refused for the same reasons as by moactl, whose code it runs
+ * (common/doc-text.c). Only directories below jobs.ingest_roots,
+ * resolved, may be read, so moad never reads for a client what the client
+ * could not name there. One job runs at a time, one file per task of the jobs worker;
  * each file's outcome is committed to jobs.db when the loop has it, so a
  * restart goes on without redoing an acknowledged file. */
 #pragma once
@@ -30,10 +32,18 @@ int ingest_jobs_submit(IngestJobs *ij, const char *id);
 
 /**
  * ingest_jobs_cancel() - stop a job: the file being read is finished and
- * kept, no further one is started, the status becomes "cancelled".
- * -ENOENT, or -EALREADY when it had ended.
+ * kept (a PDF being converted is not: its pdftotext is killed and the file
+ * is not recorded), no further one is started, the status becomes
+ * "cancelled". -ENOENT, or -EALREADY when it had ended.
  */
 int ingest_jobs_cancel(IngestJobs *ij, const char *id);
+
+/**
+ * ingest_jobs_stop() - on shutdown, before the worker is freed: kill the
+ * converter a running task may have started, so freeing the worker does
+ * not wait for it; the job stays unfinished in jobs.db. NULL is a no-op.
+ */
+void ingest_jobs_stop(IngestJobs *ij);
 
 /**
  * ingest_root_of() - the first of the @n directories @roots

@@ -676,6 +676,8 @@ Jobs *jobs_free(Jobs *j) {
         }
         j->timer = sd_event_source_disable_unref(j->timer);
         j->expiry = sd_event_source_disable_unref(j->expiry);
+        /* a running pdftotext would keep worker_free() waiting up to its wall clock */
+        ingest_jobs_stop(j->ingest);
         /* before the store: cancelled tasks' callbacks may look at it */
         j->worker = worker_free(j->worker);
         j->ingest = ingest_jobs_free(j->ingest); /* after the worker: its tasks point into it */

@@ -443,6 +443,14 @@ START_TEST(test_shipped_reviews) {
                 0);
         ck_assert_ptr_nonnull(strstr(out, "keine Rechtsberatung"));
         free(out);
+        /* English without the commonest words, "was" (German "what") in it */
+        ck_assert_int_eq(plugin_agent_review(a,
+                                             "This package was first put together by Bruce Perens, from his "
+                                             "own sources [1].",
+                                             &out),
+                         0);
+        ck_assert_ptr_nonnull(strstr(out, "not legal advice"));
+        free(out);
         plugin_agent_free(a);
 
         a = load_shipped("medical");

@@ -614,11 +614,11 @@ class Expiry(unittest.TestCase, JobsClient):
             shutil.rmtree(first.dir, ignore_errors=True)
 
 
-class IngestJobs(unittest.TestCase, JobsClient):
-    """Server-side ingest/sync of a directory (POST /v1/moa/ingest-jobs,
-    moactl ingest --sync DIR --server): admin only, only below
-    jobs.ingest_roots (resolved: symlinks cannot escape), counts, cancel,
-    and a restart that goes on without redoing acknowledged files."""
+class IngestJobsFixture(JobsClient):
+    """A tree root/docs below jobs.ingest_roots (self.config), a directory
+    outside it, and the calls of the ingest-jobs API (also used by
+    test_ingest_convert.py). A mixin: name it before unittest.TestCase, so
+    its setUp/tearDown are the ones that run."""
 
     def setUp(self):
         self.top = tempfile.mkdtemp(prefix="moad-ingest-")
@@ -665,6 +665,13 @@ class IngestJobs(unittest.TestCase, JobsClient):
         st, _, r = self.d.json("GET", "/v1/moa/agents/%s/documents" % agent)
         self.assertEqual(st, 200, r)
         return {d["title"]: d for d in r["documents"]}
+
+
+class IngestJobs(IngestJobsFixture, unittest.TestCase):
+    """Server-side ingest/sync of a directory (POST /v1/moa/ingest-jobs,
+    moactl ingest --sync DIR --server): admin only, only below
+    jobs.ingest_roots (resolved: symlinks cannot escape), counts, cancel,
+    and a restart that goes on without redoing acknowledged files."""
 
     def test_config_errors(self):
         """The new jobs keys are checked when the configuration loads."""
@@ -730,7 +737,7 @@ class IngestJobs(unittest.TestCase, JobsClient):
         self.assertNotIn("c.bin", have)
         log = self.d.read_log()
         self.assertIn("refused link.md: resolves outside jobs.ingest_roots", log)
-        self.assertIn("refused c.bin: not UTF-8 text", log)
+        self.assertIn("refused c.bin: not text (binary data)", log)
 
         # Change one, remove one, add one: the next job syncs exactly that.
         self.write("docs/a.md", "The zorbserver fee is six euros.\n")
