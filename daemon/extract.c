@@ -17,6 +17,7 @@
 #include "extract.h"
 #include "kb-text.h"
 #include "log.h"
+#include "spelling.h"
 #include "util.h"
 
 #define EX_MAX_HITS 32u
@@ -409,6 +410,13 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
                                         .off = (uint32_t) (start + letters),
                                         .len = (uint32_t) digits};
                         continue;
+                }
+                /* "licence" and "license" are one word */
+                char us[sizeof w];
+                size_t un = spelling_variant(w, wn, 1, us, sizeof us);
+                if (un > 0) {
+                        memcpy(w, us, un);
+                        wn = un;
                 }
                 wn = stem(w, wn);
                 v[n++] = (Word){.h = fnv1a(w, wn),

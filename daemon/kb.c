@@ -15,6 +15,7 @@
 #include "kb-vocab.h"
 #include "kb.h"
 #include "log.h"
+#include "spelling.h"
 #include "util.h"
 
 #define KB_SCHEMA_VERSION 3
@@ -142,7 +143,8 @@ char *kb_fts_query(const char *text) {
 
         const unsigned char *s = (const unsigned char *) clean;
         Term terms[KB_MAX_QUERY_TERMS * 4];
-        size_t n_terms = 0, n_content = 0;
+        char variants[KB_MAX_QUERY_TERMS][40];
+        size_t n_terms = 0, n_content = 0, n_variants = 0;
         char *result = NULL;
 
         for (size_t i = 0; i < len && n_content < KB_MAX_QUERY_TERMS && n_terms < ELEMENTSOF(terms);) {
@@ -173,9 +175,19 @@ char *kb_fts_query(const char *text) {
                 for (size_t k = b + letters; k < i && versioned; k++)
                         versioned = isdigit((unsigned char) clean[k]);
                 size_t name = letters - (versioned && letters >= 3 && clean[b + letters - 1] == 'v');
-                const char *part[3] = {clean + b, clean + b, clean + b + letters};
-                size_t part_n[3] = {n, name, n - letters};
-                for (size_t p = 0; p < (versioned ? 3u : 1u) && n_terms < ELEMENTSOF(terms); p++) {
+                const char *part[4] = {clean + b, clean + b, clean + b + letters, NULL};
+                size_t part_n[4] = {n, name, n - letters, 0}, n_parts = versioned ? 3 : 1;
+                /* and in its other spelling: "licence" finds "license" */
+                char *var = variants[n_variants];
+                size_t vn = n_variants < ELEMENTSOF(variants)
+                                    ? spelling_variant(clean + b, n, 0, var, sizeof variants[0])
+                                    : 0;
+                if (vn > 0) {
+                        part[n_parts] = var;
+                        part_n[n_parts++] = vn;
+                        n_variants++;
+                }
+                for (size_t p = 0; p < n_parts && n_terms < ELEMENTSOF(terms); p++) {
                         int dup = 0;
                         for (size_t k = 0; k < n_terms && !dup; k++)
                                 dup = terms[k].n == part_n[p] && memcmp(terms[k].s, part[p], part_n[p]) == 0;
