@@ -5,7 +5,7 @@
 # committed package-lock.json when it is not there yet (never globally,
 # install scripts off). Builds nothing: uses the build tree in $BUILD
 # (default build-bench), which must hold daemon/moad, tests/mock-upstream and
-# bench/moabench. Loopback only; bounded (about 5 minutes, --quick about 1).
+# bench/moabench. Loopback only; bounded (about 6 minutes, --quick about 1.5).
 # Not part of CI or of the test suite.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
