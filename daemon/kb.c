@@ -117,7 +117,7 @@ static int is_continuation(unsigned char c) {
 /* ---- FTS5 query building ---------------------------------------------- */
 
 typedef struct Term {
-        char *s;
+        const char *s;
         size_t n;
         int stop;
 } Term;
@@ -164,17 +164,30 @@ char *kb_fts_query(const char *text) {
                 for (size_t k = b; k < i; k++)
                         clean[k] = (char) tolower((unsigned char) clean[k]);
 
-                int dup = 0;
-                for (size_t k = 0; k < n_terms && !dup; k++)
-                        dup = terms[k].n == n && memcmp(terms[k].s, clean + b, n) == 0;
-                if (dup)
-                        continue;
-                terms[n_terms].s = clean + b;
-                terms[n_terms].n = n;
-                terms[n_terms].stop = kb_is_stop_word(clean + b, n);
-                if (!terms[n_terms].stop)
-                        n_content++;
-                n_terms++;
+                /* "gplv3" also as "gpl" and "3": a document writes
+                 * "GPL-3" or "version 3" */
+                size_t letters = 0;
+                while (b + letters < i && islower((unsigned char) clean[b + letters]))
+                        letters++;
+                int versioned = letters >= 2 && letters < n;
+                for (size_t k = b + letters; k < i && versioned; k++)
+                        versioned = isdigit((unsigned char) clean[k]);
+                size_t name = letters - (versioned && letters >= 3 && clean[b + letters - 1] == 'v');
+                const char *part[3] = {clean + b, clean + b, clean + b + letters};
+                size_t part_n[3] = {n, name, n - letters};
+                for (size_t p = 0; p < (versioned ? 3u : 1u) && n_terms < ELEMENTSOF(terms); p++) {
+                        int dup = 0;
+                        for (size_t k = 0; k < n_terms && !dup; k++)
+                                dup = terms[k].n == part_n[p] && memcmp(terms[k].s, part[p], part_n[p]) == 0;
+                        if (dup)
+                                continue;
+                        terms[n_terms].s = part[p];
+                        terms[n_terms].n = part_n[p];
+                        terms[n_terms].stop = kb_is_stop_word(part[p], part_n[p]);
+                        if (!terms[n_terms].stop)
+                                n_content++;
+                        n_terms++;
+                }
         }
 
         size_t cap = 1;
