@@ -264,6 +264,14 @@ class NonBlocking(unittest.TestCase):
             c.close()
 
     def test_loop_answers_while_a_search_waits(self):
+        # The knowledge changed and its term statistics are due for a
+        # re-read (every 2 s at most): the chat's routing re-reads them,
+        # which must not make the loop wait for the lock either.
+        st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "refresh.md", "text": "A plimsoll lease ends with the season.",
+                                "source": "test"})
+        self.assertEqual(st, 200, j)
+        time.sleep(2.5)
         lock = PG.lock_chunks("moa_nonblock")
         try:
             chat = Background(self.ask)
