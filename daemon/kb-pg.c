@@ -5,8 +5,9 @@
  * ingest and delete as one transaction each, and search: candidates by
  * bm25 computed from the tsvectors' positions in SQL, reranked in C by
  * kb-rank.c's coverage and proximity bonus and given kb-rank.c's
- * snippets, so hits read the same as the SQLite backend's. Synchronous:
- * see docs/knowledge.md. */
+ * snippets, so hits read the same as the SQLite backend's. Synchronous
+ * here; the loop's searches run the same statement and ranking on
+ * kb-pg-async.c's non-blocking pool. See docs/knowledge.md. */
 #include <libpq-fe.h>
 #include <math.h>
 #include <pthread.h>
