@@ -11,12 +11,15 @@
  *   moabench --url URL [--unix PATH] [--body JSON | --body-file F]
  *            [-n N] [-c C] [--warmup W] [--max-seconds S] [--timeout-ms T]
  *            [--stream] [--expect STRING] [--abort-after-first-token]
+ *            [--header 'Name: value']...
  *
- * Without a body the request is a GET. A request counts as ok when curl
- * finished it without error, the status was 200, and (with --expect) the
- * body contained STRING. Bodies are kept up to 1 MiB per request (the
- * rest is counted, not stored). All loops are bounded by N and by the time
- * limit; only the given URL/socket is contacted. */
+ * Without a body the request is a GET. --header adds a request header (at
+ * most MAX_HEADERS; a gateway such as Portkey is told its upstream that
+ * way). A request counts as ok when curl finished it without error, the
+ * status was 200, and (with --expect) the body contained STRING. Bodies are
+ * kept up to 1 MiB per request (the rest is counted, not stored). All loops
+ * are bounded by N and by the time limit; only the given URL/socket is
+ * contacted. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +33,8 @@
 #define MAX_REQUESTS 10000000L
 #define MAX_KEEP_BODY (1024 * 1024)
 #define MAX_BODY_FILE (64 * 1024 * 1024)
+#define MAX_HEADERS 16
+#define MAX_HEADER_LEN 1024
 
 typedef struct Slot {
         CURL *easy;
@@ -57,6 +62,8 @@ typedef struct Options {
         int stream;
         int abort_first;
         const char *expect;
+        const char *headers[MAX_HEADERS];
+        int n_headers;
 } Options;
 
 typedef struct Stats {
@@ -127,6 +134,8 @@ static int slot_init(Slot *s, const Options *o) {
                 return -ENOMEM;
         s->headers = curl_slist_append(NULL, "Content-Type: application/json");
         s->headers = curl_slist_append(s->headers, "Expect:");
+        for (int i = 0; s->headers && i < o->n_headers; i++)
+                s->headers = curl_slist_append(s->headers, o->headers[i]);
         if (!s->headers)
                 return -ENOMEM;
         curl_easy_setopt(s->easy, CURLOPT_URL, o->url);
@@ -308,7 +317,8 @@ static void usage(void) {
         fprintf(stderr,
                 "usage: moabench --url URL [--unix PATH] [--body JSON | --body-file F] [-n N] [-c C]\n"
                 "                [--warmup W] [--max-seconds S] [--timeout-ms T] [--stream]\n"
-                "                [--expect STRING] [--abort-after-first-token]\n");
+                "                [--expect STRING] [--abort-after-first-token]\n"
+                "                [--header 'Name: value']...\n");
 }
 
 static long parse_long(const char *s, long lo, long hi) {
@@ -334,6 +344,7 @@ int main(int argc, char **argv) {
                 {"stream", no_argument, NULL, 's'},
                 {"expect", required_argument, NULL, 'e'},
                 {"abort-after-first-token", no_argument, NULL, 'a'},
+                {"header", required_argument, NULL, 'H'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -391,17 +402,32 @@ int main(int argc, char **argv) {
                         o.abort_first = 1;
                         o.stream = 1;
                         break;
+                case 'H':
+                        /* "Name: value", one line: curl would send anything */
+                        if (o.n_headers >= MAX_HEADERS ||
+                            strnlen(optarg, MAX_HEADER_LEN + 1) > MAX_HEADER_LEN || !strchr(optarg, ':') ||
+                            optarg[0] == ':' || strpbrk(optarg, "\r\n")) {
+                                fprintf(stderr,
+                                        "moabench: bad or too many --header (at most %d 'Name: value')\n",
+                                        MAX_HEADERS);
+                                free(o.body);
+                                return 2;
+                        }
+                        o.headers[o.n_headers++] = optarg;
+                        break;
                 case 'h':
                         usage();
                         return 0;
                 default:
                         usage();
+                        free(o.body);
                         return 2;
                 }
         }
         if (!o.url || o.n < 0 || o.concurrency < 0 || o.warmup < 0 || o.timeout_ms < 0 ||
             !(o.max_seconds > 0 && o.max_seconds <= 3600)) {
                 usage();
+                free(o.body);
                 return 2;
         }
 

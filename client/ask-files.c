@@ -1,6 +1,6 @@
 /* ask-files.c — the files "moactl ask -f" and "moactl review" attach to a
  * question: each read (a file, or "-" for standard input), converted to
- * UTF-8 text the way ingest converts it (doc-text.c: gzip, HTML, PDF,
+ * UTF-8 text the way ingest converts it (common/doc-text.c: gzip, HTML, PDF,
  * UTF-16, Latin-1) and sent in the request's moa.documents, so moad uses
  * them for this question only and stores nothing. --doc patterns go in
  * moa.doc_filter. The daemon's limits (limits.max_ask_*) are its own; the
@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #include "doc-text.h"
-#include "file-text.h"
+#include "file-read.h"
+#include "utf8.h"
 #include "moactl.h"
 
 /* The title a citation names: the argument as given (unique in practice,
@@ -30,6 +31,7 @@ static const char *file_title(const char *arg) {
 static int attach_one(const char *arg, int *stdin_used, json_t **ret) {
         _cleanup_free_ char *data = NULL, *text = NULL, *abs = NULL;
         char format[128] = "", why[512] = "";
+        const ConvertLimits lim = moactl_convert_limits();
         const char *title = file_title(arg);
         size_t size = 0, len = 0;
         int r;
@@ -67,8 +69,8 @@ static int attach_one(const char *arg, int *stdin_used, json_t **ret) {
                         fprintf(stderr, "moactl: cannot attach %s: %s\n", arg, strerror(-r));
                 return MOACTL_EXIT_FAILED;
         }
-        r = doc_text(streq(arg, "-") ? "stdin" : arg, data, size, MOACTL_MAX_ASK_FILE, &text, &len, format,
-                     sizeof format, why, sizeof why);
+        r = doc_text(streq(arg, "-") ? "stdin" : arg, data, size, MOACTL_MAX_ASK_FILE, &lim, &text, &len,
+                     format, sizeof format, why, sizeof why);
         if (r == -ENOMEM) {
                 fputs("moactl: out of memory\n", stderr);
                 return MOACTL_EXIT_FAILED;

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "file-text.h"
+#include "utf8.h"
 #include "moactl.h"
 
 #define BATCH_MAX_LINE (1024U * 1024U) /* bytes of one input line */

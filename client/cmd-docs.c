@@ -9,7 +9,8 @@
 #include <time.h>
 
 #include "doc-text.h"
-#include "file-text.h"
+#include "file-read.h"
+#include "utf8.h"
 #include "ingest-files.h"
 #include "moactl.h"
 #include "sha256.h"
@@ -270,6 +271,7 @@ static int ingest_one(IngestRun *run, const IngestFile *f, size_t i, size_t n) {
         _cleanup_close_ int fd = -1;
         const char *name = f->title ?: f->path;
         char sha[65], why[1100] = "", format[64] = "";
+        const ConvertLimits lim = moactl_convert_limits();
         const KnownDoc *old;
         size_t size = 0, len = 0;
         struct stat st;
@@ -314,8 +316,8 @@ static int ingest_one(IngestRun *run, const IngestFile *f, size_t i, size_t n) {
                 return MOACTL_EXIT_OK;
         }
 
-        r = doc_text(f->path, data, size, MOACTL_MAX_INGEST_FILE, &text, &len, format, sizeof(format), why,
-                     sizeof(why));
+        r = doc_text(f->path, data, size, MOACTL_MAX_INGEST_FILE, &lim, &text, &len, format, sizeof(format),
+                     why, sizeof(why));
         if (r == -ENOMEM)
                 return MOACTL_EXIT_FAILED;
         if (r < 0)

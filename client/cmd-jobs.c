@@ -6,7 +6,8 @@
 #include <libgen.h>
 #include <time.h>
 
-#include "file-text.h"
+#include "file-read.h"
+#include "utf8.h"
 #include "moactl.h"
 
 #define JOBS_DEFAULT_TIMEOUT_SEC 30L

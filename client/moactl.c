@@ -4,7 +4,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 
-#include "file-text.h"
+#include "utf8.h"
 #include "moactl.h"
 
 typedef struct Command {

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "pdf-text.h" /* ConvertLimits */
 #include "util.h"
 
 /* Exit codes, documented in moactl(1). */
@@ -279,3 +280,10 @@ int usage_error(const char *fmt, ...) _printf_(1, 2);
  * malloc'ed string, -EILSEQ when it is not UTF-8 text, or another -errno.
  */
 int read_question(const char *arg, char **ret);
+
+/**
+ * moactl_convert_limits() - the limits of a document conversion
+ * (CONVERT_LIMITS_DEFAULT, the times overridden by MOACTL_CONVERT_TIMEOUT
+ * and MOACTL_CONVERT_CPU when those hold 1 to 86400 seconds), no cancel fd.
+ */
+ConvertLimits moactl_convert_limits(void);

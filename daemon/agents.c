@@ -26,6 +26,7 @@ struct Agent {
         KbVocab *vocab;               /* term statistics of kb, for the evidence */
         uint64_t vocab_loaded;        /* now_usec() when vocab was read */
         struct VocabLoad *vocab_next; /* a re-read running on a thread, or NULL */
+        Kb *vocab_kb;                 /* PostgreSQL: the re-reads' own connection (their thread's) */
         PluginAgent *plugin;
 };
 
@@ -47,11 +48,19 @@ typedef struct VocabLoad {
         KbVocab *vocab;
         int r;
         atomic_int done;
+        Kb **pg_kb; /* PostgreSQL: the agent's vocab_kb, this thread's until joined */
 } VocabLoad;
 
 static void *vocab_load_run(void *userdata) {
         VocabLoad *l = userdata;
-        l->r = kb_vocab_load_file(l->path, l->stamp, &l->vocab);
+        if (l->pg_kb) {
+                /* stamp and statistics both read here: the loop never
+                 * waits for the database (NULL vocab: unchanged) */
+                l->r = *l->pg_kb ? 0 : kb_open(l->path, 1, l->pg_kb);
+                if (l->r >= 0)
+                        l->r = kb_vocab_reload(*l->pg_kb, l->stamp, &l->vocab);
+        } else
+                l->r = kb_vocab_load_file(l->path, l->stamp, &l->vocab);
         atomic_store_explicit(&l->done, 1, memory_order_release);
         return NULL;
 }
@@ -64,8 +73,9 @@ static void vocab_load_finish(Agent *a, int wait) {
         pthread_join(l->thread, NULL);
         a->vocab_next = NULL;
         if (l->r < 0)
-                log_warning_errno(l->r, "agent %s: cannot read knowledge term statistics", a->name);
-        else {
+                log_full(kb_unavailable(l->r) ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING, l->r, NULL,
+                         "agent %s: cannot read knowledge term statistics", a->name);
+        else if (l->vocab) {
                 kb_vocab_free(a->vocab);
                 a->vocab = l->vocab;
         }
@@ -74,7 +84,9 @@ static void vocab_load_finish(Agent *a, int wait) {
 }
 
 /* Start a re-read on a thread; 0 if started, -errno if it must be done
- * here (an in-memory base, no thread). */
+ * here (an in-memory base, no thread). For PostgreSQL @stamp is the
+ * table's known one: the thread reads the database's and re-reads only
+ * if it differs. */
 static int vocab_load_start(Agent *a, uint64_t stamp) {
         const char *file = kb_file(a->kb);
         if (!file)
@@ -84,6 +96,7 @@ static int vocab_load_start(Agent *a, uint64_t stamp) {
                 return -ENOMEM;
         l->path = strdup(file);
         l->stamp = stamp;
+        l->pg_kb = kb_pg(a->kb) ? &a->vocab_kb : NULL;
         if (!l->path || pthread_create(&l->thread, NULL, vocab_load_run, l) != 0) {
                 free(l->path);
                 free(l);
@@ -100,6 +113,7 @@ static Agent *agent_free(Agent *a) {
         plugin_agent_free(a->plugin);
         vocab_load_finish(a, 1);
         kb_vocab_free(a->vocab);
+        kb_close(a->vocab_kb);
         kb_close(a->kb);
         free(a->name);
         free(a->provider);
@@ -387,13 +401,24 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret, char
  * here, so that a question right after an ingest sees it; a large one
  * (over AGENTS_VOCAB_SYNC_CHUNKS chunks) on a thread, the old table
  * serving until the new one is read. With @wait, a thread's result is
- * waited for. A failure keeps the old table. */
+ * waited for. A failure keeps the old table. On PostgreSQL even the change
+ * stamp is read on the thread (each read is a round trip the loop would
+ * wait for, as long as statement_timeout): a change is seen up to
+ * AGENTS_VOCAB_REFRESH_USEC plus one re-read later. */
 static void agent_refresh_vocab(Agent *a, uint64_t now, int wait) {
         if (!a->kb)
                 return;
         vocab_load_finish(a, wait);
         if (a->vocab_next)
                 return;
+        if (kb_pg(a->kb)) {
+                if (a->vocab && now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC)
+                        return;
+                a->vocab_loaded = now;
+                if (vocab_load_start(a, a->vocab ? kb_vocab_stamp(a->vocab) : 0) >= 0 && wait)
+                        vocab_load_finish(a, 1);
+                return;
+        }
         uint64_t stamp = kb_change_stamp(a->kb);
         if (a->vocab &&
             (now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC || stamp == kb_vocab_stamp(a->vocab)))
@@ -811,6 +836,17 @@ int agent_search_in(Agent *a, const char *query, unsigned limit, const char *con
                 return -ENOTSUP;
         return kb_search_in(a->kb, query, MIN(limit, AGENTS_MAX_SEARCH_HITS), titles, n_titles, ret_hits,
                             ret_n);
+}
+
+int agent_search_start(Agent *a, sd_event *e, const char *query, unsigned limit, const char *const *titles,
+                       size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
+                       size_t *ret_n) {
+        if (!a || !query || !ret || !ret_hits || !ret_n)
+                return -EINVAL;
+        if (!a->kb)
+                return -ENOTSUP;
+        return kb_search_start(a->kb, e, query, MIN(limit, AGENTS_MAX_SEARCH_HITS), titles, n_titles, done,
+                               userdata, ret, ret_hits, ret_n);
 }
 
 const char *agent_name(const Agent *a) {

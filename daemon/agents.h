@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <systemd/sd-event.h>
 
 #include "config.h"
 #include "kb-vocab.h"
@@ -159,6 +160,15 @@ int agent_search(Agent *a, const char *query, unsigned limit, KbHit **ret_hits, 
 /** agent_search_in() - agent_search() in the documents matching @titles (kb_search_in()). */
 int agent_search_in(Agent *a, const char *query, unsigned limit, const char *const *titles, size_t n_titles,
                     KbHit **ret_hits, size_t *ret_n);
+
+/**
+ * agent_search_start() - agent_search_in() for the event loop @e
+ * (kb_search_start()): 1 with the hits now (SQLite), 0 pending (@done runs
+ * on the loop later; cancel with kb_search_cancel()), or -errno.
+ */
+int agent_search_start(Agent *a, sd_event *e, const char *query, unsigned limit, const char *const *titles,
+                       size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
+                       size_t *ret_n);
 
 /** agent_name() - the agent's configured name. */
 const char *agent_name(const Agent *a);

@@ -834,6 +834,8 @@ static int parse_router(Ctx *ctx, const YamlNode *m, RouterConfig *rc) {
                         r = get_double(ctx, v, "router.learned_weight", 0, 10, &rc->learned_weight);
                 else if (streq(k->value, "floor"))
                         r = get_double(ctx, v, "router.floor", 0, 1, &rc->floor);
+                else if (streq(k->value, "fallback_margin"))
+                        r = get_double(ctx, v, "router.fallback_margin", 0, 1, &rc->fallback_margin);
                 else if (streq(k->value, "bias"))
                         r = get_double(ctx, v, "router.bias", -10, 10, &rc->bias);
                 else if (streq(k->value, "fallback"))

@@ -92,15 +92,16 @@ typedef struct AgentConfig {
  *     + kb_weight * evidence + bias
  * (log-odds: each signal adds its evidence; see docs/routing.md). */
 typedef struct RouterConfig {
-        double threshold;      /* select agents scoring at least this */
-        unsigned top_k;        /* at most this many */
-        double lexicon_weight; /* log-odds per unit of the plugin's lexicon score (a prior) */
-        double learned_weight; /* multiplies the learned classifier's log-odds */
-        double kb_weight;      /* log-odds per unit of calibrated knowledge evidence */
-        double bias;           /* log-odds every agent starts from */
-        double floor;          /* below threshold: the best specialist still answers from here if it
-                                  beats the fallback agent (0 = off) */
-        char *fallback;        /* agent used when none qualifies, default "general" */
+        double threshold;       /* select agents scoring at least this */
+        unsigned top_k;         /* at most this many */
+        double lexicon_weight;  /* log-odds per unit of the plugin's lexicon score (a prior) */
+        double learned_weight;  /* multiplies the learned classifier's log-odds */
+        double kb_weight;       /* log-odds per unit of calibrated knowledge evidence */
+        double bias;            /* log-odds every agent starts from */
+        double floor;           /* below threshold: the best specialist still answers from here if it
+                                   beats the fallback agent (0 = off) */
+        double fallback_margin; /* a specialist must beat the fallback agent's own score by this */
+        char *fallback;         /* agent used when none qualifies, default "general" */
 } RouterConfig;
 
 /* The defaults, chosen on the dev splits of the routing sets (docs/routing.md). */
@@ -111,7 +112,8 @@ typedef struct RouterConfig {
                         .learned_weight = 1.0,                                                              \
                         .kb_weight = 2.0,                                                                   \
                         .bias = -1.0,                                                                       \
-                        .floor = 0.2})
+                        .floor = 0.2,                                                                       \
+                        .fallback_margin = 0.05})
 
 typedef struct LimitsConfig {
         uint64_t max_body_bytes;

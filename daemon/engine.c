@@ -59,6 +59,7 @@ typedef struct AgentCall {
         Provider *provider;
         ProviderCall *call;
         PluginCall *pcall; /* its plugin building the prompt */
+        KbSearch *ksearch; /* its knowledge search, waiting for the database */
         double weight;
         double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
         const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
@@ -228,6 +229,7 @@ static void calls_clear(EngineRun *run) {
                 if (c->call)
                         provider_call_cancel(c->provider, c->call);
                 plugin_call_cancel(c->pcall);
+                kb_search_cancel(c->ksearch);
                 free(c->agent);
                 free(c->content);
                 free(c->error);
@@ -783,53 +785,34 @@ static char *render_references(EngineRun *run) {
         return out;
 }
 
-/* An agent's passages for @query (in a review: its focus terms, and the
- * @nd chunks @dh its plugin picked, taken): the best chunks of the request's
- * attached documents first (at most ENGINE_DOC_HITS_PER_AGENT), then of its
- * knowledge base (only the documents moa.doc_filter names, if it names
- * any), ENGINE_HITS_PER_AGENT in all. *ret_n_attached: how many of the
- * first hits are attached ones. A failed search is no passages, except
- * when the knowledge database does not answer (kb_unavailable(): -errno,
- * @dh freed): "no passage" would be a false answer. */
-static int agent_retrieve(EngineRun *run, Agent *a, const char *query, KbHit *dh, size_t nd,
-                          KbHit **ret_hits, size_t *ret_n, size_t *ret_n_attached) {
-        const ChatRequest *chat = run->spec.chat;
-        KbHit *kh = NULL, *all;
-        size_t nk = 0;
+/* The knowledge base's @nk hits @kh (taken) after the c->n_attached hits
+ * of the request's attached documents already in c->hits. */
+static int call_hits_merge(AgentCall *c, KbHit *kh, size_t nk) {
+        size_t nd = c->n_hits;
+        KbHit *all;
 
-        /* A review brings the chunks its plugin picked (pick_start()). */
-        if (!chat->review && run->docs &&
-            kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
-                nd = 0;
-        int r = agent_search_in(a, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
-                                (const char *const *) chat->doc_filter, chat->n_doc_filter, &kh, &nk);
-        if (r < 0 && kb_unavailable(r)) {
-                kb_hits_free(dh, nd);
-                return r;
+        if (nk == 0) {
+                free(kh);
+                return 0;
         }
-        if (r < 0)
-                nk = 0;
-        *ret_n_attached = nd;
-        if (nd == 0 || nk == 0) {
-                *ret_hits = nd ? dh : kh;
-                *ret_n = nd ? nd : nk;
-                if (nd)
-                        kb_hits_free(kh, nk);
+        if (nd == 0) {
+                free(c->hits);
+                c->hits = kh;
+                c->n_hits = nk;
                 return 0;
         }
         all = calloc(nd + nk, sizeof *all);
         if (!all) {
-                kb_hits_free(dh, nd);
                 kb_hits_free(kh, nk);
                 return -ENOMEM;
         }
         /* the strings move; the arrays are freed empty */
-        memcpy(all, dh, nd * sizeof *all);
+        memcpy(all, c->hits, nd * sizeof *all);
         memcpy(all + nd, kh, nk * sizeof *all);
-        free(dh);
+        free(c->hits);
         free(kh);
-        *ret_hits = all;
-        *ret_n = nd + nk;
+        c->hits = all;
+        c->n_hits = nd + nk;
         return 0;
 }
 
@@ -949,22 +932,29 @@ static void on_prompt_built(void *userdata, PluginCallResult *res) {
                 call_plugin_failed(run, c, r);
 }
 
-/* Retrieval (@dh: chunks the plugin picked for a review, taken), then the
- * plugin builds the prompt on its thread and on_prompt_built() goes on.
- * Returns 0 (pending), -ENOMEM, or -errno with c->state and c->error set. */
-static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
-        const char *query = !isempty(c->focus) ? c->focus : run->query;
+/* The agent's knowledge search ended (@r, @kh taken): its passages are the
+ * attached ones, then @kh; the plugin builds the prompt on its thread and
+ * on_prompt_built() goes on. A failed search is no passages, except when
+ * the knowledge database did not answer (kb_unavailable()): "no passage"
+ * would be a false answer, so the agent drops out. Returns 0 (pending),
+ * -ENOMEM, or -errno with c->state and c->error set. */
+static int call_searched(EngineRun *run, AgentCall *c, int r, KbHit *kh, size_t nk) {
         PluginCallInput in = {};
-        int r;
 
-        r = agent_retrieve(run, c->a, query, dh, nd, &c->hits, &c->n_hits, &c->n_attached);
-        if (r < 0 && r != -ENOMEM) {
+        if (r < 0 && kb_unavailable(r)) {
+                kb_hits_free(kh, nk);
                 c->state = r;
-                c->kb_down = kb_unavailable(r);
-                c->error = strdup(c->kb_down ? "its knowledge database is unavailable" : strerror(-r));
-        }
-        if (r < 0)
+                c->kb_down = 1;
+                c->error = strdup("its knowledge database is unavailable");
                 return r;
+        }
+        if (r < 0) {
+                kb_hits_free(kh, nk);
+                kh = NULL;
+                nk = 0;
+        }
+        if (call_hits_merge(c, kh, nk) < 0)
+                return -ENOMEM;
         in.text = strdup(run->query);
         if (!in.text || hits_copy(c->hits, c->n_hits, &in.hits) < 0) {
                 free(in.text);
@@ -978,6 +968,40 @@ static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
                 c->error = strdup(prompt_error(r));
         }
         return r;
+}
+
+static void on_searched(void *userdata, int r, KbHit *hits, size_t n) {
+        AgentCall *c = userdata;
+
+        c->ksearch = NULL;
+        call_went_on(c->run, c, call_searched(c->run, c, r, hits, n));
+}
+
+/* Retrieval for @query (in a review: its focus terms, and the @nd chunks
+ * @dh its plugin picked, taken): the best chunks of the request's attached
+ * documents first (at most ENGINE_DOC_HITS_PER_AGENT, searched here: an
+ * in-memory index), then of its knowledge base (only the documents
+ * moa.doc_filter names, if it names any), ENGINE_HITS_PER_AGENT in all.
+ * SQLite answers at once; PostgreSQL later, on the loop (on_searched()),
+ * so the loop never waits for the database. Returns as call_searched(). */
+static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
+        const ChatRequest *chat = run->spec.chat;
+        const char *query = !isempty(c->focus) ? c->focus : run->query;
+        KbHit *kh = NULL;
+        size_t nk = 0;
+
+        /* A review brings the chunks its plugin picked (pick_start()). */
+        if (!chat->review && run->docs &&
+            kb_search(run->docs, query, ENGINE_DOC_HITS_PER_AGENT, &dh, &nd) < 0)
+                nd = 0;
+        c->hits = dh;
+        c->n_hits = c->n_attached = nd;
+        int r = agent_search_start(c->a, run->engine->event, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
+                                   (const char *const *) chat->doc_filter, chat->n_doc_filter, on_searched,
+                                   c, &c->ksearch, &kh, &nk);
+        if (r == 0)
+                return 0;
+        return call_searched(run, c, r < 0 ? r : 0, kh, nk);
 }
 
 /* A review (moa.review): the agent's plugin scores the chunks of the
@@ -1335,12 +1359,14 @@ static void layer_end(EngineRun *run) {
         /* Stragglers past quorum or deadline are cancelled. */
         for (size_t i = 0; i < run->n_calls; i++) {
                 AgentCall *c = &run->calls[i];
-                if (c->call || c->pcall) {
+                if (c->call || c->pcall || c->ksearch) {
                         if (c->call)
                                 provider_call_cancel(c->provider, c->call);
                         plugin_call_cancel(c->pcall);
+                        kb_search_cancel(c->ksearch);
                         c->call = NULL;
                         c->pcall = NULL;
+                        c->ksearch = NULL;
                         c->end_usec = now_usec();
                         if (!c->error)
                                 c->error = strdup("cancelled: the layer ended without it");
@@ -1461,7 +1487,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         run->deadline_hit = 1;
         for (size_t i = 0; i < run->n_calls; i++) {
                 AgentCall *c = &run->calls[i];
-                if ((c->call || c->pcall) && c->state == 0) {
+                if ((c->call || c->pcall || c->ksearch) && c->state == 0) {
                         c->state = -ETIMEDOUT;
                         free(c->error);
                         c->error = strdup("timed out (pipeline deadline)");

@@ -16,6 +16,7 @@
 
 #include "extract.h"
 #include "kb-text.h"
+#include "log.h"
 #include "util.h"
 
 #define EX_MAX_HITS 32u
@@ -125,6 +126,10 @@ typedef struct SentList {
         uint32_t *heads[EX_MAX_HEADINGS];
         size_t n_head_terms[EX_MAX_HEADINGS];
         size_t n_heads;
+        /* Word sets of the documents' titles, by source (extract_answer):
+         * "GPL-3" is the context of every sentence of that licence. */
+        uint32_t *titles[EX_MAX_HITS];
+        size_t n_title_terms[EX_MAX_HITS];
 } SentList;
 
 static void sent_list_done(SentList *l) {
@@ -136,6 +141,8 @@ static void sent_list_done(SentList *l) {
         }
         for (size_t i = 0; i < l->n_heads; i++)
                 free(l->heads[i]);
+        for (size_t i = 0; i < EX_MAX_HITS; i++)
+                free(l->titles[i]);
         free(l->v);
         l->v = NULL;
         l->n = 0;
@@ -376,12 +383,34 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
                         continue;
                 if ((flags & WORDS_QUERY) && in_word_list(framing_words, ELEMENTSOF(framing_words), w, wn))
                         continue;
-                wn = stem(w, wn);
                 if (!v) {
                         v = malloc(max * sizeof(Word));
                         if (!v)
                                 return -ENOMEM;
                 }
+                /* A name with its version joined on ("GPLv3", "gpl3",
+                 * "ipv6") is the two words a text writes apart ("GPL-3",
+                 * "GNU General Public License version 3" under "GPL-3"). */
+                size_t letters = 0, digits;
+                while (letters < wn && islower((unsigned char) w[letters]))
+                        letters++;
+                digits = wn - letters;
+                for (size_t k = letters; k < wn; k++)
+                        if (!isdigit((unsigned char) w[k]))
+                                digits = 0;
+                if (letters >= 2 && digits > 0 && n + 1 < max && i - start == wn) { /* ASCII */
+                        size_t name = letters - (letters >= 3 && w[letters - 1] == 'v');
+                        v[n++] = (Word){.h = fnv1a(w, name),
+                                        .pos = pos++,
+                                        .off = (uint32_t) start,
+                                        .len = (uint32_t) name};
+                        v[n++] = (Word){.h = fnv1a(w + letters, digits),
+                                        .pos = pos,
+                                        .off = (uint32_t) (start + letters),
+                                        .len = (uint32_t) digits};
+                        continue;
+                }
+                wn = stem(w, wn);
                 v[n++] = (Word){.h = fnv1a(w, wn),
                                 .pos = pos,
                                 .off = (uint32_t) start,
@@ -836,9 +865,11 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
                 free(st.text);
                 return 0;
         }
-        /* exact duplicates (overlapping chunks) are kept once */
+        /* exact duplicates (overlapping chunks) are kept once per
+         * document; licences sharing a clause keep it each, so the one
+         * whose title the question names can be quoted */
         for (size_t i = 0; i < c->list->n; i++)
-                if (streq(c->list->v[i].text, st.text)) {
+                if (c->list->v[i].group == st.group && streq(c->list->v[i].text, st.text)) {
                         free(st.text);
                         return 0;
                 }
@@ -877,6 +908,20 @@ static int split_into(SentList *l, const char *text, size_t len, unsigned src, u
         (void) split_sentences(clean, clen, on_sentence, &c);
         free(clean);
         return c.oom ? -ENOMEM : 0;
+}
+
+/* The words of hit @src's document title, as context for its sentences. */
+static int title_terms(SentList *l, unsigned src, const char *title) {
+        _cleanup_free_ char *clean = kb_utf8_sanitize(title ?: "", title ? strnlen(title, 1024) : 0, NULL);
+        _cleanup_free_ uint32_t *all = NULL;
+        size_t n_all = 0, k;
+        if (!clean || words_hash(clean, 0, EX_MAX_TERMS, &all, &n_all, NULL, NULL) < 0)
+                return -ENOMEM;
+        k = unique_u32(all, n_all, &l->titles[src]);
+        if (k == (size_t) -1)
+                return -ENOMEM;
+        l->n_title_terms[src] = k;
+        return 0;
 }
 
 /* Print @text with @cite inserted before its final punctuation:
@@ -920,6 +965,7 @@ static char *finish_stream(FILE *f, char **buf) {
 typedef struct QueryPair {
         unsigned a, b; /* term indices */
         uint32_t bigram;
+        int key; /* word for word in a sentence, as good as a key term */
 } QueryPair;
 
 typedef struct Query {
@@ -931,6 +977,7 @@ typedef struct Query {
         QueryPair pair[EX_MAX_QUERY_TERMS];
         size_t n_pairs;
         int modifier[EX_MAX_QUERY_TERMS];  /* narrows a following query word */
+        int digit[EX_MAX_QUERY_TERMS];     /* a single digit: "2" of "Apache 2.0", "(1)" */
         unsigned part[EX_MAX_QUERY_TERMS]; /* clause of the question it belongs to */
         unsigned n_parts;
         /* Weighed against the candidate sentences (query_weigh): */
@@ -1018,6 +1065,8 @@ static int query_parse(Query *q, const char *query) {
                                 part++;
                 }
                 if (term_index(q, q->words[i].h) < 0) {
+                        q->digit[q->n] =
+                                q->words[i].len == 1 && isdigit((unsigned char) q->clean[q->words[i].off]);
                         q->part[q->n] = part;
                         q->term[q->n++] = q->words[i].h;
                 }
@@ -1041,7 +1090,8 @@ static int query_parse(Query *q, const char *query) {
 }
 
 static int in_heading(const SentList *l, const Sent *s, uint32_t h) {
-        return s->head >= 0 && set_has(l->heads[s->head], l->n_head_terms[s->head], h);
+        return (s->head >= 0 && set_has(l->heads[s->head], l->n_head_terms[s->head], h)) ||
+               (s->src < EX_MAX_HITS && set_has(l->titles[s->src], l->n_title_terms[s->src], h));
 }
 
 /* Weigh the query's terms against the candidate set: idf like bm25 (a word
@@ -1179,12 +1229,20 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
                         if (q->pair[k].a == t)
                                 q->weight[t] = MIN(q->weight[t], q->idf[q->pair[k].b]);
                 q->total += q->weight[t];
-                if (q->seen[t] && (!q->modifier[t] || !any_head))
+                if (q->seen[t] && !q->digit[t] && (!q->modifier[t] || !any_head))
                         max_key = MAX(max_key, q->idf[t]);
         }
         for (size_t t = 0; t < q->n; t++)
-                q->key[t] = q->seen[t] && (!q->modifier[t] || !any_head) &&
+                q->key[t] = q->seen[t] && !q->digit[t] && (!q->modifier[t] || !any_head) &&
                             q->idf[t] >= EX_KEY_IDF_SHARE * max_key;
+        /* A phrase of the question found word for word is as specific as
+         * its most informative word: "502 Bad" in "**502 Bad Gateway**:
+         * ...", whose head ("page" of "502 Bad Gateway page") is elsewhere. */
+        for (size_t k = 0; k < q->n_pairs; k++) {
+                unsigned a = q->pair[k].a, b = q->pair[k].b;
+                q->pair[k].key = (!q->digit[a] && q->idf[a] >= EX_KEY_IDF_SHARE * max_key) ||
+                                 (!q->digit[b] && q->idf[b] >= EX_KEY_IDF_SHARE * max_key);
+        }
         /* One sentence rarely answers every word of a question told at
          * length: past EX_FLOOR_TERMS weighed words, the share it must
          * cover falls with the square root of their number. */
@@ -1203,11 +1261,11 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
                 unsigned p = q->part[t];
                 q->part_total[p] += q->weight[t];
                 q->part_terms[p]++;
-                if (q->seen[t] && !q->modifier[t])
+                if (q->seen[t] && !q->digit[t] && !q->modifier[t])
                         part_max[p] = MAX(part_max[p], q->idf[t]);
         }
         for (size_t t = 0; t < q->n; t++)
-                q->part_key[t] = q->seen[t] && !q->modifier[t] &&
+                q->part_key[t] = q->seen[t] && !q->digit[t] && !q->modifier[t] &&
                                  q->idf[t] >= EX_KEY_IDF_SHARE * part_max[q->part[t]];
 }
 
@@ -1249,6 +1307,7 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         for (size_t k = 0; k < q->n_pairs; k++)
                 if (set_has(s->bigrams, s->n_bigrams, q->pair[k].bigram)) {
                         double w = q->weight[q->pair[k].a] + q->weight[q->pair[k].b];
+                        key |= q->pair[k].key;
                         phrase += w;
                         if (q->part[q->pair[k].a] == q->part[q->pair[k].b])
                                 p_phrase[q->part[q->pair[k].a]] += w;
@@ -1530,6 +1589,45 @@ static int opens_with_back_reference(const char *t) {
  * has no passage about "<key terms>"." Returns a malloc'ed string, NULL on
  * OOM.
  */
+/* With log_level debug: why these sentences, one line per answer. The
+ * question's words with their weights ("*" a key term, "-" in no
+ * candidate), the floor, and the best candidates by relevance ("+" passed
+ * the floor). */
+static void trace_answer(const Query *q, const SentList *l) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return;
+        fprintf(f, "extract: floor %.2f%s; words", q->floor, q->missing ? " (subject missing)" : "");
+        uint64_t shown = 0; /* terms, once each */
+        for (size_t w = 0; w < q->n_words; w++) {
+                int t = term_index(q, q->words[w].h);
+                if (t < 0 || (shown & (UINT64_C(1) << t)))
+                        continue;
+                shown |= UINT64_C(1) << t;
+                fprintf(f, " %.*s=%.2f%s%s", (int) MIN(q->words[w].len, (size_t) 24),
+                        q->clean + q->words[w].off, q->weight[t], q->key[t] ? "*" : "",
+                        q->seen[t] ? "" : "-");
+        }
+        const Sent *top[6] = {};
+        for (size_t i = 0; i < l->n; i++) {
+                const Sent *s = &l->v[i];
+                for (size_t k = 0; k < ELEMENTSOF(top); k++)
+                        if (!top[k] || s->rel > top[k]->rel) {
+                                memmove(top + k + 1, top + k, (ELEMENTSOF(top) - k - 1) * sizeof(top[0]));
+                                top[k] = s;
+                                break;
+                        }
+        }
+        for (size_t k = 0; k < ELEMENTSOF(top) && top[k]; k++)
+                fprintf(f, " | %s%.2f/%.2f h%u \"%.60s\"", top[k]->pass ? "+" : "", top[k]->rel, top[k]->cov,
+                        top[k]->src, top[k]->text);
+        if (fclose(f) == 0 && buf)
+                log_debug("%s", buf);
+        free(buf);
+}
+
 char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const ExtractOptions *opts) {
         unsigned max_sentences =
                 opts && opts->max_sentences ? opts->max_sentences : EX_DEFAULT_ANSWER_SENTENCES;
@@ -1563,7 +1661,8 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         }
         for (size_t h = 0; h < n_hits; h++) {
                 const char *t = hits[h].text ?: "";
-                if (split_into(&l, t, strlen(t), (unsigned) h, doc_rank[h], 0, 3) < 0)
+                if (split_into(&l, t, strlen(t), (unsigned) h, doc_rank[h], 0, 3) < 0 ||
+                    title_terms(&l, (unsigned) h, hits[h].title) < 0)
                         goto out;
         }
         if (query_parse(&q, query) < 0)
@@ -1599,6 +1698,8 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 max_bm25 = MAX(max_bm25, sc);
                 sent_relevance(&q, &l, s);
         }
+        if (log_get_max_level() >= LOG_LEVEL_DEBUG)
+                trace_answer(&q, &l);
 
         order = malloc(MAX(l.n, (size_t) 1) * sizeof(Sent *));
         if (!order)

@@ -113,6 +113,13 @@ int kb_pg_configure(const KbPgConfig *cfg) {
         return 0;
 }
 
+unsigned kb_pg_statement_timeout_ms(void) {
+        pthread_mutex_lock(&config_lock);
+        unsigned ms = config_statement_timeout_ms;
+        pthread_mutex_unlock(&config_lock);
+        return ms;
+}
+
 int kb_pg_is_locator(const char *path) {
         return path && strncmp(path, KB_PG_PREFIX, strlen(KB_PG_PREFIX)) == 0;
 }
@@ -171,7 +178,7 @@ static int parse_locator(const char *locator, char **ret_agent, char **ret_langu
 
 /* ---- connection ----------------------------------------------------------------- */
 
-static void notice_ignore(void *arg, const char *message) {
+void kb_pg_notice(void *arg, const char *message) {
         (void) arg;
         log_debug("kb: postgresql: %s", message);
 }
@@ -199,7 +206,7 @@ static void password_free(char **p) {
 }
 
 /* SQLSTATE to -errno: the connection is gone, a timeout, or anything else. */
-static int pg_error(const PGresult *res, PGconn *conn) {
+int kb_pg_error(const PGresult *res, PGconn *conn) {
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
         if (!conn || PQstatus(conn) != CONNECTION_OK)
@@ -219,35 +226,62 @@ static int pg_error(const PGresult *res, PGconn *conn) {
 
 static int pg_schema(KbPg *pg, PGconn *c);
 
-static int pg_connect(KbPg *pg) {
-        _cleanup_free_ char *conninfo = NULL, *password_file = NULL;
-        _cleanup_(password_free) char *password = NULL;
-        char connect_timeout[16], statement[64];
-        unsigned statement_ms;
+void kb_pg_settings_done(KbPgSettings *s) {
+        if (!s)
+                return;
+        free(s->conninfo);
+        password_free(&s->password);
+        *s = (KbPgSettings){0};
+}
+
+int kb_pg_settings(KbPgSettings *ret) {
+        _cleanup_free_ char *password_file = NULL;
+        KbPgSettings *s = ret;
         int r;
 
+        /* filled in place: the arrays point into it */
+        *s = (KbPgSettings){0};
         pthread_mutex_lock(&config_lock);
-        conninfo = config_conninfo ? strdup(config_conninfo) : NULL;
+        s->conninfo = config_conninfo ? strdup(config_conninfo) : NULL;
         password_file = config_password_file ? strdup(config_password_file) : NULL;
-        snprintf(connect_timeout, sizeof(connect_timeout), "%u", config_connect_timeout_s);
-        statement_ms = config_statement_timeout_ms;
+        snprintf(s->connect_timeout, sizeof(s->connect_timeout), "%u", config_connect_timeout_s);
+        s->connect_timeout_s = config_connect_timeout_s;
+        s->statement_timeout_ms = config_statement_timeout_ms;
         pthread_mutex_unlock(&config_lock);
 
-        if (!conninfo) {
+        if (!s->conninfo) {
                 log_error("kb: knowledge.backend is postgresql but no knowledge.conninfo is set");
                 return -ENOTCONN;
         }
         if (password_file) {
-                r = read_password(password_file, &password);
-                if (r < 0)
+                r = read_password(password_file, &s->password);
+                if (r < 0) {
+                        kb_pg_settings_done(s);
                         return log_error_errno(r, "kb: cannot read the PostgreSQL password from %s",
                                                password_file);
+                }
         }
         /* connect_timeout first, so the conninfo's own overrides it */
-        const char *keys[] = {"connect_timeout", "dbname", "application_name", password ? "password" : NULL,
-                              NULL};
-        const char *values[] = {connect_timeout, conninfo, "moad", password, NULL};
-        PGconn *c = PQconnectdbParams(keys, values, 1);
+        s->keys[0] = "connect_timeout";
+        s->values[0] = s->connect_timeout;
+        s->keys[1] = "dbname";
+        s->values[1] = s->conninfo;
+        s->keys[2] = "application_name";
+        s->values[2] = "moad";
+        s->keys[3] = s->password ? "password" : NULL;
+        s->values[3] = s->password;
+        return 0;
+}
+
+static int pg_connect(KbPg *pg) {
+        _cleanup_(kb_pg_settings_done) KbPgSettings set = {0};
+        char statement[64];
+        int r;
+
+        r = kb_pg_settings(&set);
+        if (r < 0)
+                return r;
+        PGconn *c = PQconnectdbParams(set.keys, set.values, 1);
         if (!c)
                 return -ENOMEM;
         if (PQstatus(c) != CONNECTION_OK) {
@@ -260,10 +294,10 @@ static int pg_connect(KbPg *pg) {
                 PQfinish(c);
                 return -ECONNREFUSED;
         }
-        PQsetNoticeProcessor(c, notice_ignore, NULL);
-        snprintf(statement, sizeof(statement), "SET statement_timeout = %u", statement_ms);
+        PQsetNoticeProcessor(c, kb_pg_notice, NULL);
+        snprintf(statement, sizeof(statement), "SET statement_timeout = %u", set.statement_timeout_ms);
         PGresult *res = PQexec(c, statement);
-        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(res, c);
+        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : kb_pg_error(res, c);
         PQclear(res);
         if (r < 0) {
                 log_error("kb: PostgreSQL: cannot set statement_timeout: %s", PQerrorMessage(c));
@@ -307,7 +341,7 @@ static int pg_exec(KbPg *pg, const char *sql, int n, const char *const *params, 
                 return r;
         PGresult *res = PQexecParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != want) {
-                r = pg_error(res, pg->conn);
+                r = kb_pg_error(res, pg->conn);
                 log_debug("kb: %s: PostgreSQL: %s", pg->locator,
                           res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
                 PQclear(res);
@@ -366,7 +400,7 @@ static int pg_schema(KbPg *pg, PGconn *c) {
 
         if (pg->read_only) {
                 PGresult *res = PQexec(c, "SELECT to_regclass('moa_kb_chunks') IS NOT NULL");
-                r = PQresultStatus(res) != PGRES_TUPLES_OK ? pg_error(res, c)
+                r = PQresultStatus(res) != PGRES_TUPLES_OK ? kb_pg_error(res, c)
                     : !streq(PQgetvalue(res, 0, 0), "t")   ? -ENOMEDIUM
                                                            : 0;
                 PQclear(res);
@@ -377,7 +411,7 @@ static int pg_schema(KbPg *pg, PGconn *c) {
         if (asprintf(&sql, "BEGIN; %s COMMIT;", schema_sql) < 0)
                 return -ENOMEM;
         PGresult *res = PQexec(c, sql);
-        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : pg_error(res, c);
+        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : kb_pg_error(res, c);
         if (r < 0)
                 log_error("kb: %s: cannot create the knowledge schema: %s", pg->locator,
                           PQresultErrorMessage(res));
@@ -707,28 +741,6 @@ static int glob_to_regex(const char *g, StrBuf *b) {
         return r < 0 ? r : strbuf_append(b, "$", 1, KB_PG_MAX_ARRAY_BYTES);
 }
 
-/* idf of each term as FTS5's bm25 computes it, from the agent's chunks
- * holding it: the weights of the coverage and proximity bonus. */
-static int term_idf(KbPg *pg, const char *terms, size_t n, double *idf) {
-        _cleanup_res_ PGresult *res = NULL;
-        const char *p[] = {pg->agent, pg->language, terms};
-        int r = pg_exec(pg,
-                        "SELECT (SELECT count(*) FROM moa_kb_chunks c WHERE c.agent = $1 "
-                        "AND c.tsv @@ plainto_tsquery($2::regconfig, u.t)), "
-                        "coalesce((SELECT n_chunks FROM moa_kb_agents WHERE agent = $1), 0) "
-                        "FROM unnest($3::text[]) WITH ORDINALITY AS u(t, i) ORDER BY u.i",
-                        3, p, PGRES_TUPLES_OK, &res);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && i < (size_t) PQntuples(res); i++) {
-                double hits = (double) value_i64(res, (int) i, 0),
-                       rows = (double) value_i64(res, (int) i, 1);
-                double x = log((rows - hits + 0.5) / (hits + 0.5));
-                idf[i] = x > 1e-6 ? x : 1e-6;
-        }
-        return 0;
-}
-
 typedef struct PgCandidate {
         int row;
         int64_t id;
@@ -742,81 +754,127 @@ static int pg_candidate_cmp(const void *a, const void *b) {
         return x->id < y->id ? -1 : x->id > y->id;
 }
 
-int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
-                 size_t n_titles, KbHit **ret_hits, size_t *ret_n) {
+/* bm25 as FTS5 computes it (k1 1.2, b 0.75, idf clamped at 1e-6), from
+ * the tsvectors: a term's frequency is its positions, weighted by part (A
+ * heading and title, D text); df over the agent's chunks holding it (every
+ * such chunk matches the OR query); N, average length from moa_kb_agents.
+ * Titles filter after df, as in SQLite. The last two columns (computed
+ * once, as init plans) are each term's chunk count and the agent's chunk
+ * count: the idf weights of the coverage and proximity bonus. */
+const char kb_pg_search_sql[] =
+        "WITH terms AS (SELECT DISTINCT x.lexeme FROM unnest($3::text[]) AS u(t), "
+        "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
+        "q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q, array_agg(lexeme) "
+        "AS a "
+        "  FROM terms), "
+        "m AS (SELECT c.id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
+        "  WHERE c.agent = $1 AND c.tsv @@ q.q), "
+        "tf AS (SELECT m.id, m.n_tokens, x.lexeme, "
+        "  $4::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'D') + "
+        "  $7::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'A') AS f "
+        "  FROM q, m, unnest(m.tsv) AS x WHERE x.lexeme = ANY(q.a)), "
+        "df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme), "
+        "st AS (SELECT greatest(n_chunks, 1)::float8 AS n, "
+        "  greatest(tokens::float8 / greatest(n_chunks, 1), 1) AS avgdl FROM moa_kb_agents "
+        "  WHERE agent = $1), "
+        "s AS (SELECT tf.id, sum(greatest(ln((st.n - df.n + 0.5) / (df.n + 0.5)), 1e-6) * "
+        "  (tf.f * 2.2) / (tf.f + 1.2 * (0.25 + 0.75 * tf.n_tokens / st.avgdl))) AS bm25 "
+        "  FROM tf JOIN df USING (lexeme), st GROUP BY tf.id) "
+        "SELECT s.id, s.bm25, d.title, d.source, c.idx, c.text, c.heading, "
+        "(SELECT array_agg((SELECT count(*) FROM moa_kb_chunks c2 WHERE c2.agent = $1 "
+        "  AND c2.tsv @@ plainto_tsquery($2::regconfig, u.t)) ORDER BY u.i) "
+        "  FROM unnest($3::text[]) WITH ORDINALITY AS u(t, i)), "
+        "coalesce((SELECT n_chunks FROM moa_kb_agents WHERE agent = $1), 0) "
+        "FROM s JOIN moa_kb_chunks c ON c.id = s.id JOIN moa_kb_documents d ON d.id = c.doc_id "
+        "WHERE $6::text[] IS NULL OR d.title ~ ANY($6::text[]) "
+        "ORDER BY 2 DESC, 1 LIMIT $5::integer";
+
+void kb_pg_search_params_done(KbPgSearchParams *p) {
+        if (!p)
+                return;
+        free(p->expr);
+        strbuf_done(&p->terms);
+        strbuf_done(&p->globs);
+        *p = (KbPgSearchParams){0};
+}
+
+int kb_pg_search_params(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
+                        size_t n_titles, KbPgSearchParams *ret) {
         const KbRankParams *rp = &kb_rank_params;
-        _cleanup_(strbuf_done) StrBuf terms = {0}, globs = {0};
-        _cleanup_res_ PGresult *res = NULL;
-        _cleanup_free_ PgCandidate *c = NULL;
-        double idf[KB_MAX_QUERY_TERMS];
-        char w_body[32], w_heading[32], want_s[16];
-        size_t n_terms = 0, n = 0;
+        KbPgSearchParams *p = ret;
         int r;
 
-        if (!pg || !expr || !ret_hits || !ret_n)
+        if (!pg || !expr || !ret)
                 return -EINVAL;
-        limit = MIN(limit, KB_PG_MAX_HITS);
-        r = expr_terms(expr, &terms, &n_terms);
-        if (r < 0)
-                return r;
-        if (n_terms == 0 || limit == 0)
-                return 0;
+        /* filled in place: values[] points into it */
+        *p = (KbPgSearchParams){0};
+        p->limit = MIN(limit, KB_PG_MAX_HITS);
+        p->snippets = !!snippets;
+        if (!(p->expr = strdup(expr)))
+                return -ENOMEM;
+        r = expr_terms(expr, &p->terms, &p->n_terms);
         for (size_t i = 0; r >= 0 && i < n_titles; i++) {
                 _cleanup_(strbuf_done) StrBuf re = {0};
                 r = glob_to_regex(titles[i], &re);
                 if (r >= 0)
-                        r = array_append(&globs, re.p, re.len);
+                        r = array_append(&p->globs, re.p, re.len);
         }
         if (r >= 0)
-                r = array_end(&globs);
-        if (r < 0)
+                r = array_end(&p->globs);
+        if (r < 0) {
+                kb_pg_search_params_done(p);
                 return r;
+        }
+        snprintf(p->w_body, sizeof(p->w_body), "%.9g", rp->w_body);
+        snprintf(p->w_heading, sizeof(p->w_heading), "%.9g", rp->w_heading);
+        snprintf(p->want, sizeof(p->want), "%u", MAX(p->limit, MAX(rp->candidates, 1u)));
+        p->values[0] = pg->agent;
+        p->values[1] = pg->language;
+        p->values[2] = p->terms.p;
+        p->values[3] = p->w_body;
+        p->values[4] = p->want;
+        p->values[5] = n_titles > 0 ? p->globs.p : NULL;
+        p->values[6] = p->w_heading;
+        return 0;
+}
 
-        snprintf(w_body, sizeof(w_body), "%.9g", rp->w_body);
-        snprintf(w_heading, sizeof(w_heading), "%.9g", rp->w_heading);
-        unsigned want = MAX(limit, MAX(rp->candidates, 1u));
-        snprintf(want_s, sizeof(want_s), "%u", want);
-        const char *p[] = {pg->agent, pg->language, terms.p, w_body, want_s, n_titles > 0 ? globs.p : NULL,
-                           w_heading};
-        /* bm25 as FTS5 computes it (k1 1.2, b 0.75, idf clamped at 1e-6),
-         * from the tsvectors: a term's frequency is its positions, weighted
-         * by part (A heading and title, D text); df over the agent's chunks
-         * holding it (every such chunk matches the OR query); N, average
-         * length from moa_kb_agents. Titles filter after df, as in SQLite. */
-        r = pg_exec(pg,
-                    "WITH terms AS (SELECT DISTINCT x.lexeme FROM unnest($3::text[]) AS u(t), "
-                    "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
-                    "q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q, array_agg(lexeme) "
-                    "AS a "
-                    "  FROM terms), "
-                    "m AS (SELECT c.id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
-                    "  WHERE c.agent = $1 AND c.tsv @@ q.q), "
-                    "tf AS (SELECT m.id, m.n_tokens, x.lexeme, "
-                    "  $4::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'D') + "
-                    "  $7::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'A') AS f "
-                    "  FROM q, m, unnest(m.tsv) AS x WHERE x.lexeme = ANY(q.a)), "
-                    "df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme), "
-                    "st AS (SELECT greatest(n_chunks, 1)::float8 AS n, "
-                    "  greatest(tokens::float8 / greatest(n_chunks, 1), 1) AS avgdl FROM moa_kb_agents "
-                    "  WHERE agent = $1), "
-                    "s AS (SELECT tf.id, sum(greatest(ln((st.n - df.n + 0.5) / (df.n + 0.5)), 1e-6) * "
-                    "  (tf.f * 2.2) / (tf.f + 1.2 * (0.25 + 0.75 * tf.n_tokens / st.avgdl))) AS bm25 "
-                    "  FROM tf JOIN df USING (lexeme), st GROUP BY tf.id) "
-                    "SELECT s.id, s.bm25, d.title, d.source, c.idx, c.text, c.heading "
-                    "FROM s JOIN moa_kb_chunks c ON c.id = s.id JOIN moa_kb_documents d ON d.id = c.doc_id "
-                    "WHERE $6::text[] IS NULL OR d.title ~ ANY($6::text[]) "
-                    "ORDER BY 2 DESC, 1 LIMIT $5::integer",
-                    7, p, PGRES_TUPLES_OK, &res);
-        if (r < 0)
-                return r;
-        int rows = PQntuples(res);
-        if (rows == 0)
+/* The integers of a PostgreSQL int8[] in text form ("{3,0,12}"), at most @max. */
+static size_t parse_int_array(const char *s, double *v, size_t max) {
+        size_t n = 0;
+
+        if (!s || *s++ != '{')
                 return 0;
-        for (size_t i = 0; i < n_terms && i < ELEMENTSOF(idf); i++)
-                idf[i] = 1.0;
-        r = term_idf(pg, terms.p, MIN(n_terms, ELEMENTSOF(idf)), idf);
-        if (r < 0)
-                return r;
+        while (n < max && *s && *s != '}') {
+                char *end;
+                long long x = strtoll(s, &end, 10);
+                if (end == s)
+                        break;
+                v[n++] = (double) x;
+                s = *end == ',' ? end + 1 : end;
+        }
+        return n;
+}
+
+int kb_pg_search_result(KbPg *pg, const PGresult *res, const KbPgSearchParams *p, KbHit **ret_hits,
+                        size_t *ret_n) {
+        const KbRankParams *rp = &kb_rank_params;
+        _cleanup_free_ PgCandidate *c = NULL;
+        double idf[KB_MAX_QUERY_TERMS], df[KB_MAX_QUERY_TERMS];
+        size_t n_idf = MIN(p->n_terms, ELEMENTSOF(idf)), n = 0;
+
+        *ret_hits = NULL;
+        *ret_n = 0;
+        int rows = PQntuples(res);
+        if (rows <= 0 || PQnfields(res) < 9)
+                return 0;
+        /* idf of each term as FTS5's bm25 computes it, from the agent's
+         * chunks holding it */
+        size_t got = parse_int_array(PQgetvalue(res, 0, 7), df, n_idf);
+        double total = (double) value_i64(res, 0, 8);
+        for (size_t i = 0; i < n_idf; i++) {
+                double x = i < got ? log((total - df[i] + 0.5) / (df[i] + 0.5)) : 1.0;
+                idf[i] = x > 1e-6 ? x : 1e-6;
+        }
 
         c = calloc((size_t) rows, sizeof(PgCandidate));
         if (!c)
@@ -826,16 +884,17 @@ int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const
                 if (asprintf(&heading, "%s\n%s", PQgetvalue(res, i, 6), PQgetvalue(res, i, 2)) < 0)
                         return -ENOMEM;
                 double base = strtod(PQgetvalue(res, i, 1), NULL);
-                double bonus = kb_rank_bonus(pg->rank, PQgetvalue(res, i, 5), heading, expr, idf,
-                                             MIN(n_terms, ELEMENTSOF(idf)), rp->coverage, rp->proximity,
-                                             rp->window);
+                double bonus = kb_rank_bonus(pg->rank, PQgetvalue(res, i, 5), heading, p->expr, idf, n_idf,
+                                             rp->coverage, rp->proximity, rp->window);
                 c[i] = (PgCandidate){.row = i,
                                      .id = value_i64(res, i, 0),
                                      .score = (base > 0 ? base : 1e-9) * (bonus >= 1 ? bonus : 1)};
         }
         qsort(c, (size_t) rows, sizeof(PgCandidate), pg_candidate_cmp);
 
-        size_t k = MIN((size_t) rows, (size_t) limit);
+        size_t k = MIN((size_t) rows, (size_t) p->limit);
+        if (k == 0)
+                return 0;
         KbHit *hits = calloc(k, sizeof(KbHit));
         if (!hits)
                 return -ENOMEM;
@@ -848,9 +907,9 @@ int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const
                 h->score = c[n].score;
                 h->text = strdup(PQgetvalue(res, row, 5));
                 h->heading = strdup(PQgetvalue(res, row, 6));
-                h->snippet = !h->text   ? NULL
-                             : snippets ? kb_rank_snippet(pg->rank, h->text, expr)
-                                        : strdup("");
+                h->snippet = !h->text      ? NULL
+                             : p->snippets ? kb_rank_snippet(pg->rank, h->text, p->expr)
+                                           : strdup("");
                 if (!h->title || !h->source || !h->text || !h->heading || !h->snippet) {
                         kb_hits_free(hits, n + 1);
                         return -ENOMEM;
@@ -859,6 +918,25 @@ int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const
         *ret_hits = hits;
         *ret_n = n;
         return 0;
+}
+
+int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
+                 size_t n_titles, KbHit **ret_hits, size_t *ret_n) {
+        _cleanup_(kb_pg_search_params_done) KbPgSearchParams p = {0};
+        _cleanup_res_ PGresult *res = NULL;
+        int r;
+
+        if (!pg || !expr || !ret_hits || !ret_n)
+                return -EINVAL;
+        r = kb_pg_search_params(pg, expr, limit, snippets, titles, n_titles, &p);
+        if (r < 0)
+                return r;
+        if (p.n_terms == 0 || p.limit == 0)
+                return 0;
+        r = pg_exec(pg, kb_pg_search_sql, KB_PG_SEARCH_PARAMS, p.values, PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        return kb_pg_search_result(pg, res, &p, ret_hits, ret_n);
 }
 
 /* ---- routing evidence ----------------------------------------------------------- */

@@ -3,13 +3,17 @@
  * "postgresql:AGENT[:LANGUAGE]" locator instead of a database file. Every
  * agent's knowledge lives in the same three tables, keyed by agent name, so
  * any number of moad instances on one database share it. libpq is used
- * synchronously here, bounded by connect and statement timeouts. */
+ * synchronously here, bounded by connect and statement timeouts; the
+ * loop's searches go through kb-pg-async.c's non-blocking pool, which
+ * shares the settings, the search statement and its ranking below. */
 #pragma once
 
+#include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kb.h"
+#include "strbuf.h"
 
 #define KB_PG_PREFIX "postgresql:"
 #define KB_PG_MAX_CONNINFO 4096u
@@ -33,6 +37,9 @@ typedef struct KbPgConfig {
  * keep their connection. Returns 0 or -ENOMEM.
  */
 int kb_pg_configure(const KbPgConfig *cfg);
+
+/** kb_pg_statement_timeout_ms() - the configured statement_timeout. */
+unsigned kb_pg_statement_timeout_ms(void);
 
 /** kb_pg_is_locator() - whether @path is a "postgresql:" locator. */
 int kb_pg_is_locator(const char *path);
@@ -71,3 +78,67 @@ int kb_pg_query_terms(KbPg *pg, const char *query, size_t max, char ***ret, size
 int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, size_t *ret_n);
 int kb_pg_document_chunks(KbPg *pg, const char *title, char ***ret_texts, char ***ret_headings,
                           size_t *ret_n);
+
+/* ---- shared with kb-pg-async.c ---- */
+
+/* What a connection needs: libpq's keyword/value arrays (NULL-terminated)
+ * pointing into the copies held here, password included. */
+typedef struct KbPgSettings {
+        char *conninfo;
+        char *password; /* wiped by kb_pg_settings_done() */
+        char connect_timeout[16];
+        unsigned connect_timeout_s;
+        unsigned statement_timeout_ms;
+        const char *keys[5];
+        const char *values[5];
+} KbPgSettings;
+
+/**
+ * kb_pg_settings() - fill in @ret (in place: do not copy it) with the
+ * process-wide connection settings as they are now, the password read
+ * from knowledge.password_file (never logged).
+ * Returns 0, -ENOTCONN without a conninfo, or the password file's -errno
+ * (logged).
+ */
+int kb_pg_settings(KbPgSettings *ret);
+/** kb_pg_settings_done() - free and wipe what kb_pg_settings() filled in. */
+void kb_pg_settings_done(KbPgSettings *s);
+
+/** kb_pg_error() - a failed result's SQLSTATE (or the connection's state) as -errno. */
+int kb_pg_error(const PGresult *res, PGconn *conn);
+/** kb_pg_notice() - the notice processor: libpq's notices go to the debug log. */
+void kb_pg_notice(void *arg, const char *message);
+
+/* The search statement's parameters ($1..$7) in text form. */
+#define KB_PG_SEARCH_PARAMS 7
+extern const char kb_pg_search_sql[];
+
+/* One search's parameters, built from a kb_fts_query() expression. */
+typedef struct KbPgSearchParams {
+        char *expr;
+        StrBuf terms, globs;
+        size_t n_terms;
+        unsigned limit;
+        int snippets;
+        char w_body[32], w_heading[32], want[16];
+        const char *values[KB_PG_SEARCH_PARAMS]; /* borrowed from the above and the KbPg */
+} KbPgSearchParams;
+
+/**
+ * kb_pg_search_params() - fill in @ret (in place: do not copy it) with the
+ * parameters of kb_pg_search_sql for @expr on @pg's agent (borrowed from
+ * @pg: it must outlive them). No search is
+ * needed when n_terms or limit is 0. Returns 0 or -errno.
+ */
+int kb_pg_search_params(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
+                        size_t n_titles, KbPgSearchParams *ret);
+/** kb_pg_search_params_done() - free what kb_pg_search_params() filled in. */
+void kb_pg_search_params_done(KbPgSearchParams *p);
+/**
+ * kb_pg_search_result() - the hits of a kb_pg_search_sql result @res,
+ * reranked with the SQLite backend's bonus and given its snippets (CPU
+ * only, no database call). Returns 0 (hits in *@ret_hits, free with
+ * kb_hits_free()) or -ENOMEM.
+ */
+int kb_pg_search_result(KbPg *pg, const PGresult *res, const KbPgSearchParams *p, KbHit **ret_hits,
+                        size_t *ret_n);

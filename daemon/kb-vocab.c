@@ -265,6 +265,18 @@ const char *kb_file(Kb *kb) {
         return f && *f ? f : NULL;
 }
 
+int kb_vocab_reload(Kb *kb, uint64_t known, KbVocab **ret) {
+        if (!kb || !ret)
+                return -EINVAL;
+        *ret = NULL;
+        uint64_t stamp = kb_change_stamp(kb);
+        if (stamp == 0)
+                return kb_pg(kb) ? -ECONNREFUSED : -EIO;
+        if (stamp == known)
+                return 0;
+        return kb_pg(kb) ? vocab_read_pg(kb, stamp, ret) : vocab_read(kb_sqlite(kb), stamp, ret);
+}
+
 int kb_vocab_load_file(const char *path, uint64_t stamp, KbVocab **ret) {
         sqlite3 *db = NULL;
         if (!path || !ret)

@@ -29,6 +29,15 @@ int kb_vocab_load(Kb *kb, KbVocab **ret);
  */
 int kb_vocab_load_file(const char *path, uint64_t stamp, KbVocab **ret);
 
+/**
+ * kb_vocab_reload() - kb_vocab_load() only if @kb's content changed: reads
+ * kb_change_stamp() and, when it is not @known, the statistics. For a
+ * thread that owns @kb (the change stamp is a database read too).
+ * Returns 0 with a new table in *@ret, or 0 and NULL when the stamp is
+ * @known, or -errno (-ECONNREFUSED: PostgreSQL did not answer).
+ */
+int kb_vocab_reload(Kb *kb, uint64_t known, KbVocab **ret);
+
 /** kb_file() - @kb's database file, NULL for an in-memory database. */
 const char *kb_file(Kb *kb);
 

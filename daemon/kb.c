@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "kb-chunk.h"
+#include "kb-pg-async.h"
 #include "kb-pg.h"
 #include "kb-rank.h"
 #include "kb-text.h"
@@ -118,7 +119,7 @@ static int is_continuation(unsigned char c) {
 /* ---- FTS5 query building ---------------------------------------------- */
 
 typedef struct Term {
-        char *s;
+        const char *s;
         size_t n;
         int stop;
 } Term;
@@ -165,17 +166,30 @@ char *kb_fts_query(const char *text) {
                 for (size_t k = b; k < i; k++)
                         clean[k] = (char) tolower((unsigned char) clean[k]);
 
-                int dup = 0;
-                for (size_t k = 0; k < n_terms && !dup; k++)
-                        dup = terms[k].n == n && memcmp(terms[k].s, clean + b, n) == 0;
-                if (dup)
-                        continue;
-                terms[n_terms].s = clean + b;
-                terms[n_terms].n = n;
-                terms[n_terms].stop = kb_is_stop_word(clean + b, n);
-                if (!terms[n_terms].stop)
-                        n_content++;
-                n_terms++;
+                /* "gplv3" also as "gpl" and "3": a document writes
+                 * "GPL-3" or "version 3" */
+                size_t letters = 0;
+                while (b + letters < i && islower((unsigned char) clean[b + letters]))
+                        letters++;
+                int versioned = letters >= 2 && letters < n;
+                for (size_t k = b + letters; k < i && versioned; k++)
+                        versioned = isdigit((unsigned char) clean[k]);
+                size_t name = letters - (versioned && letters >= 3 && clean[b + letters - 1] == 'v');
+                const char *part[3] = {clean + b, clean + b, clean + b + letters};
+                size_t part_n[3] = {n, name, n - letters};
+                for (size_t p = 0; p < (versioned ? 3u : 1u) && n_terms < ELEMENTSOF(terms); p++) {
+                        int dup = 0;
+                        for (size_t k = 0; k < n_terms && !dup; k++)
+                                dup = terms[k].n == part_n[p] && memcmp(terms[k].s, part[p], part_n[p]) == 0;
+                        if (dup)
+                                continue;
+                        terms[n_terms].s = part[p];
+                        terms[n_terms].n = part_n[p];
+                        terms[n_terms].stop = kb_is_stop_word(part[p], part_n[p]);
+                        if (!terms[n_terms].stop)
+                                n_content++;
+                        n_terms++;
+                }
         }
 
         size_t cap = 1;
@@ -990,6 +1004,20 @@ static int fetch_hit(Kb *kb, const Candidate *c, const char *expr, int snippets,
  * chunk id. Both run in one read transaction, so a writer committing in
  * between cannot make them disagree.
  */
+/* The safe expression kb_fts_query() makes of @query cut at
+ * KB_MAX_QUERY_BYTES (on a character boundary; a cut word is just a word):
+ * "" when it has no words. NULL on OOM. */
+static char *search_expr(const char *query) {
+        size_t ql = strnlen(query, KB_MAX_QUERY_BYTES + 1);
+        if (ql > KB_MAX_QUERY_BYTES) {
+                ql = KB_MAX_QUERY_BYTES;
+                while (ql > 0 && is_continuation((unsigned char) query[ql]))
+                        ql--;
+        }
+        _cleanup_free_ char *q = strndup(query, ql);
+        return q ? kb_fts_query(q) : NULL;
+}
+
 static int search(Kb *kb, const char *query, unsigned limit, int snippets, const char *const *titles,
                   size_t n_titles, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret_hits || !ret_n)
@@ -1001,19 +1029,7 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, const
         if (!query || limit == 0)
                 return 0;
 
-        size_t ql = strnlen(query, KB_MAX_QUERY_BYTES + 1);
-        _cleanup_free_ char *q = NULL;
-        if (ql > KB_MAX_QUERY_BYTES) {
-                /* Truncate at a character boundary; a cut word is just a word. */
-                ql = KB_MAX_QUERY_BYTES;
-                while (ql > 0 && is_continuation((unsigned char) query[ql]))
-                        ql--;
-        }
-        q = strndup(query, ql);
-        if (!q)
-                return -ENOMEM;
-
-        _cleanup_free_ char *expr = kb_fts_query(q);
+        _cleanup_free_ char *expr = search_expr(query);
         if (!expr)
                 return -ENOMEM;
         if (!*expr)
@@ -1083,6 +1099,35 @@ int kb_search_in(Kb *kb, const char *query, unsigned limit, const char *const *t
 /** kb_search_texts() - kb_search() with every snippet "". */
 int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits, size_t *ret_n) {
         return search(kb, query, limit, 0, NULL, 0, ret_hits, ret_n);
+}
+
+int kb_search_start(Kb *kb, sd_event *e, const char *query, unsigned limit, const char *const *titles,
+                    size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
+                    size_t *ret_n) {
+        if (!kb || !ret || !ret_hits || !ret_n || (kb->pg && (!e || !done)))
+                return -EINVAL;
+        if (n_titles > KB_MAX_TITLE_FILTERS || (n_titles > 0 && !titles))
+                return -EINVAL;
+        *ret = NULL;
+        *ret_hits = NULL;
+        *ret_n = 0;
+        if (!kb->pg) {
+                int r = search(kb, query, limit, 1, titles, n_titles, ret_hits, ret_n);
+                return r < 0 ? r : 1;
+        }
+        limit = MIN(limit, KB_MAX_HITS);
+        if (!query || limit == 0)
+                return 1;
+        _cleanup_free_ char *expr = search_expr(query);
+        if (!expr)
+                return -ENOMEM;
+        if (!*expr)
+                return 1;
+        return kb_pg_search_start(kb->pg, e, expr, limit, 1, titles, n_titles, done, userdata, ret);
+}
+
+void kb_search_cancel(KbSearch *s) {
+        kb_pg_search_cancel(s);
 }
 
 /* ---- for kb-vocab.c -------------------------------------------------------- */
@@ -1223,5 +1268,5 @@ int kb_check(Kb *kb) {
 
 /** kb_unavailable() - see kb.h. */
 int kb_unavailable(int r) {
-        return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -ENOTCONN;
+        return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -ENOTCONN || r == -EAGAIN;
 }

@@ -172,6 +172,34 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
 
 void kb_hits_free(KbHit *hits, size_t n);
 
+struct sd_event;
+typedef struct KbSearch KbSearch;
+
+/* A search's end: @r 0 and the hits (the callee takes them: free with
+ * kb_hits_free()), or -errno (kb_unavailable() tells which mean the
+ * database did not answer). */
+typedef void (*KbSearchDone)(void *userdata, int r, KbHit *hits, size_t n);
+
+/**
+ * kb_search_start() - kb_search_in() for a caller on event loop @e, which
+ * must not wait for the database. An SQLite handle searches at once, as
+ * kb_search_in() does, and returns 1 with the hits in *@ret_hits and
+ * *@ret_n. A PostgreSQL handle sends the search on @e's pool of
+ * non-blocking connections (kb-pg-async.h) and returns 0 with the search
+ * in *@ret: @done runs later on @e's loop, exactly once, never from
+ * inside this function, unless kb_search_cancel() is called first; @kb
+ * must stay open until then. A query without words answers 1 with no
+ * hits on both. Returns -errno without calling anything on failure (for
+ * PostgreSQL also -ECONNREFUSED while the pool waits to reconnect, and
+ * -EAGAIN when too many searches wait: both kb_unavailable()).
+ */
+int kb_search_start(Kb *kb, struct sd_event *e, const char *query, unsigned limit, const char *const *titles,
+                    size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
+                    size_t *ret_n);
+
+/** kb_search_cancel() - a pending search's @done will not run (its answer is dropped); NULL is a no-op. */
+void kb_search_cancel(KbSearch *s);
+
 /**
  * kb_document_chunks() - the stored chunks of document @title in order:
  * their texts and heading paths, as two malloc'ed arrays of *@ret_n
@@ -200,7 +228,8 @@ int kb_check(Kb *kb);
 /**
  * kb_unavailable() - whether the -errno @r of a kb_* call means that the
  * knowledge database could not be reached or did not answer in time
- * (PostgreSQL down, restarting, or over statement_timeout): the caller
+ * (PostgreSQL down, restarting, or over statement_timeout, or too many
+ * searches already waiting for it): the caller
  * answers 503, not 500, and the next call tries again.
  */
 int kb_unavailable(int r);

@@ -1,8 +1,14 @@
-/* plugin-call.c — see plugin-call.h. One detached thread per call; the
+/* plugin-call.c — see plugin-call.h. Each agent has one thread of its own,
+ * started at its first call and joined when the agent is freed; the loop
+ * hands it one call at a time (a mutex and a condition variable), the
  * thread only reads the call's input and writes its result, then hands the
- * call to the loop through a locked list and an eventfd. Everything else
- * (queues, timers, offences, callbacks, freeing) happens on the loop. */
+ * call back through a lock-free list and one eventfd for all agents (the
+ * agents' threads finish together: a shared lock made them queue).
+ * Everything else (queues, timers, offences, callbacks, freeing) happens on
+ * the loop. A thread per call cost a clone, a stack mapping and an exit per
+ * callback (about 0.1 ms each; docs/performance.md). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 
 #include "log.h"
@@ -15,9 +21,9 @@ struct PluginCall {
         PluginAgent *agent;
         PluginCallback callback;
         PluginCallInput in;
-        PluginCallResult res; /* written by the thread */
-        uint64_t started;     /* by the thread, under calls.lock: when it entered the plugin */
-        int finished;         /* by the thread, under calls.lock */
+        PluginCallResult res;     /* written by the thread */
+        _Atomic uint64_t started; /* by the thread: when it entered the plugin */
+        atomic_int finished;      /* by the thread, before it hands the call back */
         uint64_t submitted;
         uint64_t budget_usec;
         unsigned max_timeouts;
@@ -28,15 +34,25 @@ struct PluginCall {
         int over_budget; /* answered -ETIMEDOUT while its thread ran on */
 };
 
+/* An agent's call thread. The agent owns it (PluginCallState.worker) and
+ * joins it when freed: a call holds a reference on its agent, so by then the
+ * thread has no call and waits, or is on its way back to waiting. */
+typedef struct PluginWorker {
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        PluginCall *call; /* handed to the thread, under @lock */
+        int quit;         /* under @lock */
+} PluginWorker;
+
 static struct {
         sd_event *event;
         sd_event_source *source;
         int efd;
-        pthread_mutex_t lock; /* guards done */
-        PluginCall *done;
-        unsigned live;  /* calls not yet freed */
-        unsigned stuck; /* threads past their budget */
-} calls = {.efd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+        _Atomic(PluginCall *) done; /* pushed by the threads, taken whole by the loop */
+        unsigned live;              /* calls not yet freed */
+        unsigned stuck;             /* threads past their budget */
+} calls = {.efd = -1};
 
 static const char *const callback_names[_PLUGIN_CB_MAX] = {
         [PLUGIN_CB_SCORE] = "score",
@@ -75,14 +91,27 @@ static void call_free(PluginCall *c) {
 
 /* ---- the thread ---- */
 
-static void *call_thread(void *p) {
-        PluginCall *c = p;
-        PluginCallResult *res = &c->res;
+/* Any thread: hands @c (its result written) to the loop. The eventfd is
+ * written only when the list was empty: the loop reads the eventfd before
+ * it takes the list, so a non-empty list is already on its way. */
+static void call_publish(PluginCall *c) {
+        PluginCall *head = atomic_load_explicit(&calls.done, memory_order_relaxed);
         uint64_t one = 1;
 
-        pthread_mutex_lock(&calls.lock);
-        c->started = now_usec();
-        pthread_mutex_unlock(&calls.lock);
+        atomic_store_explicit(&c->finished, 1, memory_order_release);
+        do
+                c->next = head;
+        while (!atomic_compare_exchange_weak_explicit(&calls.done, &head, c, memory_order_release,
+                                                      memory_order_relaxed));
+        /* c belongs to the loop from here on */
+        if (!head && write(calls.efd, &one, sizeof one) < 0 && errno != EAGAIN)
+                log_warning_errno(-errno, "plugin calls: cannot signal a result");
+}
+
+static void call_execute(PluginCall *c) {
+        PluginCallResult *res = &c->res;
+
+        atomic_store_explicit(&c->started, now_usec(), memory_order_relaxed);
 
         if (c->in.fn) {
                 res->error = c->in.fn(c->agent, c->in.data);
@@ -94,24 +123,76 @@ static void *call_thread(void *p) {
                                                        &res->system, &res->context);
         else
                 res->error = plugin_agent_review(c->agent, c->in.text, &res->text);
+        call_publish(c);
+}
 
-        pthread_mutex_lock(&calls.lock);
-        c->finished = 1;
-        c->next = calls.done;
-        calls.done = c;
-        pthread_mutex_unlock(&calls.lock);
-        /* c belongs to the loop from here on */
-        if (write(calls.efd, &one, sizeof one) < 0 && errno != EAGAIN)
-                log_warning_errno(-errno, "plugin calls: cannot signal a result");
-        return NULL;
+static void *worker_thread(void *p) {
+        PluginWorker *w = p;
+
+        for (;;) {
+                PluginCall *c;
+
+                pthread_mutex_lock(&w->lock);
+                while (!w->call && !w->quit)
+                        pthread_cond_wait(&w->wake, &w->lock);
+                c = TAKE_PTR(w->call);
+                pthread_mutex_unlock(&w->lock);
+                if (!c)
+                        return NULL; /* quit: the agent is being freed */
+                call_execute(c);
+        }
+}
+
+/* PluginCallState.release: runs when the agent is freed, on the loop. */
+static void worker_release(PluginCallState *st) {
+        PluginWorker *w = st->worker;
+
+        if (!w)
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->quit = 1;
+        pthread_mutex_unlock(&w->lock);
+        pthread_cond_signal(&w->wake);
+        /* Never long: no call of this agent is left (each holds a reference). */
+        (void) pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        st->worker = NULL;
+        st->release = NULL;
+}
+
+static int worker_start(PluginCallState *st, PluginAgent *a) {
+        PluginWorker *w;
+        char name[16];
+        int r;
+
+        if (st->worker)
+                return 0;
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        (void) pthread_mutex_init(&w->lock, NULL);
+        (void) pthread_cond_init(&w->wake, NULL);
+        r = -pthread_create(&w->thread, NULL, worker_thread, w);
+        if (r < 0) {
+                pthread_cond_destroy(&w->wake);
+                pthread_mutex_destroy(&w->lock);
+                free(w);
+                return r;
+        }
+        /* "plugin:<agent>" in top -H and in a debugger (15 bytes at most) */
+        (void) snprintf(name, sizeof name, "plugin:%s", plugin_agent_name(a));
+        (void) pthread_setname_np(w->thread, name);
+        st->worker = w;
+        st->release = worker_release;
+        return 0;
 }
 
 static int on_budget(sd_event_source *s, uint64_t usec, void *userdata);
 
 static void call_run(PluginCall *c) {
         PluginCallState *st = plugin_agent_call_state(c->agent);
-        pthread_attr_t attr;
-        pthread_t t;
         int r;
 
         st->running = c;
@@ -125,25 +206,20 @@ static void call_run(PluginCall *c) {
         else
                 log_warning_errno(r, "agent %s: no budget timer for %s", plugin_agent_name(c->agent),
                                   plugin_callback_name(c->callback));
-        r = -pthread_attr_init(&attr);
-        if (r >= 0) {
-                (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                r = -pthread_create(&t, &attr, call_thread, c);
-                pthread_attr_destroy(&attr);
-        }
+        r = worker_start(st, c->agent);
         if (r < 0) {
                 /* answered through the loop like any result */
                 log_warning_errno(r, "agent %s: cannot start a thread for %s", plugin_agent_name(c->agent),
                                   plugin_callback_name(c->callback));
                 c->res.error = r;
-                uint64_t one = 1;
-                pthread_mutex_lock(&calls.lock);
-                c->finished = 1;
-                c->next = calls.done;
-                calls.done = c;
-                pthread_mutex_unlock(&calls.lock);
-                (void) !write(calls.efd, &one, sizeof one);
+                call_publish(c);
+                return;
         }
+        pthread_mutex_lock(&st->worker->lock);
+        st->worker->call = c;
+        pthread_mutex_unlock(&st->worker->lock);
+        /* after unlocking: woken under the lock, the thread would block on it */
+        pthread_cond_signal(&st->worker->wake);
 }
 
 /* ---- the loop ---- */
@@ -185,10 +261,8 @@ static int on_budget(sd_event_source *s, uint64_t usec, void *userdata) {
         uint64_t now = now_usec(), started, ms;
         int finished;
 
-        pthread_mutex_lock(&calls.lock);
-        started = c->started;
-        finished = c->finished;
-        pthread_mutex_unlock(&calls.lock);
+        finished = atomic_load_explicit(&c->finished, memory_order_acquire);
+        started = atomic_load_explicit(&c->started, memory_order_relaxed);
         if (finished)
                 return 0; /* its result is on the way (the loop was late, not the plugin) */
         if (started == 0 || now - started < c->budget_usec) {
@@ -231,10 +305,8 @@ static int on_results(sd_event_source *s, int fd, uint32_t revents, void *userda
 
         if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
                 log_warning_errno(-errno, "plugin calls: eventfd read failed");
-        pthread_mutex_lock(&calls.lock);
-        list = calls.done;
-        calls.done = NULL;
-        pthread_mutex_unlock(&calls.lock);
+        /* after the read: a call pushed since finds the list empty and writes again */
+        list = atomic_exchange_explicit(&calls.done, NULL, memory_order_acquire);
 
         while (list) {
                 PluginCall *c = list;

@@ -1,8 +1,10 @@
 /* plugin-call.h — plugin callbacks off the event loop, each with a time
  * budget. A plugin is code we do not control: a score() that sleeps must
- * not stall every other request. Each call runs on a thread of its own; the
- * loop hears the result through an eventfd. An agent's calls run one at a
- * time, in order (plugin.h promises one thread at a time per instance).
+ * not stall every other request. Each agent's calls run on a thread of
+ * that agent's (started at its first call, ended when the agent is freed);
+ * the loop hears the results through an eventfd. An agent's calls run one
+ * at a time, in order (plugin.h promises one thread at a time per instance),
+ * so a stuck plugin holds up its own agent only.
  *
  * A call still running when its budget ends is answered -ETIMEDOUT at once
  * (the caller goes on without the agent), logged with agent, callback and
@@ -110,7 +112,7 @@ int plugin_call_start(sd_event *e, const PluginBudget *budget, PluginAgent *a, P
                       PluginCallInput *in, PluginCallDone done, void *userdata, PluginCall **ret);
 
 /** plugin_call_cancel() - @done will not be called; NULL is a no-op. A
- * running thread finishes on its own and its result is freed then. */
+ * call its thread is in finishes there and its result is freed then. */
 void plugin_call_cancel(PluginCall *c);
 
 /** plugin_agent_quarantined() - whether @a is refused until the next reload. */

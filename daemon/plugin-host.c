@@ -217,6 +217,8 @@ PluginAgent *plugin_agent_ref(PluginAgent *a) {
 PluginAgent *plugin_agent_unref(PluginAgent *a) {
         if (!a || --a->n_ref > 0)
                 return NULL;
+        if (a->calls.release)
+                a->calls.release(&a->calls); /* its call thread is idle: ended before fini */
         if (a->initialised && a->desc && a->desc->fini)
                 a->desc->fini(a->state);
         plugin_module_unref(a->module);

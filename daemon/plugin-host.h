@@ -21,6 +21,8 @@ typedef struct PluginCall PluginCall;
  * @timeouts:    calls that went over their budget.
  * @quarantined: refused without a call until the agent is freed.
  * @stuck:       @running is past its budget.
+ * @worker:      the agent's call thread, once started.
+ * @release:     if set, run when the agent is freed (ends @worker).
  */
 typedef struct PluginCallState {
         PluginCall *running;
@@ -28,6 +30,8 @@ typedef struct PluginCallState {
         unsigned timeouts;
         int quarantined;
         int stuck;
+        struct PluginWorker *worker;
+        void (*release)(struct PluginCallState *st);
 } PluginCallState;
 
 /**

@@ -112,6 +112,15 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
                                 }
         } else {
                 double threshold = clamp01(cfg->threshold);
+                /* The fallback agent has learned everyday talk: a specialist
+                 * no more likely than that (by fallback_margin) is a domain
+                 * word used in another sense ("a budget airline"), even at
+                 * the threshold. Its own score, not weighed down. */
+                const RouteChoice *fbc = NULL;
+                for (size_t i = 0; i < r.n; i++)
+                        if (cfg->fallback && streq(r.choices[i].name, cfg->fallback))
+                                fbc = &r.choices[i];
+                double beat = fbc ? fbc->score / MAX(fbc->weight, 1e-9) + MAX(cfg->fallback_margin, 0.0) : 0;
                 for (size_t i = 0; i < r.n; i++) {
                         RouteChoice *c = &r.choices[i];
                         if (cfg->top_k > 0 && r.n_selected >= cfg->top_k)
@@ -123,6 +132,8 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
                                 continue;
                         if (c->score < threshold)
                                 break; /* sorted: nothing further qualifies */
+                        if (fbc && c->score < beat)
+                                continue;
                         c->selected = 1;
                         r.n_selected++;
                 }
@@ -130,16 +141,11 @@ int router_route(const RouterConfig *cfg, const RouterCandidate *cands, size_t n
                  * answers when it reaches the floor and scores above the
                  * fallback agent (which has learned what is everyday talk). */
                 if (r.n_selected == 0 && r.n > 0 && cfg->floor > 0 && cfg->floor < threshold) {
-                        const RouteChoice *fbc = NULL;
-                        for (size_t i = 0; i < r.n; i++)
-                                if (cfg->fallback && streq(r.choices[i].name, cfg->fallback))
-                                        fbc = &r.choices[i];
                         for (size_t i = 0; i < r.n; i++) {
                                 RouteChoice *c = &r.choices[i];
                                 if (c == fbc || c->weight <= 0)
                                         continue;
-                                if (c->score >= cfg->floor &&
-                                    (!fbc || c->score > fbc->score / MAX(fbc->weight, 1e-9))) {
+                                if (c->score >= cfg->floor && (!fbc || c->score >= beat)) {
                                         c->selected = 1;
                                         r.n_selected = 1;
                                 }

@@ -91,8 +91,11 @@ double router_combine(const RouterConfig *cfg, const RouterCandidate *c);
  * router_route() - route one query. With @n_pinned > 0 exactly the pinned
  * agents are selected (in any order, duplicates ignored; an unknown name
  * is -ENOENT). Otherwise every candidate with combined score >= threshold
- * is selected, best first, at most top_k (0 = no limit); when none
- * qualifies the fallback agent is selected (flag @fallback); if the
+ * is selected, best first, at most top_k (0 = no limit), provided it
+ * scores at least the fallback agent's own (unweighted) score plus
+ * fallback_margin; when none qualifies, the best specialist from the
+ * floor up under the same condition, else the fallback agent is selected
+ * (flag @fallback); if the
  * fallback is not among the candidates, the best-scoring candidate is.
  * On success fills *@ret (which must be empty) and returns 0; returns
  * -EINVAL / -E2BIG / -ENOENT / -ENOMEM otherwise, leaving *@ret empty.

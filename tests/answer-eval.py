@@ -14,6 +14,10 @@ structured citations (moa.citations: one per quoted sentence):
   false-nf  answerable questions answered "not found"
   nf-ok     unanswerable questions (title "-") answered "not found"
 
+--ingest AGENT=DIR first adds every regular file of DIR (symlinks
+skipped) to AGENT's knowledge, titled by its file name: questions about
+real documents the project did not write (e.g. legal=/usr/share/common-licenses).
+
 --model agent pins each question to its agent (retrieval and extraction
 only); --model moa routes it (what a user of the "moa" model sees).
 Tune on --split dev only; report test. --min-first/--min-found make it a
@@ -67,6 +71,24 @@ def judge(row, cites):
     return r
 
 
+def ingest_dir(d, spec):
+    agent, _, path = spec.partition("=")
+    if not agent or not os.path.isdir(path):
+        sys.exit("--ingest wants AGENT=DIR, got %r" % spec)
+    n = 0
+    for name in sorted(os.listdir(path)):
+        f = os.path.join(path, name)
+        if os.path.islink(f) or not os.path.isfile(f):
+            continue
+        with open(f, encoding="utf-8") as fh:
+            text = fh.read()
+        st, _, body = d.json("POST", "/v1/moa/agents/%s/documents" % agent, {"title": name, "text": text})
+        if st not in (200, 201):
+            sys.exit("cannot ingest %s: HTTP %d %s" % (f, st, body))
+        n += 1
+    print("ingested %d files of %s into %s" % (n, path, agent))
+
+
 def report(label, res):
     ans = [r for r in res if "first" in r]
     un = [r for r in res if "nf_ok" in r]
@@ -89,6 +111,7 @@ def main():
     ap.add_argument("--split", default="dev", choices=("dev", "test", "all"))
     ap.add_argument("--model", default="agent", choices=("agent", "moa"))
     ap.add_argument("--show", action="store_true", help="print every miss with its answer")
+    ap.add_argument("--ingest", action="append", default=[], metavar="AGENT=DIR")
     ap.add_argument("--min-first", type=float)
     ap.add_argument("--min-found", type=float)
     a = ap.parse_args()
@@ -99,8 +122,11 @@ def main():
     d = moadtest.Daemon()
     results = []
     try:
+        for spec in a.ingest:
+            ingest_dir(d, spec)
         for row in rows:
             model = row["agent"] if a.model == "agent" else "moa"
+            log_at = os.path.getsize(d.log_path)
             st, _, body = d.chat(row["question"], model=model, moa={})
             if st != 200:
                 sys.exit("HTTP %d for %r: %s" % (st, row["question"], body[:300]))
@@ -115,6 +141,11 @@ def main():
                                                           row["passage"]))
                 for c in cites:
                     print("  [%d] %s: %s" % (c["number"], c.get("document"), c.get("quote", "")[:160]))
+                with open(d.log_path, encoding="utf-8", errors="replace") as lf:
+                    lf.seek(log_at)
+                    for line in lf:
+                        if "extract: " in line:
+                            print("  " + line[line.index("extract: "):].rstrip().replace(" | ", "\n    "))
     finally:
         d.cleanup()
 

@@ -20,3 +20,9 @@ add_test(NAME bench-smoke
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/bench.py --smoke --no-write
                  --build ${CMAKE_BINARY_DIR})
 set_tests_properties(bench-smoke PROPERTIES LABELS bench TIMEOUT 300)
+
+# moabench's own options that the harness relies on (--header for the
+# Portkey peer of bench/peer.sh): against the mock, no timing.
+add_test(NAME moabench-options COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/test-moabench.py
+                                       ${CMAKE_BINARY_DIR})
+set_tests_properties(moabench-options PROPERTIES LABELS bench TIMEOUT 120)

@@ -6,20 +6,21 @@ set(MOACTL_TEST_ENV "MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${C
 
 # moactl's pure helpers (tables, JSON getters, bounded reads); no moacore.
 add_executable(test-client-output ${CMAKE_CURRENT_LIST_DIR}/test-client-output.c
-  ${MOACTL_SRCDIR}/client/output.c ${MOACTL_SRCDIR}/client/file-text.c ${MOACTL_SRCDIR}/daemon/file-read.c)
+  ${MOACTL_SRCDIR}/client/output.c ${MOACTL_SRCDIR}/daemon/file-read.c)
 target_compile_definitions(test-client-output PRIVATE _GNU_SOURCE)
 target_include_directories(test-client-output PRIVATE ${MOACTL_SRCDIR}/client ${MOACTL_SRCDIR}/daemon)
-target_link_libraries(test-client-output PRIVATE PkgConfig::JANSSON PkgConfig::CHECK)
+target_link_libraries(test-client-output PRIVATE moa-convert PkgConfig::JANSSON PkgConfig::CHECK)
 add_test(NAME test-client-output COMMAND test-client-output)
 set_tests_properties(test-client-output PROPERTIES LABELS unit TIMEOUT 60 ENVIRONMENT "CK_FORK=yes;${MOACTL_TEST_ENV}")
 
-# moactl's ingest helpers: SHA-256, gzip, encodings, HTML, titles and walks.
+# The ingest helpers moactl and moad share: SHA-256, the converters of
+# common/ (gzip, encodings, HTML, PDF), titles and walks.
 add_executable(test-doc-text ${CMAKE_CURRENT_LIST_DIR}/test-doc-text.c
-  ${MOACTL_SRCDIR}/client/doc-text.c ${MOACTL_SRCDIR}/daemon/ingest-files.c ${MOACTL_SRCDIR}/daemon/sha256.c
-  ${MOACTL_SRCDIR}/client/file-text.c ${MOACTL_SRCDIR}/daemon/file-read.c)
+  ${MOACTL_SRCDIR}/daemon/ingest-files.c ${MOACTL_SRCDIR}/daemon/sha256.c ${MOACTL_SRCDIR}/daemon/file-read.c)
 target_compile_definitions(test-doc-text PRIVATE _GNU_SOURCE)
-target_include_directories(test-doc-text PRIVATE ${MOACTL_SRCDIR}/client ${MOACTL_SRCDIR}/daemon)
-target_link_libraries(test-doc-text PRIVATE PkgConfig::JANSSON PkgConfig::CHECK PkgConfig::ZLIB)
+target_include_directories(test-doc-text PRIVATE ${MOACTL_SRCDIR}/daemon)
+target_link_libraries(test-doc-text PRIVATE moa-convert PkgConfig::JANSSON PkgConfig::CHECK PkgConfig::ZLIB
+  Threads::Threads)
 add_test(NAME test-doc-text COMMAND test-doc-text)
 set_tests_properties(test-doc-text PROPERTIES LABELS unit TIMEOUT 60 ENVIRONMENT "CK_FORK=yes;${MOACTL_TEST_ENV}")
 

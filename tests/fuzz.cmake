@@ -1,4 +1,4 @@
-# Fuzz targets of the HTTP layer and of moactl's ingest converters (the
+# Fuzz targets of the HTTP layer and of the document converters (the
 # others are registered next to their area's tests). moa_fuzz_test is in
 # tests/CMakeLists.txt; scripts/fuzz.sh runs them all under libFuzzer.
 get_filename_component(MOA_FUZZ_SRCDIR ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
@@ -13,11 +13,7 @@ if(NOT MOAD_LIBFUZZER)
   set_tests_properties(fuzz-http-head PROPERTIES ENVIRONMENT "MOA_FUZZ_MUTATIONS=50")
 endif()
 
-# client/doc-text.c is moactl's, not moacore's: compiled in, as moactl does.
+# The converters moactl and moad share (common/, the moa-convert library).
 moa_fuzz_test(fuzz-doc-text ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-doc-text.c
-  ${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus-doc-text NO_MOACORE
-  SOURCES ${MOA_FUZZ_SRCDIR}/client/doc-text.c ${MOA_FUZZ_SRCDIR}/client/file-text.c
-          ${MOA_FUZZ_SRCDIR}/daemon/file-read.c)
-target_compile_definitions(fuzz-doc-text PRIVATE _GNU_SOURCE)
-target_include_directories(fuzz-doc-text PRIVATE ${MOA_FUZZ_SRCDIR}/client ${MOA_FUZZ_SRCDIR}/daemon)
-target_link_libraries(fuzz-doc-text PRIVATE PkgConfig::JANSSON PkgConfig::ZLIB)
+  ${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus-doc-text NO_MOACORE)
+target_link_libraries(fuzz-doc-text PRIVATE moa-convert PkgConfig::ZLIB)

@@ -1,14 +1,15 @@
 /* test-client-output.c — Check suite for moactl's pure helpers: the text
  * tables (padding by characters, not bytes; cutting; control characters
  * from the daemon neutralised), the tolerant JSON getters, and the bounded
- * reads of file-text.c. */
+ * reads of daemon/file-read.c. */
 #include <check.h>
 
 #include "check-main.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "file-text.h"
+#include "file-read.h"
+#include "utf8.h"
 #include "moactl.h"
 
 /* Render @t into a string (caller frees). */
@@ -183,16 +184,6 @@ START_TEST(test_text_read_fd_pipe_bounds) {
 }
 END_TEST
 
-START_TEST(test_text_from_pdf_without_pdftotext) {
-        char *text = NULL;
-        size_t len;
-
-        ck_assert_int_eq(setenv("PATH", "/nonexistent", 1), 0);
-        ck_assert_int_eq(text_from_pdf("/etc/hostname", 1024, &text, &len), -ENOPKG);
-        ck_assert_ptr_null(text);
-}
-END_TEST
-
 START_TEST(test_utf8_valid) {
         static const struct {
                 const char *s;
@@ -232,7 +223,6 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_json_getters_tolerate_anything);
         tcase_add_test(tc, test_text_read_file_bounds);
         tcase_add_test(tc, test_text_read_fd_pipe_bounds);
-        tcase_add_test(tc, test_text_from_pdf_without_pdftotext);
         tcase_add_test(tc, test_utf8_valid);
         suite_add_tcase(s, tc);
         return s;

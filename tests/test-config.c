@@ -136,6 +136,7 @@ static void check_defaults_except_agents(const Config *c) {
         ck_assert_double_eq(c->router.lexicon_weight, ROUTER_CONFIG_DEFAULT.lexicon_weight);
         ck_assert_double_eq(c->router.learned_weight, ROUTER_CONFIG_DEFAULT.learned_weight);
         ck_assert_double_eq(c->router.kb_weight, ROUTER_CONFIG_DEFAULT.kb_weight);
+        ck_assert_double_eq(c->router.fallback_margin, ROUTER_CONFIG_DEFAULT.fallback_margin);
         ck_assert_str_eq(c->router.fallback, "general");
 
         ck_assert_uint_eq(c->limits.max_body_bytes, 1048576);
@@ -323,6 +324,7 @@ START_TEST(test_full) {
         ck_assert_double_eq(c->router.threshold, 0.5);
         ck_assert_uint_eq(c->router.top_k, 2);
         ck_assert_double_eq(c->router.kb_weight, 0.25);
+        ck_assert_double_eq(c->router.fallback_margin, 0.1);
         ck_assert_str_eq(c->router.fallback, "code");
         ck_assert_uint_eq(c->limits.max_body_bytes, 2048);
         ck_assert_uint_eq(c->limits.max_messages, 10);

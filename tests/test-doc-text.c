@@ -1,11 +1,13 @@
 /* test-doc-text.c — Check suite for the helpers behind "moactl ingest":
  * SHA-256 (FIPS 180-2 vectors), gzip decompression and its bound,
  * encoding detection and conversion (UTF-8, UTF-16 with BOM, Latin-1,
- * binary refused), HTML text extraction, doc_text()'s refusals, and
+ * binary refused), HTML text extraction, doc_text()'s refusals, the
+ * PDF converter's failures and its cancel (fake pdftotext scripts), and
  * titles: common parent, relative paths, --include/--exclude, walks. */
 #include <check.h>
 
 #include "check-main.h"
+#include <pthread.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -175,32 +177,171 @@ START_TEST(test_doc_text_refusals) {
         char why[256], fmt[64];
         size_t len, gzlen;
 
-        ck_assert_int_eq(doc_text("p.png", "\x89PNG\r\n\x1a\n", 8, 1000, &out, &len, fmt, sizeof fmt, why,
-                                  sizeof why),
+        ck_assert_int_eq(doc_text("p.png", "\x89PNG\r\n\x1a\n", 8, 1000, NULL, &out, &len, fmt, sizeof fmt,
+                                  why, sizeof why),
                          -EMEDIUMTYPE);
         ck_assert_str_eq(why, "not text (a PNG image)");
-        ck_assert_int_eq(doc_text("b.dat", "x\0y", 3, 1000, &out, &len, fmt, sizeof fmt, why, sizeof why),
-                         -EMEDIUMTYPE);
-        ck_assert_str_eq(why, "not text (binary data)");
-        ck_assert_int_eq(doc_text("e.txt", " \n\t", 3, 1000, &out, &len, fmt, sizeof fmt, why, sizeof why),
-                         -ENODATA);
-        ck_assert_int_eq(doc_text("big.txt", "abcdef", 6, 5, &out, &len, fmt, sizeof fmt, why, sizeof why),
-                         -EFBIG);
         ck_assert_int_eq(
-                doc_text("c.gz", "\x1f\x8bxx", 4, 100, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                doc_text("b.dat", "x\0y", 3, 1000, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                -EMEDIUMTYPE);
+        ck_assert_str_eq(why, "not text (binary data)");
+        ck_assert_int_eq(
+                doc_text("e.txt", " \n\t", 3, 1000, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                -ENODATA);
+        ck_assert_int_eq(
+                doc_text("big.txt", "abcdef", 6, 5, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                -EFBIG);
+        ck_assert_int_eq(
+                doc_text("c.gz", "\x1f\x8bxx", 4, 100, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
                 -EBADMSG);
         ck_assert_str_eq(why, "corrupt gzip data");
 
         /* gzip'd Latin-1 HTML: all three steps, said in the format */
         gzip_bytes("<p>caf\xe9</p>", 11, &gz, &gzlen);
         ck_assert_int_eq(
-                doc_text("x.html.gz", gz, gzlen, 1000, &out, &len, fmt, sizeof fmt, why, sizeof why), 0);
+                doc_text("x.html.gz", gz, gzlen, 1000, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                0);
         ck_assert_str_eq(out, "café");
         ck_assert_str_eq(fmt, "gzip, Latin-1, HTML");
         out = mfree(out);
-        ck_assert_int_eq(doc_text("plain.md", "# hi", 4, 1000, &out, &len, fmt, sizeof fmt, why, sizeof why),
-                         0);
+        ck_assert_int_eq(
+                doc_text("plain.md", "# hi", 4, 1000, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                0);
         ck_assert_str_eq(fmt, "");
+}
+END_TEST
+
+START_TEST(test_pdf_without_pdftotext) {
+        _cleanup_free_ char *out = NULL;
+        char why[256], fmt[64];
+        size_t len;
+
+        ck_assert_int_eq(setenv("PATH", "/nonexistent", 1), 0);
+        ck_assert_int_eq(text_from_pdf("%PDF-1.4", 8, NULL, 1024, &out, &len), -ENOPKG);
+        ck_assert_ptr_null(out);
+        ck_assert_int_eq(
+                doc_text("a.pdf", "%PDF-1.4", 8, 1024, NULL, &out, &len, fmt, sizeof fmt, why, sizeof why),
+                -ENOPKG);
+        ck_assert_str_eq(why, "cannot read PDF files: pdftotext not found (install poppler-utils)");
+}
+END_TEST
+
+static void rm_rf(const char *dir) {
+        char cmd[128];
+
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A directory holding an executable "pdftotext" with the shell @body, put
+ * first in PATH; the directory's path is returned (static, valid until
+ * the next call; each test runs in its own process, CK_FORK=yes). */
+static const char *fake_pdftotext(const char *body) {
+        static char dir[64];
+        char p[512], path[1024];
+        FILE *f;
+
+        snprintf(dir, sizeof dir, "/tmp/test-doc-text-pdf-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(p, sizeof p, "%s/pdftotext", dir);
+        f = fopen(p, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "#!/bin/sh\n%s\n", body);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(chmod(p, 0755), 0);
+        snprintf(path, sizeof path, "%s:/usr/bin:/bin", dir);
+        ck_assert_int_eq(setenv("PATH", path, 1), 0);
+        return dir;
+}
+
+START_TEST(test_pdf_stdin_and_failure) {
+        _cleanup_free_ char *out = NULL;
+        const char *fake_dir;
+        char why[256], fmt[64];
+        size_t len;
+
+        /* The converter gets the bytes on stdin (it echoes them back) and "-" "-" as file names. */
+        fake_dir = fake_pdftotext("[ \"$4 $5\" = \"- -\" ] || exit 3\nexec cat");
+        ck_assert_int_eq(doc_text("in.pdf", "%PDF-1.4 hello quokka", 21, 1024, NULL, &out, &len, fmt,
+                                  sizeof fmt, why, sizeof why),
+                         0);
+        ck_assert_str_eq(out, "%PDF-1.4 hello quokka");
+        ck_assert_str_eq(fmt, "PDF");
+        out = mfree(out);
+        rm_rf(fake_dir);
+        fake_dir = fake_pdftotext("exit 1");
+        ck_assert_int_eq(doc_text("bad.pdf", "%PDF-1.4 broken", 15, 1024, NULL, &out, &len, fmt, sizeof fmt,
+                                  why, sizeof why),
+                         -EBADMSG);
+        ck_assert_str_eq(why, "not a readable PDF (pdftotext could not extract text)");
+        rm_rf(fake_dir);
+}
+END_TEST
+
+typedef struct Canceller {
+        const char *pidfile;
+        int fd;
+} Canceller;
+
+/* Waits for the converter's child to say its pid, then cancels. */
+static void *cancel_when_started(void *arg) {
+        Canceller *c = arg;
+
+        while (access(c->pidfile, F_OK) < 0)
+                usleep(10000);
+        ck_assert_int_eq(write(c->fd, "x", 1), 1);
+        return NULL;
+}
+
+START_TEST(test_pdf_cancel) {
+        _cleanup_free_ char *out = NULL;
+        char pidfile[600], why[256], fmt[64], buf[32] = "";
+        ConvertLimits lim = CONVERT_LIMITS_DEFAULT;
+        const char *dir;
+        Canceller c;
+        pthread_t t;
+        size_t len;
+        int p[2];
+        FILE *f;
+
+        /* Sleeps far beyond the wall clock: only the cancel can end it in time. */
+        dir = fake_pdftotext("sleep 600 &\necho $! > \"$MOA_PIDFILE.tmp\"\nmv \"$MOA_PIDFILE.tmp\" "
+                             "\"$MOA_PIDFILE\"\nwait");
+        snprintf(pidfile, sizeof pidfile, "%s/child.pid", dir);
+        ck_assert_int_eq(setenv("MOA_PIDFILE", pidfile, 1), 0);
+        ck_assert_int_eq(pipe(p), 0);
+        lim.cancel_fd = p[0];
+        c = (Canceller){.pidfile = pidfile, .fd = p[1]};
+        ck_assert_int_eq(pthread_create(&t, NULL, cancel_when_started, &c), 0);
+        ck_assert_int_eq(doc_text("slow.pdf", "%PDF-1.4", 8, 1024, &lim, &out, &len, fmt, sizeof fmt, why,
+                                  sizeof why),
+                         -ECANCELED);
+        ck_assert_str_eq(why, "cancelled while pdftotext ran");
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+
+        /* The converter's own child died with its group (gone, or a zombie no one reaps). */
+        f = fopen(pidfile, "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+        fclose(f);
+        for (int i = 0; i < 500; i++) {
+                char stat[64], line[512] = "", *rp;
+                FILE *sf;
+
+                snprintf(stat, sizeof stat, "/proc/%d/stat", atoi(buf));
+                sf = fopen(stat, "r");
+                if (!sf)
+                        break;
+                rp = fgets(line, sizeof line, sf) ? strrchr(line, ')') : NULL;
+                fclose(sf);
+                if (rp && rp[1] == ' ' && rp[2] == 'Z')
+                        break;
+                ck_assert_msg(i < 499, "the converter's child %s outlived its cancel", buf);
+                usleep(10000);
+        }
+        close(p[0]);
+        close(p[1]);
+        rm_rf(dir);
 }
 END_TEST
 
@@ -326,6 +467,9 @@ static Suite *doc_text_suite(void) {
         tcase_add_test(tc, test_encodings);
         tcase_add_test(tc, test_html);
         tcase_add_test(tc, test_doc_text_refusals);
+        tcase_add_test(tc, test_pdf_without_pdftotext);
+        tcase_add_test(tc, test_pdf_stdin_and_failure);
+        tcase_add_test(tc, test_pdf_cancel);
         tcase_add_test(tc, test_titles);
         tcase_add_test(tc, test_walk);
         suite_add_tcase(s, tc);

@@ -286,6 +286,51 @@ START_TEST(test_answer_not_found) {
 }
 END_TEST
 
+/* Licences share clauses word for word: the copy under the document the
+ * question names ("GPLv3" is the "GPL-3" title's two words) is the one
+ * quoted, not whichever was retrieved first; a lone digit ("EUPL 1.2"
+ * against a "(1)") is never what makes a sentence relevant. */
+START_TEST(test_answer_document_title_context) {
+        static const char clause[] =
+                "However, if you cease all violation of this License, then your license "
+                "from a particular copyright holder is reinstated provisionally.";
+        KbHit hits[] = {hit("GFDL-1.3", 0, 5.0, clause), hit("GPL-3", 0, 4.0, clause)};
+        char *out = answer("If I violated GPLv3 and stopped, is my license reinstated?", hits, 2, 3);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_nonnull(strstr(out, "[1] GPL-3"));
+        ck_assert_ptr_null(strstr(out, "GFDL-1.3"));
+        ck_assert_uint_eq(count_str(out, "However, if you cease"), 1);
+        free(out);
+
+        static const char mech[] = "A suitable mechanism is one that (1) uses a copy already present on "
+                                   "the system, and (2) will operate properly with a modified version.";
+        KbHit h2[] = {hit("mechanism.txt", 0, 3.0, mech)};
+        out = answer("EUPL 1.2?", h2, 1, 3);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_null(strstr(out, "[1]"));
+        free(out);
+}
+END_TEST
+
+/* A phrase of the question found word for word makes a sentence specific
+ * even when the phrase's last word ("page") is elsewhere: the question
+ * tells a story around "502 Bad Gateway". */
+START_TEST(test_answer_phrase_is_key) {
+        static const char codes[] = "**502 Bad Gateway**: a gateway or proxy received an invalid response "
+                                    "from the upstream server. **504 Gateway Timeout**: the upstream "
+                                    "server did not answer in time. A page can be cached by the browser.";
+        static const char other[] = "Hosting providers differ in price. Someone changed the settings of the "
+                                    "website since yesterday. Showing a page keeps users informed.";
+        KbHit hits[] = {hit("http-status-codes.md", 0, 3.0, codes), hit("hosting.md", 0, 2.0, other)};
+        char *out = answer("My website keeps showing a '502 Bad Gateway' page ever since the hosting guy "
+                           "changed something. What does that actually mean?",
+                           hits, 2, 3);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_nonnull(strstr(out, "a gateway or proxy received an invalid response"));
+        free(out);
+}
+END_TEST
+
 static int has_word_yes(void *userdata, const char *word) {
         return strcasecmp(word, userdata) == 0;
 }
@@ -845,6 +890,8 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_phrase_counts_more);
         tcase_add_test(tc, test_answer_back_reference_not_first);
         tcase_add_test(tc, test_answer_not_found);
+        tcase_add_test(tc, test_answer_document_title_context);
+        tcase_add_test(tc, test_answer_phrase_is_key);
         tcase_add_test(tc, test_answer_clauses);
         tcase_add_test(tc, test_answer_modifier_known_elsewhere);
         tcase_add_test(tc, test_answer_known_head_elsewhere);

@@ -285,6 +285,11 @@ START_TEST(test_fts_query) {
         CHECK_Q("git git GIT", "\"git\"");
         CHECK_Q("Blutdruck senken", "\"blutdruck\" OR \"senken\"");
         CHECK_Q("高血压 治疗", "\"高血压\" OR \"治疗\"");
+        /* a name with its version joined on is also searched as the two
+         * words a document writes apart ("GPL-3", "version 3") */
+        CHECK_Q("GPLv3 terms", "\"gplv3\" OR \"gpl\" OR \"3\" OR \"terms\"");
+        CHECK_Q("ipv6 gpl3", "\"ipv6\" OR \"ip\" OR \"6\" OR \"gpl3\" OR \"gpl\" OR \"3\"");
+        CHECK_Q("v8 x86 3d", "\"v8\" OR \"x86\" OR \"3d\"");
 #undef CHECK_Q
         /* never more than KB_MAX_QUERY_TERMS terms */
         char big[4096] = "";

@@ -104,6 +104,36 @@ START_TEST(test_floor) {
 }
 END_TEST
 
+/* A specialist at the threshold still loses to everyday talk: it must
+ * score at least the fallback agent's own (unweighted) score plus
+ * fallback_margin ("a budget airline" is no finance question). */
+START_TEST(test_fallback_margin) {
+        RouterConfig c = cfg(0.5, 3, 0); /* plugin 0.55 -> 0.73, 0.6 -> 0.88, 0.8 -> 1.00 */
+        RouterCandidate in[] = {C("finance", 0.55, 0, 1), C("general", 0.6, 0, 0.6)};
+        RouteResult r = ROUTE_RESULT_INIT;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(find(&r, "general")->selected && find(&r, "general")->fallback);
+        ck_assert(!find(&r, "finance")->selected);
+        route_result_done(&r);
+        /* clearly above the fallback: selected */
+        in[0].plugin_score = 0.8;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(find(&r, "finance")->selected && !find(&r, "general")->selected);
+        route_result_done(&r);
+        /* above it, but within the margin: not */
+        in[0].plugin_score = 0.6;
+        in[1].plugin_score = 0.55;
+        c.fallback_margin = 0.05;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(find(&r, "finance")->selected);
+        route_result_done(&r);
+        c.fallback_margin = 0.2;
+        ck_assert_int_eq(router_route(&c, in, ELEMENTSOF(in), NULL, 0, &r), 0);
+        ck_assert(!find(&r, "finance")->selected && find(&r, "general")->fallback);
+        route_result_done(&r);
+}
+END_TEST
+
 START_TEST(test_threshold_and_order) {
         RouterConfig c = cfg(0.5, 0, 0);
         RouterCandidate in[] = {C("legal", 0.9, 0, 1), C("finance", 0.5, 0, 1), C("code", 0.49, 0, 1),
@@ -308,6 +338,7 @@ static Suite *suite(void) {
         TCase *tc = tcase_create("route");
         tcase_add_test(tc, test_combine);
         tcase_add_test(tc, test_floor);
+        tcase_add_test(tc, test_fallback_margin);
         tcase_add_test(tc, test_threshold_and_order);
         tcase_add_test(tc, test_top_k);
         tcase_add_test(tc, test_fallback);

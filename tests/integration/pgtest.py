@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 
 from moadtest import cannot_run
 
@@ -125,14 +126,62 @@ class PgServer:
                 "  connect_timeout_s: 3\n  statement_timeout_ms: 10000\n%s"
                 % (self.conninfo(dbname), self.password_file, extra))
 
-    def pg_ctl(self, action):
-        """'stop' or 'start' the server (for the fault cases)."""
+    def pg_ctl(self, action, mode="fast"):
+        """'stop' (shutdown @mode: 'fast', or 'immediate' as when the server
+        is killed) or 'start' the server (for the fault cases)."""
         if action == "stop":
-            self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-m", "fast", "stop"])
+            self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-m", mode, "stop"])
         else:
             self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60",
                        "-o", "-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off "
                              "-c max_connections=200" % self.sock, "start"])
+
+    def lock_chunks(self, dbname):
+        """A session holding an ACCESS EXCLUSIVE lock on moa_kb_chunks until
+        release(): every search waits for it. Returns the psql process once
+        the lock is granted."""
+        env = dict(os.environ, PGPASSWORD=self.password)
+        p = subprocess.Popen([os.path.join(self.bin, "psql"), "-X", "-q", "-d", self.conninfo(dbname)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True, env=env)
+        p.stdin.write("BEGIN;\nLOCK TABLE moa_kb_chunks IN ACCESS EXCLUSIVE MODE;\n")
+        p.stdin.flush()
+        end = time.time() + 30
+        while time.time() < end:
+            if self.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                         "WHERE c.relname = 'moa_kb_chunks' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+                         dbname) == "1":
+                return p
+            time.sleep(0.05)
+        p.kill()
+        raise RuntimeError("the lock was never taken: " + p.communicate()[0])
+
+    @staticmethod
+    def release(p):
+        """Ends a lock_chunks() session (its transaction commits)."""
+        try:
+            p.communicate("COMMIT;\n", timeout=30)
+        except (OSError, ValueError):
+            pass  # the server went away with it
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+    def waiting_searches(self, dbname):
+        """moad's knowledge searches (the statement kb_pg_search_sql)
+        waiting for a lock on @dbname now."""
+        return int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND "
+                             "application_name = 'moad' AND wait_event_type = 'Lock' AND "
+                             "query LIKE 'WITH terms AS (SELECT DISTINCT x.lexeme%%'" % dbname))
+
+    def wait_searches(self, dbname, n=1, timeout=30):
+        """Waits until @n of moad's searches wait for the lock."""
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.waiting_searches(dbname) >= n:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("no search of moad waited for the lock on %s" % dbname)
 
     def stop(self):
         if self.stopped:

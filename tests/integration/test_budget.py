@@ -99,6 +99,67 @@ class DeleteOffLoop(DaemonTestCase):
         self.assertNotIn("gone.md", titles)
 
 
+def plugin_threads(pid):
+    """{agent: [tid, ...]} of moad's threads named plugin:<agent>."""
+    out = {}
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "comm")) as f:
+                comm = f.read().strip()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+        if comm.startswith("plugin:"):
+            out.setdefault(comm[len("plugin:"):], []).append(int(tid))
+    return out
+
+
+class PluginThreads(DaemonTestCase):
+    """Each agent's plugin callbacks run on one thread of that agent's, which
+    stays for the next call (issue 13 item 2: a thread per call cost about
+    0.1 ms a callback); the agent being freed (reload) ends it."""
+
+    def threads(self):
+        return plugin_threads(self.d.proc.pid)
+
+    def route(self):
+        st, _, r = self.d.json("POST", "/v1/moa/route", {"query": "Can my landlord keep my deposit?"})
+        self.assertEqual(st, 200, r)
+        return sorted(a["name"] for a in r["agents"])
+
+    def wait_threads(self, cond, what):
+        end = time.time() + 10
+        while time.time() < end and not cond(self.threads()):
+            time.sleep(0.05)
+        got = self.threads()
+        self.assertTrue(cond(got), "%s: %s" % (what, got))
+        return got
+
+    def test_one_thread_per_agent_that_stays_until_reload(self):
+        self.assertEqual(self.threads(), {}, "a plugin thread before any call")
+        agents = self.route()
+        self.assertEqual(len(agents), 5, agents)
+        first = self.threads()
+        self.assertEqual(sorted(first), agents)
+        self.assertTrue(all(len(t) == 1 for t in first.values()), first)
+        for _ in range(10):
+            self.route()
+        st, _, j = self.d.json("POST", "/v1/chat/completions",
+                               {"model": "moa-lite", "messages": [{"role": "user", "content": "What is a deposit?"}]})
+        self.assertEqual(st, 200, j)
+        # scores, prompts and reviews of 11 requests: the same threads
+        self.assertEqual(self.threads(), first)
+        st, _, _ = self.d.json("POST", "/v1/moa/reload")
+        self.assertEqual(st, 200)
+        # the old agents are freed with the old runtime, and their threads end
+        self.wait_threads(lambda t: t == {}, "the old agents' threads did not end")
+        self.assertEqual(self.route(), agents)
+        new = self.threads()
+        self.assertEqual(sorted(new), agents)
+        old_tids = {t for ts in first.values() for t in ts}
+        self.assertFalse(old_tids & {t for ts in new.values() for t in ts}, (first, new))
+
+
 class SleepyCase(unittest.TestCase):
     """A daemon with legal, general and the sleepy test plugin, which sleeps
     sleep_ms in the callbacks named by sleep_in."""

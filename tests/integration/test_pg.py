@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -246,6 +247,128 @@ class Atomicity(unittest.TestCase):
         self.assertNotEqual(self.rows("new.md"), "0")
 
 
+class Background:
+    """A request on a thread of its own: result() waits for its answer."""
+
+    def __init__(self, fn, *args, **kw):
+        self.out = None
+        self.error = None
+
+        def run():
+            try:
+                self.out = fn(*args, **kw)
+            except Exception as e:  # reported by result()
+                self.error = e
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def done(self):
+        return not self.thread.is_alive()
+
+    def result(self, timeout=60):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError("no answer within %d s" % timeout)
+        if self.error:
+            raise self.error
+        return self.out
+
+
+class NonBlocking(unittest.TestCase):
+    """A knowledge search waits for the database off the event loop: while
+    one waits (moa_kb_chunks locked by another session), the daemon
+    answers everything else; past statement_timeout it gives up with the
+    agent-drops-out answer (503 knowledge_unavailable) instead of hanging."""
+
+    Q = "How many days notice must a tenant give before leaving an orbix flat?"
+
+    @classmethod
+    def setUpClass(cls):
+        PG.createdb("moa_nonblock")
+        cfg = PG.config("moa_nonblock")
+        # a search waits for the lock as long as the test holds it
+        cls.d = Daemon(config=cfg.replace("statement_timeout_ms: 10000", "statement_timeout_ms: 120000"))
+        # a search gives up after 2 s
+        cls.short = Daemon(config=cfg.replace("statement_timeout_ms: 10000", "statement_timeout_ms: 2000"))
+        st, _, j = cls.d.json("POST", "/v1/moa/agents/legal/documents",
+                              {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+        assert st == 200, j
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+        cls.short.cleanup()
+
+    def ask(self, d=None):
+        return (d or self.d).chat(self.Q, moa={"agents": ["legal"]})
+
+    def quick(self, method, path):
+        """@path answered on a fresh connection, with a 5 s socket timeout:
+        the lock is held until the test releases it, so a loop waiting for
+        the search would never answer."""
+        c = self.d.conn(timeout=5)
+        try:
+            return self.d.request(method, path, conn=c)
+        finally:
+            c.close()
+
+    def test_loop_answers_while_a_search_waits(self):
+        lock = PG.lock_chunks("moa_nonblock")
+        try:
+            chat = Background(self.ask)
+            PG.wait_searches("moa_nonblock")
+            st, _, body = self.quick("GET", "/healthz")
+            self.assertEqual(st, 200, body)
+            st, _, body = self.quick("GET", "/v1/models")
+            self.assertEqual(st, 200, body)
+            self.assertIn("legal", [m["id"] for m in json.loads(body)["data"]])
+            # both answered while the search still waited for the lock
+            self.assertEqual(PG.waiting_searches("moa_nonblock"), 1)
+            self.assertFalse(chat.done())
+        finally:
+            PG.release(lock)
+        st, _, data = chat.result()
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+
+    def test_search_past_the_deadline_drops_the_agent(self):
+        lock = PG.lock_chunks("moa_nonblock")
+        try:
+            chat = Background(self.ask, self.short)
+            # over statement_timeout (2 s): the server cancels it, the
+            # agent drops out, and with it the only agent: 503
+            st, _, data = chat.result(timeout=30)
+            self.assertEqual(st, 503, data)
+            j = json.loads(data)
+            self.assertEqual(j["error"]["code"], "knowledge_unavailable", j)
+            self.assertIn("legal: its knowledge database is unavailable", j["error"]["message"])
+            self.assertEqual(PG.waiting_searches("moa_nonblock"), 0)
+        finally:
+            PG.release(lock)
+        st, _, data = self.ask(self.short)
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+
+    def test_client_gone_mid_search(self):
+        """A client that hangs up while its search waits: the search is
+        cancelled (its answer dropped when it comes), the daemon goes on."""
+        lock = PG.lock_chunks("moa_nonblock")
+        try:
+            c = self.d.conn(timeout=30)
+            c.request("POST", "/v1/chat/completions",
+                      json.dumps({"model": "moa", "messages": [{"role": "user", "content": self.Q}],
+                                  "moa": {"agents": ["legal"]}}),
+                      {"Content-Type": "application/json"})
+            PG.wait_searches("moa_nonblock")
+            c.close()
+            self.d.wait_log("client disconnected", timeout=10)
+        finally:
+            PG.release(lock)
+        st, _, data = self.ask()
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+
+
 class Migration(unittest.TestCase):
     """moad --migrate-knowledge: SQLite to PostgreSQL and back, documents
     counted and checked, and what a user then sees from the new backend."""
@@ -387,6 +510,43 @@ class Faults(unittest.TestCase):
         self.assertEqual(st, 200, data)
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
         self.assertIn("connected to PostgreSQL again", self.d.read_log())
+
+    def test_killed_mid_search_then_back(self):
+        """The server dies while a search waits in it: 503 at once (not at
+        the deadline), the rest of the daemon answers, and when the server
+        is back the search pool reconnects without a restart of moad."""
+        cfg = self.pg.config("moa_faults").replace("statement_timeout_ms: 10000", "statement_timeout_ms: 60000")
+        self.d = Daemon(config=cfg)
+        st, _, j = self.d.json("POST", "/v1/moa/agents/legal/documents",
+                               {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+        self.assertEqual(st, 200, j)
+        lock = self.pg.lock_chunks("moa_faults")
+        chat = Background(self.d.chat, "How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+        self.pg.wait_searches("moa_faults")
+        self.pg.pg_ctl("stop", mode="immediate")
+        self.pg.release(lock)
+        # well before the 60 s statement_timeout
+        st, _, data = chat.result(timeout=30)
+        self.assertEqual(st, 503, data)
+        j = json.loads(data)
+        self.assertEqual(j["error"]["code"], "knowledge_unavailable", j)
+        self.assertIn("legal: its knowledge database is unavailable", j["error"]["message"])
+        self.assertEqual(self.d.json("GET", "/healthz")[0], 200)
+        # down: the pool refuses at once rather than waiting
+        st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+        self.assertEqual(st, 503, data)
+        self.pg.pg_ctl("start")
+        self.wait_status(200)
+        # the pool waits at most KB_PG_BACKOFF_MAX_USEC (5 s) before it tries again
+        end = time.time() + 30
+        while True:
+            st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+            if st == 200 or time.time() > end:
+                break
+            time.sleep(0.5)
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+        self.assertIn("search connections work again", self.d.read_log())
 
     def test_down_mid_request_then_back(self):
         self.d = Daemon(config=self.pg.config("moa_faults"))

@@ -1,11 +1,14 @@
-/* doc-text.h — turning the bytes of one file into the UTF-8 text moactl
- * sends for ingest: gzip decompression, encoding detection and conversion
- * (UTF-8, UTF-16 with a byte-order mark, Latin-1/Windows-1252), HTML text
+/* doc-text.h — turning the bytes of one file into the UTF-8 text of a
+ * document: gzip decompression, encoding detection and conversion (UTF-8,
+ * UTF-16 with a byte-order mark, Latin-1/Windows-1252), HTML text
  * extraction, PDF through pdftotext(1), and the refusal of anything else
- * with a reason a user can act on. Nothing here talks to the daemon. */
+ * with a reason a user can act on. Shared by moactl (ingest, ask -f) and
+ * moad (ingest jobs), so both take and refuse exactly the same files. */
 #pragma once
 
 #include <stddef.h>
+
+#include "pdf-text.h"
 
 /**
  * text_gunzip() - decompress the gzip data of @size bytes at @data (one or
@@ -47,15 +50,17 @@ int html_to_text(const char *html, size_t len, char **ret, size_t *ret_len);
 int looks_like_html(const char *name, const char *text, size_t len);
 
 /**
- * doc_text() - the UTF-8 text of the file @path whose @size bytes are at
- * @data: ".gz" (or gzip magic) is decompressed first, then a PDF goes
- * through pdftotext, other data through text_to_utf8() and, for HTML,
- * html_to_text(). At most @max bytes of text. Returns 0 with the text in
- * *@ret / *@ret_len and what was done to it in @format (e.g. "gzip,
- * Latin-1, HTML"; "" for plain UTF-8), or a negative errno with
+ * doc_text() - the UTF-8 text of the file named @path (only its name is
+ * used: suffixes) whose @size bytes are at @data: ".gz" (or gzip magic) is
+ * decompressed first, then a PDF goes through text_from_pdf() with @lim
+ * (NULL: CONVERT_LIMITS_DEFAULT), other data through text_to_utf8() and,
+ * for HTML, html_to_text(). At most @max bytes of text. Returns 0 with the
+ * text in *@ret / *@ret_len and what was done to it in @format (e.g.
+ * "gzip, Latin-1, HTML"; "" for plain UTF-8), or a negative errno with
  * @why (of @why_len bytes) saying why the file was refused: -EMEDIUMTYPE
  * not text, -EFBIG too large, -ENOPKG no pdftotext, -EBADMSG corrupt,
- * -ENODATA no text in it.
+ * -ENODATA no text in it, -ETIME / -ETIMEDOUT pdftotext stopped by a
+ * limit, -ECANCELED @lim->cancel_fd became readable, -ENOMEM.
  */
-int doc_text(const char *path, const char *data, size_t size, size_t max, char **ret, size_t *ret_len,
-             char *format, size_t format_len, char *why, size_t why_len);
+int doc_text(const char *path, const char *data, size_t size, size_t max, const ConvertLimits *lim,
+             char **ret, size_t *ret_len, char *format, size_t format_len, char *why, size_t why_len);

@@ -1,14 +1,16 @@
 /* doc-text.c — from a file's bytes to UTF-8 text for ingest: gzip via
  * zlib (in memory, bounded), encodings via iconv(3), HTML by one bounded
  * pass that strips tags and decodes character references, PDF through
- * file-text.c's pdftotext. Each refusal comes with a reason. */
+ * pdf-text.c's pdftotext. Each refusal comes with a reason. The one
+ * implementation behind "moactl ingest" and moad's ingest jobs. */
 #include <ctype.h>
 #include <iconv.h>
 #include <strings.h>
 #include <zlib.h>
 
 #include "doc-text.h"
-#include "file-text.h"
+#include "pdf-text.h"
+#include "utf8.h"
 #include "util.h"
 
 static int has_suffix_ci(const char *s, const char *suffix) {
@@ -464,8 +466,9 @@ static int all_space(const char *s, size_t n) {
         return 1;
 }
 
-int doc_text(const char *path, const char *data, size_t size, size_t max, char **ret, size_t *ret_len,
-             char *format, size_t format_len, char *why, size_t why_len) {
+int doc_text(const char *path, const char *data, size_t size, size_t max, const ConvertLimits *lim,
+             char **ret, size_t *ret_len, char *format, size_t format_len, char *why, size_t why_len) {
+        const ConvertLimits l = lim ? *lim : CONVERT_LIMITS_DEFAULT;
         _cleanup_free_ char *plain = NULL, *text = NULL, *name = NULL;
         const char *enc = NULL;
         size_t len = 0;
@@ -497,7 +500,7 @@ int doc_text(const char *path, const char *data, size_t size, size_t max, char *
                         snprintf(why, why_len, "a compressed PDF: decompress it first");
                         return -EMEDIUMTYPE;
                 }
-                r = text_from_pdf(path, max, &plain, &len);
+                r = text_from_pdf(data, size, &l, max, &plain, &len);
                 if (r == -ENOPKG)
                         snprintf(why, why_len,
                                  "cannot read PDF files: pdftotext not found (install poppler-utils)");
@@ -508,11 +511,13 @@ int doc_text(const char *path, const char *data, size_t size, size_t max, char *
                 else if (r == -ETIME)
                         snprintf(why, why_len,
                                  "pdftotext ran longer than %u s and was stopped (a crafted PDF?)",
-                                 convert_timeout_sec());
+                                 l.timeout_sec);
                 else if (r == -ETIMEDOUT)
                         snprintf(why, why_len,
                                  "pdftotext used more than %u s of CPU and was stopped (a crafted PDF?)",
-                                 convert_cpu_sec());
+                                 l.cpu_sec);
+                else if (r == -ECANCELED)
+                        snprintf(why, why_len, "cancelled while pdftotext ran");
                 else if (r < 0)
                         snprintf(why, why_len, "pdftotext: %s", strerror(-r));
                 if (r < 0)

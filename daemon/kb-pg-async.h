@@ -1,0 +1,44 @@
+/* kb-pg-async.h — knowledge searches on PostgreSQL without blocking the
+ * event loop: a small pool of non-blocking libpq connections per sd-event
+ * loop, each connection's socket an io source, the search a prepared
+ * statement. kb.c's kb_search_start() dispatches here for a PostgreSQL
+ * handle. Loop thread only (the pool of a loop is used by that loop). */
+#pragma once
+
+#include <stddef.h>
+#include <systemd/sd-event.h>
+
+#include "kb-pg.h"
+#include "kb.h"
+
+/* Connections per loop: searches beyond these wait in the queue. */
+#define KB_PG_POOL_SIZE 4u
+/* Searches waiting for a connection, per loop; more are refused (-EAGAIN). */
+#define KB_PG_POOL_QUEUE 256u
+/* After a failed connection attempt the pool waits this long before the
+ * next one, doubling per failure up to the maximum; searches meanwhile
+ * fail at once (-ECONNREFUSED) instead of waiting. */
+#define KB_PG_BACKOFF_MIN_USEC (100ULL * 1000ULL)
+#define KB_PG_BACKOFF_MAX_USEC (5ULL * 1000000ULL)
+/* A search gives up this long after statement_timeout (the server's own
+ * cancel normally answers first); a connection that has not answered by
+ * then is closed. */
+#define KB_PG_DEADLINE_GRACE_USEC (1000ULL * 1000ULL)
+
+/**
+ * kb_pg_search_start() - start kb_pg_search() on @e's pool. @pg must stay
+ * open until @done ran or the search was cancelled. Returns 1 when there
+ * is nothing to ask (no query terms, @limit 0: no hits, nothing called),
+ * 0 when pending (*@ret valid until @done runs, which happens on the loop,
+ * exactly once, never from inside this function, unless
+ * kb_pg_search_cancel()), or -errno without calling anything:
+ * -ECONNREFUSED (the database did not answer the last connection attempt
+ * and the pool waits before the next), -EAGAIN (KB_PG_POOL_QUEUE searches
+ * wait already), -ENOMEM.
+ */
+int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, int snippets,
+                       const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
+                       KbSearch **ret);
+
+/** kb_pg_search_cancel() - @done will not run; a result on its way is dropped. NULL is a no-op. */
+void kb_pg_search_cancel(KbSearch *s);
