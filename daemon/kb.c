@@ -54,6 +54,8 @@ static int errno_from_sqlite(int rc) {
                 return -ENOMEM;
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
+        /* a WAL reader that found every read lock taken for about 10 s */
+        case SQLITE_PROTOCOL:
                 return -EBUSY;
         case SQLITE_READONLY:
                 return -EROFS;
@@ -753,23 +755,20 @@ int kb_delete(Kb *kb, const char *title) {
 
 /* ---- queries ----------------------------------------------------------- */
 
-/** kb_list() - call @cb for every document ordered by title; stops and
- * returns @cb's value if it is non-zero. The strings in the KbDocInfo are
- * valid only during the call. Returns 0 or -errno. */
-int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
-        if (!kb || !cb)
-                return -EINVAL;
-        if (kb->pg)
-                return kb_pg_list(kb->pg, cb, userdata);
-
+/* The documents with a title after @after (byte order), at most @limit
+ * of them (-1: all), to @cb; stops and returns @cb's value if non-zero. */
+static int list_rows(Kb *kb, const char *after, sqlite3_int64 limit,
+                     int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r = kb_prepare(
                 kb,
                 "SELECT title, source, n_chunks, bytes, ingested_at, sha256, ifnull(file_bytes, -1), "
-                "ifnull(mtime, -1) FROM documents ORDER BY title",
+                "ifnull(mtime, -1) FROM documents WHERE title > ?1 ORDER BY title LIMIT ?2",
                 &st);
         if (r < 0)
                 return r;
+        sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, limit);
         for (;;) {
                 int rc = sqlite3_step(st);
                 if (rc == SQLITE_DONE)
@@ -796,6 +795,30 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
                 if (r != 0)
                         return r;
         }
+}
+
+/** kb_list() - call @cb for every document ordered by title; stops and
+ * returns @cb's value if it is non-zero. The strings in the KbDocInfo are
+ * valid only during the call. Returns 0 or -errno. */
+int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
+        if (!kb || !cb)
+                return -EINVAL;
+        if (kb->pg)
+                return kb_pg_list(kb->pg, cb, userdata);
+        return list_rows(kb, "", -1, cb, userdata); /* every title is longer than "" */
+}
+
+/**
+ * kb_list_page() - kb_list() of at most @limit documents whose title sorts
+ * after @after. See kb.h.
+ */
+int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDocInfo *doc, void *userdata),
+                 void *userdata) {
+        if (!kb || !cb || limit == 0)
+                return -EINVAL;
+        if (kb->pg)
+                return kb_pg_list_page(kb->pg, after, limit, cb, userdata);
+        return list_rows(kb, after ?: "", limit, cb, userdata);
 }
 
 /** kb_count() - the number of documents, or -errno. */

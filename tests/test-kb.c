@@ -197,6 +197,24 @@ START_TEST(test_list) {
         ListCtx s = {.stop_after = 2};
         ck_assert_int_eq(kb_list(kb, list_cb, &s), 42);
         ck_assert_uint_eq(s.n, 2);
+
+        /* pages: at most @limit, strictly after @after, which need not exist */
+        ListCtx p = {};
+        ck_assert_int_eq(kb_list_page(kb, NULL, 2, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 2);
+        ck_assert_str_eq(p.titles[1], "b-second");
+        p = (ListCtx){};
+        ck_assert_int_eq(kb_list_page(kb, "b-second", 2, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 1);
+        ck_assert_str_eq(p.titles[0], "c-third");
+        p = (ListCtx){};
+        ck_assert_int_eq(kb_list_page(kb, "a-firsu", 5, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 2);
+        ck_assert_str_eq(p.titles[0], "b-second");
+        p = (ListCtx){};
+        ck_assert_int_eq(kb_list_page(kb, "c-third", 5, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 0);
+        ck_assert_int_eq(kb_list_page(kb, NULL, 0, list_cb, &p), -EINVAL);
         kb_close(kb);
 }
 END_TEST

@@ -14,6 +14,7 @@ import unittest
 
 import pgtest
 import test_knowledge
+import test_listing
 from moadtest import BUILD, MOAD, SRC, Daemon, cannot_run
 
 PG = None
@@ -59,6 +60,66 @@ class Documents(OnPostgres, test_knowledge.Documents):
 
 class Relevance(OnPostgres, test_knowledge.Relevance):
     pass
+
+
+class Paging(OnPostgres, test_listing.Paging):
+    """The same pages, byte order and 400s as SQLite (titles compared
+    COLLATE "C")."""
+
+
+class ReadsOffLoop(unittest.TestCase):
+    """A listing and the agents' counts while another session holds the
+    documents table locked: read on the reader thread, so /healthz is
+    answered meanwhile; after statement_timeout both are 503 (the
+    database did not answer in time), never 500; then 200 again."""
+
+    @classmethod
+    def setUpClass(cls):
+        PG.createdb("moa_reads")
+        cls.d = Daemon(config=PG.config("moa_reads").replace("statement_timeout_ms: 10000",
+                                                            "statement_timeout_ms: 3000"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def locked(self, seconds):
+        env = dict(os.environ, PGPASSWORD=PG.password)
+        p = subprocess.Popen([os.path.join(PG.bin, "psql"), "-X", "-q", "-d", PG.conninfo("moa_reads"), "-c",
+                              "BEGIN; LOCK TABLE moa_kb_documents IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); "
+                              "COMMIT;" % seconds],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=env)
+        end = time.time() + 10
+        while time.time() < end:
+            if PG.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                       "WHERE c.relname = 'moa_kb_documents' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+                       "moa_reads") == "1":
+                return p
+            time.sleep(0.05)
+        p.kill()
+        self.fail("the lock was never taken: " + p.communicate()[0])
+
+    def test_a_locked_table_gives_503_and_the_loop_keeps_answering(self):
+        p = self.locked(8)
+        try:
+            tl, listed = test_listing.in_thread(self.d.json, "GET", "/v1/moa/agents/legal/documents")
+            ta, agents = test_listing.in_thread(self.d.json, "GET", "/v1/moa/agents")
+            time.sleep(0.5)
+            st, _, j = self.d.json("GET", "/healthz")
+            self.assertEqual((st, j["status"]), (200, "ok"))
+            self.assertTrue(tl.is_alive() and ta.is_alive(),
+                            "a listing answered before /healthz: it did not wait for the lock")
+            tl.join(60)
+            ta.join(60)
+        finally:
+            p.communicate(timeout=30)
+        for st, _, j in (listed[0], agents[0]):
+            self.assertEqual(st, 503, j)
+            self.assertIn("unavailable", j["error"]["message"])
+        st, _, j = self.d.json("GET", "/v1/moa/agents/legal/documents?limit=2")
+        self.assertEqual((st, len(j["documents"]), j["has_more"]), (200, 2, True), j)
+        st, _, j = self.d.json("GET", "/v1/moa/agents")
+        self.assertEqual(st, 200, j)
 
 
 ORBIX_DOC = """# Orbix lease rules
