@@ -108,26 +108,78 @@ static const KnownDoc *known_find(const Known *k, const char *title) {
         return k->n > 0 ? bsearch(&key, k->docs, k->n, sizeof(KnownDoc), known_cmp) : NULL;
 }
 
+/* A bound on what moactl gathers, whatever a daemon answers. */
+#define DOCS_MAX_LISTED 10000000u
+
+/* GET every page of the listing @path (following "has_more" with
+ * ?after=the last title) into *@ret: the first page's object holding
+ * every page's documents. Returns a MOACTL_EXIT_* code (after printing
+ * why on failure). */
+static int docs_list_all(const Moactl *m, const char *path, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        _cleanup_free_ char *after = NULL;
+        json_t *all = NULL;
+
+        for (;;) {
+                _cleanup_(reply_done) Reply reply = {};
+                _cleanup_(json_decrefp) json_t *page = NULL;
+                _cleanup_free_ char *esc = NULL, *url = NULL;
+                json_t *docs;
+                int code;
+
+                if (after && ctl_escape(after, &esc) < 0)
+                        return MOACTL_EXIT_FAILED;
+                if (asprintf(&url, "%s%s%s", path, esc ? "?after=" : "", esc ?: "") < 0) {
+                        url = NULL;
+                        return MOACTL_EXIT_FAILED;
+                }
+                code = ctl_call_json(m, "GET", url, NULL,
+                                     m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC, &reply,
+                                     &page);
+                if (code != MOACTL_EXIT_OK)
+                        return ctl_fail(&reply, code);
+                docs = json_object_get(page, "documents");
+                if (!json_is_array(docs)) {
+                        fputs("moactl: moad's document list has no \"documents\" array\n", stderr);
+                        return MOACTL_EXIT_PROTOCOL;
+                }
+                if (!root) {
+                        root = json_incref(page);
+                        all = docs;
+                } else if (json_array_extend(all, docs) < 0)
+                        return MOACTL_EXIT_FAILED;
+                if (!json_is_true(json_object_get(page, "has_more")))
+                        break;
+                /* The next page starts after this one's last title, which
+                 * must sort after the previous one: a listing that does
+                 * not advance (or never ends) is moad's error, not a loop. */
+                const char *last = json_str(json_array_get(docs, json_array_size(docs) - 1), "title", NULL);
+                if (!last || (after && strcmp(last, after) <= 0) || json_array_size(all) > DOCS_MAX_LISTED) {
+                        fputs("moactl: moad's document list does not advance from page to page\n", stderr);
+                        return MOACTL_EXIT_PROTOCOL;
+                }
+                free(after);
+                after = strdup(last);
+                if (!after)
+                        return MOACTL_EXIT_FAILED;
+        }
+        (void) json_object_set_new(root, "has_more", json_false());
+        *ret = TAKE_PTR(root);
+        return MOACTL_EXIT_OK;
+}
+
 /* GET the agent's documents. Returns a MOACTL_EXIT_* code (after printing
  * why on failure). */
 static int known_load(const Moactl *m, const char *path, Known *ret) {
-        _cleanup_(reply_done) Reply reply = {};
         json_t *docs, *v, *limits;
         Known k = {.max_ingest_bytes = 16U << 20, .max_title_bytes = 512};
         size_t i;
         int code;
 
-        code = ctl_call_json(m, "GET", path, NULL,
-                             m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC, &reply,
-                             &k.root);
+        code = docs_list_all(m, path, &k.root);
         if (code != MOACTL_EXIT_OK)
-                return ctl_fail(&reply, code);
+                return code;
         docs = json_object_get(k.root, "documents");
-        if (!json_is_array(docs)) {
-                known_done(&k);
-                fputs("moactl: moad's document list has no \"documents\" array\n", stderr);
-                return MOACTL_EXIT_PROTOCOL;
-        }
         limits = json_object_get(k.root, "limits");
         if (json_int(limits, "max_ingest_bytes", 0) > 0)
                 k.max_ingest_bytes = (uint64_t) json_int(limits, "max_ingest_bytes", 0);
@@ -731,7 +783,6 @@ static void format_time(char *buf, size_t n, const json_t *v) {
 int cmd_documents(const Moactl *m, int argc, char **argv) {
         static const char *const headers[] = {"TITLE",          "CHUNKS",         "BYTES",  "SIZE",
                                               "MODIFIED (UTC)", "INGESTED (UTC)", "SHA256", "SOURCE"};
-        _cleanup_(reply_done) Reply reply = {};
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(table_freep) Table *t = NULL;
         _cleanup_free_ char *agent = NULL, *path = NULL;
@@ -748,12 +799,15 @@ int cmd_documents(const Moactl *m, int argc, char **argv) {
                 path = NULL;
                 return MOACTL_EXIT_FAILED;
         }
-        code = ctl_call_json(m, "GET", path, NULL,
-                             m->timeout_sec >= 0 ? m->timeout_sec : DOCS_DEFAULT_TIMEOUT_SEC, &reply, &root);
+        code = docs_list_all(m, path, &root);
         if (code != MOACTL_EXIT_OK)
-                return ctl_fail(&reply, code);
+                return code;
         if (m->json) {
-                print_raw(&reply);
+                /* every page in one object, as one page of a small base reads */
+                _cleanup_free_ char *out = json_dumps(root, JSON_COMPACT);
+                if (!out)
+                        return MOACTL_EXIT_FAILED;
+                puts(out);
                 return MOACTL_EXIT_OK;
         }
 

@@ -220,23 +220,79 @@ static void api_route(Server *s, HttpRequest *req) {
         http_request_set_abort(req, on_route_abort, c);
 }
 
+/* GET /v1/moa/agents: the agents as the request found them; their
+ * document counts are read on the reader thread (ingest.h), not here. */
+typedef struct AgentsCall {
+        HttpRequest *req;
+        IngestJob *job;
+        json_t *agents; /* "documents" filled in when the counts come */
+} AgentsCall;
+
+static void agents_call_free(AgentsCall *c) {
+        json_decref(c->agents);
+        free(c);
+}
+
+static void on_agents_abort(HttpRequest *req, void *userdata) {
+        AgentsCall *c = userdata;
+
+        ingest_job_cancel(c->job);
+        agents_call_free(c);
+}
+
+static void reply_kb_read_error(HttpRequest *req, int r, const char *what);
+
+static void on_agents_counted(void *userdata, const int *counts, size_t n) {
+        AgentsCall *c = userdata;
+
+        http_request_set_abort(c->req, NULL, NULL);
+        for (size_t i = 0; i < n; i++)
+                if (counts[i] < 0) {
+                        reply_kb_read_error(c->req, counts[i], "cannot count documents");
+                        agents_call_free(c);
+                        return;
+                }
+        for (size_t i = 0; i < n; i++)
+                json_object_set_new(json_array_get(c->agents, i), "documents", json_integer(counts[i]));
+        http_reply_json(c->req, 200, json_pack("{s:O}", "agents", c->agents));
+        agents_call_free(c);
+}
+
 static void api_agents(Server *s, HttpRequest *req) {
         AgentSet *set = s->runtime->agents;
-        json_t *arr = json_array();
+        size_t n = agents_count(set);
+        _cleanup_free_ const char **paths = calloc(n + 1, sizeof(char *));
+        AgentsCall *c = calloc(1, sizeof *c);
+        int r = -ENOMEM;
 
-        for (size_t i = 0; i < agents_count(set); i++) {
-                Agent *a = agents_get(set, i);
-                PluginAgent *p = agent_plugin(a);
-                json_array_append_new(
-                        arr, json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:i,s:{s:b,s:i,s:b}}", "name",
-                                       agent_name(a), "plugin", plugin_agent_plugin_name(p), "version",
-                                       plugin_agent_version(p), "description", plugin_agent_description(p),
-                                       "weight", agent_weight(a), "provider", agent_provider(a), "model",
-                                       agent_model(a), "documents", agent_doc_count(a), "plugin_state",
-                                       "quarantined", plugin_agent_quarantined(p), "timeouts",
-                                       (int) plugin_agent_timeouts(p), "stuck", plugin_agent_stuck(p)));
+        if (c && paths && (c->agents = json_array())) {
+                for (size_t i = 0; i < n; i++) {
+                        Agent *a = agents_get(set, i);
+                        PluginAgent *p = agent_plugin(a);
+                        paths[i] = agent_kb_path(a);
+                        json_array_append_new(
+                                c->agents,
+                                json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s?,s:n,s:{s:b,s:i,s:b}}", "name",
+                                          agent_name(a), "plugin", plugin_agent_plugin_name(p), "version",
+                                          plugin_agent_version(p), "description",
+                                          plugin_agent_description(p), "weight", agent_weight(a), "provider",
+                                          agent_provider(a), "model", agent_model(a), "documents",
+                                          "plugin_state", "quarantined", plugin_agent_quarantined(p),
+                                          "timeouts", (int) plugin_agent_timeouts(p), "stuck",
+                                          plugin_agent_stuck(p)));
+                }
+                c->req = req;
+                r = json_array_size(c->agents) == n
+                            ? ingest_submit_counts(s->ingest, paths, n, on_agents_counted, c, &c->job)
+                            : -ENOMEM;
         }
-        http_reply_json(req, 200, json_pack("{s:o}", "agents", arr));
+        if (r < 0) {
+                if (c)
+                        agents_call_free(c);
+                reply_kb_read_error(req, r == -EBUSY ? -EAGAIN : r, "cannot list agents");
+                return;
+        }
+        http_request_set_abort(req, on_agents_abort, c);
 }
 
 /* ---- documents ---- */
@@ -281,17 +337,32 @@ static void on_ingest_abort(HttpRequest *req, void *userdata) {
         ingest_call_free(c);
 }
 
-/* Another writer held the database past SQLite's busy timeout: nothing
- * was written, and trying again later is the remedy. */
-static void reply_database_busy(HttpRequest *req, const char *what) {
+/* An error object with Retry-After: 1, for a state that passes. */
+static void reply_retry_later(HttpRequest *req, unsigned status, const char *type, const char *code,
+                              const char *message) {
         _cleanup_(json_decrefp) json_t *err = NULL;
         _cleanup_free_ char *body = NULL;
 
-        err = json_pack("{s:{s:s++,s:s,s:n,s:s}}", "error", "message",
-                        "the knowledge base is busy (another write holds it); nothing was ", what,
-                        ", try again", "type", "server_error", "param", "code", "database_busy");
+        err = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", message, "type", type, "param", "code",
+                        code);
         body = err ? json_dumps(err, JSON_COMPACT) : NULL;
-        http_reply(req, 503, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After", "1");
+        http_reply(req, status, NULL, body ? body : "{}", body ? strlen(body) : 2, "Retry-After", "1");
+}
+
+/* Another writer held the database past SQLite's busy timeout: nothing
+ * was written (@what: "ingested", "deleted"; NULL for a read, whose locks
+ * were taken), and trying again later is the remedy. */
+static void reply_database_busy(HttpRequest *req, const char *what) {
+        char msg[160];
+
+        if (what)
+                snprintf(msg, sizeof msg,
+                         "the knowledge base is busy (another write holds it); nothing was %s, try again",
+                         what);
+        else
+                snprintf(msg, sizeof msg,
+                         "the knowledge base is busy (another process holds its locks), try again");
+        reply_retry_later(req, 503, "server_error", "database_busy", msg);
 }
 
 static void on_ingest_done(void *userdata, int result) {
@@ -452,23 +523,102 @@ static int list_cb(const KbDocInfo *d, void *userdata) {
         return 0;
 }
 
-static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
-        json_t *arr = json_array();
-        int r = kb_list(agent_kb(a), list_cb, arr);
-
-        if (r < 0) {
-                json_decref(arr);
-                http_reply_error(req, kb_unavailable(r) ? 503 : 500, "server_error", NULL, NULL,
-                                 "cannot list documents: %s%s", strerror(-r),
+/* A read of the knowledge that failed: busy as for a write, a full
+ * reader queue as for a full ingest queue, the database unreachable 503. */
+static void reply_kb_read_error(HttpRequest *req, int r, const char *what) {
+        if (r == -EBUSY)
+                reply_database_busy(req, NULL);
+        else if (r == -EAGAIN)
+                reply_retry_later(req, 429, "rate_limit_error", "queue_full",
+                                  "too many listings waiting, try again");
+        else
+                http_reply_error(req, kb_unavailable(r) ? 503 : 500, "server_error", NULL, NULL, "%s: %s%s",
+                                 what, strerror(-r),
                                  kb_unavailable(r) ? " (the knowledge database is unavailable)" : "");
+}
+
+typedef struct ListCall {
+        HttpRequest *req;
+        IngestJob *job;
+        Runtime *rt;
+        char *agent;
+} ListCall;
+
+static void list_call_free(ListCall *c) {
+        runtime_unref(c->rt);
+        free(c->agent);
+        free(c);
+}
+
+static void on_list_abort(HttpRequest *req, void *userdata) {
+        ListCall *c = userdata;
+
+        ingest_job_cancel(c->job);
+        list_call_free(c);
+}
+
+static void on_listed(void *userdata, int result, const IngestDocPage *page) {
+        ListCall *c = userdata;
+        json_t *arr;
+
+        http_request_set_abort(c->req, NULL, NULL);
+        if (result < 0) {
+                reply_kb_read_error(c->req, result, "cannot list documents");
+                list_call_free(c);
                 return;
         }
+        arr = json_array();
+        for (size_t i = 0; i < page->n; i++)
+                list_cb(&page->docs[i], arr);
         /* The limits let a client refuse a file before sending it. */
-        http_reply_json(req, 200,
-                        json_pack("{s:s,s:o,s:{s:I,s:i}}", "agent", agent_name(a), "documents", arr,
-                                  "limits", "max_ingest_bytes",
-                                  (json_int_t) s->runtime->config->limits.max_ingest_bytes,
-                                  "max_title_bytes", (int) KB_MAX_TITLE_BYTES));
+        http_reply_json(c->req, 200,
+                        json_pack("{s:s,s:o,s:b,s:{s:I,s:i}}", "agent", c->agent, "documents", arr,
+                                  "has_more", page->has_more, "limits", "max_ingest_bytes",
+                                  (json_int_t) c->rt->config->limits.max_ingest_bytes, "max_title_bytes",
+                                  (int) KB_MAX_TITLE_BYTES));
+        list_call_free(c);
+}
+
+/* ?limit=1..KB_MAX_LIST_PAGE (default the most) and ?after=TITLE: one page,
+ * read on the reader thread (a large base or a locked one never holds the
+ * loop); the last title of a page is the next one's "after". */
+static void api_documents_get(Server *s, HttpRequest *req, Agent *a) {
+        const char *after = http_request_query(req, "after"), *lim = http_request_query(req, "limit");
+        unsigned long limit = KB_MAX_LIST_PAGE;
+        ListCall *c;
+        int r;
+
+        if (lim) {
+                char *end = NULL;
+                errno = 0;
+                limit = strtoul(lim, &end, 10);
+                if (errno || end == lim || *end || !isdigit((unsigned char) *lim) || limit < 1 ||
+                    limit > KB_MAX_LIST_PAGE) {
+                        http_reply_error(req, 400, "invalid_request_error", "limit", NULL,
+                                         "'limit' must be an integer from 1 to %u", KB_MAX_LIST_PAGE);
+                        return;
+                }
+        }
+        if (after && strlen(after) > KB_MAX_TITLE_BYTES) {
+                http_reply_error(req, 400, "invalid_request_error", "after", NULL,
+                                 "'after' must be a title of at most %u bytes", KB_MAX_TITLE_BYTES);
+                return;
+        }
+        c = calloc(1, sizeof *c);
+        if (!c || !(c->agent = strdup(agent_name(a)))) {
+                free(c);
+                http_reply_error(req, 500, "server_error", NULL, NULL, "out of memory");
+                return;
+        }
+        c->req = req;
+        c->rt = runtime_ref(s->runtime);
+        r = ingest_submit_list(s->ingest, agent_kb_path(a), after, (unsigned) limit, on_listed, c, &c->job);
+        if (r < 0) {
+                list_call_free(c);
+                reply_kb_read_error(req, r == -EBUSY ? -EAGAIN : r, "cannot list documents");
+                return;
+        }
+        http_request_set_abort(req, on_list_abort, c);
 }
 
 static void on_delete_done(void *userdata, int result) {

@@ -943,6 +943,9 @@ static int call_searched(EngineRun *run, AgentCall *c, int r, KbHit *kh, size_t 
 
         if (r < 0 && kb_unavailable(r)) {
                 kb_hits_free(kh, nk);
+                kb_hits_free(c->hits, c->n_hits); /* no passages for a call that did not happen */
+                c->hits = NULL;
+                c->n_hits = c->n_attached = 0;
                 c->state = r;
                 c->kb_down = 1;
                 c->error = strdup("its knowledge database is unavailable");

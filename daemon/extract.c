@@ -17,6 +17,7 @@
 #include "extract.h"
 #include "kb-text.h"
 #include "log.h"
+#include "spelling.h"
 #include "util.h"
 
 #define EX_MAX_HITS 32u
@@ -409,6 +410,13 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
                                         .off = (uint32_t) (start + letters),
                                         .len = (uint32_t) digits};
                         continue;
+                }
+                /* "licence" and "license" are one word */
+                char us[sizeof w];
+                size_t un = spelling_variant(w, wn, 1, us, sizeof us);
+                if (un > 0) {
+                        memcpy(w, us, un);
+                        wn = un;
                 }
                 wn = stem(w, wn);
                 v[n++] = (Word){.h = fnv1a(w, wn),
@@ -1590,16 +1598,19 @@ static int opens_with_back_reference(const char *t) {
  * OOM.
  */
 /* With log_level debug: why these sentences, one line per answer. The
- * question's words with their weights ("*" a key term, "-" in no
- * candidate), the floor, and the best candidates by relevance ("+" passed
- * the floor). */
-static void trace_answer(const Query *q, const SentList *l) {
+ * hits (title#chunk), the question's words with their weights ("*" a key
+ * term, "-" in no candidate), the floor, and the best candidates by
+ * relevance ("+" passed the floor). */
+static void trace_answer(const Query *q, const SentList *l, const KbHit *hits, size_t n_hits) {
         char *buf = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&buf, &len);
         if (!f)
                 return;
-        fprintf(f, "extract: floor %.2f%s; words", q->floor, q->missing ? " (subject missing)" : "");
+        fprintf(f, "extract: hits");
+        for (size_t h = 0; h < n_hits; h++)
+                fprintf(f, " h%zu=%.40s#%u", h, hits[h].title ?: "", hits[h].chunk);
+        fprintf(f, "; floor %.2f%s; words", q->floor, q->missing ? " (subject missing)" : "");
         uint64_t shown = 0; /* terms, once each */
         for (size_t w = 0; w < q->n_words; w++) {
                 int t = term_index(q, q->words[w].h);
@@ -1699,7 +1710,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 sent_relevance(&q, &l, s);
         }
         if (log_get_max_level() >= LOG_LEVEL_DEBUG)
-                trace_answer(&q, &l);
+                trace_answer(&q, &l, hits, n_hits);
 
         order = malloc(MAX(l.n, (size_t) 1) * sizeof(Sent *));
         if (!order)

@@ -1,6 +1,8 @@
 /* ingest.h — background ingest (and deletes): one worker thread (worker.h) with its own SQLite
  * connection per job, so the event loop never waits for a long write; the
- * completion callback runs on the loop. Also the synchronous file/directory
+ * completion callback runs on the loop. Listings and counts run the same
+ * way on a second thread, so they wait neither on the loop nor behind
+ * writes. Also the synchronous file/directory
  * ingest used at start-up for the shipped sample knowledge. */
 #pragma once
 
@@ -19,6 +21,31 @@ typedef void (*IngestDoneFn)(void *userdata, int result);
 
 /* Bound on jobs waiting in the queue (ingest_submit() returns -EBUSY past it). */
 #define INGEST_MAX_PENDING 1024u
+
+/* Bound on listings and counts waiting (ingest_submit_list() and
+ * ingest_submit_counts() return -EBUSY past it). */
+#define INGEST_MAX_PENDING_READS 64u
+/* The most documents in one listing page, and databases in one count. */
+#define KB_MAX_LIST_PAGE 1000u
+#define INGEST_MAX_COUNTS 4096u
+
+/* One page of documents, read on the reader thread; the strings belong to
+ * the page and live until the callback returns. */
+typedef struct IngestDocPage {
+        KbDocInfo *docs;
+        size_t n;
+        int has_more; /* documents after docs[n - 1] exist */
+} IngestDocPage;
+
+/* On the loop when a listing finishes: @result 0 with @page, or -errno
+ * (-EBUSY: the database stayed locked for the busy timeout; see
+ * kb_unavailable()) with @page NULL. */
+typedef void (*IngestListFn)(void *userdata, int result, const IngestDocPage *page);
+
+/* On the loop when counting finishes: @counts[i] is the number of
+ * documents in the i-th database, or its -errno; counting stops at the
+ * first -errno (the counts after it are 0). */
+typedef void (*IngestCountsFn)(void *userdata, const int *counts, size_t n);
 
 /**
  * ingest_worker_new() - start the worker thread and register its completion
@@ -63,6 +90,24 @@ int ingest_submit_meta(IngestWorker *w, const char *db_path, const char *title, 
  * ingest_submit().
  */
 int ingest_submit_delete(IngestWorker *w, const char *db_path, const char *title, IngestDoneFn done,
+                         void *userdata, IngestJob **ret);
+
+/**
+ * ingest_submit_list() - queue kb_list_page(@after, @limit) on a read-only
+ * connection to @db_path, on the reader thread. @limit is 1 to
+ * KB_MAX_LIST_PAGE. Same handle rules as ingest_submit(). Returns 0,
+ * -EINVAL, -EBUSY when INGEST_MAX_PENDING_READS reads wait, -ESHUTDOWN,
+ * -ENOMEM.
+ */
+int ingest_submit_list(IngestWorker *w, const char *db_path, const char *after, unsigned limit,
+                       IngestListFn done, void *userdata, IngestJob **ret);
+
+/**
+ * ingest_submit_counts() - queue kb_count() of each of the @n (at most
+ * INGEST_MAX_COUNTS) databases @db_paths (copied), on the reader thread.
+ * Same handle rules and errors as ingest_submit_list().
+ */
+int ingest_submit_counts(IngestWorker *w, const char *const *db_paths, size_t n, IngestCountsFn done,
                          void *userdata, IngestJob **ret);
 
 /**

@@ -326,14 +326,19 @@ static void slot_lost(Slot *s, int r) {
 }
 
 static void slot_connected(Slot *s) {
-        char sql[64];
+        char sql[128];
 
         PQsetNoticeProcessor(s->conn, kb_pg_notice, NULL);
         if (PQsetnonblocking(s->conn, 1) < 0) {
                 slot_connect_failed(s, PQerrorMessage(s->conn));
                 return;
         }
-        snprintf(sql, sizeof sql, "SET statement_timeout = %u", s->statement_timeout_ms);
+        /* The statement is prepared to skip parsing it each time; its plan
+         * is made for each search's values: the generic plan PostgreSQL
+         * would switch to after five searches ignores the agent and the
+         * title filter, and doubled a chat's time here (25 -> 50 ms). */
+        snprintf(sql, sizeof sql, "SET statement_timeout = %u; SET plan_cache_mode = force_custom_plan",
+                 s->statement_timeout_ms);
         if (!PQsendQuery(s->conn, sql) || slot_flush(s) < 0) {
                 slot_connect_failed(s, PQerrorMessage(s->conn));
                 return;
@@ -439,7 +444,11 @@ static int on_slot_io(sd_event_source *src, int fd, uint32_t revents, void *user
 
         pool->n_ref++; /* a search's owner may drop the last other reference */
         if (s->state == SLOT_CONNECTING) {
-                switch (PQconnectPoll(s->conn)) {
+                PostgresPollingStatusType st = PQconnectPoll(s->conn);
+                /* libpq may have closed the socket for the next address, and
+                 * the new one may have the same number: watch it afresh */
+                s->io = sd_event_source_disable_unref(s->io);
+                switch (st) {
                 case PGRES_POLLING_READING:
                         if (slot_watch(s, EPOLLIN) < 0)
                                 slot_connect_failed(s, "cannot watch the socket");

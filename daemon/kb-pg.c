@@ -5,8 +5,9 @@
  * ingest and delete as one transaction each, and search: candidates by
  * bm25 computed from the tsvectors' positions in SQL, reranked in C by
  * kb-rank.c's coverage and proximity bonus and given kb-rank.c's
- * snippets, so hits read the same as the SQLite backend's. Synchronous:
- * see docs/knowledge.md. */
+ * snippets, so hits read the same as the SQLite backend's. Synchronous
+ * here; the loop's searches run the same statement and ranking on
+ * kb-pg-async.c's non-blocking pool. See docs/knowledge.md. */
 #include <libpq-fe.h>
 #include <math.h>
 #include <pthread.h>
@@ -84,7 +85,10 @@ static const char schema_sql[] =
         "  n_tokens integer NOT NULL,"
         "  UNIQUE (doc_id, idx));"
         "CREATE INDEX IF NOT EXISTS moa_kb_chunks_tsv ON moa_kb_chunks USING gin (tsv);"
-        "CREATE INDEX IF NOT EXISTS moa_kb_chunks_agent ON moa_kb_chunks (agent, id);";
+        "CREATE INDEX IF NOT EXISTS moa_kb_chunks_agent ON moa_kb_chunks (agent, id);"
+        /* listing pages by title in byte order (kb_pg_list_page()) */
+        "CREATE INDEX IF NOT EXISTS moa_kb_documents_title_c ON moa_kb_documents (agent, title COLLATE "
+        "\"C\");";
 
 /* ---- configuration and locators ------------------------------------------------ */
 
@@ -613,16 +617,26 @@ static int64_t value_i64(const PGresult *res, int row, int col) {
 }
 
 int kb_pg_list(KbPg *pg, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
+        return kb_pg_list_page(pg, NULL, 0, cb, userdata);
+}
+
+/* @limit 0: every document (kb_list()). */
+int kb_pg_list_page(KbPg *pg, const char *after, unsigned limit,
+                    int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
         _cleanup_res_ PGresult *res = NULL;
+        char lim[16];
 
         if (!pg || !cb)
                 return -EINVAL;
-        const char *p[] = {pg->agent};
-        /* COLLATE "C": by bytes, as SQLite orders */
+        snprintf(lim, sizeof lim, "%u", limit);
+        const char *p[] = {pg->agent, after ?: "", limit > 0 ? lim : NULL};
+        /* COLLATE "C": by bytes, as SQLite orders and compares (and as the
+         * moa_kb_documents_title_c index is built) */
         int r = pg_exec(pg,
                         "SELECT title, source, n_chunks, bytes, ingested_at, sha256, file_bytes, mtime "
-                        "FROM moa_kb_documents WHERE agent = $1 ORDER BY title COLLATE \"C\"",
-                        1, p, PGRES_TUPLES_OK, &res);
+                        "FROM moa_kb_documents WHERE agent = $1 AND title COLLATE \"C\" > $2 "
+                        "ORDER BY title COLLATE \"C\" LIMIT $3::bigint",
+                        3, p, PGRES_TUPLES_OK, &res);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {

@@ -61,6 +61,8 @@ int kb_pg_ingest(KbPg *pg, const char *title, const char *source, const char *te
                  const KbChunks *chunks, const KbDocMeta *meta);
 int kb_pg_delete(KbPg *pg, const char *title);
 int kb_pg_list(KbPg *pg, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata);
+int kb_pg_list_page(KbPg *pg, const char *after, unsigned limit,
+                    int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata);
 int kb_pg_count(KbPg *pg);
 int kb_pg_search(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
                  size_t n_titles, KbHit **ret_hits, size_t *ret_n);

@@ -15,6 +15,7 @@
 #include "kb-vocab.h"
 #include "kb.h"
 #include "log.h"
+#include "spelling.h"
 #include "util.h"
 
 #define KB_SCHEMA_VERSION 3
@@ -53,6 +54,8 @@ static int errno_from_sqlite(int rc) {
                 return -ENOMEM;
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
+        /* a WAL reader that found every read lock taken for about 10 s */
+        case SQLITE_PROTOCOL:
                 return -EBUSY;
         case SQLITE_READONLY:
                 return -EROFS;
@@ -142,7 +145,8 @@ char *kb_fts_query(const char *text) {
 
         const unsigned char *s = (const unsigned char *) clean;
         Term terms[KB_MAX_QUERY_TERMS * 4];
-        size_t n_terms = 0, n_content = 0;
+        char variants[KB_MAX_QUERY_TERMS][40];
+        size_t n_terms = 0, n_content = 0, n_variants = 0;
         char *result = NULL;
 
         for (size_t i = 0; i < len && n_content < KB_MAX_QUERY_TERMS && n_terms < ELEMENTSOF(terms);) {
@@ -173,9 +177,19 @@ char *kb_fts_query(const char *text) {
                 for (size_t k = b + letters; k < i && versioned; k++)
                         versioned = isdigit((unsigned char) clean[k]);
                 size_t name = letters - (versioned && letters >= 3 && clean[b + letters - 1] == 'v');
-                const char *part[3] = {clean + b, clean + b, clean + b + letters};
-                size_t part_n[3] = {n, name, n - letters};
-                for (size_t p = 0; p < (versioned ? 3u : 1u) && n_terms < ELEMENTSOF(terms); p++) {
+                const char *part[4] = {clean + b, clean + b, clean + b + letters, NULL};
+                size_t part_n[4] = {n, name, n - letters, 0}, n_parts = versioned ? 3 : 1;
+                /* and in its other spelling: "licence" finds "license" */
+                char *var = variants[n_variants];
+                size_t vn = n_variants < ELEMENTSOF(variants)
+                                    ? spelling_variant(clean + b, n, 0, var, sizeof variants[0])
+                                    : 0;
+                if (vn > 0) {
+                        part[n_parts] = var;
+                        part_n[n_parts++] = vn;
+                        n_variants++;
+                }
+                for (size_t p = 0; p < n_parts && n_terms < ELEMENTSOF(terms); p++) {
                         int dup = 0;
                         for (size_t k = 0; k < n_terms && !dup; k++)
                                 dup = terms[k].n == part_n[p] && memcmp(terms[k].s, part[p], part_n[p]) == 0;
@@ -741,23 +755,20 @@ int kb_delete(Kb *kb, const char *title) {
 
 /* ---- queries ----------------------------------------------------------- */
 
-/** kb_list() - call @cb for every document ordered by title; stops and
- * returns @cb's value if it is non-zero. The strings in the KbDocInfo are
- * valid only during the call. Returns 0 or -errno. */
-int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
-        if (!kb || !cb)
-                return -EINVAL;
-        if (kb->pg)
-                return kb_pg_list(kb->pg, cb, userdata);
-
+/* The documents with a title after @after (byte order), at most @limit
+ * of them (-1: all), to @cb; stops and returns @cb's value if non-zero. */
+static int list_rows(Kb *kb, const char *after, sqlite3_int64 limit,
+                     int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r = kb_prepare(
                 kb,
                 "SELECT title, source, n_chunks, bytes, ingested_at, sha256, ifnull(file_bytes, -1), "
-                "ifnull(mtime, -1) FROM documents ORDER BY title",
+                "ifnull(mtime, -1) FROM documents WHERE title > ?1 ORDER BY title LIMIT ?2",
                 &st);
         if (r < 0)
                 return r;
+        sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, limit);
         for (;;) {
                 int rc = sqlite3_step(st);
                 if (rc == SQLITE_DONE)
@@ -784,6 +795,30 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
                 if (r != 0)
                         return r;
         }
+}
+
+/** kb_list() - call @cb for every document ordered by title; stops and
+ * returns @cb's value if it is non-zero. The strings in the KbDocInfo are
+ * valid only during the call. Returns 0 or -errno. */
+int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata) {
+        if (!kb || !cb)
+                return -EINVAL;
+        if (kb->pg)
+                return kb_pg_list(kb->pg, cb, userdata);
+        return list_rows(kb, "", -1, cb, userdata); /* every title is longer than "" */
+}
+
+/**
+ * kb_list_page() - kb_list() of at most @limit documents whose title sorts
+ * after @after. See kb.h.
+ */
+int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDocInfo *doc, void *userdata),
+                 void *userdata) {
+        if (!kb || !cb || limit == 0)
+                return -EINVAL;
+        if (kb->pg)
+                return kb_pg_list_page(kb->pg, after, limit, cb, userdata);
+        return list_rows(kb, after ?: "", limit, cb, userdata);
 }
 
 /** kb_count() - the number of documents, or -errno. */

@@ -127,6 +127,16 @@ int kb_delete(Kb *kb, const char *title);
  * returns @cb's value if it returns non-zero. */
 int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userdata);
 
+/**
+ * kb_list_page() - one page of kb_list(): at most @limit (> 0) documents
+ * whose title sorts after @after (NULL or "": from the first), in byte
+ * order (memcmp of the UTF-8, in both backends), so the last title of a
+ * page is the @after of the next. Same callback rules and returns as
+ * kb_list().
+ */
+int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDocInfo *doc, void *userdata),
+                 void *userdata);
+
 /** kb_count() - number of documents, or -errno. */
 int kb_count(Kb *kb);
 

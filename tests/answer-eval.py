@@ -57,7 +57,8 @@ def load(paths, split):
 
 def judge(row, cites):
     quotes = [norm(c.get("quote", "")) for c in cites]
-    want = norm(row["passage"])
+    # a quote ends where its "[n]" is put: without the sentence's full stop
+    want = norm(row["passage"]).rstrip(" .!?;:")
     r = dict(n=len(cites))
     if row["title"] == "-":
         r["nf_ok"] = len(cites) == 0

@@ -315,6 +315,19 @@ END_TEST
 /* A phrase of the question found word for word makes a sentence specific
  * even when the phrase's last word ("page") is elsewhere: the question
  * tells a story around "502 Bad Gateway". */
+/* A question in British spelling finds a document in American ("licence"
+ * and "license" are one word). */
+START_TEST(test_answer_spelling_variants) {
+        static const char t[] = "The license grants you the right to copy and distribute the program. "
+                                "Warranty is disclaimed to the extent permitted by law.";
+        KbHit hits[] = {hit("COPYING", 0, 2.0, t)};
+        char *out = answer("What does the licence grant?", hits, 1, 3);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_nonnull(strstr(out, "The license grants you the right"));
+        free(out);
+}
+END_TEST
+
 START_TEST(test_answer_phrase_is_key) {
         static const char codes[] = "**502 Bad Gateway**: a gateway or proxy received an invalid response "
                                     "from the upstream server. **504 Gateway Timeout**: the upstream "
@@ -892,6 +905,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_not_found);
         tcase_add_test(tc, test_answer_document_title_context);
         tcase_add_test(tc, test_answer_phrase_is_key);
+        tcase_add_test(tc, test_answer_spelling_variants);
         tcase_add_test(tc, test_answer_clauses);
         tcase_add_test(tc, test_answer_modifier_known_elsewhere);
         tcase_add_test(tc, test_answer_known_head_elsewhere);

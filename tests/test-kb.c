@@ -11,6 +11,7 @@
 
 #include "kb-vocab.h"
 #include "kb.h"
+#include "spelling.h"
 #include "util.h"
 
 extern unsigned kb_test_crash_after_chunks;
@@ -196,6 +197,24 @@ START_TEST(test_list) {
         ListCtx s = {.stop_after = 2};
         ck_assert_int_eq(kb_list(kb, list_cb, &s), 42);
         ck_assert_uint_eq(s.n, 2);
+
+        /* pages: at most @limit, strictly after @after, which need not exist */
+        ListCtx p = {};
+        ck_assert_int_eq(kb_list_page(kb, NULL, 2, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 2);
+        ck_assert_str_eq(p.titles[1], "b-second");
+        p = (ListCtx){};
+        ck_assert_int_eq(kb_list_page(kb, "b-second", 2, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 1);
+        ck_assert_str_eq(p.titles[0], "c-third");
+        p = (ListCtx){};
+        ck_assert_int_eq(kb_list_page(kb, "a-firsu", 5, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 2);
+        ck_assert_str_eq(p.titles[0], "b-second");
+        p = (ListCtx){};
+        ck_assert_int_eq(kb_list_page(kb, "c-third", 5, list_cb, &p), 0);
+        ck_assert_uint_eq(p.n, 0);
+        ck_assert_int_eq(kb_list_page(kb, NULL, 0, list_cb, &p), -EINVAL);
         kb_close(kb);
 }
 END_TEST
@@ -272,6 +291,8 @@ START_TEST(test_fts_query) {
         CHECK_Q("GPLv3 terms", "\"gplv3\" OR \"gpl\" OR \"3\" OR \"terms\"");
         CHECK_Q("ipv6 gpl3", "\"ipv6\" OR \"ip\" OR \"6\" OR \"gpl3\" OR \"gpl\" OR \"3\"");
         CHECK_Q("v8 x86 3d", "\"v8\" OR \"x86\" OR \"3d\"");
+        /* British and American spellings find each other */
+        CHECK_Q("licence tumor", "\"licence\" OR \"license\" OR \"tumor\" OR \"tumour\"");
 #undef CHECK_Q
         /* never more than KB_MAX_QUERY_TERMS terms */
         char big[4096] = "";
@@ -286,6 +307,30 @@ START_TEST(test_fts_query) {
                 quotes += *p == '"';
         ck_assert_uint_eq(quotes, 2 * KB_MAX_QUERY_TERMS);
         free(q);
+}
+END_TEST
+
+START_TEST(test_spelling_variant) {
+        char b[32];
+#define V(w, am, out)                                                                                       \
+        ck_assert_uint_eq(spelling_variant(w, strlen(w), am, b, sizeof b), strlen(out));                    \
+        if (*(out))                                                                                         \
+        ck_assert_str_eq(b, out)
+        V("licence", 0, "license");
+        V("licences", 1, "licenses");
+        V("license", 0, "licence");
+        V("license", 1, "");  /* American already */
+        V("licensed", 0, ""); /* the British verb is spelt with s too */
+        V("neighbours", 1, "neighbors");
+        V("haemorrhage", 1, "hemorrhage");
+        V("organisation", 1, "organization");
+        V("organism", 1, ""); /* not an -ise word */
+        V("judgement", 1, "judgment");
+        V("colour", 1, "color");
+        V("col", 1, "");
+        V("Colour", 1, ""); /* lower case only */
+#undef V
+        ck_assert_uint_eq(spelling_variant("haemorrhage", 11, 1, b, 5), 0); /* does not fit */
 }
 END_TEST
 
@@ -914,6 +959,7 @@ static Suite *kb_suite(void) {
         tcase_add_test(tc, test_list);
         tcase_add_test(tc, test_search_ranking_snippets);
         tcase_add_test(tc, test_fts_query);
+        tcase_add_test(tc, test_spelling_variant);
         tcase_add_test(tc, test_hostile_queries);
         tcase_add_test(tc, test_non_utf8_document);
         tcase_add_test(tc, test_limits);

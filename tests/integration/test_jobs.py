@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 import uuid
 
 from moadtest import BUILD, MOACTL, MOAD, Daemon, DaemonTestCase
@@ -662,9 +663,15 @@ class IngestJobsFixture(JobsClient):
         self.fail("ingest job %s did not get there: %r" % (job_id, j))
 
     def docs(self, agent="finance"):
-        st, _, r = self.d.json("GET", "/v1/moa/agents/%s/documents" % agent)
-        self.assertEqual(st, 200, r)
-        return {d["title"]: d for d in r["documents"]}
+        """Every page of the listing (1000 documents a page)."""
+        out, after = {}, ""
+        while True:
+            st, _, r = self.d.json("GET", "/v1/moa/agents/%s/documents?after=%s" % (agent, urllib.parse.quote(after)))
+            self.assertEqual(st, 200, r)
+            out.update((d["title"], d) for d in r["documents"])
+            if not r["has_more"]:
+                return out
+            after = r["documents"][-1]["title"]
 
 
 class IngestJobs(IngestJobsFixture, unittest.TestCase):
