@@ -101,6 +101,17 @@ def check_chat(status, data, stream):
     return None if content and content.strip() else "empty answer"
 
 
+
+def unix_listening(path):
+    """Is a socket bound at @path listening (/proc/net/unix: __SO_ACCEPTCON)?"""
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 8 and cols[7] == path and int(cols[3], 16) & 0x10000:
+                return True
+    return False
+
 class RawClient:
     """A connection made (and a request written) before anyone accepts it:
     the kernel queues it on the listening socket."""
@@ -210,9 +221,11 @@ class SocketActivation(unittest.TestCase):
         p = Proc(argv, moad_env(), os.path.join(self.tmp, "moad.log"))
         self.procs.append(p)
         end = time.time() + 30
-        while not os.path.exists(self.sock):
+        # The file appears at bind(), before listen(): wait for the listen
+        # (a connection would start moad, which this test looks at first).
+        while not unix_listening(self.sock):
             self.assertIsNone(p.proc.poll(), p.read_log())
-            self.assertLess(time.time(), end, "activator never created its socket")
+            self.assertLess(time.time(), end, "activator never listened on its socket")
             time.sleep(0.02)
         ino = os.stat(self.sock).st_ino
 
