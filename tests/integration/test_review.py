@@ -26,6 +26,17 @@ def ws(s):
 
 
 class Builtin(DaemonTestCase):
+    # Every named agent is waited for: under load (ASan, -j2) the default
+    # quorum of one half let the layer end with one of two reviewers.
+    config = """\
+pipelines:
+  - name: moa
+    layers:
+      - {role: propose, quorum: 1}
+      - {role: refine, quorum: 1}
+      - {role: aggregate}
+"""
+
     def review(self, agents, **extra):
         moa = {"agents": agents, "review": True, "trace": True,
                "documents": [{"title": "contract.md", "source": CONTRACT_PATH, "text": CONTRACT}]}
