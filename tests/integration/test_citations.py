@@ -36,6 +36,17 @@ def ws(s):
 
 
 class Builtin(DaemonTestCase):
+    # Both agents answer every time: under load the default quorum of one
+    # half could end a layer without one of them, and the streamed and plain
+    # answers compared below would then differ by timing, not by a bug.
+    config = """\
+pipelines:
+  - name: moa
+    layers:
+      - {role: propose, quorum: 1}
+      - {role: refine, quorum: 1}
+      - {role: aggregate}
+"""
     def chunk_text(self, agent, title, chunk):
         db = sqlite3.connect(os.path.join(self.d.state, "kb", agent + ".db"))
         try:
