@@ -352,6 +352,14 @@ static void slot_step_done(Slot *s, PGresult *res) {
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
         if (s->state == SLOT_SETUP || s->state == SLOT_PREPARE) {
+                if (st != PGRES_COMMAND_OK && kb_pg_error(res, s->conn) == -ETIMEDOUT) {
+                        /* preparing waits for a lock on the tables like a
+                         * search: the server is up, so no backoff; the
+                         * next search connects again */
+                        log_info("kb: postgresql: preparing the search timed out (a table is locked?)");
+                        slot_reset(s);
+                        return;
+                }
                 if (st != PGRES_COMMAND_OK) {
                         slot_connect_failed(s, res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
                         return;
