@@ -20,13 +20,12 @@ Then three phases:
    the lock is held.
 
 Prints one line per figure. Not a test: nothing is asserted."""
-import http.client
-import json
 import os
-import socket
 import sys
 import threading
 import time
+
+from unixhttp import pct, request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 args = sys.argv[1:]
@@ -59,36 +58,9 @@ QUESTIONS = [
 ]
 
 
-class UnixConn(http.client.HTTPConnection):
-    def __init__(self, path, timeout=120):
-        super().__init__("localhost", timeout=timeout)
-        self.path_ = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.path_)
-        self.sock = s
-
-
-def request(sock, method, path, body=None):
-    c = UnixConn(sock)
-    h = {"Content-Type": "application/json"} if body is not None else {}
-    c.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data
-
-
 def chat(sock, q):
-    return request(sock, "POST", "/v1/chat/completions",
-                   {"model": "moa", "messages": [{"role": "user", "content": q}], "moa": {"agents": ["legal"]}})
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else float("nan")
+    body = {"model": "moa", "messages": [{"role": "user", "content": q}], "moa": {"agents": ["legal"]}}
+    return request(sock, "POST", "/v1/chat/completions", body, timeout=120)
 
 
 def load(sock, seconds, pg=None, db=None):

@@ -13,16 +13,15 @@ a sleepy agent next to legal or name it alone, 2 clients asking legal
 alone, 1 client asking /healthz in a loop. Prints the /healthz latency
 (p50, p99, max), the share of legal answers that were 200, and what the
 sleepy requests got. Needs Python 3 only."""
-import http.client
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from unixhttp import pct, request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 args = sys.argv[1:]
@@ -43,33 +42,6 @@ BUILD = os.path.abspath(args[0] if args else os.path.join(ROOT, "build"))
 MOAD = os.path.abspath(moad) if moad else os.path.join(BUILD, "daemon", "moad")
 SLEEPY = os.path.join(BUILD, "tests", "plugins", "sleepy.so")
 KNOWLEDGE = os.path.join(ROOT, "agents.d", "knowledge")
-
-
-class UnixConn(http.client.HTTPConnection):
-    def __init__(self, path, timeout=60):
-        super().__init__("localhost", timeout=timeout)
-        self.path_ = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.path_)
-        self.sock = s
-
-
-def request(sock, method, path, body=None):
-    c = UnixConn(sock)
-    h = {"Content-Type": "application/json"} if body is not None else {}
-    c.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else float("nan")
 
 
 def main():
