@@ -180,14 +180,14 @@ char *kb_fts_query(const char *text) {
                 const char *part[4] = {clean + b, clean + b, clean + b + letters, NULL};
                 size_t part_n[4] = {n, name, n - letters, 0}, n_parts = versioned ? 3 : 1;
                 /* and in its other spelling: "licence" finds "license" */
-                char *var = variants[n_variants];
-                size_t vn = n_variants < ELEMENTSOF(variants)
-                                    ? spelling_variant(clean + b, n, 0, var, sizeof variants[0])
-                                    : 0;
-                if (vn > 0) {
-                        part[n_parts] = var;
-                        part_n[n_parts++] = vn;
-                        n_variants++;
+                if (n_variants < ELEMENTSOF(variants)) {
+                        char *var = variants[n_variants];
+                        size_t vn = spelling_variant(clean + b, n, 0, var, sizeof variants[0]);
+                        if (vn > 0) {
+                                part[n_parts] = var;
+                                part_n[n_parts++] = vn;
+                                n_variants++;
+                        }
                 }
                 for (size_t p = 0; p < n_parts && n_terms < ELEMENTSOF(terms); p++) {
                         int dup = 0;
