@@ -1574,6 +1574,58 @@ static int opens_with_back_reference(const char *t) {
         return 0;
 }
 
+/* How many bytes of @s to print for at most @max: never half a UTF-8
+ * character. */
+static int utf8_prefix(const char *s, size_t max) {
+        size_t n = strnlen(s, max);
+        while (n > 0 && s[n] && ((unsigned char) s[n] & 0xC0) == 0x80)
+                n--;
+        return (int) n;
+}
+
+/* With log_level debug: why these sentences, one line per answer. The
+ * hits (title#chunk), the question's words with their weights ("*" a key
+ * term, "-" in no candidate), the floor, and the best candidates by
+ * relevance ("+" passed the floor). */
+static void trace_answer(const Query *q, const SentList *l, const KbHit *hits, size_t n_hits) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return;
+        fprintf(f, "extract: hits");
+        for (size_t h = 0; h < n_hits; h++)
+                fprintf(f, " h%zu=%.*s#%u", h, utf8_prefix(hits[h].title ?: "", 40), hits[h].title ?: "",
+                        hits[h].chunk);
+        fprintf(f, "; floor %.2f%s; words", q->floor, q->missing ? " (subject missing)" : "");
+        uint64_t shown = 0; /* terms, once each */
+        for (size_t w = 0; w < q->n_words; w++) {
+                int t = term_index(q, q->words[w].h);
+                if (t < 0 || (shown & (UINT64_C(1) << t)))
+                        continue;
+                shown |= UINT64_C(1) << t;
+                fprintf(f, " %.*s=%.2f%s%s", (int) MIN(q->words[w].len, (size_t) 24),
+                        q->clean + q->words[w].off, q->weight[t], q->key[t] ? "*" : "",
+                        q->seen[t] ? "" : "-");
+        }
+        const Sent *top[6] = {};
+        for (size_t i = 0; i < l->n; i++) {
+                const Sent *s = &l->v[i];
+                for (size_t k = 0; k < ELEMENTSOF(top); k++)
+                        if (!top[k] || s->rel > top[k]->rel) {
+                                memmove(top + k + 1, top + k, (ELEMENTSOF(top) - k - 1) * sizeof(top[0]));
+                                top[k] = s;
+                                break;
+                        }
+        }
+        for (size_t k = 0; k < ELEMENTSOF(top) && top[k]; k++)
+                fprintf(f, " | %s%.2f/%.2f h%u \"%.*s\"", top[k]->pass ? "+" : "", top[k]->rel, top[k]->cov,
+                        top[k]->src, utf8_prefix(top[k]->text, 60), top[k]->text);
+        if (fclose(f) == 0 && buf)
+                log_debug("%s", buf);
+        free(buf);
+}
+
 /**
  * extract_answer() - the sentences of @hits that answer @query, best first,
  * cited; or one sentence saying the knowledge base has nothing on it.
@@ -1597,48 +1649,6 @@ static int opens_with_back_reference(const char *t) {
  * has no passage about "<key terms>"." Returns a malloc'ed string, NULL on
  * OOM.
  */
-/* With log_level debug: why these sentences, one line per answer. The
- * hits (title#chunk), the question's words with their weights ("*" a key
- * term, "-" in no candidate), the floor, and the best candidates by
- * relevance ("+" passed the floor). */
-static void trace_answer(const Query *q, const SentList *l, const KbHit *hits, size_t n_hits) {
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
-        if (!f)
-                return;
-        fprintf(f, "extract: hits");
-        for (size_t h = 0; h < n_hits; h++)
-                fprintf(f, " h%zu=%.40s#%u", h, hits[h].title ?: "", hits[h].chunk);
-        fprintf(f, "; floor %.2f%s; words", q->floor, q->missing ? " (subject missing)" : "");
-        uint64_t shown = 0; /* terms, once each */
-        for (size_t w = 0; w < q->n_words; w++) {
-                int t = term_index(q, q->words[w].h);
-                if (t < 0 || (shown & (UINT64_C(1) << t)))
-                        continue;
-                shown |= UINT64_C(1) << t;
-                fprintf(f, " %.*s=%.2f%s%s", (int) MIN(q->words[w].len, (size_t) 24),
-                        q->clean + q->words[w].off, q->weight[t], q->key[t] ? "*" : "",
-                        q->seen[t] ? "" : "-");
-        }
-        const Sent *top[6] = {};
-        for (size_t i = 0; i < l->n; i++) {
-                const Sent *s = &l->v[i];
-                for (size_t k = 0; k < ELEMENTSOF(top); k++)
-                        if (!top[k] || s->rel > top[k]->rel) {
-                                memmove(top + k + 1, top + k, (ELEMENTSOF(top) - k - 1) * sizeof(top[0]));
-                                top[k] = s;
-                                break;
-                        }
-        }
-        for (size_t k = 0; k < ELEMENTSOF(top) && top[k]; k++)
-                fprintf(f, " | %s%.2f/%.2f h%u \"%.60s\"", top[k]->pass ? "+" : "", top[k]->rel, top[k]->cov,
-                        top[k]->src, top[k]->text);
-        if (fclose(f) == 0 && buf)
-                log_debug("%s", buf);
-        free(buf);
-}
-
 char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const ExtractOptions *opts) {
         unsigned max_sentences =
                 opts && opts->max_sentences ? opts->max_sentences : EX_DEFAULT_ANSWER_SENTENCES;
