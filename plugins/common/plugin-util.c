@@ -601,8 +601,8 @@ out:
 int mu_detect_lang(const char *s) {
         static const char *const words[4] = {
                 /* "was" is German too: a tie stays English */
-                "the|and|is|are|of|to|what|how|my|can|i|you|it|for|a|an|in|on|at|by|from|this|that|with|"
-                "as|or|not|be|was|were|has|have|his|her|its|if|will|your|their|they|we",
+                ("the|and|is|are|of|to|what|how|my|can|i|you|it|for|a|an|in|on|at|by|from|this|that|with|"
+                 "as|or|not|be|was|were|has|have|his|her|its|if|will|your|their|they|we"),
                 "der|die|das|und|ist|ich|nicht|ein|eine|mit|wie|was|mein|meine|kann|fur|bei|zu",
                 "le|la|les|et|est|je|un|une|des|du|pour|que|qui|mon|ma|mes|pas|avec|comment|quel",
                 "el|la|los|las|y|es|yo|un|una|del|para|que|mi|mis|con|como|puedo|por|cual|no",
