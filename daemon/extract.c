@@ -389,18 +389,10 @@ static int words_scan(const char *s, unsigned flags, size_t max, Word **ret, siz
                         if (!v)
                                 return -ENOMEM;
                 }
-                /* A name with its version joined on ("GPLv3", "gpl3",
-                 * "ipv6") is the two words a text writes apart ("GPL-3",
-                 * "GNU General Public License version 3" under "GPL-3"). */
-                size_t letters = 0, digits;
-                while (letters < wn && islower((unsigned char) w[letters]))
-                        letters++;
-                digits = wn - letters;
-                for (size_t k = letters; k < wn; k++)
-                        if (!isdigit((unsigned char) w[k]))
-                                digits = 0;
-                if (letters >= 2 && digits > 0 && n + 1 < max && i - start == wn) { /* ASCII */
-                        size_t name = letters - (letters >= 3 && w[letters - 1] == 'v');
+                /* "GPLv3" is the two words a text writes apart ("GPL-3",
+                 * "GNU General Public License version 3" under "GPL-3") */
+                size_t name = 0, letters = kb_versioned_name(w, wn, &name), digits = wn - letters;
+                if (letters > 0 && n + 1 < max && i - start == wn) { /* ASCII */
                         v[n++] = (Word){.h = fnv1a(w, name),
                                         .pos = pos++,
                                         .off = (uint32_t) start,

@@ -110,6 +110,19 @@ static int stop_cmp(const void *key, const void *elem) {
         return s[k->n] ? -1 : 0; /* the key is a proper prefix of s: it sorts first */
 }
 
+size_t kb_versioned_name(const char *w, size_t n, size_t *name_len) {
+        size_t letters = 0;
+        while (letters < n && w[letters] >= 'a' && w[letters] <= 'z')
+                letters++;
+        if (letters < 2 || letters == n)
+                return 0;
+        for (size_t k = letters; k < n; k++)
+                if (w[k] < '0' || w[k] > '9')
+                        return 0;
+        *name_len = letters - (letters >= 3 && w[letters - 1] == 'v');
+        return letters;
+}
+
 /** kb_is_stop_word() - binary search: it runs for every word of every
  * retrieved passage on the request path. */
 int kb_is_stop_word(const char *w, size_t n) {

@@ -32,6 +32,16 @@ char *kb_utf8_sanitize(const char *text, size_t len, size_t *ret_len);
  */
 int kb_is_word_cp(uint32_t c);
 
+/**
+ * kb_versioned_name() - whether the lower-case ASCII word @w (@n bytes) is
+ * a name with its version joined on ("gplv3", "gpl3", "ipv6": at least two
+ * letters, then only digits), the two words a text writes apart ("GPL-3").
+ * Returns the number of letters (where the digits start), 0 if it is not
+ * one; *@name_len is the name's length ("gpl" of "gplv3": a "v" before the
+ * digits is dropped after two letters or more).
+ */
+size_t kb_versioned_name(const char *w, size_t n, size_t *name_len);
+
 /** kb_is_stop_word() - whether the lower-case ASCII word @w (@n bytes) is an
  * English stop-word. */
 int kb_is_stop_word(const char *w, size_t n);

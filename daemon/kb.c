@@ -170,15 +170,9 @@ char *kb_fts_query(const char *text) {
 
                 /* "gplv3" also as "gpl" and "3": a document writes
                  * "GPL-3" or "version 3" */
-                size_t letters = 0;
-                while (b + letters < i && islower((unsigned char) clean[b + letters]))
-                        letters++;
-                int versioned = letters >= 2 && letters < n;
-                for (size_t k = b + letters; k < i && versioned; k++)
-                        versioned = isdigit((unsigned char) clean[k]);
-                size_t name = letters - (versioned && letters >= 3 && clean[b + letters - 1] == 'v');
+                size_t name = 0, letters = kb_versioned_name(clean + b, n, &name);
                 const char *part[4] = {clean + b, clean + b, clean + b + letters, NULL};
-                size_t part_n[4] = {n, name, n - letters, 0}, n_parts = versioned ? 3 : 1;
+                size_t part_n[4] = {n, name, n - letters, 0}, n_parts = letters > 0 ? 3 : 1;
                 /* and in its other spelling: "licence" finds "license" */
                 if (n_variants < ELEMENTSOF(variants)) {
                         char *var = variants[n_variants];
