@@ -1024,6 +1024,25 @@ static char *search_expr(const char *query) {
         return q ? kb_fts_query(q) : NULL;
 }
 
+/* The bounded limit and the FTS expression of a search: 1 with *@ret_expr
+ * (malloc'ed), 0 when there is nothing to look for (no query, limit 0, no
+ * words), -ENOMEM. */
+static int search_prepare(const char *query, unsigned *limit, char **ret_expr) {
+        *ret_expr = NULL;
+        *limit = MIN(*limit, KB_MAX_HITS);
+        if (!query || *limit == 0)
+                return 0;
+        char *expr = search_expr(query);
+        if (!expr)
+                return -ENOMEM;
+        if (!*expr) {
+                free(expr);
+                return 0;
+        }
+        *ret_expr = expr;
+        return 1;
+}
+
 static int search(Kb *kb, const char *query, unsigned limit, int snippets, const char *const *titles,
                   size_t n_titles, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret_hits || !ret_n)
@@ -1031,15 +1050,10 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, const
 
         *ret_hits = NULL;
         *ret_n = 0;
-        limit = MIN(limit, KB_MAX_HITS);
-        if (!query || limit == 0)
-                return 0;
-
-        _cleanup_free_ char *expr = search_expr(query);
-        if (!expr)
-                return -ENOMEM;
-        if (!*expr)
-                return 0;
+        _cleanup_free_ char *expr = NULL;
+        int p = search_prepare(query, &limit, &expr);
+        if (p <= 0)
+                return p;
         if (kb->pg)
                 return kb_pg_search(kb->pg, expr, limit, snippets, titles, n_titles, ret_hits, ret_n);
 
@@ -1121,14 +1135,10 @@ int kb_search_start(Kb *kb, sd_event *e, const char *query, unsigned limit, cons
                 int r = search(kb, query, limit, 1, titles, n_titles, ret_hits, ret_n);
                 return r < 0 ? r : 1;
         }
-        limit = MIN(limit, KB_MAX_HITS);
-        if (!query || limit == 0)
-                return 1;
-        _cleanup_free_ char *expr = search_expr(query);
-        if (!expr)
-                return -ENOMEM;
-        if (!*expr)
-                return 1;
+        _cleanup_free_ char *expr = NULL;
+        int p = search_prepare(query, &limit, &expr);
+        if (p <= 0)
+                return p < 0 ? p : 1;
         return kb_pg_search_start(kb->pg, e, expr, limit, 1, titles, n_titles, done, userdata, ret);
 }
 
