@@ -25,6 +25,7 @@
 #include "citations.h"
 #include "docs-index.h"
 #include "engine.h"
+#include "kb-named.h"
 #include "stream-review.h"
 #include "log.h"
 #include "metrics.h"
@@ -42,6 +43,9 @@
  * (the rest from the agent's knowledge base, so an answer about a file can
  * be checked against what the agent knows). */
 #define ENGINE_DOC_HITS_PER_AGENT 3u
+/* Hits searched beyond ENGINE_HITS_PER_AGENT, among which a document the
+ * question names may move up (kb-named.h). */
+#define ENGINE_NAMED_EXTRA 5u
 
 typedef struct Engine {
         sd_event *event;
@@ -58,8 +62,11 @@ typedef struct AgentCall {
         Agent *a;    /* NULL for an aggregator that is not an agent */
         Provider *provider;
         ProviderCall *call;
-        PluginCall *pcall; /* its plugin building the prompt */
-        KbSearch *ksearch; /* its knowledge search, waiting for the database */
+        PluginCall *pcall;  /* its plugin building the prompt */
+        KbSearch *ksearch;  /* its knowledge search, waiting for the database */
+        int named_searched; /* the documents the question names were searched */
+        KbHit *first_hits;  /* meanwhile, the first search's hits */
+        size_t n_first;
         double weight;
         double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
         const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
@@ -235,6 +242,7 @@ static void calls_clear(EngineRun *run) {
                 free(c->error);
                 json_decref(c->messages);
                 kb_hits_free(c->hits, c->n_hits);
+                kb_hits_free(c->first_hits, c->n_first);
                 free(c->focus);
         }
         free(run->calls);
@@ -938,9 +946,53 @@ static void on_prompt_built(void *userdata, PluginCallResult *res) {
  * the knowledge database did not answer (kb_unavailable()): "no passage"
  * would be a false answer, so the agent drops out. Returns 0 (pending),
  * -ENOMEM, or -errno with c->state and c->error set. */
+/* What a call searches for: a review's focus terms, or the question. */
+static const char *call_query(const EngineRun *run, const AgentCall *c) {
+        return !isempty(c->focus) ? c->focus : run->query;
+}
+
+static void on_searched(void *userdata, int r, KbHit *hits, size_t n);
+
+/* A second search, in the documents the question names by their title
+ * among the first search's @nk hits @kh (kb-named.h). When it is not
+ * needed, *@taken is 0, @kh untouched and the return 0 (or -ENOMEM).
+ * Otherwise *@taken is 1, @kh is kept in c->first_hits until it answers,
+ * and the return is call_searched()'s: at once (SQLite) or 0 and
+ * on_searched() later. */
+static int call_search_named(EngineRun *run, AgentCall *c, KbHit *kh, size_t nk, int *taken);
+
 static int call_searched(EngineRun *run, AgentCall *c, int r, KbHit *kh, size_t nk) {
         PluginCallInput in = {};
+        size_t want = ENGINE_HITS_PER_AGENT - c->n_attached;
 
+        if (c->first_hits) { /* the named documents' search answered */
+                KbHit *first = TAKE_PTR(c->first_hits);
+                size_t nf = c->n_first;
+                c->n_first = 0;
+                if (r < 0 && !kb_unavailable(r)) {
+                        kb_hits_free(kh, nk);
+                        kh = NULL;
+                        nk = 0;
+                        r = 0;
+                }
+                if (r >= 0) {
+                        int j = kb_hits_join(&first, nf, kh, nk);
+                        if (j < 0) {
+                                kb_hits_free(first, nf);
+                                return -ENOMEM;
+                        }
+                        kh = first;
+                        nk = (size_t) j;
+                } else
+                        kb_hits_free(first, nf);
+        } else if (r >= 0 && !c->named_searched) {
+                int taken = 0, n = call_search_named(run, c, kh, nk, &taken);
+                if (taken || n < 0) {
+                        if (!taken)
+                                kb_hits_free(kh, nk);
+                        return n;
+                }
+        }
         if (r < 0 && kb_unavailable(r)) {
                 kb_hits_free(kh, nk);
                 kb_hits_free(c->hits, c->n_hits); /* no passages for a call that did not happen */
@@ -956,6 +1008,8 @@ static int call_searched(EngineRun *run, AgentCall *c, int r, KbHit *kh, size_t 
                 kh = NULL;
                 nk = 0;
         }
+        /* A document the question names by its title comes first. */
+        nk = kb_hits_prefer_named(call_query(run, c), kh, nk, want);
         if (call_hits_merge(c, kh, nk) < 0)
                 return -ENOMEM;
         in.text = strdup(run->query);
@@ -980,6 +1034,32 @@ static void on_searched(void *userdata, int r, KbHit *hits, size_t n) {
         call_went_on(c->run, c, call_searched(c->run, c, r, hits, n));
 }
 
+static int call_search_named(EngineRun *run, AgentCall *c, KbHit *kh, size_t nk, int *taken) {
+        const ChatRequest *chat = run->spec.chat;
+        char *globs[KB_NAMED_MAX];
+        KbHit *nh = NULL;
+        size_t nn = 0;
+
+        *taken = 0;
+        c->named_searched = 1;
+        if (chat->n_doc_filter > 0) /* the request chose its documents */
+                return 0;
+        int n = kb_hits_named_globs(call_query(run, c), kh, nk, globs);
+        if (n <= 0)
+                return n;
+        *taken = 1;
+        c->first_hits = kh;
+        c->n_first = nk;
+        int r = agent_search_start(c->a, run->engine->event, call_query(run, c),
+                                   ENGINE_HITS_PER_AGENT - (unsigned) c->n_attached,
+                                   (const char *const *) globs, (size_t) n, on_searched, c, &c->ksearch, &nh,
+                                   &nn);
+        kb_named_globs_free(globs, (size_t) n);
+        if (r == 0)
+                return 0;
+        return call_searched(run, c, r < 0 ? r : 0, nh, nn);
+}
+
 /* Retrieval for @query (in a review: its focus terms, and the @nd chunks
  * @dh its plugin picked, taken): the best chunks of the request's attached
  * documents first (at most ENGINE_DOC_HITS_PER_AGENT, searched here: an
@@ -989,7 +1069,7 @@ static void on_searched(void *userdata, int r, KbHit *hits, size_t n) {
  * so the loop never waits for the database. Returns as call_searched(). */
 static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
         const ChatRequest *chat = run->spec.chat;
-        const char *query = !isempty(c->focus) ? c->focus : run->query;
+        const char *query = call_query(run, c);
         KbHit *kh = NULL;
         size_t nk = 0;
 
@@ -999,7 +1079,8 @@ static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
                 nd = 0;
         c->hits = dh;
         c->n_hits = c->n_attached = nd;
-        int r = agent_search_start(c->a, run->engine->event, query, ENGINE_HITS_PER_AGENT - (unsigned) nd,
+        int r = agent_search_start(c->a, run->engine->event, query,
+                                   ENGINE_HITS_PER_AGENT + ENGINE_NAMED_EXTRA - (unsigned) nd,
                                    (const char *const *) chat->doc_filter, chat->n_doc_filter, on_searched,
                                    c, &c->ksearch, &kh, &nk);
         if (r == 0)

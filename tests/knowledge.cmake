@@ -1,5 +1,6 @@
 # Knowledge base, chunking, extractive provider algorithms, background ingest.
 moa_unit_test(test-kb ${CMAKE_CURRENT_SOURCE_DIR}/test-kb.c)
+moa_unit_test(test-kb-named ${CMAKE_CURRENT_SOURCE_DIR}/test-kb-named.c)
 moa_unit_test(test-chunk ${CMAKE_CURRENT_SOURCE_DIR}/test-chunk.c)
 moa_unit_test(test-ingest ${CMAKE_CURRENT_SOURCE_DIR}/test-ingest.c)
 moa_unit_test(test-extract ${CMAKE_CURRENT_SOURCE_DIR}/test-extract.c)
@@ -42,10 +43,12 @@ set_tests_properties(answer-eval PROPERTIES LABELS integration TIMEOUT 300
 # answer-eval-licences: the same over real licence texts moad did not write
 # (/usr/share/common-licenses, package base-files, ingested into legal),
 # questions by a helper who read only those texts (tests/data/answers/licences.tsv).
-# Measured on the held-out split: first 0.133, found 0.267.
+# Measured on the held-out split: first 0.167, found 0.333, on-page 0.800
+# (first 0.133, found 0.267, on-page 0.500 before documents named by the
+# question came first, kb-named.c).
 add_test(NAME answer-eval-licences
   COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/answer-eval.py --split test
-    --ingest legal=/usr/share/common-licenses --min-first 0.1 --min-found 0.2
+    --ingest legal=/usr/share/common-licenses --min-first 0.12 --min-found 0.27
     ${CMAKE_CURRENT_SOURCE_DIR}/data/answers/licences.tsv)
 set_tests_properties(answer-eval-licences PROPERTIES LABELS integration TIMEOUT 300
   ENVIRONMENT "MOAD_TEST_SRCDIR=${CMAKE_SOURCE_DIR};MOAD_TEST_BUILDDIR=${CMAKE_BINARY_DIR};MOAD_PLUGIN_DIR=${CMAKE_BINARY_DIR}/plugins;PYTHONDONTWRITEBYTECODE=1")
