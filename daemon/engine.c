@@ -45,7 +45,7 @@
 #define ENGINE_DOC_HITS_PER_AGENT 3u
 /* Hits searched beyond ENGINE_HITS_PER_AGENT, among which a document the
  * question names may move up (kb-named.h). */
-#define ENGINE_NAMED_EXTRA 5u
+#define ENGINE_NAMED_EXTRA 10u
 
 typedef struct Engine {
         sd_event *event;

@@ -56,7 +56,7 @@ def load(paths, split):
 
 
 def judge(row, cites):
-    quotes = [norm(c.get("quote", "")) for c in cites]
+    quotes = [norm(c.get("quote") or "") for c in cites]
     # a quote ends where its "[n]" is put: without the sentence's full stop
     want = norm(row["passage"]).rstrip(" .!?;:")
     r = dict(n=len(cites))
@@ -141,7 +141,7 @@ def main():
                 print("MISS %s [%s] %s\n  want %s: %s" % (row["agent"], row["style"], row["question"], row["title"],
                                                           row["passage"]))
                 for c in cites:
-                    print("  [%d] %s: %s" % (c["number"], c.get("document"), c.get("quote", "")[:160]))
+                    print("  [%d] %s: %s" % (c["number"], c.get("document"), (c.get("quote") or "(null)")[:160]))
                 with open(d.log_path, encoding="utf-8", errors="replace") as lf:
                     lf.seek(log_at)
                     for line in lf:

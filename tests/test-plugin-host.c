@@ -438,6 +438,10 @@ START_TEST(test_shipped_reviews) {
                          0);
         ck_assert_ptr_nonnull(strstr(out, "Signed 2024-01-15, valid 1990-2000, ref 12 34 56."));
         free(out);
+        /* nor is a ZIP+4 code; a 3-3-4 number still is */
+        ck_assert_int_eq(plugin_agent_review(a, "Boston, MA 02110-1301 USA; call 617-542-5942.", &out), 0);
+        ck_assert_ptr_nonnull(strstr(out, "Boston, MA 02110-1301 USA; call [redacted phone]."));
+        free(out);
         ck_assert_int_eq(
                 plugin_agent_review(a, "Der Vermieter muss die Kaution und die Zinsen zurückzahlen.", &out),
                 0);

@@ -535,9 +535,11 @@ unsigned mu_redact(const char *s, unsigned what, MuBuf *out) {
                         int has_sep =
                                 memchr(p, ' ', l) || memchr(p, '-', l) || memchr(p, '(', l) || *p == '+';
                         /* 9+ digits (8 with a leading '+'): dates (2024-01-15) and
-                         * year ranges (1990-2000) have 8 and stay */
+                         * year ranges (1990-2000) have 8 and stay; so does a US
+                         * ZIP+4 code (02110-1301, in every GNU licence's address) */
+                        int zip4 = l == 10 && nd == 9 && p[5] == '-';
                         if (boundary && (what & MU_REDACT_PHONE) && (nd >= 9 || (*p == '+' && nd >= 8)) &&
-                            nd <= 15 && has_sep && !memchr(p, '.', l)) {
+                            nd <= 15 && has_sep && !memchr(p, '.', l) && !zip4) {
                                 mu_buf_add(out, "[redacted phone]");
                                 p += l;
                                 n++;
