@@ -107,8 +107,17 @@ static int is_stop_in(TermLang lang, const char *w) {
         return bsearch(w, stop_lists[lang].words, stop_lists[lang].n, sizeof(char *), cmp_str) != NULL;
 }
 
+/* Function words of German, French or Spanish that are English content
+ * words: "the MIT licence", "my son", "can it die", "the war", a "sin". Kept
+ * as terms everywhere (a German "mit" is then a common, low-idf term).
+ * Sorted for bsearch. */
+static const char *const en_content[] = {"bin", "die", "hat", "mit", "sin", "son", "war"};
+
 int terms_is_function_word(const char *w) {
         if (!w)
+                return 0;
+        if (!is_stop_in(TERM_LANG_EN, w) &&
+            bsearch(w, en_content, ELEMENTSOF(en_content), sizeof(char *), cmp_str))
                 return 0;
         for (size_t g = 0; g < TERM_LANG_MAX; g++)
                 if (is_stop_in(g, w))

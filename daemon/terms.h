@@ -71,7 +71,8 @@ void term_list_done(TermList *l);
 
 /**
  * terms_is_function_word() - whether the folded lower-case word @w is a
- * function word of English, German, French or Spanish ("les", "und", "what").
+ * function word of English, German, French or Spanish ("les", "und", "what"),
+ * but not one that is an English content word ("mit", "son", "die").
  */
 int terms_is_function_word(const char *w);
 

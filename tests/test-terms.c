@@ -71,6 +71,15 @@ START_TEST(test_languages) {
         /* "die" is an article in a German question, a verb in an English one */
         EXPECT("Was ist die Frist?", "de was/was! ist/ist! die/die! frist/frist");
         EXPECT("Can a plant die of frost?", "en can/can! a/a! plant/plant die/die of/of! frost/frost");
+        /* the knowledge base's query terms (terms_is_function_word) keep
+         * German, French and Spanish function words that are English
+         * content words: "the MIT licence", "my son" */
+        ck_assert_int_eq(terms_is_function_word("mit"), 0);
+        ck_assert_int_eq(terms_is_function_word("son"), 0);
+        ck_assert_int_eq(terms_is_function_word("die"), 0);
+        ck_assert_int_eq(terms_is_function_word("und"), 1);
+        ck_assert_int_eq(terms_is_function_word("les"), 1);
+        ck_assert_int_eq(terms_is_function_word("the"), 1);
 }
 END_TEST
 
