@@ -805,9 +805,7 @@ static int call_try_fallback(EngineRun *run, AgentCall *c) {
         return -ENOENT;
 }
 
-/* The references block shown to refiners and the aggregator: numbered,
- * best weight first, each labelled with its agent and weight, then the
- * rule not to use the ones that do not answer. */
+/* Reference @i was cut by the staircase (its text is still in progress). */
 static int ref_is_partial(const EngineRun *run, size_t i) {
         for (size_t j = 0; run->ref_partial && j < run->n_refs; j++)
                 if (run->ref_texts[j] == run->refs[i].text)
@@ -815,6 +813,10 @@ static int ref_is_partial(const EngineRun *run, size_t i) {
         return 0;
 }
 
+/* The references block shown to refiners and the aggregator: numbered,
+ * best weight first, each labelled with its agent and weight (and as still
+ * in progress when the staircase cut it), then the rule not to use the
+ * ones that do not answer. */
 static char *render_references(EngineRun *run) {
         char *out = strdup(""), *n;
         int any_partial = 0;
