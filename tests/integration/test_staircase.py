@@ -9,11 +9,12 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import unittest
 
-from moadtest import Daemon, parse_sse
+from moadtest import MOAD, Daemon, parse_sse
 from test_engine import Mock
 
 QUESTION = "alpha bravo charlie delta echo foxtrot golf"
@@ -281,6 +282,37 @@ class StaircaseCancellation(StaircaseCase):
             got += piece
         s.close()
         self.assertEqual(self.wait_idle(), 0)
+
+
+class StaircaseConfig(unittest.TestCase):
+    """What an operator sees from moad --check-config."""
+
+    def check(self, pipeline):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("pipelines:\n  - name: s\n" + pipeline + "    layers: [{role: propose}, {role: aggregate}]\n")
+        try:
+            p = subprocess.run([MOAD, "--check-config", "--config", f.name], capture_output=True, text=True,
+                               timeout=30)
+        finally:
+            os.unlink(f.name)
+        return p, f.name
+
+    def test_valid(self):
+        p, _ = self.check("    staircase: true\n    staircase_quorum: 0.5\n    staircase_min_chars: 100\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_errors_name_file_line_column(self):
+        for text, want in [
+            ("    staircase: true\n    staircase_quorum: 2\n",
+             ":4:23: 'pipelines[0].staircase_quorum' must be between 0 and 1"),
+            ("    staircase: true\n    staircase_min_chars: 0\n",
+             ":4:26: 'pipelines[0].staircase_min_chars' must be at least 1, not 0"),
+            ("    staircase_min_chars: 50\n",
+             ":3:5: 'staircase_min_chars' of pipeline 's' has no effect without 'staircase: true'"),
+        ]:
+            p, path = self.check(text)
+            self.assertEqual(p.returncode, 1, text)
+            self.assertIn(path + want, p.stderr)
 
 
 if __name__ == "__main__":
