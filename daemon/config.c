@@ -1268,7 +1268,7 @@ static int parse_layer(Ctx *ctx, const YamlNode *m, const char *where, LayerConf
 }
 
 static int parse_pipeline(Ctx *ctx, const YamlNode *m, const char *where, PipelineConfig *p) {
-        const YamlNode *k, *v, *layers = NULL;
+        const YamlNode *k, *v, *layers = NULL, *staircase_tuned = NULL;
         int r;
 
         r = expect_kind(ctx, m, YAML_TREE_MAPPING, where);
@@ -1290,7 +1290,16 @@ static int parse_pipeline(Ctx *ctx, const YamlNode *m, const char *where, Pipeli
                         r = get_unsigned(ctx, v, path, 0, 64, &p->self_moa_samples);
                 else if (streq(key, "early_aggregation"))
                         r = get_bool(ctx, v, path, &p->early_aggregation);
-                else if (streq(key, "refine_template"))
+                else if (streq(key, "staircase"))
+                        r = get_bool(ctx, v, path, &p->staircase);
+                else if (streq(key, "staircase_quorum")) {
+                        r = get_double(ctx, v, path, 0, 1, &p->staircase_quorum);
+                        staircase_tuned = k;
+                } else if (streq(key, "staircase_min_chars")) {
+                        r = get_unsigned(ctx, v, path, 1, CONFIG_STAIRCASE_MAX_CHARS,
+                                         &p->staircase_min_chars);
+                        staircase_tuned = k;
+                } else if (streq(key, "refine_template"))
                         r = get_string(ctx, v, path, 0, &p->refine_template);
                 else if (streq(key, "aggregate_template"))
                         r = get_string(ctx, v, path, 0, &p->aggregate_template);
@@ -1309,6 +1318,11 @@ static int parse_pipeline(Ctx *ctx, const YamlNode *m, const char *where, Pipeli
         }
         if (!p->name)
                 return missing_key(ctx, m, "name", where);
+        /* Tuning a staircase that is off is a mistake worth naming. */
+        if (staircase_tuned && !p->staircase)
+                return fail_at(ctx, staircase_tuned, -EINVAL,
+                               "'%s' of pipeline '%s' has no effect without 'staircase: true'",
+                               staircase_tuned->value, p->name);
         if (!layers || yaml_node_is_null(layers) || layers->n_items == 0)
                 return fail_at(ctx, layers && !yaml_node_is_null(layers) ? layers : m, -EINVAL,
                                "pipeline '%s' needs at least one layer", p->name);
@@ -1355,7 +1369,9 @@ static int parse_pipelines(Ctx *ctx, const YamlNode *s, Config *c) {
 
                 if (!where)
                         return -ENOMEM;
-                *p = (PipelineConfig){.deadline_ms = 120000};
+                *p = (PipelineConfig){.deadline_ms = 120000,
+                                      .staircase_quorum = CONFIG_STAIRCASE_QUORUM,
+                                      .staircase_min_chars = CONFIG_STAIRCASE_MIN_CHARS};
                 c->n_pipelines++;
                 r = parse_pipeline(ctx, s->items[i], where, p);
                 if (r < 0)
@@ -1383,7 +1399,9 @@ static int add_builtin_pipeline(Config *c, const char *name, const char *descrip
         }
         /* Room was reserved by parse_pipelines() (n + 2) or just above. */
         p = &c->pipelines[c->n_pipelines++];
-        *p = (PipelineConfig){.deadline_ms = 120000};
+        *p = (PipelineConfig){.deadline_ms = 120000,
+                              .staircase_quorum = CONFIG_STAIRCASE_QUORUM,
+                              .staircase_min_chars = CONFIG_STAIRCASE_MIN_CHARS};
         p->name = strdup(name);
         p->description = strdup(description);
         p->layers = calloc(n_roles, sizeof(LayerConfig));

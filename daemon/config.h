@@ -56,6 +56,11 @@ typedef struct LayerConfig {
         uint64_t timeout_ms; /* layer deadline, 0 = pipeline deadline only */
 } LayerConfig;
 
+/* Defaults of a pipeline's staircase keys. */
+#define CONFIG_STAIRCASE_QUORUM 1.0
+#define CONFIG_STAIRCASE_MIN_CHARS 200u
+#define CONFIG_STAIRCASE_MAX_CHARS 65536u
+
 typedef struct PipelineConfig {
         char *name;
         char *description;
@@ -65,6 +70,12 @@ typedef struct PipelineConfig {
         char *aggregate_template;  /* NULL: built-in default */
         unsigned self_moa_samples; /* > 0: one agent sampled n times */
         int early_aggregation;     /* the layer before the aggregator ends at its quorum */
+        /* Staircase streaming: a layer starts on the previous layer's partial
+         * text once staircase_quorum of its calls have staircase_min_chars
+         * characters (or finished); see docs/engine.md. */
+        int staircase;
+        double staircase_quorum;
+        unsigned staircase_min_chars;
         uint64_t deadline_ms;
 } PipelineConfig;
 

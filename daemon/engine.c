@@ -36,6 +36,7 @@
 #include "route-job.h"
 #include "route-json.h"
 #include "router.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define ENGINE_HITS_PER_AGENT 5u
@@ -46,6 +47,8 @@
 /* Hits searched beyond ENGINE_HITS_PER_AGENT, among which a document the
  * question names may move up (kb-named.h). */
 #define ENGINE_NAMED_EXTRA 10u
+/* Partial text kept per staircase call: more than any prompt shows. */
+#define ENGINE_PARTIAL_MAX (1024u * 1024u)
 
 typedef struct Engine {
         sd_event *event;
@@ -92,6 +95,14 @@ typedef struct AgentCall {
         const char *provider_chain_head; /* the configured provider: its fallbacks apply */
         size_t fallback_idx;
         unsigned n_fallbacks_used;
+        /* Staircase streaming (docs/engine.md): the call streams upstream,
+         * its text is kept here, never sent to the client, and the next
+         * layer may start on it before it is complete. */
+        int staircase;
+        StrBuf partial;
+        size_t partial_chars; /* UTF-8 characters in partial */
+        int cut;              /* the next layer started on its partial text; the call was cancelled */
+        size_t seen_chars;    /* characters of it in the next layer's prompts */
 } AgentCall;
 
 typedef struct Selected {
@@ -140,6 +151,7 @@ struct EngineRun {
         ExtractProposal *refs; /* answers of the previous layer, by weight */
         char **ref_texts;
         char **ref_agents;
+        int *ref_partial; /* parallel to ref_texts: cut by the staircase, still in progress */
         size_t n_refs;
 
         /* Every passage an agent's prompt showed, once per (agent, document,
@@ -244,6 +256,7 @@ static void calls_clear(EngineRun *run) {
                 kb_hits_free(c->hits, c->n_hits);
                 kb_hits_free(c->first_hits, c->n_first);
                 free(c->focus);
+                strbuf_done(&c->partial);
         }
         free(run->calls);
         run->calls = NULL;
@@ -260,8 +273,10 @@ static void refs_clear(EngineRun *run) {
         free(run->refs);
         free(run->ref_texts);
         free(run->ref_agents);
+        free(run->ref_partial);
         run->refs = NULL;
         run->ref_texts = run->ref_agents = NULL;
+        run->ref_partial = NULL;
         run->n_refs = 0;
 }
 
@@ -632,10 +647,26 @@ static void stream_review_kick(EngineRun *run) {
                 run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
 }
 
+static int staircase_maybe_step(EngineRun *run);
+
+/* A staircase call's text so far: kept for the next layer, which may start
+ * on it now (then @c and perhaps the run are gone). */
+static void staircase_delta(EngineRun *run, AgentCall *c, const char *text, size_t len) {
+        if (strbuf_append(&c->partial, text, len, ENGINE_PARTIAL_MAX) < 0)
+                return; /* past the bound (or OOM): what is kept stays, the call goes on */
+        for (size_t i = 0; i < len; i++)
+                c->partial_chars += ((unsigned char) text[i] & 0xC0) != 0x80;
+        (void) staircase_maybe_step(run);
+}
+
 static void on_call_delta(void *userdata, const char *text, size_t len) {
         AgentCall *c = userdata;
         EngineRun *run = c->run;
 
+        if (c->staircase) {
+                staircase_delta(run, c, text, len);
+                return;
+        }
         run->streamed = 1;
         if (run->review) {
                 if (stream_review_append(run->review, text, len) < 0) {
@@ -647,6 +678,23 @@ static void on_call_delta(void *userdata, const char *text, size_t len) {
                 return;
         }
         send_delta(run, text, len);
+}
+
+/* moa.progress: one event per finished call of the layers before the last. */
+static void call_progress(EngineRun *run, const AgentCall *c) {
+        json_t *ev;
+
+        if (!run->spec.chat->progress || !run->cb.on_progress || run->layer + 1 >= run->n_layers)
+                return;
+        ev = json_pack("{s:s,s:I,s:s,s:s,s:I,s:s?}", "object", "moa.progress", "layer",
+                       (json_int_t) run->layer + 1, "agent", c->agent, "status",
+                       c->cut          ? "partial"
+                       : c->state == 1 ? "ok"
+                                       : "error",
+                       "latency_ms", (json_int_t) (c->end_usec - c->start_usec) / 1000, "error", c->error);
+        if (ev)
+                run->cb.on_progress(run->userdata, ev);
+        json_decref(ev);
 }
 
 static void on_call_done(void *userdata, const ProviderResult *res) {
@@ -685,15 +733,7 @@ static void on_call_done(void *userdata, const ProviderResult *res) {
         }
         metrics_observe_call(c->agent, c->state == 1, c->end_usec - c->start_usec, res->usage.prompt_tokens,
                              res->usage.completion_tokens);
-        if (run->spec.chat->progress && run->cb.on_progress && run->layer + 1 < run->n_layers) {
-                json_t *ev = json_pack("{s:s,s:I,s:s,s:s,s:I,s:s?}", "object", "moa.progress", "layer",
-                                       (json_int_t) run->layer + 1, "agent", c->agent, "status",
-                                       c->state == 1 ? "ok" : "error", "latency_ms",
-                                       (json_int_t) (c->end_usec - c->start_usec) / 1000, "error", c->error);
-                if (ev)
-                        run->cb.on_progress(run->userdata, ev);
-                json_decref(ev);
-        }
+        call_progress(run, c);
         run->n_pending--;
         layer_maybe_end(run);
 }
@@ -713,7 +753,7 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .messages = c->messages,
                 .temperature = chat->temperature,
                 .max_tokens = chat->max_tokens,
-                .stream = c->stream,
+                .stream = c->stream || c->staircase,
                 .deadline_usec = run->deadline_usec,
                 .task = c->task,
                 .query = run->query,
@@ -765,27 +805,43 @@ static int call_try_fallback(EngineRun *run, AgentCall *c) {
                          "agent %s: %s failed, falling back to %s", c->agent, c->provider->name, next->name);
                 c->provider = next;
                 c->model = NULL;
+                strbuf_reset(&c->partial); /* the next provider writes its own answer */
+                c->partial_chars = 0;
                 if (call_issue(run, c) >= 0)
                         return 0;
         }
         return -ENOENT;
 }
 
+/* Reference @i was cut by the staircase (its text is still in progress). */
+static int ref_is_partial(const EngineRun *run, size_t i) {
+        for (size_t j = 0; run->ref_partial && j < run->n_refs; j++)
+                if (run->ref_texts[j] == run->refs[i].text)
+                        return run->ref_partial[j];
+        return 0;
+}
+
 /* The references block shown to refiners and the aggregator: numbered,
- * best weight first, each labelled with its agent and weight, then the
- * rule not to use the ones that do not answer. */
+ * best weight first, each labelled with its agent and weight (and as still
+ * in progress when the staircase cut it), then the rule not to use the
+ * ones that do not answer. */
 static char *render_references(EngineRun *run) {
         char *out = strdup(""), *n;
+        int any_partial = 0;
 
         for (size_t i = 0; out && i < run->n_refs; i++) {
-                if (asprintf(&n, "%s[%zu] %s (weight %.2f):\n%s\n\n", out, i + 1, run->refs[i].agent,
-                             run->refs[i].weight, run->refs[i].text) < 0)
+                int partial = ref_is_partial(run, i);
+                any_partial |= partial;
+                if (asprintf(&n, "%s[%zu] %s (weight %.2f%s):\n%s%s\n\n", out, i + 1, run->refs[i].agent,
+                             run->refs[i].weight, partial ? "; " PROMPT_PARTIAL_LABEL : "",
+                             run->refs[i].text, partial ? " …" : "") < 0)
                         n = NULL;
                 free(out);
                 out = n;
         }
         if (out && run->n_refs > 0) {
-                if (asprintf(&n, "%s%s", out, PROMPT_REFERENCES_RULES) < 0)
+                if (asprintf(&n, "%s%s%s%s", out, PROMPT_REFERENCES_RULES, any_partial ? " " : "",
+                             any_partial ? PROMPT_PARTIAL_RULES : "") < 0)
                         n = NULL;
                 free(out);
                 out = n;
@@ -1170,6 +1226,11 @@ static int pick_start(EngineRun *run, AgentCall *c) {
         return r;
 }
 
+/* The current layer feeds a next one and the pipeline asked for the staircase. */
+static int staircase_layer(const EngineRun *run) {
+        return run->spec.pipeline && run->spec.pipeline->staircase && run->layer + 1 < run->n_layers;
+}
+
 static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
         int r;
 
@@ -1196,6 +1257,9 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 c->kb = agent_kb(s->a);
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
                 c->provider_chain_head = agent_provider(s->a);
+                /* The builtin provider answers at once: nothing to stream. */
+                c->staircase =
+                        staircase_layer(run) && c->provider && !streq(c->provider->ops->type, "builtin");
                 c->start_usec = now_usec();
                 run->n_calls++;
                 if (!c->agent)
@@ -1299,6 +1363,8 @@ static void layer_maybe_end(EngineRun *run) {
                 layer_end(run);
                 return;
         }
+        if (staircase_maybe_step(run))
+                return;
         need = (size_t) ceil(layer->quorum * (double) run->n_calls);
         if (need < 1)
                 need = 1;
@@ -1316,6 +1382,76 @@ static void layer_maybe_end(EngineRun *run) {
         }
 }
 
+/* ---- staircase ---- */
+
+/* The layer ends now: every running staircase call with at least
+ * staircase_min_chars characters becomes an answer as it stands (marked
+ * partial) and is cancelled, since the next layer's prompts are fixed when
+ * it starts; the others are cancelled by layer_end() with this reason.
+ * Returns 0 or -ENOMEM. */
+static int staircase_take_partials(EngineRun *run) {
+        const PipelineConfig *p = run->spec.pipeline;
+        uint64_t now = now_usec();
+
+        for (size_t i = 0; i < run->n_calls; i++) {
+                AgentCall *c = &run->calls[i];
+
+                if (c->state != 0 || !(c->call || c->pcall || c->ksearch))
+                        continue;
+                if (!c->call || c->partial_chars < p->staircase_min_chars) {
+                        free(c->error);
+                        if (asprintf(&c->error,
+                                     "cancelled: the next layer started (staircase) with %zu of the %u "
+                                     "characters it needed",
+                                     c->partial_chars, p->staircase_min_chars) < 0)
+                                c->error = NULL;
+                        continue;
+                }
+                c->content = strndup(c->partial.p, c->partial.len);
+                if (!c->content)
+                        return -ENOMEM;
+                provider_call_cancel(c->provider, c->call);
+                c->call = NULL;
+                c->state = 1;
+                c->cut = 1;
+                c->seen_chars = c->partial_chars;
+                c->end_usec = now;
+                run->n_ok++;
+                run->n_pending--;
+                if (c->a)
+                        run->sel[i].answered = 1;
+                metrics_observe_call(c->agent, 1, c->end_usec - c->start_usec, 0, 0);
+                call_progress(run, c);
+        }
+        return 0;
+}
+
+/* The next layer starts once staircase_quorum of this layer's calls (of
+ * those that did not fail) have staircase_min_chars characters or have
+ * finished. Returns 1 when it ended the layer (the run may be gone), 0
+ * otherwise. */
+static int staircase_maybe_step(EngineRun *run) {
+        const PipelineConfig *p = run->spec.pipeline;
+        size_t ready = 0, failed = 0, need;
+
+        if (!staircase_layer(run) || run->finishing || run->n_pending == 0)
+                return 0;
+        for (size_t i = 0; i < run->n_calls; i++) {
+                const AgentCall *c = &run->calls[i];
+                if (c->state == 1 ||
+                    (c->state == 0 && c->call && c->partial_chars >= p->staircase_min_chars))
+                        ready++;
+                else if (c->state < 0)
+                        failed++;
+        }
+        need = (size_t) ceil(p->staircase_quorum * (double) run->n_calls);
+        need = MAX(MIN(need, run->n_calls - failed), (size_t) 1);
+        if (ready < need)
+                return 0;
+        layer_end(run);
+        return 1;
+}
+
 static int ref_cmp(const void *a, const void *b) {
         const ExtractProposal *x = a, *y = b;
         if (x->weight != y->weight)
@@ -1323,9 +1459,20 @@ static int ref_cmp(const void *a, const void *b) {
         return strcmp(x->agent, y->agent);
 }
 
+static size_t utf8_chars(const char *s) {
+        size_t n = 0;
+
+        for (; s && *s; s++)
+                n += ((unsigned char) *s & 0xC0) != 0x80;
+        return n;
+}
+
 static json_t *call_to_json(EngineRun *run, const AgentCall *c, const LayerConfig *layer) {
         static const char *const role_names[] = {"propose", "refine", "aggregate"};
-        const char *status = c->state == 1 ? "ok" : c->state == 0 ? "cancelled" : "error";
+        const char *status = c->cut          ? "partial"
+                             : c->state == 1 ? "ok"
+                             : c->state == 0 ? "cancelled"
+                                             : "error";
         json_t *o = json_pack("{s:s,s:s,s:f,s:I,s:s,s:o,s:I}", "agent", c->agent, "role",
                               role_names[layer->role], "weight", c->weight, "latency_ms",
                               (json_int_t) ((c->end_usec ? c->end_usec : now_usec()) - c->start_usec) / 1000,
@@ -1337,6 +1484,11 @@ static json_t *call_to_json(EngineRun *run, const AgentCall *c, const LayerConfi
                 json_object_set_new(o, "provider", json_string(c->provider->name));
         if (o && run->spec.chat->trace_content && c->content)
                 json_object_set_new(o, "content", json_string(c->content));
+        /* What the next layer's prompts hold of this answer. */
+        if (o && staircase_layer(run) && !run->deadline_hit)
+                json_object_set_new(o, "next_layer_saw",
+                                    json_pack("{s:I,s:b}", "chars", (json_int_t) c->seen_chars, "complete",
+                                              c->state == 1 && !c->cut));
         return o;
 }
 
@@ -1440,9 +1592,17 @@ static void layer_end(EngineRun *run) {
 
         run->layer_timer = sd_event_source_disable_unref(run->layer_timer);
         run->layers_usec += now_usec() - run->layer_start;
+        /* Staircase: the next layer takes the stragglers' text as it stands. */
+        if (staircase_layer(run) && staircase_take_partials(run) < 0) {
+                json_decref(tl);
+                run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
+                return;
+        }
         /* Stragglers past quorum or deadline are cancelled. */
         for (size_t i = 0; i < run->n_calls; i++) {
                 AgentCall *c = &run->calls[i];
+                if (c->state == 1 && !c->cut)
+                        c->seen_chars = utf8_chars(c->content);
                 if (c->call || c->pcall || c->ksearch) {
                         if (c->call)
                                 provider_call_cancel(c->provider, c->call);
@@ -1498,7 +1658,8 @@ static void layer_end(EngineRun *run) {
                 run->refs = calloc(n_ok, sizeof *run->refs);
                 run->ref_texts = calloc(n_ok, sizeof(char *));
                 run->ref_agents = calloc(n_ok, sizeof(char *));
-                if (!run->refs || !run->ref_texts || !run->ref_agents) {
+                run->ref_partial = calloc(n_ok, sizeof(int));
+                if (!run->refs || !run->ref_texts || !run->ref_agents || !run->ref_partial) {
                         run_finish(run, -ENOMEM, 500, "server_error", NULL, "out of memory");
                         return;
                 }
@@ -1508,6 +1669,7 @@ static void layer_end(EngineRun *run) {
                                 continue;
                         run->ref_texts[run->n_refs] = TAKE_PTR(c->content);
                         run->ref_agents[run->n_refs] = strdup(c->agent);
+                        run->ref_partial[run->n_refs] = c->cut;
                         run->refs[run->n_refs] = (ExtractProposal){
                                 .agent = run->ref_agents[run->n_refs],
                                 .text = run->ref_texts[run->n_refs],

@@ -49,6 +49,15 @@
         "unrelated to it: do not use those. If no response answers the question, say so plainly instead "   \
         "of composing an answer from unrelated material."
 
+/* Staircase streaming: a reference cut while its agent was still writing
+ * is labelled with PROMPT_PARTIAL_LABEL after its weight, and the block
+ * then ends with PROMPT_PARTIAL_RULES, so the model neither takes the cut
+ * for the agent's conclusion nor finishes the sentence for it. */
+#define PROMPT_PARTIAL_LABEL "answer still in progress"
+#define PROMPT_PARTIAL_RULES                                                                                \
+        "Responses marked \"" PROMPT_PARTIAL_LABEL "\" were still being written when you were asked: "      \
+        "they may stop mid-sentence. Use what they say; do not complete them or guess how they go on."
+
 /* Reviews (moa.review): what each agent is told after its context, and the
  * aggregator's template. The line format is what review_findings() parses. */
 #define PROMPT_REVIEW_RULES                                                                                 \

@@ -21,6 +21,7 @@ endfunction()
 moa_integration_test(api)
 moa_integration_test(lifecycle)
 moa_integration_test(engine)
+moa_integration_test(staircase)
 
 # Fuzz targets of the core, run over their corpora (+ mutations) by CTest.
 moa_fuzz_test(fuzz-chat-request ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz-chat-request.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus-chat)

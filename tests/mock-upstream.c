@@ -11,6 +11,9 @@
  *   echo (and any unknown name)  "[<model>] you said: <last user message>"
  *   fixed-<ms>     answer after <ms> milliseconds
  *   stream-<ms>    <ms> between streamed tokens (non-stream: like echo)
+ *   gen-<ms>       a model writing one word per <ms>: streamed at that pace
+ *                  (the end of the stream comes with the last word), or
+ *                  answered whole after words x <ms> when not streamed
  *   status-<code>  that HTTP status with an OpenAI error object; 429 adds
  *                  "Retry-After: 1"
  *   hang           never answers (until the client goes away)
@@ -126,6 +129,20 @@ static void stats_reset(void) {
         stats_total = 0;
         stats_connections = 0;
         pthread_mutex_unlock(&stats_lock);
+}
+
+/* Words of @s as the stream sends them (each with the space before it). */
+static size_t count_tokens(const char *s) {
+        size_t n = 0;
+
+        for (const char *p = s; *p;) {
+                const char *q = p + 1;
+                while (*q && *q != ' ')
+                        q++;
+                p = q;
+                n++;
+        }
+        return n;
 }
 
 /* Sleep @ms, in small steps; -1 when the client went away or we stop. */
@@ -395,6 +412,14 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                 }
                 snprintf(answer, sizeof answer, "[%s] fixed answer after %u ms", model, ms);
         }
+        unsigned gen_ms = suffix_num(behaviour, "gen-", 0);
+        if (gen_ms > 0 && !stream) {
+                size_t words = count_tokens(answer);
+                if (mock_sleep(fd, (unsigned) (words * gen_ms > 600000 ? 600000 : words * gen_ms)) < 0) {
+                        ret = MHD_NO;
+                        goto out;
+                }
+        }
 
         Body *b = calloc(1, sizeof *b);
         if (!b)
@@ -418,7 +443,7 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                         b->pieces[0][strlen(b->pieces[0]) / 2] = 0;
         } else {
                 /* Token by token: each word with the space before it. */
-                b->piece_delay_ms = suffix_num(behaviour, "stream-", 0);
+                b->piece_delay_ms = gen_ms > 0 ? gen_ms : suffix_num(behaviour, "stream-", 0);
                 char *first = sse_chunk(model, "", NULL);
                 body_add(b, first);
                 size_t n_tokens = 0;
@@ -454,6 +479,17 @@ static enum MHD_Result chat(struct MHD_Connection *c, Upload *up) {
                         /* A keep-alive comment, as real servers send, then the end marker. */
                         body_add(b, strdup(": keep-alive\n\n"));
                         body_add(b, strdup("data: [DONE]\n\n"));
+                }
+                /* gen-: the end of the stream comes with the last word, not one delay per piece. */
+                if (gen_ms > 0 && b->n > n_tokens + 2) {
+                        size_t last = n_tokens; /* pieces[0] is the empty first chunk */
+                        for (size_t k = last + 1; k < b->n; k++) {
+                                char *joined = xasprintf("%s%s", b->pieces[last], b->pieces[k]);
+                                free(b->pieces[last]);
+                                free(b->pieces[k]);
+                                b->pieces[last] = joined;
+                        }
+                        b->n = last + 1;
                 }
         }
 
@@ -518,7 +554,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                 static const char *const names[] = {
                         "echo", "fixed-100", "stream-10", "status-429", "status-500", "status-400",
                         "hang", "garbage",   "truncated", "trickle",    "flaky-2",    "midstream-error",
-                        "auth", "leak-key",  "nostream"};
+                        "auth", "leak-key",  "nostream",  "gen-50"};
                 json_t *data = json_array();
                 for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
                         json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", names[i], "object",

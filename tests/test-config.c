@@ -718,6 +718,44 @@ START_TEST(test_builtin_provider_and_pipelines) {
 }
 END_TEST
 
+/* Staircase streaming: off by default with documented defaults; the
+ * keys are range-checked, and tuning a staircase that is off is refused. */
+START_TEST(test_pipeline_staircase) {
+        _cleanup_free_ char *a = empty_agents();
+        _cleanup_free_ char *p =
+                write_file("moad.yaml", "pipelines:\n  - name: s\n    staircase: true\n"
+                                        "    staircase_quorum: 0.5\n"
+                                        "    staircase_min_chars: 80\n"
+                                        "    layers: [{role: propose}, {role: aggregate}]\n");
+        Config *c = load_ok(p, a);
+        const PipelineConfig *pl = config_find_pipeline(c, "s");
+
+        ck_assert_int_eq(pl->staircase, 1);
+        ck_assert_double_eq(pl->staircase_quorum, 0.5);
+        ck_assert_uint_eq(pl->staircase_min_chars, 80);
+        pl = config_find_pipeline(c, "moa");
+        ck_assert_int_eq(pl->staircase, 0);
+        ck_assert_double_eq(pl->staircase_quorum, 1.0);
+        ck_assert_uint_eq(pl->staircase_min_chars, 200);
+        config_free(c);
+
+        expect_main_error("pipelines:\n  - name: p\n    staircase: maybe\n    layers: [{role: propose}]\n",
+                          "3:16: expected a boolean (true/false/yes/no) for 'pipelines[0].staircase'");
+        expect_main_error("pipelines:\n  - name: p\n    staircase: true\n    staircase_quorum: 1.5\n"
+                          "    layers: [{role: propose}]\n",
+                          "4:23: 'pipelines[0].staircase_quorum' must be between 0 and 1");
+        expect_main_error("pipelines:\n  - name: p\n    staircase: true\n    staircase_min_chars: 0\n"
+                          "    layers: [{role: propose}]\n",
+                          "4:26: 'pipelines[0].staircase_min_chars' must be at least 1, not 0");
+        expect_main_error("pipelines:\n  - name: p\n    staircase: true\n    staircase_min_chars: 65537\n"
+                          "    layers: [{role: propose}]\n",
+                          "4:26: 'pipelines[0].staircase_min_chars' is out of range (at most 65536)");
+        expect_main_error(
+                "pipelines:\n  - name: p\n    staircase_quorum: 0.5\n    layers: [{role: propose}]\n",
+                "3:5: 'staircase_quorum' of pipeline 'p' has no effect without 'staircase: true'");
+}
+END_TEST
+
 /* ---- agent files ---- */
 
 /* An agent without 'plugin' is a generic expert; its examples come inline
@@ -964,6 +1002,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_aliases_and_documents);
         tcase_add_test(tc, test_deep_nesting);
         tcase_add_test(tc, test_huge_documents);
+        tcase_add_test(tc, test_pipeline_staircase);
         suite_add_tcase(s, tc);
         return s;
 }
