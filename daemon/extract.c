@@ -14,6 +14,7 @@
 #include <math.h>
 #include <pthread.h>
 
+#include "answer-type.h"
 #include "extract.h"
 #include "kb-text.h"
 #include "log.h"
@@ -47,6 +48,8 @@
 #define EX_MIN_RELATIVE_COVERAGE 0.75 /* of the best sentence's query coverage */
 #define EX_DUP_SIMILARITY 0.75        /* at or above: a near-duplicate, never both */
 #define EX_BACK_REFERENCE_FACTOR 0.8  /* score of a sentence opening with "This", "However", ... */
+#define EX_ANSWER_TYPE_FACTOR 1.5     /* score of one with the kind of answer asked for (answer-type.h) */
+#define EX_ANSWER_TYPE_FLOOR 0.6      /* ... which passes at this share of the relevance floor */
 /* A question asking what something is: a sentence that passes the floor,
  * opens with its subject and says what it is ranks before the others, and
  * is kept even when another sentence covers more of the question's words
@@ -116,6 +119,7 @@ typedef struct Sent {
         double score;
         int selected;
         int defines; /* opens with the subject of a "What is X?" question and says what it is */
+        int typed;   /* has the kind of answer the question asks for (answer-type.h) */
 } Sent;
 
 #define EX_MAX_HEADINGS 128u
@@ -1720,13 +1724,21 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         size_t n_ok = 0;
         double best_cov = 0;
         int definition = asks_definition(q.clean);
+        AnswerType atype = answer_type_of(query);
         for (size_t i = 0; i < l.n; i++) {
                 Sent *s = &l.v[i];
-                if (!sent_passes(s) || describes_its_document(s->text))
+                /* "how long ...?": the sentence with "within 30 days"
+                 * answers it with fewer of the question's words */
+                int typed = atype != ANSWER_ANY && !q.missing && s->rel >= EX_ANSWER_TYPE_FLOOR * q.floor &&
+                            answer_type_matches(atype, s->text);
+                if ((!sent_passes(s) && !typed) || describes_its_document(s->text))
                         continue;
+                s->typed = typed;
                 double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;
                 double bm = max_bm25 > 0 ? s->score / max_bm25 : 0;
                 s->score = s->rel * (1.0 + 0.25 * bm) * (1.0 + 0.05 * prior);
+                if (typed)
+                        s->score *= EX_ANSWER_TYPE_FACTOR;
                 if (opens_with_back_reference(s->text))
                         s->score *= EX_BACK_REFERENCE_FACTOR;
                 s->defines = definition && defines_subject(&q, s);
@@ -1741,7 +1753,7 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 /* Matching clearly less of the question than the best
                  * sentence is padding, unless it is from the documents the
                  * question is about. */
-                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov && !s->defines &&
+                if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov && !s->defines && !s->typed &&
                     !(opts && s->src < opts->n_attached))
                         continue;
                 int dup = 0;
