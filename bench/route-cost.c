@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "agents.h"
+#include "bench-corpus.h"
 #include "build-config.h"
 #include "config.h"
 #include "file-read.h"
@@ -23,56 +24,15 @@
 
 #define MAX_CORPUS 16
 #define MAX_QUERIES 4096
-#define WINDOW_BYTES 1100 /* about one chunk */
-#define DOC_CHUNKS 50
 
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
         return x < y ? -1 : x > y;
 }
 
-static uint64_t rng = 0x2545F4914F6CDD1DULL;
-static uint64_t next_rand(void) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        return rng;
-}
-
-/* Fill @kb to @chunks chunks: documents of DOC_CHUNKS windows of @text. */
-static int fill(const char *db, const char *text, size_t len, unsigned chunks) {
-        Kb *kb = NULL;
-        int r = kb_open(db, 0, &kb);
-        if (r < 0)
-                return r;
-        int have = kb_count(kb);
-        char *doc = malloc(DOC_CHUNKS * (WINDOW_BYTES + 2) + 1);
-        if (!doc)
-                return -ENOMEM;
-        for (unsigned d = have > 0 ? (unsigned) have : 0; d * DOC_CHUNKS < chunks; d++) {
-                size_t o = 0;
-                for (unsigned c = 0; c < DOC_CHUNKS; c++) {
-                        size_t at = next_rand() % (len - WINDOW_BYTES);
-                        while (at < len && text[at] != ' ' && text[at] != '\n')
-                                at++;
-                        memcpy(doc + o, text + at, WINDOW_BYTES);
-                        o += WINDOW_BYTES;
-                        doc[o++] = '\n';
-                        doc[o++] = '\n';
-                }
-                char title[64];
-                snprintf(title, sizeof(title), "bench-%u", d);
-                r = kb_ingest(kb, title, "bench", doc, o, NULL);
-                if (r < 0)
-                        break;
-        }
-        free(doc);
-        kb_close(kb);
-        return r < 0 ? r : 0;
-}
-
 int main(int argc, char **argv) {
         const char *queries = NULL, *corpus[MAX_CORPUS], *state = "/tmp/moa-route-cost";
+        uint64_t rng = 0x2545F4914F6CDD1DULL;
         unsigned n_corpus = 0, n_agents = 8, chunks = 10000, rounds = 5;
         static const struct option opts[] = {
                 {"queries", required_argument, NULL, 'q'},
@@ -119,23 +79,8 @@ int main(int argc, char **argv) {
         /* the corpus: all files, one text */
         char *text = NULL;
         size_t len = 0;
-        for (unsigned i = 0; i < n_corpus; i++) {
-                char *t = NULL;
-                size_t l = 0;
-                if (text_read_file(corpus[i], 64u << 20, &t, &l) < 0) {
-                        fprintf(stderr, "cannot read %s\n", corpus[i]);
-                        return 1;
-                }
-                text = realloc(text, len + l + 1);
-                memcpy(text + len, t, l);
-                len += l;
-                text[len] = 0;
-                free(t);
-        }
-        if (len < 4 * WINDOW_BYTES) {
-                fprintf(stderr, "corpus too small\n");
+        if (bench_corpus_read(corpus, n_corpus, &text, &len) < 0)
                 return 1;
-        }
 
         Config *cfg = NULL;
         char *err = NULL;
@@ -170,7 +115,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < n_agents; i++) {
                 char db[1200];
                 snprintf(db, sizeof(db), "%s/%s.db", dir, cfg->agents[i].name);
-                if (fill(db, text, len, chunks) < 0) {
+                if (bench_kb_fill(db, text, len, chunks, &rng) < 0) {
                         fprintf(stderr, "cannot fill %s\n", db);
                         return 1;
                 }

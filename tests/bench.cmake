@@ -8,9 +8,18 @@ set_target_properties(moabench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINAR
 
 # bench/route-cost: routing cost with many agents and large knowledge bases,
 # in process (docs/performance.md, "Routing at scale").
+add_library(bench-corpus STATIC ${CMAKE_SOURCE_DIR}/bench/bench-corpus.c)
+target_link_libraries(bench-corpus PUBLIC moacore)
 add_executable(route-cost ${CMAKE_SOURCE_DIR}/bench/route-cost.c)
-target_link_libraries(route-cost PRIVATE moacore)
+target_link_libraries(route-cost PRIVATE bench-corpus)
 set_target_properties(route-cost PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+
+# bench/kb-backends: SQLite and PostgreSQL searches on the same documents
+# (bench/kb-backends.py starts a private PostgreSQL server for it;
+# docs/performance.md, "Knowledge backends").
+add_executable(kb-backends ${CMAKE_SOURCE_DIR}/bench/kb-backends.c)
+target_link_libraries(kb-backends PRIVATE bench-corpus)
+set_target_properties(kb-backends PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 
 # bench-smoke: about 10 s of every benchmark scenario with tiny counts. It
 # checks that the harness runs (each scenario answers, nothing skipped); the
