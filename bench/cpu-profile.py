@@ -67,10 +67,10 @@ def body(agent):
     return bench.chat_body(agent)
 
 
-def run_load(build, moad, agent, n, prefix=None):
+def run_load(build, moad, agent, n, prefix=None, warmup=20):
     """n requests (plus 20 warm-up) at concurrency 1; returns (cpu ms/req, stat ms/req, p50 ms, ok)."""
     cmd = (prefix or []) + [os.path.join(build, "bench", "moabench"), "--url", "http://localhost/v1/chat/completions",
-                            "--unix", moad.socket, "-n", str(n), "-c", "1", "--warmup", "20",
+                            "--unix", moad.socket, "-n", str(n), "-c", "1", "--warmup", str(warmup),
                             "--max-seconds", "120", "--timeout-ms", "30000", "--body", body(agent),
                             "--expect", '"choices"']
     run0, st0 = moad.sched()[0], moad.cpu_s()
@@ -80,7 +80,7 @@ def run_load(build, moad, agent, n, prefix=None):
         raise RuntimeError("moabench failed: %s" % out.stderr)
     import json
     r = json.loads(out.stdout)
-    total = n + 20
+    total = n + warmup
     lat = sorted(r["lat_us"])
     p50 = bench.pct(lat, 50) / 1000.0 if lat else float("nan")
     return ((run1 - run0) / 1e6 / total, (st1 - st0) * 1000.0 / total, p50, r.get("ok", 0), r.get("errors", 0))
