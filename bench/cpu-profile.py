@@ -14,7 +14,10 @@ bench/moabench at concurrency 1 over the Unix socket:
 
 For each build, agent and round: moad's CPU per request from
 /proc/PID/task/*/schedstat (ns; utime+stime from /proc/PID/stat as a
-cross-check), and p50 latency. With --before, the two builds' daemons run
+cross-check), and p50 latency. --callgrind then starts each build's moad
+again under valgrind's callgrind and counts its user-space instructions
+per request over 200 requests (after 40 uncounted): deterministic where
+time on a shared machine is not, but blind to the kernel (system calls). With --before, the two builds' daemons run
 side by side and alternate round by round, so drift on a shared machine
 hits both. --strace counts syscalls per request (strace -c -f, one extra
 run per agent, after the timed rounds: strace slows everything, so no
@@ -122,6 +125,56 @@ def perf_top(build, moad, agent, seconds, outdir):
     return lines[:45]
 
 
+def callgrind_build(build, outdir, label):
+    """A build tree whose daemon/moad runs the real one under callgrind;
+    everything else is a symbolic link to @build."""
+    fake = os.path.join(outdir, "callgrind-" + label)
+    os.makedirs(os.path.join(fake, "daemon"))
+    for d in ("plugins", "bench", "tests"):
+        os.symlink(os.path.join(build, d), os.path.join(fake, d))
+    wrapper = os.path.join(fake, "daemon", "moad")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file=%s/cg.%%p "
+                "%s \"$@\"\n" % (fake, os.path.join(build, "daemon", "moad")))
+    os.chmod(wrapper, 0o755)
+    return fake
+
+
+KEEP = None  # --keep-perf: where perf data and callgrind dumps are kept
+
+
+def callgrind_control(build, moad, agent, what):
+    """Asks callgrind for @what (-z zero, -d dump). Valgrind reads the
+    command only while moad runs code, so one request wakes it up."""
+    ctl = subprocess.Popen(["callgrind_control", what, str(moad.proc.pid)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    run_load(build, moad, agent, 1, warmup=0)
+    ctl.wait(60)
+
+
+def callgrind_count(build, moad, agent, n):
+    """User-space instructions per request of @moad (started by
+    callgrind_build) over @n requests (+1, the one that wakes the dump)."""
+    fake = os.path.dirname(os.path.dirname(moad.proc.args[0]))
+    run_load(build, moad, agent, 20, warmup=20)
+    callgrind_control(build, moad, agent, "-z")
+    run_load(build, moad, agent, n, warmup=0)
+    callgrind_control(build, moad, agent, "-d")
+    dumps = sorted((os.path.join(fake, x) for x in os.listdir(fake) if x.startswith("cg.")),
+                   key=os.path.getmtime)
+    for path in reversed(dumps):
+        with open(path) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    if KEEP:
+                        shutil.move(path, os.path.join(KEEP, "callgrind-%s-%s.out" % (os.path.basename(fake), agent)))
+                    else:
+                        os.unlink(path)
+                    return int(line.split()[1]) / float(n + 1)
+    raise RuntimeError("callgrind wrote no dump with totals in " + fake)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True)
@@ -129,11 +182,16 @@ def main():
     ap.add_argument("-n", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also run each build's moad under callgrind: user-space instructions per request "
+                         "(deterministic, unlike time on a shared machine; no kernel time)")
     ap.add_argument("--perf", type=float, default=0)
     ap.add_argument("--agents", default="pass,legal")
     ap.add_argument("--out")
-    ap.add_argument("--keep-perf", help="directory to keep perf-*.data in")
+    ap.add_argument("--keep-perf", help="directory to keep perf-*.data and callgrind dumps in")
     args = ap.parse_args()
+    global KEEP
+    KEEP = args.keep_perf
     builds = [("after", os.path.abspath(args.build))]
     if args.before:
         builds.insert(0, ("before", os.path.abspath(args.before)))
@@ -185,6 +243,22 @@ def main():
                     tot = sum(c.values())
                     say("strace %s %s: %.1f syscalls per request: %s" % (label, a, tot, ", ".join(
                         "%s %.2f" % (k, v) for k, v in sorted(c.items(), key=lambda kv: -kv[1]) if v >= 0.05)))
+        if args.callgrind:
+            for label, build in builds:
+                fake = callgrind_build(build, work, label)
+                d = os.path.join(work, "cg-" + label)
+                ad = os.path.join(d, "agents.d")
+                os.makedirs(ad)
+                for a in agents:
+                    with open(os.path.join(ad, a + ".yaml"), "w") as f:
+                        f.write(AGENTS[a])
+                cg = bench.Moad(fake, d, CONFIG.format(url=mock.base), ad)
+                try:
+                    for a in agents:
+                        say("callgrind %-6s %-6s %.0f instructions per request (user space, 200 requests)" % (
+                            label, a, callgrind_count(build, cg, a, 200)))
+                finally:
+                    cg.stop()
         if args.perf:
             for label, build in builds:
                 for a in agents:

@@ -41,6 +41,7 @@ struct Kb {
          * "BEGIN" and "COMMIT" again on every search. */
         sqlite3_stmt *begin;
         sqlite3_stmt *commit;
+        sqlite3_stmt *any_chunk;
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
@@ -561,6 +562,8 @@ Kb *kb_close(Kb *kb) {
                 sqlite3_finalize(kb->begin);
         if (kb->commit)
                 sqlite3_finalize(kb->commit);
+        if (kb->any_chunk)
+                sqlite3_finalize(kb->any_chunk);
 
         kb_rank_free(kb->rank);
         if (kb->db)
@@ -997,6 +1000,25 @@ static int search_candidates(Kb *kb, const char *expr, unsigned limit, const cha
         return (int) n;
 }
 
+/* 1 if the base has a chunk at all, 0 if it is empty, or -errno. An agent
+ * without knowledge still has a (empty) base: one b-tree step here instead
+ * of an FTS5 query (its structure record, the expression, the cursor). */
+static int has_chunks(Kb *kb) {
+        if (!kb->any_chunk) {
+                int rc = sqlite3_prepare_v3(kb->db, "SELECT EXISTS (SELECT 1 FROM chunks)", -1,
+                                            SQLITE_PREPARE_PERSISTENT, &kb->any_chunk, NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+        }
+        _reset_stmt_ sqlite3_stmt *st = kb->any_chunk;
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(rc) ?: -EIO;
+        return sqlite3_column_int(st, 0) != 0;
+}
+
 /* Fills @h with chunk @c's document and text. Returns 0, -ENOENT if the
  * chunk is gone, or -errno. */
 static int fetch_hit(Kb *kb, const Candidate *c, const char *expr, int snippets, KbHit *h) {
@@ -1091,7 +1113,11 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, const
         _cleanup_free_ Candidate *c = NULL;
         KbHit *hits = NULL;
         size_t n = 0;
-        r = search_candidates(kb, expr, limit, titles, n_titles, &c);
+        /* in the transaction: a chunk committed after this check is not
+         * seen by the query either */
+        r = has_chunks(kb);
+        if (r > 0)
+                r = search_candidates(kb, expr, limit, titles, n_titles, &c);
         if (r > 0) {
                 size_t nc = (size_t) r;
                 hits = calloc(MIN(nc, (size_t) limit), sizeof(KbHit));
