@@ -29,6 +29,7 @@
 #include "http-form.h"
 #include "http.h"
 #include "log.h"
+#include "json-write.h"
 #include "util.h"
 
 typedef struct HttpListener {
@@ -282,11 +283,12 @@ int http_reply_json(HttpRequest *r, unsigned status, json_t *json) {
 
         if (!json)
                 return http_reply_error(r, 500, "server_error", NULL, NULL, "out of memory");
-        s = json_dumps(json, JSON_COMPACT);
+        size_t len = 0;
+        s = json_write_compact(json, &len);
         json_decref(json);
         if (!s)
                 return http_reply_error(r, 500, "server_error", NULL, NULL, "out of memory");
-        ret = http_reply(r, status, NULL, s, strlen(s), NULL, NULL);
+        ret = http_reply(r, status, NULL, s, len, NULL, NULL);
         return ret;
 }
 
