@@ -23,10 +23,11 @@ hits both. --strace counts syscalls per request (strace -c -f, one extra
 run per agent, after the timed rounds: strace slows everything, so no
 timing is taken from it). --perf records `perf record --call-graph dwarf`
 for that many seconds of pass and of legal load and prints the top of
-`perf report --no-children`.
+`perf report --children` (user-space functions at 3% or more).
 Writes a plain-text summary to stdout (and --out).
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -70,18 +71,17 @@ def body(agent):
     return bench.chat_body(agent)
 
 
-def run_load(build, moad, agent, n, prefix=None, warmup=20):
-    """n requests (plus 20 warm-up) at concurrency 1; returns (cpu ms/req, stat ms/req, p50 ms, ok)."""
-    cmd = (prefix or []) + [os.path.join(build, "bench", "moabench"), "--url", "http://localhost/v1/chat/completions",
-                            "--unix", moad.socket, "-n", str(n), "-c", "1", "--warmup", str(warmup),
-                            "--max-seconds", "120", "--timeout-ms", "30000", "--body", body(agent),
-                            "--expect", '"choices"']
+def run_load(build, moad, agent, n, warmup=20):
+    """@n requests (+@warmup) at concurrency 1: (CPU ms/request from schedstat, from utime+stime,
+    p50 ms, ok, errors)."""
+    cmd = [os.path.join(build, "bench", "moabench"), "--url", "http://localhost/v1/chat/completions",
+           "--unix", moad.socket, "-n", str(n), "-c", "1", "--warmup", str(warmup),
+           "--max-seconds", "120", "--timeout-ms", "30000", "--body", body(agent), "--expect", '"choices"']
     run0, st0 = moad.sched()[0], moad.cpu_s()
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
     run1, st1 = moad.sched()[0], moad.cpu_s()
     if out.returncode != 0:
         raise RuntimeError("moabench failed: %s" % out.stderr)
-    import json
     r = json.loads(out.stdout)
     total = n + warmup
     lat = sorted(r["lat_us"])
@@ -118,11 +118,17 @@ def perf_top(build, moad, agent, seconds, outdir):
         run_load(build, moad, agent, 200)
     pf.send_signal(signal.SIGINT)
     pf.wait(60)
-    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
-                          "--percent-limit", "0.7", "--sort", "dso,symbol"],
+    return perf_report(data)
+
+
+def perf_report(data):
+    """Inclusive shares (children) of the named user-space functions >= 3%."""
+    rep = subprocess.run(["perf", "report", "-i", data, "--children", "--stdio", "-g", "none",
+                          "--percent-limit", "3", "--sort", "symbol"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")]
-    return lines[:45]
+    lines = [" ".join(x.split()[:4]) for x in rep.stdout.splitlines()
+             if x.strip() and not x.startswith("#") and "[k]" not in x and "0x0000" not in x]
+    return lines[:60]
 
 
 def callgrind_build(build, outdir, label):
@@ -262,7 +268,7 @@ def main():
         if args.perf:
             for label, build in builds:
                 for a in agents:
-                    say("perf %s %s (self time, dso/symbol):" % (label, a))
+                    say("perf %s %s (share of moad's samples in the function and its callees):" % (label, a))
                     for x in perf_top(build, daemons[label], a, args.perf, args.keep_perf or work):
                         say("  " + x)
     finally:
