@@ -1,5 +1,6 @@
 /* chat-response.c — see chat-response.h. */
 #include "chat-response.h"
+#include "json-write.h"
 #include "util.h"
 
 json_t *usage_to_json(const ProviderUsage *u) {
@@ -51,7 +52,7 @@ char *sse_frame(json_t *j) {
 
         if (!j)
                 return NULL;
-        s = json_dumps(j, JSON_COMPACT);
+        s = json_write_compact(j, NULL);
         json_decref(j);
         if (!s)
                 return NULL;

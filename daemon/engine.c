@@ -73,7 +73,6 @@ typedef struct AgentCall {
         double weight;
         double route_score;    /* the router's score for the agent, also when pinned; 0: unknown */
         const char *knowledge; /* whose knowledge base c->hits come from (borrowed) */
-        int n_documents;       /* documents in it, <= 0 unknown or none */
         Kb *kb;                /* the agent's knowledge base (borrowed from the agent set) */
         int kb_down;           /* failed: its knowledge database (PostgreSQL) did not answer */
         uint64_t start_usec, end_usec;
@@ -760,7 +759,6 @@ static int call_issue(EngineRun *run, AgentCall *c) {
                 .hits = c->hits,
                 .n_hits = c->n_hits,
                 .knowledge = c->knowledge,
-                .n_documents = c->n_documents,
                 .kb = c->kb,
                 .vocab = c->a ? agent_vocab(c->a) : NULL,
                 .refs = run->refs,
@@ -1253,7 +1251,6 @@ static int start_agent_layer(EngineRun *run, const LayerConfig *layer) {
                 c->weight = s->weight * s->score * layer->weight;
                 c->route_score = s->route_score;
                 c->knowledge = agent_name(s->a);
-                c->n_documents = agent_doc_count(s->a);
                 c->kb = agent_kb(s->a);
                 c->provider = engine_provider(run->engine, agent_provider(s->a));
                 c->provider_chain_head = agent_provider(s->a);

@@ -29,6 +29,7 @@
 #include "http-form.h"
 #include "http.h"
 #include "log.h"
+#include "json-write.h"
 #include "util.h"
 
 typedef struct HttpListener {
@@ -61,6 +62,10 @@ typedef struct HttpConn {
         ConnPhase phase;
         uint64_t phase_usec; /* when the phase began */
         uint64_t body_bytes; /* received in CONN_BODY */
+        /* SO_PEERCRED of a Unix socket: the credentials at connect(), fixed
+         * for the connection, read once instead of once per request */
+        struct ucred cred;
+        int have_cred;
 } HttpConn;
 
 struct HttpServer {
@@ -278,11 +283,12 @@ int http_reply_json(HttpRequest *r, unsigned status, json_t *json) {
 
         if (!json)
                 return http_reply_error(r, 500, "server_error", NULL, NULL, "out of memory");
-        s = json_dumps(json, JSON_COMPACT);
+        size_t len = 0;
+        s = json_write_compact(json, &len);
         json_decref(json);
         if (!s)
                 return http_reply_error(r, 500, "server_error", NULL, NULL, "out of memory");
-        ret = http_reply(r, status, NULL, s, strlen(s), NULL, NULL);
+        ret = http_reply(r, status, NULL, s, len, NULL, NULL);
         return ret;
 }
 
@@ -518,16 +524,18 @@ static void peer_put(HttpServer *s, HttpPeer *peer) {
                 }
 }
 
-/* "uid:N" from SO_PEERCRED on the Unix socket, "tcp:ADDRESS" on TCP. */
-static void conn_peer_key(HttpListener *l, struct MHD_Connection *mc, int fd, char *buf, size_t size) {
+/* "uid:N" from SO_PEERCRED on the Unix socket (kept in @c), "tcp:ADDRESS"
+ * on TCP. */
+static void conn_peer_key(HttpListener *l, HttpConn *c, struct MHD_Connection *mc, int fd, char *buf,
+                          size_t size) {
         char addr[INET6_ADDRSTRLEN] = "?";
         const union MHD_ConnectionInfo *ci;
 
         if (!l->is_tcp) {
-                struct ucred cred;
-                socklen_t sl = sizeof cred;
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0)
-                        snprintf(buf, size, "uid:%u", (unsigned) cred.uid);
+                socklen_t sl = sizeof c->cred;
+                c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &sl) == 0;
+                if (c->have_cred)
+                        snprintf(buf, size, "uid:%u", (unsigned) c->cred.uid);
                 else
                         snprintf(buf, size, "uid:?");
                 return;
@@ -667,7 +675,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
                 return;
         c = calloc(1, sizeof *c);
         if (c) {
-                conn_peer_key(l, mc, ci->connect_fd, key, sizeof key);
+                conn_peer_key(l, c, mc, ci->connect_fd, key, sizeof key);
                 c->peer = peer_get(s, key);
         }
         if (!c || !c->peer) {
@@ -725,17 +733,20 @@ static HttpRequest *request_new(HttpListener *l, struct MHD_Connection *conn, co
                 snprintf(r->id, sizeof r->id, "req-%08x%08llx", s->id_salt,
                          (unsigned long long) ++s->id_counter);
 
-        if (!l->is_tcp) {
+        {
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                r->hc = ci ? ci->socket_context : NULL;
+        }
+        if (!l->is_tcp && r->hc && r->hc->have_cred) {
+                r->peer = r->hc->cred;
+                r->have_peer = 1;
+        } else if (!l->is_tcp) {
                 const union MHD_ConnectionInfo *ci =
                         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
                 socklen_t sl = sizeof r->peer;
                 if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &r->peer, &sl) == 0)
                         r->have_peer = 1;
-        }
-        {
-                const union MHD_ConnectionInfo *ci =
-                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-                r->hc = ci ? ci->socket_context : NULL;
         }
         r->body_limit = s->opts.max_body_bytes;
 

@@ -37,6 +37,11 @@ struct Kb {
         /* Searches run on the request path: prepared once, reset after use. */
         sqlite3_stmt *search;
         sqlite3_stmt *fetch;
+        /* The search's read transaction: sqlite3_exec() would parse
+         * "BEGIN" and "COMMIT" again on every search. */
+        sqlite3_stmt *begin;
+        sqlite3_stmt *commit;
+        sqlite3_stmt *any_chunk;
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
@@ -107,6 +112,25 @@ static int kb_exec(Kb *kb, const char *sql) {
                 log_debug("kb: '%s' failed: %s", sql, err ? err : sqlite3_errstr(rc));
                 sqlite3_free(err);
                 return errno_from_sqlite(rc);
+        }
+        return 0;
+}
+
+/* Runs @sql (no result rows) through the statement cached in *@cache,
+ * prepared at the first call and kept until kb_close(). */
+static int kb_exec_cached(Kb *kb, sqlite3_stmt **cache, const char *sql) {
+        if (!*cache) {
+                int rc = sqlite3_prepare_v3(kb->db, sql, -1, SQLITE_PREPARE_PERSISTENT, cache, NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+        }
+        int rc = sqlite3_step(*cache);
+        sqlite3_reset(*cache);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+                log_debug("kb: '%s' failed: %s", sql, sqlite3_errmsg(kb->db));
+                return errno_from_sqlite(rc) ?: -EIO;
         }
         return 0;
 }
@@ -534,6 +558,12 @@ Kb *kb_close(Kb *kb) {
                 sqlite3_finalize(kb->search);
         if (kb->fetch)
                 sqlite3_finalize(kb->fetch);
+        if (kb->begin)
+                sqlite3_finalize(kb->begin);
+        if (kb->commit)
+                sqlite3_finalize(kb->commit);
+        if (kb->any_chunk)
+                sqlite3_finalize(kb->any_chunk);
 
         kb_rank_free(kb->rank);
         if (kb->db)
@@ -970,6 +1000,25 @@ static int search_candidates(Kb *kb, const char *expr, unsigned limit, const cha
         return (int) n;
 }
 
+/* 1 if the base has a chunk at all, 0 if it is empty, or -errno. An agent
+ * without knowledge still has a (empty) base: one b-tree step here instead
+ * of an FTS5 query (its structure record, the expression, the cursor). */
+static int has_chunks(Kb *kb) {
+        if (!kb->any_chunk) {
+                int rc = sqlite3_prepare_v3(kb->db, "SELECT EXISTS (SELECT 1 FROM chunks)", -1,
+                                            SQLITE_PREPARE_PERSISTENT, &kb->any_chunk, NULL);
+                if (rc != SQLITE_OK) {
+                        log_debug("kb: prepare failed: %s", sqlite3_errmsg(kb->db));
+                        return errno_from_sqlite(rc);
+                }
+        }
+        _reset_stmt_ sqlite3_stmt *st = kb->any_chunk;
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(rc) ?: -EIO;
+        return sqlite3_column_int(st, 0) != 0;
+}
+
 /* Fills @h with chunk @c's document and text. Returns 0, -ENOENT if the
  * chunk is gone, or -errno. */
 static int fetch_hit(Kb *kb, const Candidate *c, const char *expr, int snippets, KbHit *h) {
@@ -1058,13 +1107,17 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, const
                 return kb_pg_search(kb->pg, expr, limit, snippets, titles, n_titles, ret_hits, ret_n);
 
         /* A read transaction of our own unless a caller's is open. */
-        int own = sqlite3_get_autocommit(kb->db), r = own ? kb_exec(kb, "BEGIN") : 0;
+        int own = sqlite3_get_autocommit(kb->db), r = own ? kb_exec_cached(kb, &kb->begin, "BEGIN") : 0;
         if (r < 0)
                 return r;
         _cleanup_free_ Candidate *c = NULL;
         KbHit *hits = NULL;
         size_t n = 0;
-        r = search_candidates(kb, expr, limit, titles, n_titles, &c);
+        /* in the transaction: a chunk committed after this check is not
+         * seen by the query either */
+        r = has_chunks(kb);
+        if (r > 0)
+                r = search_candidates(kb, expr, limit, titles, n_titles, &c);
         if (r > 0) {
                 size_t nc = (size_t) r;
                 hits = calloc(MIN(nc, (size_t) limit), sizeof(KbHit));
@@ -1079,7 +1132,7 @@ static int search(Kb *kb, const char *query, unsigned limit, int snippets, const
                 }
         }
         if (own && !sqlite3_get_autocommit(kb->db))
-                (void) kb_exec(kb, "COMMIT");
+                (void) kb_exec_cached(kb, &kb->commit, "COMMIT");
         if (r < 0) {
                 kb_hits_free(hits, n);
                 return r;

@@ -10,6 +10,18 @@
 static atomic_int max_level = LOG_LEVEL_INFO;
 static int use_journal;
 static pthread_mutex_t stderr_lock = PTHREAD_MUTEX_INITIALIZER;
+/* moad never forks, so its pid is read once: getpid() is a system call
+ * per log line otherwise (one per request at log_level info). */
+static atomic_int log_pid;
+
+static int pid_for_log(void) {
+        int pid = atomic_load(&log_pid);
+        if (pid == 0) {
+                pid = (int) getpid();
+                atomic_store(&log_pid, pid);
+        }
+        return pid;
+}
 
 /* systemd sets JOURNAL_STREAM=dev:ino when stderr is connected to the
  * journal; only then are structured fields worth sending. */
@@ -71,10 +83,10 @@ static void emit(int level, const char *request_id, const char *msg) {
 
         pthread_mutex_lock(&stderr_lock);
         if (request_id)
-                fprintf(stderr, "moad[%d]: %s: [%s] %s\n", (int) getpid(), prefix[level & 7], request_id,
+                fprintf(stderr, "moad[%d]: %s: [%s] %s\n", pid_for_log(), prefix[level & 7], request_id,
                         msg);
         else
-                fprintf(stderr, "moad[%d]: %s: %s\n", (int) getpid(), prefix[level & 7], msg);
+                fprintf(stderr, "moad[%d]: %s: %s\n", pid_for_log(), prefix[level & 7], msg);
         pthread_mutex_unlock(&stderr_lock);
 }
 

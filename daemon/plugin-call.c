@@ -6,7 +6,13 @@
  * agents' threads finish together: a shared lock made them queue).
  * Everything else (queues, timers, offences, callbacks, freeing) happens on
  * the loop. A thread per call cost a clone, a stack mapping and an exit per
- * callback (about 0.1 ms each; docs/performance.md). */
+ * callback (about 0.1 ms each; docs/performance.md).
+ *
+ * The generic expert is the host's own code, bounded and never sleeping:
+ * its score() and build_prompt() run on the loop instead, answered from a
+ * defer source like any result (never from inside plugin_call_start()).
+ * Handing them to a thread cost a futex wake, an eventfd round trip and a
+ * budget timer armed and disarmed per call (issue 13). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
@@ -49,9 +55,11 @@ static struct {
         sd_event *event;
         sd_event_source *source;
         int efd;
-        _Atomic(PluginCall *) done; /* pushed by the threads, taken whole by the loop */
-        unsigned live;              /* calls not yet freed */
-        unsigned stuck;             /* threads past their budget */
+        _Atomic(PluginCall *) done;     /* pushed by the threads, taken whole by the loop */
+        sd_event_source *inline_source; /* a defer: answers the generic expert's calls */
+        PluginCall *inline_done;        /* its calls, run on the loop, newest first */
+        unsigned live;                  /* calls not yet freed */
+        unsigned stuck;                 /* threads past their budget */
 } calls = {.efd = -1};
 
 static const char *const callback_names[_PLUGIN_CB_MAX] = {
@@ -108,10 +116,9 @@ static void call_publish(PluginCall *c) {
                 log_warning_errno(-errno, "plugin calls: cannot signal a result");
 }
 
-static void call_execute(PluginCall *c) {
+/* Runs the callback; writes only c->res. */
+static void call_compute(PluginCall *c) {
         PluginCallResult *res = &c->res;
-
-        atomic_store_explicit(&c->started, now_usec(), memory_order_relaxed);
 
         if (c->in.fn) {
                 res->error = c->in.fn(c->agent, c->in.data);
@@ -123,6 +130,11 @@ static void call_execute(PluginCall *c) {
                                                        &res->system, &res->context);
         else
                 res->error = plugin_agent_review(c->agent, c->in.text, &res->text);
+}
+
+static void call_execute(PluginCall *c) {
+        atomic_store_explicit(&c->started, now_usec(), memory_order_relaxed);
+        call_compute(c);
         call_publish(c);
 }
 
@@ -191,12 +203,26 @@ static int worker_start(PluginCallState *st, PluginAgent *a) {
 
 static int on_budget(sd_event_source *s, uint64_t usec, void *userdata);
 
+/* Only the host's own callbacks: a PluginCallInput.fn is the caller's code. */
+static int call_runs_inline(const PluginCall *c) {
+        return !c->in.fn && plugin_agent_is_generic(c->agent);
+}
+
 static void call_run(PluginCall *c) {
         PluginCallState *st = plugin_agent_call_state(c->agent);
         int r;
 
         st->running = c;
         c->running = 1;
+        if (call_runs_inline(c)) {
+                atomic_store_explicit(&c->started, now_usec(), memory_order_relaxed);
+                call_compute(c);
+                atomic_store_explicit(&c->finished, 1, memory_order_relaxed);
+                c->next = calls.inline_done;
+                calls.inline_done = c;
+                (void) sd_event_source_set_enabled(calls.inline_source, SD_EVENT_ONESHOT);
+                return;
+        }
         /* The budget is the plugin's time: it starts when the call does
          * (a call waiting behind another waits at most for that one's). */
         r = sd_event_add_time_relative(calls.event, &c->timer, CLOCK_MONOTONIC, c->budget_usec, 1000,
@@ -299,15 +325,8 @@ static int on_budget(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int on_results(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        PluginCall *list;
-        uint64_t v;
-
-        if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
-                log_warning_errno(-errno, "plugin calls: eventfd read failed");
-        /* after the read: a call pushed since finds the list empty and writes again */
-        list = atomic_exchange_explicit(&calls.done, NULL, memory_order_acquire);
-
+/* Answers and frees every call of @list (finished, newest first). */
+static void results_take(PluginCall *list) {
         while (list) {
                 PluginCall *c = list;
                 PluginCallState *st = plugin_agent_call_state(c->agent);
@@ -328,6 +347,21 @@ static int on_results(sd_event_source *s, int fd, uint32_t revents, void *userda
                 queue_kick(st);
                 call_free(c);
         }
+}
+
+static int on_results(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        uint64_t v;
+
+        if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
+                log_warning_errno(-errno, "plugin calls: eventfd read failed");
+        /* after the read: a call pushed since finds the list empty and writes again */
+        results_take(atomic_exchange_explicit(&calls.done, NULL, memory_order_acquire));
+        return 0;
+}
+
+static int on_inline_results(sd_event_source *s, void *userdata) {
+        /* answering may start more inline calls: they wait for the next run */
+        results_take(TAKE_PTR(calls.inline_done));
         return 0;
 }
 
@@ -346,6 +380,15 @@ static int calls_init(sd_event *e) {
                 return r;
         }
         (void) sd_event_source_set_description(calls.source, "plugin-call-done");
+        r = sd_event_add_defer(e, &calls.inline_source, on_inline_results, NULL);
+        if (r < 0) {
+                calls.source = sd_event_source_disable_unref(calls.source);
+                close(calls.efd);
+                calls.efd = -1;
+                return r;
+        }
+        (void) sd_event_source_set_enabled(calls.inline_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(calls.inline_source, "plugin-call-inline-done");
         calls.event = sd_event_ref(e);
         return 0;
 }
@@ -354,6 +397,7 @@ void plugin_calls_shutdown(void) {
         if (calls.live > 0 || !calls.source)
                 return;
         calls.source = sd_event_source_disable_unref(calls.source);
+        calls.inline_source = sd_event_source_disable_unref(calls.inline_source);
         close(calls.efd);
         calls.efd = -1;
         calls.event = sd_event_unref(calls.event);

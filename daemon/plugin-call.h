@@ -102,7 +102,8 @@ typedef void (*PluginCallDone)(void *userdata, PluginCallResult *res);
 
 /**
  * plugin_call_start() - run @cb of @a (or @in->fn) on a thread, within
- * @budget. @done runs on @e's loop exactly once, never from inside this
+ * @budget; the generic expert's own callbacks (no @in->fn) run on the loop
+ * instead, with no budget. @done runs on @e's loop exactly once, never from inside this
  * function, unless the call is cancelled. Returns 0 and the call in *@ret
  * (valid until @done runs or plugin_call_cancel()), or, without calling
  * anything: -EPERM (the agent is quarantined), -EBUSY (its previous call is

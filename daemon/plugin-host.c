@@ -539,6 +539,10 @@ const char *plugin_agent_name(const PluginAgent *a) {
         return a ? a->name : NULL;
 }
 
+int plugin_agent_is_generic(const PluginAgent *a) {
+        return a && a->desc == plugin_generic_descriptor();
+}
+
 const char *plugin_agent_plugin_name(const PluginAgent *a) {
         return a ? a->desc->name : NULL;
 }

@@ -149,6 +149,11 @@ int plugin_agent_review(PluginAgent *a, const char *answer, char **ret_answer);
 
 /** plugin_agent_name() - the agent's (configured) name. */
 const char *plugin_agent_name(const PluginAgent *a);
+/**
+ * plugin_agent_is_generic() - 1 for the generic expert (the host's own
+ * code, no module loaded), else 0.
+ */
+int plugin_agent_is_generic(const PluginAgent *a);
 /** plugin_agent_plugin_name() - the name in the plugin's descriptor. */
 const char *plugin_agent_plugin_name(const PluginAgent *a);
 /** plugin_agent_version() - the plugin's version string, "" if none. */

@@ -107,7 +107,6 @@ static int kb_word_df(void *userdata, const char *word, uint32_t *ret_df, uint32
 
 static char *compose(const ProviderRequest *req) {
         ExtractOptions o = {.agent = req->knowledge,
-                            .n_documents = req->n_documents,
                             .has_word = req->kb ? kb_has_word : NULL,
                             .has_word_userdata = req->kb,
                             .word_df = req->kb && req->vocab ? kb_word_df : NULL,
@@ -121,6 +120,10 @@ static char *compose(const ProviderRequest *req) {
         switch (req->task) {
         case PROVIDER_TASK_PROPOSE:
                 o.max_sentences = BUILTIN_PROPOSE_SENTENCES;
+                /* Counted here, not by the engine for every call: only this
+                 * answer names the count ("... (6 documents) has no passage"),
+                 * and a count is a statement and a read transaction. */
+                o.n_documents = req->kb ? kb_count(req->kb) : 0;
                 return extract_answer(req->query, req->hits, req->n_hits, &o);
         case PROVIDER_TASK_REFINE:
                 o.max_sentences = BUILTIN_REFINE_SENTENCES;

