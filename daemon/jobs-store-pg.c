@@ -625,11 +625,10 @@ int jobs_pg_batch_fail(JobsPg *pg, const char *id, const char *errors_json, int6
         char a[24];
 
         snprintf(a, sizeof a, "%" PRId64, at);
-        return cmd(
-                pg,
-                "UPDATE moa_jobs_batches SET status = 'failed', failed_at = $3, errors = $2, "
-                "lease_owner = NULL, lease_expires = NULL WHERE id = $1 AND status NOT IN " FINAL_STATUSES,
-                3, (const char *[]){id, errors_json, a});
+        return cmd(pg,
+                   "UPDATE moa_jobs_batches SET status = 'failed', failed_at = $3, errors = $2 "
+                   "WHERE id = $1 AND status NOT IN " FINAL_STATUSES,
+                   3, (const char *[]){id, errors_json, a});
 }
 
 /* Inside a transaction: the batch row locked; -EALREADY when it has ended
@@ -675,8 +674,8 @@ static int batch_finish_tx(JobsPg *pg, const char *id, const char *status, const
         if (asprintf(&sql,
                      "UPDATE moa_jobs_batches SET output_file_id = (SELECT id FROM moa_jobs_files WHERE id "
                      "= $2), "
-                     "error_file_id = (SELECT id FROM moa_jobs_files WHERE id = $3), status = $4, %s = $5, "
-                     "lease_owner = NULL, lease_expires = NULL WHERE id = $1",
+                     "error_file_id = (SELECT id FROM moa_jobs_files WHERE id = $3), status = $4, %s = $5 "
+                     "WHERE id = $1",
                      at_column) < 0)
                 return -ENOMEM;
         return cmd(pg, sql, 5, (const char *[]){id, output_id, error_id, status, a});
@@ -721,11 +720,29 @@ int jobs_pg_result_add(JobsPg *pg, const char *batch_id, long line, int ok, cons
         int r;
 
         snprintf(l, sizeof l, "%ld", line);
+        /* Only while the batch is open: a cancel on another instance ends
+         * it with the lines stored then. FOR SHARE waits for a transaction
+         * ending the batch and then sees it ended. */
         r = cmd_count(pg,
-                      "INSERT INTO moa_jobs_results (batch_id, line, ok, output) VALUES ($1, $2, $3, $4) "
+                      "INSERT INTO moa_jobs_results (batch_id, line, ok, output) "
+                      "SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM moa_jobs_batches "
+                      " WHERE id = $1 AND status NOT IN " FINAL_STATUSES " FOR SHARE) "
                       "ON CONFLICT DO NOTHING",
                       4, (const char *[]){batch_id, l, ok ? "1" : "0", output});
-        return r < 0 ? r : r == 0 ? -EEXIST : 0;
+        if (r != 0)
+                return r < 0 ? r : 0;
+        {
+                json_auto_t *row = NULL;
+                const char *st;
+                r = query_one(pg, "SELECT status FROM moa_jobs_batches WHERE id = $1", 1, &batch_id, &row);
+                if (r < 0)
+                        return r == -ENOENT ? -ESTALE : r;
+                st = json_string_value(json_object_get(row, "status"));
+                return st && !streq(st, "validating") && !streq(st, "in_progress") &&
+                                       !streq(st, "finalizing") && !streq(st, "cancelling")
+                               ? -ESTALE
+                               : -EEXIST;
+        }
 }
 
 long jobs_pg_results_done(JobsPg *pg, const char *batch_id, uint8_t *done, size_t n) {
@@ -806,22 +823,21 @@ int jobs_pg_batch_release(JobsPg *pg, const char *owner, const char *id) {
                    2, (const char *[]){owner, id});
 }
 
-int jobs_pg_batch_request_cancel(JobsPg *pg, const char *id, int64_t at) {
-        _cleanup_res_ PGresult *res = NULL;
-        json_auto_t *row = NULL;
+int jobs_pg_batch_cancel(JobsPg *pg, const char *id, const char *output_id, const char *error_id,
+                         int64_t at) {
         char a[24];
-        int r;
+        int r = cmd(pg, "BEGIN", 0, NULL);
 
-        snprintf(a, sizeof a, "%" PRId64, at);
-        r = q(pg,
-              "UPDATE moa_jobs_batches SET status = 'cancelling', "
-              "cancelling_at = COALESCE(cancelling_at, $2::bigint) WHERE id = $1 AND status NOT "
-              "IN " FINAL_STATUSES " RETURNING lease_owner IS NOT NULL AND lease_expires > now()",
-              2, (const char *[]){id, a}, PGRES_TUPLES_OK, &res);
         if (r < 0)
                 return r;
-        if (PQntuples(res) > 0)
-                return streq(PQgetvalue(res, 0, 0), "t");
-        r = jobs_pg_batch_get(pg, id, &row);
-        return r < 0 ? r : -EALREADY;
+        snprintf(a, sizeof a, "%" PRId64, at);
+        r = lock_open_batch(pg, id);
+        if (r >= 0)
+                r = cmd(pg,
+                        "UPDATE moa_jobs_batches SET cancelling_at = COALESCE(cancelling_at, $2::bigint) "
+                        "WHERE id = $1",
+                        2, (const char *[]){id, a});
+        if (r >= 0)
+                r = batch_finish_tx(pg, id, "cancelled", "cancelled_at", output_id, error_id, at);
+        return tx_end(pg, r);
 }

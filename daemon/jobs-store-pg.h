@@ -59,4 +59,5 @@ int jobs_pg_batch_claim(JobsPg *pg, const char *owner, unsigned lease_s, const c
 int jobs_pg_batch_renew(JobsPg *pg, const char *owner, unsigned lease_s, const char *const *ids, size_t n,
                         json_t **ret);
 int jobs_pg_batch_release(JobsPg *pg, const char *owner, const char *id);
-int jobs_pg_batch_request_cancel(JobsPg *pg, const char *id, int64_t at);
+int jobs_pg_batch_cancel(JobsPg *pg, const char *id, const char *output_id, const char *error_id,
+                         int64_t at);

@@ -801,8 +801,9 @@ int jobs_store_batch_release(JobsStore *st, const char *owner, const char *id) {
         return st->pg ? jobs_pg_batch_release(st->pg, owner, id) : -EOPNOTSUPP;
 }
 
-int jobs_store_batch_request_cancel(JobsStore *st, const char *id, int64_t at) {
-        return st->pg ? jobs_pg_batch_request_cancel(st->pg, id, at) : -EOPNOTSUPP;
+int jobs_store_batch_cancel(JobsStore *st, const char *id, const char *output_id, const char *error_id,
+                            int64_t at) {
+        return st->pg ? jobs_pg_batch_cancel(st->pg, id, output_id, error_id, at) : -EOPNOTSUPP;
 }
 
 /* ---- ingest jobs ---- */

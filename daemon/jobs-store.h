@@ -192,18 +192,23 @@ int jobs_store_batch_renew(JobsStore *st, const char *owner, unsigned lease_s, c
 int jobs_store_batch_release(JobsStore *st, const char *owner, const char *id);
 
 /**
- * jobs_store_batch_request_cancel() - status "cancelling" (cancelling_at
- * @at) for whichever instance runs the batch. Returns 1 when a live lease
- * holds it (its owner ends it at its next heartbeat), 0 when none does,
- * -ENOENT, or -EALREADY when it has ended.
+ * jobs_store_batch_cancel() - end a batch another instance may be running,
+ * in one transaction: cancelling_at and cancelled_at @at, status
+ * "cancelled", the output and error files of the lines stored so far (as
+ * jobs_store_batch_finish()). Its owner learns it when its next result is
+ * refused (-ESTALE) or at its next heartbeat, and lets it go. -ENOENT, or
+ * -EALREADY when it had ended.
  */
-int jobs_store_batch_request_cancel(JobsStore *st, const char *id, int64_t at);
+int jobs_store_batch_cancel(JobsStore *st, const char *id, const char *output_id, const char *error_id,
+                            int64_t at);
 
 /* ---- results ---- */
 
 /**
  * jobs_store_result_add() - the output line of request @line (0-based) of
  * a batch, committed at once. A line already stored is kept (-EEXIST).
+ * Shared: refused with -ESTALE once the batch has ended (cancelled on
+ * another instance).
  */
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output);
 

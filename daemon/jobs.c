@@ -176,9 +176,12 @@ static void record(Jobs *j, ActiveBatch *b, size_t index, const char *custom_id,
                       "error");
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         r = text ? jobs_store_result_add(j->store, b->id, (long) index, status == 200, text) : -ENOMEM;
-        if (r < 0 && r != -EEXIST)
+        if (r == -ESTALE && !b->abandon) {
+                log_info("batch %s was ended on another instance: letting it go", b->id);
+                b->abandon = 1;
+        } else if (r < 0 && r != -EEXIST)
                 log_error_errno(r, "batch %s: cannot store the result of line %zu", b->id, index + 1);
-        if (r < 0 && r != -EEXIST && j->shared && !b->abandon) {
+        if (r < 0 && r != -EEXIST && r != -ESTALE && j->shared && !b->abandon) {
                 /* Going on would end the batch without this line: let it go
                  * instead; its next owner asks the lines without a result. */
                 log_warning("batch %s: letting it go, another instance (or this one) resumes it", b->id);
@@ -532,6 +535,10 @@ static void line_start(Jobs *j, ActiveBatch *b, size_t index) {
         j->inflight++;
 }
 
+static int status_final(const char *s) {
+        return streq(s, "completed") || streq(s, "failed") || streq(s, "cancelled") || streq(s, "expired");
+}
+
 /* Shared: lets @b go without ending it (its lease is released, or lapses
  * if the database is out of reach), the lines in flight cancelled. */
 static void batch_let_go(Jobs *j, ActiveBatch *b) {
@@ -606,8 +613,9 @@ static void run(Jobs *j) {
         }
         for (b = j->head; b; b = nb) {
                 nb = b->next_batch;
-                if (b->abandon && b->inflight == 0)
-                        batch_let_go(j, b);
+                if (b->abandon)
+                        batch_let_go(j,
+                                     b); /* its lines in flight cancelled: nothing of theirs can be stored */
                 else if (!b->abandon && b->loaded && b->inflight == 0 && next_undone(b) >= b->n_lines) {
                         finish(j, b, 0);
                         if (j->shared)
@@ -687,27 +695,19 @@ int jobs_submit(Jobs *j, const char *batch_id) {
         return 0;
 }
 
-/* Shared: cancels a batch this runner does not hold. */
+/* Shared: cancels a batch this runner does not hold, at once: its owner
+ * (if any) lets it go when its next result is refused or at its next
+ * heartbeat, whichever comes first. */
 static int cancel_elsewhere(Jobs *j, const char *batch_id) {
-        _cleanup_free_ char *id = NULL;
-        ActiveBatch *b;
-        int r = jobs_store_batch_request_cancel(j->store, batch_id, (int64_t) time(NULL));
+        char out_id[64], err_id[64];
+        int r;
 
-        if (r != 0)
-                return r > 0 ? 0 : r; /* its owner ends it at its next heartbeat */
-        /* no owner: take it and end it here */
-        r = jobs_store_batch_claim(j->store, j->owner, j->lease_s, batch_id, &id);
-        if (r == -ENOENT)
-                return 0; /* another instance took it meanwhile and sees "cancelling" */
-        if (r < 0)
-                return r;
-        r = batch_adopt(j, batch_id);
-        if (r < 0)
-                return r;
-        b = batch_find(j, batch_id);
-        if (b)
-                finish(j, b, 1);
-        return 0;
+        jobs_make_id("file-", out_id, sizeof out_id);
+        jobs_make_id("file-", err_id, sizeof err_id);
+        r = jobs_store_batch_cancel(j->store, batch_id, out_id, err_id, (int64_t) time(NULL));
+        if (r >= 0)
+                log_info("batch %s cancelled", batch_id);
+        return r;
 }
 
 int jobs_cancel(Jobs *j, const char *batch_id) {
@@ -764,10 +764,14 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata) {
                         json_array_foreach(rows, i,
                                            v) if (streq(json_string_value(json_object_get(v, "id")), b->id))
                                 status = json_string_value(json_object_get(v, "status"));
-                        if (status) {
+                        if (status && status_final(status)) {
+                                log_info("batch %s was ended on another instance (%s): letting it go", b->id,
+                                         status);
+                                batch_let_go(j, b);
+                        } else if (status) {
                                 b->lease_until = now + (uint64_t) j->lease_s * USEC_PER_SEC;
                                 if (streq(status, "cancelling")) {
-                                        log_info("batch %s cancelled on another instance", b->id);
+                                        /* a cancel that stopped half-way (moad died): end it */
                                         drop_lines(j, b);
                                         finish(j, b, 1);
                                 }
