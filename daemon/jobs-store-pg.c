@@ -44,9 +44,15 @@ static const char schema_sql[] =
         " batch_id text NOT NULL, line bigint NOT NULL, ok integer NOT NULL, output text NOT NULL,"
         " PRIMARY KEY (batch_id, line));";
 
+/* After a connection failed or stopped answering, calls fail at once for
+ * this long instead of each waiting for its own timeout: a database that
+ * is down or hung costs the loop one timeout per second at most. */
+#define RETRY_MS 1000
+
 typedef struct PgLink {
         PGconn *conn;
-        int down; /* the last attempt failed: log the next failure at debug only */
+        int down;          /* the last attempt failed: log the next failure at debug only */
+        uint64_t retry_at; /* CLOCK_MONOTONIC ms: no new connection before */
 } PgLink;
 
 struct JobsPg {
@@ -95,6 +101,20 @@ static void link_drop(PgLink *l) {
         l->conn = NULL;
 }
 
+/* The connection failed: dropped, and none tried again for RETRY_MS. */
+static void link_fail(PgLink *l) {
+        if (!l->down)
+                log_warning("jobs: lost the PostgreSQL connection; job calls fail (503) until it is back");
+        l->down = 1;
+        link_drop(l);
+        l->retry_at = mono_msec() + RETRY_MS;
+}
+
+static void notice(void *arg, const char *message) {
+        (void) arg;
+        log_debug("jobs: postgresql: %.*s", (int) strcspn(message, "\n"), message);
+}
+
 static int schema(JobsPg *pg, PgLink *l, uint64_t deadline);
 static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n, const char *const *values,
                const int *lengths, const int *formats, int binary, ExecStatusType want, PGresult **ret);
@@ -127,10 +147,11 @@ static int link_connect(JobsPg *pg, PgLink *l, unsigned statement_ms, uint64_t d
                          "jobs: cannot connect to PostgreSQL: %.*s", (int) strcspn(m, "\n"),
                          *m ? m : "timed out");
                 l->down = 1;
+                l->retry_at = mono_msec() + RETRY_MS;
                 PQfinish(c);
                 return r == -ETIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
         }
-        PQsetNoticeProcessor(c, kb_pg_notice, NULL);
+        PQsetNoticeProcessor(c, notice, NULL);
         if (PQsetnonblocking(c, 1) < 0) {
                 PQfinish(c);
                 return -EIO;
@@ -143,7 +164,7 @@ static int link_connect(JobsPg *pg, PgLink *l, unsigned statement_ms, uint64_t d
                 pg->schema_ok = r >= 0;
         }
         if (r < 0) {
-                link_drop(l);
+                link_fail(l);
                 return r;
         }
         if (l->down)
@@ -200,6 +221,8 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
         if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
                 unsigned ms = l == &pg->loop ? pg->timeout_ms : kb_pg_statement_timeout_ms();
                 link_drop(l);
+                if (mono_msec() < l->retry_at)
+                        return -ECONNREFUSED; /* it failed a moment ago */
                 r = link_connect(pg, l, ms, deadline);
                 if (r < 0)
                         return r;
@@ -208,7 +231,7 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
         if (r < 0) {
                 log_debug("jobs: PostgreSQL: %s",
                           r == -ETIMEDOUT ? "no answer in time" : PQerrorMessage(l->conn));
-                link_drop(l);
+                link_fail(l);
                 return r;
         }
         if (PQresultStatus(res) != want) {
@@ -217,10 +240,17 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
                         r = -EEXIST;
                 log_debug("jobs: PostgreSQL: %s", PQresultErrorMessage(res));
                 PQclear(res);
-                if (r == -ECONNRESET || r == -ETIMEDOUT)
-                        link_drop(l);
-                else if (PQtransactionStatus(l->conn) == PQTRANS_INERROR)
-                        PQclear(PQexec(l->conn, "ROLLBACK"));
+                if (r == -ECONNRESET)
+                        link_fail(l);
+                else if (PQtransactionStatus(l->conn) == PQTRANS_INERROR) {
+                        /* (a statement_timeout leaves the connection usable) */
+                        res = NULL;
+                        if (exchange(l->conn, mono_msec() + 1000, "ROLLBACK", 0, NULL, NULL, NULL, 0, &res) <
+                                    0 ||
+                            PQresultStatus(res) != PGRES_COMMAND_OK)
+                                link_fail(l);
+                        PQclear(res);
+                }
                 return r;
         }
         if (ret)

@@ -9,8 +9,10 @@ again once it is back, without a restart. Without PostgreSQL the suite is
 skipped, loudly (a failure under CI=true)."""
 import collections
 import json
+import os
 import re
 import signal
+import subprocess
 import threading
 import time
 import unittest
@@ -95,6 +97,7 @@ def line(i):
 class Shared(unittest.TestCase):
     """Two instances, A and B, on one database and one slow upstream."""
     db = None
+    extra = ""  # more of the jobs: section
 
     @classmethod
     def setUpClass(cls):
@@ -102,7 +105,7 @@ class Shared(unittest.TestCase):
         PG.createdb(cls.db)
         cls.up = Upstream()
         env = {"OPENAI_BASE_URL": cls.up.url, "OPENAI_MODEL": "up", "OPENAI_API_KEY": "sk-test"}
-        cfg = PG.config(cls.db, "jobs:\n  concurrency: 1\n  lease_seconds: %d\n" % LEASE)
+        cfg = PG.config(cls.db, "jobs:\n  concurrency: 1\n  lease_seconds: %d\n%s" % (LEASE, cls.extra))
         cls.a = Daemon(config=cfg, env=env)
         cls.b = Daemon(config=cfg, env=env)
 
@@ -262,10 +265,50 @@ class DatabaseDown(Shared):
                 self.assertEqual(st, 200, h)
         finally:
             PG.pg_ctl("start")
+        # back without a restart (after at most a second of fail-fast)
+        end = time.time() + 10
+        while self.b.json("GET", "/v1/batches")[0] != 200 and time.time() < end:
+            time.sleep(0.1)
         b = self.create(self.b, f["id"])
         done = self.on(self.a).wait(b["id"], timeout=60)
         self.assertEqual(done["request_counts"], {"total": 2, "completed": 2, "failed": 0})
         self.assertIn("connected to PostgreSQL again", self.a.read_log() + self.b.read_log())
+
+
+
+class Bounded(Shared):
+    """A jobs call never waits for the database longer than
+    jobs.db_timeout_ms: with the batches table locked by another session
+    for 8 s, listing batches answers 503 (not 200 after the lock), /healthz
+    answers meanwhile, and the listing works again once the lock is gone."""
+    extra = "  db_timeout_ms: 500\n"
+
+    def test_locked_table_gives_503_not_a_wait(self):
+        env = dict(os.environ, PGPASSWORD=PG.password)
+        p = subprocess.Popen([os.path.join(PG.bin, "psql"), "-X", "-q", "-d", PG.conninfo(self.db), "-c",
+                              "BEGIN; LOCK TABLE moa_jobs_batches IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); "
+                              "COMMIT;"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True, env=env)
+        try:
+            end = time.time() + 10
+            while PG.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                          "WHERE c.relname = 'moa_jobs_batches' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+                          self.db) != "1":
+                self.assertLess(time.time(), end, "the lock was never taken")
+                time.sleep(0.05)
+            st, _, e = self.a.json("GET", "/v1/batches")
+            self.assertEqual(st, 503, e)
+            self.assertEqual(e["error"]["code"], "jobs_database_unavailable")
+            st, _, h = self.a.json("GET", "/healthz")
+            self.assertEqual(st, 200, h)
+            self.assertIsNone(p.poll(), "the lock was released before the checks: they prove nothing")
+        finally:
+            p.communicate(timeout=30)
+        end = time.time() + 10
+        while self.a.json("GET", "/v1/batches")[0] != 200 and time.time() < end:
+            time.sleep(0.1)
+        st, _, j = self.a.json("GET", "/v1/batches")
+        self.assertEqual(st, 200, j)
 
 
 if __name__ == "__main__":
