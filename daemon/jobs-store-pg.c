@@ -57,7 +57,7 @@ typedef struct PgLink {
 
 struct JobsPg {
         unsigned timeout_ms; /* the loop's connection: every call */
-        int schema_ok;
+        int schema_ok;       /* read and written by the loop's connection only */
         PgLink loop;
         pthread_mutex_t worker_lock; /* the worker's connection */
         PgLink worker;
@@ -159,7 +159,9 @@ static int link_connect(JobsPg *pg, PgLink *l, unsigned statement_ms, uint64_t d
         l->conn = c;
         snprintf(sql, sizeof sql, "SET statement_timeout = %u", statement_ms);
         r = run(pg, l, deadline, sql, 0, NULL, NULL, NULL, 0, PGRES_COMMAND_OK, NULL);
-        if (r >= 0 && !pg->schema_ok) {
+        /* the loop's connection makes the tables: the worker's first call
+         * (an upload's bytes) comes after the loop's (the file count) */
+        if (r >= 0 && l == &pg->loop && !pg->schema_ok) {
                 r = schema(pg, l, deadline);
                 pg->schema_ok = r >= 0;
         }

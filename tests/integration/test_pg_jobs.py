@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pgtest
 from moadtest import Daemon
+from test_pg import NotWaitingDaemon
 from test_jobs import ENDPOINT, JobsClient, finish
 
 PG = None
@@ -274,6 +275,34 @@ class DatabaseDown(Shared):
         self.assertEqual(done["request_counts"], {"total": 2, "completed": 2, "failed": 0})
         self.assertIn("connected to PostgreSQL again", self.a.read_log() + self.b.read_log())
 
+
+    def test_down_at_start_then_back(self):
+        """An instance started while the database is down runs; its job
+        endpoints answer 503 until the database is back, then work."""
+        PG.pg_ctl("stop")
+        c = None
+        try:
+            c = NotWaitingDaemon(config=PG.config(self.db, "jobs:\n  concurrency: 1\n  lease_seconds: %d\n" % LEASE),
+                                 env={"OPENAI_BASE_URL": self.up.url, "OPENAI_MODEL": "up",
+                                      "OPENAI_API_KEY": "sk-test"})
+            st, _, e = c.json("GET", "/v1/batches")
+            self.assertEqual(st, 503, e)
+            self.assertEqual(e["error"]["code"], "jobs_database_unavailable")
+        finally:
+            PG.pg_ctl("start")
+        try:
+            end = time.time() + 10
+            while c.json("GET", "/v1/batches")[0] != 200 and time.time() < end:
+                time.sleep(0.1)
+            self.assertEqual(c.json("GET", "/v1/batches")[0], 200)
+            self.assertIn("jobs: cannot connect to PostgreSQL", c.read_log())
+            st, f = self.on(c).upload((line(400) + "\n").encode())
+            self.assertEqual(st, 200, f)
+            b = self.create(c, f["id"])
+            done = self.on(c).wait(b["id"], timeout=60)
+            self.assertEqual(done["request_counts"], {"total": 1, "completed": 1, "failed": 0})
+        finally:
+            finish(c)
 
 
 class Bounded(Shared):
