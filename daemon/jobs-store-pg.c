@@ -747,34 +747,40 @@ int jobs_pg_batch_expire(JobsPg *pg, const char *id, const long *lines, char *co
 
 /* ---- results ---- */
 
-int jobs_pg_result_add(JobsPg *pg, const char *batch_id, long line, int ok, const char *output) {
+int jobs_pg_result_add(JobsPg *pg, const char *owner, const char *batch_id, long line, int ok,
+                       const char *output) {
+        json_auto_t *row = NULL;
+        const char *st, *holder;
         char l[24];
         int r;
 
         snprintf(l, sizeof l, "%ld", line);
-        /* Only while the batch is open: a cancel on another instance ends
-         * it with the lines stored then. FOR SHARE waits for a transaction
-         * ending the batch and then sees it ended. */
+        /* Only by the lease holder, and only while the batch is open: one
+         * instance at a time stores a batch's lines, and a cancel on
+         * another instance ends it with the lines stored then. FOR SHARE
+         * waits for a transaction ending the batch and then sees it ended. */
         r = cmd_count(pg,
                       "INSERT INTO moa_jobs_results (batch_id, line, ok, output) "
                       "SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM moa_jobs_batches "
-                      " WHERE id = $1 AND status NOT IN " FINAL_STATUSES " FOR SHARE) "
+                      " WHERE id = $1 AND status NOT IN " FINAL_STATUSES
+                      " AND ($5::text IS NULL OR lease_owner = $5) FOR SHARE) "
                       "ON CONFLICT DO NOTHING",
-                      4, (const char *[]){batch_id, l, ok ? "1" : "0", output});
+                      5, (const char *[]){batch_id, l, ok ? "1" : "0", output, owner});
         if (r != 0)
                 return r < 0 ? r : 0;
-        {
-                json_auto_t *row = NULL;
-                const char *st;
-                r = query_one(pg, "SELECT status FROM moa_jobs_batches WHERE id = $1", 1, &batch_id, &row);
-                if (r < 0)
-                        return r == -ENOENT ? -ESTALE : r;
-                st = json_string_value(json_object_get(row, "status"));
-                return st && !streq(st, "validating") && !streq(st, "in_progress") &&
-                                       !streq(st, "finalizing") && !streq(st, "cancelling")
-                               ? -ESTALE
-                               : -EEXIST;
-        }
+        /* refused or already there: which? */
+        r = query_one(pg, "SELECT status, lease_owner FROM moa_jobs_batches WHERE id = $1", 1, &batch_id,
+                      &row);
+        if (r < 0)
+                return r == -ENOENT ? -ESTALE : r;
+        st = json_string_value(json_object_get(row, "status"));
+        holder = json_string_value(json_object_get(row, "lease_owner"));
+        if (!st || streq(st, "completed") || streq(st, "failed") || streq(st, "cancelled") ||
+            streq(st, "expired"))
+                return -ESTALE;
+        if (owner && !streq_ptr(holder, owner))
+                return -ESTALE;
+        return -EEXIST;
 }
 
 long jobs_pg_results_done(JobsPg *pg, const char *batch_id, uint8_t *done, size_t n) {

@@ -52,7 +52,8 @@ int jobs_pg_batch_finish(JobsPg *pg, const char *id, const char *status, const c
                          const char *output_id, const char *error_id, int64_t at);
 int jobs_pg_batch_expire(JobsPg *pg, const char *id, const long *lines, char *const *outputs, size_t n,
                          const char *output_id, const char *error_id, int64_t at);
-int jobs_pg_result_add(JobsPg *pg, const char *batch_id, long line, int ok, const char *output);
+int jobs_pg_result_add(JobsPg *pg, const char *owner, const char *batch_id, long line, int ok,
+                       const char *output);
 long jobs_pg_results_done(JobsPg *pg, const char *batch_id, uint8_t *done, size_t n);
 
 int jobs_pg_batch_claim(JobsPg *pg, const char *owner, unsigned lease_s, const char *id, char **ret_id);

@@ -23,6 +23,7 @@ struct JobsStore {
         sqlite3 *db;
         char *files_dir; /* uploaded files, one per id */
         JobsPg *pg;      /* shared: files, batches and results in PostgreSQL */
+        char *owner;     /* shared: this instance's lease_owner, for result_add */
 };
 
 static const char schema[] =
@@ -203,6 +204,16 @@ int jobs_store_open_shared(const char *dir, unsigned timeout_ms, JobsStore **ret
         return 0;
 }
 
+int jobs_store_set_owner(JobsStore *st, const char *owner) {
+        char *o = strdup(owner);
+
+        if (!o)
+                return -ENOMEM;
+        free(st->owner);
+        st->owner = o;
+        return 0;
+}
+
 int jobs_store_shared(JobsStore *st) {
         return st && st->pg;
 }
@@ -215,6 +226,7 @@ JobsStore *jobs_store_close(JobsStore *st) {
         if (!st)
                 return NULL;
         jobs_pg_close(st->pg);
+        free(st->owner);
         sqlite3_close(st->db);
         free(st->files_dir);
         free(st);
@@ -750,7 +762,7 @@ int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, ch
 
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output) {
         if (st->pg)
-                return jobs_pg_result_add(st->pg, batch_id, line, ok, output);
+                return jobs_pg_result_add(st->pg, st->owner, batch_id, line, ok, output);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st, "INSERT INTO results (batch_id, line, ok, output) VALUES (?1, ?2, ?3, ?4)", &s);
 

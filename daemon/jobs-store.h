@@ -30,6 +30,13 @@ int jobs_store_open(const char *dir, JobsStore **ret);
  */
 int jobs_store_open_shared(const char *dir, unsigned timeout_ms, JobsStore **ret);
 
+/**
+ * jobs_store_set_owner() - the lease owner this instance claims batches as
+ * (shared): jobs_store_result_add() then stores a line only while @owner
+ * holds the batch. Returns 0 or -ENOMEM.
+ */
+int jobs_store_set_owner(JobsStore *st, const char *owner);
+
 /** jobs_store_shared() - whether @st is shared (PostgreSQL). */
 int jobs_store_shared(JobsStore *st);
 
@@ -208,7 +215,8 @@ int jobs_store_batch_cancel(JobsStore *st, const char *id, const char *output_id
  * jobs_store_result_add() - the output line of request @line (0-based) of
  * a batch, committed at once. A line already stored is kept (-EEXIST).
  * Shared: refused with -ESTALE once the batch has ended (cancelled on
- * another instance).
+ * another instance) or another instance holds its lease (this one's ran
+ * out): one instance at a time stores a batch's lines.
  */
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output);
 

@@ -177,7 +177,7 @@ static void record(Jobs *j, ActiveBatch *b, size_t index, const char *custom_id,
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         r = text ? jobs_store_result_add(j->store, b->id, (long) index, status == 200, text) : -ENOMEM;
         if (r == -ESTALE && !b->abandon) {
-                log_info("batch %s was ended on another instance: letting it go", b->id);
+                log_info("batch %s was ended on another instance, or taken over: letting it go", b->id);
                 b->abandon = 1;
         } else if (r < 0 && r != -EEXIST)
                 log_error_errno(r, "batch %s: cannot store the result of line %zu", b->id, index + 1);
@@ -816,6 +816,8 @@ int jobs_new(Server *s, Jobs **ret) {
                 make_owner(j);
                 r = jobs_store_open_shared(s->runtime->config->state_dir,
                                            s->runtime->config->jobs.db_timeout_ms, &j->store);
+                if (r >= 0)
+                        r = jobs_store_set_owner(j->store, j->owner);
         } else
                 r = jobs_store_open(s->runtime->config->state_dir, &j->store);
         if (r < 0)

@@ -244,6 +244,42 @@ class Takeover(Shared):
                          str(n))
 
 
+class LeaseFence(Shared):
+
+    def test_an_owner_whose_lease_was_taken_stores_nothing_more(self):
+        """One instance at a time stores a batch's lines: when the lease
+        passes to another owner (here set by hand, as after a partition
+        longer than the lease), the old owner's next result is refused and
+        it lets the batch go; once the lease is free again the batch is
+        claimed and finished, each line stored once."""
+        n = 10
+        f = self.upload(self.a, n, first=500)
+        b = self.create(self.a, f["id"])
+        self.on(self.a).wait(b["id"], cond=lambda x: x["request_counts"]["completed"] >= 2)
+        pid = self.owner_pid(b["id"])
+        old = self.a if pid == self.a.proc.pid else self.b
+        PG.psql("UPDATE moa_jobs_batches SET lease_owner = 'elsewhere:1:x', lease_expires = now() + interval '1 hour' "
+                "WHERE id = '%s'" % b["id"], self.db)
+        end = time.time() + 2 * LEASE
+        # whichever it notices first: its next result refused, or its heartbeat
+        gone = re.compile(r"batch %s(?: was ended on another instance, or taken over|: no longer held here "
+                          r"\(lease lost\))" % b["id"])
+        while not gone.search(old.read_log()):
+            self.assertLess(time.time(), end, old.read_log()[-2000:])
+            time.sleep(0.05)
+        stored = PG.psql("SELECT count(*) FROM moa_jobs_results WHERE batch_id = '%s'" % b["id"], self.db)
+        time.sleep(1.0)  # three answers' time: nothing more is stored while another holds it
+        self.assertEqual(PG.psql("SELECT count(*) FROM moa_jobs_results WHERE batch_id = '%s'" % b["id"], self.db),
+                         stored)
+        self.assertLess(int(stored), n)
+        PG.psql("UPDATE moa_jobs_batches SET lease_owner = NULL, lease_expires = NULL WHERE id = '%s'" % b["id"],
+                self.db)
+        done = self.on(self.a).wait(b["id"], timeout=60)
+        self.assertEqual(done["request_counts"], {"total": n, "completed": n, "failed": 0})
+        out = self.on(self.b).content(done["output_file_id"])
+        self.assertEqual([o["custom_id"] for o in out], ["c%d" % i for i in range(500, 500 + n)])
+
+
 class DatabaseDown(Shared):
 
     def test_503_while_down_and_back_without_restart(self):
