@@ -6,10 +6,11 @@
  *
  * With a shared store (PostgreSQL) the runner owns only the batches it has
  * claimed: a lease taken with SKIP LOCKED and renewed by a heartbeat every
- * third of jobs.lease_seconds. The heartbeat also brings a cancel made on
- * another instance (status "cancelling") and notices a lease lost (the
- * database was out of reach longer than the lease): that batch is let go
- * here, and whoever claims it next skips the lines with a stored result. */
+ * third of jobs.lease_seconds. A batch cancelled on another instance, or
+ * whose lease passed to another (the database was out of reach longer than
+ * the lease), is let go here as soon as a result is refused or the
+ * heartbeat sees it; whoever claims a batch skips the lines with a stored
+ * result. */
 #include <sys/random.h>
 #include <time.h>
 
@@ -613,10 +614,10 @@ static void run(Jobs *j) {
         }
         for (b = j->head; b; b = nb) {
                 nb = b->next_batch;
+                /* an abandoned batch's lines in flight are cancelled: none could be stored */
                 if (b->abandon)
-                        batch_let_go(j,
-                                     b); /* its lines in flight cancelled: nothing of theirs can be stored */
-                else if (!b->abandon && b->loaded && b->inflight == 0 && next_undone(b) >= b->n_lines) {
+                        batch_let_go(j, b);
+                else if (b->loaded && b->inflight == 0 && next_undone(b) >= b->n_lines) {
                         finish(j, b, 0);
                         if (j->shared)
                                 schedule(j, 0); /* room for the next batch */
@@ -732,17 +733,28 @@ int jobs_cancel(Jobs *j, const char *batch_id) {
         return 0;
 }
 
-/* Shared: the heartbeat. Renews the leases of the batches held here; a
- * batch whose status became "cancelling" (a cancel on another instance)
- * ends here; one whose lease is gone is let go; then looks for work (a
- * batch created elsewhere, or one whose owner died and whose lease ran out). */
+/* The status of @id among the rows {id, status} @rows, or NULL. */
+static const char *renewed_status(const json_t *rows, const char *id) {
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(rows, i, v) {
+                if (streq_ptr(json_string_value(json_object_get(v, "id")), id))
+                        return json_string_value(json_object_get(v, "status"));
+        }
+        return NULL;
+}
+
+/* Shared: the heartbeat. Renews the leases of the batches held here; one
+ * that has ended elsewhere (cancelled on another instance) or whose lease
+ * is gone is let go; then looks for work (a batch created elsewhere, or
+ * one whose owner died and whose lease ran out). */
 static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata) {
         Jobs *j = userdata;
         json_auto_t *rows = NULL;
         const char **ids = NULL;
         size_t n = 0, i;
         uint64_t now;
-        json_t *v;
         int r = 0;
 
         (void) sd_event_source_set_time_relative(src, j->heartbeat_usec);
@@ -759,11 +771,8 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata) {
                 r = jobs_store_batch_renew(j->store, j->owner, j->lease_s, ids, n, &rows);
                 free(ids);
                 for (ActiveBatch *b = j->head, *nb; b; b = nb) {
-                        const char *status = NULL;
+                        const char *status = renewed_status(rows, b->id);
                         nb = b->next_batch;
-                        json_array_foreach(rows, i,
-                                           v) if (streq(json_string_value(json_object_get(v, "id")), b->id))
-                                status = json_string_value(json_object_get(v, "status"));
                         if (status && status_final(status)) {
                                 log_info("batch %s was ended on another instance (%s): letting it go", b->id,
                                          status);
