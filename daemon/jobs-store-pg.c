@@ -44,15 +44,17 @@ static const char schema_sql[] =
         " batch_id text NOT NULL, line bigint NOT NULL, ok integer NOT NULL, output text NOT NULL,"
         " PRIMARY KEY (batch_id, line));";
 
-/* After a connection failed or stopped answering, calls fail at once for
- * this long instead of each waiting for its own timeout: a database that
- * is down or hung costs the loop one timeout per second at most. */
+/* After a connection failed, stopped answering or a statement ran into
+ * statement_timeout, calls fail at once for this long instead of each
+ * waiting for its own timeout: a database that is down, hung or locked
+ * costs the loop one timeout per second at most. */
 #define RETRY_MS 1000
 
 typedef struct PgLink {
         PGconn *conn;
         int down;          /* the last attempt failed: log the next failure at debug only */
-        uint64_t retry_at; /* CLOCK_MONOTONIC ms: no new connection before */
+        uint64_t retry_at; /* CLOCK_MONOTONIC ms: no new statement before */
+        int retry_err;     /* what calls fail with until then */
 } PgLink;
 
 struct JobsPg {
@@ -108,6 +110,7 @@ static void link_fail(PgLink *l) {
         l->down = 1;
         link_drop(l);
         l->retry_at = mono_msec() + RETRY_MS;
+        l->retry_err = -ECONNREFUSED;
 }
 
 static void notice(void *arg, const char *message) {
@@ -148,6 +151,7 @@ static int link_connect(JobsPg *pg, PgLink *l, unsigned statement_ms, uint64_t d
                          *m ? m : "timed out");
                 l->down = 1;
                 l->retry_at = mono_msec() + RETRY_MS;
+                l->retry_err = -ECONNREFUSED;
                 PQfinish(c);
                 return r == -ETIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
         }
@@ -220,11 +224,12 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
         PGresult *res = NULL;
         int r;
 
+        /* it failed a moment ago (never inside a transaction: its ROLLBACK must go through) */
+        if (mono_msec() < l->retry_at && (!l->conn || PQtransactionStatus(l->conn) == PQTRANS_IDLE))
+                return l->retry_err;
         if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
                 unsigned ms = l == &pg->loop ? pg->timeout_ms : kb_pg_statement_timeout_ms();
                 link_drop(l);
-                if (mono_msec() < l->retry_at)
-                        return -ECONNREFUSED; /* it failed a moment ago */
                 r = link_connect(pg, l, ms, deadline);
                 if (r < 0)
                         return r;
@@ -242,6 +247,11 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
                         r = -EEXIST;
                 log_debug("jobs: PostgreSQL: %s", PQresultErrorMessage(res));
                 PQclear(res);
+                if (r == -ETIMEDOUT) {
+                        /* statement_timeout: held up by a lock or a slow server */
+                        l->retry_at = mono_msec() + RETRY_MS;
+                        l->retry_err = -ETIMEDOUT;
+                }
                 if (r == -ECONNRESET)
                         link_fail(l);
                 else if (PQtransactionStatus(l->conn) == PQTRANS_INERROR) {
