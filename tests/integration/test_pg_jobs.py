@@ -244,6 +244,27 @@ class Takeover(Shared):
                          str(n))
 
 
+class CleanStop(Shared):
+
+    def test_a_stopping_owner_hands_its_batch_over_at_once(self):
+        """SIGTERM: the owner releases its lease as it stops, so the other
+        instance takes the batch at its next heartbeat instead of after
+        the lease, and finishes it."""
+        n = 10
+        f = self.upload(self.a, n, first=600)
+        b = self.create(self.a, f["id"])
+        self.on(self.a).wait(b["id"], cond=lambda x: x["request_counts"]["completed"] >= 2)
+        pid = self.owner_pid(b["id"])
+        owner, other = (self.a, self.b) if pid == self.a.proc.pid else (self.b, self.a)
+        finish(owner)  # exits 0, no sanitizer report
+        holder = PG.psql("SELECT coalesce(lease_owner, '-') FROM moa_jobs_batches WHERE id = '%s'" % b["id"],
+                         self.db)
+        # released, or already taken by the other (its heartbeat came first)
+        self.assertTrue(holder == "-" or int(holder.split(":")[1]) == other.proc.pid, holder)
+        done = self.on(other).wait(b["id"], timeout=60)
+        self.assertEqual(done["request_counts"], {"total": n, "completed": n, "failed": 0})
+
+
 class LeaseFence(Shared):
 
     def test_an_owner_whose_lease_was_taken_stores_nothing_more(self):
