@@ -55,7 +55,13 @@ static json_t *file_object(const json_t *row) {
 }
 
 void api_reply_store_error(HttpRequest *req, int r, const char *what) {
-        http_reply_error(req, 500, "server_error", NULL, NULL, "cannot %s: %s", what, strerror(-r));
+        /* the shared jobs database is down or slow: worth retrying, not a fault of moad */
+        if (jobs_store_unavailable(r))
+                http_reply_error(req, 503, "server_error", NULL, "jobs_database_unavailable",
+                                 "cannot %s: the jobs database (PostgreSQL) is unavailable: %s", what,
+                                 strerror(-r));
+        else
+                http_reply_error(req, 500, "server_error", NULL, NULL, "cannot %s: %s", what, strerror(-r));
 }
 
 json_t *api_job_row(Server *s, HttpRequest *req, const char *kind, const char *id, int r, json_t *row) {
@@ -91,7 +97,7 @@ typedef struct Upload {
         size_t len;
         unsigned max_lines;
         uint64_t max_line_bytes;
-        char *path;
+        JobsStore *store; /* on the worker: only jobs_store_file_put() */
         long lines;
         int written;
         char id[64], owner[64], filename[FILE_MAX_NAME + 1];
@@ -100,7 +106,6 @@ typedef struct Upload {
 
 static void upload_free(Upload *u) {
         free(u->data);
-        free(u->path);
         free(u);
 }
 
@@ -119,7 +124,7 @@ static int upload_work(void *userdata) {
         Upload *u = userdata;
         long n = batch_input_check(u->data ? u->data : "", u->len, u->max_lines, u->max_line_bytes, u->err,
                                    sizeof u->err);
-        int r = n < 0 ? (int) n : jobs_file_write(u->path, u->data ? u->data : "", u->len);
+        int r = n < 0 ? (int) n : jobs_store_file_put(u->store, u->id, u->data ? u->data : "", u->len);
 
         if (n >= 0 && r < 0)
                 snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
@@ -141,7 +146,7 @@ static void upload_done(void *userdata, int result) {
         Upload *u = userdata;
         JobsStore *st = u->server->jobs ? jobs_store(u->server->jobs) : NULL;
         json_auto_t *row = NULL;
-        int r = result;
+        int r = result, k;
 
         if (u->req)
                 http_request_set_abort(u->req, NULL, NULL);
@@ -153,8 +158,12 @@ static void upload_done(void *userdata, int result) {
                 if (r < 0)
                         snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
         }
-        if ((r < 0 || !u->req || !row) && u->written && unlink(u->path) < 0 && errno != ENOENT)
-                log_warning("jobs: cannot remove %s: %m", u->path);
+        if (r < 0 && jobs_store_unavailable(r))
+                snprintf(u->err, sizeof u->err,
+                         "cannot store the file: the jobs database (PostgreSQL) is unavailable: %s",
+                         strerror(-r));
+        if ((r < 0 || !u->req || !row) && u->written && st && (k = jobs_store_file_unput(st, u->id)) < 0)
+                log_warning("jobs: cannot remove the bytes of %s: %s", u->id, strerror(-k));
         if (u->req && row) {
                 log_full(LOG_LEVEL_INFO, 0, http_request_id(u->req),
                          "file %s stored for %s: %zu bytes, %ld requests", u->id, u->owner, u->len,
@@ -164,7 +173,9 @@ static void upload_done(void *userdata, int result) {
                 http_reply_error(u->req, r == -E2BIG ? 413 : 400, "invalid_request_error", "file",
                                  "invalid_batch_file", "%.200s: %s", u->filename, u->err);
         else if (u->req)
-                http_reply_error(u->req, r == -ECANCELED ? 503 : 500, "server_error", NULL, NULL, "%s",
+                http_reply_error(u->req, r == -ECANCELED || jobs_store_unavailable(r) ? 503 : 500,
+                                 "server_error", NULL,
+                                 jobs_store_unavailable(r) ? "jobs_database_unavailable" : NULL, "%s",
                                  r == -ECANCELED ? "moad is stopping"
                                  : u->err[0]     ? u->err
                                                  : strerror(-r));
@@ -234,8 +245,8 @@ static void files_create(Server *s, HttpRequest *req) {
         api_job_owner(req, u->owner, sizeof u->owner);
         snprintf(u->filename, sizeof u->filename, "%s",
                  name_ok(file->filename) ? file->filename : "upload.jsonl");
-        u->path = jobs_store_file_path(jobs_store(s->jobs), u->id);
-        r = u->path ? worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u, NULL) : -ENOMEM;
+        u->store = jobs_store(s->jobs);
+        r = worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u, NULL);
         if (r < 0) {
                 upload_free(u);
                 return api_reply_store_error(req, r, "store the file");

@@ -928,6 +928,8 @@ static const JobsKey jobs_keys[] = {
         {"max_line_bytes", 64, 1ULL << 30, offsetof(JobsConfig, max_line_bytes), 1},
         {"max_files", 1, 1000000, offsetof(JobsConfig, max_files), 0},
         {"batch_window_seconds", 1, 86400, offsetof(JobsConfig, batch_window_seconds), 0},
+        {"lease_seconds", 2, 3600, offsetof(JobsConfig, lease_seconds), 0},
+        {"db_timeout_ms", 100, 60000, offsetof(JobsConfig, db_timeout_ms), 0},
 };
 
 static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
@@ -1480,6 +1482,8 @@ static int config_set_defaults(Config *c) {
                 .max_line_bytes = 1048576,
                 .max_files = 1000,
                 .batch_window_seconds = 86400,
+                .lease_seconds = 30,
+                .db_timeout_ms = 2000,
         };
         if ((r = replace_str(&c->socket_path, "/run/moad/moad.sock")) < 0 ||
             (r = replace_str(&c->default_pipeline, "moa")) < 0 ||

@@ -160,6 +160,12 @@ typedef struct JobsConfig {
         uint64_t max_line_bytes;       /* one line of a batch input file */
         unsigned max_files;            /* uploaded files kept at once */
         unsigned batch_window_seconds; /* a batch's completion window ("24h"), then it expires */
+        /* Shared jobs (knowledge.backend: postgresql): how long a batch's
+         * owner holds it without a heartbeat before another instance may
+         * take it over, and how long a jobs call on the loop may wait for
+         * the database. */
+        unsigned lease_seconds;
+        unsigned db_timeout_ms;
         /* Directories below which an admin may have moad ingest/sync a
          * directory itself (server-side ingest jobs); none: that is off. */
         char **ingest_roots;

@@ -1,10 +1,14 @@
-/* jobs-store.c — see jobs-store.h. One connection, used on the loop. */
+/* jobs-store.c — see jobs-store.h. The SQLite store: one connection, used
+ * on the loop. A store opened with jobs_store_open_shared() hands files,
+ * batches and results to jobs-store-pg.c (every function below starts by
+ * dispatching, the way kb.c does) and keeps only the ingest jobs here. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
 #include "file-read.h"
+#include "jobs-store-pg.h"
 #include "jobs-store.h"
 #include "log.h"
 #include "util.h"
@@ -18,6 +22,8 @@
 struct JobsStore {
         sqlite3 *db;
         char *files_dir; /* uploaded files, one per id */
+        JobsPg *pg;      /* shared: files, batches and results in PostgreSQL */
+        char *owner;     /* shared: this instance's lease_owner, for result_add */
 };
 
 static const char schema[] =
@@ -183,9 +189,44 @@ int jobs_store_open(const char *dir, JobsStore **ret) {
         return 0;
 }
 
+int jobs_store_open_shared(const char *dir, unsigned timeout_ms, JobsStore **ret) {
+        JobsStore *st = NULL;
+        int r = jobs_store_open(dir, &st);
+
+        if (r < 0)
+                return r;
+        r = jobs_pg_open(timeout_ms, &st->pg);
+        if (r < 0) {
+                jobs_store_close(st);
+                return r;
+        }
+        *ret = st;
+        return 0;
+}
+
+int jobs_store_set_owner(JobsStore *st, const char *owner) {
+        char *o = strdup(owner);
+
+        if (!o)
+                return -ENOMEM;
+        free(st->owner);
+        st->owner = o;
+        return 0;
+}
+
+int jobs_store_shared(JobsStore *st) {
+        return st && st->pg;
+}
+
+int jobs_store_unavailable(int r) {
+        return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -ENOTCONN;
+}
+
 JobsStore *jobs_store_close(JobsStore *st) {
         if (!st)
                 return NULL;
+        jobs_pg_close(st->pg);
+        free(st->owner);
         sqlite3_close(st->db);
         free(st->files_dir);
         free(st);
@@ -229,12 +270,43 @@ int jobs_file_write(const char *path, const char *data, size_t len) {
         return r;
 }
 
+int jobs_store_file_put(JobsStore *st, const char *id, const char *data, size_t len) {
+        _cleanup_free_ char *path = NULL;
+
+        if (st->pg)
+                return jobs_pg_file_put(st->pg, id, data, len);
+        path = jobs_store_file_path(st, id);
+        return path ? jobs_file_write(path, data, len) : -ENOMEM;
+}
+
+int jobs_store_file_read(JobsStore *st, const char *id, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *path = NULL;
+
+        if (st->pg)
+                return jobs_pg_file_read(st->pg, id, max, ret, ret_len);
+        path = jobs_store_file_path(st, id);
+        return path ? text_read_file(path, max, ret, ret_len) : -ENOMEM;
+}
+
+int jobs_store_file_unput(JobsStore *st, const char *id) {
+        _cleanup_free_ char *path = NULL;
+
+        if (st->pg)
+                return jobs_pg_file_unput(st->pg, id);
+        path = jobs_store_file_path(st, id);
+        if (!path)
+                return -ENOMEM;
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
 int jobs_store_sweep_files(JobsStore *st) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         DIR *d;
         struct dirent *de;
         int n = 0, r;
 
+        if (st->pg)
+                return jobs_pg_sweep_files(st->pg);
         r = prepare(st, "SELECT 1 FROM files WHERE id = ?1", &s);
         if (r < 0)
                 return r;
@@ -266,6 +338,8 @@ int jobs_store_sweep_files(JobsStore *st) {
 
 int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const char *filename,
                         const char *purpose, uint64_t bytes, long lines, int64_t created_at) {
+        if (st->pg)
+                return jobs_pg_file_add(st->pg, id, owner, filename, purpose, bytes, lines, created_at);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
                         "INSERT INTO files (id, owner, filename, purpose, bytes, created_at, lines) "
@@ -282,6 +356,8 @@ int jobs_store_file_add(JobsStore *st, const char *id, const char *owner, const 
 }
 
 int jobs_store_file_get(JobsStore *st, const char *id, json_t **ret) {
+        if (st->pg)
+                return jobs_pg_file_get(st->pg, id, ret);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
                         "SELECT id, owner, filename, purpose, bytes, created_at, lines, batch_id, ok "
@@ -331,6 +407,8 @@ static int results_concat(JobsStore *st, const char *batch_id, int ok, char **re
 }
 
 int jobs_store_file_content(JobsStore *st, const char *id, char **ret, size_t *ret_len) {
+        if (st->pg)
+                return jobs_pg_file_content(st->pg, id, JOBS_MAX_FILE, ret, ret_len);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         _cleanup_free_ char *path = NULL;
         int rc, r;
@@ -362,6 +440,8 @@ int jobs_store_file_content(JobsStore *st, const char *id, char **ret, size_t *r
 }
 
 int jobs_store_file_delete(JobsStore *st, const char *id) {
+        if (st->pg)
+                return jobs_pg_file_delete(st->pg, id);
         _cleanup_stmt_ sqlite3_stmt *busy = NULL, *del = NULL;
         _cleanup_free_ char *path = NULL;
         int r, rc;
@@ -392,6 +472,8 @@ int jobs_store_file_delete(JobsStore *st, const char *id) {
 }
 
 int jobs_store_file_list(JobsStore *st, const char *owner, json_t **ret) {
+        if (st->pg)
+                return jobs_pg_file_list(st->pg, owner, ret);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
                         "SELECT id, owner, filename, purpose, bytes, created_at, lines, batch_id, ok "
@@ -405,6 +487,8 @@ int jobs_store_file_list(JobsStore *st, const char *owner, json_t **ret) {
 }
 
 int jobs_store_file_count(JobsStore *st, unsigned *ret) {
+        if (st->pg)
+                return jobs_pg_file_count(st->pg, ret);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st, "SELECT COUNT(*) FROM files WHERE batch_id IS NULL", &s), rc;
 
@@ -420,6 +504,9 @@ int jobs_store_file_count(JobsStore *st, unsigned *ret) {
 int jobs_store_batch_add(JobsStore *st, const char *id, const char *owner, const char *input_file_id,
                          const char *endpoint, const char *completion_window, const char *metadata_json,
                          long total, int64_t created_at, int64_t expires_at) {
+        if (st->pg)
+                return jobs_pg_batch_add(st->pg, id, owner, input_file_id, endpoint, completion_window,
+                                         metadata_json, total, created_at, expires_at);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st,
                         "INSERT INTO batches (id, owner, input_file_id, endpoint, completion_window, "
@@ -458,12 +545,17 @@ static void batch_row_fix(json_t *row) {
 
 int jobs_store_batch_get(JobsStore *st, const char *id, json_t **ret) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
-        int r = prepare(st, "SELECT " BATCH_COLUMNS " FROM batches b WHERE b.id = ?1", &s);
+        int r;
 
-        if (r < 0)
-                return r;
-        bind_texts(s, 1, &id);
-        r = one_row(st, s, ret);
+        if (st->pg)
+                r = jobs_pg_batch_get(st->pg, id, ret);
+        else {
+                r = prepare(st, "SELECT " BATCH_COLUMNS " FROM batches b WHERE b.id = ?1", &s);
+                if (r < 0)
+                        return r;
+                bind_texts(s, 1, &id);
+                r = one_row(st, s, ret);
+        }
         if (r >= 0)
                 batch_row_fix(*ret);
         return r;
@@ -474,11 +566,21 @@ int jobs_store_batch_list(JobsStore *st, const char *owner, const char *after, u
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         json_t *arr = NULL, *v;
         size_t i;
-        int r = prepare(st,
-                        "SELECT " BATCH_COLUMNS " FROM batches b WHERE (?1 IS NULL OR b.owner = ?1) AND "
-                        "(?2 IS NULL OR b.seq < (SELECT seq FROM batches WHERE id = ?2)) "
-                        "ORDER BY b.seq DESC LIMIT ?3",
-                        &s);
+        int r;
+
+        if (st->pg) {
+                r = jobs_pg_batch_list(st->pg, owner, after, limit, &arr, ret_more);
+                if (r < 0)
+                        return r;
+                json_array_foreach(arr, i, v) batch_row_fix(v);
+                *ret = arr;
+                return 0;
+        }
+        r = prepare(st,
+                    "SELECT " BATCH_COLUMNS " FROM batches b WHERE (?1 IS NULL OR b.owner = ?1) AND "
+                    "(?2 IS NULL OR b.seq < (SELECT seq FROM batches WHERE id = ?2)) "
+                    "ORDER BY b.seq DESC LIMIT ?3",
+                    &s);
 
         if (r < 0)
                 return r;
@@ -499,8 +601,11 @@ int jobs_store_batch_unfinished(JobsStore *st, json_t **ret) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         json_t *rows = NULL, *ids, *v;
         size_t i;
-        int r = prepare(st, "SELECT id FROM batches WHERE status NOT IN " FINAL_STATUSES " ORDER BY seq",
-                        &s);
+        int r;
+
+        if (st->pg)
+                return -EOPNOTSUPP; /* shared batches are claimed, not all taken at start */
+        r = prepare(st, "SELECT id FROM batches WHERE status NOT IN " FINAL_STATUSES " ORDER BY seq", &s);
 
         if (r < 0)
                 return r;
@@ -535,6 +640,8 @@ int jobs_store_batch_set_status(JobsStore *st, const char *id, const char *statu
 
         if (at_column && !at_column_valid(at_column))
                 return -EINVAL;
+        if (st->pg)
+                return jobs_pg_batch_set_status(st->pg, id, status, at_column, at);
         if (asprintf(&sql, "UPDATE batches SET status = ?2%s%s%s WHERE id = ?1", at_column ? ", " : "",
                      at_column ?: "", at_column ? " = ?3" : "") < 0)
                 return -ENOMEM;
@@ -556,6 +663,8 @@ int jobs_store_batch_fail(JobsStore *st, const char *id, const char *code, const
 
         if (!text)
                 return -ENOMEM;
+        if (st->pg)
+                return jobs_pg_batch_fail(st->pg, id, text, at);
         r = prepare(st, "UPDATE batches SET status = 'failed', failed_at = ?3, errors = ?2 WHERE id = ?1",
                     &s);
         if (r < 0)
@@ -615,6 +724,8 @@ static int tx_end(JobsStore *st, int r) {
 
 int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, const char *at_column,
                             const char *output_id, const char *error_id, int64_t at) {
+        if (st->pg)
+                return jobs_pg_batch_finish(st->pg, id, status, at_column, output_id, error_id, at);
         int r = exec(st, "BEGIN IMMEDIATE");
 
         return r < 0 ? r : tx_end(st, batch_finish_tx(st, id, status, at_column, output_id, error_id, at));
@@ -642,12 +753,16 @@ static int batch_expire_tx(JobsStore *st, const char *id, const long *lines, cha
 
 int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
                             const char *output_id, const char *error_id, int64_t at) {
+        if (st->pg)
+                return jobs_pg_batch_expire(st->pg, id, lines, outputs, n, output_id, error_id, at);
         int r = exec(st, "BEGIN IMMEDIATE");
 
         return r < 0 ? r : tx_end(st, batch_expire_tx(st, id, lines, outputs, n, output_id, error_id, at));
 }
 
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output) {
+        if (st->pg)
+                return jobs_pg_result_add(st->pg, st->owner, batch_id, line, ok, output);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         int r = prepare(st, "INSERT INTO results (batch_id, line, ok, output) VALUES (?1, ?2, ?3, ?4)", &s);
 
@@ -661,6 +776,8 @@ int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok
 }
 
 long jobs_store_results_done(JobsStore *st, const char *batch_id, uint8_t *done, size_t n) {
+        if (st->pg)
+                return jobs_pg_results_done(st->pg, batch_id, done, n);
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
         long count = 0;
         int rc, r = prepare(st, "SELECT line FROM results WHERE batch_id = ?1", &s);
@@ -678,6 +795,27 @@ long jobs_store_results_done(JobsStore *st, const char *batch_id, uint8_t *done,
         if (rc != SQLITE_DONE)
                 return sql_error(st, rc, "step");
         return count;
+}
+
+/* ---- leases (shared store only) ---- */
+
+int jobs_store_batch_claim(JobsStore *st, const char *owner, unsigned lease_s, const char *id,
+                           char **ret_id) {
+        return st->pg ? jobs_pg_batch_claim(st->pg, owner, lease_s, id, ret_id) : -EOPNOTSUPP;
+}
+
+int jobs_store_batch_renew(JobsStore *st, const char *owner, unsigned lease_s, const char *const *ids,
+                           size_t n, json_t **ret) {
+        return st->pg ? jobs_pg_batch_renew(st->pg, owner, lease_s, ids, n, ret) : -EOPNOTSUPP;
+}
+
+int jobs_store_batch_release(JobsStore *st, const char *owner, const char *id) {
+        return st->pg ? jobs_pg_batch_release(st->pg, owner, id) : -EOPNOTSUPP;
+}
+
+int jobs_store_batch_cancel(JobsStore *st, const char *id, const char *output_id, const char *error_id,
+                            int64_t at) {
+        return st->pg ? jobs_pg_batch_cancel(st->pg, id, output_id, error_id, at) : -EOPNOTSUPP;
 }
 
 /* ---- ingest jobs ---- */

@@ -5,6 +5,10 @@
  * answered batch line, committed as the line completes, so a restart
  * resumes a batch without asking a finished line again. Used on the loop:
  * every write is one short statement on a few rows.
+ * With the PostgreSQL knowledge backend the files (bytes included),
+ * batches and results are in that database instead
+ * (jobs_store_open_shared()), so that any number of instances share them;
+ * the ingest jobs stay in jobs.db, as they read a directory of this host.
  * Rows come back as JSON objects keyed by column name. */
 #pragma once
 
@@ -16,6 +20,32 @@ typedef struct JobsStore JobsStore;
 
 /** jobs_store_open() - open or create @dir/jobs.db. Returns 0 or -errno. */
 int jobs_store_open(const char *dir, JobsStore **ret);
+
+/**
+ * jobs_store_open_shared() - @dir/jobs.db for the ingest jobs, and files,
+ * batches and results in the PostgreSQL knowledge database
+ * (jobs-store-pg.h), shared by every instance on it. Does not connect: a
+ * database down at start is no error, the first call tries. Every call on
+ * the loop waits at most @timeout_ms. Returns 0 or -errno.
+ */
+int jobs_store_open_shared(const char *dir, unsigned timeout_ms, JobsStore **ret);
+
+/**
+ * jobs_store_set_owner() - the lease owner this instance claims batches as
+ * (shared): jobs_store_result_add() then stores a line only while @owner
+ * holds the batch. Returns 0 or -ENOMEM.
+ */
+int jobs_store_set_owner(JobsStore *st, const char *owner);
+
+/** jobs_store_shared() - whether @st is shared (PostgreSQL). */
+int jobs_store_shared(JobsStore *st);
+
+/**
+ * jobs_store_unavailable() - whether the error @r of a store call means
+ * the shared database could not be reached or did not answer in time
+ * (503 for a client, worth retrying), rather than a fault of the request.
+ */
+int jobs_store_unavailable(int r);
 
 /** jobs_store_close() - NULL ok; returns NULL. */
 JobsStore *jobs_store_close(JobsStore *st);
@@ -33,6 +63,23 @@ char *jobs_store_file_path(JobsStore *st, const char *id);
  * and renamed). No store needed: safe on any thread. Returns 0 or -errno.
  */
 int jobs_file_write(const char *path, const char *data, size_t len);
+
+/**
+ * jobs_store_file_put() - store the @len bytes of upload @id before its
+ * row is added (SQLite: the file jobs_store_file_path() through
+ * jobs_file_write(); shared: a bytea row). Safe on the jobs worker: it is
+ * what calls it. Returns 0 or -errno.
+ */
+int jobs_store_file_put(JobsStore *st, const char *id, const char *data, size_t len);
+
+/**
+ * jobs_store_file_read() - the bytes of upload @id (at most @max, else
+ * -EFBIG), malloc'ed and NUL-terminated; for the jobs worker. -ENOENT.
+ */
+int jobs_store_file_read(JobsStore *st, const char *id, size_t max, char **ret, size_t *ret_len);
+
+/** jobs_store_file_unput() - forget the bytes of an upload whose row was never added. */
+int jobs_store_file_unput(JobsStore *st, const char *id);
 
 /**
  * jobs_store_sweep_files() - remove what an interrupted upload left in
@@ -128,11 +175,48 @@ int jobs_store_batch_finish(JobsStore *st, const char *id, const char *status, c
 int jobs_store_batch_expire(JobsStore *st, const char *id, const long *lines, char *const *outputs, size_t n,
                             const char *output_id, const char *error_id, int64_t at);
 
+/* ---- leases: who runs a shared batch (jobs_store_shared() only, else -EOPNOTSUPP) ---- */
+
+/**
+ * jobs_store_batch_claim() - take the oldest unfinished batch (only @id
+ * when not NULL) that no live lease holds, for @lease_s seconds as @owner
+ * (an instance id), skipping rows another instance is claiming. Returns 0
+ * and the malloc'ed id, -ENOENT when there is none.
+ */
+int jobs_store_batch_claim(JobsStore *st, const char *owner, unsigned lease_s, const char *id,
+                           char **ret_id);
+
+/**
+ * jobs_store_batch_renew() - the heartbeat: extend by @lease_s the leases
+ * @owner still holds among the @n batches @ids. *@ret: rows {id, status}
+ * of those renewed (a batch missing was lost to another instance).
+ */
+int jobs_store_batch_renew(JobsStore *st, const char *owner, unsigned lease_s, const char *const *ids,
+                           size_t n, json_t **ret);
+
+/** jobs_store_batch_release() - give the lease up (on shutdown): another instance may take the batch at
+ * once. */
+int jobs_store_batch_release(JobsStore *st, const char *owner, const char *id);
+
+/**
+ * jobs_store_batch_cancel() - end a batch another instance may be running,
+ * in one transaction: cancelling_at and cancelled_at @at, status
+ * "cancelled", the output and error files of the lines stored so far (as
+ * jobs_store_batch_finish()). Its owner learns it when its next result is
+ * refused (-ESTALE) or at its next heartbeat, and lets it go. -ENOENT, or
+ * -EALREADY when it had ended.
+ */
+int jobs_store_batch_cancel(JobsStore *st, const char *id, const char *output_id, const char *error_id,
+                            int64_t at);
+
 /* ---- results ---- */
 
 /**
  * jobs_store_result_add() - the output line of request @line (0-based) of
  * a batch, committed at once. A line already stored is kept (-EEXIST).
+ * Shared: refused with -ESTALE once the batch has ended (cancelled on
+ * another instance) or another instance holds its lease (this one's ran
+ * out): one instance at a time stores a batch's lines.
  */
 int jobs_store_result_add(JobsStore *st, const char *batch_id, long line, int ok, const char *output);
 

@@ -2,13 +2,20 @@
  * file is read into memory only when the runner reaches it. A line runs
  * like a non-streamed chat completion (chat_request_parse, the same spec,
  * engine_run_start) and its output line is what POST /v1/chat/completions
- * would have answered, wrapped in the Batch API's output format. */
+ * would have answered, wrapped in the Batch API's output format.
+ *
+ * With a shared store (PostgreSQL) the runner owns only the batches it has
+ * claimed: a lease taken with SKIP LOCKED and renewed by a heartbeat every
+ * third of jobs.lease_seconds. A batch cancelled on another instance, or
+ * whose lease passed to another (the database was out of reach longer than
+ * the lease), is let go here as soon as a result is refused or the
+ * heartbeat sees it; whoever claims a batch skips the lines with a stored
+ * result. */
 #include <sys/random.h>
 #include <time.h>
 
 #include "batch-input.h"
 #include "chat-response.h"
-#include "file-read.h"
 #include "jobs-ingest.h"
 #include "jobs.h"
 #include "log.h"
@@ -35,7 +42,9 @@ struct ActiveBatch {
         uint8_t *done; /* one per line: its result is stored */
         size_t next;   /* the next line to look at */
         unsigned inflight;
-        int64_t expires_at; /* unix seconds; its unfinished lines then fail as batch_expired */
+        int64_t expires_at;   /* unix seconds; its unfinished lines then fail as batch_expired */
+        uint64_t lease_until; /* shared: CLOCK_MONOTONIC usec the lease lasts at least until */
+        int abandon;          /* shared: a result could not be stored; let the batch go */
         ActiveBatch *next_batch;
 };
 
@@ -63,6 +72,13 @@ struct Jobs {
         unsigned inflight;
         sd_event_source *timer;
         sd_event_source *expiry; /* CLOCK_REALTIME: the earliest expires_at */
+        /* shared store only */
+        int shared;
+        unsigned lease_s;
+        char owner[128];            /* this instance in lease_owner: host, pid, random */
+        sd_event_source *heartbeat; /* renews the leases, claims work */
+        int claim_idle;             /* the last claim found nothing: wait for the heartbeat or a submit */
+        uint64_t heartbeat_usec;    /* a third of the lease */
 };
 
 void jobs_make_id(const char *prefix, char *buf, size_t size) {
@@ -161,8 +177,17 @@ static void record(Jobs *j, ActiveBatch *b, size_t index, const char *custom_id,
                       "error");
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         r = text ? jobs_store_result_add(j->store, b->id, (long) index, status == 200, text) : -ENOMEM;
-        if (r < 0 && r != -EEXIST)
+        if (r == -ESTALE && !b->abandon) {
+                log_info("batch %s was ended on another instance, or taken over: letting it go", b->id);
+                b->abandon = 1;
+        } else if (r < 0 && r != -EEXIST)
                 log_error_errno(r, "batch %s: cannot store the result of line %zu", b->id, index + 1);
+        if (r < 0 && r != -EEXIST && r != -ESTALE && j->shared && !b->abandon) {
+                /* Going on would end the batch without this line: let it go
+                 * instead; its next owner asks the lines without a result. */
+                log_warning("batch %s: letting it go, another instance (or this one) resumes it", b->id);
+                b->abandon = 1;
+        }
         b->done[index] = 1;
 }
 
@@ -182,7 +207,9 @@ static void finish(Jobs *j, ActiveBatch *b, int cancelled) {
                 (void) jobs_store_batch_set_status(j->store, b->id, "finalizing", "finalizing_at", now);
         r = jobs_store_batch_finish(j->store, b->id, cancelled ? "cancelled" : "completed",
                                     cancelled ? "cancelled_at" : "completed_at", out_id, err_id, now);
-        if (r < 0)
+        if (r == -EALREADY)
+                log_info("batch %s had been ended by another instance", b->id);
+        else if (r < 0)
                 log_error_errno(r, "batch %s: cannot store its end", b->id);
         else
                 log_info("batch %s %s", b->id, cancelled ? "cancelled" : "completed");
@@ -262,8 +289,9 @@ static void expire(Jobs *j, ActiveBatch *b) {
 /* Reading a batch's input file and finding its lines, on the jobs worker. */
 typedef struct LoadTask {
         Jobs *jobs;
+        JobsStore *store; /* only its worker-safe jobs_store_file_read() */
         char *batch_id;
-        char *path;
+        char *input_id;
         char *input;
         size_t input_len;
         BatchLine *lines;
@@ -272,7 +300,7 @@ typedef struct LoadTask {
 
 static void load_task_free(LoadTask *t) {
         free(t->batch_id);
-        free(t->path);
+        free(t->input_id);
         free(t->input);
         free(t->lines);
         free(t);
@@ -293,7 +321,7 @@ static int count_line(void *userdata, const BatchLine *line) {
 static int load_work(void *userdata) {
         LoadTask *t = userdata;
         size_t n = 0;
-        int r = text_read_file(t->path, JOBS_MAX_INPUT, &t->input, &t->input_len);
+        int r = jobs_store_file_read(t->store, t->input_id, JOBS_MAX_INPUT, &t->input, &t->input_len);
 
         if (r < 0)
                 return r;
@@ -332,10 +360,17 @@ static void load_done(void *userdata, int result) {
                 return;
         }
         b->loading = 0;
+        if (result < 0 && j->shared && jobs_store_unavailable(result)) {
+                /* the database, not the file: the lease lapses and the batch is tried again */
+                log_warning("batch %s: its input cannot be read now: %s", b->id, strerror(-result));
+                batch_drop(j, b);
+                load_task_free(t);
+                return;
+        }
         if (result < 0) {
                 (void) jobs_store_batch_fail(j->store, b->id, "input_file_missing",
                                              "the input file cannot be read", (int64_t) time(NULL));
-                log_warning("batch %s failed: %s: %s", b->id, t->path, strerror(-result));
+                log_warning("batch %s failed: input %s: %s", b->id, t->input_id, strerror(-result));
                 batch_drop(j, b);
                 load_task_free(t);
                 return;
@@ -388,11 +423,12 @@ static int batch_load(Jobs *j, ActiveBatch *b) {
                 return -ECANCELED;
         }
         t = calloc(1, sizeof *t);
-        if (!t || !(t->batch_id = strdup(b->id)) || !(t->path = jobs_store_file_path(j->store, input_id))) {
+        if (!t || !(t->batch_id = strdup(b->id)) || !(t->input_id = strdup(input_id))) {
                 r = -ENOMEM;
                 goto gone;
         }
         t->jobs = j;
+        t->store = j->store;
         r = worker_submit(j->worker, load_work, load_done, t, NULL);
         if (r < 0)
                 goto gone;
@@ -500,6 +536,52 @@ static void line_start(Jobs *j, ActiveBatch *b, size_t index) {
         j->inflight++;
 }
 
+static int status_final(const char *s) {
+        return streq(s, "completed") || streq(s, "failed") || streq(s, "cancelled") || streq(s, "expired");
+}
+
+/* Shared: lets @b go without ending it (its lease is released, or lapses
+ * if the database is out of reach), the lines in flight cancelled. */
+static void batch_let_go(Jobs *j, ActiveBatch *b) {
+        drop_lines(j, b);
+        (void) jobs_store_batch_release(j->store, j->owner, b->id);
+        batch_drop(j, b);
+}
+
+static int batch_adopt(Jobs *j, const char *batch_id);
+
+/* Shared: whether the runner could use another batch: a line slot is
+ * free and no batch it holds has a line left to start. */
+static int hungry(Jobs *j, unsigned max) {
+        if (j->inflight >= max)
+                return 0;
+        for (ActiveBatch *b = j->head; b; b = b->next_batch)
+                if (!b->abandon && (b->loading || !b->loaded || next_undone(b) < b->n_lines))
+                        return 0;
+        return 1;
+}
+
+/* Shared: claims one more batch when the runner is hungry. */
+static void claim(Jobs *j, unsigned max) {
+        _cleanup_free_ char *id = NULL;
+        int r;
+
+        if (j->claim_idle || !hungry(j, max))
+                return;
+        r = jobs_store_batch_claim(j->store, j->owner, j->lease_s, NULL, &id);
+        if (r < 0) {
+                if (r != -ENOENT && !jobs_store_unavailable(r))
+                        log_error_errno(r, "jobs: cannot claim a batch");
+                j->claim_idle = 1;
+                return;
+        }
+        if (batch_find(j, id))
+                return; /* ours already (its lease had lapsed): renewed */
+        log_info("batch %s claimed", id);
+        if (batch_adopt(j, id) < 0)
+                (void) jobs_store_batch_release(j->store, j->owner, id);
+}
+
 static void run(Jobs *j) {
         Server *s = j->server;
         unsigned max = s->runtime->config->jobs.concurrency;
@@ -507,8 +589,12 @@ static void run(Jobs *j) {
 
         if (s->state == SERVER_DRAINING)
                 return;
+        if (j->shared)
+                claim(j, max);
         for (b = j->head; b && j->inflight < max; b = nb) {
                 nb = b->next_batch;
+                if (b->abandon)
+                        continue;
                 if (b->loading || (!b->loaded && batch_load(j, b) < 0))
                         continue;
                 if (!b->loaded)
@@ -528,8 +614,14 @@ static void run(Jobs *j) {
         }
         for (b = j->head; b; b = nb) {
                 nb = b->next_batch;
-                if (b->loaded && b->inflight == 0 && next_undone(b) >= b->n_lines)
+                /* an abandoned batch's lines in flight are cancelled: none could be stored */
+                if (b->abandon)
+                        batch_let_go(j, b);
+                else if (b->loaded && b->inflight == 0 && next_undone(b) >= b->n_lines) {
                         finish(j, b, 0);
+                        if (j->shared)
+                                schedule(j, 0); /* room for the next batch */
+                }
         }
 }
 
@@ -573,14 +665,18 @@ static int on_expiry(sd_event_source *src, uint64_t usec, void *userdata) {
         return 0;
 }
 
-int jobs_submit(Jobs *j, const char *batch_id) {
+/* Queues @batch_id on this runner (shared: its lease was just taken). */
+static int batch_adopt(Jobs *j, const char *batch_id) {
         ActiveBatch *b = calloc(1, sizeof *b), **p;
         json_auto_t *row = NULL;
+        uint64_t now;
 
         if (!b || !(b->id = strdup(batch_id))) {
                 free(b);
                 return -ENOMEM;
         }
+        (void) sd_event_now(j->server->event, CLOCK_MONOTONIC, &now);
+        b->lease_until = now + (uint64_t) j->lease_s * USEC_PER_SEC;
         if (jobs_store_batch_get(j->store, batch_id, &row) >= 0)
                 b->expires_at = json_integer_value(json_object_get(row, "expires_at"));
         for (p = &j->head; *p; p = &(*p)->next_batch)
@@ -591,6 +687,30 @@ int jobs_submit(Jobs *j, const char *batch_id) {
         return 0;
 }
 
+int jobs_submit(Jobs *j, const char *batch_id) {
+        if (!j->shared)
+                return batch_adopt(j, batch_id);
+        /* claimed like any other: by this runner if it has room, else by another instance */
+        j->claim_idle = 0;
+        schedule(j, 0);
+        return 0;
+}
+
+/* Shared: cancels a batch this runner does not hold, at once: its owner
+ * (if any) lets it go when its next result is refused or at its next
+ * heartbeat, whichever comes first. */
+static int cancel_elsewhere(Jobs *j, const char *batch_id) {
+        char out_id[64], err_id[64];
+        int r;
+
+        jobs_make_id("file-", out_id, sizeof out_id);
+        jobs_make_id("file-", err_id, sizeof err_id);
+        r = jobs_store_batch_cancel(j->store, batch_id, out_id, err_id, (int64_t) time(NULL));
+        if (r >= 0)
+                log_info("batch %s cancelled", batch_id);
+        return r;
+}
+
 int jobs_cancel(Jobs *j, const char *batch_id) {
         json_auto_t *row = NULL;
         ActiveBatch *b;
@@ -599,6 +719,8 @@ int jobs_cancel(Jobs *j, const char *batch_id) {
         for (b = j->head; b; b = b->next_batch)
                 if (streq(b->id, batch_id))
                         break;
+        if (!b && j->shared)
+                return cancel_elsewhere(j, batch_id);
         if (!b) {
                 r = jobs_store_batch_get(j->store, batch_id, &row);
                 return r < 0 ? r : -EALREADY;
@@ -609,6 +731,81 @@ int jobs_cancel(Jobs *j, const char *batch_id) {
         finish(j, b, 1);
         schedule(j, 0);
         return 0;
+}
+
+/* The status of @id among the rows {id, status} @rows, or NULL. */
+static const char *renewed_status(const json_t *rows, const char *id) {
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(rows, i, v) {
+                if (streq_ptr(json_string_value(json_object_get(v, "id")), id))
+                        return json_string_value(json_object_get(v, "status"));
+        }
+        return NULL;
+}
+
+/* Shared: the heartbeat. Renews the leases of the batches held here; one
+ * that has ended elsewhere (cancelled on another instance) or whose lease
+ * is gone is let go; then looks for work (a batch created elsewhere, or
+ * one whose owner died and whose lease ran out). */
+static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata) {
+        Jobs *j = userdata;
+        json_auto_t *rows = NULL;
+        const char **ids = NULL;
+        size_t n = 0, i;
+        uint64_t now;
+        int r = 0;
+
+        (void) sd_event_source_set_time_relative(src, j->heartbeat_usec);
+        (void) sd_event_now(j->server->event, CLOCK_MONOTONIC, &now);
+        for (ActiveBatch *b = j->head; b; b = b->next_batch)
+                n++;
+        if (n > 0) {
+                ids = calloc(n, sizeof *ids);
+                if (!ids)
+                        goto next;
+                i = 0;
+                for (ActiveBatch *b = j->head; b; b = b->next_batch)
+                        ids[i++] = b->id;
+                r = jobs_store_batch_renew(j->store, j->owner, j->lease_s, ids, n, &rows);
+                free(ids);
+                for (ActiveBatch *b = j->head, *nb; b; b = nb) {
+                        const char *status = renewed_status(rows, b->id);
+                        nb = b->next_batch;
+                        if (status && status_final(status)) {
+                                log_info("batch %s was ended on another instance (%s): letting it go", b->id,
+                                         status);
+                                batch_let_go(j, b);
+                        } else if (status) {
+                                b->lease_until = now + (uint64_t) j->lease_s * USEC_PER_SEC;
+                                if (streq(status, "cancelling")) {
+                                        /* a cancel that stopped half-way (moad died): end it */
+                                        drop_lines(j, b);
+                                        finish(j, b, 1);
+                                }
+                        } else if (r >= 0 || now >= b->lease_until) {
+                                /* taken over, or ended elsewhere, or the lease ran out while
+                                 * the database was out of reach */
+                                log_warning("batch %s: no longer held here (lease %s), letting it go", b->id,
+                                            r >= 0 ? "lost" : "ran out");
+                                batch_let_go(j, b);
+                        }
+                }
+        }
+next:
+        j->claim_idle = 0;
+        schedule(j, 0);
+        return 0;
+}
+
+/* Shared: this instance's name in lease_owner, unique over restarts. */
+static void make_owner(Jobs *j) {
+        char host[64] = "", rnd[32];
+
+        (void) gethostname(host, sizeof host - 1);
+        jobs_make_id("", rnd, sizeof rnd);
+        snprintf(j->owner, sizeof j->owner, "%.63s:%d:%.12s", host, (int) getpid(), rnd);
 }
 
 int jobs_new(Server *s, Jobs **ret) {
@@ -622,7 +819,16 @@ int jobs_new(Server *s, Jobs **ret) {
         if (!j)
                 return -ENOMEM;
         j->server = s;
-        r = jobs_store_open(s->runtime->config->state_dir, &j->store);
+        j->shared = s->runtime->config->knowledge.backend == KNOWLEDGE_POSTGRESQL;
+        j->lease_s = s->runtime->config->jobs.lease_seconds;
+        if (j->shared) {
+                make_owner(j);
+                r = jobs_store_open_shared(s->runtime->config->state_dir,
+                                           s->runtime->config->jobs.db_timeout_ms, &j->store);
+                if (r >= 0)
+                        r = jobs_store_set_owner(j->store, j->owner);
+        } else
+                r = jobs_store_open(s->runtime->config->state_dir, &j->store);
         if (r < 0)
                 goto fail;
         r = worker_new(s->event, "jobs-worker-done", 0, &j->worker);
@@ -644,6 +850,20 @@ int jobs_new(Server *s, Jobs **ret) {
                 goto fail;
         (void) sd_event_source_set_description(j->expiry, "jobs-expiry");
         (void) sd_event_source_set_enabled(j->expiry, SD_EVENT_OFF);
+        if (j->shared) {
+                uint64_t every = MAX((uint64_t) j->lease_s * USEC_PER_SEC / 3, 500 * USEC_PER_MSEC);
+                r = sd_event_add_time_relative(s->event, &j->heartbeat, CLOCK_MONOTONIC, 0, 0, on_heartbeat,
+                                               j);
+                if (r < 0)
+                        goto fail;
+                (void) sd_event_source_set_description(j->heartbeat, "jobs-heartbeat");
+                /* a repeating timer: fires every @every from now on */
+                (void) sd_event_source_set_enabled(j->heartbeat, SD_EVENT_ON);
+                j->heartbeat_usec = every;
+                log_info("jobs: shared in PostgreSQL as %s (lease %u s)", j->owner, j->lease_s);
+                *ret = j;
+                return 0;
+        }
         r = jobs_store_batch_unfinished(j->store, &ids);
         if (r < 0)
                 goto fail;
@@ -672,8 +892,12 @@ Jobs *jobs_free(Jobs *j) {
         while (j->head) {
                 ActiveBatch *b = j->head;
                 j->head = b->next_batch;
+                /* another instance may take it at once rather than after the lease */
+                if (j->shared)
+                        (void) jobs_store_batch_release(j->store, j->owner, b->id);
                 batch_free(b);
         }
+        j->heartbeat = sd_event_source_disable_unref(j->heartbeat);
         j->timer = sd_event_source_disable_unref(j->timer);
         j->expiry = sd_event_source_disable_unref(j->expiry);
         /* a running pdftotext would keep worker_free() waiting up to its wall clock */

@@ -3,7 +3,10 @@
  * number at a time (jobs.concurrency, over all batches) and only while no
  * interactive request waits for a slot. Each line's result is committed to
  * jobs.db as it completes; at start the runner picks up every batch that
- * was not finished and skips the lines already answered. */
+ * was not finished and skips the lines already answered. With
+ * knowledge.backend: postgresql the batches are shared by every instance
+ * on that database and each runner claims the ones it runs (a lease, see
+ * jobs.c and docs/scaling.md). */
 #pragma once
 
 #include "jobs-store.h"
@@ -11,7 +14,9 @@
 
 /**
  * jobs_new() - open jobs.db in @s's state directory and queue the batches
- * a previous run left unfinished. Returns 0 or -errno.
+ * a previous run left unfinished (shared: open the PostgreSQL store, which
+ * connects on first use, and start the heartbeat that claims batches).
+ * Returns 0 or -errno.
  */
 int jobs_new(Server *s, Jobs **ret);
 
@@ -38,8 +43,9 @@ int jobs_submit(Jobs *j, const char *batch_id);
 /**
  * jobs_cancel() - stop a batch: lines in flight are cancelled, lines not
  * started are never asked, and the batch ends "cancelled" with output and
- * error files of the lines answered so far. -ENOENT, or -EALREADY when it
- * had already ended.
+ * error files of the lines answered so far (shared: also a batch another
+ * instance runs; that one stops at its next line or heartbeat). -ENOENT,
+ * or -EALREADY when it had already ended.
  */
 int jobs_cancel(Jobs *j, const char *batch_id);
 

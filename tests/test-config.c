@@ -157,6 +157,8 @@ static void check_defaults_except_agents(const Config *c) {
         ck_assert_uint_eq(c->limits.plugin_call_ms, 1000);
         ck_assert_uint_eq(c->limits.plugin_max_timeouts, 3);
         ck_assert_uint_eq(c->limits.plugin_max_stuck, 16);
+        ck_assert_uint_eq(c->jobs.lease_seconds, 30);
+        ck_assert_uint_eq(c->jobs.db_timeout_ms, 2000);
 
         ck_assert_uint_eq(c->n_providers, 1);
         b = config_find_provider(c, "builtin");
@@ -543,6 +545,9 @@ START_TEST(test_error_types) {
                           "2:19: 'limits.plugin_call_ms' is out of range (at most 60000)");
         expect_main_error("limits:\n  plugin_max_stuck: 1025\n",
                           "2:21: 'limits.plugin_max_stuck' is out of range (at most 1024)");
+        expect_main_error("jobs:\n  lease_seconds: 1\n", "2:18: 'jobs.lease_seconds' must be at least 2");
+        expect_main_error("jobs:\n  db_timeout_ms: 60001\n",
+                          "2:18: 'jobs.db_timeout_ms' is out of range (at most 60000)");
         expect_main_error("limits:\n  request_timeout_ms: 99999999999999999999999\n",
                           "2:23: 'limits.request_timeout_ms' is out of range (at most 86400000)");
         expect_main_error("limits:\n  max_connections: 4294967296\n",
