@@ -12,6 +12,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "kb-stats.h"
 #include "kb-vocab.h"
 #include "kb.h"
 #include "plugin-host.h"
@@ -43,10 +44,11 @@ void agent_refusals_done(AgentRefusals *r);
 
 /* Query terms agents_route() weighs for the knowledge evidence. */
 #define AGENTS_EVIDENCE_TERMS 32u
-/* How often an agent's term statistics are re-read after its knowledge changed. */
+/* How often an agent's thread checks whether its knowledge changed (and
+ * then re-reads its term statistics and document count), while questions come. */
 #define AGENTS_VOCAB_REFRESH_USEC (2ULL * 1000000ULL)
-/* Up to this many chunks an index is re-read on the loop (~5 ms), beyond on a thread. */
-#define AGENTS_VOCAB_SYNC_CHUNKS 1000
+/* Up to this many chunks a write re-reads the statistics itself (kb-stats.h). */
+#define AGENTS_VOCAB_SYNC_CHUNKS KB_STATS_SYNC_CHUNKS
 /* Hard bound on agent_search()'s limit. */
 #define AGENTS_MAX_SEARCH_HITS 64u
 

@@ -11,6 +11,7 @@
 #include "kb-pg-async.h"
 #include "kb-pg.h"
 #include "kb-rank.h"
+#include "kb-stats.h"
 #include "kb-text.h"
 #include "kb-vocab.h"
 #include "kb.h"
@@ -37,6 +38,8 @@ struct Kb {
         /* Searches run on the request path: prepared once, reset after use. */
         sqlite3_stmt *search;
         sqlite3_stmt *fetch;
+        KbTokenizer tok; /* SQLite: the index's tokenizer, read at open */
+        KbStats *stats;  /* what the loop knows of this database, shared by its handles */
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
@@ -454,10 +457,11 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         if (!kb)
                 return -ENOMEM;
         kb->read_only = !!read_only;
+        kb->stats = kb_stats_get(path);
         if (kb_pg_is_locator(path)) {
                 int r = kb_pg_open(path, read_only, &kb->pg);
                 if (r < 0) {
-                        free(kb);
+                        kb_close(kb);
                         return r;
                 }
                 *ret = kb;
@@ -516,6 +520,8 @@ int kb_open(const char *path, int read_only, Kb **ret) {
                 if (r < 0)
                         goto fail;
         }
+        /* without it kb_query_terms() answers -ENOTSUP, as before */
+        (void) kb_tokenizer_read(kb->db, &kb->tok);
 
         *ret = kb;
         return 0;
@@ -538,8 +544,49 @@ Kb *kb_close(Kb *kb) {
         kb_rank_free(kb->rank);
         if (kb->db)
                 sqlite3_close_v2(kb->db);
+        kb_stats_unref(kb->stats);
         free(kb);
         return NULL;
+}
+
+/* The documents, asked of the database. */
+static int count_documents(Kb *kb) {
+        if (kb->pg)
+                return kb_pg_count(kb->pg);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r = kb_prepare(kb, "SELECT count(*) FROM documents", &st);
+        if (r < 0)
+                return r;
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(rc) ?: -EIO;
+        int64_t n = sqlite3_column_int64(st, 0);
+        return n > INT32_MAX ? INT32_MAX : (int) n;
+}
+
+/*
+ * After a committed write through @kb (on a worker thread): publish the
+ * new document count and, for a small base whose statistics the loop
+ * uses, the new term statistics, so that a question asked after the write
+ * was answered sees it without the loop reading anything. A larger base's
+ * statistics are re-read by its agent's thread (agents.c), seconds later.
+ */
+static void published_after_write(Kb *kb) {
+        if (!kb->stats)
+                return;
+        uint64_t gen = kb_stats_changed(kb->stats);
+        kb_stats_set_docs(kb->stats, gen, count_documents(kb));
+        KbVocab *old = kb_stats_vocab(kb->stats);
+        if (!old)
+                return; /* no agent reads them (yet): nothing to keep fresh */
+        kb_vocab_free(old);
+        int64_t chunks = kb_chunk_count(kb);
+        if (chunks < 0 || chunks > KB_STATS_SYNC_CHUNKS)
+                return;
+        KbVocab *v = NULL;
+        if (kb_vocab_load(kb, &v) >= 0)
+                kb_stats_set_vocab(kb->stats, gen, v);
+        kb_vocab_free(v);
 }
 
 /* ---- ingest / delete --------------------------------------------------- */
@@ -691,8 +738,12 @@ int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *te
         if (n > INT32_MAX)
                 return -E2BIG;
 
-        if (kb->pg)
-                return kb_pg_ingest(kb->pg, t, src, clean, clen, &chunks, meta);
+        if (kb->pg) {
+                r = kb_pg_ingest(kb->pg, t, src, clean, clen, &chunks, meta);
+                if (r >= 0)
+                        published_after_write(kb);
+                return r;
+        }
         r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
@@ -704,6 +755,7 @@ int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *te
                         (void) kb_exec(kb, "ROLLBACK");
                 return r;
         }
+        published_after_write(kb);
         return (int) n;
 }
 
@@ -714,8 +766,12 @@ int kb_delete(Kb *kb, const char *title) {
                 return -EINVAL;
         if (kb->read_only)
                 return -EROFS;
-        if (kb->pg)
-                return kb_pg_delete(kb->pg, title);
+        if (kb->pg) {
+                int r = kb_pg_delete(kb->pg, title);
+                if (r >= 0)
+                        published_after_write(kb);
+                return r;
+        }
 
         int r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
@@ -744,7 +800,10 @@ int kb_delete(Kb *kb, const char *title) {
                 r = kb_exec(kb, "COMMIT");
         if (r < 0 && !sqlite3_get_autocommit(kb->db))
                 (void) kb_exec(kb, "ROLLBACK");
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        published_after_write(kb);
+        return 0;
 }
 
 /* ---- queries ----------------------------------------------------------- */
@@ -815,21 +874,24 @@ int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDo
         return list_rows(kb, after ?: "", limit, cb, userdata);
 }
 
-/** kb_count() - the number of documents, or -errno. */
+/** kb_count() - the number of documents, or -errno; published for the loop (kb_known_count()). */
 int kb_count(Kb *kb) {
         if (!kb)
                 return -EINVAL;
-        if (kb->pg)
-                return kb_pg_count(kb->pg);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r = kb_prepare(kb, "SELECT count(*) FROM documents", &st);
-        if (r < 0)
-                return r;
-        int rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_int64 c = sqlite3_column_int64(st, 0);
-        return c > INT32_MAX ? INT32_MAX : (int) c;
+        uint64_t gen = kb_stats_generation(kb->stats);
+        int n = count_documents(kb);
+        kb_stats_set_docs(kb->stats, gen, n);
+        return n;
+}
+
+/** kb_known_count() - see kb.h. */
+int kb_known_count(Kb *kb) {
+        return kb ? kb_stats_docs(kb->stats) : -1;
+}
+
+/** kb_stats() - see kb-stats.h. */
+KbStats *kb_stats(Kb *kb) {
+        return kb ? kb->stats : NULL;
 }
 
 static int has_title_cb(const KbDocInfo *doc, void *userdata) {
@@ -1152,6 +1214,10 @@ sqlite3 *kb_sqlite(Kb *kb) {
         return kb ? kb->db : NULL;
 }
 
+const KbTokenizer *kb_tokenizer(Kb *kb) {
+        return kb && kb->db ? &kb->tok : NULL;
+}
+
 KbPg *kb_pg(Kb *kb) {
         return kb ? kb->pg : NULL;
 }
@@ -1257,9 +1323,14 @@ int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *con
         KbDocMeta meta = {.sha256 = doc->sha256, .file_bytes = doc->file_bytes, .mtime = doc->mtime};
         const char *source = doc->source ?: "";
 
-        if (kb->pg)
-                return kb_pg_ingest(kb->pg, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
-        int r = kb_exec(kb, "BEGIN IMMEDIATE");
+        int r;
+        if (kb->pg) {
+                r = kb_pg_ingest(kb->pg, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
+                if (r >= 0)
+                        published_after_write(kb);
+                return r;
+        }
+        r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
         r = kb_ingest_locked(kb, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
@@ -1270,6 +1341,7 @@ int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *con
                         (void) kb_exec(kb, "ROLLBACK");
                 return r;
         }
+        published_after_write(kb);
         return (int) n;
 }
 

@@ -137,8 +137,18 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
 int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDocInfo *doc, void *userdata),
                  void *userdata);
 
-/** kb_count() - number of documents, or -errno. */
+/** kb_count() - number of documents, or -errno. Asks the database, so
+ * never on the loop; the count is also published for kb_known_count(). */
 int kb_count(Kb *kb);
+
+/**
+ * kb_known_count() - @kb's number of documents as last published, without
+ * asking the database (for the loop): set by every kb_count() and after
+ * every write through any handle of this process to the same database;
+ * changes made by another process (PostgreSQL shared by several moad) are
+ * seen when a thread of this one counts again. -1 while none was counted.
+ */
+int kb_known_count(Kb *kb);
 
 /**
  * kb_search() - best @limit chunks for a free-text @query, by stemmed bm25
