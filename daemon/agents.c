@@ -548,13 +548,12 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
         return 0;
 }
 
-int agents_knowledge_check(const AgentSet *s) {
-        for (size_t i = 0; s && i < s->n; i++) {
-                int r = s->agents[i]->kb ? kb_check(s->agents[i]->kb) : 0;
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+int agents_knowledge_check_start(AgentSet *s, sd_event *e, KbSearchDone done, void *userdata,
+                                 KbSearch **ret) {
+        for (size_t i = 0; s && i < s->n; i++)
+                if (kb_pg(s->agents[i]->kb))
+                        return kb_check_start(s->agents[i]->kb, e, done, userdata, ret);
+        return 1;
 }
 
 const AgentRefusals *agents_refused(const AgentSet *s) {
@@ -631,9 +630,25 @@ const RouterConfig *agents_router_config(const AgentSet *s) {
         return s ? &s->router : NULL;
 }
 
+char *agents_titles(const KbHit *hits, size_t n, char *buf, size_t size) {
+        if (size == 0)
+                return buf;
+        buf[0] = 0;
+        for (size_t h = 0, o = 0; h < n && o < size; h++) {
+                int m = snprintf(buf + o, size - o, "%s%s", h ? "; " : "", hits[h].title);
+                if (m < 0)
+                        break;
+                o += (size_t) m;
+        }
+        return buf;
+}
+
 /* Evidence of every agent (NaN without knowledge) and, with @explain, what
- * it rests on: the strongest term and the best documents. */
-static int agents_evidence(AgentSet *s, const char *query, int explain, double *ev, char **why) {
+ * it rests on: the strongest term and the best documents (from @given when
+ * searched beforehand; else an SQLite base is searched here, a short FTS5
+ * look-up, and a PostgreSQL one names none). */
+static int agents_evidence(AgentSet *s, const char *query, int explain, const AgentScore *given, double *ev,
+                           char **why) {
         _cleanup_free_ uint32_t *df = NULL, *n_chunks = NULL;
         _cleanup_free_ int *best = NULL;
         char **terms = NULL;
@@ -673,14 +688,11 @@ static int agents_evidence(AgentSet *s, const char *query, int explain, double *
                         continue;
                 /* the documents a search for the query finds first */
                 char titles[256] = "";
-                if (kb_search_texts(s->agents[i]->kb, query, 2, &hits, &n_hits) >= 0)
-                        for (size_t h = 0, o = 0; h < n_hits && o < sizeof(titles); h++) {
-                                int m = snprintf(titles + o, sizeof(titles) - o, "%s%s", h ? "; " : "",
-                                                 hits[h].title);
-                                if (m < 0)
-                                        break;
-                                o += (size_t) m;
-                        }
+                if (given && given[i].documents)
+                        snprintf(titles, sizeof(titles), "%s", given[i].documents);
+                else if (!kb_pg(s->agents[i]->kb) &&
+                         kb_search_texts(s->agents[i]->kb, query, 2, &hits, &n_hits) >= 0)
+                        agents_titles(hits, n_hits, titles, sizeof(titles));
                 kb_hits_free(hits, n_hits);
                 if (asprintf(&why[i], "%s (in %u of %u chunks)%s%s", terms[best[i]],
                              df[i * n_terms + (size_t) best[i]], n_chunks[i], *titles ? "; documents: " : "",
@@ -735,7 +747,7 @@ int agents_route_scored(AgentSet *s, const char *query, const char *const *pinne
                 if (r < 0)
                         return r;
         }
-        r = agents_evidence(s, query, explain, ev, why);
+        r = agents_evidence(s, query, explain, given, ev, why);
         if (r < 0)
                 goto out;
 

@@ -24,6 +24,7 @@ typedef enum SlotState {
         SLOT_CONNECTING, /* PQconnectPoll() */
         SLOT_SETUP,      /* SET statement_timeout sent */
         SLOT_PREPARE,    /* the search statement being prepared */
+        SLOT_SCHEMA,     /* the tables being created (they were missing when preparing) */
         SLOT_IDLE,
         SLOT_BUSY, /* a search sent; its result may be dropped (search NULL) */
 } SlotState;
@@ -39,6 +40,7 @@ typedef struct Slot {
         KbSearch *search;       /* SLOT_BUSY: whose result this is, NULL: dropped */
         PGresult *res;          /* the step's result so far: the first error, else the last */
         unsigned statement_timeout_ms;
+        int schema_sent; /* SLOT_SCHEMA was tried on this connection */
 } Slot;
 
 struct KbPgPool {
@@ -60,7 +62,8 @@ struct KbSearch {
         KbSearch *next; /* in the queue */
         int queued;
         Slot *slot; /* running on it */
-        KbPg *pg;   /* borrowed: the caller keeps it open */
+        KbPg *pg;   /* borrowed: the caller keeps it open; NULL for a check */
+        int check;  /* not a search: "SELECT 1", for /readyz */
         KbPgSearchParams p;
         KbSearchDone done;
         void *userdata;
@@ -89,6 +92,7 @@ static void slot_reset(Slot *s) {
                 PQfinish(s->conn);
         s->conn = NULL;
         s->fd = -1;
+        s->schema_sent = 0;
         if (s->search)
                 s->search->slot = NULL;
         s->search = NULL;
@@ -228,8 +232,9 @@ static void search_complete(KbSearch *s, int r, KbHit *hits, size_t n) {
 static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata) {
         KbSearch *s = userdata;
 
-        log_warning("kb: %s: a knowledge search got no answer from PostgreSQL in time (%s)",
-                    kb_pg_locator_of(s->pg), s->slot ? "running" : "waiting for a connection");
+        log_warning("kb: %s: a knowledge %s got no answer from PostgreSQL in time (%s)",
+                    s->pg ? kb_pg_locator_of(s->pg) : "postgresql", s->check ? "check" : "search",
+                    s->slot ? "running" : "waiting for a connection");
         search_complete(s, -ETIMEDOUT, NULL, 0);
         return 0;
 }
@@ -351,6 +356,30 @@ static void slot_step_done(Slot *s, PGresult *res) {
         KbPgPool *pool = s->pool;
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
+        if (s->state == SLOT_PREPARE && st != PGRES_COMMAND_OK && !s->schema_sent && res &&
+            streq_ptr(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42P01")) {
+                /* undefined_table: the database was down when moad started,
+                 * so no handle has made the tables yet; made here, as the
+                 * loop's own connection used to when /readyz asked */
+                _cleanup_free_ char *sql = NULL;
+                if (asprintf(&sql, "BEGIN; %s COMMIT;", kb_pg_schema_sql) < 0 ||
+                    !PQsendQuery(s->conn, sql) || slot_flush(s) < 0) {
+                        slot_connect_failed(s, PQerrorMessage(s->conn));
+                        return;
+                }
+                s->schema_sent = 1;
+                s->state = SLOT_SCHEMA;
+                return;
+        }
+        if (s->state == SLOT_SCHEMA) {
+                if (st != PGRES_COMMAND_OK) {
+                        log_error("kb: postgresql: cannot create the knowledge schema: %s",
+                                  res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+                        slot_connect_failed(s, "no knowledge schema");
+                        return;
+                }
+                s->state = SLOT_SETUP; /* and prepare again, below */
+        }
         if (s->state == SLOT_SETUP || s->state == SLOT_PREPARE) {
                 if (st != PGRES_COMMAND_OK && kb_pg_error(res, s->conn) == -ETIMEDOUT) {
                         /* preparing waits for a lock on the tables like a
@@ -404,7 +433,7 @@ static void slot_step_done(Slot *s, PGresult *res) {
                 s->state = SLOT_IDLE;
         if (!search)
                 return; /* dropped: its owner is gone */
-        if (r >= 0)
+        if (r >= 0 && !search->check)
                 r = kb_pg_search_result(search->pg, res, &search->p, &hits, &n);
         search_complete(search, r, hits, n);
 }
@@ -506,8 +535,9 @@ static int on_slot_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
 /* Sends @search on the idle @s. Returns 0, or -ECONNRESET (@s is reset). */
 static int slot_send(Slot *s, KbSearch *search) {
-        if (!PQsendQueryPrepared(s->conn, KB_PG_STATEMENT, KB_PG_SEARCH_PARAMS, search->p.values, NULL, NULL,
-                                 0) ||
+        if (!(search->check ? PQsendQuery(s->conn, "SELECT 1")
+                            : PQsendQueryPrepared(s->conn, KB_PG_STATEMENT, KB_PG_SEARCH_PARAMS,
+                                                  search->p.values, NULL, NULL, 0)) ||
             slot_flush(s) < 0 ||
             slot_arm(s, (uint64_t) s->statement_timeout_ms * USEC_PER_MSEC + KB_PG_DEADLINE_GRACE_USEC) <
                     0) {
@@ -556,7 +586,8 @@ static void pump(KbPgPool *pool, int may_fail) {
         size_t connecting = 0;
         for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++) {
                 SlotState st = pool->slots[i].state;
-                connecting += st == SLOT_CONNECTING || st == SLOT_SETUP || st == SLOT_PREPARE;
+                connecting +=
+                        st == SLOT_CONNECTING || st == SLOT_SETUP || st == SLOT_PREPARE || st == SLOT_SCHEMA;
         }
         for (unsigned i = 0; i < KB_PG_POOL_SIZE && pool->n_queued > connecting; i++) {
                 Slot *s = &pool->slots[i];
@@ -569,6 +600,8 @@ static void pump(KbPgPool *pool, int may_fail) {
         while (may_fail && pool->head && !pool_alive(pool))
                 search_complete(pool->head, -ECONNREFUSED, NULL, 0);
 }
+
+static int request_start(KbSearch *s, sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret);
 
 int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, int snippets,
                        const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
@@ -591,13 +624,28 @@ int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, 
                 free(s);
                 return 1;
         }
-        r = pool_get(e, &s->pool);
+        s->pg = pg;
+        return request_start(s, e, done, userdata, ret);
+}
+
+int kb_pg_check_start(sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret) {
+        if (!e || !done || !ret)
+                return -EINVAL;
+        KbSearch *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->check = 1;
+        return request_start(s, e, done, userdata, ret);
+}
+
+/* Queue @s (a search or a check; taken, freed on failure) on @e's pool. */
+static int request_start(KbSearch *s, sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret) {
+        int r = pool_get(e, &s->pool);
         if (r < 0) {
                 kb_pg_search_params_done(&s->p);
                 free(s);
                 return r;
         }
-        s->pg = pg;
         s->done = done;
         s->userdata = userdata;
         if (s->pool->n_queued >= KB_PG_POOL_QUEUE) {

@@ -40,5 +40,14 @@ int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, 
                        const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
                        KbSearch **ret);
 
+/**
+ * kb_pg_check_start() - whether PostgreSQL answers, asked on @e's pool
+ * ("SELECT 1" on one of its connections, connecting one if needed): for
+ * /readyz, which must not make the loop wait. Same rules as
+ * kb_pg_search_start(): @done gets 0 and no hits, or -errno (-ECONNREFUSED
+ * at once while the pool backs off); cancelled with kb_pg_search_cancel().
+ */
+int kb_pg_check_start(sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret);
+
 /** kb_pg_search_cancel() - @done will not run; a result on its way is dropped. NULL is a no-op. */
 void kb_pg_search_cancel(KbSearch *s);

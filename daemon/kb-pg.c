@@ -9,11 +9,13 @@
  * here; the loop's searches run the same statement and ranking on
  * kb-pg-async.c's non-blocking pool. See docs/knowledge.md. */
 #include <libpq-fe.h>
+#include <libstemmer.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 
 #include "file-read.h"
+#include "kb-pg-terms.h"
 #include "kb-pg.h"
 #include "kb-rank.h"
 #include "kb-text.h"
@@ -38,10 +40,11 @@ struct KbPg {
         char *agent;
         char *language;
         int read_only;
-        int schema_ok; /* created (read-write) or found (read-only) on this database */
-        int down;      /* the last connection attempt failed: logged once, not per call */
-        sqlite3 *mem;  /* an in-memory SQLite connection, only for its FTS5 tokenizer */
-        KbRank *rank;  /* bonus and snippets as the SQLite backend computes them */
+        int schema_ok;              /* created (read-write) or found (read-only) on this database */
+        int down;                   /* the last connection attempt failed: logged once, not per call */
+        sqlite3 *mem;               /* an in-memory SQLite connection, only for its FTS5 tokenizer */
+        KbRank *rank;               /* bonus and snippets as the SQLite backend computes them */
+        struct sb_stemmer *stemmer; /* the language's, for query terms; made at first use */
 };
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,7 +58,7 @@ static const char *const languages[] = {"english", "german", "french", "spanish"
  * One advisory lock key for creating the schema (two instances starting
  * at once would otherwise race on CREATE ... IF NOT EXISTS).
  */
-static const char schema_sql[] =
+const char kb_pg_schema_sql[] =
         "SELECT pg_advisory_xact_lock(7231000001);"
         "CREATE TABLE IF NOT EXISTS moa_kb_agents ("
         "  agent text PRIMARY KEY,"
@@ -337,6 +340,7 @@ static int pg_ensure(KbPg *pg) {
  * -errno (logged at debug; the caller decides what the user sees). */
 static int pg_exec(KbPg *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
                    PGresult **ret) {
+        kb_note_statement();
         int r = pg_ensure(pg);
         if (r < 0)
                 return r;
@@ -385,6 +389,8 @@ KbPg *kb_pg_close(KbPg *pg) {
         kb_rank_free(pg->rank);
         if (pg->mem)
                 sqlite3_close_v2(pg->mem);
+        if (pg->stemmer)
+                sb_stemmer_delete(pg->stemmer);
         free(pg->locator);
         free(pg->agent);
         free(pg->language);
@@ -409,7 +415,7 @@ static int pg_schema(KbPg *pg, PGconn *c) {
         }
         /* several statements: the simple query protocol, one transaction */
         _cleanup_free_ char *sql = NULL;
-        if (asprintf(&sql, "BEGIN; %s COMMIT;", schema_sql) < 0)
+        if (asprintf(&sql, "BEGIN; %s COMMIT;", kb_pg_schema_sql) < 0)
                 return -ENOMEM;
         PGresult *res = PQexec(c, sql);
         r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : kb_pg_error(res, c);
@@ -970,39 +976,14 @@ int kb_pg_vocab(KbPg *pg, int (*add)(void *userdata, const char *term, size_t le
         return 0;
 }
 
+/* Computed here, not asked of the server (kb-pg-terms.h): this runs on the loop. */
 int kb_pg_query_terms(KbPg *pg, const char *query, size_t max, char ***ret, size_t *ret_n) {
-        _cleanup_res_ PGresult *res = NULL;
-        size_t n = 0, ql;
-
-        if (!pg || !query || !ret || !ret_n || max == 0)
+        if (!pg)
                 return -EINVAL;
-        _cleanup_free_ char *q = kb_utf8_sanitize(query, strnlen(query, KB_MAX_QUERY_BYTES), &ql);
-        if (!q)
+        const char *name = kb_pg_stemmer_name(pg->language);
+        if (name && !pg->stemmer && !(pg->stemmer = sb_stemmer_new(name, "UTF_8")))
                 return -ENOMEM;
-        const char *p[] = {pg->language, q};
-        /* the lexemes as the index stores them, first occurrence first */
-        int r = pg_exec(pg,
-                        "SELECT u.lexeme FROM unnest(to_tsvector($1::regconfig, $2)) AS u "
-                        "ORDER BY u.positions[1], u.lexeme",
-                        2, p, PGRES_TUPLES_OK, &res);
-        if (r < 0)
-                return r;
-        char **v = calloc(max, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        for (int i = 0; i < PQntuples(res) && n < max; i++) {
-                const char *t = PQgetvalue(res, i, 0);
-                if (strlen(t) < TERM_MAX_BYTES && terms_is_function_word(t))
-                        continue;
-                if (!(v[n] = strdup(t))) {
-                        strv_free_n(v, n);
-                        return -ENOMEM;
-                }
-                n++;
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
+        return kb_pg_terms(pg->language, pg->stemmer, query, max, ret, ret_n);
 }
 
 int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, size_t *ret_n) {

@@ -104,10 +104,18 @@ int kb_pg_settings(KbPgSettings *ret);
 /** kb_pg_settings_done() - free and wipe what kb_pg_settings() filled in. */
 void kb_pg_settings_done(KbPgSettings *s);
 
+/** kb_note_statement() - count one blocking statement of this thread (kb_thread_statements()). */
+void kb_note_statement(void);
+
 /** kb_pg_error() - a failed result's SQLSTATE (or the connection's state) as -errno. */
 int kb_pg_error(const PGresult *res, PGconn *conn);
 /** kb_pg_notice() - the notice processor: libpq's notices go to the debug log. */
 void kb_pg_notice(void *arg, const char *message);
+
+/* The statements creating the knowledge tables if they do not exist (one
+ * transaction of the simple query protocol; an advisory lock orders
+ * instances creating them at once). */
+extern const char kb_pg_schema_sql[];
 
 /* The search statement's parameters ($1..$7) in text form. */
 #define KB_PG_SEARCH_PARAMS 7

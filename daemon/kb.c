@@ -47,6 +47,23 @@ struct Kb {
  * declare it extern to prove crash consistency. */
 unsigned kb_test_crash_after_chunks = 0;
 
+/* Statements this thread ran on a knowledge database and waited for (see
+ * kb_thread_statements()). */
+static _Thread_local unsigned long thread_statements;
+
+void kb_note_statement(void) {
+        thread_statements++;
+}
+
+unsigned long kb_thread_statements(void) {
+        return thread_statements;
+}
+
+static int on_sqlite_statement(unsigned type, void *ctx, void *p, void *x) {
+        thread_statements++;
+        return 0;
+}
+
 static int errno_from_sqlite(int rc) {
         switch (rc & 0xff) {
         case SQLITE_OK:
@@ -482,6 +499,7 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         }
         sqlite3_extended_result_codes(kb->db, 0);
         sqlite3_busy_timeout(kb->db, KB_BUSY_TIMEOUT_MS);
+        sqlite3_trace_v2(kb->db, SQLITE_TRACE_STMT, on_sqlite_statement, NULL);
 
         r = kb_exec(kb, "PRAGMA foreign_keys = ON");
         if (r < 0)
@@ -1346,6 +1364,13 @@ int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *con
 }
 
 /* ---- availability ----------------------------------------------------------- */
+
+/** kb_check_start() - see kb.h. */
+int kb_check_start(Kb *kb, sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret) {
+        if (!kb || !e || !done || !ret)
+                return -EINVAL;
+        return kb->pg ? kb_pg_check_start(e, done, userdata, ret) : 1;
+}
 
 /** kb_check() - see kb.h. */
 int kb_check(Kb *kb) {

@@ -80,11 +80,25 @@ static int on_deliver(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-/* Has the knowledge base a chunk with @word at all? (ExtractOptions.has_word) */
+/* Has the knowledge base a chunk with @word at all? (ExtractOptions.has_word)
+ * SQLite: one short FTS5 look-up. PostgreSQL: the term statistics, since a
+ * search there would make the loop wait for a round trip; they are
+ * re-read after every write of this process to a base under
+ * KB_STATS_SYNC_CHUNKS chunks, otherwise they may lag a change by a few
+ * seconds (kb-stats.h). */
 static int kb_has_word(void *userdata, const char *word) {
+        const ProviderRequest *req = userdata;
         KbHit *hits = NULL;
         size_t n = 0;
-        if (kb_search_texts(userdata, word, 1, &hits, &n) < 0)
+        if (kb_pg(req->kb)) {
+                char **terms = NULL;
+                if (!req->vocab || kb_query_terms(req->kb, word, 1, &terms, &n) < 0)
+                        return -EIO;
+                int r = n > 0 && kb_vocab_df(req->vocab, terms[0]) > 0;
+                strv_free_n(terms, n);
+                return r;
+        }
+        if (kb_search_texts(req->kb, word, 1, &hits, &n) < 0)
                 return -EIO;
         kb_hits_free(hits, n);
         return n > 0;
@@ -109,7 +123,7 @@ static char *compose(const ProviderRequest *req) {
         ExtractOptions o = {.agent = req->knowledge,
                             .n_documents = req->n_documents,
                             .has_word = req->kb ? kb_has_word : NULL,
-                            .has_word_userdata = req->kb,
+                            .has_word_userdata = (void *) req,
                             .word_df = req->kb && req->vocab ? kb_word_df : NULL,
                             .word_df_userdata = (void *) req,
                             .n_attached = req->n_attached};

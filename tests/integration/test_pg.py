@@ -351,6 +351,27 @@ class NonBlocking(unittest.TestCase):
         self.assertEqual(st, 200, data)
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
 
+    def test_nothing_counted_on_the_loop(self):
+        """moa_kb_documents locked: a chat no longer counts the agent's
+        documents on the loop (the count named in a "no passage" answer is
+        the one published by the last write or re-read), so the loop
+        answers while the chat's search waits in the pool, and the chat
+        answers once the lock is gone."""
+        lock = PG.lock_chunks("moa_nonblock", "moa_kb_documents")
+        try:
+            chat = Background(self.ask)
+            # the search (it joins moa_kb_documents) waits for the lock:
+            # it was sent, so nothing before it waited on the loop
+            PG.wait_searches("moa_nonblock")
+            st, _, body = self.quick("GET", "/healthz")
+            self.assertEqual(st, 200, body)
+            self.assertFalse(chat.done())
+        finally:
+            PG.release(lock)
+        st, _, data = chat.result()
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+
     def test_search_past_the_deadline_drops_the_agent(self):
         lock = PG.lock_chunks("moa_nonblock")
         try:
@@ -582,7 +603,7 @@ class Faults(unittest.TestCase):
         st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
         self.assertEqual(st, 200, data)
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
-        self.assertIn("connected to PostgreSQL again", self.d.read_log())
+        self.assertIn("search connections work again", self.d.read_log())
 
     def test_killed_mid_search_then_back(self):
         """The server dies while a search waits in it: 503 at once (not at
