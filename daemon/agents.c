@@ -489,9 +489,12 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
         if (cfg->knowledge.backend == KNOWLEDGE_POSTGRESQL) {
                 /* for every handle opened from now on, on any thread */
                 KbPgConfig pc = {.conninfo = cfg->knowledge.conninfo,
+                                 .read_conninfo = cfg->knowledge.read_conninfo,
                                  .password_file = cfg->knowledge.password_file,
                                  .connect_timeout_s = cfg->knowledge.connect_timeout_s,
-                                 .statement_timeout_ms = cfg->knowledge.statement_timeout_ms};
+                                 .statement_timeout_ms = cfg->knowledge.statement_timeout_ms,
+                                 .pool_size = cfg->knowledge.pool_size,
+                                 .pool_queue = cfg->knowledge.pool_queue};
                 if (kb_pg_configure(&pc) < 0)
                         return -ENOMEM;
         }

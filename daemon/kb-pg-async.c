@@ -1,4 +1,4 @@
-/* kb-pg-async.c — see kb-pg-async.h. A loop's pool: KB_PG_POOL_SIZE slots,
+/* kb-pg-async.c — see kb-pg-async.h. A loop's pool: knowledge.pool_size slots,
  * each a libpq connection made with PQconnectStartParams/PQconnectPoll and
  * then set up (statement_timeout, the search prepared) with the same
  * asynchronous calls, driven by an io source on its socket and a timer
@@ -49,8 +49,8 @@ struct KbPgPool {
         sd_event *event;
         sd_event_source *exit; /* the loop ending closes the connections */
         int closed;
-        Slot slots[KB_PG_POOL_SIZE];
-        KbSearch *head, *tail; /* waiting for a slot */
+        Slot slots[KB_PG_MAX_POOL_SIZE]; /* the first knowledge.pool_size are connected */
+        KbSearch *head, *tail;           /* waiting for a slot */
         size_t n_queued;
         unsigned failures; /* connection attempts failed in a row */
         uint64_t retry_at; /* no attempt before (CLOCK_MONOTONIC usec) */
@@ -102,7 +102,7 @@ static void slot_reset(Slot *s) {
 static void pool_unref(KbPgPool *pool) {
         if (!pool || --pool->n_ref > 0)
                 return;
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                 slot_reset(&pool->slots[i]);
         sd_event_source_disable_unref(pool->exit);
         sd_event_unref(pool->event);
@@ -115,7 +115,7 @@ static int on_pool_exit(sd_event_source *src, void *userdata) {
         KbPgPool *pool = userdata;
 
         pool->closed = 1;
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                 slot_reset(&pool->slots[i]);
         for (KbSearch *s = pool->head; s; s = s->next)
                 s->deadline = sd_event_source_disable_unref(s->deadline);
@@ -147,7 +147,7 @@ static int pool_get(sd_event *e, KbPgPool **ret) {
                 }
                 pool->event = sd_event_ref(e);
                 pool->n_ref = 1;
-                for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+                for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                         pool->slots[i] = (Slot){.pool = pool, .id = i, .fd = -1};
                 r = sd_event_add_exit(e, &pool->exit, on_pool_exit, pool);
                 if (r < 0) {
@@ -297,7 +297,7 @@ static void slot_connect_failed(Slot *s, const char *why) {
 
 static void slot_connect(Slot *s) {
         _cleanup_(kb_pg_settings_done) KbPgSettings set = {0};
-        int r = kb_pg_settings(&set);
+        int r = kb_pg_pool_settings(&set);
 
         if (r < 0) {
                 slot_connect_failed(s, strerror(-r));
@@ -558,7 +558,7 @@ static int slot_alive(const Slot *s) {
 }
 
 static int pool_alive(KbPgPool *pool) {
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                 if (slot_alive(&pool->slots[i]))
                         return 1;
         return 0;
@@ -573,7 +573,7 @@ static void pump(KbPgPool *pool, int may_fail) {
                 return;
         for (;;) {
                 Slot *idle = NULL;
-                for (unsigned i = 0; i < KB_PG_POOL_SIZE && !idle; i++)
+                for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE && !idle; i++)
                         if (pool->slots[i].state == SLOT_IDLE)
                                 idle = &pool->slots[i];
                 KbSearch *s = pool->head;
@@ -584,12 +584,14 @@ static void pump(KbPgPool *pool, int may_fail) {
                         queue_push(s, 1); /* that connection broke: the next one, or a new one */
         }
         size_t connecting = 0;
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++) {
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++) {
                 SlotState st = pool->slots[i].state;
                 connecting +=
                         st == SLOT_CONNECTING || st == SLOT_SETUP || st == SLOT_PREPARE || st == SLOT_SCHEMA;
         }
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE && pool->n_queued > connecting; i++) {
+        /* a reload that lowers pool_size lets the connections above it finish */
+        unsigned size = kb_pg_pool_size();
+        for (unsigned i = 0; i < size && pool->n_queued > connecting; i++) {
                 Slot *s = &pool->slots[i];
                 if (s->state != SLOT_DOWN || loop_now(pool) < pool->retry_at)
                         continue;
@@ -648,7 +650,7 @@ static int request_start(KbSearch *s, sd_event *e, KbSearchDone done, void *user
         }
         s->done = done;
         s->userdata = userdata;
-        if (s->pool->n_queued >= KB_PG_POOL_QUEUE) {
+        if (s->pool->n_queued >= kb_pg_pool_queue()) {
                 search_free(s);
                 return -EAGAIN;
         }

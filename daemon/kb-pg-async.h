@@ -11,10 +11,9 @@
 #include "kb-pg.h"
 #include "kb.h"
 
-/* Connections per loop: searches beyond these wait in the queue. */
-#define KB_PG_POOL_SIZE 4u
-/* Searches waiting for a connection, per loop; more are refused (-EAGAIN). */
-#define KB_PG_POOL_QUEUE 256u
+/* Connections per loop (knowledge.pool_size, KB_PG_DEFAULT_POOL_SIZE) and
+ * searches waiting for one (knowledge.pool_queue, KB_PG_DEFAULT_POOL_QUEUE):
+ * see kb-pg.h. A loop's connections go to knowledge.read_conninfo when set. */
 /* After a failed connection attempt the pool waits this long before the
  * next one, doubling per failure up to the maximum; searches meanwhile
  * fail at once (-ECONNREFUSED) instead of waiting. */
@@ -33,7 +32,7 @@
  * exactly once, never from inside this function, unless
  * kb_pg_search_cancel()), or -errno without calling anything:
  * -ECONNREFUSED (the database did not answer the last connection attempt
- * and the pool waits before the next), -EAGAIN (KB_PG_POOL_QUEUE searches
+ * and the pool waits before the next), -EAGAIN (knowledge.pool_queue searches
  * wait already), -ENOMEM.
  */
 int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, int snippets,

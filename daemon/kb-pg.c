@@ -48,7 +48,8 @@ struct KbPg {
 };
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *config_conninfo, *config_password_file;
+static char *config_conninfo, *config_read_conninfo, *config_password_file;
+static unsigned config_pool_size = KB_PG_DEFAULT_POOL_SIZE, config_pool_queue = KB_PG_DEFAULT_POOL_QUEUE;
 static unsigned config_connect_timeout_s = KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
 static unsigned config_statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
 
@@ -96,25 +97,46 @@ const char kb_pg_schema_sql[] =
 /* ---- configuration and locators ------------------------------------------------ */
 
 int kb_pg_configure(const KbPgConfig *cfg) {
-        char *c = NULL, *p = NULL;
+        char *c = NULL, *rc = NULL, *p = NULL;
 
-        if (cfg && cfg->conninfo && !(c = strdup(cfg->conninfo)))
-                return -ENOMEM;
-        if (cfg && cfg->password_file && !(p = strdup(cfg->password_file))) {
+        if ((cfg && cfg->conninfo && !(c = strdup(cfg->conninfo))) ||
+            (cfg && cfg->read_conninfo && !(rc = strdup(cfg->read_conninfo))) ||
+            (cfg && cfg->password_file && !(p = strdup(cfg->password_file)))) {
                 free(c);
+                free(rc);
                 return -ENOMEM;
         }
         pthread_mutex_lock(&config_lock);
         free(config_conninfo);
+        free(config_read_conninfo);
         free(config_password_file);
         config_conninfo = c;
+        config_read_conninfo = rc;
         config_password_file = p;
+        config_pool_size =
+                cfg && cfg->pool_size ? MIN(cfg->pool_size, KB_PG_MAX_POOL_SIZE) : KB_PG_DEFAULT_POOL_SIZE;
+        config_pool_queue = cfg && cfg->pool_queue ? MIN(cfg->pool_queue, KB_PG_MAX_POOL_QUEUE)
+                                                   : KB_PG_DEFAULT_POOL_QUEUE;
         config_connect_timeout_s =
                 cfg && cfg->connect_timeout_s ? cfg->connect_timeout_s : KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
         config_statement_timeout_ms = cfg && cfg->statement_timeout_ms ? cfg->statement_timeout_ms
                                                                        : KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
         pthread_mutex_unlock(&config_lock);
         return 0;
+}
+
+unsigned kb_pg_pool_size(void) {
+        pthread_mutex_lock(&config_lock);
+        unsigned n = config_pool_size;
+        pthread_mutex_unlock(&config_lock);
+        return n;
+}
+
+unsigned kb_pg_pool_queue(void) {
+        pthread_mutex_lock(&config_lock);
+        unsigned n = config_pool_queue;
+        pthread_mutex_unlock(&config_lock);
+        return n;
 }
 
 unsigned kb_pg_statement_timeout_ms(void) {
@@ -238,7 +260,7 @@ void kb_pg_settings_done(KbPgSettings *s) {
         *s = (KbPgSettings){0};
 }
 
-int kb_pg_settings(KbPgSettings *ret) {
+static int settings(KbPgSettings *ret, int pool) {
         _cleanup_free_ char *password_file = NULL;
         KbPgSettings *s = ret;
         int r;
@@ -246,7 +268,8 @@ int kb_pg_settings(KbPgSettings *ret) {
         /* filled in place: the arrays point into it */
         *s = (KbPgSettings){0};
         pthread_mutex_lock(&config_lock);
-        s->conninfo = config_conninfo ? strdup(config_conninfo) : NULL;
+        const char *conninfo = pool && config_read_conninfo ? config_read_conninfo : config_conninfo;
+        s->conninfo = conninfo ? strdup(conninfo) : NULL;
         password_file = config_password_file ? strdup(config_password_file) : NULL;
         snprintf(s->connect_timeout, sizeof(s->connect_timeout), "%u", config_connect_timeout_s);
         s->connect_timeout_s = config_connect_timeout_s;
@@ -275,6 +298,14 @@ int kb_pg_settings(KbPgSettings *ret) {
         s->keys[3] = s->password ? "password" : NULL;
         s->values[3] = s->password;
         return 0;
+}
+
+int kb_pg_settings(KbPgSettings *ret) {
+        return settings(ret, 0);
+}
+
+int kb_pg_pool_settings(KbPgSettings *ret) {
+        return settings(ret, 1);
 }
 
 static int pg_connect(KbPg *pg) {

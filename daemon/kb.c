@@ -593,7 +593,10 @@ static void published_after_write(Kb *kb) {
         if (!kb->stats)
                 return;
         uint64_t gen = kb_stats_changed(kb->stats);
-        kb_stats_set_docs(kb->stats, gen, count_documents(kb));
+        /* only what an agent reads is kept fresh: a copy between backends
+         * (kb-migrate.c) counts nothing per document */
+        if (kb_stats_docs(kb->stats) >= 0)
+                kb_stats_set_docs(kb->stats, gen, count_documents(kb));
         KbVocab *old = kb_stats_vocab(kb->stats);
         if (!old)
                 return; /* no agent reads them (yet): nothing to keep fresh */
