@@ -396,15 +396,7 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret, char
         return 0;
 }
 
-/* The agent's term statistics as last published (kb-stats.h): by a write
- * of this process (a small base is re-read by the writer), or by the
- * agent's own thread, which at most every AGENTS_VOCAB_REFRESH_USEC while
- * questions come checks whether the knowledge changed (its change stamp),
- * and if so re-reads the statistics and the document count. The old table
- * serves until then: another process's change (PostgreSQL) or a large
- * base's is seen up to AGENTS_VOCAB_REFRESH_USEC plus one re-read later.
- * With @wait, a running check is waited for. Nothing here asks the
- * database: this runs on the loop for every routed question. */
+/* Take the term statistics last published for the agent's base (kb-stats.h). */
 static void agent_take_vocab(Agent *a) {
         KbVocab *v = kb_stats_vocab(kb_stats(a->kb));
         if (v && v != a->vocab) {
@@ -414,6 +406,15 @@ static void agent_take_vocab(Agent *a) {
         kb_vocab_free(v);
 }
 
+/* The agent's term statistics as last published (kb-stats.h): by a write
+ * of this process (a small base is re-read by the writer), or by the
+ * agent's own thread, which at most every AGENTS_VOCAB_REFRESH_USEC while
+ * questions come checks whether the knowledge changed (its change stamp),
+ * and if so re-reads the statistics and the document count. The old table
+ * serves until then: another process's change (PostgreSQL) or a large
+ * base's is seen up to AGENTS_VOCAB_REFRESH_USEC plus one re-read later.
+ * With @wait, a running check is waited for. Nothing here asks the
+ * database: this runs on the loop for every routed question. */
 static void agent_refresh_vocab(Agent *a, uint64_t now, int wait) {
         if (!a->kb)
                 return;
