@@ -372,6 +372,30 @@ class NonBlocking(unittest.TestCase):
         self.assertEqual(st, 200, data)
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
 
+    def test_route_explanation_off_the_loop(self):
+        """POST /v1/moa/route names the documents a search finds first; on
+        PostgreSQL that search runs on the pool before the route is
+        computed: with the chunks locked the route waits, the loop does not."""
+        q = {"query": "How many days notice for an orbix flat?"}
+
+        def legal_terms(j):
+            return {a["name"]: a for a in j["agents"]}["legal"]["kb_terms"]
+        st, _, j = self.d.json("POST", "/v1/moa/route", q)
+        self.assertEqual(st, 200, j)
+        self.assertIn("documents: orbix.md", legal_terms(j))
+        lock = PG.lock_chunks("moa_nonblock")
+        try:
+            routed = Background(self.d.json, "POST", "/v1/moa/route", q)
+            PG.wait_searches("moa_nonblock")
+            st, _, body = self.quick("GET", "/healthz")
+            self.assertEqual(st, 200, body)
+            self.assertFalse(routed.done())
+        finally:
+            PG.release(lock)
+        st, _, j = routed.result()
+        self.assertEqual(st, 200, j)
+        self.assertIn("documents: orbix.md", legal_terms(j))
+
     def test_search_past_the_deadline_drops_the_agent(self):
         lock = PG.lock_chunks("moa_nonblock")
         try:
