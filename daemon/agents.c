@@ -23,10 +23,10 @@ struct Agent {
         double weight;
         char *kb_path;
         Kb *kb;
-        KbVocab *vocab;               /* term statistics of kb, for the evidence */
-        uint64_t vocab_loaded;        /* now_usec() when vocab was read */
-        struct VocabLoad *vocab_next; /* a re-read running on a thread, or NULL */
-        Kb *vocab_kb;                 /* PostgreSQL: the re-reads' own connection (their thread's) */
+        KbVocab *vocab;               /* term statistics of kb, for the evidence (the loop's reference) */
+        uint64_t vocab_loaded;        /* now_usec() when a check was last started */
+        struct VocabLoad *vocab_next; /* a check running on a thread, or NULL */
+        Kb *vocab_kb;                 /* the checks' own connection (their thread's) */
         PluginAgent *plugin;
 };
 
@@ -39,33 +39,44 @@ struct AgentSet {
         Classifier *model; /* label i = agents[i]; NULL if nothing to learn from */
 };
 
-/* A re-read of an agent's term statistics on a thread of its own (a large
- * index takes tens of milliseconds to scan: not on the loop). */
+/* A check of an agent's knowledge on a thread of its own, through a
+ * connection of that thread's: whether it changed (its change stamp), and
+ * if so its term statistics (a large index takes tens of milliseconds to
+ * scan) and its document count, published in its KbStats for the loop.
+ * The loop never waits for the database. */
 typedef struct VocabLoad {
         pthread_t thread;
         char *path;
-        uint64_t stamp;
-        KbVocab *vocab;
+        uint64_t stamp; /* the statistics the agent has: re-read only if the base's differs */
         int r;
         atomic_int done;
-        Kb **pg_kb; /* PostgreSQL: the agent's vocab_kb, this thread's until joined */
+        Kb **kb; /* the agent's vocab_kb, this thread's until joined */
 } VocabLoad;
 
 static void *vocab_load_run(void *userdata) {
         VocabLoad *l = userdata;
-        if (l->pg_kb) {
-                /* stamp and statistics both read here: the loop never
-                 * waits for the database (NULL vocab: unchanged) */
-                l->r = *l->pg_kb ? 0 : kb_open(l->path, 1, l->pg_kb);
-                if (l->r >= 0)
-                        l->r = kb_vocab_reload(*l->pg_kb, l->stamp, &l->vocab);
-        } else
-                l->r = kb_vocab_load_file(l->path, l->stamp, &l->vocab);
+        KbVocab *v = NULL;
+
+        l->r = *l->kb ? 0 : kb_open(l->path, 1, l->kb);
+        if (l->r >= 0) {
+                KbStats *st = kb_stats(*l->kb);
+                uint64_t gen = kb_stats_generation(st);
+                l->r = kb_vocab_reload(*l->kb, l->stamp, &v);
+                if (l->r >= 0 && v)
+                        kb_stats_set_vocab(st, gen, v);
+                kb_vocab_free(v);
+                /* also how another instance's writes reach the count */
+                if (l->r >= 0 && (v || kb_known_count(*l->kb) < 0)) {
+                        int n = kb_count(*l->kb);
+                        if (n < 0)
+                                l->r = n;
+                }
+        }
         atomic_store_explicit(&l->done, 1, memory_order_release);
         return NULL;
 }
 
-/* Take a finished re-read (with @wait: wait for it) into the agent. */
+/* Take a finished check (with @wait: wait for it). */
 static void vocab_load_finish(Agent *a, int wait) {
         VocabLoad *l = a->vocab_next;
         if (!l || (!wait && !atomic_load_explicit(&l->done, memory_order_acquire)))
@@ -75,28 +86,18 @@ static void vocab_load_finish(Agent *a, int wait) {
         if (l->r < 0)
                 log_full(kb_unavailable(l->r) ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING, l->r, NULL,
                          "agent %s: cannot read knowledge term statistics", a->name);
-        else if (l->vocab) {
-                kb_vocab_free(a->vocab);
-                a->vocab = l->vocab;
-        }
         free(l->path);
         free(l);
 }
 
-/* Start a re-read on a thread; 0 if started, -errno if it must be done
- * here (an in-memory base, no thread). For PostgreSQL @stamp is the
- * table's known one: the thread reads the database's and re-reads only
- * if it differs. */
+/* Start a check on a thread: 0 if started, or -errno. */
 static int vocab_load_start(Agent *a, uint64_t stamp) {
-        const char *file = kb_file(a->kb);
-        if (!file)
-                return -ENOTSUP;
         VocabLoad *l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
-        l->path = strdup(file);
+        l->path = strdup(a->kb_path);
         l->stamp = stamp;
-        l->pg_kb = kb_pg(a->kb) ? &a->vocab_kb : NULL;
+        l->kb = &a->vocab_kb;
         if (!l->path || pthread_create(&l->thread, NULL, vocab_load_run, l) != 0) {
                 free(l->path);
                 free(l);
@@ -395,66 +396,37 @@ static int agent_new(const Config *cfg, const AgentConfig *ac, Agent **ret, char
         return 0;
 }
 
-/* Re-read an agent's term statistics if it has none or its knowledge
- * changed (at most every AGENTS_VOCAB_REFRESH_USEC: an ingest of many
- * files does not re-read the index after each one). A small index is read
- * here, so that a question right after an ingest sees it; a large one
- * (over AGENTS_VOCAB_SYNC_CHUNKS chunks) on a thread, the old table
- * serving until the new one is read. With @wait, a thread's result is
- * waited for. A failure keeps the old table. On PostgreSQL even the change
- * stamp is read on the thread (each read is a round trip the loop would
- * wait for, as long as statement_timeout): a change is seen up to
- * AGENTS_VOCAB_REFRESH_USEC plus one re-read later. */
+/* Take the term statistics last published for the agent's base (kb-stats.h). */
+static void agent_take_vocab(Agent *a) {
+        KbVocab *v = kb_stats_vocab(kb_stats(a->kb));
+        if (v && v != a->vocab) {
+                kb_vocab_free(a->vocab);
+                a->vocab = TAKE_PTR(v);
+        }
+        kb_vocab_free(v);
+}
+
+/* The agent's term statistics as last published (kb-stats.h): by a write
+ * of this process (a small base is re-read by the writer), or by the
+ * agent's own thread, which at most every AGENTS_VOCAB_REFRESH_USEC while
+ * questions come checks whether the knowledge changed (its change stamp),
+ * and if so re-reads the statistics and the document count. The old table
+ * serves until then: another process's change (PostgreSQL) or a large
+ * base's is seen up to AGENTS_VOCAB_REFRESH_USEC plus one re-read later.
+ * With @wait, a running check is waited for. Nothing here asks the
+ * database: this runs on the loop for every routed question. */
 static void agent_refresh_vocab(Agent *a, uint64_t now, int wait) {
         if (!a->kb)
                 return;
         vocab_load_finish(a, wait);
-        if (a->vocab_next)
-                return;
-        if (kb_pg(a->kb)) {
-                if (a->vocab && now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC)
-                        return;
-                a->vocab_loaded = now;
-                if (vocab_load_start(a, a->vocab ? kb_vocab_stamp(a->vocab) : 0) >= 0 && wait)
-                        vocab_load_finish(a, 1);
-                return;
-        }
-        uint64_t stamp = kb_change_stamp(a->kb);
-        if (a->vocab &&
-            (now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC || stamp == kb_vocab_stamp(a->vocab)))
+        agent_take_vocab(a);
+        if (a->vocab_next || (a->vocab && now - a->vocab_loaded < AGENTS_VOCAB_REFRESH_USEC))
                 return;
         a->vocab_loaded = now;
-        int64_t chunks = kb_chunk_count(a->kb);
-        if ((chunks < 0 || chunks > AGENTS_VOCAB_SYNC_CHUNKS) && vocab_load_start(a, stamp) >= 0) {
-                if (wait)
-                        vocab_load_finish(a, 1);
+        if (vocab_load_start(a, a->vocab ? kb_vocab_stamp(a->vocab) : 0) < 0 || !wait)
                 return;
-        }
-        KbVocab *v = NULL;
-        int r = kb_vocab_load(a->kb, &v);
-        if (r < 0) {
-                log_warning_errno(r, "agent %s: cannot read knowledge term statistics", a->name);
-                return;
-        }
-        kb_vocab_free(a->vocab);
-        a->vocab = v;
-}
-
-/* A reload keeps the term statistics the previous set read of the same
- * database when its content has not changed since. */
-static void agent_adopt_vocab(Agent *a, const AgentSet *prev) {
-        if (!a->kb || a->vocab || !prev || !a->kb_path)
-                return;
-        for (size_t i = 0; i < prev->n; i++) {
-                const Agent *p = prev->agents[i];
-                if (!p->vocab || !p->kb_path || !streq(p->kb_path, a->kb_path))
-                        continue;
-                if (kb_vocab_stamp(p->vocab) == kb_change_stamp(a->kb)) {
-                        a->vocab = kb_vocab_ref(p->vocab);
-                        a->vocab_loaded = p->vocab_loaded;
-                }
-                return;
-        }
+        vocab_load_finish(a, 1);
+        agent_take_vocab(a);
 }
 
 /* Train the router's classifier from every loaded agent's examples and
@@ -468,13 +440,14 @@ static int agents_learn(AgentSet *s, const Config *cfg, const AgentSet *prev) {
         r = terms_new(&s->terms);
         if (r < 0)
                 return log_error_errno(r, "router: cannot create the stemmers");
-        for (size_t i = 0; i < s->n; i++)
-                agent_adopt_vocab(s->agents[i], prev);
-        /* every other agent's index scanned at once, each on a thread */
+        /* every agent's index checked at once, each on a thread; a reload
+         * keeps what the previous set published while it is current */
         for (size_t i = 0; i < s->n; i++)
                 agent_refresh_vocab(s->agents[i], t0, 0);
-        for (size_t i = 0; i < s->n; i++)
+        for (size_t i = 0; i < s->n; i++) {
                 vocab_load_finish(s->agents[i], 1);
+                agent_take_vocab(s->agents[i]);
+        }
         log_debug("router: term statistics of %zu agents read in %.1f ms", s->n,
                   (double) (now_usec() - t0) / 1000.0);
         if (s->n == 0)
@@ -517,9 +490,12 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
         if (cfg->knowledge.backend == KNOWLEDGE_POSTGRESQL) {
                 /* for every handle opened from now on, on any thread */
                 KbPgConfig pc = {.conninfo = cfg->knowledge.conninfo,
+                                 .read_conninfo = cfg->knowledge.read_conninfo,
                                  .password_file = cfg->knowledge.password_file,
                                  .connect_timeout_s = cfg->knowledge.connect_timeout_s,
-                                 .statement_timeout_ms = cfg->knowledge.statement_timeout_ms};
+                                 .statement_timeout_ms = cfg->knowledge.statement_timeout_ms,
+                                 .pool_size = cfg->knowledge.pool_size,
+                                 .pool_queue = cfg->knowledge.pool_queue};
                 if (kb_pg_configure(&pc) < 0)
                         return -ENOMEM;
         }
@@ -576,13 +552,12 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
         return 0;
 }
 
-int agents_knowledge_check(const AgentSet *s) {
-        for (size_t i = 0; s && i < s->n; i++) {
-                int r = s->agents[i]->kb ? kb_check(s->agents[i]->kb) : 0;
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+int agents_knowledge_check_start(AgentSet *s, sd_event *e, KbSearchDone done, void *userdata,
+                                 KbSearch **ret) {
+        for (size_t i = 0; s && i < s->n; i++)
+                if (kb_pg(s->agents[i]->kb))
+                        return kb_check_start(s->agents[i]->kb, e, done, userdata, ret);
+        return 1;
 }
 
 const AgentRefusals *agents_refused(const AgentSet *s) {
@@ -659,9 +634,25 @@ const RouterConfig *agents_router_config(const AgentSet *s) {
         return s ? &s->router : NULL;
 }
 
+char *agents_titles(const KbHit *hits, size_t n, char *buf, size_t size) {
+        if (size == 0)
+                return buf;
+        buf[0] = 0;
+        for (size_t h = 0, o = 0; h < n && o < size; h++) {
+                int m = snprintf(buf + o, size - o, "%s%s", h ? "; " : "", hits[h].title);
+                if (m < 0)
+                        break;
+                o += (size_t) m;
+        }
+        return buf;
+}
+
 /* Evidence of every agent (NaN without knowledge) and, with @explain, what
- * it rests on: the strongest term and the best documents. */
-static int agents_evidence(AgentSet *s, const char *query, int explain, double *ev, char **why) {
+ * it rests on: the strongest term and the best documents (from @given when
+ * searched beforehand; else an SQLite base is searched here, a short FTS5
+ * look-up, and a PostgreSQL one names none). */
+static int agents_evidence(AgentSet *s, const char *query, int explain, const AgentScore *given, double *ev,
+                           char **why) {
         _cleanup_free_ uint32_t *df = NULL, *n_chunks = NULL;
         _cleanup_free_ int *best = NULL;
         char **terms = NULL;
@@ -701,14 +692,11 @@ static int agents_evidence(AgentSet *s, const char *query, int explain, double *
                         continue;
                 /* the documents a search for the query finds first */
                 char titles[256] = "";
-                if (kb_search_texts(s->agents[i]->kb, query, 2, &hits, &n_hits) >= 0)
-                        for (size_t h = 0, o = 0; h < n_hits && o < sizeof(titles); h++) {
-                                int m = snprintf(titles + o, sizeof(titles) - o, "%s%s", h ? "; " : "",
-                                                 hits[h].title);
-                                if (m < 0)
-                                        break;
-                                o += (size_t) m;
-                        }
+                if (given && given[i].documents)
+                        snprintf(titles, sizeof(titles), "%s", given[i].documents);
+                else if (!kb_pg(s->agents[i]->kb) &&
+                         kb_search_texts(s->agents[i]->kb, query, 2, &hits, &n_hits) >= 0)
+                        agents_titles(hits, n_hits, titles, sizeof(titles));
                 kb_hits_free(hits, n_hits);
                 if (asprintf(&why[i], "%s (in %u of %u chunks)%s%s", terms[best[i]],
                              df[i * n_terms + (size_t) best[i]], n_chunks[i], *titles ? "; documents: " : "",
@@ -763,7 +751,7 @@ int agents_route_scored(AgentSet *s, const char *query, const char *const *pinne
                 if (r < 0)
                         return r;
         }
-        r = agents_evidence(s, query, explain, ev, why);
+        r = agents_evidence(s, query, explain, given, ev, why);
         if (r < 0)
                 goto out;
 
@@ -884,5 +872,5 @@ const char *agent_kb_path(const Agent *a) {
 int agent_doc_count(Agent *a) {
         if (!a || !a->kb)
                 return -EINVAL;
-        return kb_count(a->kb);
+        return kb_known_count(a->kb);
 }

@@ -12,6 +12,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "kb-stats.h"
 #include "kb-vocab.h"
 #include "kb.h"
 #include "plugin-host.h"
@@ -43,10 +44,11 @@ void agent_refusals_done(AgentRefusals *r);
 
 /* Query terms agents_route() weighs for the knowledge evidence. */
 #define AGENTS_EVIDENCE_TERMS 32u
-/* How often an agent's term statistics are re-read after its knowledge changed. */
+/* How often an agent's thread checks whether its knowledge changed (and
+ * then re-reads its term statistics and document count), while questions come. */
 #define AGENTS_VOCAB_REFRESH_USEC (2ULL * 1000000ULL)
-/* Up to this many chunks an index is re-read on the loop (~5 ms), beyond on a thread. */
-#define AGENTS_VOCAB_SYNC_CHUNKS 1000
+/* Up to this many chunks a write re-reads the statistics itself (kb-stats.h). */
+#define AGENTS_VOCAB_SYNC_CHUNKS KB_STATS_SYNC_CHUNKS
 /* Hard bound on agent_search()'s limit. */
 #define AGENTS_MAX_SEARCH_HITS 64u
 
@@ -73,11 +75,14 @@ int agents_new(const Config *cfg, AgentSet **ret);
 int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret);
 
 /**
- * agents_knowledge_check() - whether every agent's knowledge store answers
- * now (kb_check(); a PostgreSQL handle reconnects if it must). Returns 0,
- * or the first -errno.
+ * agents_knowledge_check_start() - ask whether the agents' knowledge store
+ * answers, for /readyz, without waiting on the loop @e: kb_check_start() of
+ * the first agent whose knowledge is in PostgreSQL (all of them are in the
+ * same database). Returns 1 when there is nothing to ask (SQLite files),
+ * else as kb_check_start().
  */
-int agents_knowledge_check(const AgentSet *s);
+int agents_knowledge_check_start(AgentSet *s, sd_event *e, KbSearchDone done, void *userdata,
+                                 KbSearch **ret);
 
 /**
  * agents_refused() - the enabled agents of the configuration that the set
@@ -132,12 +137,24 @@ int agents_route(AgentSet *s, const char *query, const char *const *pinned, size
  * @reason: shown in the route, borrowed; may be NULL.
  * @skip:   leave the agent out (quarantined): routed with weight 0, so it is
  *          selected only when pinned.
+ * @documents: for an explained route, the titles a search for the query
+ *          finds first ("a.md; b.md"), searched beforehand off the loop
+ *          (route-job.c), borrowed; NULL: not searched, and then an agent
+ *          whose knowledge is in PostgreSQL names none (searching it here
+ *          would make the loop wait).
  */
 typedef struct AgentScore {
         double score;
         const char *reason;
         int skip;
+        const char *documents;
 } AgentScore;
+
+/**
+ * agents_titles() - the titles of @hits as "a.md; b.md" in @buf (@size
+ * bytes, cut there), for the route's explanation. Returns @buf.
+ */
+char *agents_titles(const KbHit *hits, size_t n, char *buf, size_t size);
 
 /** agents_route_wanted() - whether agents_route() asks agent @i's plugin to
  * score (every agent, or only the pinned ones). */

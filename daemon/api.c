@@ -51,15 +51,58 @@ static const char *state_name(ServerState st) {
         return st == SERVER_READY ? "ready" : st == SERVER_DRAINING ? "draining" : "starting";
 }
 
-/* Not ready while a knowledge database (PostgreSQL) does not answer:
- * asking it here is also how a lost connection is made again. */
-static void api_readyz(Server *s, HttpRequest *req) {
-        if (s->state == SERVER_READY && agents_knowledge_check(s->runtime->agents) < 0) {
+/* A /readyz waiting for the knowledge database's answer. */
+typedef struct ReadyCall {
+        HttpRequest *req;
+        KbSearch *check;
+} ReadyCall;
+
+static void on_ready_abort(HttpRequest *req, void *userdata) {
+        ReadyCall *c = userdata;
+
+        kb_search_cancel(c->check);
+        free(c);
+}
+
+static void reply_ready(HttpRequest *req, int r) {
+        if (r == -ENOMEM)
+                http_reply_json(req, 503, json_pack("{s:s}", "status", "out of memory"));
+        else if (r < 0)
                 http_reply_json(req, 503, json_pack("{s:s}", "status", "knowledge unavailable"));
+        else
+                http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static void on_ready_checked(void *userdata, int r, KbHit *hits, size_t n) {
+        ReadyCall *c = userdata;
+
+        kb_hits_free(hits, n);
+        http_request_set_abort(c->req, NULL, NULL);
+        reply_ready(c->req, r);
+        free(c);
+}
+
+/* Not ready while a knowledge database (PostgreSQL) does not answer,
+ * asked on the loop's non-blocking connections: the probe waits, the
+ * loop does not. */
+static void api_readyz(Server *s, HttpRequest *req) {
+        if (s->state != SERVER_READY) {
+                http_reply_json(req, 503, json_pack("{s:s}", "status", state_name(s->state)));
                 return;
         }
-        http_reply_json(req, s->state == SERVER_READY ? 200 : 503,
-                        json_pack("{s:s}", "status", state_name(s->state)));
+        ReadyCall *c = calloc(1, sizeof *c);
+        if (!c) {
+                reply_ready(req, -ENOMEM);
+                return;
+        }
+        c->req = req;
+        int r = agents_knowledge_check_start(s->runtime->agents, s->event, on_ready_checked, c, &c->check);
+        if (r != 0) {
+                free(c);
+                reply_ready(req, r);
+                return;
+        }
+        http_request_set_abort(req, on_ready_abort, c);
 }
 
 /* One entry of /v1/models: a pipeline or a loaded agent. "created" is

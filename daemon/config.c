@@ -146,6 +146,7 @@ Config *config_free(Config *c) {
         free(c->plugin_dir);
         free(c->state_dir);
         free(c->knowledge.conninfo);
+        free(c->knowledge.read_conninfo);
         free(c->knowledge.password_file);
         free(c->default_pipeline);
         for (size_t i = 0; i < c->n_providers; i++)
@@ -969,27 +970,27 @@ static int parse_jobs(Ctx *ctx, const YamlNode *m, JobsConfig *jc) {
         return 0;
 }
 
-/* A knowledge.conninfo libpq can parse and that holds no password: the
- * password comes from password_file or PGPASSFILE, so it is never in the
- * configuration or a log line. */
-static int check_conninfo(Ctx *ctx, const YamlNode *v, const char *conninfo) {
+/* A knowledge.conninfo (or read_conninfo, @key) libpq can parse and that
+ * holds no password: the password comes from password_file or PGPASSFILE,
+ * so it is never in the configuration or a log line. */
+static int check_conninfo(Ctx *ctx, const YamlNode *v, const char *key, const char *conninfo) {
         char *err = NULL;
         PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
         int r = 0;
 
         if (!opts) {
                 size_t n = err ? strcspn(err, "\n") : 0;
-                r = fail_at(ctx, v, -EINVAL, "invalid 'knowledge.conninfo': %.*s", (int) n,
+                r = fail_at(ctx, v, -EINVAL, "invalid '%s': %.*s", key, (int) n,
                             err ? err : "out of memory");
                 PQfreemem(err);
                 return r;
         }
         for (PQconninfoOption *o = opts; o->keyword; o++)
                 if (streq(o->keyword, "password") && !isempty(o->val))
-                        r = fail_at(
-                                ctx, v, -EINVAL,
-                                "secrets are not allowed in the configuration: put the password in "
-                                "'knowledge.password_file' (or PGPASSFILE), not in 'knowledge.conninfo'");
+                        r = fail_at(ctx, v, -EINVAL,
+                                    "secrets are not allowed in the configuration: put the password in "
+                                    "'knowledge.password_file' (or PGPASSFILE), not in '%s'",
+                                    key);
         PQconninfoFree(opts);
         return r;
 }
@@ -1029,8 +1030,19 @@ static int parse_knowledge(Ctx *ctx, const YamlNode *m, KnowledgeConfig *kc) {
                                 r = fail_at(ctx, v, -EINVAL, "'%s' is longer than %u bytes", p,
                                             KB_PG_MAX_CONNINFO);
                         if (r >= 0 && kc->conninfo)
-                                r = check_conninfo(ctx, v, kc->conninfo);
-                } else if (streq(key, "password_file"))
+                                r = check_conninfo(ctx, v, p, kc->conninfo);
+                } else if (streq(key, "read_conninfo")) {
+                        r = get_string(ctx, v, p, 0, &kc->read_conninfo);
+                        if (r >= 0 && kc->read_conninfo && strlen(kc->read_conninfo) > KB_PG_MAX_CONNINFO)
+                                r = fail_at(ctx, v, -EINVAL, "'%s' is longer than %u bytes", p,
+                                            KB_PG_MAX_CONNINFO);
+                        if (r >= 0 && kc->read_conninfo)
+                                r = check_conninfo(ctx, v, p, kc->read_conninfo);
+                } else if (streq(key, "pool_size"))
+                        r = get_unsigned(ctx, v, p, 1, KB_PG_MAX_POOL_SIZE, &kc->pool_size);
+                else if (streq(key, "pool_queue"))
+                        r = get_unsigned(ctx, v, p, 1, KB_PG_MAX_POOL_QUEUE, &kc->pool_queue);
+                else if (streq(key, "password_file"))
                         r = get_path(ctx, v, p, ctx->dir, &kc->password_file);
                 else if (streq(key, "connect_timeout_s"))
                         r = get_unsigned(ctx, v, p, 1, 300, &kc->connect_timeout_s);
@@ -1474,6 +1486,8 @@ static int config_set_defaults(Config *c) {
                 .backend = KNOWLEDGE_SQLITE,
                 .connect_timeout_s = KB_PG_DEFAULT_CONNECT_TIMEOUT_S,
                 .statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS,
+                .pool_size = KB_PG_DEFAULT_POOL_SIZE,
+                .pool_queue = KB_PG_DEFAULT_POOL_QUEUE,
         };
         c->jobs = (JobsConfig){
                 .concurrency = 2,

@@ -201,9 +201,12 @@ typedef enum KnowledgeBackend {
 typedef struct KnowledgeConfig {
         KnowledgeBackend backend;
         char *conninfo;      /* libpq connection string or URI ("service=NAME"); never a password */
+        char *read_conninfo; /* the search pool's (a standby), or NULL: conninfo */
         char *password_file; /* the password alone, or NULL: PGPASSFILE / ~/.pgpass */
         unsigned connect_timeout_s;
         unsigned statement_timeout_ms;
+        unsigned pool_size;  /* search connections per event loop */
+        unsigned pool_queue; /* searches waiting for one, per event loop */
 } KnowledgeConfig;
 
 typedef struct Config {

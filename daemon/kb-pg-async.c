@@ -1,4 +1,4 @@
-/* kb-pg-async.c — see kb-pg-async.h. A loop's pool: KB_PG_POOL_SIZE slots,
+/* kb-pg-async.c — see kb-pg-async.h. A loop's pool: knowledge.pool_size slots,
  * each a libpq connection made with PQconnectStartParams/PQconnectPoll and
  * then set up (statement_timeout, the search prepared) with the same
  * asynchronous calls, driven by an io source on its socket and a timer
@@ -24,6 +24,7 @@ typedef enum SlotState {
         SLOT_CONNECTING, /* PQconnectPoll() */
         SLOT_SETUP,      /* SET statement_timeout sent */
         SLOT_PREPARE,    /* the search statement being prepared */
+        SLOT_SCHEMA,     /* the tables being created (they were missing when preparing) */
         SLOT_IDLE,
         SLOT_BUSY, /* a search sent; its result may be dropped (search NULL) */
 } SlotState;
@@ -39,6 +40,7 @@ typedef struct Slot {
         KbSearch *search;       /* SLOT_BUSY: whose result this is, NULL: dropped */
         PGresult *res;          /* the step's result so far: the first error, else the last */
         unsigned statement_timeout_ms;
+        int schema_sent; /* SLOT_SCHEMA was tried on this connection */
 } Slot;
 
 struct KbPgPool {
@@ -47,8 +49,8 @@ struct KbPgPool {
         sd_event *event;
         sd_event_source *exit; /* the loop ending closes the connections */
         int closed;
-        Slot slots[KB_PG_POOL_SIZE];
-        KbSearch *head, *tail; /* waiting for a slot */
+        Slot slots[KB_PG_MAX_POOL_SIZE]; /* the first knowledge.pool_size are connected */
+        KbSearch *head, *tail;           /* waiting for a slot */
         size_t n_queued;
         unsigned failures; /* connection attempts failed in a row */
         uint64_t retry_at; /* no attempt before (CLOCK_MONOTONIC usec) */
@@ -60,7 +62,8 @@ struct KbSearch {
         KbSearch *next; /* in the queue */
         int queued;
         Slot *slot; /* running on it */
-        KbPg *pg;   /* borrowed: the caller keeps it open */
+        KbPg *pg;   /* borrowed: the caller keeps it open; NULL for a check */
+        int check;  /* not a search: "SELECT 1", for /readyz */
         KbPgSearchParams p;
         KbSearchDone done;
         void *userdata;
@@ -89,6 +92,7 @@ static void slot_reset(Slot *s) {
                 PQfinish(s->conn);
         s->conn = NULL;
         s->fd = -1;
+        s->schema_sent = 0;
         if (s->search)
                 s->search->slot = NULL;
         s->search = NULL;
@@ -98,7 +102,7 @@ static void slot_reset(Slot *s) {
 static void pool_unref(KbPgPool *pool) {
         if (!pool || --pool->n_ref > 0)
                 return;
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                 slot_reset(&pool->slots[i]);
         sd_event_source_disable_unref(pool->exit);
         sd_event_unref(pool->event);
@@ -111,7 +115,7 @@ static int on_pool_exit(sd_event_source *src, void *userdata) {
         KbPgPool *pool = userdata;
 
         pool->closed = 1;
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                 slot_reset(&pool->slots[i]);
         for (KbSearch *s = pool->head; s; s = s->next)
                 s->deadline = sd_event_source_disable_unref(s->deadline);
@@ -143,7 +147,7 @@ static int pool_get(sd_event *e, KbPgPool **ret) {
                 }
                 pool->event = sd_event_ref(e);
                 pool->n_ref = 1;
-                for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+                for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                         pool->slots[i] = (Slot){.pool = pool, .id = i, .fd = -1};
                 r = sd_event_add_exit(e, &pool->exit, on_pool_exit, pool);
                 if (r < 0) {
@@ -228,8 +232,9 @@ static void search_complete(KbSearch *s, int r, KbHit *hits, size_t n) {
 static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata) {
         KbSearch *s = userdata;
 
-        log_warning("kb: %s: a knowledge search got no answer from PostgreSQL in time (%s)",
-                    kb_pg_locator_of(s->pg), s->slot ? "running" : "waiting for a connection");
+        log_warning("kb: %s: a knowledge %s got no answer from PostgreSQL in time (%s)",
+                    s->pg ? kb_pg_locator_of(s->pg) : "postgresql", s->check ? "check" : "search",
+                    s->slot ? "running" : "waiting for a connection");
         search_complete(s, -ETIMEDOUT, NULL, 0);
         return 0;
 }
@@ -292,7 +297,7 @@ static void slot_connect_failed(Slot *s, const char *why) {
 
 static void slot_connect(Slot *s) {
         _cleanup_(kb_pg_settings_done) KbPgSettings set = {0};
-        int r = kb_pg_settings(&set);
+        int r = kb_pg_pool_settings(&set);
 
         if (r < 0) {
                 slot_connect_failed(s, strerror(-r));
@@ -351,6 +356,30 @@ static void slot_step_done(Slot *s, PGresult *res) {
         KbPgPool *pool = s->pool;
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
+        if (s->state == SLOT_PREPARE && st != PGRES_COMMAND_OK && !s->schema_sent && res &&
+            streq_ptr(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42P01")) {
+                /* undefined_table: the database was down when moad started,
+                 * so no handle has made the tables yet; made here, as the
+                 * loop's own connection used to when /readyz asked */
+                _cleanup_free_ char *sql = NULL;
+                if (asprintf(&sql, "BEGIN; %s COMMIT;", kb_pg_schema_sql) < 0 ||
+                    !PQsendQuery(s->conn, sql) || slot_flush(s) < 0) {
+                        slot_connect_failed(s, PQerrorMessage(s->conn));
+                        return;
+                }
+                s->schema_sent = 1;
+                s->state = SLOT_SCHEMA;
+                return;
+        }
+        if (s->state == SLOT_SCHEMA) {
+                if (st != PGRES_COMMAND_OK) {
+                        log_error("kb: postgresql: cannot create the knowledge schema: %s",
+                                  res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+                        slot_connect_failed(s, "no knowledge schema");
+                        return;
+                }
+                s->state = SLOT_SETUP; /* and prepare again, below */
+        }
         if (s->state == SLOT_SETUP || s->state == SLOT_PREPARE) {
                 if (st != PGRES_COMMAND_OK && kb_pg_error(res, s->conn) == -ETIMEDOUT) {
                         /* preparing waits for a lock on the tables like a
@@ -404,7 +433,7 @@ static void slot_step_done(Slot *s, PGresult *res) {
                 s->state = SLOT_IDLE;
         if (!search)
                 return; /* dropped: its owner is gone */
-        if (r >= 0)
+        if (r >= 0 && !search->check)
                 r = kb_pg_search_result(search->pg, res, &search->p, &hits, &n);
         search_complete(search, r, hits, n);
 }
@@ -506,8 +535,9 @@ static int on_slot_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
 /* Sends @search on the idle @s. Returns 0, or -ECONNRESET (@s is reset). */
 static int slot_send(Slot *s, KbSearch *search) {
-        if (!PQsendQueryPrepared(s->conn, KB_PG_STATEMENT, KB_PG_SEARCH_PARAMS, search->p.values, NULL, NULL,
-                                 0) ||
+        if (!(search->check ? PQsendQuery(s->conn, "SELECT 1")
+                            : PQsendQueryPrepared(s->conn, KB_PG_STATEMENT, KB_PG_SEARCH_PARAMS,
+                                                  search->p.values, NULL, NULL, 0)) ||
             slot_flush(s) < 0 ||
             slot_arm(s, (uint64_t) s->statement_timeout_ms * USEC_PER_MSEC + KB_PG_DEADLINE_GRACE_USEC) <
                     0) {
@@ -528,7 +558,7 @@ static int slot_alive(const Slot *s) {
 }
 
 static int pool_alive(KbPgPool *pool) {
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++)
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++)
                 if (slot_alive(&pool->slots[i]))
                         return 1;
         return 0;
@@ -543,7 +573,7 @@ static void pump(KbPgPool *pool, int may_fail) {
                 return;
         for (;;) {
                 Slot *idle = NULL;
-                for (unsigned i = 0; i < KB_PG_POOL_SIZE && !idle; i++)
+                for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE && !idle; i++)
                         if (pool->slots[i].state == SLOT_IDLE)
                                 idle = &pool->slots[i];
                 KbSearch *s = pool->head;
@@ -554,11 +584,14 @@ static void pump(KbPgPool *pool, int may_fail) {
                         queue_push(s, 1); /* that connection broke: the next one, or a new one */
         }
         size_t connecting = 0;
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE; i++) {
+        for (unsigned i = 0; i < KB_PG_MAX_POOL_SIZE; i++) {
                 SlotState st = pool->slots[i].state;
-                connecting += st == SLOT_CONNECTING || st == SLOT_SETUP || st == SLOT_PREPARE;
+                connecting +=
+                        st == SLOT_CONNECTING || st == SLOT_SETUP || st == SLOT_PREPARE || st == SLOT_SCHEMA;
         }
-        for (unsigned i = 0; i < KB_PG_POOL_SIZE && pool->n_queued > connecting; i++) {
+        /* a reload that lowers pool_size lets the connections above it finish */
+        unsigned size = kb_pg_pool_size();
+        for (unsigned i = 0; i < size && pool->n_queued > connecting; i++) {
                 Slot *s = &pool->slots[i];
                 if (s->state != SLOT_DOWN || loop_now(pool) < pool->retry_at)
                         continue;
@@ -569,6 +602,8 @@ static void pump(KbPgPool *pool, int may_fail) {
         while (may_fail && pool->head && !pool_alive(pool))
                 search_complete(pool->head, -ECONNREFUSED, NULL, 0);
 }
+
+static int request_start(KbSearch *s, sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret);
 
 int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, int snippets,
                        const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
@@ -591,16 +626,31 @@ int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, 
                 free(s);
                 return 1;
         }
-        r = pool_get(e, &s->pool);
+        s->pg = pg;
+        return request_start(s, e, done, userdata, ret);
+}
+
+int kb_pg_check_start(sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret) {
+        if (!e || !done || !ret)
+                return -EINVAL;
+        KbSearch *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->check = 1;
+        return request_start(s, e, done, userdata, ret);
+}
+
+/* Queue @s (a search or a check; taken, freed on failure) on @e's pool. */
+static int request_start(KbSearch *s, sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret) {
+        int r = pool_get(e, &s->pool);
         if (r < 0) {
                 kb_pg_search_params_done(&s->p);
                 free(s);
                 return r;
         }
-        s->pg = pg;
         s->done = done;
         s->userdata = userdata;
-        if (s->pool->n_queued >= KB_PG_POOL_QUEUE) {
+        if (s->pool->n_queued >= kb_pg_pool_queue()) {
                 search_free(s);
                 return -EAGAIN;
         }

@@ -11,10 +11,9 @@
 #include "kb-pg.h"
 #include "kb.h"
 
-/* Connections per loop: searches beyond these wait in the queue. */
-#define KB_PG_POOL_SIZE 4u
-/* Searches waiting for a connection, per loop; more are refused (-EAGAIN). */
-#define KB_PG_POOL_QUEUE 256u
+/* Connections per loop (knowledge.pool_size, KB_PG_DEFAULT_POOL_SIZE) and
+ * searches waiting for one (knowledge.pool_queue, KB_PG_DEFAULT_POOL_QUEUE):
+ * see kb-pg.h. A loop's connections go to knowledge.read_conninfo when set. */
 /* After a failed connection attempt the pool waits this long before the
  * next one, doubling per failure up to the maximum; searches meanwhile
  * fail at once (-ECONNREFUSED) instead of waiting. */
@@ -33,12 +32,21 @@
  * exactly once, never from inside this function, unless
  * kb_pg_search_cancel()), or -errno without calling anything:
  * -ECONNREFUSED (the database did not answer the last connection attempt
- * and the pool waits before the next), -EAGAIN (KB_PG_POOL_QUEUE searches
+ * and the pool waits before the next), -EAGAIN (knowledge.pool_queue searches
  * wait already), -ENOMEM.
  */
 int kb_pg_search_start(KbPg *pg, sd_event *e, const char *expr, unsigned limit, int snippets,
                        const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
                        KbSearch **ret);
+
+/**
+ * kb_pg_check_start() - whether PostgreSQL answers, asked on @e's pool
+ * ("SELECT 1" on one of its connections, connecting one if needed): for
+ * /readyz, which must not make the loop wait. Same rules as
+ * kb_pg_search_start(): @done gets 0 and no hits, or -errno (-ECONNREFUSED
+ * at once while the pool backs off); cancelled with kb_pg_search_cancel().
+ */
+int kb_pg_check_start(sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret);
 
 /** kb_pg_search_cancel() - @done will not run; a result on its way is dropped. NULL is a no-op. */
 void kb_pg_search_cancel(KbSearch *s);

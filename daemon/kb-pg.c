@@ -9,11 +9,13 @@
  * here; the loop's searches run the same statement and ranking on
  * kb-pg-async.c's non-blocking pool. See docs/knowledge.md. */
 #include <libpq-fe.h>
+#include <libstemmer.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 
 #include "file-read.h"
+#include "kb-pg-terms.h"
 #include "kb-pg.h"
 #include "kb-rank.h"
 #include "kb-text.h"
@@ -38,14 +40,16 @@ struct KbPg {
         char *agent;
         char *language;
         int read_only;
-        int schema_ok; /* created (read-write) or found (read-only) on this database */
-        int down;      /* the last connection attempt failed: logged once, not per call */
-        sqlite3 *mem;  /* an in-memory SQLite connection, only for its FTS5 tokenizer */
-        KbRank *rank;  /* bonus and snippets as the SQLite backend computes them */
+        int schema_ok;              /* created (read-write) or found (read-only) on this database */
+        int down;                   /* the last connection attempt failed: logged once, not per call */
+        sqlite3 *mem;               /* an in-memory SQLite connection, only for its FTS5 tokenizer */
+        KbRank *rank;               /* bonus and snippets as the SQLite backend computes them */
+        struct sb_stemmer *stemmer; /* the language's, for query terms; made at first use */
 };
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *config_conninfo, *config_password_file;
+static char *config_conninfo, *config_read_conninfo, *config_password_file;
+static unsigned config_pool_size = KB_PG_DEFAULT_POOL_SIZE, config_pool_queue = KB_PG_DEFAULT_POOL_QUEUE;
 static unsigned config_connect_timeout_s = KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
 static unsigned config_statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
 
@@ -55,7 +59,7 @@ static const char *const languages[] = {"english", "german", "french", "spanish"
  * One advisory lock key for creating the schema (two instances starting
  * at once would otherwise race on CREATE ... IF NOT EXISTS).
  */
-static const char schema_sql[] =
+const char kb_pg_schema_sql[] =
         "SELECT pg_advisory_xact_lock(7231000001);"
         "CREATE TABLE IF NOT EXISTS moa_kb_agents ("
         "  agent text PRIMARY KEY,"
@@ -93,25 +97,46 @@ static const char schema_sql[] =
 /* ---- configuration and locators ------------------------------------------------ */
 
 int kb_pg_configure(const KbPgConfig *cfg) {
-        char *c = NULL, *p = NULL;
+        char *c = NULL, *rc = NULL, *p = NULL;
 
-        if (cfg && cfg->conninfo && !(c = strdup(cfg->conninfo)))
-                return -ENOMEM;
-        if (cfg && cfg->password_file && !(p = strdup(cfg->password_file))) {
+        if ((cfg && cfg->conninfo && !(c = strdup(cfg->conninfo))) ||
+            (cfg && cfg->read_conninfo && !(rc = strdup(cfg->read_conninfo))) ||
+            (cfg && cfg->password_file && !(p = strdup(cfg->password_file)))) {
                 free(c);
+                free(rc);
                 return -ENOMEM;
         }
         pthread_mutex_lock(&config_lock);
         free(config_conninfo);
+        free(config_read_conninfo);
         free(config_password_file);
         config_conninfo = c;
+        config_read_conninfo = rc;
         config_password_file = p;
+        config_pool_size =
+                cfg && cfg->pool_size ? MIN(cfg->pool_size, KB_PG_MAX_POOL_SIZE) : KB_PG_DEFAULT_POOL_SIZE;
+        config_pool_queue = cfg && cfg->pool_queue ? MIN(cfg->pool_queue, KB_PG_MAX_POOL_QUEUE)
+                                                   : KB_PG_DEFAULT_POOL_QUEUE;
         config_connect_timeout_s =
                 cfg && cfg->connect_timeout_s ? cfg->connect_timeout_s : KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
         config_statement_timeout_ms = cfg && cfg->statement_timeout_ms ? cfg->statement_timeout_ms
                                                                        : KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
         pthread_mutex_unlock(&config_lock);
         return 0;
+}
+
+unsigned kb_pg_pool_size(void) {
+        pthread_mutex_lock(&config_lock);
+        unsigned n = config_pool_size;
+        pthread_mutex_unlock(&config_lock);
+        return n;
+}
+
+unsigned kb_pg_pool_queue(void) {
+        pthread_mutex_lock(&config_lock);
+        unsigned n = config_pool_queue;
+        pthread_mutex_unlock(&config_lock);
+        return n;
 }
 
 unsigned kb_pg_statement_timeout_ms(void) {
@@ -235,7 +260,7 @@ void kb_pg_settings_done(KbPgSettings *s) {
         *s = (KbPgSettings){0};
 }
 
-int kb_pg_settings(KbPgSettings *ret) {
+static int settings(KbPgSettings *ret, int pool) {
         _cleanup_free_ char *password_file = NULL;
         KbPgSettings *s = ret;
         int r;
@@ -243,7 +268,8 @@ int kb_pg_settings(KbPgSettings *ret) {
         /* filled in place: the arrays point into it */
         *s = (KbPgSettings){0};
         pthread_mutex_lock(&config_lock);
-        s->conninfo = config_conninfo ? strdup(config_conninfo) : NULL;
+        const char *conninfo = pool && config_read_conninfo ? config_read_conninfo : config_conninfo;
+        s->conninfo = conninfo ? strdup(conninfo) : NULL;
         password_file = config_password_file ? strdup(config_password_file) : NULL;
         snprintf(s->connect_timeout, sizeof(s->connect_timeout), "%u", config_connect_timeout_s);
         s->connect_timeout_s = config_connect_timeout_s;
@@ -272,6 +298,14 @@ int kb_pg_settings(KbPgSettings *ret) {
         s->keys[3] = s->password ? "password" : NULL;
         s->values[3] = s->password;
         return 0;
+}
+
+int kb_pg_settings(KbPgSettings *ret) {
+        return settings(ret, 0);
+}
+
+int kb_pg_pool_settings(KbPgSettings *ret) {
+        return settings(ret, 1);
 }
 
 static int pg_connect(KbPg *pg) {
@@ -337,6 +371,7 @@ static int pg_ensure(KbPg *pg) {
  * -errno (logged at debug; the caller decides what the user sees). */
 static int pg_exec(KbPg *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
                    PGresult **ret) {
+        kb_note_statement();
         int r = pg_ensure(pg);
         if (r < 0)
                 return r;
@@ -385,6 +420,8 @@ KbPg *kb_pg_close(KbPg *pg) {
         kb_rank_free(pg->rank);
         if (pg->mem)
                 sqlite3_close_v2(pg->mem);
+        if (pg->stemmer)
+                sb_stemmer_delete(pg->stemmer);
         free(pg->locator);
         free(pg->agent);
         free(pg->language);
@@ -409,7 +446,7 @@ static int pg_schema(KbPg *pg, PGconn *c) {
         }
         /* several statements: the simple query protocol, one transaction */
         _cleanup_free_ char *sql = NULL;
-        if (asprintf(&sql, "BEGIN; %s COMMIT;", schema_sql) < 0)
+        if (asprintf(&sql, "BEGIN; %s COMMIT;", kb_pg_schema_sql) < 0)
                 return -ENOMEM;
         PGresult *res = PQexec(c, sql);
         r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : kb_pg_error(res, c);
@@ -970,39 +1007,14 @@ int kb_pg_vocab(KbPg *pg, int (*add)(void *userdata, const char *term, size_t le
         return 0;
 }
 
+/* Computed here, not asked of the server (kb-pg-terms.h): this runs on the loop. */
 int kb_pg_query_terms(KbPg *pg, const char *query, size_t max, char ***ret, size_t *ret_n) {
-        _cleanup_res_ PGresult *res = NULL;
-        size_t n = 0, ql;
-
-        if (!pg || !query || !ret || !ret_n || max == 0)
+        if (!pg)
                 return -EINVAL;
-        _cleanup_free_ char *q = kb_utf8_sanitize(query, strnlen(query, KB_MAX_QUERY_BYTES), &ql);
-        if (!q)
+        const char *name = kb_pg_stemmer_name(pg->language);
+        if (name && !pg->stemmer && !(pg->stemmer = sb_stemmer_new(name, "UTF_8")))
                 return -ENOMEM;
-        const char *p[] = {pg->language, q};
-        /* the lexemes as the index stores them, first occurrence first */
-        int r = pg_exec(pg,
-                        "SELECT u.lexeme FROM unnest(to_tsvector($1::regconfig, $2)) AS u "
-                        "ORDER BY u.positions[1], u.lexeme",
-                        2, p, PGRES_TUPLES_OK, &res);
-        if (r < 0)
-                return r;
-        char **v = calloc(max, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        for (int i = 0; i < PQntuples(res) && n < max; i++) {
-                const char *t = PQgetvalue(res, i, 0);
-                if (strlen(t) < TERM_MAX_BYTES && terms_is_function_word(t))
-                        continue;
-                if (!(v[n] = strdup(t))) {
-                        strv_free_n(v, n);
-                        return -ENOMEM;
-                }
-                n++;
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
+        return kb_pg_terms(pg->language, pg->stemmer, query, max, ret, ret_n);
 }
 
 int kb_pg_sample_chunks(KbPg *pg, size_t max, size_t max_chars, char ***ret, size_t *ret_n) {

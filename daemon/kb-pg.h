@@ -19,6 +19,12 @@
 #define KB_PG_MAX_CONNINFO 4096u
 #define KB_PG_DEFAULT_CONNECT_TIMEOUT_S 5u
 #define KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS 10000u
+/* The search pool of each event loop (kb-pg-async.c): connections, and
+ * searches waiting for one (more are refused as unavailable). */
+#define KB_PG_DEFAULT_POOL_SIZE 4u
+#define KB_PG_MAX_POOL_SIZE 64u
+#define KB_PG_DEFAULT_POOL_QUEUE 256u
+#define KB_PG_MAX_POOL_QUEUE 65536u
 
 typedef struct KbPg KbPg;
 
@@ -26,9 +32,12 @@ typedef struct KbPg KbPg;
  * (knowledge:), read by every kb_open() of a locator, on any thread. */
 typedef struct KbPgConfig {
         const char *conninfo;       /* libpq key=value string, URI or "service=NAME" */
+        const char *read_conninfo;  /* the search pool's, or NULL: conninfo */
         const char *password_file;  /* a file holding only the password, or NULL (PGPASSFILE/.pgpass) */
         unsigned connect_timeout_s; /* 0: default */
         unsigned statement_timeout_ms;
+        unsigned pool_size;  /* 0: default; at most KB_PG_MAX_POOL_SIZE */
+        unsigned pool_queue; /* 0: default; at most KB_PG_MAX_POOL_QUEUE */
 } KbPgConfig;
 
 /**
@@ -37,6 +46,11 @@ typedef struct KbPgConfig {
  * keep their connection. Returns 0 or -ENOMEM.
  */
 int kb_pg_configure(const KbPgConfig *cfg);
+
+/** kb_pg_pool_size() - the configured connections of a loop's search pool. */
+unsigned kb_pg_pool_size(void);
+/** kb_pg_pool_queue() - the configured searches that may wait for one. */
+unsigned kb_pg_pool_queue(void);
 
 /** kb_pg_statement_timeout_ms() - the configured statement_timeout. */
 unsigned kb_pg_statement_timeout_ms(void);
@@ -101,13 +115,27 @@ typedef struct KbPgSettings {
  * (logged).
  */
 int kb_pg_settings(KbPgSettings *ret);
+/**
+ * kb_pg_pool_settings() - kb_pg_settings() for the search pool: with
+ * knowledge.read_conninfo set, that instead of knowledge.conninfo (the
+ * same password file).
+ */
+int kb_pg_pool_settings(KbPgSettings *ret);
 /** kb_pg_settings_done() - free and wipe what kb_pg_settings() filled in. */
 void kb_pg_settings_done(KbPgSettings *s);
+
+/** kb_note_statement() - count one blocking statement of this thread (kb_thread_statements()). */
+void kb_note_statement(void);
 
 /** kb_pg_error() - a failed result's SQLSTATE (or the connection's state) as -errno. */
 int kb_pg_error(const PGresult *res, PGconn *conn);
 /** kb_pg_notice() - the notice processor: libpq's notices go to the debug log. */
 void kb_pg_notice(void *arg, const char *message);
+
+/* The statements creating the knowledge tables if they do not exist (one
+ * transaction of the simple query protocol; an advisory lock orders
+ * instances creating them at once). */
+extern const char kb_pg_schema_sql[];
 
 /* The search statement's parameters ($1..$7) in text form. */
 #define KB_PG_SEARCH_PARAMS 7

@@ -5,6 +5,7 @@
  * tokenizer (FTS5's C API, or to_tsvector with the agent's configuration),
  * so that "licenses" is looked up as the stem the index stored. */
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #include "kb-pg.h"
 #include "kb-vocab.h"
@@ -26,7 +27,7 @@ struct KbVocab {
         size_t arena_len, arena_cap;
         uint32_t n_chunks;
         uint64_t stamp;
-        unsigned n_ref;
+        atomic_uint n_ref; /* tables are shared between threads (kb-stats.h) */
 };
 
 static uint32_t str_hash(const char *s, size_t n) {
@@ -38,12 +39,12 @@ static uint32_t str_hash(const char *s, size_t n) {
 
 KbVocab *kb_vocab_ref(KbVocab *v) {
         if (v)
-                v->n_ref++;
+                atomic_fetch_add_explicit(&v->n_ref, 1, memory_order_relaxed);
         return v;
 }
 
 KbVocab *kb_vocab_free(KbVocab *v) {
-        if (!v || --v->n_ref > 0)
+        if (!v || atomic_fetch_sub_explicit(&v->n_ref, 1, memory_order_acq_rel) > 1)
                 return NULL;
         free(v->slots);
         free(v->arena);
@@ -170,7 +171,7 @@ static int vocab_new(uint64_t stamp, KbVocab **ret) {
         _cleanup_(kb_vocab_freep) KbVocab *v = calloc(1, sizeof(*v));
         if (!v)
                 return -ENOMEM;
-        v->n_ref = 1;
+        atomic_init(&v->n_ref, 1);
         /* offset 0 means "empty slot": start the arena with one NUL */
         v->arena = malloc(4096);
         if (!v->arena)
@@ -303,8 +304,6 @@ int kb_vocab_load_file(const char *path, uint64_t stamp, KbVocab **ret) {
 
 /* ---- the index's tokenizer ------------------------------------------------ */
 
-#define TOKENIZE_MAX_ARGS 8u
-
 fts5_api *kb_fts5_api(sqlite3 *db) {
         fts5_api *api = NULL;
         sqlite3_stmt *st = NULL;
@@ -345,6 +344,17 @@ static size_t tokenize_args(sqlite3 *db, char *buf, size_t size, const char **ar
         return n;
 }
 
+int kb_tokenizer_read(sqlite3 *db, KbTokenizer *ret) {
+        if (!db || !ret)
+                return -EINVAL;
+        *ret = (KbTokenizer){0};
+        ret->api = kb_fts5_api(db);
+        if (!ret->api)
+                return -ENOTSUP;
+        ret->argc = tokenize_args(db, ret->spec, sizeof(ret->spec), ret->argv, ELEMENTSOF(ret->argv));
+        return ret->argc > 0 ? 0 : -ENOTSUP;
+}
+
 typedef struct TokenSink {
         char **v;
         size_t n, max;
@@ -375,24 +385,23 @@ static int on_token(void *ud, int tflags, const char *tok, int len, int start, i
 }
 
 int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *ret_n) {
-        sqlite3 *db = kb ? kb_sqlite(kb) : NULL;
-        char buf[256];
-        const char *argv[TOKENIZE_MAX_ARGS];
         fts5_tokenizer tok;
         void *tok_ud = NULL;
         Fts5Tokenizer *t = NULL;
 
         if (kb_pg(kb))
                 return kb_pg_query_terms(kb_pg(kb), query, max, ret, ret_n);
-        if (!db || !query || !ret || !ret_n || max == 0)
+        /* read when the handle was opened: tokenizing asks the database nothing */
+        const KbTokenizer *k = kb ? kb_tokenizer(kb) : NULL;
+        if (!k || !query || !ret || !ret_n || max == 0)
                 return -EINVAL;
-        fts5_api *api = kb_fts5_api(db);
-        if (!api)
+        if (!k->api || k->argc == 0)
                 return -ENOTSUP;
-        size_t argc = tokenize_args(db, buf, sizeof(buf), argv, ELEMENTSOF(argv));
-        if (argc == 0 || api->xFindTokenizer(api, argv[0], &tok_ud, &tok) != SQLITE_OK)
+        fts5_api *api = k->api;
+        if (api->xFindTokenizer(api, k->argv[0], &tok_ud, &tok) != SQLITE_OK)
                 return -ENOTSUP;
-        if (tok.xCreate(tok_ud, argc > 1 ? argv + 1 : NULL, (int) argc - 1, &t) != SQLITE_OK)
+        if (tok.xCreate(tok_ud, k->argc > 1 ? (const char **) k->argv + 1 : NULL, (int) k->argc - 1, &t) !=
+            SQLITE_OK)
                 return -ENOTSUP;
 
         TokenSink s = {.v = calloc(max, sizeof(char *)), .max = max};

@@ -44,7 +44,8 @@ const char *kb_file(Kb *kb);
 /** kb_chunk_count() - the number of chunks in @kb, -1 on error. */
 int64_t kb_chunk_count(Kb *kb);
 
-/** kb_vocab_ref() - one more reference to @v (a table never changes once read). Returns @v. */
+/** kb_vocab_ref() - one more reference to @v (a table never changes once read;
+ * references may be taken and dropped on any thread). Returns @v. */
 KbVocab *kb_vocab_ref(KbVocab *v);
 
 /** kb_vocab_free() - drop a reference, freeing at the last; NULL is a no-op. Returns NULL. */
@@ -79,6 +80,24 @@ int kb_query_terms(Kb *kb, const char *query, size_t max, char ***ret, size_t *r
 
 struct sqlite3;
 struct fts5_api;
+
+/* The FTS5 tokenizer of an SQLite handle's index, read once when the
+ * handle is opened, so that tokenizing a query asks the database nothing
+ * (kb_query_terms() runs on the loop). Filled in place: argv points into
+ * spec. */
+typedef struct KbTokenizer {
+        struct fts5_api *api; /* NULL: FTS5 unavailable */
+        char spec[256];       /* the tokenize= option's words */
+        const char *argv[8];
+        size_t argc;
+} KbTokenizer;
+
+/** kb_tokenizer_read() - fill @ret (in place) from @db's schema. Returns 0 or -errno. */
+int kb_tokenizer_read(struct sqlite3 *db, KbTokenizer *ret);
+
+/** kb_tokenizer() - the handle's tokenizer as read at kb_open() (defined in kb.c). */
+const KbTokenizer *kb_tokenizer(Kb *kb);
+
 /** kb_fts5_api() - the FTS5 C API of @db (SELECT fts5(?1)), NULL if absent. */
 struct fts5_api *kb_fts5_api(struct sqlite3 *db);
 

@@ -11,6 +11,7 @@
 #include "kb-pg-async.h"
 #include "kb-pg.h"
 #include "kb-rank.h"
+#include "kb-stats.h"
 #include "kb-text.h"
 #include "kb-vocab.h"
 #include "kb.h"
@@ -42,12 +43,31 @@ struct Kb {
         sqlite3_stmt *begin;
         sqlite3_stmt *commit;
         sqlite3_stmt *any_chunk;
+        KbTokenizer tok; /* SQLite: the index's tokenizer, read at open */
+        KbStats *stats;  /* what the loop knows of this database, shared by its handles */
 };
 
 /* Test hook (not in kb.h): when non-zero, kb_ingest() calls _exit(77) after
  * inserting this many chunks, i.e. in the middle of its transaction. Tests
  * declare it extern to prove crash consistency. */
 unsigned kb_test_crash_after_chunks = 0;
+
+/* Statements this thread ran on a knowledge database and waited for (see
+ * kb_thread_statements()). */
+static _Thread_local unsigned long thread_statements;
+
+void kb_note_statement(void) {
+        thread_statements++;
+}
+
+unsigned long kb_thread_statements(void) {
+        return thread_statements;
+}
+
+static int on_sqlite_statement(unsigned type, void *ctx, void *p, void *x) {
+        thread_statements++;
+        return 0;
+}
 
 static int errno_from_sqlite(int rc) {
         switch (rc & 0xff) {
@@ -478,10 +498,11 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         if (!kb)
                 return -ENOMEM;
         kb->read_only = !!read_only;
+        kb->stats = kb_stats_get(path);
         if (kb_pg_is_locator(path)) {
                 int r = kb_pg_open(path, read_only, &kb->pg);
                 if (r < 0) {
-                        free(kb);
+                        kb_close(kb);
                         return r;
                 }
                 *ret = kb;
@@ -502,6 +523,7 @@ int kb_open(const char *path, int read_only, Kb **ret) {
         }
         sqlite3_extended_result_codes(kb->db, 0);
         sqlite3_busy_timeout(kb->db, KB_BUSY_TIMEOUT_MS);
+        sqlite3_trace_v2(kb->db, SQLITE_TRACE_STMT, on_sqlite_statement, NULL);
 
         r = kb_exec(kb, "PRAGMA foreign_keys = ON");
         if (r < 0)
@@ -540,6 +562,8 @@ int kb_open(const char *path, int read_only, Kb **ret) {
                 if (r < 0)
                         goto fail;
         }
+        /* without it kb_query_terms() answers -ENOTSUP, as before */
+        (void) kb_tokenizer_read(kb->db, &kb->tok);
 
         *ret = kb;
         return 0;
@@ -568,8 +592,52 @@ Kb *kb_close(Kb *kb) {
         kb_rank_free(kb->rank);
         if (kb->db)
                 sqlite3_close_v2(kb->db);
+        kb_stats_unref(kb->stats);
         free(kb);
         return NULL;
+}
+
+/* The documents, asked of the database. */
+static int count_documents(Kb *kb) {
+        if (kb->pg)
+                return kb_pg_count(kb->pg);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r = kb_prepare(kb, "SELECT count(*) FROM documents", &st);
+        if (r < 0)
+                return r;
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(rc) ?: -EIO;
+        int64_t n = sqlite3_column_int64(st, 0);
+        return n > INT32_MAX ? INT32_MAX : (int) n;
+}
+
+/*
+ * After a committed write through @kb (on a worker thread): publish the
+ * new document count and, for a small base whose statistics the loop
+ * uses, the new term statistics, so that a question asked after the write
+ * was answered sees it without the loop reading anything. A larger base's
+ * statistics are re-read by its agent's thread (agents.c), seconds later.
+ */
+static void published_after_write(Kb *kb) {
+        if (!kb->stats)
+                return;
+        uint64_t gen = kb_stats_changed(kb->stats);
+        /* only what an agent reads is kept fresh: a copy between backends
+         * (kb-migrate.c) counts nothing per document */
+        if (kb_stats_docs(kb->stats) >= 0)
+                kb_stats_set_docs(kb->stats, gen, count_documents(kb));
+        KbVocab *old = kb_stats_vocab(kb->stats);
+        if (!old)
+                return; /* no agent reads them (yet): nothing to keep fresh */
+        kb_vocab_free(old);
+        int64_t chunks = kb_chunk_count(kb);
+        if (chunks < 0 || chunks > KB_STATS_SYNC_CHUNKS)
+                return;
+        KbVocab *v = NULL;
+        if (kb_vocab_load(kb, &v) >= 0)
+                kb_stats_set_vocab(kb->stats, gen, v);
+        kb_vocab_free(v);
 }
 
 /* ---- ingest / delete --------------------------------------------------- */
@@ -721,8 +789,12 @@ int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *te
         if (n > INT32_MAX)
                 return -E2BIG;
 
-        if (kb->pg)
-                return kb_pg_ingest(kb->pg, t, src, clean, clen, &chunks, meta);
+        if (kb->pg) {
+                r = kb_pg_ingest(kb->pg, t, src, clean, clen, &chunks, meta);
+                if (r >= 0)
+                        published_after_write(kb);
+                return r;
+        }
         r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
@@ -734,6 +806,7 @@ int kb_ingest_meta(Kb *kb, const char *title, const char *source, const char *te
                         (void) kb_exec(kb, "ROLLBACK");
                 return r;
         }
+        published_after_write(kb);
         return (int) n;
 }
 
@@ -744,8 +817,12 @@ int kb_delete(Kb *kb, const char *title) {
                 return -EINVAL;
         if (kb->read_only)
                 return -EROFS;
-        if (kb->pg)
-                return kb_pg_delete(kb->pg, title);
+        if (kb->pg) {
+                int r = kb_pg_delete(kb->pg, title);
+                if (r >= 0)
+                        published_after_write(kb);
+                return r;
+        }
 
         int r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
@@ -774,7 +851,10 @@ int kb_delete(Kb *kb, const char *title) {
                 r = kb_exec(kb, "COMMIT");
         if (r < 0 && !sqlite3_get_autocommit(kb->db))
                 (void) kb_exec(kb, "ROLLBACK");
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        published_after_write(kb);
+        return 0;
 }
 
 /* ---- queries ----------------------------------------------------------- */
@@ -845,21 +925,24 @@ int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDo
         return list_rows(kb, after ?: "", limit, cb, userdata);
 }
 
-/** kb_count() - the number of documents, or -errno. */
+/** kb_count() - the number of documents, or -errno; published for the loop (kb_known_count()). */
 int kb_count(Kb *kb) {
         if (!kb)
                 return -EINVAL;
-        if (kb->pg)
-                return kb_pg_count(kb->pg);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r = kb_prepare(kb, "SELECT count(*) FROM documents", &st);
-        if (r < 0)
-                return r;
-        int rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_int64 c = sqlite3_column_int64(st, 0);
-        return c > INT32_MAX ? INT32_MAX : (int) c;
+        uint64_t gen = kb_stats_generation(kb->stats);
+        int n = count_documents(kb);
+        kb_stats_set_docs(kb->stats, gen, n);
+        return n;
+}
+
+/** kb_known_count() - see kb.h. */
+int kb_known_count(Kb *kb) {
+        return kb ? kb_stats_docs(kb->stats) : -1;
+}
+
+/** kb_stats() - see kb-stats.h. */
+KbStats *kb_stats(Kb *kb) {
+        return kb ? kb->stats : NULL;
 }
 
 static int has_title_cb(const KbDocInfo *doc, void *userdata) {
@@ -1205,6 +1288,10 @@ sqlite3 *kb_sqlite(Kb *kb) {
         return kb ? kb->db : NULL;
 }
 
+const KbTokenizer *kb_tokenizer(Kb *kb) {
+        return kb && kb->db ? &kb->tok : NULL;
+}
+
 KbPg *kb_pg(Kb *kb) {
         return kb ? kb->pg : NULL;
 }
@@ -1310,9 +1397,14 @@ int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *con
         KbDocMeta meta = {.sha256 = doc->sha256, .file_bytes = doc->file_bytes, .mtime = doc->mtime};
         const char *source = doc->source ?: "";
 
-        if (kb->pg)
-                return kb_pg_ingest(kb->pg, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
-        int r = kb_exec(kb, "BEGIN IMMEDIATE");
+        int r;
+        if (kb->pg) {
+                r = kb_pg_ingest(kb->pg, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
+                if (r >= 0)
+                        published_after_write(kb);
+                return r;
+        }
+        r = kb_exec(kb, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
         r = kb_ingest_locked(kb, doc->title, source, text, (size_t) doc->bytes, &c, &meta);
@@ -1323,10 +1415,18 @@ int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *con
                         (void) kb_exec(kb, "ROLLBACK");
                 return r;
         }
+        published_after_write(kb);
         return (int) n;
 }
 
 /* ---- availability ----------------------------------------------------------- */
+
+/** kb_check_start() - see kb.h. */
+int kb_check_start(Kb *kb, sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret) {
+        if (!kb || !e || !done || !ret)
+                return -EINVAL;
+        return kb->pg ? kb_pg_check_start(e, done, userdata, ret) : 1;
+}
 
 /** kb_check() - see kb.h. */
 int kb_check(Kb *kb) {

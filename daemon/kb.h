@@ -137,8 +137,18 @@ int kb_list(Kb *kb, int (*cb)(const KbDocInfo *doc, void *userdata), void *userd
 int kb_list_page(Kb *kb, const char *after, unsigned limit, int (*cb)(const KbDocInfo *doc, void *userdata),
                  void *userdata);
 
-/** kb_count() - number of documents, or -errno. */
+/** kb_count() - number of documents, or -errno. Asks the database, so
+ * never on the loop; the count is also published for kb_known_count(). */
 int kb_count(Kb *kb);
+
+/**
+ * kb_known_count() - @kb's number of documents as last published, without
+ * asking the database (for the loop): set by every kb_count() and after
+ * every write through any handle of this process to the same database;
+ * changes made by another process (PostgreSQL shared by several moad) are
+ * seen when a thread of this one counts again. -1 while none was counted.
+ */
+int kb_known_count(Kb *kb);
 
 /**
  * kb_search() - best @limit chunks for a free-text @query, by stemmed bm25
@@ -201,6 +211,16 @@ int kb_search_start(Kb *kb, struct sd_event *e, const char *query, unsigned limi
 void kb_search_cancel(KbSearch *s);
 
 /**
+ * kb_check_start() - kb_check() for a caller on event loop @e: an SQLite
+ * handle answers 1 at once (a file has nothing to reach); a PostgreSQL
+ * handle asks on @e's pool of non-blocking connections and returns 0 with
+ * the request in *@ret: @done gets 0 (and no hits) or -errno later, as
+ * for kb_search_start(), which it shares the rules, errors and
+ * kb_search_cancel() with.
+ */
+int kb_check_start(Kb *kb, struct sd_event *e, KbSearchDone done, void *userdata, KbSearch **ret);
+
+/**
  * kb_document_chunks() - the stored chunks of document @title in order:
  * their texts and heading paths, as two malloc'ed arrays of *@ret_n
  * malloc'ed strings (free each with strv_free_n()). For moving knowledge
@@ -224,6 +244,15 @@ int kb_ingest_chunks(Kb *kb, const KbDocInfo *doc, char *const *texts, char *con
  * its connection was lost. Returns 0 or -errno (see kb_unavailable()).
  */
 int kb_check(Kb *kb);
+
+/**
+ * kb_thread_statements() - how many statements the calling thread has run
+ * on knowledge databases and waited for: every SQLite statement of a
+ * kb_open() handle (FTS5 searches included), every blocking PostgreSQL
+ * call (the non-blocking pool's are not counted). For tests that the
+ * event loop's thread asks the database nothing it should not.
+ */
+unsigned long kb_thread_statements(void);
 
 /**
  * kb_unavailable() - whether the -errno @r of a kb_* call means that the

@@ -80,11 +80,25 @@ static int on_deliver(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-/* Has the knowledge base a chunk with @word at all? (ExtractOptions.has_word) */
+/* Has the knowledge base a chunk with @word at all? (ExtractOptions.has_word)
+ * SQLite: one short FTS5 look-up. PostgreSQL: the term statistics, since a
+ * search there would make the loop wait for a round trip; they are
+ * re-read after every write of this process to a base under
+ * KB_STATS_SYNC_CHUNKS chunks, otherwise they may lag a change by a few
+ * seconds (kb-stats.h). */
 static int kb_has_word(void *userdata, const char *word) {
+        const ProviderRequest *req = userdata;
         KbHit *hits = NULL;
         size_t n = 0;
-        if (kb_search_texts(userdata, word, 1, &hits, &n) < 0)
+        if (kb_pg(req->kb)) {
+                char **terms = NULL;
+                if (!req->vocab || kb_query_terms(req->kb, word, 1, &terms, &n) < 0)
+                        return -EIO;
+                int r = n > 0 && kb_vocab_df(req->vocab, terms[0]) > 0;
+                strv_free_n(terms, n);
+                return r;
+        }
+        if (kb_search_texts(req->kb, word, 1, &hits, &n) < 0)
                 return -EIO;
         kb_hits_free(hits, n);
         return n > 0;
@@ -108,7 +122,7 @@ static int kb_word_df(void *userdata, const char *word, uint32_t *ret_df, uint32
 static char *compose(const ProviderRequest *req) {
         ExtractOptions o = {.agent = req->knowledge,
                             .has_word = req->kb ? kb_has_word : NULL,
-                            .has_word_userdata = req->kb,
+                            .has_word_userdata = (void *) req,
                             .word_df = req->kb && req->vocab ? kb_word_df : NULL,
                             .word_df_userdata = (void *) req,
                             .n_attached = req->n_attached};
@@ -120,10 +134,11 @@ static char *compose(const ProviderRequest *req) {
         switch (req->task) {
         case PROVIDER_TASK_PROPOSE:
                 o.max_sentences = BUILTIN_PROPOSE_SENTENCES;
-                /* Counted here, not by the engine for every call: only this
-                 * answer names the count ("... (6 documents) has no passage"),
-                 * and a count is a statement and a read transaction. */
-                o.n_documents = req->kb ? kb_count(req->kb) : 0;
+                /* Here, not by the engine for every call: only this answer
+                 * names the count ("... (6 documents) has no passage"). The
+                 * count last published (kb-stats.h): this runs on the loop,
+                 * which never asks the database. */
+                o.n_documents = req->kb ? kb_known_count(req->kb) : 0;
                 return extract_answer(req->query, req->hits, req->n_hits, &o);
         case PROVIDER_TASK_REFINE:
                 o.max_sentences = BUILTIN_REFINE_SENTENCES;

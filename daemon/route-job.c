@@ -7,6 +7,8 @@ typedef struct RouteSlot {
         RouteJob *job;
         PluginCall *call;
         char *reason;
+        KbSearch *search; /* explained: the documents of a PostgreSQL base, searched on the pool */
+        char *documents;
 } RouteSlot;
 
 struct RouteJob {
@@ -26,9 +28,11 @@ struct RouteJob {
 void route_job_cancel(RouteJob *j) {
         if (!j)
                 return;
-        for (size_t i = 0; i < j->n; i++) {
+        for (size_t i = 0; j->slots && i < j->n; i++) {
                 plugin_call_cancel(j->slots[i].call);
+                kb_search_cancel(j->slots[i].search);
                 free(j->slots[i].reason);
+                free(j->slots[i].documents);
         }
         sd_event_source_disable_unref(j->defer);
         strv_free_n(j->pinned, j->n_pinned);
@@ -79,6 +83,26 @@ static void on_score(void *userdata, PluginCallResult *res) {
                 slot_reason(s, sc, "score over its time budget: counted as 0", "");
         else
                 slot_reason(s, sc, "score failed: ", strerror(-res->error));
+        if (--j->n_pending == 0)
+                job_finish(j);
+}
+
+/* An explained route's documents of one agent (set as given to it). */
+static void slot_documents(RouteSlot *s, KbHit *hits, size_t n) {
+        char titles[256];
+        free(s->documents);
+        s->documents = strdup(agents_titles(hits, n, titles, sizeof(titles)));
+        s->job->scores[s - s->job->slots].documents = s->documents;
+}
+
+static void on_documents(void *userdata, int r, KbHit *hits, size_t n) {
+        RouteSlot *s = userdata;
+        RouteJob *j = s->job;
+
+        s->search = NULL;
+        if (r >= 0)
+                slot_documents(s, hits, n);
+        kb_hits_free(hits, n);
         if (--j->n_pending == 0)
                 job_finish(j);
 }
@@ -136,6 +160,22 @@ int route_job_start(sd_event *e, const PluginBudget *budget, AgentSet *set, cons
                                                    : strerror(-r));
                 else
                         j->n_pending++;
+
+                /* An explanation names the documents a search finds first:
+                 * for PostgreSQL searched here, on the loop's pool, rather
+                 * than by agents_route_scored(), which would wait. */
+                Kb *kb = agent_kb(agents_get(set, i));
+                if (explain && kb_pg(kb)) {
+                        KbHit *hits = NULL;
+                        size_t n_hits = 0;
+                        r = kb_search_start(kb, e, query, 2, NULL, 0, on_documents, s, &s->search, &hits,
+                                            &n_hits);
+                        if (r == 0)
+                                j->n_pending++;
+                        else if (r > 0)
+                                slot_documents(s, hits, n_hits);
+                        kb_hits_free(hits, n_hits);
+                }
         }
         if (j->n_pending == 0) {
                 r = sd_event_add_defer(e, &j->defer, on_defer, j);

@@ -7,6 +7,7 @@
 
 #include "check-main.h"
 #include <ftw.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -250,6 +251,71 @@ START_TEST(test_large_kb_refresh) {
 }
 END_TEST
 
+/* A document written as the ingest worker writes it: on a thread of its
+ * own, through a connection of its own. */
+static void *write_zebrafish(void *path) {
+        static const char text[] = "# Zebrafish\n\nA zebrafish aquaculture permit is needed to breed "
+                                   "zebrafish for sale.\n";
+        Kb *kb = NULL;
+        ck_assert_int_eq(kb_open(path, 0, &kb), 0);
+        ck_assert_int_gt(kb_ingest(kb, "zebrafish.md", "test", text, strlen(text), NULL), 0);
+        kb_close(kb);
+        return NULL;
+}
+
+static double scored_evidence(AgentSet *s, const char *name, const char *query) {
+        AgentScore given[8] = {{0}};
+        RouteResult r = ROUTE_RESULT_INIT;
+        double e = NAN;
+        ck_assert_uint_le(agents_count(s), ELEMENTSOF(given));
+        ck_assert_int_eq(agents_route_scored(s, query, NULL, 0, 0, given, &r), 0);
+        for (size_t i = 0; i < r.n; i++)
+                if (streq(r.choices[i].name, name))
+                        e = r.choices[i].kb_evidence;
+        route_result_done(&r);
+        return e;
+}
+
+/* What the event loop does for each question (this thread stands for it)
+ * asks the knowledge databases nothing: the document count an answer
+ * names, the routing evidence, the re-check of the term statistics when
+ * it is due. A write on another thread is seen at once all the same: its
+ * document count, and a small base's terms. */
+START_TEST(test_loop_asks_nothing) {
+        Fixture f;
+        AgentSet *s = NULL;
+        const char *q = "zebrafish aquaculture permit";
+        fixture(&f);
+        ck_assert_int_eq(agents_new(&f.cfg, &s), 0);
+        Agent *legal = agents_find(s, "legal"), *general = agents_find(s, "general");
+
+        unsigned long before = kb_thread_statements();
+        ck_assert_int_eq(agent_doc_count(legal), 1);
+        ck_assert_int_eq(agent_doc_count(general), 0);
+        ck_assert(!(scored_evidence(s, "general", q) > 0));
+        ck_assert_uint_eq(kb_thread_statements(), before);
+
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, write_zebrafish, (void *) agent_kb_path(general)), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(agent_doc_count(general), 1);
+        double e = scored_evidence(s, "general", q);
+        ck_assert_msg(e > 0, "general's new document not in its evidence (%f)", e);
+        ck_assert_uint_eq(kb_thread_statements(), before);
+
+        /* the re-check is due: it runs on the agents' threads */
+        usleep(AGENTS_VOCAB_REFRESH_USEC + 100000);
+        ck_assert(scored_evidence(s, "general", q) > 0);
+        ck_assert_int_eq(agent_doc_count(legal), 1);
+        ck_assert_uint_eq(kb_thread_statements(), before);
+
+        /* the counter counts: a count asked here is one statement */
+        ck_assert_int_eq(kb_count(agent_kb(legal)), 1);
+        ck_assert_uint_gt(kb_thread_statements(), before);
+        agents_free(s);
+}
+END_TEST
+
 START_TEST(test_nothing_loads) {
         Fixture f;
         AgentSet *s = NULL;
@@ -287,6 +353,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_route);
         tcase_add_test(tc, test_nothing_loads);
         tcase_add_test(tc, test_large_kb_refresh);
+        tcase_add_test(tc, test_loop_asks_nothing);
         suite_add_tcase(s, tc);
         return s;
 }

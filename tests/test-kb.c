@@ -4,11 +4,14 @@
  * version 2, headings of hits, hostile queries,
  * limits, and crash consistency of an interrupted ingest. */
 #include <check.h>
+#include <libstemmer.h>
 
 #include "check-main.h"
 #include <sqlite3.h>
 #include <sys/wait.h>
 
+#include "kb-pg-terms.h"
+#include "kb-stats.h"
 #include "kb-vocab.h"
 #include "kb.h"
 #include "spelling.h"
@@ -949,6 +952,92 @@ START_TEST(test_move_chunks) {
 }
 END_TEST
 
+/* The query's terms as PostgreSQL's to_tsvector() gives them, computed in
+ * moad (kb-pg-terms.c). The expected lists are the server's own (PostgreSQL
+ * 15, 'english' and 'french'), but where its parser keeps a compound and
+ * where the router's function-word filter drops more. */
+static void assert_pg_terms(const char *lang, struct sb_stemmer *st, const char *q, const char *want) {
+        char **v = NULL;
+        size_t n = 0;
+        char got[512] = "";
+        ck_assert_int_eq(kb_pg_terms(lang, st, q, 32, &v, &n), 0);
+        for (size_t i = 0, o = 0; i < n; i++)
+                o += (size_t) snprintf(got + o, sizeof(got) - o, "%s%s", i ? " " : "", v[i]);
+        strv_free_n(v, n);
+        ck_assert_str_eq(got, want);
+}
+
+START_TEST(test_pg_terms) {
+        struct sb_stemmer *en = sb_stemmer_new(kb_pg_stemmer_name("english"), "UTF_8");
+        struct sb_stemmer *fr = sb_stemmer_new(kb_pg_stemmer_name("french"), "UTF_8");
+        ck_assert_ptr_nonnull(en);
+        ck_assert_ptr_nonnull(fr);
+        ck_assert_ptr_null(kb_pg_stemmer_name("simple"));
+        ck_assert_ptr_null(kb_pg_stemmer_name("klingon"));
+        assert_pg_terms("english", en, "Can my landlord keep my deposit for normal wear and tear?",
+                        "landlord keep deposit normal wear tear");
+        assert_pg_terms("english", en, "My kernel panics after a driver update",
+                        "kernel panic driver updat");
+        assert_pg_terms("english", en, "landlord's tenants' Kündigung résumé naïve",
+                        "landlord tenant kündigung résumé naïv");
+        /* the server keeps "quel": the router leaves function words out as well */
+        assert_pg_terms("french", fr, "Quelle est la durée du préavis pour un appartement?",
+                        "dur préav appart");
+        /* a compound: its parts only (the server also keeps "blood-pressur") */
+        assert_pg_terms("english", en, "Is ibuprofen safe with blood-pressure medication?",
+                        "ibuprofen safe blood pressur medic");
+        /* capitals of Latin-1 fold; no stemmer ("simple") keeps the words */
+        assert_pg_terms("simple", NULL, "ÉTUDE Étude gplv3 GPLv3 2024", "étude gplv3 2024");
+        /* hostile input: never an error, never more than asked */
+        assert_pg_terms("english", en, "\xff\xfe \"\" '' -- ;; ", "");
+        char **v = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(kb_pg_terms("english", en, "alpha beta gamma delta", 2, &v, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        strv_free_n(v, n);
+        ck_assert_int_eq(kb_pg_terms("english", en, NULL, 2, &v, &n), -EINVAL);
+        ck_assert_int_eq(kb_pg_terms("english", en, "x", 0, &v, &n), -EINVAL);
+        sb_stemmer_delete(en);
+        sb_stemmer_delete(fr);
+}
+END_TEST
+
+/* A count is published for the loop by the handle that counts and by a
+ * write through any handle to the same file; a read begun before a write
+ * cannot publish over it. */
+START_TEST(test_known_count) {
+        Kb *loop = NULL, *worker = NULL;
+        ck_assert_int_eq(kb_open(dbpath, 0, &loop), 0);
+        ck_assert_int_eq(kb_known_count(loop), -1);
+        ck_assert_int_eq(kb_count(loop), 0);
+        ck_assert_int_eq(kb_known_count(loop), 0);
+
+        ck_assert_int_eq(kb_open(dbpath, 0, &worker), 0);
+        ck_assert_int_gt(kb_ingest(worker, "a", "", "Some text.", 10, NULL), 0);
+        ck_assert_int_eq(kb_known_count(loop), 1);
+        ck_assert_int_gt(kb_ingest(worker, "b", "", "More text.", 10, NULL), 0);
+        ck_assert_int_eq(kb_known_count(loop), 2);
+        ck_assert_int_eq(kb_delete(worker, "a"), 0);
+        ck_assert_int_eq(kb_known_count(loop), 1);
+
+        KbStats *st = kb_stats(loop);
+        ck_assert_ptr_eq(st, kb_stats(worker));
+        uint64_t gen = kb_stats_generation(st);
+        kb_stats_changed(st); /* a write committed after that read began */
+        kb_stats_set_docs(st, gen, 7);
+        ck_assert_int_eq(kb_known_count(loop), 1);
+        kb_close(worker);
+        kb_close(loop);
+
+        /* an in-memory database shares nothing */
+        Kb *mem = NULL;
+        ck_assert_int_eq(kb_open(":memory:", 0, &mem), 0);
+        ck_assert_ptr_null(kb_stats(mem));
+        ck_assert_int_eq(kb_known_count(mem), -1);
+        kb_close(mem);
+}
+END_TEST
+
 static Suite *kb_suite(void) {
         Suite *s = suite_create("kb");
         TCase *tc = tcase_create("core");
@@ -974,6 +1063,8 @@ static Suite *kb_suite(void) {
         tcase_add_test(tc, test_vocab_stamp);
         tcase_add_test(tc, test_sample_chunks);
         tcase_add_test(tc, test_move_chunks);
+        tcase_add_test(tc, test_pg_terms);
+        tcase_add_test(tc, test_known_count);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -136,20 +136,20 @@ class PgServer:
                        "-o", "-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off "
                              "-c max_connections=200" % self.sock, "start"])
 
-    def lock_chunks(self, dbname):
-        """A session holding an ACCESS EXCLUSIVE lock on moa_kb_chunks until
+    def lock_chunks(self, dbname, table="moa_kb_chunks"):
+        """A session holding an ACCESS EXCLUSIVE lock on @table until
         release(): every search waits for it. Returns the psql process once
         the lock is granted."""
         env = dict(os.environ, PGPASSWORD=self.password)
         p = subprocess.Popen([os.path.join(self.bin, "psql"), "-X", "-q", "-d", self.conninfo(dbname)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              universal_newlines=True, env=env)
-        p.stdin.write("BEGIN;\nLOCK TABLE moa_kb_chunks IN ACCESS EXCLUSIVE MODE;\n")
+        p.stdin.write("BEGIN;\nLOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n" % table)
         p.stdin.flush()
         end = time.time() + 30
         while time.time() < end:
             if self.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                         "WHERE c.relname = 'moa_kb_chunks' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+                         "WHERE c.relname = '%s' AND l.mode = 'AccessExclusiveLock' AND l.granted" % table,
                          dbname) == "1":
                 return p
             time.sleep(0.05)

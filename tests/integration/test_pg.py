@@ -351,6 +351,51 @@ class NonBlocking(unittest.TestCase):
         self.assertEqual(st, 200, data)
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
 
+    def test_nothing_counted_on_the_loop(self):
+        """moa_kb_documents locked: a chat no longer counts the agent's
+        documents on the loop (the count named in a "no passage" answer is
+        the one published by the last write or re-read), so the loop
+        answers while the chat's search waits in the pool, and the chat
+        answers once the lock is gone."""
+        lock = PG.lock_chunks("moa_nonblock", "moa_kb_documents")
+        try:
+            chat = Background(self.ask)
+            # the search (it joins moa_kb_documents) waits for the lock:
+            # it was sent, so nothing before it waited on the loop
+            PG.wait_searches("moa_nonblock")
+            st, _, body = self.quick("GET", "/healthz")
+            self.assertEqual(st, 200, body)
+            self.assertFalse(chat.done())
+        finally:
+            PG.release(lock)
+        st, _, data = chat.result()
+        self.assertEqual(st, 200, data)
+        self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+
+    def test_route_explanation_off_the_loop(self):
+        """POST /v1/moa/route names the documents a search finds first; on
+        PostgreSQL that search runs on the pool before the route is
+        computed: with the chunks locked the route waits, the loop does not."""
+        q = {"query": "How many days notice for an orbix flat?"}
+
+        def legal_terms(j):
+            return {a["name"]: a for a in j["agents"]}["legal"]["kb_terms"]
+        st, _, j = self.d.json("POST", "/v1/moa/route", q)
+        self.assertEqual(st, 200, j)
+        self.assertIn("documents: orbix.md", legal_terms(j))
+        lock = PG.lock_chunks("moa_nonblock")
+        try:
+            routed = Background(self.d.json, "POST", "/v1/moa/route", q)
+            PG.wait_searches("moa_nonblock")
+            st, _, body = self.quick("GET", "/healthz")
+            self.assertEqual(st, 200, body)
+            self.assertFalse(routed.done())
+        finally:
+            PG.release(lock)
+        st, _, j = routed.result()
+        self.assertEqual(st, 200, j)
+        self.assertIn("documents: orbix.md", legal_terms(j))
+
     def test_search_past_the_deadline_drops_the_agent(self):
         lock = PG.lock_chunks("moa_nonblock")
         try:
@@ -582,7 +627,7 @@ class Faults(unittest.TestCase):
         st, _, data = self.d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
         self.assertEqual(st, 200, data)
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
-        self.assertIn("connected to PostgreSQL again", self.d.read_log())
+        self.assertIn("search connections work again", self.d.read_log())
 
     def test_killed_mid_search_then_back(self):
         """The server dies while a search waits in it: 503 at once (not at
@@ -655,6 +700,78 @@ class Faults(unittest.TestCase):
         self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
 
 
+class ReadConninfo(unittest.TestCase):
+    """knowledge.read_conninfo takes the search pool's connections (a
+    standby, in production; another database here, so where a search read
+    shows in its answer), while ingests and listings keep conninfo."""
+
+    def test_searches_read_there_writes_do_not(self):
+        PG.createdb("moa_rw")
+        PG.createdb("moa_ro")
+        extra = "  read_conninfo: \"%s\"\n  pool_size: 1\n  pool_queue: 4\n" % PG.conninfo("moa_ro")
+        d = Daemon(config=PG.config("moa_rw", extra))
+        try:
+            st, _, j = d.json("POST", "/v1/moa/agents/legal/documents",
+                              {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+            self.assertEqual(st, 200, j)
+            st, _, j = d.json("GET", "/v1/moa/agents/legal/documents?limit=1000")
+            self.assertEqual(st, 200, j)
+            self.assertIn("orbix.md", [x["title"] for x in j["documents"]])
+            st, _, data = d.chat("How many days notice for an orbix flat?", moa={"agents": ["legal"]})
+            self.assertEqual(st, 200, data)
+            answer = json.loads(data)["choices"][0]["message"]["content"]
+            self.assertNotIn("ninety days notice", answer)
+            self.assertIn("has no passage", answer)
+            self.assertEqual(d.json("GET", "/readyz")[0], 200)
+            # the pool made the tables it found missing there, and wrote nothing
+            self.assertEqual(PG.psql("SELECT count(*) FROM moa_kb_documents", "moa_ro"), "0")
+            self.assertNotEqual(PG.psql("SELECT count(*) FROM moa_kb_documents", "moa_rw"), "0")
+        finally:
+            stop_clean(d)
+
+
+class PoolBounds(unittest.TestCase):
+    """knowledge.pool_size and pool_queue: with one connection and one
+    place in the queue, while a search holds the connection (the chunks
+    locked), of two more chats one waits and the other is refused at once
+    (503 knowledge_unavailable); the defaults (4 and 256) would refuse
+    neither."""
+
+    Q = "How many days notice for an orbix flat?"
+
+    def test_one_connection_one_waiting(self):
+        PG.createdb("moa_pool")
+        cfg = PG.config("moa_pool", "  pool_size: 1\n  pool_queue: 1\n")
+        d = Daemon(config=cfg.replace("statement_timeout_ms: 10000", "statement_timeout_ms: 120000"))
+        try:
+            st, _, j = d.json("POST", "/v1/moa/agents/legal/documents",
+                              {"title": "orbix.md", "text": ORBIX_DOC, "source": "test"})
+            self.assertEqual(st, 200, j)
+            lock = PG.lock_chunks("moa_pool")
+            try:
+                first = Background(d.chat, self.Q, moa={"agents": ["legal"]})
+                PG.wait_searches("moa_pool")
+                more = [Background(d.chat, self.Q, moa={"agents": ["legal"]}) for _ in range(2)]
+                end = time.time() + 30
+                while not any(b.done() for b in more) and time.time() < end:
+                    time.sleep(0.05)
+                refused = [b for b in more if b.done()]
+                self.assertEqual(len(refused), 1, "no chat was refused: the pool has more than one "
+                                 "connection or more than one place in its queue")
+                st, _, data = refused[0].result()
+                self.assertEqual(st, 503, data)
+                self.assertEqual(json.loads(data)["error"]["code"], "knowledge_unavailable", data)
+                self.assertEqual(PG.waiting_searches("moa_pool"), 1)
+            finally:
+                PG.release(lock)
+            for b in [first] + [b for b in more if b not in refused]:
+                st, _, data = b.result()
+                self.assertEqual(st, 200, data)
+                self.assertIn("ninety days notice", json.loads(data)["choices"][0]["message"]["content"])
+        finally:
+            stop_clean(d)
+
+
 class Evaluations(unittest.TestCase):
     """The project's evaluation sets on PostgreSQL, with the SQLite floors
     (tests/knowledge.cmake, tests/plugins.cmake): retrieval recall@5 of
@@ -715,6 +832,22 @@ class Config(unittest.TestCase):
     def test_postgresql_needs_conninfo(self):
         msg = self.start_fails("knowledge:\n  backend: postgresql\n")
         self.assertIn("needs 'knowledge.conninfo'", msg)
+
+    def test_pool_bounds(self):
+        msg = self.start_fails("knowledge:\n  pool_size: 0\n")
+        self.assertIn("moad.yaml:2:14: 'knowledge.pool_size' must be at least 1, not 0", msg)
+        msg = self.start_fails("knowledge:\n  pool_size: 65\n")
+        self.assertIn("'knowledge.pool_size' is out of range (at most 64)", msg)
+        msg = self.start_fails("knowledge:\n  pool_queue: 70000\n")
+        self.assertIn("'knowledge.pool_queue' is out of range (at most 65536)", msg)
+
+    def test_password_in_read_conninfo_is_refused(self):
+        msg = self.start_fails("knowledge:\n  backend: postgresql\n  conninfo: \"host=/tmp\"\n"
+                               "  read_conninfo: \"host=/tmp password=hunter2\"\n")
+        self.assertIn("not in 'knowledge.read_conninfo'", msg)
+        self.assertNotIn("hunter2", msg)
+        msg = self.start_fails("knowledge:\n  read_conninfo: \"host=/tmp nosuchkey=1\"\n")
+        self.assertIn("invalid 'knowledge.read_conninfo'", msg)
 
     def test_unknown_backend(self):
         msg = self.start_fails("knowledge:\n  backend: mysql\n")
