@@ -16,12 +16,17 @@
  *
  * usage: kb-backends --queries FILE --corpus FILE [--corpus FILE...]
  *        [--chunks 10000] [--rounds 3] [--state DIR] [--conninfo STR
- *        [--password-file FILE]] */
+ *        [--password-file FILE] [--pg-exact]]
+ * --pg-exact: also search PostgreSQL without pruning (every chunk holding
+ * a term scored, knowledge.search_prune_chunks 0), and compare. */
 #include <getopt.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "bench-corpus.h"
 #include "kb-pg.h"
+#include "kb-stats.h"
+#include "kb-vocab.h"
 #include "kb.h"
 #include "log.h"
 #include "util.h"
@@ -91,6 +96,14 @@ static int run_searches(const char *locator, const Question *q, size_t nq, unsig
         int r = kb_open(locator, 1, &kb);
         if (r < 0)
                 return r;
+        /* the term statistics, as an agent's thread publishes them: what
+         * a pruned PostgreSQL search starts from (kb-pg.c) */
+        KbStats *st = kb_stats(kb);
+        KbVocab *v = NULL;
+        uint64_t gen = kb_stats_generation(st);
+        if (kb_vocab_load(kb, &v) >= 0)
+                kb_stats_set_vocab(st, gen, v);
+        kb_vocab_free(v);
         run->us = calloc(nq * rounds, sizeof(uint64_t));
         if (!run->us) {
                 kb_close(kb);
@@ -138,6 +151,7 @@ static void report(const Run *run, size_t nq) {
 }
 
 static void agreement(const Run *a, const Run *b, size_t nq) {
+        printf("%s vs %s: ", a->name, b->name);
         unsigned same_first = 0;
         double overlap = 0;
         for (size_t i = 0; i < nq; i++) {
@@ -148,7 +162,7 @@ static void agreement(const Run *a, const Run *b, size_t nq) {
                                 common += b->top[i][y] && streq(a->top[i][x], b->top[i][y]);
                 overlap += common / (double) HITS;
         }
-        printf("agreement: same first hit %u of %zu (%.2f), mean top-%d overlap %.2f\n", same_first, nq,
+        printf("same first hit %u of %zu (%.2f), mean top-%d overlap %.2f\n", same_first, nq,
                nq ? same_first / (double) nq : 0, HITS, nq ? overlap / (double) nq : 0);
 }
 
@@ -165,11 +179,17 @@ int main(int argc, char **argv) {
         const char *queries = NULL, *corpus[MAX_CORPUS], *state = "/tmp/moa-kb-backends", *conninfo = NULL,
                    *password_file = NULL;
         unsigned n_corpus = 0, chunks = 10000, rounds = 3;
+        int pg_exact = 0;
         static const struct option opts[] = {
-                {"queries", required_argument, NULL, 'q'},       {"corpus", required_argument, NULL, 'c'},
-                {"chunks", required_argument, NULL, 'n'},        {"rounds", required_argument, NULL, 'r'},
-                {"state", required_argument, NULL, 's'},         {"conninfo", required_argument, NULL, 'p'},
-                {"password-file", required_argument, NULL, 'w'}, {},
+                {"queries", required_argument, NULL, 'q'},
+                {"corpus", required_argument, NULL, 'c'},
+                {"chunks", required_argument, NULL, 'n'},
+                {"rounds", required_argument, NULL, 'r'},
+                {"state", required_argument, NULL, 's'},
+                {"conninfo", required_argument, NULL, 'p'},
+                {"password-file", required_argument, NULL, 'w'},
+                {"pg-exact", no_argument, NULL, 'x'},
+                {},
         };
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
@@ -195,6 +215,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'w':
                         password_file = optarg;
+                        break;
+                case 'x':
+                        pg_exact = 1;
                         break;
                 default:
                         return 2;
@@ -222,9 +245,10 @@ int main(int argc, char **argv) {
         mkdir(state, 0755);
         char db[1024];
         snprintf(db, sizeof(db), "%s/bench-%u.db", state, chunks);
-        static Run runs[2];
+        static Run runs[3];
         size_t n_runs = 0;
-        const char *locators[2] = {db, NULL};
+        const char *locators[3] = {db, NULL, NULL};
+        static const char *const names[3] = {"sqlite", "postgresql", "pg-exact"};
         _cleanup_free_ char *pg = NULL;
         if (conninfo) {
                 KbPgConfig pc = {.conninfo = conninfo, .password_file = password_file};
@@ -232,19 +256,27 @@ int main(int argc, char **argv) {
                 if (!pg || kb_pg_configure(&pc) < 0)
                         return 1;
                 locators[1] = pg;
+                locators[2] = pg_exact ? pg : NULL;
         }
-        for (int b = 0; b < 2; b++) {
+        for (int b = 0; b < 3; b++) {
                 if (!locators[b])
                         continue;
+                if (b == 2) { /* the same base, every search exact */
+                        KbPgConfig pc = {.conninfo = conninfo,
+                                         .password_file = password_file,
+                                         .prune_chunks = UINT_MAX};
+                        if (kb_pg_configure(&pc) < 0)
+                                return 1;
+                }
                 uint64_t rng = 0x2545F4914F6CDD1DULL, t0 = now_usec();
                 int r = bench_kb_fill(locators[b], text, len, chunks, &rng);
                 if (r < 0) {
                         fprintf(stderr, "cannot fill %s: %s\n", locators[b], strerror(-r));
                         return 1;
                 }
-                printf("%-10s  %u chunks ready in %.1f s\n", b ? "postgresql" : "sqlite", chunks,
+                printf("%-10s  %u chunks ready in %.1f s\n", names[b], chunks,
                        (double) (now_usec() - t0) / 1e6);
-                runs[n_runs].name = b ? "postgresql" : "sqlite";
+                runs[n_runs].name = names[b];
                 r = run_searches(locators[b], q, nq, rounds, &runs[n_runs]);
                 if (r < 0) {
                         fprintf(stderr, "search failed on %s: %s\n", locators[b], strerror(-r));
@@ -253,8 +285,10 @@ int main(int argc, char **argv) {
                 report(&runs[n_runs], nq);
                 n_runs++;
         }
-        if (n_runs == 2)
-                agreement(&runs[0], &runs[1], nq);
+        for (size_t i = 1; i < n_runs; i++)
+                agreement(&runs[0], &runs[i], nq);
+        if (n_runs == 3)
+                agreement(&runs[2], &runs[1], nq);
         for (size_t i = 0; i < n_runs; i++)
                 run_free(&runs[i], nq);
         for (size_t i = 0; i < nq; i++) {

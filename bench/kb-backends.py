@@ -8,7 +8,8 @@ the retrieval questions of tests/data/retrieval/policy-questions.tsv, and
 writes everything it printed to bench/results/DATE-REV-kb-backends.txt.
 A benchmark, run by hand (docs/performance.md, "Knowledge backends").
 
-usage: bench/kb-backends.py [--build build] [--chunks 10000,100000] [--rounds 3] [--no-write]
+usage: bench/kb-backends.py [--build build] [--chunks 10000,100000] [--rounds 3]
+                            [--pg-exact-max 20000] [--no-write]
 """
 import argparse
 import datetime
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--chunks", default="10000,100000")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pg-exact-max", type=int, default=20000,
+                    help="also search PostgreSQL unpruned up to this many chunks (slow beyond)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
 
@@ -63,6 +66,8 @@ def main():
                    "--conninfo", conninfo, "--password-file", server.password_file]
             for c in corpus:
                 cmd += ["--corpus", c]
+            if n <= a.pg_exact_max:
+                cmd.append("--pg-exact")
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
             text = "== %d chunks\n%s" % (n, p.stdout.rstrip())
             print(text, flush=True)

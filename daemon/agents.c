@@ -1,5 +1,6 @@
 /* agents.c — the agent registry: loads plugins, opens and seeds the
  * per-agent knowledge bases, and routes queries (see agents.h). */
+#include <limits.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -495,7 +496,10 @@ int agents_renew(const Config *cfg, const AgentSet *prev, AgentSet **ret) {
                                  .connect_timeout_s = cfg->knowledge.connect_timeout_s,
                                  .statement_timeout_ms = cfg->knowledge.statement_timeout_ms,
                                  .pool_size = cfg->knowledge.pool_size,
-                                 .pool_queue = cfg->knowledge.pool_queue};
+                                 .pool_queue = cfg->knowledge.pool_queue,
+                                 .prune_chunks = cfg->knowledge.search_prune_chunks
+                                                         ? cfg->knowledge.search_prune_chunks
+                                                         : UINT_MAX};
                 if (kb_pg_configure(&pc) < 0)
                         return -ENOMEM;
         }

@@ -1042,6 +1042,8 @@ static int parse_knowledge(Ctx *ctx, const YamlNode *m, KnowledgeConfig *kc) {
                         r = get_unsigned(ctx, v, p, 1, KB_PG_MAX_POOL_SIZE, &kc->pool_size);
                 else if (streq(key, "pool_queue"))
                         r = get_unsigned(ctx, v, p, 1, KB_PG_MAX_POOL_QUEUE, &kc->pool_queue);
+                else if (streq(key, "search_prune_chunks"))
+                        r = get_unsigned(ctx, v, p, 0, 1000000000, &kc->search_prune_chunks);
                 else if (streq(key, "password_file"))
                         r = get_path(ctx, v, p, ctx->dir, &kc->password_file);
                 else if (streq(key, "connect_timeout_s"))
@@ -1488,6 +1490,7 @@ static int config_set_defaults(Config *c) {
                 .statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS,
                 .pool_size = KB_PG_DEFAULT_POOL_SIZE,
                 .pool_queue = KB_PG_DEFAULT_POOL_QUEUE,
+                .search_prune_chunks = KB_PG_DEFAULT_PRUNE_CHUNKS,
         };
         c->jobs = (JobsConfig){
                 .concurrency = 2,

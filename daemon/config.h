@@ -205,8 +205,9 @@ typedef struct KnowledgeConfig {
         char *password_file; /* the password alone, or NULL: PGPASSFILE / ~/.pgpass */
         unsigned connect_timeout_s;
         unsigned statement_timeout_ms;
-        unsigned pool_size;  /* search connections per event loop */
-        unsigned pool_queue; /* searches waiting for one, per event loop */
+        unsigned pool_size;           /* search connections per event loop */
+        unsigned pool_queue;          /* searches waiting for one, per event loop */
+        unsigned search_prune_chunks; /* from this many chunks searches start from rare terms; 0: never */
 } KnowledgeConfig;
 
 typedef struct Config {

@@ -18,6 +18,7 @@
 #include "kb-pg-terms.h"
 #include "kb-pg.h"
 #include "kb-rank.h"
+#include "kb-stats.h"
 #include "kb-text.h"
 #include "log.h"
 #include "strbuf.h"
@@ -50,6 +51,7 @@ struct KbPg {
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *config_conninfo, *config_read_conninfo, *config_password_file;
 static unsigned config_pool_size = KB_PG_DEFAULT_POOL_SIZE, config_pool_queue = KB_PG_DEFAULT_POOL_QUEUE;
+static unsigned config_prune_chunks = KB_PG_DEFAULT_PRUNE_CHUNKS;
 static unsigned config_connect_timeout_s = KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
 static unsigned config_statement_timeout_ms = KB_PG_DEFAULT_STATEMENT_TIMEOUT_MS;
 
@@ -117,6 +119,7 @@ int kb_pg_configure(const KbPgConfig *cfg) {
                 cfg && cfg->pool_size ? MIN(cfg->pool_size, KB_PG_MAX_POOL_SIZE) : KB_PG_DEFAULT_POOL_SIZE;
         config_pool_queue = cfg && cfg->pool_queue ? MIN(cfg->pool_queue, KB_PG_MAX_POOL_QUEUE)
                                                    : KB_PG_DEFAULT_POOL_QUEUE;
+        config_prune_chunks = cfg && cfg->prune_chunks ? cfg->prune_chunks : KB_PG_DEFAULT_PRUNE_CHUNKS;
         config_connect_timeout_s =
                 cfg && cfg->connect_timeout_s ? cfg->connect_timeout_s : KB_PG_DEFAULT_CONNECT_TIMEOUT_S;
         config_statement_timeout_ms = cfg && cfg->statement_timeout_ms ? cfg->statement_timeout_ms
@@ -128,6 +131,13 @@ int kb_pg_configure(const KbPgConfig *cfg) {
 unsigned kb_pg_pool_size(void) {
         pthread_mutex_lock(&config_lock);
         unsigned n = config_pool_size;
+        pthread_mutex_unlock(&config_lock);
+        return n;
+}
+
+unsigned kb_pg_prune_chunks(void) {
+        pthread_mutex_lock(&config_lock);
+        unsigned n = config_prune_chunks;
         pthread_mutex_unlock(&config_lock);
         return n;
 }
@@ -794,46 +804,138 @@ static int pg_candidate_cmp(const void *a, const void *b) {
 
 /* bm25 as FTS5 computes it (k1 1.2, b 0.75, idf clamped at 1e-6), from
  * the tsvectors: a term's frequency is its positions, weighted by part (A
- * heading and title, D text); df over the agent's chunks holding it (every
- * such chunk matches the OR query); N, average length from moa_kb_agents.
- * Titles filter after df, as in SQLite. The last two columns (computed
- * once, as init plans) are each term's chunk count and the agent's chunk
- * count: the idf weights of the coverage and proximity bonus. */
+ * heading and title, D text); N, average length from moa_kb_agents.
+ * Titles filter after df, as in SQLite; the text of the best $5 only is
+ * read. Two ways to pick the chunks scored:
+ *  - exact ($8, $9 NULL): every chunk of the agent holding a term (the OR
+ *    query), df counted over them, as FTS5 does;
+ *  - pruned ($8 each term's chunk count from the term statistics, $9 the
+ *    rare terms, kb_pg_search_params()): the chunks holding a rare term,
+ *    the best KB_PG_PRUNED_CANDIDATES of them by ts_rank, scored exactly
+ *    with df from $8 (or the candidates, if more).
+ * The last two columns are each term's chunk count and the agent's chunk
+ * count: the idf weights of the coverage and proximity bonus ($8 when
+ * given; counted per term, as an init plan, only when not). */
 const char kb_pg_search_sql[] =
-        "WITH terms AS (SELECT DISTINCT x.lexeme FROM unnest($3::text[]) AS u(t), "
+        "WITH tl AS (SELECT x.lexeme, u.df FROM unnest($3::text[], $8::int8[]) AS u(t, df), "
         "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
-        "q AS (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q, array_agg(lexeme) "
-        "AS a "
-        "  FROM terms), "
-        "m AS (SELECT c.id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
-        "  WHERE c.agent = $1 AND c.tsv @@ q.q), "
-        "tf AS (SELECT m.id, m.n_tokens, x.lexeme, "
+        "terms AS (SELECT lexeme, max(df) AS df FROM tl GROUP BY lexeme), "
+        "a AS (SELECT array_agg(lexeme) AS a FROM terms), "
+        "q AS (SELECT string_agg(DISTINCT quote_literal(x.lexeme), ' | ')::tsquery AS q "
+        "  FROM unnest(coalesce($9::text[], $3::text[])) AS u(t), "
+        "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
+        "m AS (SELECT c.id, c.doc_id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
+        "  WHERE c.agent = $1 AND c.tsv @@ q.q "
+        "  ORDER BY CASE WHEN $9::text[] IS NULL THEN 0 ELSE ts_rank(c.tsv, q.q) END DESC, c.id "
+        "  LIMIT CASE WHEN $9::text[] IS NULL THEN NULL ELSE " KB_PG_PRUNED_CANDIDATES " END), "
+        "tf AS (SELECT m.id, m.doc_id, m.n_tokens, x.lexeme, "
         "  $4::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'D') + "
         "  $7::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'A') AS f "
-        "  FROM q, m, unnest(m.tsv) AS x WHERE x.lexeme = ANY(q.a)), "
-        "df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme), "
+        "  FROM a, m, unnest(m.tsv) AS x WHERE x.lexeme = ANY(a.a)), "
+        "dfm AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme), "
+        "df AS (SELECT t.lexeme, greatest(coalesce(t.df, 0), coalesce(dfm.n, 0)) AS n "
+        "  FROM terms t LEFT JOIN dfm USING (lexeme)), "
         "st AS (SELECT greatest(n_chunks, 1)::float8 AS n, "
         "  greatest(tokens::float8 / greatest(n_chunks, 1), 1) AS avgdl FROM moa_kb_agents "
         "  WHERE agent = $1), "
-        "s AS (SELECT tf.id, sum(greatest(ln((st.n - df.n + 0.5) / (df.n + 0.5)), 1e-6) * "
+        "s AS (SELECT tf.id, tf.doc_id, sum(greatest(ln((st.n - df.n + 0.5) / (df.n + 0.5)), 1e-6) * "
         "  (tf.f * 2.2) / (tf.f + 1.2 * (0.25 + 0.75 * tf.n_tokens / st.avgdl))) AS bm25 "
-        "  FROM tf JOIN df USING (lexeme), st GROUP BY tf.id) "
-        "SELECT s.id, s.bm25, d.title, d.source, c.idx, c.text, c.heading, "
-        "(SELECT array_agg((SELECT count(*) FROM moa_kb_chunks c2 WHERE c2.agent = $1 "
-        "  AND c2.tsv @@ plainto_tsquery($2::regconfig, u.t)) ORDER BY u.i) "
-        "  FROM unnest($3::text[]) WITH ORDINALITY AS u(t, i)), "
+        "  FROM tf JOIN df USING (lexeme), st GROUP BY tf.id, tf.doc_id), "
+        "top AS (SELECT s.id, s.bm25 FROM s JOIN moa_kb_documents d ON d.id = s.doc_id "
+        "  WHERE $6::text[] IS NULL OR d.title ~ ANY($6::text[]) "
+        "  ORDER BY s.bm25 DESC, s.id LIMIT $5::integer) "
+        "SELECT top.id, top.bm25, d.title, d.source, c.idx, c.text, c.heading, "
+        "CASE WHEN $8::int8[] IS NULL THEN "
+        "  (SELECT array_agg((SELECT count(*) FROM moa_kb_chunks c2 WHERE c2.agent = $1 "
+        "    AND c2.tsv @@ plainto_tsquery($2::regconfig, u.t)) ORDER BY u.i) "
+        "    FROM unnest($3::text[]) WITH ORDINALITY AS u(t, i)) "
+        "  ELSE $8::int8[] END, "
         "coalesce((SELECT n_chunks FROM moa_kb_agents WHERE agent = $1), 0) "
-        "FROM s JOIN moa_kb_chunks c ON c.id = s.id JOIN moa_kb_documents d ON d.id = c.doc_id "
-        "WHERE $6::text[] IS NULL OR d.title ~ ANY($6::text[]) "
-        "ORDER BY 2 DESC, 1 LIMIT $5::integer";
+        "FROM top JOIN moa_kb_chunks c ON c.id = top.id JOIN moa_kb_documents d ON d.id = c.doc_id "
+        "ORDER BY 2 DESC, 1";
 
 void kb_pg_search_params_done(KbPgSearchParams *p) {
         if (!p)
                 return;
         free(p->expr);
         strbuf_done(&p->terms);
+        strbuf_done(&p->dfs);
+        strbuf_done(&p->rare);
         strbuf_done(&p->globs);
         *p = (KbPgSearchParams){0};
+}
+
+typedef struct PruneTerm {
+        const char *t; /* in the expression */
+        size_t n;
+        uint32_t df;
+} PruneTerm;
+
+static int prune_df_cmp(const void *a, const void *b) {
+        const PruneTerm *x = *(const PruneTerm *const *) a, *y = *(const PruneTerm *const *) b;
+        return x->df < y->df ? -1 : x->df > y->df;
+}
+
+/* A pruned search's $8 and $9 (kb_pg_search_sql) in @p->dfs and @p->rare
+ * when @pg's base has at least kb_pg_prune_chunks() chunks by the term
+ * statistics last published for it (kb-stats.h: no database call), else
+ * nothing (an exact search). Each term's chunk count is its stem's (as
+ * kb_pg_query_terms() stems it); the rare terms are the KB_PG_PRUNED_TERMS
+ * with the fewest chunks among those in at most KB_PG_PRUNED_RARE_SHARE of
+ * the base (at least the two fewest held anywhere). Returns 0 or -ENOMEM. */
+static int prune_params(KbPg *pg, const char *expr, KbPgSearchParams *p) {
+        PruneTerm terms[KB_MAX_QUERY_TERMS];
+        const PruneTerm *by_df[KB_MAX_QUERY_TERMS];
+        size_t n = 0, n_held = 0;
+        int r = 0;
+
+        KbStats *st = kb_stats_get(pg->locator);
+        KbVocab *v = st ? kb_stats_vocab(st) : NULL;
+        kb_stats_unref(st);
+        uint32_t chunks = v ? kb_vocab_chunks(v) : 0;
+        if (!v || chunks < kb_pg_prune_chunks()) {
+                kb_vocab_free(v);
+                return 0;
+        }
+        for (const char *q = expr; n < ELEMENTSOF(terms) && (q = strchr(q, '"'));) {
+                const char *e = strchr(q + 1, '"');
+                if (!e)
+                        break;
+                _cleanup_free_ char *t = strndup(q + 1, (size_t) (e - q - 1));
+                char **stems = NULL;
+                size_t ns = 0;
+                if (!t || kb_pg_query_terms(pg, t, 1, &stems, &ns) < 0) {
+                        kb_vocab_free(v);
+                        return -ENOMEM;
+                }
+                terms[n] = (PruneTerm){
+                        .t = q + 1, .n = (size_t) (e - q - 1), .df = ns > 0 ? kb_vocab_df(v, stems[0]) : 0};
+                strv_free_n(stems, ns);
+                if (terms[n].df > 0)
+                        by_df[n_held++] = &terms[n];
+                n++;
+                q = e + 1;
+        }
+        kb_vocab_free(v);
+        if (n_held == 0)
+                return 0; /* nothing the statistics know: exact */
+        qsort(by_df, n_held, sizeof(by_df[0]), prune_df_cmp);
+        for (size_t i = 0; r >= 0 && i < n_held && i < KB_PG_PRUNED_TERMS; i++)
+                if (i < 2 || by_df[i]->df <= KB_PG_PRUNED_RARE_SHARE * chunks)
+                        r = array_append(&p->rare, by_df[i]->t, by_df[i]->n);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char num[16];
+                int l = snprintf(num, sizeof(num), "%s%u", i ? "," : "{", terms[i].df);
+                r = strbuf_append(&p->dfs, num, (size_t) l, KB_PG_MAX_ARRAY_BYTES);
+        }
+        if (r >= 0)
+                r = strbuf_append(&p->dfs, "}", 1, KB_PG_MAX_ARRAY_BYTES);
+        if (r >= 0)
+                r = array_end(&p->rare);
+        if (r >= 0)
+                log_debug("kb: %s: pruned search, %zu of %zu terms select the candidates (%u chunks)",
+                          pg->agent, MIN(n_held, (size_t) KB_PG_PRUNED_TERMS), n, chunks);
+        return r;
 }
 
 int kb_pg_search_params(KbPg *pg, const char *expr, unsigned limit, int snippets, const char *const *titles,
@@ -863,6 +965,12 @@ int kb_pg_search_params(KbPg *pg, const char *expr, unsigned limit, int snippets
                 kb_pg_search_params_done(p);
                 return r;
         }
+        if (r >= 0)
+                r = prune_params(pg, expr, p);
+        if (r < 0) {
+                kb_pg_search_params_done(p);
+                return r;
+        }
         snprintf(p->w_body, sizeof(p->w_body), "%.9g", rp->w_body);
         snprintf(p->w_heading, sizeof(p->w_heading), "%.9g", rp->w_heading);
         snprintf(p->want, sizeof(p->want), "%u", MAX(p->limit, MAX(rp->candidates, 1u)));
@@ -873,6 +981,8 @@ int kb_pg_search_params(KbPg *pg, const char *expr, unsigned limit, int snippets
         p->values[4] = p->want;
         p->values[5] = n_titles > 0 ? p->globs.p : NULL;
         p->values[6] = p->w_heading;
+        p->values[7] = p->dfs.len ? p->dfs.p : NULL;
+        p->values[8] = p->rare.len ? p->rare.p : NULL;
         return 0;
 }
 

@@ -36,8 +36,11 @@ typedef struct KbPgConfig {
         const char *password_file;  /* a file holding only the password, or NULL (PGPASSFILE/.pgpass) */
         unsigned connect_timeout_s; /* 0: default */
         unsigned statement_timeout_ms;
-        unsigned pool_size;  /* 0: default; at most KB_PG_MAX_POOL_SIZE */
-        unsigned pool_queue; /* 0: default; at most KB_PG_MAX_POOL_QUEUE */
+        unsigned pool_size;    /* 0: default; at most KB_PG_MAX_POOL_SIZE */
+        unsigned pool_queue;   /* 0: default; at most KB_PG_MAX_POOL_QUEUE */
+        unsigned prune_chunks; /* a base of at least this many chunks is searched from its
+                                * rarest query terms (kb_pg_search_sql); 0: default,
+                                * UINT_MAX: never */
 } KbPgConfig;
 
 /**
@@ -51,6 +54,9 @@ int kb_pg_configure(const KbPgConfig *cfg);
 unsigned kb_pg_pool_size(void);
 /** kb_pg_pool_queue() - the configured searches that may wait for one. */
 unsigned kb_pg_pool_queue(void);
+
+/** kb_pg_prune_chunks() - from how many chunks searches are pruned (UINT_MAX: never). */
+unsigned kb_pg_prune_chunks(void);
 
 /** kb_pg_statement_timeout_ms() - the configured statement_timeout. */
 unsigned kb_pg_statement_timeout_ms(void);
@@ -137,14 +143,23 @@ void kb_pg_notice(void *arg, const char *message);
  * instances creating them at once). */
 extern const char kb_pg_schema_sql[];
 
-/* The search statement's parameters ($1..$7) in text form. */
-#define KB_PG_SEARCH_PARAMS 7
+/* knowledge.search_prune_chunks: from this many chunks a search scores
+ * only the chunks holding its rarest terms, the best KB_PG_PRUNED_CANDIDATES
+ * of them by ts_rank (the full match set costs ~50 us a chunk). */
+#define KB_PG_DEFAULT_PRUNE_CHUNKS 5000u
+#define KB_PG_PRUNED_TERMS 4u         /* at most this many rare terms select the candidates */
+#define KB_PG_PRUNED_RARE_SHARE 0.1   /* rare: in at most this share of the chunks */
+#define KB_PG_PRUNED_CANDIDATES "500" /* scored exactly (SQL literal) */
+
+/* The search statement's parameters ($1..$9) in text form. */
+#define KB_PG_SEARCH_PARAMS 9
 extern const char kb_pg_search_sql[];
 
 /* One search's parameters, built from a kb_fts_query() expression. */
 typedef struct KbPgSearchParams {
         char *expr;
         StrBuf terms, globs;
+        StrBuf dfs, rare; /* pruned search: each term's chunks, the rare terms; empty: exact */
         size_t n_terms;
         unsigned limit;
         int snippets;

@@ -172,7 +172,7 @@ class PgServer:
         waiting for a lock on @dbname now."""
         return int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND "
                              "application_name = 'moad' AND wait_event_type = 'Lock' AND "
-                             "query LIKE 'WITH terms AS (SELECT DISTINCT x.lexeme%%'" % dbname))
+                             "query LIKE 'WITH tl AS (SELECT x.lexeme, u.df FROM%%'" % dbname))
 
     def wait_searches(self, dbname, n=1, timeout=30):
         """Waits until @n of moad's searches wait for the lock."""
