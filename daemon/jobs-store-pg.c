@@ -8,6 +8,7 @@
 #include "jobs-store-pg.h"
 #include "kb-pg.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 /* Statuses after which a batch never changes again. */
@@ -505,9 +506,8 @@ int jobs_pg_file_get(JobsPg *pg, const char *id, json_t **ret) {
 
 int jobs_pg_file_content(JobsPg *pg, const char *id, size_t max, char **ret, size_t *ret_len) {
         _cleanup_res_ PGresult *res = NULL;
-        _cleanup_free_ char *buf = NULL;
+        _cleanup_(strbuf_done) StrBuf b = {0};
         json_auto_t *row = NULL;
-        size_t len = 0, cap = 0;
         int r = jobs_pg_file_get(pg, id, &row);
 
         if (r < 0)
@@ -527,26 +527,16 @@ int jobs_pg_file_content(JobsPg *pg, const char *id, size_t max, char **ret, siz
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
-                size_t n = (size_t) PQgetlength(res, i, 0);
-                if (len + n + 1 > max)
-                        return -EFBIG;
-                if (len + n + 2 > cap) {
-                        size_t ncap = MAX(cap * 2, len + n + 2);
-                        char *p = realloc(buf, ncap);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                        cap = ncap;
-                }
-                memcpy(buf + len, PQgetvalue(res, i, 0), n);
-                len += n;
-                buf[len++] = '\n';
+                r = strbuf_append(&b, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0), max);
+                if (r >= 0)
+                        r = strbuf_append(&b, "\n", 1, max);
+                if (r < 0)
+                        return r == -E2BIG ? -EFBIG : r;
         }
-        if (!buf && !(buf = calloc(1, 1)))
+        if (!b.p && !(b.p = calloc(1, 1)))
                 return -ENOMEM;
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
+        *ret_len = b.len;
+        *ret = TAKE_PTR(b.p);
         return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "jobs-store-pg.h"
 #include "jobs-store.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define JOBS_SCHEMA_VERSION 1
@@ -373,8 +374,7 @@ int jobs_store_file_get(JobsStore *st, const char *id, json_t **ret) {
 /* The result lines of a batch with @ok, each followed by a newline. */
 static int results_concat(JobsStore *st, const char *batch_id, int ok, char **ret, size_t *ret_len) {
         _cleanup_stmt_ sqlite3_stmt *s = NULL;
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, cap = 0;
+        _cleanup_(strbuf_done) StrBuf b = {0};
         int rc, r;
 
         r = prepare(st, "SELECT output FROM results WHERE batch_id = ?1 AND ok = ?2 ORDER BY line", &s);
@@ -383,26 +383,20 @@ static int results_concat(JobsStore *st, const char *batch_id, int ok, char **re
         bind_texts(s, 1, &batch_id);
         sqlite3_bind_int(s, 2, ok);
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                size_t n = (size_t) sqlite3_column_bytes(s, 0);
-                if (len + n + 2 > cap) {
-                        size_t ncap = MAX(cap * 2, len + n + 2);
-                        char *p = realloc(buf, ncap);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                        cap = ncap;
-                }
-                memcpy(buf + len, sqlite3_column_text(s, 0), n);
-                len += n;
-                buf[len++] = '\n';
+                /* no bound of its own: each line was bounded when stored */
+                r = strbuf_append(&b, (const char *) sqlite3_column_text(s, 0),
+                                  (size_t) sqlite3_column_bytes(s, 0), SIZE_MAX / 2);
+                if (r >= 0)
+                        r = strbuf_append(&b, "\n", 1, SIZE_MAX / 2);
+                if (r < 0)
+                        return r;
         }
         if (rc != SQLITE_DONE)
                 return sql_error(st, rc, "step");
-        if (!buf && !(buf = calloc(1, 1)))
+        if (!b.p && !(b.p = calloc(1, 1)))
                 return -ENOMEM;
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
+        *ret_len = b.len;
+        *ret = TAKE_PTR(b.p);
         return 0;
 }
 

@@ -9,7 +9,8 @@ int strbuf_append(StrBuf *b, const char *s, size_t n, size_t max) {
                 size_t cap = MAX(b->cap * 2, (size_t) 64);
                 while (cap < b->len + n + 1)
                         cap *= 2;
-                cap = MIN(cap, max + 1);
+                if (max < SIZE_MAX) /* max + 1 would wrap to 0 */
+                        cap = MIN(cap, max + 1);
                 char *q = realloc(b->p, cap);
                 if (!q)
                         return -ENOMEM;

@@ -17,6 +17,12 @@ START_TEST(test_append_and_bound) {
         ck_assert_str_eq(b.p, "abcdefgh");
         ck_assert_int_eq(strbuf_append(&b, "x", (size_t) -1, 8), -E2BIG); /* no overflow */
         strbuf_done(&b);
+        /* no bound at all (SIZE_MAX): max + 1 must not wrap the capacity to 0 */
+        for (int i = 0; i < 100; i++)
+                ck_assert_int_eq(strbuf_append(&b, "0123456789", 10, SIZE_MAX), 0);
+        ck_assert_uint_eq(b.len, 1000);
+        ck_assert_int_eq(b.p[1000], 0);
+        strbuf_done(&b);
         ck_assert_ptr_null(b.p);
         ck_assert_uint_eq(b.len, 0);
 }
