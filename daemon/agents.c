@@ -830,15 +830,15 @@ int agent_search_in(Agent *a, const char *query, unsigned limit, const char *con
                             ret_n);
 }
 
-int agent_search_start(Agent *a, sd_event *e, const char *query, unsigned limit, const char *const *titles,
-                       size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
-                       size_t *ret_n) {
+int agent_search_start(Agent *a, sd_event *e, const char *query, unsigned limit, int snippets,
+                       const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
+                       KbSearch **ret, KbHit **ret_hits, size_t *ret_n) {
         if (!a || !query || !ret || !ret_hits || !ret_n)
                 return -EINVAL;
         if (!a->kb)
                 return -ENOTSUP;
-        return kb_search_start(a->kb, e, query, MIN(limit, AGENTS_MAX_SEARCH_HITS), titles, n_titles, done,
-                               userdata, ret, ret_hits, ret_n);
+        return kb_search_start(a->kb, e, query, MIN(limit, AGENTS_MAX_SEARCH_HITS), snippets, titles,
+                               n_titles, done, userdata, ret, ret_hits, ret_n);
 }
 
 const char *agent_name(const Agent *a) {

@@ -183,9 +183,9 @@ int agent_search_in(Agent *a, const char *query, unsigned limit, const char *con
  * (kb_search_start()): 1 with the hits now (SQLite), 0 pending (@done runs
  * on the loop later; cancel with kb_search_cancel()), or -errno.
  */
-int agent_search_start(Agent *a, sd_event *e, const char *query, unsigned limit, const char *const *titles,
-                       size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
-                       size_t *ret_n);
+int agent_search_start(Agent *a, sd_event *e, const char *query, unsigned limit, int snippets,
+                       const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
+                       KbSearch **ret, KbHit **ret_hits, size_t *ret_n);
 
 /** agent_name() - the agent's configured name. */
 const char *agent_name(const Agent *a);

@@ -1018,8 +1018,10 @@ static int call_search_named(EngineRun *run, AgentCall *c, KbHit *kh, size_t nk,
 static int call_searched(EngineRun *run, AgentCall *c, int r, KbHit *kh, size_t nk) {
         PluginCallInput in = {};
         size_t want = ENGINE_HITS_PER_AGENT - c->n_attached;
+        int named = run->spec.chat->n_doc_filter > 0; /* a title may be named among the hits */
 
         if (c->first_hits) { /* the named documents' search answered */
+                named = 1;
                 KbHit *first = TAKE_PTR(c->first_hits);
                 size_t nf = c->n_first;
                 c->n_first = 0;
@@ -1062,8 +1064,13 @@ static int call_searched(EngineRun *run, AgentCall *c, int r, KbHit *kh, size_t 
                 kh = NULL;
                 nk = 0;
         }
-        /* A document the question names by its title comes first. */
-        nk = kb_hits_prefer_named(call_query(run, c), kh, nk, want);
+        /* A document the question names by its title comes first; the
+         * snippets only of the hits kept (searched without). */
+        nk = kb_hits_prefer_named(named ? call_query(run, c) : NULL, kh, nk, want);
+        if (kb_hits_snippets(c->kb, call_query(run, c), kh, nk) < 0) {
+                kb_hits_free(kh, nk);
+                return -ENOMEM;
+        }
         if (call_hits_merge(c, kh, nk) < 0)
                 return -ENOMEM;
         in.text = strdup(run->query);
@@ -1105,7 +1112,7 @@ static int call_search_named(EngineRun *run, AgentCall *c, KbHit *kh, size_t nk,
         c->first_hits = kh;
         c->n_first = nk;
         int r = agent_search_start(c->a, run->engine->event, call_query(run, c),
-                                   ENGINE_HITS_PER_AGENT - (unsigned) c->n_attached,
+                                   ENGINE_HITS_PER_AGENT - (unsigned) c->n_attached, 0,
                                    (const char *const *) globs, (size_t) n, on_searched, c, &c->ksearch, &nh,
                                    &nn);
         kb_named_globs_free(globs, (size_t) n);
@@ -1134,7 +1141,7 @@ static int call_retrieved(EngineRun *run, AgentCall *c, KbHit *dh, size_t nd) {
         c->hits = dh;
         c->n_hits = c->n_attached = nd;
         int r = agent_search_start(c->a, run->engine->event, query,
-                                   ENGINE_HITS_PER_AGENT + ENGINE_NAMED_EXTRA - (unsigned) nd,
+                                   ENGINE_HITS_PER_AGENT + ENGINE_NAMED_EXTRA - (unsigned) nd, 0,
                                    (const char *const *) chat->doc_filter, chat->n_doc_filter, on_searched,
                                    c, &c->ksearch, &kh, &nk);
         if (r == 0)

@@ -135,15 +135,6 @@ int kb_title_named(const char *title, const char *query) {
         return title_named_in(title, &q);
 }
 
-static void hit_clear(KbHit *h) {
-        free(h->title);
-        free(h->source);
-        free(h->snippet);
-        free(h->text);
-        free(h->heading);
-        *h = (KbHit){};
-}
-
 /* @title as a GLOB pattern that matches only itself. */
 static char *glob_exact(const char *title) {
         size_t n = strlen(title);
@@ -207,7 +198,7 @@ int kb_hits_join(KbHit **a, size_t na, KbHit *b, size_t nb) {
                 for (size_t j = 0; j < na && !dup; j++)
                         dup = all[j].chunk == b[i].chunk && streq(all[j].title, b[i].title);
                 if (dup)
-                        hit_clear(&b[i]);
+                        kb_hit_clear(&b[i]);
                 else
                         all[na++] = b[i];
         }
@@ -236,6 +227,6 @@ size_t kb_hits_prefer_named(const char *query, KbHit *hits, size_t n, size_t kee
         if (keep >= n)
                 return n;
         for (size_t i = keep; i < n; i++)
-                hit_clear(&hits[i]);
+                kb_hit_clear(&hits[i]);
         return keep;
 }

@@ -46,7 +46,8 @@ int kb_hits_join(KbHit **a, size_t na, KbHit *b, size_t nb);
 /**
  * kb_hits_prefer_named() - multiply the score of each of the @n hits whose
  * document @query names by KB_NAMED_BOOST, sort them by score (stable),
- * and keep the best @keep (the others are freed). Returns how many are
+ * and keep the best @keep (the others are freed). A NULL @query boosts
+ * nothing and keeps the first @keep as they are. Returns how many are
  * kept.
  */
 size_t kb_hits_prefer_named(const char *query, KbHit *hits, size_t n, size_t keep);

@@ -135,6 +135,10 @@ unsigned kb_pg_pool_size(void) {
         return n;
 }
 
+struct KbRank *kb_pg_rank(KbPg *pg) {
+        return pg ? pg->rank : NULL;
+}
+
 unsigned kb_pg_prune_chunks(void) {
         pthread_mutex_lock(&config_lock);
         unsigned n = config_prune_chunks;

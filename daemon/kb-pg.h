@@ -55,6 +55,9 @@ unsigned kb_pg_pool_size(void);
 /** kb_pg_pool_queue() - the configured searches that may wait for one. */
 unsigned kb_pg_pool_queue(void);
 
+/** kb_pg_rank() - @pg's ranking helper (the SQLite tokenizer's bonus and snippets). */
+struct KbRank *kb_pg_rank(KbPg *pg);
+
 /** kb_pg_prune_chunks() - from how many chunks searches are pruned (UINT_MAX: never). */
 unsigned kb_pg_prune_chunks(void);
 

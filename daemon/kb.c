@@ -972,14 +972,19 @@ int kb_has_document(Kb *kb, const char *title) {
 void kb_hits_free(KbHit *hits, size_t n) {
         if (!hits)
                 return;
-        for (size_t i = 0; i < n; i++) {
-                free(hits[i].title);
-                free(hits[i].source);
-                free(hits[i].snippet);
-                free(hits[i].text);
-                free(hits[i].heading);
-        }
+        for (size_t i = 0; i < n; i++)
+                kb_hit_clear(&hits[i]);
         free(hits);
+}
+
+/** kb_hit_clear() - see kb.h. */
+void kb_hit_clear(KbHit *h) {
+        free(h->title);
+        free(h->source);
+        free(h->snippet);
+        free(h->text);
+        free(h->heading);
+        *h = (KbHit){};
 }
 
 static char *strdup_col(sqlite3_stmt *st, int col) {
@@ -1257,9 +1262,9 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
         return search(kb, query, limit, 0, NULL, 0, ret_hits, ret_n);
 }
 
-int kb_search_start(Kb *kb, sd_event *e, const char *query, unsigned limit, const char *const *titles,
-                    size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
-                    size_t *ret_n) {
+int kb_search_start(Kb *kb, sd_event *e, const char *query, unsigned limit, int snippets,
+                    const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
+                    KbSearch **ret, KbHit **ret_hits, size_t *ret_n) {
         if (!kb || !ret || !ret_hits || !ret_n || (kb->pg && (!e || !done)))
                 return -EINVAL;
         if (n_titles > KB_MAX_TITLE_FILTERS || (n_titles > 0 && !titles))
@@ -1268,14 +1273,33 @@ int kb_search_start(Kb *kb, sd_event *e, const char *query, unsigned limit, cons
         *ret_hits = NULL;
         *ret_n = 0;
         if (!kb->pg) {
-                int r = search(kb, query, limit, 1, titles, n_titles, ret_hits, ret_n);
+                int r = search(kb, query, limit, snippets, titles, n_titles, ret_hits, ret_n);
                 return r < 0 ? r : 1;
         }
         _cleanup_free_ char *expr = NULL;
         int p = search_prepare(query, &limit, &expr);
         if (p <= 0)
                 return p < 0 ? p : 1;
-        return kb_pg_search_start(kb->pg, e, expr, limit, 1, titles, n_titles, done, userdata, ret);
+        return kb_pg_search_start(kb->pg, e, expr, limit, snippets, titles, n_titles, done, userdata, ret);
+}
+
+/** kb_hits_snippets() - see kb.h: the snippets fetch_hit() and
+ * kb_pg_search_result() make, from the same expression. */
+int kb_hits_snippets(Kb *kb, const char *query, KbHit *hits, size_t n) {
+        if (!kb || n == 0)
+                return 0;
+        _cleanup_free_ char *expr = search_expr(query ?: "");
+        if (!expr)
+                return -ENOMEM;
+        KbRank *rank = kb->pg ? kb_pg_rank(kb->pg) : kb->rank;
+        for (size_t i = 0; i < n; i++) {
+                char *s = hits[i].text ? kb_rank_snippet(rank, hits[i].text, expr) : NULL;
+                if (!s)
+                        return -ENOMEM;
+                free(hits[i].snippet);
+                hits[i].snippet = s;
+        }
+        return 0;
 }
 
 void kb_search_cancel(KbSearch *s) {

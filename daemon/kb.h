@@ -182,6 +182,17 @@ int kb_search_texts(Kb *kb, const char *query, unsigned limit, KbHit **ret_hits,
 
 void kb_hits_free(KbHit *hits, size_t n);
 
+/** kb_hit_clear() - free one hit's strings and zero it (the array stays). */
+void kb_hit_clear(KbHit *h);
+
+/**
+ * kb_hits_snippets() - give each of the @n hits of @kb found for @query
+ * without snippets (kb_search_start() with @snippets 0) the snippet a
+ * search would have made: for a caller that keeps only some of the hits
+ * it searched. Returns 0 or -ENOMEM.
+ */
+int kb_hits_snippets(Kb *kb, const char *query, KbHit *hits, size_t n);
+
 struct sd_event;
 typedef struct KbSearch KbSearch;
 
@@ -201,11 +212,12 @@ typedef void (*KbSearchDone)(void *userdata, int r, KbHit *hits, size_t n);
  * must stay open until then. A query without words answers 1 with no
  * hits on both. Returns -errno without calling anything on failure (for
  * PostgreSQL also -ECONNREFUSED while the pool waits to reconnect, and
- * -EAGAIN when too many searches wait: both kb_unavailable()).
+ * -EAGAIN when too many searches wait: both kb_unavailable()). With
+ * @snippets 0 every snippet is "" (kb_hits_snippets() makes them later).
  */
-int kb_search_start(Kb *kb, struct sd_event *e, const char *query, unsigned limit, const char *const *titles,
-                    size_t n_titles, KbSearchDone done, void *userdata, KbSearch **ret, KbHit **ret_hits,
-                    size_t *ret_n);
+int kb_search_start(Kb *kb, struct sd_event *e, const char *query, unsigned limit, int snippets,
+                    const char *const *titles, size_t n_titles, KbSearchDone done, void *userdata,
+                    KbSearch **ret, KbHit **ret_hits, size_t *ret_n);
 
 /** kb_search_cancel() - a pending search's @done will not run (its answer is dropped); NULL is a no-op. */
 void kb_search_cancel(KbSearch *s);

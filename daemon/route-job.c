@@ -168,7 +168,7 @@ int route_job_start(sd_event *e, const PluginBudget *budget, AgentSet *set, cons
                 if (explain && kb_pg(kb)) {
                         KbHit *hits = NULL;
                         size_t n_hits = 0;
-                        r = kb_search_start(kb, e, query, 2, NULL, 0, on_documents, s, &s->search, &hits,
+                        r = kb_search_start(kb, e, query, 2, 1, NULL, 0, on_documents, s, &s->search, &hits,
                                             &n_hits);
                         if (r == 0)
                                 j->n_pending++;
