@@ -27,6 +27,7 @@
 #define EX_MAX_SENTENCE_BYTES 800u
 #define EX_MAX_TERMS 96u /* content words kept per sentence */
 #define EX_MAX_QUERY_TERMS 32u
+#define EX_MAX_PARTS 32u /* clauses of a question (a bit each) */
 #define EX_MAX_CITES 8u
 #define EX_MAX_PROPOSALS 16u
 #define EX_MAX_PROPOSAL_BYTES (64u * 1024u)
@@ -118,8 +119,11 @@ typedef struct Sent {
         int pass;   /* above the relevance floor, for the question or one of its parts */
         double score;
         int selected;
-        int defines; /* opens with the subject of a "What is X?" question and says what it is */
-        int typed;   /* has the kind of answer the question asks for (answer-type.h) */
+        int defines;     /* opens with the subject of a "What is X?" question and says what it is */
+        int typed;       /* has the kind of answer the question asks for (answer-type.h) */
+        double part_rel; /* relevance to its best clause of a question of several */
+        unsigned part;   /* ... that clause */
+        int part_best;   /* the best sentence for that clause */
 } Sent;
 
 #define EX_MAX_HEADINGS 128u
@@ -653,7 +657,12 @@ static int split_sentences(const char *s, size_t len, SentenceFn fn, void *userd
                                 while (k < len && is_space_b((unsigned char) s[k]))
                                         k++;
                                 int lower_next = k < len && islower((unsigned char) s[k]);
-                                if (!lower_next && !(c == '.' && abbreviation_before(s, start, i)))
+                                /* "3.2. Availability ...": a section number, not a sentence */
+                                int number = c == '.';
+                                for (size_t m = start; m < i && number; m++)
+                                        number = isdigit((unsigned char) s[m]) || s[m] == '.';
+                                if (!lower_next && !number &&
+                                    !(c == '.' && abbreviation_before(s, start, i)))
                                         end = j;
                         }
                 } else if (c == 0xE3 && i + 2 < len && (unsigned char) s[i + 1] == 0x80 &&
@@ -692,6 +701,71 @@ static int is_run_in_heading(const char *s, size_t len) {
         /* no bold run closes inside: "**a** and **b**" is a sentence */
         const char *inner = memmem(s + 2, len - 4, "**", 2);
         return inner == NULL;
+}
+
+/* A small word a title leaves in lower case ("Availability of Source
+ * Code"). */
+static int is_title_small_word(const char *w, size_t n) {
+        static const char *const small[] = {"a",  "an", "and", "as", "at",  "by", "for", "from",
+                                            "in", "of", "on",  "or", "the", "to", "with"};
+        for (size_t i = 0; i < ELEMENTSOF(small); i++)
+                if (strlen(small[i]) == n && memcmp(small[i], w, n) == 0)
+                        return 1;
+        return 0;
+}
+
+/* Is the raw span @s a plain-text section heading rather than a sentence:
+ * a numbered title ("3.2. Availability of Source Code.", "a) Definitions",
+ * "§ 4 Termination"), or a short line in capitals ("NO WARRANTY")? Plain
+ * text (licences, manuals, contracts) marks its sections so; quoted, such
+ * a heading answers nothing, but it is the context of what follows. */
+static int is_plain_heading(const char *s, size_t len) {
+        size_t i = 0, words = 0, lower_start = 0, letters = 0, lower = 0;
+        while (i < len && is_space_b((unsigned char) s[i]))
+                i++;
+        while (len > i && (is_space_b((unsigned char) s[len - 1]) || s[len - 1] == '.'))
+                len--;
+        size_t start = i;
+        int numbered = 0;
+        if (i + 1 < len && (unsigned char) s[i] == 0xc2 && (unsigned char) s[i + 1] == 0xa7) { /* § */
+                i += 2;
+                while (i < len && s[i] == ' ')
+                        i++;
+                numbered = i < len && isdigit((unsigned char) s[i]);
+        } else if (i + 1 < len && islower((unsigned char) s[i]) && s[i + 1] == ')')
+                numbered = 1, i += 2;
+        else if (i < len && isdigit((unsigned char) s[i]))
+                numbered = 1;
+        if (numbered) {
+                while (i < len && (isdigit((unsigned char) s[i]) || s[i] == '.' || s[i] == ')'))
+                        i++;
+                if (i >= len || s[i] != ' ')
+                        return 0;
+        } else
+                i = start;
+        for (size_t j = i; j < len; j++) {
+                unsigned char c = (unsigned char) s[j];
+                if (c == '\n')
+                        return 0; /* a heading is one line */
+                if (c == ',' || c == ';' || c == '?' || c == '!' ||
+                    (c == '.' && j + 1 < len && s[j + 1] == ' '))
+                        return 0; /* punctuation of a sentence */
+                letters += isalpha(c) != 0;
+                lower += islower(c) != 0;
+                if (isalpha(c) && (j == i || s[j - 1] == ' ')) {
+                        size_t e = j;
+                        while (e < len && isalpha((unsigned char) s[e]))
+                                e++;
+                        words++;
+                        if (islower(c) && !is_title_small_word(s + j, e - j))
+                                lower_start++;
+                }
+        }
+        if (words == 0 || words > 8 || letters < 4)
+                return 0;
+        if (numbered)
+                return lower_start == 0;
+        return lower == 0 && words >= 2; /* "NO WARRANTY" */
 }
 
 /* Clean one raw span: collapse whitespace, drop the block markers that
@@ -827,7 +901,7 @@ static int on_sentence(const char *s, size_t len, void *userdata) {
                 free(st.text);
                 return 0;
         }
-        if (heading == 0 && is_run_in_heading(s, len))
+        if (heading == 0 && (is_run_in_heading(s, len) || (!c->parse_cites && is_plain_heading(s, len))))
                 heading = 3;
         if (heading == 1 || heading == 3) {
                 /* A section heading ("## Choking") gives context to the
@@ -980,9 +1054,9 @@ typedef struct Query {
         size_t n;
         QueryPair pair[EX_MAX_QUERY_TERMS];
         size_t n_pairs;
-        int modifier[EX_MAX_QUERY_TERMS];  /* narrows a following query word */
-        int digit[EX_MAX_QUERY_TERMS];     /* a single digit: "2" of "Apache 2.0", "(1)" */
-        unsigned part[EX_MAX_QUERY_TERMS]; /* clause of the question it belongs to */
+        int modifier[EX_MAX_QUERY_TERMS];   /* narrows a following query word */
+        int digit[EX_MAX_QUERY_TERMS];      /* a single digit: "2" of "Apache 2.0", "(1)" */
+        uint32_t parts[EX_MAX_QUERY_TERMS]; /* clauses of the question it is used in (a bit each) */
         unsigned n_parts;
         /* Weighed against the candidate sentences (query_weigh): */
         double idf[EX_MAX_QUERY_TERMS];      /* how informative: the knowledge base's, else cidf */
@@ -991,7 +1065,7 @@ typedef struct Query {
         int seen[EX_MAX_QUERY_TERMS];        /* in some candidate */
         uint64_t groups[EX_MAX_QUERY_TERMS]; /* documents or proposals containing it */
         int key[EX_MAX_QUERY_TERMS];
-        int part_key[EX_MAX_QUERY_TERMS]; /* a key term of its part */
+        uint32_t part_key[EX_MAX_QUERY_TERMS]; /* clauses it is a key term of */
         double part_total[EX_MAX_QUERY_TERMS];
         unsigned part_terms[EX_MAX_QUERY_TERMS];
         double total; /* sum of the weights */
@@ -1068,14 +1142,20 @@ static int query_parse(Query *q, const char *query) {
                         if (clause_break(q->clean + from, q->words[i].off - from))
                                 part++;
                 }
-                if (term_index(q, q->words[i].h) < 0) {
+                /* a word used again in a later clause ("... MIT and GPL,
+                 * and can I use GPL code ...?") belongs to both */
+                part = MIN(part, EX_MAX_PARTS - 1);
+                int t = term_index(q, q->words[i].h);
+                if (t >= 0)
+                        q->parts[t] |= UINT32_C(1) << part;
+                else {
                         q->digit[q->n] =
                                 q->words[i].len == 1 && isdigit((unsigned char) q->clean[q->words[i].off]);
-                        q->part[q->n] = part;
+                        q->parts[q->n] = UINT32_C(1) << part;
                         q->term[q->n++] = q->words[i].h;
                 }
         }
-        q->n_parts = q->n > 0 ? q->part[q->n - 1] + 1 : 0;
+        q->n_parts = q->n > 0 ? part + 1 : 0;
         for (size_t i = 0; i + 1 < q->n_words; i++) {
                 if (q->words[i + 1].pos != q->words[i].pos + 1)
                         continue;
@@ -1261,16 +1341,22 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
                 q->part_total[p] = 0;
                 q->part_terms[p] = 0;
         }
-        for (size_t t = 0; t < q->n; t++) {
-                unsigned p = q->part[t];
-                q->part_total[p] += q->weight[t];
-                q->part_terms[p]++;
-                if (q->seen[t] && !q->digit[t] && !q->modifier[t])
-                        part_max[p] = MAX(part_max[p], q->idf[t]);
-        }
         for (size_t t = 0; t < q->n; t++)
-                q->part_key[t] = q->seen[t] && !q->digit[t] && !q->modifier[t] &&
-                                 q->idf[t] >= EX_KEY_IDF_SHARE * part_max[q->part[t]];
+                for (size_t p = 0; p < q->n_parts; p++) {
+                        if (!(q->parts[t] & (UINT32_C(1) << p)))
+                                continue;
+                        q->part_total[p] += q->weight[t];
+                        q->part_terms[p]++;
+                        if (q->seen[t] && !q->digit[t] && !q->modifier[t])
+                                part_max[p] = MAX(part_max[p], q->idf[t]);
+                }
+        for (size_t t = 0; t < q->n; t++) {
+                q->part_key[t] = 0;
+                for (size_t p = 0; p < q->n_parts; p++)
+                        if ((q->parts[t] & (UINT32_C(1) << p)) && q->seen[t] && !q->digit[t] &&
+                            !q->modifier[t] && q->idf[t] >= EX_KEY_IDF_SHARE * part_max[p])
+                                q->part_key[t] |= UINT32_C(1) << p;
+        }
 }
 
 /* How well @s answers the query: the share of the query's weight it
@@ -1283,20 +1369,37 @@ static void query_weigh(Query *q, const SentList *l, int ignore_unseen, const in
  * sentence answering one clause of two words or more (a quarter of the
  * question's weight at least) with two of its words passes too, ranked at
  * 3/4 of that. */
+/* Is @h a word of the sentence before @s in its paragraph of the same
+ * hit? "In England and Wales they are enforceable only if ..." is about
+ * the restrictive covenants its predecessor names. */
+static int opens_with_back_reference(const char *t);
+static int refers_back(const char *t);
+
+static int in_predecessor(const SentList *l, const Sent *s, uint32_t h) {
+        if (!refers_back(s->text))
+                return 0;
+        size_t i = (size_t) (s - l->v);
+        if (i == 0 || i >= l->n)
+                return 0;
+        const Sent *p = &l->v[i - 1];
+        return p->src == s->src && p->pos + 1 == s->pos && set_has(p->set, p->n_set, h);
+}
+
 static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         double covered = 0, phrase = 0;
         double p_covered[EX_MAX_QUERY_TERMS] = {}, p_phrase[EX_MAX_QUERY_TERMS] = {};
-        int key = 0, p_key[EX_MAX_QUERY_TERMS] = {};
+        int key = 0;
+        uint32_t pkey = 0;
         unsigned p_words[EX_MAX_QUERY_TERMS] = {};
 
         for (size_t t = 0; t < q->n; t++) {
-                double w = set_has(s->set, s->n_set, q->term[t]) ? 1.0
-                           : in_heading(l, s, q->term[t])        ? 0.5
-                                                                 : 0.0;
+                double w = set_has(s->set, s->n_set, q->term[t])                              ? 1.0
+                           : in_heading(l, s, q->term[t]) || in_predecessor(l, s, q->term[t]) ? 0.5
+                                                                                              : 0.0;
                 if (w == 0)
                         continue;
                 key |= q->key[t];
-                p_key[q->part[t]] |= q->part_key[t];
+                pkey |= q->part_key[t];
                 for (size_t k = 0; k < q->n_pairs; k++) {
                         if (q->pair[k].a != t)
                                 continue;
@@ -1305,16 +1408,21 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
                                 w *= 0.5;
                 }
                 covered += w * q->weight[t];
-                p_covered[q->part[t]] += w * q->weight[t];
-                p_words[q->part[t]] += w == 1.0;
+                for (size_t p = 0; p < q->n_parts; p++)
+                        if (q->parts[t] & (UINT32_C(1) << p)) {
+                                p_covered[p] += w * q->weight[t];
+                                p_words[p] += w == 1.0;
+                        }
         }
         for (size_t k = 0; k < q->n_pairs; k++)
                 if (set_has(s->bigrams, s->n_bigrams, q->pair[k].bigram)) {
                         double w = q->weight[q->pair[k].a] + q->weight[q->pair[k].b];
                         key |= q->pair[k].key;
                         phrase += w;
-                        if (q->part[q->pair[k].a] == q->part[q->pair[k].b])
-                                p_phrase[q->part[q->pair[k].a]] += w;
+                        uint32_t both = q->parts[q->pair[k].a] & q->parts[q->pair[k].b];
+                        for (size_t p = 0; p < q->n_parts; p++)
+                                if (both & (UINT32_C(1) << p))
+                                        p_phrase[p] += w;
                 }
         s->cov = q->total > 0 ? covered / q->total : 0;
         s->rel = q->total > 0 ? s->cov + phrase / q->total : 0;
@@ -1322,11 +1430,16 @@ static void sent_relevance(const Query *q, const SentList *l, Sent *s) {
         s->pass = key && s->rel >= q->floor - 1e-9 && !q->missing;
         for (size_t p = 0; q->n_parts > 1 && !q->missing && p < q->n_parts; p++) {
                 double pt = q->part_total[p];
-                if (q->part_terms[p] < 2 || p_words[p] < 2 || !(pt > 0) || pt < 0.25 * q->total || !p_key[p])
+                if (q->part_terms[p] < 2 || p_words[p] < 2 || !(pt > 0) || pt < 0.25 * q->total ||
+                    !(pkey & (UINT32_C(1) << p)))
                         continue;
                 double cov = p_covered[p] / pt, rel = cov + p_phrase[p] / pt;
                 if (rel < EX_MIN_RELEVANCE - 1e-9)
                         continue;
+                if (rel > s->part_rel) {
+                        s->part_rel = rel;
+                        s->part = (unsigned) p;
+                }
                 s->pass = 1;
                 s->key = 1;
                 s->cov = MAX(s->cov, 0.75 * cov);
@@ -1570,6 +1683,28 @@ static int opens_with_back_reference(const char *t) {
         return 0;
 }
 
+/* Does @t lean on the sentence before it: it opens with a back-reference,
+ * or a pronoun stands in its first words for what that sentence named
+ * ("In England and Wales they are enforceable only if ...")? */
+static int refers_back(const char *t) {
+        static const char *const pronouns[] = {"they", "it",   "these", "this",
+                                               "such", "them", "its",   "their"};
+        if (opens_with_back_reference(t))
+                return 1;
+        for (unsigned w = 0; *t && w < 6; w++) {
+                while (*t && !isalpha((unsigned char) *t))
+                        t++;
+                size_t n = 0;
+                while (isalpha((unsigned char) t[n]))
+                        n++;
+                for (size_t i = 0; i < ELEMENTSOF(pronouns); i++)
+                        if (strlen(pronouns[i]) == n && strncmp(t, pronouns[i], n) == 0)
+                                return 1;
+                t += n;
+        }
+        return 0;
+}
+
 /* How many bytes of @s to print for at most @max: never half a UTF-8
  * character. */
 static int utf8_prefix(const char *s, size_t max) {
@@ -1746,15 +1881,28 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                 order[n_ok++] = s;
         }
         qsort(order, n_ok, sizeof(Sent *), cmp_score_desc);
+        /* A question of several clauses ("What is the difference between
+         * MIT and GPL, and can I use GPL code in a commercial product?"):
+         * the best sentence for each clause is never padding, even beside
+         * one naming more of the whole question. */
+        for (size_t p = 0; q.n_parts > 1 && p < q.n_parts; p++) {
+                Sent *best = NULL;
+                for (size_t i = 0; i < n_ok; i++)
+                        if (order[i]->part_rel > 0 && order[i]->part == p &&
+                            (!best || order[i]->part_rel > best->part_rel))
+                                best = order[i];
+                if (best)
+                        best->part_best = 1;
+        }
 
         size_t n_sel = 0, words = 0;
         for (size_t i = 0; i < n_ok && n_sel < max_sentences; i++) {
                 Sent *s = order[i];
                 /* Matching clearly less of the question than the best
                  * sentence is padding, unless it is from the documents the
-                 * question is about. */
+                 * question is about, or the best for a clause of it. */
                 if (s->cov < EX_MIN_RELATIVE_COVERAGE * best_cov && !s->defines && !s->typed &&
-                    !(opts && s->src < opts->n_attached))
+                    !s->part_best && !(opts && s->src < opts->n_attached))
                         continue;
                 int dup = 0;
                 for (size_t j = 0; j < n_sel && !dup; j++)
