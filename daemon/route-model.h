@@ -13,7 +13,7 @@
 #define ROUTE_MODEL_CHUNK_WEIGHT 0.4f       /* a chunk counts less than a real question */
 #define ROUTE_MODEL_CHUNK_CHARS 300u        /* of a chunk's title and text: enough to say what it is about */
 #define ROUTE_MODEL_PRIOR_SLOW_USEC 250000u /* one plugin's scores of every sample: slower is logged */
-#define ROUTE_MODEL_PRIOR_MAX_USEC 5000000u /* ... and slower than this gets no prior */
+#define ROUTE_MODEL_PRIOR_MAX_USEC 20000000u /* ... and slower than this gets no prior */
 #define ROUTE_MODEL_PRIOR_THREADS 8u /* agents' priors scored in parallel, one thread per CPU at most */
 
 /**
