@@ -37,7 +37,8 @@ struct AgentSet {
         AgentRefusals refused; /* enabled agents that could not be loaded, and why */
         RouterConfig router;
         Terms *terms;
-        Classifier *model; /* label i = agents[i]; NULL if nothing to learn from */
+        Classifier *model;   /* label i = agents[i]; NULL if nothing to learn from */
+        RoutePriors *priors; /* the lexicon priors it was trained on, for the next reload */
 };
 
 /* A check of an agent's knowledge on a thread of its own, through a
@@ -136,6 +137,7 @@ AgentSet *agents_free(AgentSet *s) {
         agent_refusals_done(&s->refused);
         free(s->router.fallback);
         classifier_free(s->model);
+        route_priors_free(s->priors);
         terms_free(s->terms);
         free(s);
         return NULL;
@@ -430,6 +432,44 @@ static void agent_refresh_vocab(Agent *a, uint64_t now, int wait) {
         agent_take_vocab(a);
 }
 
+static uint64_t hash_add(uint64_t h, const void *p, size_t n) {
+        const unsigned char *b = p;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ b[i]) * 1099511628211ULL;
+        return h;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s) {
+        return hash_add(h, s ? s : "", strlen(s ? s : "") + 1);
+}
+
+/* What the agents' lexicon scores depend on: which plugin file (path,
+ * identity, size, modification time) each agent runs with which options,
+ * and the weight. The same key: a text scored before scores the same. */
+static uint64_t priors_key(const AgentSet *s, const Config *cfg) {
+        uint64_t h = hash_add(14695981039346656037ULL, &s->router.lexicon_weight, sizeof(double));
+        for (size_t i = 0; i < s->n; i++) {
+                const AgentConfig *ac = config_find_agent(cfg, s->agents[i]->name);
+                _cleanup_free_ char *path = NULL;
+                struct stat st = {};
+                h = hash_str(h, s->agents[i]->name);
+                if (!ac || plugin_path(cfg, ac, &path) < 0 || !path)
+                        continue;
+                h = hash_str(h, path);
+                if (stat(path, &st) == 0) {
+                        h = hash_add(h, &st.st_dev, sizeof(st.st_dev));
+                        h = hash_add(h, &st.st_ino, sizeof(st.st_ino));
+                        h = hash_add(h, &st.st_size, sizeof(st.st_size));
+                        h = hash_add(h, &st.st_mtim, sizeof(st.st_mtim));
+                }
+                for (size_t k = 0; k < ac->n_options; k++) {
+                        h = hash_str(h, ac->options[k].key);
+                        h = hash_str(h, ac->options[k].value);
+                }
+        }
+        return h;
+}
+
 /* Train the router's classifier from every loaded agent's examples and
  * knowledge. Without it routing still works on lexicons and evidence. */
 static int agents_learn(AgentSet *s, const Config *cfg, const AgentSet *prev) {
@@ -464,13 +504,21 @@ static int agents_learn(AgentSet *s, const Config *cfg, const AgentSet *prev) {
         for (size_t i = 0; i < s->n; i++) {
                 const AgentConfig *ac = config_find_agent(cfg, s->agents[i]->name);
                 in[i] = (RouteModelAgent){
+                        .name = s->agents[i]->name,
                         .examples = ac ? ac->examples : NULL,
                         .n_examples = ac ? ac->n_examples : 0,
                         .kb = s->agents[i]->kb,
+                        .plugin = s->agents[i]->plugin,
                 };
         }
+        RouteModelPrior prior = {.weight = s->router.lexicon_weight,
+                                 .key = priors_key(s, cfg),
+                                 .prev = prev ? prev->priors : NULL,
+                                 .call_usec = cfg->limits.plugin_score_ms * 1000,
+                                 .ret_kept = &s->priors};
         t0 = now_usec();
-        r = route_model_train(s->terms, in, s->n, prev ? prev->model : NULL, &s->model, &n_samples, &reused);
+        r = route_model_train(s->terms, in, s->n, &prior, prev ? prev->model : NULL, &s->model, &n_samples,
+                              &reused);
         if (r < 0)
                 return log_error_errno(r, "router: cannot train the learned router");
         log_info("router: %s %zu samples of %zu agents in %.1f ms",

@@ -5,7 +5,11 @@
  *   b:STEM STEM   neighbouring content words ("security deposit"), 0.7
  *   c:GRAM        character 4-grams of "^word$" for words of 4+ letters,
  *                 0.25: typos ("morgage") and inflections in any language
- * Training: stochastic gradient descent in a fixed pseudo-random order, a
+ * Training: a sample may carry a prior per label (the plugin lexicon's
+ * log-odds), which the model is trained on top of (an offset, as in
+ * boosting), so that its own weights learn what the prior gets wrong: a
+ * domain word the lexicon counts in an everyday question is pushed back by
+ * the question's other words. Stochastic gradient descent in a fixed pseudo-random order, a
  * fixed number of epochs with a decaying rate, positives and negatives of
  * each label weighted to balance, L2 decay once per epoch. Features and
  * labels are computed on one thread per CPU (labels are independent, so
@@ -231,7 +235,11 @@ static void train_label(const Training *t, size_t l) {
                         if (t->x[i].n == 0)
                                 continue;
                         int y = (t->samples[i].labels >> l) & 1;
-                        double p = sigmoid(c->b[l] + dot(w, &t->x[i]));
+                        /* trained on top of the sample's prior: the model
+                         * learns what the lexicon gets wrong, not again
+                         * what it already says */
+                        double p = sigmoid(c->b[l] + dot(w, &t->x[i]) +
+                                           (t->samples[i].offset ? t->samples[i].offset[l] : 0));
                         if (fabs(p - y) < 0.02) /* learned well enough: save the update */
                                 continue;
                         double cw = t->total_w / (2.0 * (y ? t->pos_w[l] : t->neg_w[l]));
@@ -350,6 +358,8 @@ uint64_t classifier_inputs_hash(const ClassifierSample *samples, size_t n, size_
                 h = hash_bytes(h, t, strlen(t) + 1);
                 h = hash_bytes(h, &samples[i].labels, sizeof(samples[i].labels));
                 h = hash_bytes(h, &samples[i].weight, sizeof(samples[i].weight));
+                if (samples[i].offset)
+                        h = hash_bytes(h, samples[i].offset, n_labels * sizeof(float));
         }
         return h;
 }

@@ -23,11 +23,15 @@ typedef struct Classifier Classifier;
  * @labels: bit i set = the text belongs to label i (several bits: a question
  *          for two agents). A text with no bit is a negative for every label.
  * @weight: how much it counts (> 0); examples 1, document passages less.
+ * @offset: NULL, or one log-odds per label that the model is trained on
+ *          top of (the lexicon's prior for this text): the learned score
+ *          is then a correction to add to the prior, see classifier_train().
  */
 typedef struct ClassifierSample {
         const char *text;
         uint64_t labels;
         float weight;
+        const float *offset;
 } ClassifierSample;
 
 /**

@@ -121,8 +121,8 @@ typedef struct RouterConfig {
                         .top_k = 3,                                                                         \
                         .lexicon_weight = 4.0,                                                              \
                         .learned_weight = 1.0,                                                              \
-                        .kb_weight = 2.0,                                                                   \
-                        .bias = -1.0,                                                                       \
+                        .kb_weight = 3.0,                                                                   \
+                        .bias = -0.5,                                                                       \
                         .floor = 0.2,                                                                       \
                         .fallback_margin = 0.05})
 

@@ -13,7 +13,7 @@
  * usage: routing-eval --data FILE [--agents-dir DIR] [--plugin-dir DIR]
  *        [--no-kb] [--no-examples] [--threshold X] [--top-k N]
  *        [--kb-weight X] [--learned-weight X] [--lexicon-weight X]
- *        [--bias X] [--show dev|test|all] [--grid]
+ *        [--bias X] [--show dev|test|all] [--grid] [--dump FILE]
  *        [--min-test-accuracy X] */
 #include <ftw.h>
 #include <getopt.h>
@@ -153,6 +153,25 @@ static void evaluate(const RouterConfig *cfg, Item *items, size_t n_items, Agent
         }
 }
 
+/* Every routed signal, one line per query and agent (split, line, expected,
+ * agent, lexicon, learned, evidence, weight): for exploring selection rules
+ * offline, on dev. */
+static int dump_signals(const char *path, const Item *items, size_t n_items) {
+        FILE *f = fopen(path, "we");
+        if (!f) {
+                fprintf(stderr, "%s: %s\n", path, strerror(errno));
+                return -errno;
+        }
+        for (size_t k = 0; k < n_items; k++)
+                for (size_t i = 0; i < items[k].rr.n; i++) {
+                        const RouteChoice *c = &items[k].rr.choices[i];
+                        fprintf(f, "%s\t%u\t%s\t%s\t%.6f\t%.6f\t%.6f\t%.3f\n",
+                                items[k].split ? "test" : "dev", items[k].line, items[k].labels, c->name,
+                                c->plugin_score, c->learned, c->kb_evidence, c->weight);
+                }
+        return fclose(f) == 0 ? 0 : -errno;
+}
+
 static double f1_of(const Stats *s) {
         double p = ratio(s->tp, s->tp + s->fp), r = ratio(s->tp, s->tp + s->fn);
         return p + r > 0 ? 2 * p * r / (p + r) : 0;
@@ -205,7 +224,7 @@ static void grid(const RouterConfig *base, Item *items, size_t n_items, AgentSet
 int main(int argc, char **argv) {
         const char *data = NULL, *agents_dir = MOAD_SOURCE_DIR "/agents.d",
                    *plugin_dir = MOAD_BUILD_DIR "/plugins";
-        const char *show = NULL, *pg_conninfo = NULL, *pg_password_file = NULL;
+        const char *show = NULL, *pg_conninfo = NULL, *pg_password_file = NULL, *dump = NULL;
         double min_test = -1, threshold = -1, kb_weight = -1, learned_weight = -1, lexicon_weight = -1,
                bias = -100, floor_ = -1;
         int top_k = -1, no_kb = 0, no_examples = 0, do_grid = 0;
@@ -226,6 +245,7 @@ int main(int argc, char **argv) {
                 {"floor", required_argument, NULL, 'F'},
                 {"show", required_argument, NULL, 's'},
                 {"grid", no_argument, NULL, 'g'},
+                {"dump", required_argument, NULL, 'D'},
                 {"min-test-accuracy", required_argument, NULL, 'm'},
                 {},
         };
@@ -273,6 +293,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'g':
                         do_grid = 1;
+                        break;
+                case 'D':
+                        dump = optarg;
                         break;
                 case 'm':
                         min_test = atof(optarg);
@@ -408,6 +431,8 @@ int main(int argc, char **argv) {
         }
         fclose(f);
 
+        if (dump && dump_signals(dump, items, n_items) < 0)
+                return 1;
         Stats st[2];
         evaluate(rc, items, n_items, set, show, st);
         report("dev", &st[0], set);

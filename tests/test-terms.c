@@ -110,18 +110,18 @@ END_TEST
 
 /* Three labels: 0 legal, 1 medical, 2 everyday (the negatives' home). */
 static const ClassifierSample samples[] = {
-        {"Can my landlord keep the security deposit?", 1, 1},
-        {"Is a verbal contract legally binding?", 1, 1},
-        {"How do I contest a parking fine in court?", 1, 1},
-        {"Mein Vermieter behält die Kaution", 1, 1},
-        {"What are the symptoms of a urinary infection?", 2, 1},
-        {"Is ibuprofen safe with blood pressure medicine?", 2, 1},
-        {"My child has a fever of 39 degrees", 2, 1},
-        {"How long should I boil an egg?", 4, 1},
-        {"What is the capital of Australia?", 4, 1},
-        {"Write a haiku about the sea", 4, 1},
+        {"Can my landlord keep the security deposit?", 1, 1, NULL},
+        {"Is a verbal contract legally binding?", 1, 1, NULL},
+        {"How do I contest a parking fine in court?", 1, 1, NULL},
+        {"Mein Vermieter behält die Kaution", 1, 1, NULL},
+        {"What are the symptoms of a urinary infection?", 2, 1, NULL},
+        {"Is ibuprofen safe with blood pressure medicine?", 2, 1, NULL},
+        {"My child has a fever of 39 degrees", 2, 1, NULL},
+        {"How long should I boil an egg?", 4, 1, NULL},
+        {"What is the capital of Australia?", 4, 1, NULL},
+        {"Write a haiku about the sea", 4, 1, NULL},
         /* two labels: positive for both, negative for neither */
-        {"Can I sue the hospital for a wrong diagnosis?", 1 | 2, 1},
+        {"Can I sue the hospital for a wrong diagnosis?", 1 | 2, 1, NULL},
 };
 
 START_TEST(test_classifier_learns) {
@@ -164,31 +164,35 @@ END_TEST
 START_TEST(test_route_model_reuse) {
         char *legal[] = {"Can my landlord keep the deposit?", "Is this contract clause enforceable?"};
         char *med[] = {"Is ibuprofen safe with my blood pressure pills?", "What are the symptoms of flu?"};
-        RouteModelAgent agents[] = {{legal, 2, NULL}, {med, 2, NULL}};
+        RouteModelAgent agents[] = {{"legal", legal, 2, NULL, NULL}, {"medical", med, 2, NULL, NULL}};
         Classifier *a = NULL, *b = NULL, *c = NULL;
         size_t n = 0;
         int reused = -1;
 
-        ck_assert_int_eq(route_model_train(terms, agents, 2, NULL, &a, &n, &reused), 0);
+        ck_assert_int_eq(route_model_train(terms, agents, 2, NULL, NULL, &a, &n, &reused), 0);
         ck_assert_uint_eq(n, 4);
         ck_assert_int_eq(reused, 0);
         ck_assert_uint_ne(classifier_trained_from(a), 0);
 
-        ck_assert_int_eq(route_model_train(terms, agents, 2, a, &b, &n, &reused), 0);
+        ck_assert_int_eq(route_model_train(terms, agents, 2, NULL, a, &b, &n, &reused), 0);
         ck_assert_int_eq(reused, 1);
         ck_assert_ptr_eq(a, b);
 
         med[1] = "What are the symptoms of measles?";
-        ck_assert_int_eq(route_model_train(terms, agents, 2, a, &c, &n, &reused), 0);
+        ck_assert_int_eq(route_model_train(terms, agents, 2, NULL, a, &c, &n, &reused), 0);
         ck_assert_int_eq(reused, 0);
         ck_assert_ptr_ne(a, c);
         ck_assert_uint_ne(classifier_trained_from(a), classifier_trained_from(c));
 
         /* the same samples under other labels are other inputs */
-        ClassifierSample s1[] = {{"deposit", 1, 1.0f}, {"fever", 2, 1.0f}};
-        ClassifierSample s2[] = {{"deposit", 2, 1.0f}, {"fever", 1, 1.0f}};
+        ClassifierSample s1[] = {{"deposit", 1, 1.0f, NULL}, {"fever", 2, 1.0f, NULL}};
+        ClassifierSample s2[] = {{"deposit", 2, 1.0f, NULL}, {"fever", 1, 1.0f, NULL}};
         ck_assert_uint_ne(classifier_inputs_hash(s1, 2, 2), classifier_inputs_hash(s2, 2, 2));
         ck_assert_uint_ne(classifier_inputs_hash(s1, 2, 2), classifier_inputs_hash(s1, 2, 3));
+        /* and so are the same samples with another prior */
+        static const float prior[2] = {2.0f, 0.0f};
+        ClassifierSample s3[] = {{"deposit", 1, 1.0f, prior}, {"fever", 2, 1.0f, NULL}};
+        ck_assert_uint_ne(classifier_inputs_hash(s1, 2, 2), classifier_inputs_hash(s3, 2, 2));
 
         /* shared by reference: each free drops one */
         classifier_free(b);
@@ -199,17 +203,48 @@ START_TEST(test_route_model_reuse) {
 }
 END_TEST
 
+/* Trained on top of a prior: an everyday question that the lexicon counts
+ * as legal (prior +3 log-odds) teaches the model to push its other words
+ * down, further than without the prior, which it need not fight. */
+START_TEST(test_classifier_prior) {
+        static const float lexicon_says_legal[3] = {3.0f, 0, 0};
+        ClassifierSample with[ELEMENTSOF(samples) + 2], without[ELEMENTSOF(samples) + 2];
+        size_t n = 0;
+        for (size_t i = 0; i < ELEMENTSOF(samples); i++, n++)
+                with[n] = without[n] = samples[i];
+        with[n] = without[n] = (ClassifierSample){"crossword clue: legal document left behind", 4, 1, NULL};
+        with[n++].offset = lexicon_says_legal;
+        with[n] = without[n] =
+                (ClassifierSample){"crossword clue for a Monopoly card, legal tender", 4, 1, NULL};
+        with[n++].offset = lexicon_says_legal;
+
+        Classifier *a = NULL, *b = NULL;
+        ClassifierScore pa[3], pb[3];
+        ck_assert_int_eq(classifier_train(terms, with, n, 3, &a), 0);
+        ck_assert_int_eq(classifier_train(terms, without, n, 3, &b), 0);
+        ck_assert_int_eq(classifier_predict(a, terms, "crossword clue", 0, pa), 0);
+        ck_assert_int_eq(classifier_predict(b, terms, "crossword clue", 0, pb), 0);
+        ck_assert_double_lt(pa[0].p, pb[0].p);
+        /* a question with no prior still learns as before */
+        ck_assert_int_eq(classifier_predict(a, terms, "Can the landlord keep my deposit?", 0, pa), 0);
+        ck_assert_double_gt(pa[0].p, 0.5);
+        classifier_free(a);
+        classifier_free(b);
+}
+END_TEST
+
 /* Knowledge alone: document-like passages, no questions, still route. */
 START_TEST(test_classifier_from_knowledge) {
         static const ClassifierSample docs[] = {
                 {"tenancy.md\nA landlord must return the tenant's deposit within 30 days of the end of the "
                  "lease.",
-                 1, 0.4f},
+                 1, 0.4f, NULL},
                 {"contracts.md\nA contract needs offer, acceptance and consideration to be enforceable.", 1,
-                 0.4f},
+                 0.4f, NULL},
                 {"fever.md\nA fever above 39 degrees in adults calls for rest, fluids and paracetamol.", 2,
-                 0.4f},
-                {"diabetes.md\nType 2 diabetes is managed with diet, exercise and metformin.", 2, 0.4f},
+                 0.4f, NULL},
+                {"diabetes.md\nType 2 diabetes is managed with diet, exercise and metformin.", 2, 0.4f,
+                 NULL},
         };
         Classifier *c = NULL;
         ClassifierScore p[2];
@@ -230,7 +265,7 @@ START_TEST(test_classifier_bad_input) {
         ck_assert_int_eq(classifier_train(NULL, samples, 1, 2, &c), -EINVAL);
         ck_assert_ptr_null(c);
         /* a label without negatives is not learned */
-        static const ClassifierSample only[] = {{"a question", 1, 1}, {"another one", 1, 1}};
+        static const ClassifierSample only[] = {{"a question", 1, 1, NULL}, {"another one", 1, 1, NULL}};
         ClassifierScore p[1];
         ck_assert_int_eq(classifier_train(terms, only, 2, 1, &c), 0);
         ck_assert(!classifier_has_positives(c, 0));
@@ -252,6 +287,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_classifier_learns);
         tcase_add_test(tc, test_route_model_reuse);
         tcase_add_test(tc, test_classifier_from_knowledge);
+        tcase_add_test(tc, test_classifier_prior);
         tcase_add_test(tc, test_classifier_bad_input);
         suite_add_tcase(s, tc);
         return s;

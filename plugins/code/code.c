@@ -8,6 +8,7 @@
  *
  * Options: language (default language tag for fences, e.g. "c"),
  * fence (yes/no), plus the common max_passages, max_passage_chars, review. */
+#define _GNU_SOURCE /* memmem */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -239,11 +240,7 @@ static double syntax_evidence(const char *q, char *what, size_t what_size) {
         unsigned n = 0;
         what[0] = 0;
         for (size_t i = 0; i < sizeof(sig) / sizeof(sig[0]); i++) {
-                size_t nl = strlen(sig[i].needle);
-                int found = 0;
-                for (size_t k = 0; k + nl <= len && !found; k++)
-                        found = memcmp(q + k, sig[i].needle, nl) == 0;
-                if (found) {
+                if (memmem(q, len, sig[i].needle, strlen(sig[i].needle))) {
                         ev += sig[i].weight;
                         if (n++ < 3) {
                                 size_t l = strlen(what);

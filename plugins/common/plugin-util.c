@@ -200,8 +200,47 @@ void mu_text_done(MuText *t) {
  * (space-separated words, a trailing '*' on a word = prefix) in @t at word
  * position >= @from. Returns the 1-based word position of the match (its
  * length in *ret_len), 0 if none. */
-static unsigned mu_match_one_from(const MuText *t, const char *p, size_t plen, unsigned from,
-                                  unsigned *ret_len) {
+/* Which words (and which three-letter beginnings) a text has, as two
+ * 4096-bit sets: a lexicon rule whose words cannot all be there is skipped
+ * without scanning the text. Only ever rules out; a match is still
+ * confirmed word by word. */
+#define MU_FILTER_BITS 4096u
+typedef struct MuFilter {
+        uint64_t word[MU_FILTER_BITS / 64];
+        uint64_t pre3[MU_FILTER_BITS / 64];
+} MuFilter;
+
+static unsigned mu_filter_hash(const char *p, size_t n) {
+        uint32_t h = 2166136261u;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ (unsigned char) p[i]) * 16777619u;
+        return (h ^ (h >> 13)) & (MU_FILTER_BITS - 1);
+}
+
+static void mu_filter_init(MuFilter *f, const MuText *t) {
+        memset(f, 0, sizeof(*f));
+        for (unsigned w = 0; w < t->n; w++) {
+                unsigned h = mu_filter_hash(t->word[w], t->wlen[w]);
+                f->word[h / 64] |= UINT64_C(1) << (h % 64);
+                if (t->wlen[w] >= 3) {
+                        h = mu_filter_hash(t->word[w], 3);
+                        f->pre3[h / 64] |= UINT64_C(1) << (h % 64);
+                }
+        }
+}
+
+static int mu_filter_may_have(const MuFilter *f, const char *p, size_t l, int prefix) {
+        if (!f)
+                return 1;
+        if (prefix && l < 3)
+                return 1; /* too short to say */
+        unsigned h = mu_filter_hash(p, prefix ? 3 : l);
+        const uint64_t *set = prefix ? f->pre3 : f->word;
+        return (set[h / 64] >> (h % 64)) & 1;
+}
+
+static unsigned mu_match_one_from(const MuText *t, const MuFilter *f, const char *p, size_t plen,
+                                  unsigned from, unsigned *ret_len) {
         const char *pw[MU_MAX_PATTERN_WORDS];
         size_t pl[MU_MAX_PATTERN_WORDS];
         unsigned np = 0;
@@ -220,6 +259,11 @@ static unsigned mu_match_one_from(const MuText *t, const char *p, size_t plen, u
         }
         if (np == 0)
                 return 0;
+        for (unsigned k = 0; k < np; k++) {
+                int prefix = pl[k] > 1 && pw[k][pl[k] - 1] == '*';
+                if (!mu_filter_may_have(f, pw[k], prefix ? pl[k] - 1 : pl[k], prefix))
+                        return 0;
+        }
         for (unsigned w = from; w + np <= t->n; w++) {
                 unsigned k;
                 for (k = 0; k < np; k++) {
@@ -241,12 +285,12 @@ static unsigned mu_match_one_from(const MuText *t, const char *p, size_t plen, u
         return 0;
 }
 
-int mu_match(const MuText *t, const char *pattern) {
+static int mu_match_filtered(const MuText *t, const MuFilter *f, const char *pattern) {
         const char *p = pattern;
         for (;;) {
                 const char *bar = strchr(p, '|');
                 size_t l = bar ? (size_t) (bar - p) : strlen(p);
-                if (mu_match_one_from(t, p, l, 0, NULL))
+                if (mu_match_one_from(t, f, p, l, 0, NULL))
                         return 1;
                 if (!bar)
                         return 0;
@@ -254,14 +298,18 @@ int mu_match(const MuText *t, const char *pattern) {
         }
 }
 
-int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed, unsigned *ret_start,
-                   unsigned *ret_len) {
+int mu_match(const MuText *t, const char *pattern) {
+        return mu_match_filtered(t, NULL, pattern);
+}
+
+static int mu_match_claim_filtered(const MuText *t, const MuFilter *f, const char *pattern,
+                                   unsigned char *claimed, unsigned *ret_start, unsigned *ret_len) {
         const char *p = pattern;
         for (;;) {
                 const char *bar = strchr(p, '|');
                 size_t l = bar ? (size_t) (bar - p) : strlen(p);
                 unsigned from = 0, pos, len = 0;
-                while ((pos = mu_match_one_from(t, p, l, from, &len)) > 0) {
+                while ((pos = mu_match_one_from(t, f, p, l, from, &len)) > 0) {
                         unsigned w = pos - 1, k;
                         for (k = 0; k < len; k++)
                                 if (claimed[w + k])
@@ -279,6 +327,11 @@ int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed,
                         return 0;
                 p = bar + 1;
         }
+}
+
+int mu_match_claim(const MuText *t, const char *pattern, unsigned char *claimed, unsigned *ret_start,
+                   unsigned *ret_len) {
+        return mu_match_claim_filtered(t, NULL, pattern, claimed, ret_start, ret_len);
 }
 
 double mu_squash(double evidence, double scale) {
@@ -307,15 +360,17 @@ double mu_lex_score(const MuText *t, const MuLex *lex, size_t n, char *reason, u
         MuBuf pos = {0}, neg = {0};
         unsigned npos = 0, nneg = 0;
 
+        MuFilter f;
+        mu_filter_init(&f, t);
         memset(claimed, 0, sizeof(claimed));
         for (size_t i = 0; i < n; i++) {
                 unsigned start = 0, len = 0;
                 if (lex[i].weight > 0) {
-                        if (!mu_match_claim(t, lex[i].pattern, claimed, &start, &len))
+                        if (!mu_match_claim_filtered(t, &f, lex[i].pattern, claimed, &start, &len))
                                 continue;
-                } else if (!mu_match(t, lex[i].pattern))
+                } else if (!mu_match_filtered(t, &f, lex[i].pattern))
                         continue;
-                if (lex[i].with && !mu_match(t, lex[i].with))
+                if (lex[i].with && !mu_match_filtered(t, &f, lex[i].with))
                         continue;
                 sum += lex[i].weight;
                 if (lex[i].weight > 0 && npos < 5) {

@@ -34,10 +34,10 @@ static void load(void) {
                         abort();
         }
         static const ClassifierSample samples[] = {
-                {"Can my landlord keep the deposit?", 1, 1},
-                {"Kann mein Vermieter die Kaution behalten?", 1, 1},
-                {"segfault in strlen after free", 2, 1},
-                {"How do I boil an egg?", 0, 1},
+                {"Can my landlord keep the deposit?", 1, 1, NULL},
+                {"Kann mein Vermieter die Kaution behalten?", 1, 1, NULL},
+                {"segfault in strlen after free", 2, 1, NULL},
+                {"How do I boil an egg?", 0, 1, NULL},
         };
         if (terms_new(&terms) < 0 || classifier_train(terms, samples, ELEMENTSOF(samples), 2, &model) < 0)
                 abort();

@@ -236,6 +236,9 @@ class SlowScore(SleepyCase):
         self.assertEqual(self.state(), {"quarantined": False, "timeouts": 1, "stuck": True})
         log = self.d.read_log()
         self.assertRegex(log, r"agent sleepy: plugin sleepy score\(\) is over its budget of 250 ms \(\d+ ms\)")
+        # training the router asked it once, then went on without its lexicon
+        self.assertRegex(log, r"router: agent sleepy's plugin: one score\(\) took longer than the plugin's "
+                              r"budget \(1 samples in \d+ ms\): learning without its lexicon as a prior")
         # while it is stuck the agent is not asked again (no second thread, no new offence)
         st, _, r = self.d.json("POST", "/v1/moa/route", {"query": "deposit"})
         self.assertEqual(st, 200)
