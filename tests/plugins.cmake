@@ -48,6 +48,7 @@ moa_routing_eval(routing-eval-registers data/routing/registers.tsv 0.78)
 moa_routing_eval(routing-eval-no-lexicon data/routing/no-lexicon.tsv 0.68)
 moa_routing_eval(routing-eval-inbox data/routing/inbox.tsv 0.78)
 moa_routing_eval(routing-eval-forum data/routing/forum.tsv 0.78)
+moa_routing_eval(routing-eval-support-desk data/routing/support-desk.tsv 0.78)
 
 # Out-of-tree plugin build: the documented command line against the
 # build-tree moa-plugin.pc, then loaded by the host loader.
