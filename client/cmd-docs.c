@@ -564,7 +564,7 @@ static int sync_remove(IngestRun *run, IngestFiles *files, const IngestFilter *f
         return MOACTL_EXIT_OK;
 }
 
-static void print_summary(const IngestRun *run, const char *agent) {
+static void print_summary(const IngestRun *run, const IngestFiles *files, const char *agent) {
         const Tally *t = &run->tally;
 
         if (run->m->ingest.dry_run)
@@ -586,6 +586,9 @@ static void print_summary(const IngestRun *run, const char *agent) {
         }
         if (t->failed > 0)
                 fprintf(stderr, ", %zu failed", t->failed);
+        if (files->n_links > 0)
+                fprintf(stderr, "; %zu %s to files ingested under their own names skipped", files->n_links,
+                        files->n_links == 1 ? "link" : "links");
         fputc('\n', stderr);
 }
 
@@ -756,7 +759,7 @@ int cmd_ingest(const Moactl *m, int argc, char **argv) {
                         return code;
         } else if (note_older_titles(&run, &files) < 0)
                 return MOACTL_EXIT_FAILED;
-        print_summary(&run, m->agents[0]);
+        print_summary(&run, &files, m->agents[0]);
         return run.tally.refused + run.tally.failed > 0 ? MOACTL_EXIT_FAILED : MOACTL_EXIT_OK;
 }
 

@@ -167,6 +167,20 @@ static void strv_free(char **v, size_t n) {
         free(v);
 }
 
+/* Is the link @path another name of a regular file that the walk of
+ * @root takes itself: inside @root, in no hidden directory, passing
+ * @filter? */
+static int links_to_walked_file(const char *root, const char *base, const char *path,
+                                const IngestFilter *filter) {
+        _cleanup_free_ char *target = realpath(path, NULL), *rel = NULL;
+        size_t rl = streq(root, "/") ? 0 : strlen(root);
+        if (!target || strncmp(target, root, rl) != 0 || target[rl] != '/' || strstr(target + rl, "/."))
+                return 0;
+        if (path_relative(base, target, &rel) < 0)
+                return 0;
+        return ingest_filter_match(filter, rel, target + rl + 1);
+}
+
 /* @root is the directory argument @dir lies in (for filters). */
 static int walk(IngestFiles *files, const char *root, const char *dir, const char *base,
                 const IngestFilter *filter, unsigned depth) {
@@ -240,6 +254,10 @@ static int walk(IngestFiles *files, const char *root, const char *dir, const cha
                 }
                 if (!S_ISREG(st.st_mode))
                         continue; /* sockets, fifos, devices */
+                if (S_ISLNK(lst.st_mode) && links_to_walked_file(root, base, path, filter)) {
+                        files->n_links++;
+                        continue;
+                }
                 r = path_relative(base, path, &rel);
                 if (r == -EXDEV) {
                         r = add_file(files, path, base, NULL, "not below the base directory (--base)");

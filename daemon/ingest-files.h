@@ -26,6 +26,10 @@ typedef struct IngestFiles {
         char **seen;
         size_t n_seen, cap_seen;
         int seen_sorted;
+        /* Links to a file of the same tree ("GPL" -> "GPL-3" in
+         * /usr/share/common-licenses), not ingested twice: that file is,
+         * under its own name. */
+        size_t n_links;
 } IngestFiles;
 
 typedef struct IngestFilter {

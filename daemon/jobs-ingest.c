@@ -190,6 +190,9 @@ static int plan_work(Task *t) {
                          k == -E2BIG ? "more than 100000 files" : strerror(-k));
                 return k;
         }
+        if (r->files.n_links > 0)
+                log_info("ingest job %s: %zu link(s) to files ingested under their own names skipped", r->id,
+                         r->files.n_links);
         k = kb_open(r->kb_path, 0, &r->kb);
         if (k >= 0)
                 k = kb_list(r->kb, known_add, r);

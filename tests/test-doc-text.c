@@ -423,12 +423,26 @@ START_TEST(test_walk) {
         touch(dir, "top.md");
         snprintf(p, sizeof p, "%s/loop", dir);
         ck_assert_int_eq(symlink(dir, p), 0); /* a link to a directory: not followed */
+        snprintf(p, sizeof p, "%s/top-alias.md", dir);
+        ck_assert_int_eq(symlink("top.md", p), 0); /* another name of top.md: skipped */
+        snprintf(p, sizeof p, "%s/old-alias.md", dir);
+        ck_assert_int_eq(symlink("b/old.bak", p), 0); /* its target is excluded: taken */
+        char outside[] = "/tmp/test-doc-text-outside-XXXXXX";
+        int ofd = mkstemp(outside);
+        ck_assert_int_ge(ofd, 0);
+        close(ofd);
+        snprintf(p, sizeof p, "%s/hostname", dir);
+        ck_assert_int_eq(symlink(outside, p), 0); /* a file outside the tree: taken */
 
         ck_assert_int_eq(ingest_files_add(&files, dir, dir, NULL, &f), 0);
-        ck_assert_uint_eq(files.n, 3);
+        ck_assert_uint_eq(files.n, 5);
         ck_assert_str_eq(files.files[0].title, "a/copyright");
         ck_assert_str_eq(files.files[1].title, "b/copyright");
-        ck_assert_str_eq(files.files[2].title, "top.md");
+        ck_assert_str_eq(files.files[2].title, "hostname");
+        ck_assert_str_eq(files.files[3].title, "old-alias.md");
+        ck_assert_str_eq(files.files[4].title, "top.md");
+        ck_assert_uint_eq(files.n_links, 1);
+        ck_assert(!ingest_files_seen(&files, "top-alias.md"));
         ck_assert(ingest_files_seen(&files, "b/old.bak")); /* excluded, but there */
         ck_assert(!ingest_files_seen(&files, "b/gone.md"));
         ck_assert(!ingest_files_seen(&files, ".git/config"));
@@ -437,10 +451,10 @@ START_TEST(test_walk) {
         snprintf(p, sizeof p, "%s/top.md", dir);
         ck_assert_int_eq(ingest_files_add(&files, p, dir, NULL, &f), 0);
         ck_assert_int_eq(ingest_files_add(&files, dir, dir, NULL, &f), 0);
-        ck_assert_uint_eq(files.n, 7);
+        ck_assert_uint_eq(files.n, 11);
         ck_assert_int_eq(ingest_files_dedup(&files), 0);
         for (size_t i = 0; i < files.n; i++)
-                ck_assert_msg((files.files[i].error != NULL) == (i >= 3), "file %zu: %s", i,
+                ck_assert_msg((files.files[i].error != NULL) == (i >= 5), "file %zu: %s", i,
                               files.files[i].error ?: "ok");
 
         /* a file outside the base: refused on its own, with the reason */
@@ -453,6 +467,7 @@ START_TEST(test_walk) {
         ck_assert_str_eq(files.files[0].error, "not below the base directory (--base)");
         ck_assert_int_eq(ingest_files_add(&files, "/nonexistent/x", p, NULL, &f), -ENOENT);
 
+        unlink(outside);
         snprintf(p, sizeof p, "rm -rf '%s'", dir);
         ck_assert_int_eq(system(p), 0);
 }
