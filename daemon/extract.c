@@ -51,6 +51,8 @@
 #define EX_BACK_REFERENCE_FACTOR 0.8  /* score of a sentence opening with "This", "However", ... */
 #define EX_ANSWER_TYPE_FACTOR 1.5     /* score of one with the kind of answer asked for (answer-type.h) */
 #define EX_ANSWER_TYPE_FLOOR 0.6      /* ... which passes at this share of the relevance floor */
+#define EX_AGREED_HITS 3u             /* passages of one document: retrieval agrees on it */
+#define EX_AGREED_FLOOR 0.8           /* ... whose sentences pass at this share of the floor */
 /* A question asking what something is: a sentence that passes the floor,
  * opens with its subject and says what it is ranks before the others, and
  * is kept even when another sentence covers more of the question's words
@@ -1859,6 +1861,20 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
         size_t n_ok = 0;
         double best_cov = 0;
         int definition = asks_definition(q.clean);
+        /* Retrieval agrees on one document when EX_AGREED_HITS of the
+         * passages are from it: a question told as a story ("I was
+         * prescribed ibuprofen after a car accident that wasn't my fault.
+         * Can I claim the costs back ...?") is about that document though
+         * each of its sentences shares only part of the story. Its
+         * sentences pass at EX_AGREED_FLOOR of the floor. */
+        int dominant = -1;
+        for (size_t h = 0; h < n_hits && dominant < 0; h++) {
+                size_t same = 0;
+                for (size_t g = 0; g < n_hits; g++)
+                        same += doc_rank[g] == doc_rank[h];
+                if (same >= EX_AGREED_HITS)
+                        dominant = (int) doc_rank[h];
+        }
         AnswerType atype = answer_type_of(query);
         for (size_t i = 0; i < l.n; i++) {
                 Sent *s = &l.v[i];
@@ -1866,7 +1882,9 @@ char *extract_answer(const char *query, const KbHit *hits, size_t n_hits, const 
                  * answers it with fewer of the question's words */
                 int typed = atype != ANSWER_ANY && !q.missing && s->rel >= EX_ANSWER_TYPE_FLOOR * q.floor &&
                             answer_type_matches(atype, s->text);
-                if ((!sent_passes(s) && !typed) || describes_its_document(s->text))
+                int agreed = dominant >= 0 && (int) s->group == dominant && s->key && !q.missing &&
+                             s->rel >= EX_AGREED_FLOOR * q.floor;
+                if ((!sent_passes(s) && !typed && !agreed) || describes_its_document(s->text))
                         continue;
                 s->typed = typed;
                 double prior = max_hit > 0 ? hits[s->src].score / max_hit : 0;

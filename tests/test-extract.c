@@ -308,6 +308,49 @@ START_TEST(test_answer_word_of_two_clauses) {
 }
 END_TEST
 
+/* A legal knowledge base of 300 chunks as word_df sees it; "prescribed"
+ * and "ibuprofen" are in none. */
+static int injury_df(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks) {
+        static const struct {
+                const char *w;
+                uint32_t df;
+        } table[] = {{"car", 15},   {"accident", 12}, {"fault", 10},  {"claim", 40},
+                     {"costs", 30}, {"back", 30},     {"driver", 10}, {"insurer", 12}};
+        (void) userdata;
+        *ret_chunks = 300;
+        *ret_df = 0;
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (strcasecmp(word, table[i].w) == 0)
+                        *ret_df = table[i].df;
+        return 0;
+}
+
+START_TEST(test_answer_retrieval_agrees) {
+        /* a story told at length: no sentence shares enough of it to pass
+         * the floor alone, but three of the passages are from one
+         * document, so its sentences pass at 80% of the floor; the same
+         * passages from three documents are no answer */
+        static const char q[] =
+                "I was prescribed ibuprofen after a car accident that wasn't my fault. Can I claim "
+                "the costs back from the other driver's insurer?";
+        static const char a[] =
+                "A personal injury claim seeks compensation for harm caused by someone else's "
+                "fault, such as road accidents.";
+        static const char b[] = "Victims of uninsured drivers are compensated by a national bureau.";
+        static const char c[] = "Legal expenses cover is often part of a home policy.";
+        KbHit same[] = {hit("injury.md", 0, 3.0, a), hit("injury.md", 1, 2.0, b),
+                        hit("injury.md", 2, 1.0, c)};
+        ExtractOptions o = {.max_sentences = 3, .word_df = injury_df};
+        char *out = extract_answer(q, same, 3, &o);
+        ck_assert_msg(strncmp(out, "A personal injury claim seeks compensation", 42) == 0, "%s", out);
+        free(out);
+        KbHit apart[] = {hit("injury.md", 0, 3.0, a), hit("motor.md", 1, 2.0, b), hit("home.md", 2, 1.0, c)};
+        out = extract_answer(q, apart, 3, &o);
+        ck_assert_msg(strstr(out, "has no passage about") != NULL, "%s", out);
+        free(out);
+}
+END_TEST
+
 START_TEST(test_answer_phrase_counts_more) {
         /* words apart, or separated by punctuation, are not the phrase */
         static const char t[] = "A deposit for the security of the bank is held in a vault. "
@@ -1010,6 +1053,7 @@ static Suite *extract_suite(void) {
         tcase_add_test(tc, test_answer_context_of_predecessor);
         tcase_add_test(tc, test_answer_plain_text_headings);
         tcase_add_test(tc, test_answer_word_of_two_clauses);
+        tcase_add_test(tc, test_answer_retrieval_agrees);
         tcase_add_test(tc, test_answer_phrase_counts_more);
         tcase_add_test(tc, test_answer_back_reference_not_first);
         tcase_add_test(tc, test_answer_not_found);
