@@ -1599,9 +1599,15 @@ static int describes_its_document(const char *t) {
         static const char *const subjects[] = {
                 "This page ",    "This document ", "This guide ", "This section ", "This article ",
                 "This chapter ", "This leaflet ",  "This note ",  "This file ",    "This overview "};
-        static const char *const verbs[] = {"covers ",   "describes ",  "explains ",   "lists ", "sets out ",
-                                            "outlines ", "summarises ", "summarizes ", "gives ", "is "};
+        static const char *const verbs[] = {"covers ",     "describes ", "explains ",   "lists ",
+                                            "sets out ",   "outlines ",  "summarises ", "summarizes ",
+                                            "focuses on ", "gives ",     "is "};
         size_t n = 0;
+        /* "Beyond dismissal (covered in the employment termination notes),
+         * employment law governs ...": it points at the other notes */
+        const char *c = strstr(t, "covered in the ");
+        if (c && (strstr(c, " notes") || strstr(c, " note")))
+                return 1;
         for (size_t i = 0; i < ELEMENTSOF(subjects) && !n; i++)
                 if (strncmp(t, subjects[i], strlen(subjects[i])) == 0)
                         n = strlen(subjects[i]);

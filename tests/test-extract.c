@@ -994,6 +994,15 @@ START_TEST(test_answer_skips_self_description) {
         ck_assert_msg(strncmp(out, "A heart attack happens when", 27) == 0, "%s", out);
         ck_assert_msg(strstr(out, "This page") == NULL, "%s", out);
         free(out);
+        /* nor does one pointing at the other notes */
+        static const char u[] =
+                "Beyond dismissal (covered in the employment termination notes), employment law "
+                "governs pay, hours and holiday. Employment law sets a minimum wage.";
+        KbHit hits_u[] = {hit("work.md", 0, 2.0, u)};
+        out = answer("What does employment law say about pay, hours and holiday?", hits_u, 1, 3);
+        ck_assert_msg(strncmp(out, "Employment law sets a minimum wage", 34) == 0, "%s", out);
+        ck_assert_msg(strstr(out, "covered in") == NULL, "%s", out);
+        free(out);
 }
 END_TEST
 
