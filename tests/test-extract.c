@@ -270,21 +270,31 @@ START_TEST(test_answer_plain_text_headings) {
 }
 END_TEST
 
-/* The shipped legal knowledge as word_df sees it (300 chunks). */
-static int licence_df(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks) {
-        static const struct {
-                const char *w;
-                uint32_t df;
-        } table[] = {{"mit", 8},   {"gpl", 20},        {"licence", 20},
-                     {"code", 30}, {"commercial", 15}, {"product", 15}};
-        (void) userdata;
+/* A knowledge base of 300 chunks as word_df sees it: the words of
+ * @userdata (a DfTable) in their number of chunks, every other in none. */
+typedef struct DfEntry {
+        const char *w;
+        uint32_t df;
+} DfEntry;
+
+typedef struct DfTable {
+        const DfEntry *v;
+        size_t n;
+} DfTable;
+
+static int table_df(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks) {
+        const DfTable *t = userdata;
         *ret_chunks = 300;
         *ret_df = 0;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (strcasecmp(word, table[i].w) == 0)
-                        *ret_df = table[i].df;
+        for (size_t i = 0; i < t->n; i++)
+                if (strcasecmp(word, t->v[i].w) == 0)
+                        *ret_df = t->v[i].df;
         return 0;
 }
+
+#define DF_TABLE(name, ...)                                                                                 \
+        static const DfEntry name##_v[] = {__VA_ARGS__};                                                    \
+        static const DfTable name = {.v = name##_v, .n = ELEMENTSOF(name##_v)}
 
 START_TEST(test_answer_word_of_two_clauses) {
         /* the best sentence for the second clause ("can I use GPL code in
@@ -297,7 +307,9 @@ START_TEST(test_answer_word_of_two_clauses) {
                 "Permissive code can usually be included in GPL projects; GPL code cannot be "
                 "included in a proprietary product that is distributed without releasing source.";
         KbHit hits[] = {hit("licences.md", 0, 1.0, t)};
-        ExtractOptions o = {.max_sentences = 3, .word_df = licence_df};
+        DF_TABLE(licence, {"mit", 8}, {"gpl", 20}, {"licence", 20}, {"code", 30}, {"commercial", 15},
+                 {"product", 15}); /* the shipped legal knowledge */
+        ExtractOptions o = {.max_sentences = 3, .word_df = table_df, .word_df_userdata = (void *) &licence};
         char *out = extract_answer(
                 "What is the difference between the MIT and the GPL licence, and can I use GPL "
                 "code in a commercial product?",
@@ -307,23 +319,6 @@ START_TEST(test_answer_word_of_two_clauses) {
         free(out);
 }
 END_TEST
-
-/* A legal knowledge base of 300 chunks as word_df sees it; "prescribed"
- * and "ibuprofen" are in none. */
-static int injury_df(void *userdata, const char *word, uint32_t *ret_df, uint32_t *ret_chunks) {
-        static const struct {
-                const char *w;
-                uint32_t df;
-        } table[] = {{"car", 15},   {"accident", 12}, {"fault", 10},  {"claim", 40},
-                     {"costs", 30}, {"back", 30},     {"driver", 10}, {"insurer", 12}};
-        (void) userdata;
-        *ret_chunks = 300;
-        *ret_df = 0;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (strcasecmp(word, table[i].w) == 0)
-                        *ret_df = table[i].df;
-        return 0;
-}
 
 START_TEST(test_answer_retrieval_agrees) {
         /* a story told at length: no sentence shares enough of it to pass
@@ -340,7 +335,10 @@ START_TEST(test_answer_retrieval_agrees) {
         static const char c[] = "Legal expenses cover is often part of a home policy.";
         KbHit same[] = {hit("injury.md", 0, 3.0, a), hit("injury.md", 1, 2.0, b),
                         hit("injury.md", 2, 1.0, c)};
-        ExtractOptions o = {.max_sentences = 3, .word_df = injury_df};
+        /* "prescribed" and "ibuprofen" are in no chunk */
+        DF_TABLE(injury, {"car", 15}, {"accident", 12}, {"fault", 10}, {"claim", 40}, {"costs", 30},
+                 {"back", 30}, {"driver", 10}, {"insurer", 12});
+        ExtractOptions o = {.max_sentences = 3, .word_df = table_df, .word_df_userdata = (void *) &injury};
         char *out = extract_answer(q, same, 3, &o);
         ck_assert_msg(strncmp(out, "A personal injury claim seeks compensation", 42) == 0, "%s", out);
         free(out);
