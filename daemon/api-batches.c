@@ -88,9 +88,9 @@ static int batches_create_work(ApiJobCall *c) {
         if (!purpose || !streq(purpose, "batch"))
                 return -EMEDIUMTYPE;
         /* Checked and counted when it was uploaded. */
-        c->more = (int) json_integer_value(json_object_get(c->row, "lines"));
+        c->total = (long) json_integer_value(json_object_get(c->row, "lines"));
         r = jobs_store_batch_add(c->store, c->id, c->owner, c->text, BATCH_ENDPOINT, BATCH_WINDOW, c->data,
-                                 c->more, c->at, c->at + (int64_t) c->limit);
+                                 c->total, c->at, c->at + (int64_t) c->limit);
         if (r >= 0)
                 r = jobs_store_batch_get(c->store, c->id, &c->rows);
         return r;
@@ -118,9 +118,9 @@ static void batches_created(ApiJobCall *c, int r) {
         if (r >= 0)
                 r = jobs_submit(c->server->jobs, c->id, c->at + (int64_t) c->limit);
         if (r < 0)
-                return api_reply_store_error(c->req, r, c->row && c->rows ? "store the batch" : c->what);
-        log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "batch %s of %s queued: %d requests from %s",
-                 c->id, c->owner, c->more, c->text);
+                return api_reply_store_error(c->req, r, c->row ? "store the batch" : c->what);
+        log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "batch %s of %s queued: %ld requests from %s",
+                 c->id, c->owner, c->total, c->text);
         http_reply_json(c->req, 200, batch_object(c->rows));
 }
 

@@ -42,6 +42,7 @@ struct ApiJobCall {
         char *data;
         size_t len;
         int more;
+        long total;
         void *userdata; /* an operation's own state, freed with @free_userdata */
         void (*free_userdata)(void *userdata);
 };
@@ -71,7 +72,7 @@ void api_job_call_resume(ApiJobCall *c, int r);
 int api_job_call_may(const ApiJobCall *c, const json_t *row);
 
 /**
- * api_job_call_reply_row() - the answer when a look-up of @kind gave @r
+ * api_job_call_reply_error() - the answer when a look-up of @kind gave @r
  * (-EACCES: api_job_call_may() said no, @c->row the row): 404, 403, 503
  * or 500. Returns 1 when it answered, 0 when @r is a success.
  */

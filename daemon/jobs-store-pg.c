@@ -261,6 +261,9 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
         PGresult *res = NULL;
         int r;
 
+        /* the call waited its whole budget in its lane's queue: nothing sent, the connection kept */
+        if (mono_msec() >= deadline)
+                return -ETIMEDOUT;
         /* it failed a moment ago (never inside a transaction: its ROLLBACK must go through) */
         if (mono_msec() < l->retry_at && (!l->conn || PQtransactionStatus(l->conn) == PQTRANS_IDLE))
                 return l->retry_err;
@@ -359,8 +362,9 @@ static int cmd(JobsPg *pg, const char *sql, int n, const char *const *values) {
 static int tx_end(JobsPg *pg, int r) {
         PgLink *l = lane_link(pg);
 
-        if (r >= 0)
-                return cmd(pg, "COMMIT", 0, NULL);
+        /* a COMMIT refused unsent (past the deadline) leaves the transaction open: rolled back below */
+        if (r >= 0 && (r = cmd(pg, "COMMIT", 0, NULL)) >= 0)
+                return r;
         if (l->conn && PQtransactionStatus(l->conn) != PQTRANS_IDLE)
                 (void) run(pg, l, mono_msec() + 1000, "ROLLBACK", 0, NULL, NULL, NULL, 0, PGRES_COMMAND_OK,
                            NULL);
