@@ -148,7 +148,8 @@ extern const char kb_pg_schema_sql[];
 
 /* knowledge.search_prune_chunks: from this many chunks a search scores
  * only the chunks holding its rarest terms, the best KB_PG_PRUNED_CANDIDATES
- * of them by ts_rank (the full match set costs ~50 us a chunk). */
+ * of them by the idf of the rarest terms they hold, then ts_rank (the full
+ * match set costs ~50 us a chunk). */
 #define KB_PG_DEFAULT_PRUNE_CHUNKS 5000u
 #define KB_PG_PRUNED_TERMS 4u         /* at most this many rare terms select the candidates */
 #define KB_PG_PRUNED_RARE_SHARE 0.1   /* rare: in at most this share of the chunks */
