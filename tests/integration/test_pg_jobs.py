@@ -435,9 +435,10 @@ class OffTheLoop(Shared):
         lock = PG.lock_chunks(self.db, "moa_jobs_batches")
         try:
             listed = Background(self.a.json, "GET", "/v1/batches")
+            self.wait_waiting()
+            # queued behind the listing on the API's store thread
             created = Background(self.a.json, "POST", "/v1/batches",
                                  {"input_file_id": f["id"], "endpoint": ENDPOINT, "completion_window": "24h"})
-            self.wait_waiting()
             st, _, h = self.quick(self.a, "GET", "/healthz")
             self.assertEqual(st, 200, h)
             st, _, m = self.quick(self.a, "GET", "/v1/models")
