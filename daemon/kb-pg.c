@@ -815,8 +815,9 @@ static int pg_candidate_cmp(const void *a, const void *b) {
  *    query), df counted over them, as FTS5 does;
  *  - pruned ($8 each term's chunk count from the term statistics, $9 the
  *    rare terms, kb_pg_search_params()): the chunks holding a rare term,
- *    the best KB_PG_PRUNED_CANDIDATES of them by the idf of the three
- *    rarest of those terms they hold (rw), then by ts_rank, scored exactly
+ *    the best KB_PG_PRUNED_CANDIDATES of them by the summed idf of the
+ *    rare lexemes they hold (rw: the six rarest, one match each: a fixed
+ *    expression, no subplan per row), then by ts_rank, scored exactly
  *    with df from $8 (or the candidates, if more). ts_rank alone is blind
  *    to idf: a chunk repeating a merely uncommon word outranked the one
  *    holding the rarest, and the answer was cut (bench/kb-backends.py).
@@ -841,7 +842,10 @@ const char kb_pg_search_sql[] =
         "  ORDER BY CASE WHEN $9::text[] IS NULL THEN 0 ELSE "
         "  (CASE WHEN c.tsv @@ rw.qs[1] THEN rw.ws[1] ELSE 0 END) + "
         "  (CASE WHEN c.tsv @@ rw.qs[2] THEN rw.ws[2] ELSE 0 END) + "
-        "  (CASE WHEN c.tsv @@ rw.qs[3] THEN rw.ws[3] ELSE 0 END) "
+        "  (CASE WHEN c.tsv @@ rw.qs[3] THEN rw.ws[3] ELSE 0 END) + "
+        "  (CASE WHEN c.tsv @@ rw.qs[4] THEN rw.ws[4] ELSE 0 END) + "
+        "  (CASE WHEN c.tsv @@ rw.qs[5] THEN rw.ws[5] ELSE 0 END) + "
+        "  (CASE WHEN c.tsv @@ rw.qs[6] THEN rw.ws[6] ELSE 0 END) "
         "  END DESC, CASE WHEN $9::text[] IS NULL THEN 0 ELSE ts_rank(c.tsv, q.q) END DESC, c.id "
         "  LIMIT CASE WHEN $9::text[] IS NULL THEN NULL ELSE " KB_PG_PRUNED_CANDIDATES " END), "
         "tf AS (SELECT m.id, m.doc_id, m.n_tokens, x.lexeme, "
