@@ -154,6 +154,7 @@ extern const char kb_pg_schema_sql[];
 #define KB_PG_PRUNED_TERMS 4u         /* at most this many rare terms select the candidates */
 #define KB_PG_PRUNED_RARE_SHARE 0.1   /* rare: in at most this share of the chunks */
 #define KB_PG_PRUNED_CANDIDATES "500" /* scored exactly (SQL literal) */
+#define KB_PG_PRUNED_SHORTLIST "2000" /* by ts_rank, then ordered by the rare terms' idf (SQL literal) */
 
 /* The search statement's parameters ($1..$9) in text form. */
 #define KB_PG_SEARCH_PARAMS 9
