@@ -815,9 +815,10 @@ static int pg_candidate_cmp(const void *a, const void *b) {
  *    query), df counted over them, as FTS5 does;
  *  - pruned ($8 each term's chunk count from the term statistics, $9 the
  *    rare terms, kb_pg_search_params()): the chunks holding a rare term,
- *    the best KB_PG_PRUNED_CANDIDATES of them by the summed idf of the
- *    rare lexemes they hold (rw: the six rarest, one match each: a fixed
- *    expression, no subplan per row), then by ts_rank, scored exactly
+ *    the best KB_PG_PRUNED_SHORTLIST of them by ts_rank (m0), of which
+ *    the best KB_PG_PRUNED_CANDIDATES by the summed idf of the rare
+ *    lexemes they hold (rw: the six rarest, one match each: a fixed
+ *    expression, no subplan per row), then by ts_rank (m), scored exactly
  *    with df from $8 (or the candidates, if more). ts_rank alone is blind
  *    to idf: a chunk repeating a merely uncommon word outranked the one
  *    holding the rarest, and the answer was cut (bench/kb-backends.py).
