@@ -45,6 +45,8 @@ typedef struct Run {
         uint64_t *us;
         size_t n_us;
         unsigned found; /* questions with the answer phrase in a hit */
+        uint8_t found_q[MAX_QUERIES];
+        char *hit_q[MAX_QUERIES]; /* the first hit holding the answer */
         char *first[MAX_QUERIES];
         char *top[MAX_QUERIES][HITS];
 } Run;
@@ -126,12 +128,17 @@ static int run_searches(const char *locator, const Question *q, size_t nq, unsig
                                 collapse(q[i].answer, needle, sizeof(needle));
                                 for (size_t h = 0; h < n; h++) {
                                         collapse(hits[h].text, hay, sizeof(hay));
+                                        if (!found && strstr(hay, needle) &&
+                                            asprintf(&run->hit_q[i], "%s#%u (rank %zu)", hits[h].title,
+                                                     hits[h].chunk, h + 1) < 0)
+                                                run->hit_q[i] = NULL;
                                         found |= strstr(hay, needle) != NULL;
                                         if (asprintf(&run->top[i][h], "%s#%u", hits[h].title,
                                                      hits[h].chunk) < 0)
                                                 run->top[i][h] = NULL;
                                 }
                                 run->found += found;
+                                run->found_q[i] = (uint8_t) found;
                                 run->first[i] = n > 0 && run->top[i][0] ? strdup(run->top[i][0]) : NULL;
                         }
                         kb_hits_free(hits, n);
@@ -166,9 +173,26 @@ static void agreement(const Run *a, const Run *b, size_t nq) {
                nq ? same_first / (double) nq : 0, HITS, nq ? overlap / (double) nq : 0);
 }
 
+/* The questions @a answers and @b does not (pruning's losses, when @a
+ * searches exactly and @b pruned), with where @a found the answer. */
+static void losses(const Run *a, const Run *b, const Question *q, size_t nq) {
+        unsigned lost = 0, won = 0;
+        for (size_t i = 0; i < nq; i++) {
+                lost += a->found_q[i] && !b->found_q[i];
+                won += !a->found_q[i] && b->found_q[i];
+        }
+        printf("%s finds %u answers %s misses, and misses %u it finds\n", a->name, lost, b->name, won);
+        for (size_t i = 0; i < nq; i++)
+                if (a->found_q[i] != b->found_q[i])
+                        printf("  %s only: \"%s\" (answer \"%.60s\", at %s)\n",
+                               a->found_q[i] ? a->name : b->name, q[i].text, q[i].answer,
+                               (a->found_q[i] ? a->hit_q[i] : b->hit_q[i]) ?: "?");
+}
+
 static void run_free(Run *run, size_t nq) {
         free(run->us);
         for (size_t i = 0; i < nq; i++) {
+                free(run->hit_q[i]);
                 free(run->first[i]);
                 for (int h = 0; h < HITS; h++)
                         free(run->top[i][h]);
@@ -287,8 +311,10 @@ int main(int argc, char **argv) {
         }
         for (size_t i = 1; i < n_runs; i++)
                 agreement(&runs[0], &runs[i], nq);
-        if (n_runs == 3)
+        if (n_runs == 3) {
                 agreement(&runs[2], &runs[1], nq);
+                losses(&runs[2], &runs[1], q, nq);
+        }
         for (size_t i = 0; i < n_runs; i++)
                 run_free(&runs[i], nq);
         for (size_t i = 0; i < nq; i++) {

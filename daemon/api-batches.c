@@ -1,9 +1,11 @@
 /* api-batches.c — OpenAI's Batches API: POST /v1/batches, GET /v1/batches,
  * GET /v1/batches/{id}, POST /v1/batches/{id}/cancel. Validation and the
  * response shapes; the work is jobs.c's. Also the routing of that shape
- * of job collection, which the ingest jobs share (api_job_routes()). */
+ * of job collection, which the ingest jobs share (api_job_routes()). The
+ * store is reached through api-job-call.h: off the loop with PostgreSQL. */
 #include <time.h>
 
+#include "api-job-call.h"
 #include "batch-input.h"
 #include "jobs.h"
 #include "log.h"
@@ -71,19 +73,66 @@ static int metadata_valid(const json_t *m) {
         return 1;
 }
 
+/* Off the loop: the input file (the caller's, purpose "batch"), then the
+ * batch stored and read back. -EACCES: not the caller's file;
+ * -EMEDIUMTYPE: not a batch input (c->row the file's row). */
+static int batches_create_work(ApiJobCall *c) {
+        const char *purpose;
+        int r = jobs_store_file_get(c->store, c->text, &c->row);
+
+        if (r < 0)
+                return r;
+        if (!api_job_call_may(c, c->row))
+                return -EACCES;
+        purpose = json_string_value(json_object_get(c->row, "purpose"));
+        if (!purpose || !streq(purpose, "batch"))
+                return -EMEDIUMTYPE;
+        /* Checked and counted when it was uploaded. */
+        c->total = (long) json_integer_value(json_object_get(c->row, "lines"));
+        r = jobs_store_batch_add(c->store, c->id, c->owner, c->text, BATCH_ENDPOINT, BATCH_WINDOW, c->data,
+                                 c->total, c->at, c->at + (int64_t) c->limit);
+        if (r >= 0)
+                r = jobs_store_batch_get(c->store, c->id, &c->rows);
+        return r;
+}
+
+static void batches_created(ApiJobCall *c, int r) {
+        const char *purpose = json_string_value(json_object_get(c->row, "purpose"));
+
+        if (r == -ENOENT && !c->row) {
+                http_reply_error(c->req, 404, "invalid_request_error", "input_file_id", "file_not_found",
+                                 "No such file: '%.64s'", c->text);
+                return;
+        }
+        if (r == -EACCES) {
+                (void) api_job_allowed(c->server, c->req,
+                                       json_string_value(json_object_get(c->row, "owner")));
+                return;
+        }
+        if (r == -EMEDIUMTYPE) {
+                http_reply_error(c->req, 400, "invalid_request_error", "input_file_id", NULL,
+                                 "file %.64s has purpose '%s', not 'batch'", c->text,
+                                 purpose ? purpose : "?");
+                return;
+        }
+        if (r >= 0)
+                r = jobs_submit(c->server->jobs, c->id, c->at + (int64_t) c->limit);
+        if (r < 0)
+                return api_reply_store_error(c->req, r, c->row ? "store the batch" : c->what);
+        log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "batch %s of %s queued: %ld requests from %s",
+                 c->id, c->owner, c->total, c->text);
+        http_reply_json(c->req, 200, batch_object(c->rows));
+}
+
 static void batches_create(Server *s, HttpRequest *req) {
-        JobsStore *st = jobs_store(s->jobs);
-        json_auto_t *j = NULL, *file = NULL, *row = NULL;
+        json_auto_t *j = NULL;
         _cleanup_free_ char *meta = NULL;
-        const char *input_id, *endpoint, *window, *purpose;
+        const char *input_id, *endpoint, *window;
         const json_t *metadata;
-        char id[64], owner[64];
         json_error_t jerr;
         const char *body;
+        ApiJobCall *c;
         size_t len;
-        long total;
-        int64_t now;
-        int r;
 
         body = http_request_body(req, &len);
         if (len > s->runtime->config->limits.max_body_bytes) {
@@ -128,52 +177,52 @@ static void batches_create(Server *s, HttpRequest *req) {
                                  BATCH_MAX_METADATA_KEYS, BATCH_MAX_METADATA_KEY, BATCH_MAX_METADATA_VALUE);
                 return;
         }
-        r = jobs_store_file_get(st, input_id, &file);
-        if (r == -ENOENT) {
-                http_reply_error(req, 404, "invalid_request_error", "input_file_id", "file_not_found",
-                                 "No such file: '%.64s'", input_id);
-                return;
-        }
-        if (r < 0)
-                return api_reply_store_error(req, r, "read the input file");
-        if (!api_job_allowed(s, req, json_string_value(json_object_get(file, "owner"))))
-                return;
-        purpose = json_string_value(json_object_get(file, "purpose"));
-        if (!purpose || !streq(purpose, "batch")) {
-                http_reply_error(req, 400, "invalid_request_error", "input_file_id", NULL,
-                                 "file %.64s has purpose '%s', not 'batch'", input_id,
-                                 purpose ? purpose : "?");
-                return;
-        }
-        /* Checked and counted when it was uploaded. */
-        total = (long) json_integer_value(json_object_get(file, "lines"));
         if (metadata && !json_is_null(metadata) && !(meta = json_dumps(metadata, JSON_COMPACT)))
                 return api_reply_store_error(req, -ENOMEM, "store the batch");
 
-        api_job_owner(req, owner, sizeof owner);
-        jobs_make_id("batch_", id, sizeof id);
-        now = (int64_t) time(NULL);
-        r = jobs_store_batch_add(st, id, owner, input_id, endpoint, window, meta, total, now,
-                                 now + (int64_t) s->runtime->config->jobs.batch_window_seconds);
-        if (r >= 0)
-                r = jobs_submit(s->jobs, id);
-        if (r >= 0)
-                r = jobs_store_batch_get(st, id, &row);
+        c = api_job_call_new(s, req, "read the input file");
+        if (!c)
+                return;
+        c->text = strdup(input_id);
+        c->data = TAKE_PTR(meta);
+        jobs_make_id("batch_", c->id, sizeof c->id);
+        c->at = (int64_t) time(NULL);
+        c->limit = s->runtime->config->jobs.batch_window_seconds;
+        if (!c->text) {
+                c->req = NULL;
+                api_job_call_resume(c, -ENOMEM); /* (frees it) */
+                return api_reply_store_error(req, -ENOMEM, "store the batch");
+        }
+        (void) api_job_call_run(c, batches_create_work, batches_created);
+}
+
+static int batches_list_work(ApiJobCall *c) {
+        return jobs_store_batch_list(c->store, c->admin ? NULL : c->owner, c->text, c->limit, &c->rows,
+                                     &c->more);
+}
+
+static void batches_listed(ApiJobCall *c, int r) {
+        json_t *data, *v;
+        size_t i;
+
         if (r < 0)
-                return api_reply_store_error(req, r, "store the batch");
-        log_full(LOG_LEVEL_INFO, 0, http_request_id(req), "batch %s of %s queued: %ld requests from %s", id,
-                 owner, total, input_id);
-        http_reply_json(req, 200, batch_object(row));
+                return api_reply_store_error(c->req, r, "list batches");
+        data = json_array();
+        json_array_foreach(c->rows, i, v) json_array_append_new(data, batch_object(v));
+        http_reply_json(
+                c->req, 200,
+                json_pack("{s:s,s:o,s:O,s:O,s:b}", "object", "list", "data", data, "first_id",
+                          json_object_get(json_array_get(c->rows, 0), "id") ?: json_null(), "last_id",
+                          json_object_get(json_array_get(c->rows, json_array_size(c->rows) - 1), "id")
+                                  ?: json_null(),
+                          "has_more", c->more));
 }
 
 static void batches_list(Server *s, HttpRequest *req) {
         const char *after = http_request_query(req, "after"), *lim = http_request_query(req, "limit");
-        json_auto_t *rows = NULL;
-        json_t *data, *v;
-        char owner[64], *end;
         long limit = BATCH_LIST_DEFAULT;
-        size_t i;
-        int more, r;
+        ApiJobCall *c;
+        char *end;
 
         if (lim) {
                 errno = 0;
@@ -184,48 +233,74 @@ static void batches_list(Server *s, HttpRequest *req) {
                         return;
                 }
         }
-        api_job_owner(req, owner, sizeof owner);
-        r = jobs_store_batch_list(jobs_store(s->jobs), api_job_is_admin(s, req) ? NULL : owner,
-                                  isempty(after) ? NULL : after, (unsigned) limit, &rows, &more);
-        if (r < 0)
-                return api_reply_store_error(req, r, "list batches");
-        data = json_array();
-        json_array_foreach(rows, i, v) json_array_append_new(data, batch_object(v));
-        http_reply_json(req, 200,
-                        json_pack("{s:s,s:o,s:O,s:O,s:b}", "object", "list", "data", data, "first_id",
-                                  json_object_get(json_array_get(rows, 0), "id") ?: json_null(), "last_id",
-                                  json_object_get(json_array_get(rows, json_array_size(rows) - 1), "id")
-                                          ?: json_null(),
-                                  "has_more", more));
+        c = api_job_call_new(s, req, "list batches");
+        if (!c)
+                return;
+        c->limit = (unsigned) limit;
+        if (!isempty(after) && !(c->text = strndup(after, 128))) {
+                c->req = NULL;
+                api_job_call_resume(c, -ENOMEM); /* (frees it) */
+                return api_reply_store_error(req, -ENOMEM, "list batches");
+        }
+        (void) api_job_call_run(c, batches_list_work, batches_listed);
 }
 
-/* The batch row of @id if the caller may see it; otherwise answered. */
-static json_t *batch_lookup(Server *s, HttpRequest *req, const char *id) {
-        json_t *row = NULL;
-        int r = jobs_store_batch_get(jobs_store(s->jobs), id, &row);
+/* Off the loop: the batch's row, if the caller may see it (-EACCES). */
+static int batch_lookup_work(ApiJobCall *c) {
+        int r = jobs_store_batch_get(c->store, c->id, &c->row);
 
-        return api_job_row(s, req, "batch", id, r, row);
+        return r < 0 ? r : api_job_call_may(c, c->row) ? 0 : -EACCES;
+}
+
+static void batch_got(ApiJobCall *c, int r) {
+        if (!api_job_call_reply_error(c, "batch", r))
+                http_reply_json(c->req, 200, batch_object(c->row));
+}
+
+static void batch_cancel_done(void *userdata, int r, json_t *row) {
+        ApiJobCall *c = userdata;
+
+        json_decref(c->rows);
+        c->rows = row;
+        api_job_call_resume(c, r);
+}
+
+static void batch_cancelled(ApiJobCall *c, int r) {
+        if (r == -EALREADY) {
+                http_reply_error(c->req, 409, "invalid_request_error", "batch_id", "batch_ended",
+                                 "batch %.100s has already ended (%s)", c->id,
+                                 json_string_value(json_object_get(c->row, "status")) ?: "?");
+                return;
+        }
+        if (r >= 0 && !c->rows)
+                r = -ENOENT;
+        if (r < 0)
+                return api_reply_store_error(c->req, r, "cancel the batch");
+        log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req), "batch %s cancelled", c->id);
+        http_reply_json(c->req, 200, batch_object(c->rows));
+}
+
+/* The batch is the caller's: cancelled by the runner (jobs_cancel()). */
+static void batch_cancel_found(ApiJobCall *c, int r) {
+        if (api_job_call_reply_error(c, "batch", r))
+                return;
+        r = jobs_cancel(c->server->jobs, c->id, batch_cancel_done, c);
+        if (r < 0)
+                return batch_cancelled(c, r);
+        api_job_call_hold(c, batch_cancelled);
+}
+
+static void batch_call(Server *s, HttpRequest *req, const char *id, const char *what, ApiJobReply reply) {
+        ApiJobCall *c = api_job_call_new(s, req, what);
+
+        if (!c)
+                return;
+        snprintf(c->id, sizeof c->id, "%s", id);
+        (void) api_job_call_run(c, batch_lookup_work, reply);
 }
 
 static void batch_cancel(Server *s, HttpRequest *req, const char *id) {
-        json_auto_t *row = batch_lookup(s, req, id), *after = NULL;
-        int r;
-
-        if (!row)
-                return;
-        r = jobs_cancel(s->jobs, id);
-        if (r == -EALREADY) {
-                http_reply_error(req, 409, "invalid_request_error", "batch_id", "batch_ended",
-                                 "batch %.100s has already ended (%s)", id,
-                                 json_string_value(json_object_get(row, "status")) ?: "?");
-                return;
-        }
-        if (r >= 0)
-                r = jobs_store_batch_get(jobs_store(s->jobs), id, &after);
-        if (r < 0)
-                return api_reply_store_error(req, r, "cancel the batch");
-        log_full(LOG_LEVEL_INFO, 0, http_request_id(req), "batch %s cancelled", id);
-        http_reply_json(req, 200, batch_object(after));
+        batch_call(s, req, id, "read the batch", batch_cancel_found);
 }
 
 void api_job_routes(Server *s, HttpRequest *req, const char *rest, const ApiJobRoutes *routes) {
@@ -274,12 +349,7 @@ void api_job_routes(Server *s, HttpRequest *req, const char *rest, const ApiJobR
 }
 
 static void batch_get(Server *s, HttpRequest *req, const char *id) {
-        json_t *row = batch_lookup(s, req, id);
-
-        if (row) {
-                http_reply_json(req, 200, batch_object(row));
-                json_decref(row);
-        }
+        batch_call(s, req, id, "read the batch", batch_got);
 }
 
 /* @rest: what follows "/v1/batches" in the path. */

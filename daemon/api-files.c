@@ -2,10 +2,12 @@
  * POST /v1/files (multipart/form-data, purpose "batch", parsed with
  * libmicrohttpd's post processor), GET /v1/files, GET/DELETE
  * /v1/files/{id}, GET /v1/files/{id}/content. Also who owns a job and who
- * may touch it, shared with api-batches.c. */
+ * may touch it, shared with api-batches.c. The store is reached through
+ * api-job-call.h: off the loop with PostgreSQL. */
 #include <time.h>
 
 #include "access.h"
+#include "api-job-call.h"
 #include "batch-input.h"
 #include "http-form.h"
 #include "jobs.h"
@@ -88,25 +90,28 @@ json_t *api_job_row(Server *s, HttpRequest *req, const char *kind, const char *i
 
 /* ---- upload ---- */
 
-/* One upload on its way through the jobs worker: the file is checked and
- * written there, the row is added and the answer sent on the loop. */
+/* One upload on its way: the files counted (store), the file checked and
+ * written (jobs worker), its row added (store), then the answer. */
 typedef struct Upload {
-        Server *server;
-        HttpRequest *req; /* NULL once the client has gone */
-        char *data;       /* the file, taken over from the form */
+        char *data; /* the file, taken over from the form */
         size_t len;
+        unsigned max_files;
         unsigned max_lines;
         uint64_t max_line_bytes;
-        JobsStore *store; /* on the worker: only jobs_store_file_put() */
+        unsigned count;
         long lines;
         int written;
-        char id[64], owner[64], filename[FILE_MAX_NAME + 1];
+        char filename[FILE_MAX_NAME + 1];
         char err[512];
 } Upload;
 
-static void upload_free(Upload *u) {
-        free(u->data);
-        free(u);
+static void upload_free(void *userdata) {
+        Upload *u = userdata;
+
+        if (u) {
+                free(u->data);
+                free(u);
+        }
 }
 
 /* jansson refuses strings that are not UTF-8: the name must go into JSON. */
@@ -119,12 +124,13 @@ static int name_ok(const char *name) {
         return 1;
 }
 
-/* On the worker: the whole file checked, then written. */
+/* On the jobs worker: the whole file checked, then written. */
 static int upload_work(void *userdata) {
-        Upload *u = userdata;
+        ApiJobCall *c = userdata;
+        Upload *u = c->userdata;
         long n = batch_input_check(u->data ? u->data : "", u->len, u->max_lines, u->max_line_bytes, u->err,
                                    sizeof u->err);
-        int r = n < 0 ? (int) n : jobs_store_file_put(u->store, u->id, u->data ? u->data : "", u->len);
+        int r = n < 0 ? (int) n : jobs_store_file_put(c->store, c->id, u->data ? u->data : "", u->len);
 
         if (n >= 0 && r < 0)
                 snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
@@ -136,57 +142,116 @@ static int upload_work(void *userdata) {
         return r;
 }
 
-static void upload_abort(HttpRequest *req, void *userdata) {
-        Upload *u = userdata;
-
-        u->req = NULL;
+static void upload_worker_done(void *userdata, int result) {
+        api_job_call_resume(userdata, result);
 }
 
-static void upload_done(void *userdata, int result) {
-        Upload *u = userdata;
-        JobsStore *st = u->server->jobs ? jobs_store(u->server->jobs) : NULL;
-        json_auto_t *row = NULL;
-        int r = result, k;
+/* Off the loop: the row of the file whose bytes are stored, and it read
+ * back; without it, the bytes go. */
+static int upload_add_work(ApiJobCall *c) {
+        Upload *u = c->userdata;
+        int r = jobs_store_file_add(c->store, c->id, c->owner, u->filename, "batch", u->len, u->lines,
+                                    c->at);
+        int k;
 
-        if (u->req)
-                http_request_set_abort(u->req, NULL, NULL);
-        if (r >= 0 && u->req && st) {
-                r = jobs_store_file_add(st, u->id, u->owner, u->filename, "batch", u->len, u->lines,
-                                        (int64_t) time(NULL));
-                if (r >= 0)
-                        r = jobs_store_file_get(st, u->id, &row);
-                if (r < 0)
-                        snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
+        if (r >= 0)
+                r = jobs_store_file_get(c->store, c->id, &c->row);
+        if (r < 0) {
+                snprintf(u->err, sizeof u->err, "cannot store the file: %s", strerror(-r));
+                if ((k = jobs_store_file_unput(c->store, c->id)) < 0)
+                        log_warning("jobs: cannot remove the bytes of %s: %s", c->id, strerror(-k));
         }
-        if (r < 0 && jobs_store_unavailable(r))
+        return r;
+}
+
+static int upload_unput_work(ApiJobCall *c) {
+        int k = jobs_store_file_unput(c->store, c->id);
+
+        if (k < 0)
+                log_warning("jobs: cannot remove the bytes of %s: %s", c->id, strerror(-k));
+        return k;
+}
+
+static void upload_unput_reply(ApiJobCall *c, int r) {
+}
+
+/* The client left while its file was written: the bytes go. */
+static void upload_abandoned(ApiJobCall *c, int r) {
+        Upload *u = c->userdata;
+
+        if (u->written && !c->row) {
+                ApiJobCall *d = calloc(1, sizeof *d);
+                if (!d)
+                        return;
+                d->server = c->server;
+                d->store = c->store;
+                d->what = "remove an upload";
+                memcpy(d->id, c->id, sizeof d->id);
+                (void) api_job_call_run(d, upload_unput_work, upload_unput_reply);
+        }
+}
+
+static void upload_reply_error(ApiJobCall *c, int r) {
+        Upload *u = c->userdata;
+
+        if (jobs_store_unavailable(r))
                 snprintf(u->err, sizeof u->err,
                          "cannot store the file: the jobs database (PostgreSQL) is unavailable: %s",
                          strerror(-r));
-        if ((r < 0 || !u->req || !row) && u->written && st && (k = jobs_store_file_unput(st, u->id)) < 0)
-                log_warning("jobs: cannot remove the bytes of %s: %s", u->id, strerror(-k));
-        if (u->req && row) {
-                log_full(LOG_LEVEL_INFO, 0, http_request_id(u->req),
-                         "file %s stored for %s: %zu bytes, %ld requests", u->id, u->owner, u->len,
-                         u->lines);
-                http_reply_json(u->req, 200, file_object(row));
-        } else if (u->req && (r == -EINVAL || r == -E2BIG))
-                http_reply_error(u->req, r == -E2BIG ? 413 : 400, "invalid_request_error", "file",
+        if (r == -EINVAL || r == -E2BIG)
+                http_reply_error(c->req, r == -E2BIG ? 413 : 400, "invalid_request_error", "file",
                                  "invalid_batch_file", "%.200s: %s", u->filename, u->err);
-        else if (u->req)
-                http_reply_error(u->req, r == -ECANCELED || jobs_store_unavailable(r) ? 503 : 500,
-                                 "server_error", NULL,
+        else
+                http_reply_error(c->req, jobs_store_unavailable(r) ? 503 : 500, "server_error", NULL,
                                  jobs_store_unavailable(r) ? "jobs_database_unavailable" : NULL, "%s",
-                                 r == -ECANCELED ? "moad is stopping"
-                                 : u->err[0]     ? u->err
-                                                 : strerror(-r));
-        upload_free(u);
+                                 u->err[0] ? u->err : strerror(-r));
+}
+
+static void upload_added(ApiJobCall *c, int r) {
+        Upload *u = c->userdata;
+
+        if (r < 0)
+                return upload_reply_error(c, r);
+        log_full(LOG_LEVEL_INFO, 0, http_request_id(c->req),
+                 "file %s stored for %s: %zu bytes, %ld requests", c->id, c->owner, u->len, u->lines);
+        http_reply_json(c->req, 200, file_object(c->row));
+}
+
+static void upload_written(ApiJobCall *c, int r) {
+        if (r < 0)
+                return upload_reply_error(c, r);
+        c->at = (int64_t) time(NULL);
+        (void) api_job_call_run(c, upload_add_work, upload_added);
+}
+
+static int upload_count_work(ApiJobCall *c) {
+        Upload *u = c->userdata;
+
+        return jobs_store_file_count(c->store, &u->count);
+}
+
+static void upload_counted(ApiJobCall *c, int r) {
+        Upload *u = c->userdata;
+
+        if (r < 0)
+                return api_reply_store_error(c->req, r, "count files");
+        if (u->count >= u->max_files) {
+                http_reply_error(c->req, 400, "invalid_request_error", NULL, "too_many_files",
+                                 "%u files are stored already (jobs.max_files): delete some first",
+                                 u->count);
+                return;
+        }
+        r = worker_submit(jobs_worker(c->server->jobs), upload_work, upload_worker_done, c, NULL);
+        if (r < 0)
+                return api_reply_store_error(c->req, r, "store the file");
+        api_job_call_hold(c, upload_written);
 }
 
 static void files_create(Server *s, HttpRequest *req) {
         const JobsConfig *jc = &s->runtime->config->jobs;
         HttpFormField *file, *purpose;
         HttpForm *form = NULL;
-        unsigned count;
+        ApiJobCall *c;
         Upload *u;
         int r;
 
@@ -223,94 +288,114 @@ static void files_create(Server *s, HttpRequest *req) {
                                  (unsigned long long) jc->max_upload_bytes);
                 return;
         }
-        r = jobs_store_file_count(jobs_store(s->jobs), &count);
-        if (r < 0)
-                return api_reply_store_error(req, r, "count files");
-        if (count >= jc->max_files) {
-                http_reply_error(req, 400, "invalid_request_error", NULL, "too_many_files",
-                                 "%u files are stored already (jobs.max_files): delete some first", count);
+
+        c = api_job_call_new(s, req, "store the file");
+        if (!c)
+                return;
+        u = calloc(1, sizeof *u);
+        if (!u) {
+                api_reply_store_error(req, -ENOMEM, "store the file");
+                c->req = NULL;
+                api_job_call_resume(c, -ENOMEM); /* (frees it) */
                 return;
         }
-
-        u = calloc(1, sizeof *u);
-        if (!u)
-                return api_reply_store_error(req, -ENOMEM, "store the file");
-        u->server = s;
-        u->req = req;
+        c->userdata = u;
+        c->free_userdata = upload_free;
+        c->abandoned = upload_abandoned;
         u->data = TAKE_PTR(file->data);
         u->len = file->len;
+        u->max_files = jc->max_files;
         u->max_lines = jc->max_lines;
         u->max_line_bytes = jc->max_line_bytes;
-        jobs_make_id("file-", u->id, sizeof u->id);
-        api_job_owner(req, u->owner, sizeof u->owner);
+        jobs_make_id("file-", c->id, sizeof c->id);
         snprintf(u->filename, sizeof u->filename, "%s",
                  name_ok(file->filename) ? file->filename : "upload.jsonl");
-        u->store = jobs_store(s->jobs);
-        r = worker_submit(jobs_worker(s->jobs), upload_work, upload_done, u, NULL);
-        if (r < 0) {
-                upload_free(u);
-                return api_reply_store_error(req, r, "store the file");
-        }
-        http_request_set_abort(req, upload_abort, u);
+        (void) api_job_call_run(c, upload_count_work, upload_counted);
 }
 
 /* ---- the rest ---- */
 
-static void files_list(Server *s, HttpRequest *req) {
-        json_auto_t *rows = NULL;
-        json_t *data = json_array(), *v;
-        char owner[64];
+static int files_list_work(ApiJobCall *c) {
+        return jobs_store_file_list(c->store, c->admin ? NULL : c->owner, &c->rows);
+}
+
+static void files_listed(ApiJobCall *c, int r) {
+        json_t *data, *v;
         size_t i;
-        int r;
 
-        api_job_owner(req, owner, sizeof owner);
-        r = jobs_store_file_list(jobs_store(s->jobs), api_job_is_admin(s, req) ? NULL : owner, &rows);
-        if (r < 0) {
-                json_decref(data);
-                return api_reply_store_error(req, r, "list files");
-        }
-        json_array_foreach(rows, i, v) json_array_append_new(data, file_object(v));
-        http_reply_json(req, 200, json_pack("{s:s,s:o,s:b}", "object", "list", "data", data, "has_more", 0));
-}
-
-/* The file row of @id if the caller may see it; otherwise answered. */
-static json_t *file_lookup(Server *s, HttpRequest *req, const char *id) {
-        json_t *row = NULL;
-        int r = jobs_store_file_get(jobs_store(s->jobs), id, &row);
-
-        return api_job_row(s, req, "file", id, r, row);
-}
-
-static void file_content(Server *s, HttpRequest *req, const char *id) {
-        json_auto_t *row = file_lookup(s, req, id);
-        _cleanup_free_ char *data = NULL;
-        size_t len;
-        int r;
-
-        if (!row)
-                return;
-        r = jobs_store_file_content(jobs_store(s->jobs), id, &data, &len);
         if (r < 0)
-                return api_reply_store_error(req, r, "read the file");
-        http_reply(req, 200, "application/jsonl", data, len, NULL, NULL);
+                return api_reply_store_error(c->req, r, "list files");
+        data = json_array();
+        json_array_foreach(c->rows, i, v) json_array_append_new(data, file_object(v));
+        http_reply_json(c->req, 200,
+                        json_pack("{s:s,s:o,s:b}", "object", "list", "data", data, "has_more", 0));
 }
 
-static void file_delete(Server *s, HttpRequest *req, const char *id) {
-        json_auto_t *row = file_lookup(s, req, id);
-        int r;
+static void files_list(Server *s, HttpRequest *req) {
+        ApiJobCall *c = api_job_call_new(s, req, "list files");
 
-        if (!row)
-                return;
-        r = jobs_store_file_delete(jobs_store(s->jobs), id);
+        if (c)
+                (void) api_job_call_run(c, files_list_work, files_listed);
+}
+
+/* Off the loop: the file's row, if the caller may see it (-EACCES). */
+static int file_lookup_work(ApiJobCall *c) {
+        int r = jobs_store_file_get(c->store, c->id, &c->row);
+
+        return r < 0 ? r : api_job_call_may(c, c->row) ? 0 : -EACCES;
+}
+
+static void file_got(ApiJobCall *c, int r) {
+        if (!api_job_call_reply_error(c, "file", r))
+                http_reply_json(c->req, 200, file_object(c->row));
+}
+
+static int file_content_work(ApiJobCall *c) {
+        int r = file_lookup_work(c);
+
+        return r < 0 ? r : jobs_store_file_content(c->store, c->id, &c->data, &c->len);
+}
+
+static void file_content_read(ApiJobCall *c, int r) {
+        if (r < 0 && c->row && r != -EACCES)
+                return api_reply_store_error(c->req, r, "read the file");
+        if (!api_job_call_reply_error(c, "file", r))
+                http_reply(c->req, 200, "application/jsonl", c->data, c->len, NULL, NULL);
+}
+
+/* -EBUSY while a batch that has not ended reads it; gone already is no error. */
+static int file_delete_work(ApiJobCall *c) {
+        int r = file_lookup_work(c);
+
+        if (r < 0)
+                return r;
+        r = jobs_store_file_delete(c->store, c->id);
+        return r == -ENOENT ? 0 : r;
+}
+
+static void file_deleted(ApiJobCall *c, int r) {
         if (r == -EBUSY) {
-                http_reply_error(req, 409, "invalid_request_error", "file_id", "file_in_use",
+                http_reply_error(c->req, 409, "invalid_request_error", "file_id", "file_in_use",
                                  "file %.100s is the input of a batch that has not ended; cancel it first",
-                                 id);
+                                 c->id);
                 return;
         }
-        if (r < 0 && r != -ENOENT)
-                return api_reply_store_error(req, r, "delete the file");
-        http_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "id", id, "object", "file", "deleted", 1));
+        if (r < 0 && c->row && r != -EACCES)
+                return api_reply_store_error(c->req, r, "delete the file");
+        if (!api_job_call_reply_error(c, "file", r))
+                http_reply_json(c->req, 200,
+                                json_pack("{s:s,s:s,s:b}", "id", c->id, "object", "file", "deleted", 1));
+}
+
+/* One store step on the file @id, answered by @reply. */
+static void file_call(Server *s, HttpRequest *req, const char *id, const char *what, ApiJobWork work,
+                      ApiJobReply reply) {
+        ApiJobCall *c = api_job_call_new(s, req, what);
+
+        if (!c)
+                return;
+        snprintf(c->id, sizeof c->id, "%s", id);
+        (void) api_job_call_run(c, work, reply);
 }
 
 static void reply_405(HttpRequest *req, const char *allow) {
@@ -348,19 +433,16 @@ void api_files(Server *s, HttpRequest *req, const char *rest) {
         rest += 1 + n;
         if (streq(rest, "/content")) {
                 if (get)
-                        file_content(s, req, id);
+                        file_call(s, req, id, "read the file", file_content_work, file_content_read);
                 else
                         reply_405(req, "GET");
         } else if (*rest == 0) {
-                json_t *row;
                 if (streq(method, "DELETE"))
-                        file_delete(s, req, id);
+                        file_call(s, req, id, "delete the file", file_delete_work, file_deleted);
                 else if (!get)
                         reply_405(req, "GET, DELETE");
-                else if ((row = file_lookup(s, req, id))) {
-                        http_reply_json(req, 200, file_object(row));
-                        json_decref(row);
-                }
+                else
+                        file_call(s, req, id, "read the file", file_lookup_work, file_got);
         } else
                 http_reply_error(req, 404, "invalid_request_error", NULL, "not_found", "no such endpoint");
 }

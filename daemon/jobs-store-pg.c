@@ -48,8 +48,15 @@ static const char schema_sql[] =
 /* After a connection failed, stopped answering or a statement ran into
  * statement_timeout, calls fail at once for this long instead of each
  * waiting for its own timeout: a database that is down, hung or locked
- * costs the loop one timeout per second at most. */
+ * costs each lane one timeout per second at most. */
 #define RETRY_MS 1000
+
+static uint64_t mono_msec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
 
 typedef struct PgLink {
         PGconn *conn;
@@ -59,24 +66,49 @@ typedef struct PgLink {
 } PgLink;
 
 struct JobsPg {
-        unsigned timeout_ms; /* the loop's connection: every call */
-        int schema_ok;       /* read and written by the loop's connection only */
-        PgLink loop;
+        unsigned timeout_ms;         /* a lane's calls: each at most this */
+        pthread_mutex_t schema_lock; /* the first lane to connect makes the tables */
+        int schema_ok;
+        PgLink lanes[JOBS_PG_LANES]; /* one per store thread (jobs_pg_enter()) */
         pthread_mutex_t worker_lock; /* the worker's connection */
         PgLink worker;
 };
+
+/* What the calls of this thread use, from jobs_pg_enter() to
+ * jobs_pg_leave(): each lane is one thread's, so a connection is never
+ * used by two threads at once. Outside (shutdown, with the threads
+ * joined) the first lane, and a deadline of timeout_ms from each call. */
+static _Thread_local struct {
+        JobsPg *pg;
+        PgLink *link;
+        uint64_t deadline; /* CLOCK_MONOTONIC ms; 0: none */
+} cur;
+
+void jobs_pg_enter(JobsPg *pg, unsigned lane, uint64_t deadline_ms) {
+        cur.pg = pg;
+        cur.link = &pg->lanes[MIN(lane, (unsigned) JOBS_PG_LANES - 1)];
+        cur.deadline = deadline_ms;
+}
+
+void jobs_pg_leave(void) {
+        cur.pg = NULL;
+        cur.link = NULL;
+        cur.deadline = 0;
+}
+
+static PgLink *lane_link(JobsPg *pg) {
+        return cur.pg == pg && cur.link ? cur.link : &pg->lanes[0];
+}
+
+/* The deadline of a statement on a lane: the call's, else timeout_ms from now. */
+static uint64_t lane_deadline(JobsPg *pg) {
+        return cur.pg == pg && cur.deadline ? cur.deadline : mono_msec() + pg->timeout_ms;
+}
 
 static void pqclearp(PGresult **r) {
         PQclear(*r);
 }
 #define _cleanup_res_ _cleanup_(pqclearp)
-
-static uint64_t mono_msec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 /* Waits until @c's socket is readable (or writable with @write) or the
  * deadline passes (-ETIMEDOUT). */
@@ -164,11 +196,15 @@ static int link_connect(JobsPg *pg, PgLink *l, unsigned statement_ms, uint64_t d
         l->conn = c;
         snprintf(sql, sizeof sql, "SET statement_timeout = %u", statement_ms);
         r = run(pg, l, deadline, sql, 0, NULL, NULL, NULL, 0, PGRES_COMMAND_OK, NULL);
-        /* the loop's connection makes the tables: the worker's first call
-         * (an upload's bytes) comes after the loop's (the file count) */
-        if (r >= 0 && l == &pg->loop && !pg->schema_ok) {
-                r = schema(pg, l, deadline);
-                pg->schema_ok = r >= 0;
+        /* a lane makes the tables: the worker's first call (an upload's
+         * bytes) comes after a lane's (the file count) */
+        if (r >= 0 && l != &pg->worker) {
+                pthread_mutex_lock(&pg->schema_lock);
+                if (!pg->schema_ok) {
+                        r = schema(pg, l, deadline);
+                        pg->schema_ok = r >= 0;
+                }
+                pthread_mutex_unlock(&pg->schema_lock);
         }
         if (r < 0) {
                 link_fail(l);
@@ -225,11 +261,14 @@ static int run(JobsPg *pg, PgLink *l, uint64_t deadline, const char *sql, int n,
         PGresult *res = NULL;
         int r;
 
+        /* the call waited its whole budget in its lane's queue: nothing sent, the connection kept */
+        if (mono_msec() >= deadline)
+                return -ETIMEDOUT;
         /* it failed a moment ago (never inside a transaction: its ROLLBACK must go through) */
         if (mono_msec() < l->retry_at && (!l->conn || PQtransactionStatus(l->conn) == PQTRANS_IDLE))
                 return l->retry_err;
         if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
-                unsigned ms = l == &pg->loop ? pg->timeout_ms : kb_pg_statement_timeout_ms();
+                unsigned ms = l != &pg->worker ? pg->timeout_ms : kb_pg_statement_timeout_ms();
                 link_drop(l);
                 r = link_connect(pg, l, ms, deadline);
                 if (r < 0)
@@ -307,23 +346,28 @@ static int schema(JobsPg *pg, PgLink *l, uint64_t deadline) {
         return r;
 }
 
-/* A statement on the loop's connection, bounded by jobs.db_timeout_ms. */
+/* A statement on this thread's lane, bounded by the call's deadline. */
 static int q(JobsPg *pg, const char *sql, int n, const char *const *values, ExecStatusType want,
              PGresult **ret) {
-        return run(pg, &pg->loop, mono_msec() + pg->timeout_ms, sql, n, values, NULL, NULL, 0, want, ret);
+        return run(pg, lane_link(pg), lane_deadline(pg), sql, n, values, NULL, NULL, 0, want, ret);
 }
 
 static int cmd(JobsPg *pg, const char *sql, int n, const char *const *values) {
         return q(pg, sql, n, values, PGRES_COMMAND_OK, NULL);
 }
 
-/* Ends a transaction begun on the loop's connection: COMMIT when @r >= 0,
- * else ROLLBACK (if the connection is still there) and @r. */
+/* Ends a transaction begun on this thread's lane: COMMIT when @r >= 0,
+ * else ROLLBACK (if the connection is still there: given a second of its
+ * own, as the call's deadline may have passed) and @r. */
 static int tx_end(JobsPg *pg, int r) {
-        if (r >= 0)
-                return cmd(pg, "COMMIT", 0, NULL);
-        if (pg->loop.conn && PQtransactionStatus(pg->loop.conn) != PQTRANS_IDLE)
-                (void) cmd(pg, "ROLLBACK", 0, NULL);
+        PgLink *l = lane_link(pg);
+
+        /* a COMMIT refused unsent (past the deadline) leaves the transaction open: rolled back below */
+        if (r >= 0 && (r = cmd(pg, "COMMIT", 0, NULL)) >= 0)
+                return r;
+        if (l->conn && PQtransactionStatus(l->conn) != PQTRANS_IDLE)
+                (void) run(pg, l, mono_msec() + 1000, "ROLLBACK", 0, NULL, NULL, NULL, 0, PGRES_COMMAND_OK,
+                           NULL);
         return r;
 }
 
@@ -400,6 +444,7 @@ int jobs_pg_open(unsigned timeout_ms, JobsPg **ret) {
         if (!pg)
                 return -ENOMEM;
         pg->timeout_ms = timeout_ms;
+        pthread_mutex_init(&pg->schema_lock, NULL);
         pthread_mutex_init(&pg->worker_lock, NULL);
         *ret = pg;
         return 0;
@@ -408,8 +453,10 @@ int jobs_pg_open(unsigned timeout_ms, JobsPg **ret) {
 JobsPg *jobs_pg_close(JobsPg *pg) {
         if (!pg)
                 return NULL;
-        link_drop(&pg->loop);
+        for (size_t i = 0; i < JOBS_PG_LANES; i++)
+                link_drop(&pg->lanes[i]);
         link_drop(&pg->worker);
+        pthread_mutex_destroy(&pg->schema_lock);
         pthread_mutex_destroy(&pg->worker_lock);
         free(pg);
         return NULL;
@@ -513,13 +560,13 @@ int jobs_pg_file_content(JobsPg *pg, const char *id, size_t max, char **ret, siz
         if (r < 0)
                 return r;
         if (!json_is_string(json_object_get(row, "batch_id"))) {
-                r = run(pg, &pg->loop, mono_msec() + pg->timeout_ms,
+                r = run(pg, lane_link(pg), lane_deadline(pg),
                         "SELECT data FROM moa_jobs_file_data WHERE id = $1", 1, &id, NULL, NULL, 1,
                         PGRES_TUPLES_OK, &res);
                 return r < 0 ? r : bytes_of(res, max, ret, ret_len);
         }
         /* a batch's output or error file: its lines in input order, each with its newline */
-        r = run(pg, &pg->loop, mono_msec() + pg->timeout_ms,
+        r = run(pg, lane_link(pg), lane_deadline(pg),
                 "SELECT convert_to(r.output, 'UTF8') FROM moa_jobs_files f "
                 "JOIN moa_jobs_results r ON r.batch_id = f.batch_id AND r.ok = f.ok "
                 "WHERE f.id = $1 ORDER BY r.line",

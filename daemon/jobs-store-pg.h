@@ -6,11 +6,14 @@
  * batch through a lease (lease_owner, lease_expires) taken with
  * SELECT ... FOR UPDATE SKIP LOCKED and renewed by a heartbeat.
  *
- * Two connections: one used on the event loop (every call bounded by
- * jobs.db_timeout_ms: libpq in non-blocking mode, polled with a deadline,
- * the connection dropped when it passes), one used on the jobs worker for
- * file bytes (guarded by a mutex, bounded by knowledge.statement_timeout_ms).
- * Both connect again on the call after a failure. The connection settings
+ * Nothing here runs on the event loop. One connection per lane
+ * (JOBS_PG_LANES: the runner's and the API's store threads, jobs.c), used
+ * by the thread between jobs_pg_enter() and jobs_pg_leave() (every call
+ * bounded by its deadline, at most jobs.db_timeout_ms: libpq in
+ * non-blocking mode, polled with the deadline, the connection dropped when
+ * it passes), and one used on the jobs worker for file bytes (guarded by a
+ * mutex, bounded by knowledge.statement_timeout_ms). Each connects again on
+ * the call after a failure. The connection settings
  * (conninfo, password file) are the knowledge backend's (kb_pg_settings()).
  * The functions have the contracts of their jobs_store_ namesakes; a
  * database that cannot be reached gives -ECONNREFUSED, -ECONNRESET or
@@ -22,6 +25,17 @@
 #include <stdint.h>
 
 typedef struct JobsPg JobsPg;
+
+/* Store threads, each with a connection of its own. */
+#define JOBS_PG_LANES 2
+
+/**
+ * jobs_pg_enter() - the calls this thread makes until jobs_pg_leave() use
+ * lane @lane's connection and end by @deadline_ms (CLOCK_MONOTONIC ms;
+ * 0: jobs.db_timeout_ms from each call). One thread per lane at a time.
+ */
+void jobs_pg_enter(JobsPg *pg, unsigned lane, uint64_t deadline_ms);
+void jobs_pg_leave(void);
 
 /** jobs_pg_open() - a handle; it connects on first use, so a database down at start is no error. */
 int jobs_pg_open(unsigned timeout_ms, JobsPg **ret);

@@ -1,7 +1,7 @@
 /* jobs-store.c — see jobs-store.h. The SQLite store: one connection, used
- * on the loop. A store opened with jobs_store_open_shared() hands files,
- * batches and results to jobs-store-pg.c (every function below starts by
- * dispatching, the way kb.c does) and keeps only the ingest jobs here. */
+ * on the loop (jobs.c's store calls run there at once). A store opened with jobs_store_open_shared() hands
+ * files, batches and results to jobs-store-pg.c (every function below starts by dispatching, the way kb.c
+ * does) and keeps only the ingest jobs here. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -213,6 +213,16 @@ int jobs_store_set_owner(JobsStore *st, const char *owner) {
         free(st->owner);
         st->owner = o;
         return 0;
+}
+
+void jobs_store_enter(JobsStore *st, unsigned lane, uint64_t deadline_ms) {
+        if (st->pg)
+                jobs_pg_enter(st->pg, lane, deadline_ms);
+}
+
+void jobs_store_leave(JobsStore *st) {
+        if (st->pg)
+                jobs_pg_leave();
 }
 
 int jobs_store_shared(JobsStore *st) {

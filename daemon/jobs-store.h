@@ -9,6 +9,9 @@
  * batches and results are in that database instead
  * (jobs_store_open_shared()), so that any number of instances share them;
  * the ingest jobs stay in jobs.db, as they read a directory of this host.
+ * The calls of files, batches, results and leases then never run on the
+ * loop: jobs.c makes them on its store threads (jobs_call()), one per
+ * lane, each inside jobs_store_enter() and jobs_store_leave().
  * Rows come back as JSON objects keyed by column name. */
 #pragma once
 
@@ -25,8 +28,8 @@ int jobs_store_open(const char *dir, JobsStore **ret);
  * jobs_store_open_shared() - @dir/jobs.db for the ingest jobs, and files,
  * batches and results in the PostgreSQL knowledge database
  * (jobs-store-pg.h), shared by every instance on it. Does not connect: a
- * database down at start is no error, the first call tries. Every call on
- * the loop waits at most @timeout_ms. Returns 0 or -errno.
+ * database down at start is no error, the first call tries. Every call
+ * waits at most @timeout_ms. Returns 0 or -errno.
  */
 int jobs_store_open_shared(const char *dir, unsigned timeout_ms, JobsStore **ret);
 
@@ -36,6 +39,18 @@ int jobs_store_open_shared(const char *dir, unsigned timeout_ms, JobsStore **ret
  * holds the batch. Returns 0 or -ENOMEM.
  */
 int jobs_store_set_owner(JobsStore *st, const char *owner);
+
+/* The lanes of a shared store: the batch runner's calls, and the HTTP API's. */
+enum { JOBS_STORE_RUNNER = 0, JOBS_STORE_API = 1 };
+
+/**
+ * jobs_store_enter() - the calls this thread makes on @st until
+ * jobs_store_leave() use the connection of @lane and end by @deadline_ms
+ * (CLOCK_MONOTONIC ms; 0: jobs.db_timeout_ms from each call), failing with
+ * -ETIMEDOUT past it. One thread per lane at a time. Nothing for SQLite.
+ */
+void jobs_store_enter(JobsStore *st, unsigned lane, uint64_t deadline_ms);
+void jobs_store_leave(JobsStore *st);
 
 /** jobs_store_shared() - whether @st is shared (PostgreSQL). */
 int jobs_store_shared(JobsStore *st);

@@ -815,8 +815,13 @@ static int pg_candidate_cmp(const void *a, const void *b) {
  *    query), df counted over them, as FTS5 does;
  *  - pruned ($8 each term's chunk count from the term statistics, $9 the
  *    rare terms, kb_pg_search_params()): the chunks holding a rare term,
- *    the best KB_PG_PRUNED_CANDIDATES of them by ts_rank, scored exactly
- *    with df from $8 (or the candidates, if more).
+ *    the best KB_PG_PRUNED_SHORTLIST of them by ts_rank (m0), of which
+ *    the best KB_PG_PRUNED_CANDIDATES by the summed idf of the rare
+ *    lexemes they hold (rw: the six rarest, one match each: a fixed
+ *    expression, no subplan per row), then by ts_rank (m), scored exactly
+ *    with df from $8 (or the candidates, if more). ts_rank alone is blind
+ *    to idf: a chunk repeating a merely uncommon word outranked the one
+ *    holding the rarest, and the answer was cut (bench/kb-backends.py).
  * The last two columns are each term's chunk count and the agent's chunk
  * count: the idf weights of the coverage and proximity bonus ($8 when
  * given; counted per term, as an init plan, only when not). */
@@ -828,9 +833,24 @@ const char kb_pg_search_sql[] =
         "q AS (SELECT string_agg(DISTINCT quote_literal(x.lexeme), ' | ')::tsquery AS q "
         "  FROM unnest(coalesce($9::text[], $3::text[])) AS u(t), "
         "  unnest(to_tsvector($2::regconfig, u.t)) AS x), "
-        "m AS (SELECT c.id, c.doc_id, c.tsv, c.n_tokens FROM q, moa_kb_chunks c "
-        "  WHERE c.agent = $1 AND c.tsv @@ q.q "
-        "  ORDER BY CASE WHEN $9::text[] IS NULL THEN 0 ELSE ts_rank(c.tsv, q.q) END DESC, c.id "
+        "rw AS (SELECT array_agg(quote_literal(t.lexeme)::tsquery ORDER BY t.df, t.lexeme) AS qs, "
+        "  array_agg(greatest(ln((n.n - t.df + 0.5) / (t.df + 0.5)), 1e-6) ORDER BY t.df, t.lexeme) AS ws "
+        "  FROM terms t, (SELECT greatest(n_chunks, 1)::float8 AS n FROM moa_kb_agents WHERE agent = $1) n "
+        "  WHERE t.df IS NOT NULL AND t.lexeme IN (SELECT y.lexeme FROM unnest($9::text[]) AS v(w), "
+        "  unnest(to_tsvector($2::regconfig, v.w)) AS y)), "
+        "m0 AS (SELECT c.id, c.doc_id, c.tsv, c.n_tokens, "
+        "  CASE WHEN $9::text[] IS NULL THEN 0 ELSE ts_rank(c.tsv, q.q) END AS rk FROM q, moa_kb_chunks c "
+        "  WHERE c.agent = $1 AND c.tsv @@ q.q ORDER BY 5 DESC, c.id "
+        "  LIMIT CASE WHEN $9::text[] IS NULL THEN NULL ELSE " KB_PG_PRUNED_SHORTLIST " END), "
+        "m AS (SELECT m0.id, m0.doc_id, m0.tsv, m0.n_tokens FROM m0, rw "
+        "  ORDER BY CASE WHEN $9::text[] IS NULL THEN 0 ELSE "
+        "  (CASE WHEN m0.tsv @@ rw.qs[1] THEN rw.ws[1] ELSE 0 END) + "
+        "  (CASE WHEN m0.tsv @@ rw.qs[2] THEN rw.ws[2] ELSE 0 END) + "
+        "  (CASE WHEN m0.tsv @@ rw.qs[3] THEN rw.ws[3] ELSE 0 END) + "
+        "  (CASE WHEN m0.tsv @@ rw.qs[4] THEN rw.ws[4] ELSE 0 END) + "
+        "  (CASE WHEN m0.tsv @@ rw.qs[5] THEN rw.ws[5] ELSE 0 END) + "
+        "  (CASE WHEN m0.tsv @@ rw.qs[6] THEN rw.ws[6] ELSE 0 END) "
+        "  END DESC, m0.rk DESC, m0.id "
         "  LIMIT CASE WHEN $9::text[] IS NULL THEN NULL ELSE " KB_PG_PRUNED_CANDIDATES " END), "
         "tf AS (SELECT m.id, m.doc_id, m.n_tokens, x.lexeme, "
         "  $4::float8 * (SELECT count(*) FROM unnest(x.weights) w WHERE w = 'D') + "

@@ -148,11 +148,13 @@ extern const char kb_pg_schema_sql[];
 
 /* knowledge.search_prune_chunks: from this many chunks a search scores
  * only the chunks holding its rarest terms, the best KB_PG_PRUNED_CANDIDATES
- * of them by ts_rank (the full match set costs ~50 us a chunk). */
+ * of them by the idf of the rarest terms they hold, then ts_rank (the full
+ * match set costs ~50 us a chunk). */
 #define KB_PG_DEFAULT_PRUNE_CHUNKS 5000u
 #define KB_PG_PRUNED_TERMS 4u         /* at most this many rare terms select the candidates */
 #define KB_PG_PRUNED_RARE_SHARE 0.1   /* rare: in at most this share of the chunks */
 #define KB_PG_PRUNED_CANDIDATES "500" /* scored exactly (SQL literal) */
+#define KB_PG_PRUNED_SHORTLIST "2000" /* by ts_rank, then ordered by the rare terms' idf (SQL literal) */
 
 /* The search statement's parameters ($1..$9) in text form. */
 #define KB_PG_SEARCH_PARAMS 9

@@ -22,6 +22,7 @@ struct Worker {
         pthread_cond_t cond;
         pthread_t thread;
         int thread_started;
+        int inline_work; /* no thread: worker_submit() runs the work itself */
         int stop;
         /* All protected by @lock. */
         WorkerTask *queue_head, *queue_tail; /* waiting */
@@ -99,7 +100,8 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-int worker_new(sd_event *e, const char *description, unsigned max_queued, Worker **ret) {
+static int worker_make(sd_event *e, const char *description, unsigned max_queued, int inline_work,
+                       Worker **ret) {
         Worker *w;
         int r;
 
@@ -120,15 +122,26 @@ int worker_new(sd_event *e, const char *description, unsigned max_queued, Worker
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_description(w->source, description);
-        r = -pthread_create(&w->thread, NULL, worker_main, w);
-        if (r < 0)
-                goto fail;
-        w->thread_started = 1;
+        w->inline_work = inline_work;
+        if (!inline_work) {
+                r = -pthread_create(&w->thread, NULL, worker_main, w);
+                if (r < 0)
+                        goto fail;
+                w->thread_started = 1;
+        }
         *ret = w;
         return 0;
 fail:
         worker_free(w);
         return r;
+}
+
+int worker_new(sd_event *e, const char *description, unsigned max_queued, Worker **ret) {
+        return worker_make(e, description, max_queued, 0, ret);
+}
+
+int worker_new_inline(sd_event *e, const char *description, Worker **ret) {
+        return worker_make(e, description, 0, 1, ret);
 }
 
 Worker *worker_free(Worker *w) {
@@ -166,6 +179,19 @@ int worker_submit(Worker *w, WorkerWorkFn work, WorkerDoneFn done, void *data, W
         if (!t)
                 return -ENOMEM;
         *t = (WorkerTask){.worker = w, .work = work, .done = done, .data = data};
+        if (w->inline_work && !w->stop) {
+                uint64_t one = 1;
+                /* the work now, its callback from the loop, as a thread's would be */
+                t->result = work(data);
+                pthread_mutex_lock(&w->lock);
+                list_append(&w->done_head, &w->done_tail, t);
+                pthread_mutex_unlock(&w->lock);
+                if (write(w->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+                        log_warning_errno(-errno, "worker: cannot signal completion");
+                if (ret)
+                        *ret = t;
+                return 0;
+        }
         pthread_mutex_lock(&w->lock);
         if (w->stop || (w->max_queued > 0 && w->n_queued >= w->max_queued)) {
                 int r = w->stop ? -ESHUTDOWN : -EBUSY;

@@ -24,6 +24,14 @@ typedef void (*WorkerDoneFn)(void *data, int result);
 int worker_new(sd_event *e, const char *description, unsigned max_queued, Worker **ret);
 
 /**
+ * worker_new_inline() - a worker without a thread, for work that is fast
+ * enough for the loop but whose callers are written for worker_submit():
+ * the work runs inside worker_submit(), its callback later from the loop
+ * (never from inside worker_submit()), exactly as with a thread.
+ */
+int worker_new_inline(sd_event *e, const char *description, Worker **ret);
+
+/**
  * worker_free() - let the running task finish, join the thread, then run
  * the callbacks of every task not yet reported with -ECANCELED. NULL is a
  * no-op; returns NULL.

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pgtest
 from moadtest import Daemon
-from test_pg import NotWaitingDaemon
+from test_pg import Background, NotWaitingDaemon
 from test_jobs import ENDPOINT, JobsClient, finish
 
 PG = None
@@ -395,6 +395,101 @@ class Bounded(Shared):
             time.sleep(0.1)
         st, _, j = self.a.json("GET", "/v1/batches")
         self.assertEqual(st, 200, j)
+
+
+class OffTheLoop(Shared):
+    """With jobs on PostgreSQL no jobs call waits on the event loop: the
+    store runs on a thread of its own. A jobs request held up by the
+    database (its table locked by another session) leaves the daemon
+    serving other requests meanwhile; the database stopped while such a
+    request waits answers it 503, not a hang, and the instance recovers
+    without a restart. jobs.db_timeout_ms is long (30 s) so that a loop
+    waiting for the database could not answer the other requests in time."""
+    extra = "  db_timeout_ms: 30000\n"
+
+    LISTING = "SELECT b.id, b.owner%"  # the statement of GET /v1/batches
+
+    def waiting(self, like=LISTING):
+        """moad's jobs statements starting with @like waiting for a lock now."""
+        return int(PG.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND "
+                           "wait_event_type = 'Lock' AND query LIKE '%s'" % (self.db, like), self.db))
+
+    def wait_waiting(self):
+        end = time.time() + 30
+        while self.waiting() < 1:
+            self.assertLess(time.time(), end, "no jobs statement of moad waited for the lock")
+            time.sleep(0.05)
+
+    def quick(self, d, method, path, body=None):
+        """@path answered on a fresh connection with a 5 s socket timeout:
+        the lock is held until the test releases it, so a loop waiting for
+        the database would not answer."""
+        c = d.conn(timeout=5)
+        try:
+            return d.json(method, path, body, conn=c)
+        finally:
+            c.close()
+
+    def test_a_request_waiting_for_the_database_does_not_block_the_loop(self):
+        f = self.upload(self.a, 1, first=700)
+        lock = PG.lock_chunks(self.db, "moa_jobs_batches")
+        try:
+            listed = Background(self.a.json, "GET", "/v1/batches")
+            self.wait_waiting()
+            # queued behind the listing on the API's store thread
+            created = Background(self.a.json, "POST", "/v1/batches",
+                                 {"input_file_id": f["id"], "endpoint": ENDPOINT, "completion_window": "24h"})
+            st, _, h = self.quick(self.a, "GET", "/healthz")
+            self.assertEqual(st, 200, h)
+            st, _, m = self.quick(self.a, "GET", "/v1/models")
+            self.assertEqual(st, 200, m)
+            # a jobs request that needs no database answers too (a 404 of the router)
+            st, _, e = self.quick(self.a, "GET", "/v1/batches/batch_x/nothing")
+            self.assertEqual(st, 404, e)
+            # answered while the jobs requests still waited for the lock
+            self.assertGreaterEqual(self.waiting(), 1)
+            self.assertFalse(listed.done())
+            self.assertFalse(created.done())
+        finally:
+            PG.release(lock)
+        st, _, j = listed.result()
+        self.assertEqual(st, 200, j)
+        st, _, b = created.result()
+        self.assertEqual(st, 200, b)
+        done = self.on(self.a).wait(b["id"], timeout=60)
+        self.assertEqual(done["request_counts"], {"total": 1, "completed": 1, "failed": 0})
+
+    def test_database_stopped_mid_request_answers_503_then_recovers(self):
+        lock = PG.lock_chunks(self.db, "moa_jobs_batches")
+        try:
+            listed = Background(self.b.json, "GET", "/v1/batches")
+            self.wait_waiting()
+            st, _, h = self.quick(self.b, "GET", "/healthz")
+            self.assertEqual(st, 200, h)
+            self.assertFalse(listed.done())
+            PG.pg_ctl("stop")  # fast: the waiting session is ended with the server
+            try:
+                st, _, e = listed.result(timeout=25)  # long before jobs.db_timeout_ms
+                self.assertEqual(st, 503, e)
+                self.assertEqual(e["error"]["code"], "jobs_database_unavailable")
+                self.assertIn("jobs database (PostgreSQL) is unavailable", e["error"]["message"])
+                st, _, h = self.quick(self.b, "GET", "/healthz")
+                self.assertEqual(st, 200, h)
+                st, _, e = self.quick(self.b, "GET", "/v1/files")
+                self.assertEqual(st, 503, e)
+            finally:
+                PG.pg_ctl("start")
+        finally:
+            PG.release(lock)
+        end = time.time() + 10
+        while self.b.json("GET", "/v1/batches")[0] != 200 and time.time() < end:
+            time.sleep(0.1)
+        st, _, j = self.b.json("GET", "/v1/batches")
+        self.assertEqual(st, 200, j)
+        f = self.upload(self.b, 1, first=710)
+        b = self.create(self.b, f["id"])
+        done = self.on(self.b).wait(b["id"], timeout=60)
+        self.assertEqual(done["request_counts"], {"total": 1, "completed": 1, "failed": 0})
 
 
 if __name__ == "__main__":
