@@ -168,8 +168,10 @@ const checks = [
   }],
 
   ["Batch API: batches.cancel, files.delete", async () => {
-    // Many lines, so that the cancel arrives long before the last is answered.
-    const n = 400;
+    // Many lines, answered one at a time (the test's daemon runs jobs with
+    // concurrency 1), so that the cancel arrives long before the last is
+    // answered even on a loaded machine.
+    const n = 2000;
     const jsonl = Array.from({ length: n }, (_, i) => JSON.stringify({ custom_id: `q${i}`, method: "POST",
       url: "/v1/chat/completions", body: { model, messages: [{ role: "user", content: `${question} (${i})` }] } })).join("\n");
     const file = await client.files.create({ file: await toFile(Buffer.from(jsonl), "many.jsonl"), purpose: "batch" });

@@ -85,7 +85,10 @@ class OpenAINodeSDK(DaemonTestCase):
         for attempt in range(3):
             cls.port = free_port()
             try:
-                cls.d = Daemon(config='listen:\n  tcp: "127.0.0.1:%d"\n' % cls.port)
+                # one batch line at a time: the cancel test's batch must
+                # still be running when its cancel arrives, however loaded
+                # the machine
+                cls.d = Daemon(config='listen:\n  tcp: "127.0.0.1:%d"\njobs:\n  concurrency: 1\n' % cls.port)
                 return
             except RuntimeError as e:
                 if attempt == 2 or "in use" not in str(e):
